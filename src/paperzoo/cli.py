@@ -1,0 +1,185 @@
+"""The ``paperzoo`` command: ``list``, ``info``, ``run`` and ``tour``.
+
+Built on the public API only. Every command that takes a model name exits with status 2 and a
+"did you mean" line for an unknown name; ``tour`` exits with status 1 if any canonical model's measured
+parameter count differs from its card or its example forward pass fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from paperzoo.measure import count_parameters, measure_gmacs
+from paperzoo.registry import TASKS, UnknownModelError, create_model, list_models, model_builder, model_card
+
+
+def describe_output(output: Any) -> str:
+    """Shapes of whatever a forward pass returns: a tensor, a tuple or list of them, or a dict."""
+    if isinstance(output, torch.Tensor):
+        return "(" + ", ".join(map(str, output.shape)) + ")"
+    if isinstance(output, dict):
+        return "{" + ", ".join(f"{k}: {describe_output(v)}" for k, v in output.items()) + "}"
+    if isinstance(output, (list, tuple)):
+        return "[" + ", ".join(describe_output(v) for v in output) + "]"
+    return type(output).__name__
+
+
+def markdown_table(names: Sequence[str]) -> str:
+    """The README's model table: one row per registered variant."""
+    rows = ["| name | architecture | year | task | parameters | reference |",
+            "| --- | --- | --- | --- | ---: | --- |"]
+    for name in names:
+        card = model_card(name)
+        rows.append(f"| `{name}` | {card.architecture} | {card.paper.year} | {card.task} | "
+                    f"{card.params:,} | {card.reference} |")
+    return "\n".join(rows)
+
+
+def _list(args: argparse.Namespace, console: Console) -> int:
+    names = list_models(args.pattern, task=args.task)
+    if args.format == "markdown":
+        print(markdown_table(names))
+        return 0
+    table = Table(title=f"{len(names)} models")
+    for column in ("name", "architecture", "year", "task", "parameters", "reference"):
+        table.add_column(column, justify="right" if column == "parameters" else "left")
+    for name in names:
+        card = model_card(name)
+        table.add_row(name + (" *" if card.canonical else ""), card.architecture, str(card.paper.year),
+                      card.task, f"{card.params:,}", card.reference)
+    console.print(table)
+    console.print("* the canonical variant of its architecture")
+    return 0
+
+
+def _info(args: argparse.Namespace, console: Console) -> int:
+    card = model_card(args.name)
+    with torch.device("meta"):  # measure without allocating the weights
+        model = create_model(args.name).eval()
+        params = count_parameters(model)
+        gmacs = measure_gmacs(model, card.example_input(1))
+    source = Path(inspect.getsourcefile(model_builder(args.name)) or "?")
+    mark = "[green]✓[/]" if card.params_match(params) else "[red]✗[/]"
+    table = Table(show_header=False, title=f"{card.name}: {card.architecture}")
+    table.add_row("task", card.task)
+    table.add_row("paper", f"{card.paper.title} ({card.paper.year})")
+    table.add_row("authors", card.paper.authors)
+    table.add_row("url", card.paper.url)
+    table.add_row("innovations", "\n".join(f"• {line}" for line in card.innovations))
+    table.add_row("input", card.input.describe())
+    table.add_row("parameters", f"{params:,} measured, {card.params:,} published {mark}\n({card.params_source})")
+    table.add_row("GMACs", f"{gmacs:.3f} measured, {card.gmacs:.3f} on the card")
+    table.add_row("reference", card.reference)
+    if card.notes:
+        table.add_row("notes", card.notes)
+    table.add_row("file", str(source))
+    console.print(table)
+    return 0
+
+
+def _run(args: argparse.Namespace, console: Console) -> int:
+    card = model_card(args.name)
+    console.print(f"[bold]{card.architecture}[/] ({card.paper.title}, {card.paper.year})")
+    start = time.perf_counter()
+    model = create_model(args.name).eval()
+    built = time.perf_counter() - start
+    params = count_parameters(model)
+    mark = "✓" if card.params_match(params) else f"✗ (published {card.params:,})"
+    console.print(f"built in {built:.2f} s: {params:,} parameters {mark}")
+    x = card.example_input(args.batch_size)
+    with torch.no_grad():
+        start = time.perf_counter()
+        output = model(x)
+        elapsed = time.perf_counter() - start
+    console.print(f"input {describe_output(x)} → output {describe_output(output)} in {elapsed * 1000:.0f} ms")
+    return 0
+
+
+def _tour(args: argparse.Namespace, console: Console) -> int:
+    names = list_models(args.pattern, canonical_only=True)
+    table = Table(title="the zoo: canonical models")
+    for column in ("name", "architecture", "year", "published", "measured", "", "output", "forward"):
+        table.add_column(column, justify="right" if column in ("published", "measured", "forward") else "left")
+    failures = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("touring", total=len(names))
+        for name in names:
+            progress.update(task, description=f"touring {name}")
+            card = model_card(name)
+            model = None
+            try:
+                model = create_model(name).eval()
+                params = count_parameters(model)
+                with torch.no_grad():
+                    start = time.perf_counter()
+                    output = describe_output(model(card.example_input(1)))
+                    elapsed = f"{(time.perf_counter() - start) * 1000:.0f} ms"
+                ok = card.params_match(params)
+                measured = f"{params:,}"
+            except Exception as err:  # a tour reports every model, then fails at the end
+                ok, measured, output, elapsed = False, "error", f"{type(err).__name__}: {err}", "-"
+            if not ok:
+                failures.append(name)
+            table.add_row(name, card.architecture, str(card.paper.year), f"{card.params:,}", measured,
+                          "[green]✓[/]" if ok else "[red]✗[/]", output, elapsed)
+            del model
+            progress.advance(task)
+    console.print(table)
+    if failures:
+        console.print(f"[red]{len(failures)} of {len(names)} failed: {', '.join(failures)}[/]")
+        return 1
+    console.print(f"[green]all {len(names)} canonical models match their published parameter counts[/]")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paperzoo", description="Landmark neural networks, each "
+                                     "readable like its paper and proven equal to its reference.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("list", help="the registered models, as a table")
+    p.add_argument("pattern", nargs="?", default="*", help="shell wildcard, e.g. 'resnet*'")
+    p.add_argument("--task", choices=TASKS, help="only models of this task")
+    p.add_argument("--format", choices=("table", "markdown"), default="table",
+                   help="markdown prints the README's model table")
+    p.set_defaults(handler=_list)
+
+    p = commands.add_parser("info", help="a model's card, measured parameters and GMACs, and its file")
+    p.add_argument("name")
+    p.set_defaults(handler=_info)
+
+    p = commands.add_parser("run", help="build one model, count it, and run its example input")
+    p.add_argument("name")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.set_defaults(handler=_run)
+
+    p = commands.add_parser("tour", help="every canonical model: published vs measured parameters, a forward pass")
+    p.add_argument("pattern", nargs="?", default="*", help="only the canonical models matching this wildcard")
+    p.set_defaults(handler=_tour)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console()
+    try:
+        return args.handler(args, console)
+    except UnknownModelError as err:
+        Console(stderr=True).print(f"[red]error:[/] {err}", highlight=False)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,11 @@
+"""Blocks shared by three or more architectures: the generic ones every reader already knows.
+
+A paper's own mechanism (the residual bottleneck, the inception module, dynamic routing) never lives here:
+it stays in its model file, in full view.
+"""
+
+from paperzoo.layers.conv import ConvNormAct
+from paperzoo.layers.features import FeatureInfo
+from paperzoo.layers.validation import check_image_batch
+
+__all__ = ["ConvNormAct", "FeatureInfo", "check_image_batch"]

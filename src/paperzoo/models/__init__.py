@@ -1,0 +1,1 @@
+"""The architectures, one file per paper, grouped by task. Loaded lazily by the registry."""

@@ -1,0 +1,1 @@
+"""Image classifiers: CNNs, vision transformers and the rest, one file per paper."""

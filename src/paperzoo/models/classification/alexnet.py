@@ -1,0 +1,163 @@
+"""AlexNet.
+
+Paper: "ImageNet Classification with Deep Convolutional Neural Networks", Alex Krizhevsky, Ilya Sutskever,
+Geoffrey E. Hinton, NeurIPS 2012. https://papers.nips.cc/paper/2012/hash/c399862d3b9d6b76c8436e924a68c45b-Abstract.html
+The variant built here (torchvision's) is from "One weird trick for parallelizing convolutional neural
+networks", Alex Krizhevsky, 2014. https://arxiv.org/abs/1404.5997
+
+AlexNet won ILSVRC-2012 by a wide margin and started the deep learning era in vision. Its ideas:
+
+* Rectified linear units, f(x) = max(0, x), instead of saturating tanh units: a four-layer net reached
+  25% training error on CIFAR-10 six times faster (§3.1, Figure 1).
+* A big network (60M parameters, five convolutional and three fully-connected layers) trained on GPUs.
+* Overlapping max pooling: windows of z = 3 with stride s = 2, so neighbouring windows overlap (§3.4).
+* Dropout (p = 0.5) in the first two fully-connected layers against over-fitting (§4.2).
+* Data augmentation: random 224×224 crops with flips, and PCA colour jitter (§4.1).
+
+Data flow (channels × size at a 224×224 input)::
+
+    image 3×224×224
+      conv1 11×11/4 → ReLU → pool1 3×3/2      64×27×27
+      conv2  5×5    → ReLU → pool2 3×3/2     192×13×13
+      conv3  3×3    → ReLU                   384×13×13
+      conv4  3×3    → ReLU                   256×13×13
+      conv5  3×3    → ReLU → pool5 3×3/2     256×6×6
+      adaptive average pool to 6×6, flatten  9216
+      dropout → fc6 → ReLU → dropout → fc7 → ReLU   4096
+      fc8                                    1000 logits
+
+Deviations from the 2012 paper, all torchvision's, kept so that its weights load and its outputs match:
+
+* The single-column "one weird trick" network: 64, 192, 384, 256, 256 convolution channels instead of the
+  paper's 96, 256, 384, 384, 256, and no grouped convolutions (the paper split conv2, conv4 and conv5 in
+  two groups only because each half lived on its own GPU).
+* No local response normalisation after conv1 and conv2 (§3.3): later work found it adds little.
+* Dropout acts on the inputs of fc6 and fc7 rather than on their outputs (the paper drops out the
+  outputs of the first two fully-connected layers, i.e. the inputs of fc7 and fc8).
+* An adaptive average pool to 6×6 before fc6, so inputs other than 224×224 work (the smallest is 63×63).
+
+Initialisation follows the paper (§5): weights from N(0, 0.01²), biases 1 in conv2, conv4, conv5 and the
+hidden fully-connected layers (to give the ReLUs positive inputs early on), 0 elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import torch
+from torch import nn
+
+from paperzoo.layers import ConvNormAct, check_image_batch
+from paperzoo.registry import InputSpec, ModelCard, Paper, register
+
+__all__ = ["AlexNet"]
+
+
+class AlexNet(nn.Module):
+    """AlexNet (torchvision's single-column variant).
+
+    Args:
+        num_classes: size of the output layer fc8; 0 leaves it out and returns fc7's features.
+        in_chans: channels of the input image.
+        dropout: dropout probability before fc6 and fc7 (the paper's 0.5).
+    """
+
+    min_input_size = 63  # the smallest H, W for which pool5 still sees a 3×3 window
+    model_name = "alexnet"
+
+    def __init__(self, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+
+        # No normalisation layers: ConvNormAct is conv → ReLU here. Overlapping pooling (§3.4): windows of
+        # z = 3 with stride s = 2 overlap, which lowered top-1 error by 0.4% against z = s = 2.
+        self.features = nn.Sequential(OrderedDict(
+            conv1=ConvNormAct(in_chans, 64, kernel_size=11, stride=4, padding=2, norm_layer=None),  # 224 → 55
+            pool1=nn.MaxPool2d(kernel_size=3, stride=2),  # 55 → 27
+            conv2=ConvNormAct(64, 192, kernel_size=5, norm_layer=None),
+            pool2=nn.MaxPool2d(kernel_size=3, stride=2),  # 27 → 13
+            conv3=ConvNormAct(192, 384, kernel_size=3, norm_layer=None),
+            conv4=ConvNormAct(384, 256, kernel_size=3, norm_layer=None),
+            conv5=ConvNormAct(256, 256, kernel_size=3, norm_layer=None),
+            pool5=nn.MaxPool2d(kernel_size=3, stride=2),  # 13 → 6
+        ))
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.num_features = 4096
+        self.classifier = nn.Sequential(OrderedDict(
+            drop6=nn.Dropout(p=dropout),
+            fc6=nn.Linear(256 * 6 * 6, 4096),
+            relu6=nn.ReLU(inplace=True),
+            drop7=nn.Dropout(p=dropout),
+            fc7=nn.Linear(4096, 4096),
+            relu7=nn.ReLU(inplace=True),
+        ))
+        self.fc8 = nn.Linear(4096, num_classes) if num_classes > 0 else nn.Identity()
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        ones = {self.features.conv2.conv, self.features.conv4.conv, self.features.conv5.conv,
+                self.classifier.fc6, self.classifier.fc7}
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.normal_(module.weight, mean=0.0, std=0.01)
+                nn.init.constant_(module.bias, 1.0 if module in ones else 0.0)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``(N, C, H, W)`` → pool5 feature map ``(N, 256, h, w)``."""
+        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """pool5 map → logits ``(N, num_classes)``, or fc7's features ``(N, 4096)`` if ``pre_logits``."""
+        x = torch.flatten(self.avgpool(x), 1)  # (N, 256, 6, 6) → (N, 9216)
+        x = self.classifier(x)
+        return x if pre_logits else self.fc8(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace fc8 with a freshly initialised layer of ``num_classes`` outputs (0: no fc8)."""
+        self.num_classes = num_classes
+        self.fc8 = nn.Linear(4096, num_classes) if num_classes > 0 else nn.Identity()
+        if num_classes > 0:
+            nn.init.normal_(self.fc8.weight, mean=0.0, std=0.01)
+            nn.init.zeros_(self.fc8.bias)
+
+
+@register(ModelCard(
+    name="alexnet",
+    architecture="AlexNet",
+    task="image-classification",
+    paper=Paper(
+        title="ImageNet Classification with Deep Convolutional Neural Networks",
+        authors="Alex Krizhevsky, Ilya Sutskever, Geoffrey E. Hinton",
+        year=2012,
+        url="https://papers.nips.cc/paper/2012/hash/c399862d3b9d6b76c8436e924a68c45b-Abstract.html",
+    ),
+    innovations=(
+        "ReLU non-linearities: several times faster training than saturating tanh units",
+        "a deep CNN (5 conv + 3 fully-connected layers, 60M parameters) trained on GPUs",
+        "overlapping max pooling (3x3 windows, stride 2)",
+        "dropout in the fully-connected layers against over-fitting",
+        "data augmentation: random crops, flips and PCA colour jitter",
+    ),
+    input=InputSpec(kind="image", shape=(3, 224, 224), min_size=AlexNet.min_input_size),
+    params=61_100_840,
+    params_source="torchvision.models.alexnet, counted (paper: 60M)",
+    reference="torchvision.models.alexnet",
+    gmacs=0.714,
+    canonical=True,
+    notes="torchvision's single-column 'one weird trick' variant: no LRN, no grouped convolutions.",
+))
+def alexnet(**kwargs: Any) -> AlexNet:
+    """AlexNet as in torchvision (the 2014 single-column variant of the 2012 network)."""
+    return AlexNet(**kwargs)
+
+
+if __name__ == "__main__":
+    from paperzoo.cli import main
+
+    main(["run", "alexnet"])

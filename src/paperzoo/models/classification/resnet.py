@@ -1,0 +1,288 @@
+"""ResNet.
+
+Paper: "Deep Residual Learning for Image Recognition", Kaiming He, Xiangyu Zhang, Shaoqing Ren, Jian Sun,
+CVPR 2016 (arXiv 2015). https://arxiv.org/abs/1512.03385
+
+Deeper plain networks trained worse, not only tested worse: a 56-layer plain net has higher *training*
+error than a 20-layer one (Figure 1). This "degradation" is an optimisation problem, since the deeper net
+could copy the shallower one and set its extra layers to identity. ResNet makes that easy:
+
+* Residual learning (§3.1). Let a few stacked layers fit the residual F(x) = H(x) − x instead of the
+  desired mapping H(x), and add x back through a shortcut:  y = F(x, {W_i}) + x   (eq. 1).
+  If the identity is nearly optimal, pushing F towards zero is easier than fitting an identity with a
+  stack of non-linear layers. Identity shortcuts add neither parameters nor computation.
+* Projection shortcuts (eq. 2): y = F(x, {W_i}) + W_s x, a 1×1 convolution with stride, only where the
+  shape changes (the paper's option B; Table 3 shows it a little better than zero-padding, option A).
+* The bottleneck block (§4.1, Figure 5) for the 50-, 101- and 152-layer nets: 1×1 reduces the width, the
+  3×3 works on the narrow tensor, 1×1 restores the width (×4), so depth costs less.
+* Batch normalisation after every convolution and before the activation, no dropout, and a global
+  average pool before one fully-connected layer.
+
+Data flow (Table 1) of ResNet-50 at 224×224::
+
+    image 3×224×224
+      conv1: 7×7, 64, stride 2 → BN → ReLU                     64×112×112
+      conv2_x: 3×3 max pool, stride 2; 3 bottlenecks (64→256)  256×56×56
+      conv3_x: 4 bottlenecks (128→512), first has stride 2     512×28×28
+      conv4_x: 6 bottlenecks (256→1024), first has stride 2   1024×14×14
+      conv5_x: 3 bottlenecks (512→2048), first has stride 2   2048×7×7
+      global average pool → fc                                    1000 logits
+
+    one bottleneck:   x ──► 1×1 reduce ─► 3×3 ─► 1×1 restore ──(+)──► ReLU ─► y
+                      └──────── identity, or 1×1 projection W_s ───┘
+
+Deviations from the paper, all torchvision's, kept so that its weights load and its outputs match:
+
+* "ResNet v1.5": a bottleneck that downsamples puts its stride on the 3×3 convolution, not on the first
+  1×1 as the paper does (a 1×1 convolution with stride 2 ignores three quarters of its input; moving the
+  stride gains about 0.5% top-1). ``stride_in_1x1=True`` builds the paper's original block; the parameter
+  count is the same either way.
+* He (Kaiming) normal initialisation with fan-out (the paper cites [13], He et al. 2015, fan-in);
+  ``zero_init_residual=True`` sets the last BN scale of each block to zero (Goyal et al. 2017), off by
+  default as in torchvision.
+* ``output_stride`` 16 or 8 replaces the stride of the last one or two stages by dilation (DeepLab); this
+  is for the segmentation models built on this backbone, and 32, the paper's network, is the default.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import torch
+from torch import nn
+
+from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch
+from paperzoo.registry import InputSpec, ModelCard, Paper, register
+
+__all__ = ["ResNet", "BasicBlock", "Bottleneck"]
+
+
+def shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    """The identity shortcut (eq. 1) where the shape is kept, else the projection W_s (eq. 2, option B)."""
+    if stride == 1 and in_channels == out_channels:
+        return nn.Identity()
+    return ConvNormAct(in_channels, out_channels, kernel_size=1, stride=stride, act_layer=None)
+
+
+class BasicBlock(nn.Module):
+    """The "building block" of ResNet-18/34 (Figure 2 and Figure 5, left): two 3×3 convolutions."""
+
+    expansion = 1  # output channels = width * expansion
+
+    def __init__(self, in_channels: int, width: int, stride: int = 1, dilation: int = 1,
+                 first_dilation: int | None = None, stride_in_1x1: bool = False) -> None:
+        super().__init__()
+        del stride_in_1x1  # only the bottleneck has a 1×1 convolution to put the stride on
+        out_channels = width * self.expansion
+        self.conv1 = ConvNormAct(in_channels, width, 3, stride=stride, dilation=first_dilation or dilation)
+        self.conv2 = ConvNormAct(width, out_channels, 3, dilation=dilation, act_layer=None)
+        self.shortcut = shortcut(in_channels, out_channels, stride)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = self.conv2(self.conv1(x))  # F(x, {W1, W2})
+        return self.act(residual + self.shortcut(x))  # y = F(x) + x, then the second non-linearity
+
+
+class Bottleneck(nn.Module):
+    """The bottleneck block of ResNet-50/101/152 (Figure 5, right): 1×1 reduce, 3×3, 1×1 restore."""
+
+    expansion = 4
+
+    def __init__(self, in_channels: int, width: int, stride: int = 1, dilation: int = 1,
+                 first_dilation: int | None = None, stride_in_1x1: bool = False) -> None:
+        super().__init__()
+        out_channels = width * self.expansion
+        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)  # paper vs. v1.5
+        self.conv1 = ConvNormAct(in_channels, width, 1, stride=stride_1x1)  # reduce
+        self.conv2 = ConvNormAct(width, width, 3, stride=stride_3x3, dilation=first_dilation or dilation)
+        self.conv3 = ConvNormAct(width, out_channels, 1, act_layer=None)  # restore, linear before the sum
+        self.shortcut = shortcut(in_channels, out_channels, stride)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = self.conv3(self.conv2(self.conv1(x)))  # F(x, {W1, W2, W3})
+        return self.act(residual + self.shortcut(x))  # y = F(x) + W_s x
+
+
+class ResNet(nn.Module):
+    """A residual network (Table 1).
+
+    Args:
+        block: :class:`BasicBlock` (18, 34 layers) or :class:`Bottleneck` (50, 101, 152).
+        blocks_per_stage: number of blocks in conv2_x … conv5_x, e.g. ``(3, 4, 6, 3)`` for ResNet-50.
+        num_classes: outputs of the final fc layer; 0 leaves it out and returns pooled features.
+        in_chans: channels of the input image.
+        stride_in_1x1: put a downsampling bottleneck's stride on its first 1×1 convolution, as the paper
+            (``False``, the default, is torchvision's v1.5).
+        zero_init_residual: start every block as the identity by zeroing its last BN scale.
+        output_stride: 32 (the paper), 16 or 8: the last stages trade their stride for dilation.
+        features_only: build no head; ``forward`` returns the outputs of the stages in ``out_indices``.
+        out_indices: which of conv2_x … conv5_x (0 … 3) ``features_only`` returns.
+    """
+
+    min_input_size = 32  # the network's total stride; smaller images leave conv5_x less than one pixel
+    model_name = "resnet"
+
+    def __init__(
+        self,
+        block: type[BasicBlock] | type[Bottleneck] = Bottleneck,
+        blocks_per_stage: tuple[int, int, int, int] = (3, 4, 6, 3),
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        stride_in_1x1: bool = False,
+        zero_init_residual: bool = False,
+        output_stride: int = 32,
+        features_only: bool = False,
+        out_indices: tuple[int, ...] = (0, 1, 2, 3),
+    ) -> None:
+        super().__init__()
+        if output_stride not in (8, 16, 32):
+            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.features_only = features_only
+        self.out_indices = tuple(out_indices)
+
+        # conv1 and the max pool that Table 1 lists at the top of conv2_x: together stride 4.
+        self.conv1 = ConvNormAct(in_chans, 64, kernel_size=7, stride=2, padding=3)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+
+        stages: OrderedDict[str, nn.Module] = OrderedDict()
+        self.feature_info: list[FeatureInfo] = []
+        in_channels, stride_so_far, dilation = 64, 4, 1
+        num_stages = max(self.out_indices) + 1 if features_only else 4
+        for i, (width, num_blocks) in enumerate(zip((64, 128, 256, 512), blocks_per_stage)):
+            if i == num_stages:
+                break
+            stride = 1 if i == 0 else 2
+            first_dilation = dilation
+            if stride_so_far * stride > output_stride:  # keep the resolution, widen the receptive field
+                dilation, stride = dilation * stride, 1
+            stride_so_far *= stride
+            layers = []
+            for j in range(num_blocks):
+                layers.append(block(in_channels, width, stride=stride if j == 0 else 1, dilation=dilation,
+                                    first_dilation=first_dilation if j == 0 else None,
+                                    stride_in_1x1=stride_in_1x1))
+                in_channels = width * block.expansion
+            name = f"conv{i + 2}_x"
+            stages[name] = nn.Sequential(*layers)
+            if i in self.out_indices:
+                self.feature_info.append(FeatureInfo(in_channels, stride_so_far, f"stages.{name}"))
+        self.stages = nn.Sequential(stages)
+
+        self.num_features = 512 * block.expansion
+        if not features_only:
+            self.global_pool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self._init_weights(zero_init_residual)
+
+    def _init_weights(self, zero_init_residual: bool) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        if zero_init_residual:
+            for module in self.modules():
+                if isinstance(module, (BasicBlock, Bottleneck)):
+                    last = module.conv3 if isinstance(module, Bottleneck) else module.conv2
+                    nn.init.zeros_(last.norm.weight)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``(N, C, H, W)`` → conv5_x feature map ``(N, 512·expansion, H/32, W/32)``."""
+        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+        return self.stages(self.maxpool(self.conv1(x)))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """conv5_x map → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
+        x = torch.flatten(self.global_pool(x), 1)  # (N, C, h, w) → (N, C)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        if self.features_only:
+            check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+            x = self.maxpool(self.conv1(x))
+            features = []
+            for i, stage in enumerate(self.stages):
+                x = stage(x)
+                if i in self.out_indices:
+                    features.append(x)
+            return features
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+
+_PAPER = Paper(
+    title="Deep Residual Learning for Image Recognition",
+    authors="Kaiming He, Xiangyu Zhang, Shaoqing Ren, Jian Sun",
+    year=2015,
+    url="https://arxiv.org/abs/1512.03385",
+)
+_INNOVATIONS = (
+    "residual learning: blocks fit F(x) = H(x) - x and add the input back, y = F(x) + x",
+    "identity shortcuts cost nothing; 1x1 projections only where the shape changes",
+    "bottleneck blocks (1x1 reduce, 3x3, 1x1 restore) make 50 to 152 layers affordable",
+    "batch normalisation after every convolution, global average pooling, no dropout",
+)
+
+
+def _card(name: str, layers: int, params: int, gmacs: float, canonical: bool = False) -> ModelCard:
+    return ModelCard(
+        name=name,
+        architecture=f"ResNet-{layers}",
+        task="image-classification",
+        paper=_PAPER,
+        innovations=_INNOVATIONS,
+        input=InputSpec(kind="image", shape=(3, 224, 224), min_size=ResNet.min_input_size),
+        params=params,
+        params_source=f"torchvision.models.{name}, counted",
+        reference=f"torchvision.models.{name}",
+        gmacs=gmacs,
+        canonical=canonical,
+        notes="torchvision's v1.5 (stride on the 3x3 convolution); stride_in_1x1=True builds the paper's block."
+        if layers >= 50 else "",
+    )
+
+
+@register(_card("resnet18", 18, params=11_689_512, gmacs=1.814))
+def resnet18(**kwargs: Any) -> ResNet:
+    """ResNet-18: basic blocks [2, 2, 2, 2]."""
+    return ResNet(block=BasicBlock, blocks_per_stage=(2, 2, 2, 2), **kwargs)
+
+
+@register(_card("resnet34", 34, params=21_797_672, gmacs=3.664))
+def resnet34(**kwargs: Any) -> ResNet:
+    """ResNet-34: basic blocks [3, 4, 6, 3]."""
+    return ResNet(block=BasicBlock, blocks_per_stage=(3, 4, 6, 3), **kwargs)
+
+
+@register(_card("resnet50", 50, params=25_557_032, gmacs=4.089, canonical=True))
+def resnet50(**kwargs: Any) -> ResNet:
+    """ResNet-50: bottleneck blocks [3, 4, 6, 3]."""
+    return ResNet(block=Bottleneck, blocks_per_stage=(3, 4, 6, 3), **kwargs)
+
+
+@register(_card("resnet101", 101, params=44_549_160, gmacs=7.801))
+def resnet101(**kwargs: Any) -> ResNet:
+    """ResNet-101: bottleneck blocks [3, 4, 23, 3]."""
+    return ResNet(block=Bottleneck, blocks_per_stage=(3, 4, 23, 3), **kwargs)
+
+
+@register(_card("resnet152", 152, params=60_192_808, gmacs=11.514))
+def resnet152(**kwargs: Any) -> ResNet:
+    """ResNet-152: bottleneck blocks [3, 8, 36, 3]."""
+    return ResNet(block=Bottleneck, blocks_per_stage=(3, 8, 36, 3), **kwargs)
+
+
+if __name__ == "__main__":
+    from paperzoo.cli import main
+
+    main(["run", "resnet50"])

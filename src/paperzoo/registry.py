@@ -1,0 +1,217 @@
+"""The model registry and the model card.
+
+Every architecture registers one builder function per variant with ``@register(card)``. The card
+(:class:`ModelCard`) is the variant's identity: the paper it comes from, the published parameter count it
+must reproduce, the reference implementation it must equal, and the input one forward call takes.
+
+``import paperzoo`` does not import any model file. :data:`MODEL_MODULES` says which module registers which
+names, so ``create_model("resnet50")`` imports ``models/classification/resnet.py`` and nothing else;
+``list_models`` imports every model module, because it is the catalogue. ``tests/test_registry.py`` checks
+that this index and what the modules actually register agree, so a new model cannot be forgotten here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+TASKS = (
+    "image-classification",
+    "semantic-segmentation",
+    "object-detection",
+    "instance-segmentation",
+    "sequence",
+    "translation",
+    "language-model",
+    "masked-language-model",
+    "speech",
+    "generative",
+)
+
+# module -> the registry names it defines. The only list a new model has to be added to by hand.
+MODEL_MODULES: dict[str, tuple[str, ...]] = {
+    "paperzoo.models.classification.alexnet": ("alexnet",),
+    "paperzoo.models.classification.vgg": (
+        "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
+    ),
+    "paperzoo.models.classification.resnet": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"),
+}
+
+_MODULE_OF: dict[str, str] = {name: module for module, names in MODEL_MODULES.items() for name in names}
+
+
+@dataclass(frozen=True)
+class Paper:
+    """The publication an architecture comes from."""
+
+    title: str
+    authors: str
+    year: int
+    url: str
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What one forward call takes, so that one test and one CLI can feed every model.
+
+    Args:
+        kind: ``"image"`` (float ``[N, C, H, W]``) is the kind the classifiers use; later tasks add theirs
+            (token ids, waveforms, lists of images) here, in this one factory.
+        shape: the shape of one example, without the batch dimension (``(3, 224, 224)``).
+        dtype: the dtype the model expects.
+        min_size: the smallest spatial size (H and W) the network can take; the model's own input check
+            raises a ``ValueError`` below it.
+    """
+
+    kind: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype = torch.float32
+    min_size: int = 1
+
+    def example_input(self, batch_size: int = 1, *, device: torch.device | str | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """A random input of the canonical shape with ``batch_size`` examples."""
+        if self.kind == "image":
+            return torch.randn((batch_size, *self.shape), dtype=self.dtype, device=device, generator=generator)
+        raise NotImplementedError(f"example_input has no factory for input kind {self.kind!r} yet")
+
+    def describe(self) -> str:
+        """Human-readable form, e.g. ``float32 (N, 3, 224, 224), H, W >= 32``."""
+        dims = ", ".join(["N", *map(str, self.shape)])
+        text = f"{str(self.dtype).removeprefix('torch.')} ({dims})"
+        if self.kind == "image" and self.min_size > 1:
+            text += f", H, W >= {self.min_size}"
+        return text
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything a user, a test or the docs need to know about one registered variant.
+
+    ``params`` is the published count of this exact variant; ``params_source`` says where it comes from.
+    When ``reference`` is an implementation (``torchvision.models.resnet50``, ``timm:seresnet50``) the
+    built model must have exactly ``params`` parameters; when it is ``paper``, the paper's rounded figure
+    to its stated precision. ``gmacs`` is measured with ``torch.utils.flop_counter`` at ``input``.
+    ``params_tolerance`` is 0 for an implementation and half the last printed digit for a paper's rounded
+    figure. ``canonical`` marks the variant that MODELS.md names for its architecture: the one the contract tests
+    run at full size and ``paperzoo tour`` shows.
+    """
+
+    name: str
+    architecture: str
+    task: str
+    paper: Paper
+    innovations: tuple[str, ...]
+    input: InputSpec
+    params: int
+    params_source: str
+    reference: str
+    gmacs: float
+    canonical: bool = False
+    params_tolerance: int = 0
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"card {self.name!r}: unknown task {self.task!r}; expected one of {TASKS}")
+
+    def example_input(self, batch_size: int = 1, **kwargs: Any) -> torch.Tensor:
+        return self.input.example_input(batch_size, **kwargs)
+
+    def params_match(self, count: int) -> bool:
+        """Whether a measured parameter count reproduces the published one: exactly, or within
+        ``params_tolerance`` where only the paper's rounded figure exists (28.09M: ±5,000)."""
+        return abs(count - self.params) <= self.params_tolerance
+
+
+@dataclass(frozen=True)
+class _Entry:
+    builder: Callable[..., nn.Module]
+    card: ModelCard = field(repr=False)
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+class UnknownModelError(KeyError):
+    """An unknown model name. A ``KeyError`` whose message lists the closest registered names."""
+
+    def __str__(self) -> str:  # KeyError would print the message with quotes around it
+        return str(self.args[0])
+
+
+def register(card: ModelCard) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register the decorated builder under ``card.name``, which must be the function's own name."""
+
+    def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if builder.__name__ != card.name:
+            raise ValueError(f"builder {builder.__name__!r} carries the card of {card.name!r}")
+        previous = _REGISTRY.get(card.name)
+        # The same file executed twice (``python -m paperzoo.models...`` runs it as __main__ and the
+        # registry imports it again) is the same definition; any other clash is an error.
+        if previous is not None and previous.builder.__code__.co_filename != builder.__code__.co_filename:
+            raise ValueError(f"model {card.name!r} is already registered by {previous.builder.__module__}")
+        _REGISTRY[card.name] = _Entry(builder, card)
+        return builder
+
+    return decorator
+
+
+def _import_all() -> None:
+    for module in MODEL_MODULES:
+        importlib.import_module(module)
+
+
+def _entry(name: str) -> _Entry:
+    if name not in _REGISTRY and name in _MODULE_OF:
+        importlib.import_module(_MODULE_OF[name])
+    if name not in _REGISTRY:
+        known = sorted(set(_MODULE_OF) | set(_REGISTRY))
+        close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UnknownModelError(f"unknown model {name!r}{hint} (`paperzoo list` shows all {len(known)})")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build the registered variant ``name``; ``kwargs`` go to its constructor (``num_classes``,
+    ``in_chans``, ``features_only``, ...). Build on the meta device with ``with torch.device("meta"):``."""
+    model = _entry(name).builder(**kwargs)
+    model.model_name = name  # read by the shared input check, so its errors name the variant
+    return model
+
+
+def model_card(name: str) -> ModelCard:
+    """The card of a registered variant."""
+    return _entry(name).card
+
+
+def model_builder(name: str) -> Callable[..., nn.Module]:
+    """The registered builder function (its module is where the variant lives)."""
+    return _entry(name).builder
+
+
+def list_models(pattern: str = "*", task: str | None = None, *, canonical_only: bool = False) -> list[str]:
+    """Registered names matching a shell wildcard ``pattern``, optionally of one ``task``, sorted."""
+    if task is not None and task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    _import_all()
+    names = [n for n in sorted(_REGISTRY) if fnmatch.fnmatchcase(n, pattern)]
+    if task is not None:
+        names = [n for n in names if _REGISTRY[n].card.task == task]
+    if canonical_only:
+        names = [n for n in names if _REGISTRY[n].card.canonical]
+    return names
+
+
+def registered_in(module: str) -> list[str]:
+    """Names that ``module`` actually registered (imports it); used to check :data:`MODEL_MODULES`."""
+    importlib.import_module(module)
+    return sorted(n for n, e in _REGISTRY.items() if e.builder.__module__ == module)
