@@ -12,7 +12,6 @@ that this index and what the modules actually register agree, so a new model can
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import importlib
 from collections.abc import Callable
@@ -174,10 +173,32 @@ def _entry(name: str) -> _Entry:
         importlib.import_module(_MODULE_OF[name])
     if name not in _REGISTRY:
         known = sorted(set(_MODULE_OF) | set(_REGISTRY))
-        close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
+        close = closest_names(name, known)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UnknownModelError(f"unknown model {name!r}{hint} (`paperzoo list` shows all {len(known)})")
     return _REGISTRY[name]
+
+
+def _typo_distance(a: str, b: str) -> int:
+    """Edits (insert, delete, substitute, swap two neighbours) that turn ``a`` into ``b``: the optimal string
+    alignment distance, which counts the usual typo, a transposition (resnet05), as one edit."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        current = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+def closest_names(name: str, known: list[str], limit: int = 5) -> list[str]:
+    """The registered names a mistyped ``name`` most likely meant, closest first."""
+    budget = max(2, len(name) // 3)
+    scored = sorted((_typo_distance(name.lower(), k.lower()), k) for k in known)
+    return [k for distance, k in scored if distance <= budget][:limit]
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:

@@ -1,0 +1,32 @@
+"""Helpers shared by the test files: the one relative-error assertion, and reference-model preparation."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def assert_close_rel(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1e-5) -> None:
+    """The project's parity criterion: max |actual - expected| <= rtol * max |expected| (fp32)."""
+    assert actual.shape == expected.shape, f"shapes differ: {tuple(actual.shape)} vs {tuple(expected.shape)}"
+    assert torch.isfinite(expected).all(), "the reference output is not finite"
+    scale = expected.abs().max().item()
+    error = (actual - expected).abs().max().item()
+    assert error <= rtol * scale, f"max abs difference {error:.3g} > {rtol} x max |reference| {scale:.3g}"
+
+
+def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm random statistics and affine parameters.
+
+    A freshly initialised BatchNorm (weight 1, bias 0, mean 0, var 1) is the identity in eval mode, so a
+    parity test on it could not notice a BatchNorm converted into the wrong place.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.weight.uniform_(0.5, 1.5, generator=generator)
+                module.bias.normal_(0.0, 0.1, generator=generator)
+                module.running_mean.normal_(0.0, 0.1, generator=generator)
+                module.running_var.uniform_(0.5, 1.5, generator=generator)
+    return model

@@ -1,0 +1,219 @@
+"""The contract every registered model keeps, parametrized over the registry so that a model is covered
+the day it is registered.
+
+Every variant: builds on the meta device with exactly its card's parameter count, and its measured GMACs
+equal its card's. Every canonical variant, at full size: the example input gives its task's output
+structure; one backward pass reaches every parameter; eval output is deterministic and survives a
+state_dict round trip; bad inputs raise a ValueError naming the expected shape; the card is complete.
+Classifiers also keep the classifier method set and, where they have ``feature_info``, ``features_only``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import paperzoo
+from paperzoo.measure import count_parameters, measure_gmacs
+from paperzoo.registry import TASKS
+
+ALL = paperzoo.list_models()
+CANONICAL = paperzoo.list_models(canonical_only=True)
+CLASSIFIERS = paperzoo.list_models(task="image-classification", canonical_only=True)
+
+
+def build(name: str, **kwargs) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return paperzoo.create_model(name, **kwargs)
+
+
+def check_output_structure(name: str, model: torch.nn.Module, x, output) -> None:
+    """What a forward call returns, per task (DESIGN.md, "Output conventions per task")."""
+    task = paperzoo.model_card(name).task
+    if task == "image-classification":
+        assert isinstance(output, torch.Tensor), f"{name}: a classifier returns a logits tensor"
+        assert output.shape == (len(x), model.num_classes) and output.dtype == torch.float32
+        assert torch.isfinite(output).all()
+    else:  # a new task must say here what its models return before its first model registers
+        pytest.fail(f"no output-structure check for task {task!r} yet: add one to check_output_structure")
+
+
+def scalar_loss(output) -> torch.Tensor:
+    """A loss that depends on every output element, whatever the structure."""
+    if isinstance(output, torch.Tensor):
+        return output.float().pow(2).mean()
+    if isinstance(output, dict):
+        return sum(scalar_loss(v) for v in output.values())
+    return sum(scalar_loss(v) for v in output)
+
+
+# --- every registered variant ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ALL)
+def test_parameter_count_equals_card(name):
+    card = paperzoo.model_card(name)
+    with torch.device("meta"):
+        model = paperzoo.create_model(name)
+    count = count_parameters(model)
+    assert card.params_match(count), f"{name}: {count:,} parameters, card says {card.params:,}"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_gmacs_equal_card(name):
+    card = paperzoo.model_card(name)
+    with torch.device("meta"):
+        model = paperzoo.create_model(name).eval()
+        measured = measure_gmacs(model, card.example_input(1))
+    assert measured == pytest.approx(card.gmacs, abs=5e-4), f"{name}: {measured:.4f} GMACs measured"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_card_is_complete(name):
+    card = paperzoo.model_card(name)
+    assert card.name == name and card.task in TASKS
+    for field in ("architecture", "params_source", "reference"):
+        assert getattr(card, field).strip(), f"{name}: empty {field}"
+    assert card.paper.title and card.paper.authors and card.paper.url.startswith("https://")
+    assert 1950 < card.paper.year <= 2026
+    assert len(card.innovations) >= 2 and all(line.strip() for line in card.innovations)
+    assert card.params > 0 and card.gmacs > 0 and card.params_tolerance >= 0
+    with torch.device("meta"):
+        x = card.example_input(2)
+    assert x.shape[0] == 2 and tuple(x.shape[1:]) == card.input.shape
+
+
+# --- canonical variants at full size ---------------------------------------------------------------------
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("name", CANONICAL)
+def test_example_input_gives_the_task_output(name):
+    model = build(name).eval()
+    x = paperzoo.model_card(name).example_input(2)
+    with torch.no_grad():
+        check_output_structure(name, model, x, model(x))
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("name", CANONICAL)
+def test_backward_reaches_every_parameter(name):
+    model = build(name).train()
+    scalar_loss(model(paperzoo.model_card(name).example_input(2))).backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, f"{name}: {pname} received no gradient"
+        assert torch.isfinite(p.grad).all(), f"{name}: {pname} has a non-finite gradient"
+        assert p.grad.abs().sum() > 0, f"{name}: {pname} has an all-zero gradient"
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("name", CANONICAL)
+def test_eval_is_deterministic_and_survives_a_state_dict_round_trip(name):
+    model = build(name).eval()
+    x = paperzoo.model_card(name).example_input(2)
+    with torch.no_grad():
+        first, second = model(x), model(x)
+        torch.manual_seed(1)  # the fresh instance starts from other random weights
+        fresh = paperzoo.create_model(name).eval()
+        fresh.load_state_dict(model.state_dict())
+        third = fresh(x)
+    assert torch.equal(first, second), f"{name}: two eval passes differ"
+    assert torch.equal(first, third), f"{name}: a state_dict round trip changes the output"
+
+
+def bad_inputs(name: str) -> dict[str, torch.Tensor]:
+    """Inputs every model of this input kind must reject, each with the reason it is wrong."""
+    spec = paperzoo.model_card(name).input
+    if spec.kind != "image":
+        pytest.fail(f"no bad-input cases for input kind {spec.kind!r} yet: add them to bad_inputs")
+    c, h, w = spec.shape
+    cases = {
+        "wrong channel count": torch.zeros(2, c + 1, h, w),
+        "missing batch dimension": torch.zeros(c, h, w),
+        "integer dtype": torch.zeros(2, c, h, w, dtype=torch.int64),
+        "not a tensor": [[0.0] * w] * h,
+    }
+    if spec.min_size > 1:
+        cases["smaller than the network can take"] = torch.zeros(2, c, spec.min_size - 1, spec.min_size - 1)
+    return cases
+
+
+@pytest.mark.parametrize("name", CANONICAL)
+def test_bad_input_raises_value_error_naming_the_expected_shape(name):
+    with torch.device("meta"):  # the check runs before any computation, so no weights are needed
+        model = paperzoo.create_model(name).eval()
+    c = paperzoo.model_card(name).input.shape[0]
+    for reason, x in bad_inputs(name).items():
+        with pytest.raises(ValueError) as info:
+            model(x)
+        message = str(info.value)
+        assert message.startswith(f"{name} expects"), f"{name}, {reason}: {message}"
+        assert f"(N, {c}, H, W)" in message, f"{name}, {reason}: {message}"
+        if isinstance(x, torch.Tensor):
+            assert str(tuple(x.shape)) in message, f"{name}, {reason}: the message must show what it got"
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("name", CANONICAL)
+def test_smallest_stated_input_works(name):
+    spec = paperzoo.model_card(name).input
+    if spec.kind != "image":
+        pytest.fail(f"add the smallest-input case for input kind {spec.kind!r}")
+    model = build(name).eval()
+    assert model.min_input_size == spec.min_size, "the card and the model disagree on the smallest input"
+    with torch.no_grad():
+        out = model(torch.randn(1, spec.shape[0], spec.min_size, spec.min_size))
+    assert torch.isfinite(out).all()
+
+
+# --- classifiers: the method set and features_only -------------------------------------------------------
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_classifier_method_set(name):
+    spec = paperzoo.model_card(name).input
+    model = build(name, num_classes=7, in_chans=1).eval()
+    assert model.num_classes == 7 and model.in_chans == 1
+    x = torch.randn(2, 1, *spec.shape[1:])
+    with torch.no_grad():
+        features = model.forward_features(x)
+        logits = model.forward_head(features)
+        pooled = model.forward_head(features, pre_logits=True)
+        assert torch.equal(logits, model(x)) and logits.shape == (2, 7)
+        assert pooled.shape == (2, model.num_features)
+        model.reset_classifier(3)
+        assert model(x).shape == (2, 3) and model.num_classes == 3
+        model.reset_classifier(0)
+        assert torch.equal(model(x), pooled), "num_classes=0 must return the pre-logits features"
+
+
+def _is_backbone(name: str) -> bool:
+    with torch.device("meta"):
+        return hasattr(paperzoo.create_model(name), "feature_info")
+
+
+BACKBONES = [name for name in CLASSIFIERS if _is_backbone(name)]
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_features_only(name):
+    spec = paperzoo.model_card(name).input
+    with torch.device("meta"):
+        classifier = paperzoo.create_model(name)
+    backbone = build(name, features_only=True).eval()
+    x = torch.randn(1, *spec.shape)
+    with torch.no_grad():
+        features = backbone(x)
+    assert isinstance(features, list) and len(features) == len(backbone.feature_info) > 1
+    for feature, info in zip(features, backbone.feature_info):
+        assert feature.shape[1] == info.channels, f"{info.module}: {feature.shape[1]} channels, says {info.channels}"
+        assert spec.shape[1] // feature.shape[2] == info.stride, f"{info.module}: stride is not {info.stride}"
+        backbone.get_submodule(info.module)  # the named module exists
+    assert count_parameters(backbone) < count_parameters(classifier), "a backbone carries no classifier"
+
+    # out_indices picks maps and builds nothing after the last one asked for.
+    second = build(name, features_only=True, out_indices=(1,)).eval()
+    missing, unexpected = second.load_state_dict(backbone.state_dict(), strict=False)
+    assert missing == [] and unexpected, "the truncated backbone is a prefix of the full one"
+    with torch.no_grad():
+        only = second(x)
+    assert len(only) == 1 and torch.equal(only[0], features[1])
+    assert second.feature_info == [backbone.feature_info[1]]

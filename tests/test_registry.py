@@ -1,0 +1,121 @@
+"""The registry: lazy loading, the module index, lookups, wildcards, duplicate and unknown names."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import paperzoo
+from paperzoo import registry
+from paperzoo.registry import MODEL_MODULES, TASKS, ModelCard, UnknownModelError, register
+
+
+@pytest.mark.parametrize("module", sorted(MODEL_MODULES))
+def test_module_index_matches_what_modules_register(module):
+    assert registry.registered_in(module) == sorted(MODEL_MODULES[module]), (
+        f"registry.MODEL_MODULES[{module!r}] must list exactly the names the module registers")
+
+
+@pytest.mark.parametrize("module", sorted(MODEL_MODULES))
+def test_every_model_module_has_one_canonical_variant(module):
+    canonical = [n for n in MODEL_MODULES[module] if paperzoo.model_card(n).canonical]
+    assert len(canonical) == 1, f"{module} must mark exactly one variant canonical, marks {canonical}"
+
+
+def _fresh_python(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_import_loads_no_model_module_and_no_torchvision():
+    loaded = _fresh_python(
+        "import sys, paperzoo; print(sorted(m for m in sys.modules "
+        "if m.startswith('paperzoo.models.') or m.startswith('paperzoo.interop.') or m == 'torchvision'))")
+    assert loaded == "[]"
+
+
+def test_create_model_imports_only_the_module_it_needs():
+    loaded = _fresh_python(
+        "import sys, paperzoo; paperzoo.create_model('resnet18'); "
+        "print(sorted(m for m in sys.modules if m.startswith('paperzoo.models.classification.')))")
+    assert loaded == "['paperzoo.models.classification.resnet']"
+
+
+def test_unknown_name_suggests_the_closest():
+    with pytest.raises(KeyError) as info:
+        paperzoo.create_model("resnet05")
+    assert isinstance(info.value, UnknownModelError)
+    message = str(info.value)
+    assert "unknown model 'resnet05'" in message
+    assert "did you mean resnet50" in message  # the closest comes first
+    with pytest.raises(KeyError, match=r"did you mean [\w, ]*vgg16"):
+        paperzoo.model_card("vgg61")
+    with pytest.raises(KeyError, match="did you mean resnet50"):
+        paperzoo.create_model("ResNet50")
+
+
+def test_name_without_any_close_match():
+    with pytest.raises(KeyError, match="unknown model 'zzzz'") as info:
+        paperzoo.create_model("zzzz")
+    assert "did you mean" not in str(info.value)
+
+
+def test_duplicate_name_raises():
+    card = paperzoo.model_card("resnet50")
+
+    def resnet50(**kwargs):  # a second definition, from another file, under a taken name
+        raise AssertionError("never built")
+
+    with pytest.raises(ValueError, match="already registered"):
+        register(card)(resnet50)
+
+
+def test_builder_must_carry_its_own_card():
+    def not_resnet50():
+        raise AssertionError("never built")
+
+    with pytest.raises(ValueError, match="carries the card of 'resnet50'"):
+        register(paperzoo.model_card("resnet50"))(not_resnet50)
+
+
+def test_list_models_wildcards_and_tasks():
+    assert paperzoo.list_models("resnet*") == ["resnet101", "resnet152", "resnet18", "resnet34", "resnet50"]
+    assert paperzoo.list_models("vgg1?_bn") == ["vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"]
+    assert paperzoo.list_models("nothing*") == []
+    everything = paperzoo.list_models()
+    assert everything == sorted(everything) and {"alexnet", "vgg16", "resnet50"} <= set(everything)
+    assert paperzoo.list_models(task="image-classification") == [
+        n for n in everything if paperzoo.model_card(n).task == "image-classification"]
+    assert "resnet50" in paperzoo.list_models(canonical_only=True)
+    assert "resnet18" not in paperzoo.list_models(canonical_only=True)
+    with pytest.raises(ValueError, match="unknown task"):
+        paperzoo.list_models(task="classification")
+
+
+def test_card_rejects_an_unknown_task():
+    card = paperzoo.model_card("alexnet")
+    fields = {f: getattr(card, f) for f in card.__dataclass_fields__}
+    with pytest.raises(ValueError, match="unknown task"):
+        ModelCard(**{**fields, "task": "classification"})
+
+
+def test_params_match_is_exact_unless_a_tolerance_is_stated():
+    card = paperzoo.model_card("resnet50")
+    assert card.params_match(card.params)
+    assert not card.params_match(card.params + 1)
+    fields = {f: getattr(card, f) for f in card.__dataclass_fields__}
+    rounded = ModelCard(**{**fields, "params": 28_090_000, "params_tolerance": 5_000})
+    assert rounded.params_match(28_094_999) and not rounded.params_match(28_095_001)
+
+
+def test_tasks_are_the_designs():
+    assert "image-classification" in TASKS and len(TASKS) == len(set(TASKS)) == 10
+
+
+def test_create_model_on_the_meta_device_names_the_variant():
+    with torch.device("meta"):
+        model = paperzoo.create_model("resnet34")
+    assert model.model_name == "resnet34"
+    assert next(model.parameters()).is_meta
