@@ -203,7 +203,7 @@ def test_features_only(name):
     with torch.no_grad():
         features = backbone(x)
     assert isinstance(features, list) and len(features) == len(backbone.feature_info) > 1
-    for feature, info in zip(features, backbone.feature_info):
+    for feature, info in zip(features, backbone.feature_info, strict=True):
         assert feature.shape[1] == info.channels, f"{info.module}: {feature.shape[1]} channels, says {info.channels}"
         assert spec.shape[1] // feature.shape[2] == info.stride, f"{info.module}: stride is not {info.stride}"
         backbone.get_submodule(info.module)  # the named module exists

@@ -53,7 +53,7 @@ def _list(args: argparse.Namespace, console: Console) -> int:
         return 0
     table = Table(title=f"{len(names)} models")
     for column in ("name", "architecture", "year", "task", "parameters", "reference"):
-        table.add_column(column, justify="right" if column == "parameters" else "left")
+        table.add_column(column, justify="right" if column == "parameters" else "left", no_wrap=True)
     for name in names:
         card = model_card(name)
         table.add_row(name + (" *" if card.canonical else ""), card.architecture, str(card.paper.year),
@@ -110,7 +110,8 @@ def _tour(args: argparse.Namespace, console: Console) -> int:
     names = list_models(args.pattern, canonical_only=True)
     table = Table(title="the zoo: canonical models")
     for column in ("name", "architecture", "year", "published", "measured", "", "output", "forward"):
-        table.add_column(column, justify="right" if column in ("published", "measured", "forward") else "left")
+        table.add_column(column, justify="right" if column in ("published", "measured", "forward") else "left",
+                         no_wrap=column != "output")
     failures = []
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, transient=True) as progress:
@@ -174,10 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console()
+    if not console.is_terminal:  # piped or captured: rich would assume 80 columns and cut the numbers
+        console = Console(width=max(console.width, 160))
     try:
         return args.handler(args, console)
     except UnknownModelError as err:
-        Console(stderr=True).print(f"[red]error:[/] {err}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {err}", highlight=False)
         return 2
 
 

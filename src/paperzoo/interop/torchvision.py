@@ -35,7 +35,7 @@ def vgg(state_dict: StateDict, model: nn.Module) -> StateDict:
         raise ValueError(f"torchvision VGG has {len(theirs)} convolutions, the model {len(ours)}: "
                          "build the same configuration")
     rules = []
-    for index, name in zip(theirs, ours):
+    for index, name in zip(theirs, ours, strict=True):
         rules.append((rf"features\.{index}\.(weight|bias)", rf"{name}.conv.\1"))
         rules.append((rf"features\.{index + 1}\.(.+)", rf"{name}.norm.\1"))  # its BatchNorm, if any
     rules += [(r"classifier\.0\.(.+)", r"classifier.fc6.\1"), (r"classifier\.3\.(.+)", r"classifier.fc7.\1"),

@@ -153,7 +153,7 @@ class ResNet(nn.Module):
         self.feature_info: list[FeatureInfo] = []
         in_channels, stride_so_far, dilation = 64, 4, 1
         num_stages = max(self.out_indices) + 1 if features_only else 4
-        for i, (width, num_blocks) in enumerate(zip((64, 128, 256, 512), blocks_per_stage)):
+        for i, (width, num_blocks) in enumerate(zip((64, 128, 256, 512), blocks_per_stage, strict=True)):
             if i == num_stages:
                 break
             stride = 1 if i == 0 else 2

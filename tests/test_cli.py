@@ -1,0 +1,111 @@
+"""The ``paperzoo`` command, driven as a user drives it: in a subprocess, reading its output and exit code."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import paperzoo
+from paperzoo import cli, registry
+
+
+def paperzoo_command() -> str:
+    beside_python = Path(sys.executable).with_name("paperzoo")
+    found = str(beside_python) if beside_python.exists() else shutil.which("paperzoo")
+    assert found, "the console script `paperzoo` is not installed: pip install -e ."
+    return found
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([paperzoo_command(), *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_list():
+    result = run("list")
+    assert result.returncode == 0, result.stderr
+    assert f"{len(paperzoo.list_models())} models" in result.stdout
+    assert "resnet50 *" in result.stdout and "ResNet-50" in result.stdout and "25,557,032" in result.stdout
+
+
+def test_list_with_pattern_and_task():
+    result = run("list", "vgg1?_bn", "--task", "image-classification")
+    assert result.returncode == 0, result.stderr
+    assert "vgg16_bn" in result.stdout and "4 models" in result.stdout and "resnet50" not in result.stdout
+
+
+def test_list_markdown_is_the_readme_table():
+    result = run("list", "--format", "markdown")
+    assert result.returncode == 0
+    assert result.stdout.strip() == cli.markdown_table(paperzoo.list_models())
+
+
+def test_info():
+    result = run("info", "resnet50")
+    assert result.returncode == 0, result.stderr
+    for text in ("Deep Residual Learning for Image Recognition", "25,557,032 measured, 25,557,032 published ✓",
+                 "4.089 measured, 4.089 on the card", "torchvision.models.resnet50", "classification/resnet.py"):
+        assert text in result.stdout, text
+
+
+def test_run():
+    result = run("run", "alexnet", "--batch-size", "2")
+    assert result.returncode == 0, result.stderr
+    assert "61,100,840 parameters ✓" in result.stdout
+    assert "input (2, 3, 224, 224) → output (2, 1000)" in result.stdout
+
+
+@pytest.mark.heavy
+def test_tour_checks_every_canonical_model():
+    result = run("tour")
+    assert result.returncode == 0, result.stdout + result.stderr
+    canonical = paperzoo.list_models(canonical_only=True)
+    assert f"all {len(canonical)} canonical models match" in result.stdout
+    for name in canonical:
+        card = paperzoo.model_card(name)
+        published = re.escape(f"{card.params:,}")
+        assert re.search(rf"│ {name}\s.*{published}\s*│\s*{published}\s*│ ✓ │", result.stdout), name
+
+
+def test_tour_fails_on_a_parameter_mismatch(monkeypatch, capsys):
+    entry = registry._entry("alexnet")
+    wrong = dataclasses.replace(entry.card, params=entry.card.params + 1)
+    monkeypatch.setitem(registry._REGISTRY, "alexnet", dataclasses.replace(entry, card=wrong))
+    assert cli.main(["tour", "alexnet"]) == 1
+    assert "1 of 1 failed: alexnet" in capsys.readouterr().out
+
+
+def test_unknown_model_exits_2_with_a_suggestion():
+    for command in ("info", "run"):
+        result = run(command, "resnt50")
+        assert result.returncode == 2
+        assert "unknown model 'resnt50'; did you mean resnet50" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["list", "--task", "nonsense"], ["frobnicate"], ["run", "resnet50", "--batch-size", "two"], [],
+])
+def test_wrong_options_exit_2_with_usage(args):
+    result = run(*args)
+    assert result.returncode == 2
+    assert "usage: paperzoo" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_model_file_runs_its_example():
+    result = subprocess.run([sys.executable, "-m", "paperzoo.models.classification.resnet"], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "input (1, 3, 224, 224) → output (1, 1000)" in result.stdout
+
+
+def test_python_dash_m_paperzoo():
+    result = subprocess.run([sys.executable, "-m", "paperzoo", "list", "alexnet"], capture_output=True, text=True)
+    assert result.returncode == 0 and "AlexNet" in result.stdout

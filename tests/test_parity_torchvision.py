@@ -1,0 +1,85 @@
+"""Parity with the reference implementations: a randomly initialised reference model's weights, converted
+with ``load_weights``, make ours give the same outputs (fp32, eval, max error <= 1e-5 relative) at the
+canonical input and at an odd size.
+
+Every BatchNorm of the reference gets random statistics first (``randomize_batchnorm``): left at their
+initial values they are the identity in eval mode and a wrongly converted BatchNorm would go unnoticed.
+"""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+import torchvision
+
+import paperzoo
+from conftest import assert_close_rel, randomize_batchnorm
+
+TORCHVISION = ["alexnet", *paperzoo.list_models("vgg*"), *paperzoo.list_models("resnet*")]
+ODD_SIZE = (2, 3, 160, 192)
+
+
+def check_parity(ours: torch.nn.Module, reference: torch.nn.Module, name: str) -> None:
+    ours.eval()
+    reference.eval()
+    generator = torch.Generator().manual_seed(0)
+    for shape in [(2, *paperzoo.model_card(name).input.shape), ODD_SIZE]:
+        x = torch.randn(shape, generator=generator)
+        with torch.no_grad():
+            assert_close_rel(ours(x), reference(x))
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_torchvision_weights_give_torchvision_outputs(name):
+    torch.manual_seed(0)
+    reference = randomize_batchnorm(getattr(torchvision.models, name)(weights=None))
+    ours = paperzoo.load_weights(paperzoo.create_model(name), reference.state_dict(), source="torchvision")
+    check_parity(ours, reference, name)
+
+
+def test_reference_name_on_the_card_is_the_one_compared_with():
+    for name in TORCHVISION:
+        assert paperzoo.model_card(name).reference == f"torchvision.models.{name}"
+
+
+@pytest.mark.heavy
+def test_timm_resnet50_weights_give_timm_outputs():
+    torch.manual_seed(0)
+    reference = randomize_batchnorm(timm.create_model("resnet50", pretrained=False))
+    ours = paperzoo.load_weights(paperzoo.create_model("resnet50"), reference, source="timm")
+    check_parity(ours, reference, "resnet50")
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("output_stride, dilate", [(16, [False, False, True]), (8, [False, True, True])])
+def test_dilated_resnet_backbone_equals_torchvision(output_stride, dilate):
+    """The atrous backbone the segmentation models build on: torchvision's replace_stride_with_dilation."""
+    torch.manual_seed(0)
+    reference = randomize_batchnorm(torchvision.models.resnet50(replace_stride_with_dilation=dilate)).eval()
+    ours = paperzoo.create_model("resnet50", output_stride=output_stride, features_only=True).eval()
+    state = {k: v for k, v in reference.state_dict().items() if not k.startswith("fc.")}
+    paperzoo.load_weights(ours, state, source="torchvision")
+    x = torch.randn(ODD_SIZE)
+    with torch.no_grad():
+        features = ours(x)
+        expected = reference.maxpool(reference.relu(reference.bn1(reference.conv1(x))))
+        stages = [reference.layer1, reference.layer2, reference.layer3, reference.layer4]
+        for i, (stage, feature, info) in enumerate(zip(stages, features, ours.feature_info, strict=True)):
+            expected = stage(expected)
+            assert_close_rel(feature, expected)
+            assert info.stride == min(4 * 2**i, output_stride)
+            assert feature.shape[-2] == -(-ODD_SIZE[-2] // info.stride)  # ceil: the map keeps that stride
+
+
+@pytest.mark.heavy
+def test_paper_block_moves_the_stride_to_the_first_1x1():
+    """stride_in_1x1=True is the paper's ResNet (v1): same parameters, other outputs, stride on conv1."""
+    v15 = paperzoo.create_model("resnet50")
+    v1 = paperzoo.create_model("resnet50", stride_in_1x1=True)
+    assert paperzoo.count_parameters(v1) == paperzoo.count_parameters(v15)
+    block = v1.stages.conv3_x[0]
+    assert block.conv1.conv.stride == (2, 2) and block.conv2.conv.stride == (1, 1)
+    block = v15.stages.conv3_x[0]
+    assert block.conv1.conv.stride == (1, 1) and block.conv2.conv.stride == (2, 2)

@@ -1,0 +1,44 @@
+"""The README is tested: its model table is the registry's, its quick start runs, and CI runs its test
+command and nothing else."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import paperzoo
+from paperzoo.cli import markdown_table
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def fenced_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+
+
+def test_model_table_is_the_registry():
+    table = re.search(r"<!-- model-table:start -->\n(.*?)\n<!-- model-table:end -->", README, flags=re.S)
+    assert table, "README.md lost its model-table markers"
+    assert table.group(1) == markdown_table(paperzoo.list_models()), (
+        "README.md's model table is stale: replace it with the output of `paperzoo list --format markdown`")
+
+
+def test_two_setup_commands():
+    commands = [block.strip() for block in fenced_blocks("bash")[:2]]
+    assert commands == ["pip install -e . && paperzoo tour", 'pip install -e ".[test]" && pytest -n 2']
+
+
+def test_ci_runs_the_readme_test_command_and_nothing_else():
+    test_command = fenced_blocks("bash")[1].strip()
+    script = (ROOT / ".ci" / "run").read_text().splitlines()
+    commands = [line for line in script if line.strip() and not line.startswith("#")]
+    assert commands == ["set -euo pipefail", 'cd "$(dirname "$0")/.."', test_command]
+
+
+def test_quick_start_runs(capsys):
+    (quick_start,) = [block for block in fenced_blocks("python") if "create_model" in block]
+    exec(compile(quick_start, "README.md quick start", "exec"), {})
+    out = capsys.readouterr().out
+    assert "25,557,032 parameters; published: 25,557,032" in out
+    assert "(2, 3, 224, 224) -> (2, 1000)" in out
