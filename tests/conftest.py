@@ -30,3 +30,36 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
                 module.running_mean.normal_(0.0, 0.1, generator=generator)
                 module.running_var.uniform_(0.5, 1.5, generator=generator)
     return model
+
+
+def parse_reference(reference: str) -> tuple[str, str, dict]:
+    """Split a card's ``reference`` into (library, constructor name, keyword arguments).
+
+    ``torchvision.models.googlenet(aux_logits=False)`` → ("torchvision", "googlenet", {"aux_logits": False});
+    ``timm:seresnet50`` → ("timm", "seresnet50", {}). The keyword values are Python literals.
+    """
+    import ast
+
+    if reference.startswith("torchvision.models."):
+        library, call = "torchvision", reference.removeprefix("torchvision.models.")
+    elif ":" in reference:
+        library, call = reference.split(":", 1)
+    else:
+        return reference, "", {}
+    parsed = ast.parse(call if "(" in call else call + "()", mode="eval").body
+    assert isinstance(parsed, ast.Call) and isinstance(parsed.func, ast.Name), f"unreadable reference {reference!r}"
+    return library, parsed.func.id, {kw.arg: ast.literal_eval(kw.value) for kw in parsed.keywords}
+
+
+def build_reference(reference: str) -> nn.Module:
+    """A randomly initialised reference model for a card's ``reference``."""
+    library, name, kwargs = parse_reference(reference)
+    if library == "torchvision":
+        import torchvision
+
+        return torchvision.models.get_model(name, weights=None, **kwargs)
+    if library == "timm":
+        import timm
+
+        return timm.create_model(name, pretrained=False, **kwargs)
+    raise ValueError(f"no reference builder for {reference!r}")
