@@ -1,4 +1,4 @@
-"""The ``paperzoo`` command: ``list``, ``info``, ``run`` and ``tour``.
+"""The ``paperzoo`` command: ``list``, ``info``, ``run``, ``tour`` and ``train``.
 
 Built on the public API only. Every command that takes a model name exits with status 2 and a
 "did you mean" line for an unknown name; ``tour`` exits with status 1 if any canonical model's measured
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -145,6 +146,47 @@ def _tour(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace, console: Console) -> int:
+    from paperzoo.training import distributed
+    from paperzoo.training.loop import TrainConfig, train
+
+    data = args.data[0]
+    if len(args.data) > 2 or (data == "digits" and len(args.data) != 1):
+        raise ValueError("--data takes `digits` or `folder PATH`")
+    config = TrainConfig(model=args.name, data=data, data_path=args.data[1] if len(args.data) == 2 else None,
+                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size,
+                         device=args.device, amp=args.amp, out=args.out, resume=args.resume, seed=args.seed,
+                         workers=args.workers)
+    main_process = distributed.Context(int(os.environ.get("RANK", "0"))).is_main
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[accuracy]:.2%}  "
+                          "{task.fields[rate]:.0f} img/s"),
+               TimeElapsedColumn()]
+
+    def report(row: dict[str, Any]) -> None:
+        console.print(f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.2%} | "
+                      f"test loss {row['test_loss']:.4f} acc {row['test_accuracy']:.2%} | "
+                      f"{row['images_per_second']:.0f} img/s, lr {row['lr']:.3g}")
+
+    class _Fields(Progress):  # every epoch's bar starts with its metric fields at zero
+        def add_task(self, description: str, **kwargs: Any) -> Any:
+            return super().add_task(description, loss=0.0, accuracy=0.0, rate=0.0, **kwargs)
+
+    with _Fields(*columns, console=console, disable=not main_process) as progress:
+        summary = train(config, on_epoch=report, progress=progress if main_process else None)
+    if main_process:
+        table = Table(title=f"trained {summary['model']}", show_header=False)
+        accuracy, best = summary["final_test_accuracy"], summary["best_test_accuracy"]
+        table.add_row("test accuracy", f"{accuracy:.2%} (best {best:.2%})")
+        table.add_row("train loss", f"{summary['first_train_loss']:.4f} → {summary['final_train_loss']:.4f}")
+        table.add_row("processes", f"{summary['world_size']} (replicas identical: {summary['replicas_identical']})")
+        table.add_row("time", f"{summary['seconds_this_run']:.1f} s")
+        table.add_row("written to", f"{summary['out']}: checkpoint.pt, model.safetensors, metrics.jsonl, "
+                                    "metrics.png, summary.json")
+        console.print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paperzoo", description="Landmark neural networks, each "
                                      "readable like its paper and proven equal to its reference.")
@@ -166,6 +208,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1)
     p.set_defaults(handler=_run)
 
+    p = commands.add_parser("train", help="train an image classifier on the bundled digits or your own images")
+    p.add_argument("name")
+    p.add_argument("--data", nargs="+", default=["digits"], metavar="digits|folder PATH",
+                   help="scikit-learn's bundled digits (default), or an ImageFolder tree: --data folder PATH")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, help="per process (default: the paper's recipe on the card)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the paper's recipe on the card)")
+    p.add_argument("--image-size", type=int, help="input height and width (default: the card's input)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under torchrun: cuda picks the local rank)")
+    p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
+    p.add_argument("--out", help="output folder (default: runs/NAME)")
+    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint.pt of an earlier run")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    p.set_defaults(handler=_train)
+
     p = commands.add_parser("tour", help="every canonical model: published vs measured parameters, a forward pass")
     p.add_argument("pattern", nargs="?", default="*", help="only the canonical models matching this wildcard")
     p.set_defaults(handler=_tour)
@@ -179,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console = Console(width=max(console.width, 160))
     try:
         return args.handler(args, console)
-    except UnknownModelError as err:
+    except (UnknownModelError, ValueError, ImportError) as err:  # a wrong name, option, file or missing extra
         Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {err}", highlight=False)
         return 2
 

@@ -91,6 +91,35 @@ class InputSpec:
 
 
 @dataclass(frozen=True)
+class TrainingRecipe:
+    """How the paper trained the network, as ``paperzoo train`` applies it to a short run.
+
+    Papers that divide the learning rate by 10 "when the error plateaus" over hundreds of thousands of steps
+    are translated to a step schedule at fixed fractions of the run (``milestones``), as the ResNet paper
+    itself does for CIFAR-10 (÷10 at 50% and 75% of training, §4.2). ``source`` cites the paper's section.
+    """
+
+    optimizer: str  # "sgd" or "adamw"
+    lr: float
+    weight_decay: float
+    momentum: float = 0.0
+    schedule: str = "cosine"  # "cosine" or "step"
+    milestones: tuple[float, ...] = ()  # fractions of the run where a step schedule multiplies the lr by gamma
+    gamma: float = 0.1
+    batch_size: int = 128
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adamw") or self.schedule not in ("cosine", "step"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r} or schedule {self.schedule!r}")
+
+
+# For cards whose paper gives no recipe that fits a short run: a robust modern default.
+DEFAULT_RECIPE = TrainingRecipe(optimizer="adamw", lr=1e-3, weight_decay=0.05, schedule="cosine", batch_size=64,
+                                source="no recipe on the card: AdamW with cosine decay")
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """Everything a user, a test or the docs need to know about one registered variant.
 
@@ -99,8 +128,9 @@ class ModelCard:
     built model must have exactly ``params`` parameters; when it is ``paper``, the paper's rounded figure
     to its stated precision. ``gmacs`` is measured with ``torch.utils.flop_counter`` at ``input``.
     ``params_tolerance`` is 0 for an implementation and half the last printed digit for a paper's rounded
-    figure. ``canonical`` marks the variant that MODELS.md names for its architecture: the one the contract tests
-    run at full size and ``paperzoo tour`` shows.
+    figure. ``canonical`` marks the variant that MODELS.md names for its architecture: the one the contract
+    tests run at full size and ``paperzoo tour`` shows. ``recipe`` is the paper's training recipe, if it gives
+    one that ``paperzoo train`` can follow.
     """
 
     name: str
@@ -115,6 +145,7 @@ class ModelCard:
     gmacs: float
     canonical: bool = False
     params_tolerance: int = 0
+    recipe: TrainingRecipe | None = None
     notes: str = ""
 
     def __post_init__(self) -> None:

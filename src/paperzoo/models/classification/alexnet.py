@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, check_image_batch
-from paperzoo.registry import InputSpec, ModelCard, Paper, register
+from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["AlexNet"]
 
@@ -150,6 +150,10 @@ class AlexNet(nn.Module):
     reference="torchvision.models.alexnet",
     gmacs=0.714,
     canonical=True,
+    # §5: SGD, batch 128, momentum 0.9, weight decay 5e-4, lr 0.01 divided by 10 when the validation error
+    # stopped improving (three times in 90 epochs).
+    recipe=TrainingRecipe(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="step",
+                          milestones=(0.5, 0.75), batch_size=128, source="Krizhevsky et al. 2012, §5"),
     notes="torchvision's single-column 'one weird trick' variant: no LRN, no grouped convolutions.",
 ))
 def alexnet(**kwargs: Any) -> AlexNet:

@@ -53,7 +53,7 @@ import torch
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch
-from paperzoo.registry import InputSpec, ModelCard, Paper, register
+from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["ResNet", "BasicBlock", "Bottleneck"]
 
@@ -233,6 +233,11 @@ _INNOVATIONS = (
     "batch normalisation after every convolution, global average pooling, no dropout",
 )
 
+# §3.4: SGD, momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 when the error plateaus; for CIFAR-10 (§4.2)
+# batch 128 and ÷10 at 32k and 48k of 64k iterations, i.e. at 50% and 75% of the run.
+_RECIPE = TrainingRecipe(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step",
+                         milestones=(0.5, 0.75), batch_size=128, source="He et al. 2015, §3.4 and §4.2")
+
 
 def _card(name: str, layers: int, params: int, gmacs: float, canonical: bool = False) -> ModelCard:
     return ModelCard(
@@ -247,6 +252,7 @@ def _card(name: str, layers: int, params: int, gmacs: float, canonical: bool = F
         reference=f"torchvision.models.{name}",
         gmacs=gmacs,
         canonical=canonical,
+        recipe=_RECIPE,
         notes="torchvision's v1.5 (stride on the 3x3 convolution); stride_in_1x1=True builds the paper's block."
         if layers >= 50 else "",
     )

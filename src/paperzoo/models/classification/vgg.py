@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch
-from paperzoo.registry import InputSpec, ModelCard, Paper, register
+from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["VGG", "VGGBlock"]
 
@@ -194,6 +194,11 @@ _INNOVATIONS = (
     "width doubling after each pooling (64 to 512) keeps the cost per block level",
 )
 
+# §3.1: mini-batch SGD, batch 256, momentum 0.9, weight decay 5e-4, dropout 0.5, lr 0.01 divided by 10 when
+# the validation accuracy stopped improving (three times in 74 epochs).
+_RECIPE = TrainingRecipe(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="step",
+                         milestones=(0.5, 0.75), batch_size=128, source="Simonyan & Zisserman 2014, §3.1")
+
 
 def _card(name: str, layers: int, params: int, gmacs: float, canonical: bool = False) -> ModelCard:
     batch_norm = name.endswith("_bn")
@@ -209,6 +214,7 @@ def _card(name: str, layers: int, params: int, gmacs: float, canonical: bool = F
         reference=f"torchvision.models.{name}",
         gmacs=gmacs,
         canonical=canonical,
+        recipe=_RECIPE,
         notes="BatchNorm after every convolution is torchvision's addition to the paper." if batch_norm else "",
     )
 

@@ -1,0 +1,70 @@
+"""Checkpoints that survive an interruption and never execute a pickle.
+
+A checkpoint holds everything a run needs to continue as if it had never stopped: the model, the optimizer
+and the scheduler, the random number generators' states, the number of finished epochs and the metrics so
+far. It is written to a temporary file and renamed over the old one (``os.replace`` is atomic), so a run
+killed while saving leaves the previous checkpoint intact. It is read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "paperzoo-checkpoint"
+VERSION = 1
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(tmp_path)``, flush it to disk, then rename it over ``path`` in one step."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
+    atomic_write(path, lambda tmp: torch.save({"format": FORMAT, "version": VERSION, **state}, tmp))
+
+
+def load_checkpoint(path: str | Path, model_name: str) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` for ``model_name``; anything else is a clear
+    ``ValueError``: a missing, corrupt or foreign file, or one that would need to run code to load."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"checkpoint {path} holds objects other than tensors and plain data (refused by "
+                         f"torch.load(weights_only=True)): {str(err).splitlines()[0]}") from None
+    except Exception as err:  # truncated or not a torch file at all
+        raise ValueError(f"checkpoint {path} is corrupt or not a PyTorch file: {err}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a paperzoo training checkpoint (a plain state_dict loads with "
+                         "paperzoo.load_weights instead)")
+    if state.get("version") != VERSION:
+        raise ValueError(f"checkpoint {path} has format version {state.get('version')}, expected {VERSION}")
+    if state.get("model_name") != model_name:
+        raise ValueError(f"checkpoint {path} is for {state.get('model_name')!r}, not {model_name!r}")
+    return state
+
+
+def rng_state() -> dict[str, Any]:
+    """The generators a training step draws from (dropout, stochastic depth); data order has its own."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,242 @@
+"""``paperzoo train``: real data, the paper recipes, exact resume, safe checkpoints, multi-process runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import paperzoo
+from paperzoo import cli, registry
+from paperzoo.training import checkpoints, distributed
+from paperzoo.training.data import digits, image_folder
+from paperzoo.training.loop import TrainConfig, epoch_batches, make_optimizer, make_schedule, train
+
+ENV = {**os.environ, "COLUMNS": "200"}
+
+
+def paperzoo_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "paperzoo", *args], capture_output=True, text=True, env=ENV,
+                          cwd=cwd, timeout=600)
+
+
+# --- data ------------------------------------------------------------------------------------------------
+
+def test_digits_split_is_fixed_stratified_and_in_range():
+    train_set, test_set = digits("train"), digits("test")
+    class_sizes = torch.bincount(torch.cat([train_set.tensors[1], test_set.tensors[1]]))
+    assert len(train_set) + len(test_set) == 1797  # all of scikit-learn's digits, each once
+    assert len(test_set) == sum(round(0.2 * n) for n in class_sizes.tolist())
+    train_labels, test_labels = train_set.tensors[1], test_set.tensors[1]
+    for digit in range(10):  # each digit keeps its share (about 20%) in the test part
+        share = (test_labels == digit).sum() / ((test_labels == digit).sum() + (train_labels == digit).sum())
+        assert abs(share.item() - 0.2) < 0.01
+    images = digits("test", image_size=28, channels=3).tensors[0]
+    assert images.shape == (len(test_set), 3, 28, 28) and images.min() >= 0 and images.max() <= 1
+    assert torch.equal(digits("test").tensors[0], test_set.tensors[0])
+    assert not torch.equal(digits("test", seed=1).tensors[1], test_labels)
+
+
+def make_folder(root: Path, per_class: int = 6) -> Path:
+    """A tiny ImageFolder tree: red and blue squares."""
+    for name, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("RGB", (20 + i, 20), colour).save(root / name / f"{i}.png")
+    return root
+
+
+def test_image_folder_reads_and_splits(tmp_path):
+    train_set, test_set, classes = image_folder(make_folder(tmp_path / "shapes"), image_size=32)
+    assert classes == ["blue", "red"] and len(train_set) + len(test_set) == 12
+    image, label = train_set[0]
+    assert image.shape == (3, 32, 32) and label in (0, 1)
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        image_folder(tmp_path / "nowhere", image_size=32)
+    (tmp_path / "empty" / "cats").mkdir(parents=True)
+    (tmp_path / "empty" / "cats" / "notes.txt").write_text("no images here")
+    with pytest.raises(ValueError, match="holds no images"):
+        image_folder(tmp_path / "empty", image_size=32)
+
+
+# --- recipes and schedules -------------------------------------------------------------------------------
+
+def test_the_card_recipe_is_the_papers():
+    recipe = paperzoo.model_card("resnet50").recipe
+    assert (recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay) == ("sgd", 0.1, 0.9, 1e-4)  # §3.4
+    model = torch.nn.Linear(2, 2)
+    schedule = make_schedule(make_optimizer(model, recipe, 0.1), recipe, epochs=8)
+    lrs = []
+    for _ in range(8):
+        lrs.append(schedule.get_last_lr()[0])
+        schedule.step()
+    assert lrs == pytest.approx([0.1] * 4 + [0.01] * 2 + [0.001] * 2)  # ÷10 at 50% and 75% of the run
+    cosine = make_schedule(make_optimizer(model, registry.DEFAULT_RECIPE, 1.0), registry.DEFAULT_RECIPE, epochs=4)
+    assert cosine.get_last_lr()[0] == pytest.approx(1.0)
+    cosine.step()
+    cosine.step()
+    assert cosine.get_last_lr()[0] == pytest.approx(0.5)  # half-way down the cosine
+
+
+def test_epoch_batches_shard_equally_and_reproducibly():
+    one = epoch_batches(101, 10, seed=0, epoch=3, context=distributed.Context())
+    assert one == epoch_batches(101, 10, seed=0, epoch=3, context=distributed.Context())
+    assert one != epoch_batches(101, 10, seed=0, epoch=4, context=distributed.Context())  # reshuffled per epoch
+    assert [len(b) for b in one] == [10] * 10  # the lone 101st example is dropped, not a batch of one
+    assert len({i for b in one for i in b}) == 100
+    shards = [epoch_batches(101, 10, 0, 3, distributed.Context(rank, 2)) for rank in (0, 1)]
+    assert [len(b) for b in shards[0]] == [len(b) for b in shards[1]]  # lockstep
+    assert not set().union(*map(set, shards[0])) & set().union(*map(set, shards[1]))  # disjoint
+
+
+# --- training --------------------------------------------------------------------------------------------
+
+@pytest.mark.heavy
+def test_resnet18_reaches_97_percent_on_the_digits(tmp_path):
+    """The README's target: resnet18, 10 classes, 32×32 digits, the paper's SGD recipe, 10 epochs."""
+    summary = train(TrainConfig("resnet18", epochs=10, image_size=32, out=str(tmp_path)))
+    assert summary["final_test_accuracy"] >= 0.97, summary
+    history = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in history] == list(range(1, 11))
+    assert (tmp_path / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    model = paperzoo.create_model("resnet18", num_classes=10, in_chans=1)
+    paperzoo.load_weights(model, tmp_path / "model.safetensors")
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.mark.heavy
+def test_an_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
+    config = TrainConfig("resnet18", epochs=3, image_size=32, batch_size=256)
+    whole = train(dataclasses.replace(config, out=str(tmp_path / "whole")))
+
+    def interrupt(row):  # called after the epoch's checkpoint is on disk, like a kill at that moment
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(dataclasses.replace(config, out=str(tmp_path / "cut")), on_epoch=interrupt)
+    assert checkpoints.load_checkpoint(tmp_path / "cut" / "checkpoint.pt", "resnet18")["epoch"] == 1
+    resumed = train(dataclasses.replace(config, out=str(tmp_path / "cut"),
+                                        resume=str(tmp_path / "cut" / "checkpoint.pt")))
+    assert resumed["parameter_digest"] == whole["parameter_digest"]
+    def results(run: str) -> list[tuple]:  # the log without the timings, which differ between runs
+        rows = [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        return [(r["epoch"], r["train_loss"], r["test_loss"], r["test_accuracy"], r["lr"]) for r in rows]
+
+    assert [row[0] for row in results("cut")] == [1, 2, 3]
+    assert results("cut") == results("whole")
+
+
+def test_amp_and_a_folder_dataset(tmp_path):
+    summary = train(TrainConfig("resnet18", data="folder", data_path=str(make_folder(tmp_path / "shapes")),
+                                epochs=1, image_size=32, batch_size=4, amp=True, out=str(tmp_path / "run")))
+    assert 0.0 <= summary["final_test_accuracy"] <= 1.0 and math.isfinite(summary["final_train_loss"])
+    assert checkpoints.load_checkpoint(tmp_path / "run" / "checkpoint.pt", "resnet18")["classes"] == ["blue", "red"]
+
+
+@pytest.mark.heavy
+def test_two_processes_with_gloo(tmp_path):
+    """torchrun with 2 CPU processes: the run finishes, the replicas are bit-identical, the loss falls, and
+    only rank 0 writes (one log line per epoch, not two)."""
+    out = tmp_path / "ddp"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "paperzoo",
+         "train", "resnet18", "--image-size", "32", "--epochs", "3", "--batch-size", "64", "--out", str(out)],
+        capture_output=True, text=True, env={**ENV, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["replicas_identical"] is True
+    assert summary["final_train_loss"] < summary["first_train_loss"]
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+    assert result.stdout.count("trained resnet18") == 1
+
+
+# --- checkpoints -----------------------------------------------------------------------------------------
+
+def test_bad_checkpoints_are_refused_clearly(tmp_path):
+    (tmp_path / "corrupt.pt").write_bytes(os.urandom(256))
+    with pytest.raises(ValueError, match="corrupt"):
+        checkpoints.load_checkpoint(tmp_path / "corrupt.pt", "resnet18")
+    torch.save(paperzoo.create_model("resnet18").state_dict(), tmp_path / "weights.pt")
+    with pytest.raises(ValueError, match="not a paperzoo training checkpoint"):
+        checkpoints.load_checkpoint(tmp_path / "weights.pt", "resnet18")
+    checkpoints.save_checkpoint(tmp_path / "other.pt", {"model_name": "resnet34", "epoch": 1})
+    with pytest.raises(ValueError, match="is for 'resnet34', not 'resnet18'"):
+        checkpoints.load_checkpoint(tmp_path / "other.pt", "resnet18")
+    with pytest.raises(ValueError, match="does not exist"):
+        checkpoints.load_checkpoint(tmp_path / "missing.pt", "resnet18")
+
+
+class _PlantsAFile:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"format": checkpoints.FORMAT, "version": 1, "model_name": "resnet18",
+                "history": _PlantsAFile(str(marker))}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="weights_only"):
+        checkpoints.load_checkpoint(tmp_path / "evil.pt", "resnet18")
+    assert not marker.exists()
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    checkpoints.save_checkpoint(path, {"model_name": "resnet18", "epoch": 1})
+
+    def crash(obj, f):
+        Path(f).write_bytes(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        checkpoints.save_checkpoint(path, {"model_name": "resnet18", "epoch": 2})
+    monkeypatch.undo()
+    assert checkpoints.load_checkpoint(path, "resnet18")["epoch"] == 1  # the old one is intact
+
+
+# --- the command line ------------------------------------------------------------------------------------
+
+def test_bad_input_exits_non_zero_and_writes_nothing(tmp_path):
+    out = tmp_path / "out"
+    cases = [
+        (["train", "resnt18", "--out", str(out)], "did you mean resnet18"),
+        (["train", "resnet18", "--data", "folder", str(tmp_path / "nowhere"), "--out", str(out)], "does not exist"),
+        (["train", "resnet18", "--data", "folder", "--out", str(out)], "needs the path"),
+        (["train", "resnet18", "--image-size", "16", "--out", str(out)], "at least 32x32"),
+        (["train", "resnet18", "--resume", str(tmp_path / "none.pt"), "--out", str(out)], "does not exist"),
+        (["train", "resnet18", "--epochs", "0", "--out", str(out)], "at least 1"),
+    ]
+    (tmp_path / "empty" / "cats").mkdir(parents=True)
+    cases.append((["train", "resnet18", "--data", "folder", str(tmp_path / "empty"), "--out", str(out)], "no images"))
+    for args, message in cases:
+        result = paperzoo_cli(*args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
+        assert not out.exists(), f"{args} wrote into the output folder"
+
+
+def test_a_model_that_is_not_a_classifier_is_refused(monkeypatch, tmp_path, capsys):
+    entry = registry._entry("resnet18")
+    segmenter = dataclasses.replace(entry.card, task="semantic-segmentation")
+    monkeypatch.setitem(registry._REGISTRY, "resnet18", dataclasses.replace(entry, card=segmenter))
+    assert cli.main(["train", "resnet18", "--out", str(tmp_path / "out")]) == 2
+    assert "trains image classifiers" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
