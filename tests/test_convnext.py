@@ -118,6 +118,8 @@ def test_feature_maps_are_taken_before_the_next_downsampling():
     for feature, reference_feature, info in zip(features, outputs, backbone.feature_info, strict=True):
         assert_close_rel(feature, reference_feature)
         assert feature.shape[-2:] == (64 // info.stride, 96 // info.stride)
+    with pytest.raises(ValueError, match="out_indices"):
+        small_convnext(features_only=True, out_indices=(4,))
 
 
 def test_initialisation_follows_torchvision():

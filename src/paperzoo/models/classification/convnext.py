@@ -216,6 +216,8 @@ class ConvNeXt(nn.Module):
         super().__init__()
         if len(depths) != len(widths):
             raise ValueError(f"depths and widths need one entry per stage, got {depths} and {widths}")
+        if features_only and not all(0 <= i < len(depths) for i in out_indices):
+            raise ValueError(f"out_indices pick stages 0 … {len(depths) - 1}, got {tuple(out_indices)}")
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.features_only = features_only
