@@ -73,7 +73,7 @@ layout up to names). Worth knowing:
   (counted from 0 over the whole network), identical to the authors' ``linspace``.
 * Initialisation is torchvision's and the authors': truncated normal, std 0.02, for every convolution
   and linear layer, zero biases, LayerNorms at weight 1 and bias 0, γ = 1e-6. The authors' optional
-  ``head_init_scale`` (used only for fine-tuning at 384×384) is not built.
+  ``head_init_scale`` (a smaller initial classifier, used in their fine-tuning recipes) is not built.
 * ``in_chans`` may differ from 3 (torchvision fixes 3); ConvNeXt-XL, trained on ImageNet-22K only, is not
   registered, since torchvision, the reference, has no XL (``widths=(256, 512, 1024, 2048)`` and
   ``depths=(3, 3, 27, 3)`` build it).
