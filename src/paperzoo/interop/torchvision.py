@@ -60,4 +60,28 @@ def resnet(state_dict: StateDict, model: nn.Module) -> StateDict:
     ])
 
 
-CONVERTERS = {"AlexNet": alexnet, "VGG": vgg, "ResNet": resnet}
+def convnext(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """torchvision's flat ``features`` interleaves [stem, stage, downsampling, stage, …, stage]: index 0 is the
+    stem (``0`` its conv, ``1`` its LayerNorm2d), index 2k+1 the blocks of stage k (our ``res{k+2}``), index 2k
+    (k >= 1) the downsampling layer (``0`` LayerNorm2d, ``1`` conv) that opens stage k. In a block, torchvision's
+    ``block`` Sequential is [depthwise conv, permute, LayerNorm, Linear, GELU, Linear, permute];
+    ``classifier`` is [LayerNorm2d, flatten, Linear]."""
+    block_parts = {"0": "depthwise_conv", "2": "norm", "3": "expand", "5": "project"}
+
+    def stage(index: str) -> str:  # features index 2k+1 (its blocks) or 2k (its downsampling) → stage k
+        return f"stages.res{int(index) // 2 + 2}"
+
+    return rename(state_dict, [
+        (r"features\.0\.0\.(weight|bias)", r"stem.conv.\1"),
+        (r"features\.0\.1\.(weight|bias)", r"stem.norm.\1"),
+        (r"features\.(\d*[13579])\.(\d+)\.block\.([0235])\.(weight|bias)",
+         lambda m: f"{stage(m[1])}.blocks.{m[2]}.{block_parts[m[3]]}.{m[4]}"),
+        (r"features\.(\d*[13579])\.(\d+)\.layer_scale", lambda m: f"{stage(m[1])}.blocks.{m[2]}.layer_scale"),
+        (r"features\.(\d*[02468])\.0\.(weight|bias)", lambda m: f"{stage(m[1])}.downsample.norm.{m[2]}"),
+        (r"features\.(\d*[02468])\.1\.(weight|bias)", lambda m: f"{stage(m[1])}.downsample.conv.{m[2]}"),
+        (r"classifier\.0\.(weight|bias)", r"head_norm.\1"),
+        (r"classifier\.2\.(weight|bias)", r"fc.\1"),
+    ])
+
+
+CONVERTERS = {"AlexNet": alexnet, "VGG": vgg, "ResNet": resnet, "ConvNeXt": convnext}
