@@ -63,8 +63,8 @@ def test_stage_widths_and_sizes_are_table_1(groups):
 PAPER_MFLOPS = {"shufflenet_v1_g1": 143, "shufflenet_v1_g2": 140, "shufflenet_v1_g3": 137,
                 "shufflenet_v1_g4": 133, "shufflenet_v1_g8": 137,
                 "shufflenet_v1_g1_x0_5": 38, "shufflenet_v1_g3_x0_5": 38,
-                # Table 2 gives 38 for 0.5× g = 8 too; with the stem of 16 channels that the authors' released
-                # implementation uses, it is 40 (the release's README reports 40M): that figure is checked here.
+                # Table 2 gives 38 for 0.5× g = 8 too, but halving Table 1's widths, as the authors' released
+                # implementation does, gives 40: its README reports 40M, the figure checked here.
                 "shufflenet_v1_g8_x0_5": 40,
                 # ShuffleNet V2's Table 5.
                 "shufflenet_v2_x0_5": 41, "shufflenet_v2_x1_0": 146, "shufflenet_v2_x1_5": 299,

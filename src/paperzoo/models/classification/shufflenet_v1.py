@@ -45,13 +45,22 @@ Data flow of ShuffleNet 1× (g = 3) at 224×224 (Table 1)::
          │                                                                         ├─ concat ─► ReLU ─► y
          └────────────────────────── 3×3 average pool /2 ──────────────────────────┘  C_in
 
-The paper leaves some details open; they are taken from the authors' released implementation
-(megvii-model/ShuffleNet-Series, ShuffleNetV1), which also reports the parameter counts (1.9M for 1×, g = 3):
-the shortcut comes first in the concatenation; the average pool pads by one pixel and counts the padding;
-the fc layer has no bias; the 0.5× networks halve the stem too (12 channels, 16 for g = 8, where 12 would
-leave the stride-2 branch of Stage 2 a width of 180, not divisible by 8); a unit whose first 1×1 layer is not
-grouped still shuffles (a fixed permutation a dense layer could have learned: harmless, and every unit stays
-the same); the initialisation (below).
+Complexity and size. Table 1 gives 143, 140, 137, 133 and 137 MFLOPs for g = 1, 2, 3, 4, 8 (Tables 2 and 5 round
+the 1× networks to 140, the 0.5× ones to 38); this build measures 143.1, 140.8, 137.5, 134.3 and 138.4
+(``paperzoo.measure.measure_gmacs``, which counts convolutions and the fc layer and, like the paper, a 3×3
+depthwise convolution as 9 multiply-adds per output), and 38.5, 37.6 and 40.5 for the 0.5× networks with
+g = 1, 3, 8 (for 0.5× g = 8 the release too reports 40M, not Table 2's 38). The paper states no parameter counts.
+The authors' released implementation (github.com/megvii-model/ShuffleNet-Series, ShuffleNetV1) reports 1.9M for
+1× g = 3, 2.4M for g = 8, 0.7M and 1.0M for their 0.5× networks; this build has 1,864,728, 2,433,768, 717,324 and
+1,010,448, which round to them. That 1.9M is the "≈1.9M" of the project's model list; the cards carry the exact
+counts of this build.
+
+The paper leaves some details open; they are taken from that release: the shortcut comes first in the
+concatenation; the average pool pads by one pixel and counts the padding; the fc layer has no bias; the 0.5×
+networks halve the stem too (12 channels, 16 for g = 8, where 12 would leave the stride-2 branch of Stage 2 a
+width of 180, not divisible by 8); a unit whose first 1×1 layer is not grouped still shuffles (a fixed
+permutation a dense layer could have learned: harmless, and every unit stays the same); the initialisation
+(below).
 
 Deviations:
 
@@ -102,12 +111,13 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """Shuffle the channels of ``x``, the output of a layer with ``groups`` groups (§3.1, Figure 1c).
 
     With C = g·n channels, output channel j·g + i is input channel i·n + j: the j-th channel of group i.
-    Split the result into g consecutive groups again and each one holds channels of every input group.
+    Split the result into g consecutive groups again and each one holds channels of every input group
+    (when n >= g).
     """
     batch, channels, height, width = x.shape
     if channels % groups:
         raise ValueError(f"cannot shuffle {channels} channels in {groups} groups")
-    x = x.view(batch, groups, channels // groups, height, width)  # (N, g, n, H, W): one row per group
+    x = x.reshape(batch, groups, channels // groups, height, width)  # (N, g, n, H, W): one row per group
     x = x.transpose(1, 2)  # (N, n, g, H, W): the j-th channels of all groups side by side
     return x.reshape(batch, channels, height, width)  # (N, g·n, H, W), flattened back
 
@@ -288,8 +298,8 @@ def _card(name: str, groups: int, width: float, params: int, gmacs: float, canon
         source += f"; the authors' release reports {release[0]}, which it matches when rounded"
         notes += f" The release reports {release[0]} parameters and {release[1]} FLOPs for this network."
     if canonical:
-        notes += (" MODELS.md's ≈1.9M is the release's rounded figure; this faithful build has 1,864,728, "
-                  "which rounds to it.")
+        notes += (" Tables 2 and 5 round the 1× networks to 140 MFLOPs. MODELS.md's ≈1.9M is the release's "
+                  "rounded figure; this faithful build has 1,864,728, which rounds to it.")
     return ModelCard(
         name=name,
         architecture=f"ShuffleNet {scale} (g={groups})",

@@ -42,10 +42,10 @@ Data flow of ShuffleNet V2 1× at 224×224 (Table 5)::
       conv5: 1×1, 1024 → BN → ReLU                                  1024×7×7
       global average pool → fc                                       1000 logits
 
-    basic unit (Figure 3c), C channels:
+    basic unit (Figure 3c), C channels, the channel split halving them:
 
-      x ─► channel split ─┬─ C/2 ──────────────────── identity ──────────────────────┬─► concat ─► shuffle ─► y
-                          └─ C/2 ─► 1×1 Conv, BN, ReLU ─► 3×3 DWConv, BN ─► 1×1 Conv, BN, ReLU ─┘
+      x ─► split ─┬─ C/2 ────────────────────────── identity ───────────────────────────┬─► concat ─► shuffle ─► y
+                  └─ C/2 ─► 1×1 Conv, BN, ReLU ─► 3×3 DWConv, BN ─► 1×1 Conv, BN, ReLU ─┘
 
     down-sampling unit (Figure 3d), C_in channels in, C_out out, half the size:
 
@@ -81,7 +81,7 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """ShuffleNet v1's channel shuffle (its §3.1): output channel j·g + i is input channel i·n + j, for
     C = g·n channels in g groups. With g = 2 it interleaves the two branches of a unit."""
     batch, channels, height, width = x.shape
-    x = x.view(batch, groups, channels // groups, height, width)  # (N, g, n, H, W): one row per group
+    x = x.reshape(batch, groups, channels // groups, height, width)  # (N, g, n, H, W): one row per group
     x = x.transpose(1, 2)  # (N, n, g, H, W)
     return x.reshape(batch, channels, height, width)  # (N, g·n, H, W): the groups interleaved
 
