@@ -318,7 +318,9 @@ def _card(name: str, groups: int, width: float, params: int, gmacs: float, canon
 
 
 def _halved(groups: int) -> tuple[int, int, int]:
-    return tuple(c // 2 for c in TABLE1_STAGE_CHANNELS[groups])  # type: ignore[return-value]
+    """Table 1's widths for ``groups``, scaled by s = 0.5 ("ShuffleNet 0.5×")."""
+    stage2, stage3, stage4 = TABLE1_STAGE_CHANNELS[groups]
+    return stage2 // 2, stage3 // 2, stage4 // 2
 
 
 @register(_card("shufflenet_v1_g1", groups=1, width=1.0, params=1_530_936, gmacs=0.143))
