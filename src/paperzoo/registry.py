@@ -42,6 +42,13 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     ),
     "paperzoo.models.classification.resnet": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"),
     "paperzoo.models.classification.convnext": ("convnext_tiny", "convnext_small", "convnext_base", "convnext_large"),
+    "paperzoo.models.classification.shufflenet_v1": (
+        "shufflenet_v1_g1", "shufflenet_v1_g2", "shufflenet_v1_g3", "shufflenet_v1_g4", "shufflenet_v1_g8",
+        "shufflenet_v1_g1_x0_5", "shufflenet_v1_g3_x0_5", "shufflenet_v1_g8_x0_5",
+    ),
+    "paperzoo.models.classification.shufflenet_v2": (
+        "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
+    ),
 }
 
 _MODULE_OF: dict[str, str] = {name: module for module, names in MODEL_MODULES.items() for name in names}

@@ -84,4 +84,30 @@ def convnext(state_dict: StateDict, model: nn.Module) -> StateDict:
     ])
 
 
-CONVERTERS = {"AlexNet": alexnet, "VGG": vgg, "ResNet": resnet, "ConvNeXt": convnext}
+def shufflenet_v2(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """torchvision's ``stage<k>`` are our ``stages.stage<k>``; its ``branch1`` (down-sampling units only) is
+    Figure 3d's left branch, ``branch2`` the right one; the indices inside a branch name its layers."""
+    left = {"0": "depthwise.conv", "1": "depthwise.norm", "2": "pointwise.conv", "3": "pointwise.norm"}
+    right = {"0": "pointwise1.conv", "1": "pointwise1.norm", "3": "depthwise.conv", "4": "depthwise.norm",
+             "5": "pointwise2.conv", "6": "pointwise2.norm"}  # index 2 is a ReLU
+
+    def unit(m: re.Match[str]) -> str:
+        branch, layers = ("left_branch", left) if m["branch"] == "1" else ("right_branch", right)
+        if m["index"] not in layers:  # not a layer with weights: leave it for the strict load to report
+            return m[0]
+        return f"stages.stage{m['stage']}.{m['unit']}.{branch}.{layers[m['index']]}.{m['param']}"
+
+    return rename(state_dict, [
+        (r"(conv1|conv5)\.0\.weight", r"\1.conv.weight"),
+        (r"(conv1|conv5)\.1\.(.+)", r"\1.norm.\2"),
+        (r"stage(?P<stage>\d)\.(?P<unit>\d+)\.branch(?P<branch>[12])\.(?P<index>\d)\.(?P<param>.+)", unit),
+    ])
+
+
+CONVERTERS = {
+    "AlexNet": alexnet,
+    "VGG": vgg,
+    "ResNet": resnet,
+    "ConvNeXt": convnext,
+    "ShuffleNetV2": shufflenet_v2,
+}
