@@ -60,4 +60,22 @@ def resnet(state_dict: StateDict, model: nn.Module) -> StateDict:
     ])
 
 
-CONVERTERS = {"AlexNet": alexnet, "VGG": vgg, "ResNet": resnet}
+def densenet(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """torchvision's ``features`` holds everything but the classifier. Inside a dense layer, ``norm1``,
+    ``conv1`` are the 1×1 bottleneck's BN and convolution, ``norm2``, ``conv2`` the 3×3's; ``norm5`` is
+    ``final_norm``'s BN; ``classifier`` is ``fc``. The released ImageNet checkpoints spell the dense-layer
+    names with a dot (``norm.1``), which torchvision itself renames on loading; both spellings are read."""
+    layer = r"features\.denseblock(\d+)\.denselayer(\d+)\."
+    part = {"1": "bottleneck", "2": "conv3x3"}
+    return rename(state_dict, [
+        (r"features\.conv0\.weight", "conv0.conv.weight"),
+        (r"features\.norm0\.(.+)", r"conv0.norm.\1"),
+        (rf"{layer}(norm|conv)\.?([12])\.(.+)",
+         lambda m: f"blocks.dense_block{m[1]}.layer{m[2]}.{part[m[4]]}.{m[3]}.{m[5]}"),
+        (r"features\.transition(\d+)\.(norm|conv)\.(.+)", r"blocks.transition\1.compress.\2.\3"),
+        (r"features\.norm5\.(.+)", r"final_norm.norm.\1"),
+        (r"classifier\.(weight|bias)", r"fc.\1"),
+    ])
+
+
+CONVERTERS = {"AlexNet": alexnet, "VGG": vgg, "ResNet": resnet, "DenseNet": densenet}
