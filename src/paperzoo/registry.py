@@ -42,6 +42,7 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     ),
     "paperzoo.models.classification.resnet": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"),
     "paperzoo.models.classification.densenet": ("densenet121", "densenet161", "densenet169", "densenet201"),
+    "paperzoo.models.classification.squeezenet": ("squeezenet1_0", "squeezenet1_1"),
 }
 
 _MODULE_OF: dict[str, str] = {name: module for module, names in MODEL_MODULES.items() for name in names}

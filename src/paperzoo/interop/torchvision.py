@@ -78,4 +78,19 @@ def densenet(state_dict: StateDict, model: nn.Module) -> StateDict:
     ])
 
 
-CONVERTERS = {"AlexNet": alexnet, "VGG": vgg, "ResNet": resnet, "DenseNet": densenet}
+def squeezenet(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """torchvision numbers the layers of ``features`` (convolutions, ReLUs and pools alike); its k-th Fire
+    module is our k-th (``fire2`` … ``fire9``), its first convolution ``conv1``, and ``classifier.1`` is
+    ``conv10``. Inside a Fire module the names are the same, ours one level deeper (``squeeze.conv``)."""
+    theirs = sorted({int(k.split(".")[1]) for k in state_dict if re.fullmatch(r"features\.\d+\.squeeze\.weight", k)})
+    ours = [k.removesuffix(".squeeze.conv.weight") for k in model.state_dict() if k.endswith(".squeeze.conv.weight")]
+    if len(theirs) != len(ours):
+        raise ValueError(f"torchvision SqueezeNet has {len(theirs)} Fire modules, the model {len(ours)}")
+    rules = [(rf"features\.{index}\.(squeeze|expand1x1|expand3x3)\.(weight|bias)", rf"{name}.\1.conv.\2")
+             for index, name in zip(theirs, ours, strict=True)]
+    rules += [(r"features\.0\.(weight|bias)", r"features.conv1.conv.\1"),
+              (r"classifier\.1\.(weight|bias)", r"conv10.conv.\1")]
+    return rename(state_dict, rules)
+
+
+CONVERTERS = {"AlexNet": alexnet, "VGG": vgg, "ResNet": resnet, "DenseNet": densenet, "SqueezeNet": squeezenet}
