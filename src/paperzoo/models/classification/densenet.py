@@ -8,9 +8,9 @@ idea to its limit: inside a block, every layer is connected to every later layer
 
 * Dense connectivity (§3, Figure 1). Layer ℓ receives the feature maps of *all* preceding layers of its
   block, concatenated along the channels:  x_ℓ = H_ℓ([x_0, x_1, …, x_{ℓ−1}])   (eq. 2).
-  ResNet adds instead, x_ℓ = H_ℓ(x_{ℓ−1}) + x_{ℓ−1} (eq. 1), which mixes the identity into the new
-  features; concatenation keeps every earlier map intact, so a layer can reuse any of them as they are,
-  and the loss gradient reaches each layer directly (an "implicit deep supervision").
+  ResNet adds instead, x_ℓ = H_ℓ(x_{ℓ−1}) + x_{ℓ−1} (eq. 1), and the paper argues that the summation
+  may impede the information flow; concatenation keeps every earlier map intact, so a layer can reuse
+  any of them as it is, and the loss gradient reaches each layer directly ("implicit deep supervision").
 * The growth rate k (§3, "Growth rate"). Each H_ℓ produces only k feature maps (k = 32 or 48 here), so the
   ℓ-th layer of a block reads k_0 + k·(ℓ − 1) maps, k_0 being the block's input channels. Every layer
   adds a little to the block's "collective knowledge" and leaves the rest alone, so narrow layers suffice
@@ -59,10 +59,16 @@ Deviations from the paper, all torchvision's, kept so that its weights load and 
 ``memory_efficient=True`` is not from the paper but from Pleiss et al., "Memory-Efficient Implementation of
 DenseNets" (2017, https://arxiv.org/abs/1707.06990), as torchvision's flag of that name: a naive dense block
 stores the concatenation and its normalised copy for every layer, memory quadratic in depth; checkpointing
-the concatenate-BN-ReLU-Conv(1×1) part discards those and recomputes them in the backward pass, for about
-a fifth more compute. Outputs and gradients are unchanged. Unlike torchvision, which lets the recomputed
-BatchNorm update its running statistics a second time in every training step, this file restores them
-after the recomputation, so training with and without the flag leaves the same statistics.
+the concatenate-BN-ReLU-Conv(1×1) part discards those and recomputes them in the backward pass: memory
+linear in depth, for some extra time. Outputs and gradients are unchanged. Unlike torchvision, which lets
+the recomputed BatchNorm update its running statistics a second time in every training step, this file
+restores them after the recomputation, so training with and without the flag leaves the same statistics.
+
+As a backbone (``features_only=True``), DenseNet-121 returns four maps: the outputs of dense_block1,
+dense_block2 and dense_block3 (256, 512, 1024 channels at strides 4, 8, 16: each block's concatenation,
+taken before the transition that follows it normalises and halves it, as timm takes them), and the output
+of ``final_norm`` (1024 channels at stride 32): dense_block4 after torchvision's ``norm5`` and ReLU, the
+map the classifier pools, since the bare concatenation of a pre-activation network is not normalised.
 """
 
 from __future__ import annotations
