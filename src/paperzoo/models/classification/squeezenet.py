@@ -4,7 +4,7 @@ Paper: "SqueezeNet: AlexNet-level accuracy with 50x fewer parameters and <0.5MB 
 Iandola, Song Han, Matthew W. Moskewicz, Khalid Ashraf, William J. Dally, Kurt Keutzer, 2016.
 https://arxiv.org/abs/1602.07360
 
-SqueezeNet asks how few parameters AlexNet's accuracy needs, and answers with 1.2M instead of 61M, from
+SqueezeNet asks how few parameters AlexNet's accuracy needs, and answers 1.2M instead of AlexNet's 60M, from
 three design strategies (§3.1):
 
 1. Replace 3×3 filters with 1×1 filters: a 1×1 filter has 9× fewer parameters.
