@@ -49,6 +49,8 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.classification.shufflenet_v2": (
         "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
     ),
+    "paperzoo.models.classification.densenet": ("densenet121", "densenet161", "densenet169", "densenet201"),
+    "paperzoo.models.classification.squeezenet": ("squeezenet1_0", "squeezenet1_1"),
 }
 
 _MODULE_OF: dict[str, str] = {name: module for module, names in MODEL_MODULES.items() for name in names}

@@ -104,10 +104,45 @@ def shufflenet_v2(state_dict: StateDict, model: nn.Module) -> StateDict:
     ])
 
 
+def densenet(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """torchvision's ``features`` holds everything but the classifier. Inside a dense layer, ``norm1``,
+    ``conv1`` are the 1×1 bottleneck's BN and convolution, ``norm2``, ``conv2`` the 3×3's; ``norm5`` is
+    ``final_norm``'s BN; ``classifier`` is ``fc``. The released ImageNet checkpoints spell the dense-layer
+    names with a dot (``norm.1``), which torchvision itself renames on loading; both spellings are read."""
+    layer = r"features\.denseblock(\d+)\.denselayer(\d+)\."
+    part = {"1": "bottleneck", "2": "conv3x3"}
+    return rename(state_dict, [
+        (r"features\.conv0\.weight", "conv0.conv.weight"),
+        (r"features\.norm0\.(.+)", r"conv0.norm.\1"),
+        (rf"{layer}(norm|conv)\.?([12])\.(.+)",
+         lambda m: f"blocks.dense_block{m[1]}.layer{m[2]}.{part[m[4]]}.{m[3]}.{m[5]}"),
+        (r"features\.transition(\d+)\.(norm|conv)\.(.+)", r"blocks.transition\1.compress.\2.\3"),
+        (r"features\.norm5\.(.+)", r"final_norm.norm.\1"),
+        (r"classifier\.(weight|bias)", r"fc.\1"),
+    ])
+
+
+def squeezenet(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """torchvision numbers the layers of ``features`` (convolutions, ReLUs and pools alike); its k-th Fire
+    module is our k-th (``fire2`` … ``fire9``), its first convolution ``conv1``, and ``classifier.1`` is
+    ``conv10``. Inside a Fire module the names are the same, ours one level deeper (``squeeze.conv``)."""
+    theirs = sorted({int(k.split(".")[1]) for k in state_dict if re.fullmatch(r"features\.\d+\.squeeze\.weight", k)})
+    ours = [k.removesuffix(".squeeze.conv.weight") for k in model.state_dict() if k.endswith(".squeeze.conv.weight")]
+    if len(theirs) != len(ours):
+        raise ValueError(f"torchvision SqueezeNet has {len(theirs)} Fire modules, the model {len(ours)}")
+    rules = [(rf"features\.{index}\.(squeeze|expand1x1|expand3x3)\.(weight|bias)", rf"{name}.\1.conv.\2")
+             for index, name in zip(theirs, ours, strict=True)]
+    rules += [(r"features\.0\.(weight|bias)", r"features.conv1.conv.\1"),
+              (r"classifier\.1\.(weight|bias)", r"conv10.conv.\1")]
+    return rename(state_dict, rules)
+
+
 CONVERTERS = {
     "AlexNet": alexnet,
     "VGG": vgg,
     "ResNet": resnet,
     "ConvNeXt": convnext,
     "ShuffleNetV2": shufflenet_v2,
+    "DenseNet": densenet,
+    "SqueezeNet": squeezenet,
 }
