@@ -10,8 +10,9 @@ empirical distribution function of eq. 1), and narrows the space step by step wh
 * AnyNetX: a stem (3×3 convolution, 32 channels, stride 2), a body of four stages, a head (average pool, fc).
   Stage i has d_i identical *X blocks*, each a residual bottleneck with a grouped 3×3 convolution: width w_i,
   bottleneck ratio b_i, group width g_i. The first block of a stage has stride 2.
-* Sharing one b and one g across stages, and letting widths and depths only grow, loses nothing. The good
-  models' widths lie close to a line in the block index j; the *RegNet* design space keeps only those.
+* Sharing one b and one g across all stages costs no accuracy; letting widths and depths only grow from
+  stage to stage improves it. The good models' widths lie close to a line in the block index j; the
+  *RegNet* design space keeps only such networks.
 * The quantized linear parametrisation (§3.3), six numbers for a whole network: depth d, initial width w_0,
   slope w_a, width multiplier w_m, group width g and bottleneck ratio b. A continuous width per block,
       u_j = w_0 + w_a·j,  0 <= j < d                               (eq. 2)
@@ -19,7 +20,7 @@ empirical distribution function of eq. 1), and narrows the space step by step wh
   geometric series w_j = w_0·w_m^{⌊s_j⌉} (eq. 4), rounded to a multiple of 8. Blocks of equal width form a
   stage. :func:`regnet_stages` does exactly this, so every variant below is six numbers, not a width list.
 * The good RegNets have no bottleneck (b = 1), about 20 blocks and w_m ≈ 2.5. *RegNetY* adds
-  squeeze-and-excitation (Hu et al. 2018) with ratio 1/4 to the X block and is better at every size.
+  squeeze-and-excitation (Hu et al. 2018) with ratio 1/4 to the X block, with consistent gains.
   Variants are named by their FLOPs: ``regnet_x_400mf`` has 400 MFLOPs (multiply-adds), ``regnet_y_16gf``
   16 GFLOPs.
 
@@ -38,10 +39,12 @@ Data flow of RegNetY-400MF (d=16, w_0=48, w_a=27.89, w_m=2.09, g=8, b=1) at 224�
       └──────────────────── identity, or 1×1 projection with stride s ─────────────┘
 
 ``features_only=True`` returns the four stages, at strides 4, 8, 16 and 32, as ResNet and ResNeXt do, so a
-detection or segmentation head takes any of them with the same ``out_indices``. The stem (32 channels at
-stride 2, a single convolution) is not offered: no head in the zoo or in torchvision reads a stride-2 map.
+detection or segmentation head takes any of these backbones with the same ``out_indices``. The stem's output
+(32 channels at stride 2, after a single convolution) is not offered: torchvision's detection and segmentation
+heads read strides 4 to 32, and a stride-2 level would shift RegNet's ``out_indices`` against ResNet's.
 
-Deviations from the paper, all torchvision's, kept so that its weights load and its outputs match:
+Deviations from the paper, and details it leaves open, all as torchvision has them, so that its weights load
+and its outputs match:
 
 * Group-width compatibility. A grouped convolution needs its width w·b to be a multiple of the group width g.
   Both the authors' code (pycls) and torchvision first shrink g to at most w·b, then move w·b to a multiple
@@ -51,8 +54,9 @@ Deviations from the paper, all torchvision's, kept so that its weights load and 
   ``regnet_y_8gf`` (stage 1: 224, not 168); torchvision's ImageNet weights are trained for its widths.
 * ``regnet_y_128gf`` is not in the paper (its largest model is 32GF); it comes from Singh et al. 2022
   ("Revisiting Weakly Supervised Pre-Training of Visual Perception Models"), built with the same rule.
-* The squeeze width of the SE gate is round(0.25 · the block's *input* width), not of its bottleneck width,
-  as in both pycls and torchvision.
+* The paper gives only the SE ratio, 1/4. The squeeze width is round(0.25 · the block's *input* width), as
+  in both pycls and torchvision; with b = 1 this differs from a quarter of the block's own width only in the
+  first block of each stage.
 * No stochastic depth or dropout: torchvision's RegNet has neither (its ``models/regnet.py`` builds no drop
   path), and the paper trains its models without such enhancements, to compare designs and not recipes.
 * Initialisation: convolutions N(0, 2/fan_out) (He normal, fan-out; the SE convolutions too, with PyTorch's
@@ -314,10 +318,12 @@ def _card(name: str, params: int, gmacs: float, canonical: bool = False, notes: 
     )
 
 
-_ROUNDING = "torchvision's group-width rounding gives other widths than the authors' code (see the docstring)."
+def _rounding(ours: str, theirs: str) -> str:
+    return f"torchvision's group-width rounding: {ours}, where the authors' code (pycls) has {theirs}."
 
 
-@register(_card("regnet_x_400mf", params=5_495_976, gmacs=0.414, notes=_ROUNDING))
+@register(_card("regnet_x_400mf", params=5_495_976, gmacs=0.414,
+                notes=_rounding("stage 4 has 400 channels", "384")))
 def regnet_x_400mf(**kwargs: Any) -> RegNet:
     return RegNet(**REGNET_CONFIGS["regnet_x_400mf"], **kwargs)
 
@@ -357,7 +363,8 @@ def regnet_y_400mf(**kwargs: Any) -> RegNet:
     return RegNet(**REGNET_CONFIGS["regnet_y_400mf"], **kwargs)
 
 
-@register(_card("regnet_y_800mf", params=6_432_512, gmacs=0.834, notes=_ROUNDING))
+@register(_card("regnet_y_800mf", params=6_432_512, gmacs=0.834,
+                notes=_rounding("stages 2 and 4 have 144 and 784 channels", "128 and 768")))
 def regnet_y_800mf(**kwargs: Any) -> RegNet:
     return RegNet(**REGNET_CONFIGS["regnet_y_800mf"], **kwargs)
 
@@ -372,7 +379,8 @@ def regnet_y_3_2gf(**kwargs: Any) -> RegNet:
     return RegNet(**REGNET_CONFIGS["regnet_y_3_2gf"], **kwargs)
 
 
-@register(_card("regnet_y_8gf", params=39_381_472, gmacs=8.473, notes=_ROUNDING))
+@register(_card("regnet_y_8gf", params=39_381_472, gmacs=8.473,
+                notes=_rounding("stage 1 has 224 channels", "168")))
 def regnet_y_8gf(**kwargs: Any) -> RegNet:
     return RegNet(**REGNET_CONFIGS["regnet_y_8gf"], **kwargs)
 
