@@ -30,7 +30,8 @@ Figure 3 shows three equivalent forms of one block; this file builds (c), as the
         convolution with C groups (Krizhevsky et al. 2012). So: 1×1 256→128, 3×3 grouped 128→128 (C=32),
         1×1 128→256. The three forms compute the same function with the same weights; (c) is the fastest.
 
-The equivalence needs blocks of depth >= 3; in a two-layer block the grouped form is just a wider dense block.
+The reformulation gives a new topology only for blocks of depth >= 3 (§3.3); in a two-layer block the
+grouped form collapses to a wide dense one, which is why ResNeXt is built from bottlenecks.
 
 Data flow (Table 1) of ResNeXt-50 (32×4d) at 224×224::
 
