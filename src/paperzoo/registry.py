@@ -51,6 +51,12 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     ),
     "paperzoo.models.classification.densenet": ("densenet121", "densenet161", "densenet169", "densenet201"),
     "paperzoo.models.classification.squeezenet": ("squeezenet1_0", "squeezenet1_1"),
+    "paperzoo.models.classification.resnext": ("resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d"),
+    "paperzoo.models.classification.regnet": (
+        "regnet_x_400mf", "regnet_x_800mf", "regnet_x_1_6gf", "regnet_x_3_2gf", "regnet_x_8gf", "regnet_x_16gf",
+        "regnet_x_32gf", "regnet_y_400mf", "regnet_y_800mf", "regnet_y_1_6gf", "regnet_y_3_2gf", "regnet_y_8gf",
+        "regnet_y_16gf", "regnet_y_32gf", "regnet_y_128gf",
+    ),
 }
 
 _MODULE_OF: dict[str, str] = {name: module for module, names in MODEL_MODULES.items() for name in names}

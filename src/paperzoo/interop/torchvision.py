@@ -45,7 +45,8 @@ def vgg(state_dict: StateDict, model: nn.Module) -> StateDict:
 
 def resnet(state_dict: StateDict, model: nn.Module) -> StateDict:
     """torchvision's ``layer1``…``layer4`` are the paper's conv2_x…conv5_x; ``bn<k>`` is ``conv<k>``'s norm;
-    ``downsample`` is the projection shortcut."""
+    ``downsample`` is the projection shortcut. ResNeXt uses the same rules: torchvision builds it with its
+    ResNet class (``groups`` on ``conv2``), and ours keeps ResNet's names."""
     def stage(m: re.Match[str]) -> str:
         return f"stages.conv{int(m['layer']) + 1}_x.{m['block']}"
 
@@ -137,6 +138,26 @@ def squeezenet(state_dict: StateDict, model: nn.Module) -> StateDict:
     return rename(state_dict, rules)
 
 
+def regnet(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """torchvision's ``trunk_output.block<s>.block<s>-<i>`` is block i of ``stages.stage<s>``; its transform
+    ``f.a``, ``f.b``, ``f.c`` (each a conv ``0`` and a BN ``1``) are ``conv1``, ``conv2``, ``conv3``; ``f.se`` is
+    the squeeze-excitation gate; ``proj`` is the projection shortcut; ``stem.0``/``stem.1`` the stem."""
+    block = r"trunk_output\.block(?P<stage>\d)\.block(?P=stage)-(?P<block>\d+)"
+
+    def ours(m: re.Match[str]) -> str:
+        return f"stages.stage{m['stage']}.{m['block']}"
+
+    conv = {"f.a": "conv1", "f.b": "conv2", "f.c": "conv3", "proj": "shortcut"}
+    return rename(state_dict, [
+        (r"stem\.0\.weight", "stem.conv.weight"),
+        (r"stem\.1\.(.+)", r"stem.norm.\1"),
+        (rf"{block}\.(?P<conv>f\.[abc]|proj)\.0\.weight", lambda m: f"{ours(m)}.{conv[m['conv']]}.conv.weight"),
+        (rf"{block}\.(?P<conv>f\.[abc]|proj)\.1\.(?P<rest>.+)",
+         lambda m: f"{ours(m)}.{conv[m['conv']]}.norm.{m['rest']}"),
+        (rf"{block}\.f\.se\.(?P<rest>fc[12]\.(?:weight|bias))", lambda m: f"{ours(m)}.se.{m['rest']}"),
+    ])
+
+
 CONVERTERS = {
     "AlexNet": alexnet,
     "VGG": vgg,
@@ -145,4 +166,6 @@ CONVERTERS = {
     "ShuffleNetV2": shufflenet_v2,
     "DenseNet": densenet,
     "SqueezeNet": squeezenet,
+    "ResNeXt": resnet,
+    "RegNet": regnet,
 }
