@@ -41,6 +41,14 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
         "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
     ),
     "paperzoo.models.classification.resnet": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"),
+    "paperzoo.models.classification.mobilenet_v2": (
+        "mobilenet_v2", "mobilenet_v2_050", "mobilenet_v2_075", "mobilenet_v2_140",
+    ),
+    "paperzoo.models.classification.efficientnet": (
+        "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
+        "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
+    ),
+    "paperzoo.models.classification.efficientnet_v2": ("efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l"),
 }
 
 _MODULE_OF: dict[str, str] = {name: module for module, names in MODEL_MODULES.items() for name in names}
