@@ -42,13 +42,14 @@ B1 … B7 scale every stage's width and number of layers, the stem and the head,
 Deviations from the paper, all torchvision's (kept so that its weights load and its outputs match):
 
 * B1 … B7 do not use α^φ, β^φ, γ^φ: the released code (and torchvision, and timm) scale by a table of rounded
-  coefficients, :data:`RELEASED_SCALING`, and so does this file. The table does not follow eq. 3 for any
-  single φ. Its B2 is eq. 3 at φ = 1 (w = 1.1 = β, d = 1.2 = α, 260 px ≈ 224 · γ = 258); its B1 sits between
-  φ = 0 and 1 (d = 1.1, 240 px, but w = 1.0); from B3 on, each coefficient implies its own φ, and depth lags
-  behind: B7 has w = 2.0 and 600 px, about φ = 7 (β⁷ = 1.95, 224 · γ⁷ = 596), but d = 3.1, α^6.2 rather than
-  α⁷ = 3.58. The FLOPS factor d · w² · r² of the table is 1.3, 2.0, 3.6, 10, 23, 47, 89 for B1 … B7, against
-  about 1.92^φ from eq. 3. :func:`compound_scaling` gives the pure eq. 3 coefficients, which the constructor
-  takes as well; ``tests/test_efficientnet.py`` compares the two.
+  coefficients, :data:`RELEASED_SCALING`, and so does this file. Bk is not eq. 3 at φ = k. B1 sits between
+  φ = 0 and 1 (d = 1.1, 240 px, but w = 1.0); B2 and B3 are eq. 3 at φ = 1 and 2 to one decimal (w = 1.1,
+  1.2; d = 1.2, 1.4; 260 and 300 px against 258 and 296); from B4 on, the three coefficients imply three
+  different φ, depth lagging most: B7 has w = 2.0 and 600 px, about φ = 7 (β⁷ = 1.95, 224 · γ⁷ = 596), but
+  d = 3.1, α^6.2 rather than α⁷ = 3.58. The table's FLOPS factor d · w² · r² is 1.3, 2.0, 3.6, 10, 23, 47, 89
+  for B1 … B7, where eq. 3 would give 1.92^φ. :func:`compound_scaling` gives the pure eq. 3 coefficients,
+  which the constructor takes as well (φ = 1 builds B2's network exactly); ``tests/test_efficientnet.py``
+  compares the two.
 * BatchNorm: B0 … B4 use PyTorch's defaults (eps 1e-5, momentum 0.1) because torchvision's weights for them
   were trained in PyTorch (timm); B5 … B7 use eps 1e-3 and momentum 0.01, the released TensorFlow code's
   values (its decay 0.99 is momentum 0.01 here), because their weights are ports of the originals.

@@ -173,7 +173,8 @@ class EfficientNetV2(nn.Module):
         num_classes: outputs of the classifier; 0 leaves it out and returns the pooled features.
         in_chans: channels of the input image.
         features_only: build no head; ``forward`` returns the feature maps chosen by ``out_indices``.
-        out_indices: which of the maps at strides 2, 4, 8, 16, 32 (0 … 4) ``features_only`` returns.
+        out_indices: which of the maps at strides 2, 4, 8, 16, 32 (0 … 4) ``features_only`` returns; ``None``:
+            all of them (a network of fewer stride-2 stages has fewer).
 
     Initialisation as torchvision: Kaiming normal (fan-out) convolutions, BatchNorm scale 1 and shift 0,
     classifier weights uniform in ±1/√(num_classes) with zero bias.
@@ -197,15 +198,12 @@ class EfficientNetV2(nn.Module):
         num_classes: int = 1000,
         in_chans: int = 3,
         features_only: bool = False,
-        out_indices: tuple[int, ...] = (0, 1, 2, 3, 4),
+        out_indices: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
-        if not set(out_indices) <= set(range(len(FEATURE_STRIDES))):
-            raise ValueError(f"out_indices must be among 0 … {len(FEATURE_STRIDES) - 1}, got {out_indices}")
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.features_only = features_only
-        self.out_indices = tuple(sorted(out_indices))
         norm_layer = partial(nn.BatchNorm2d, eps=norm_eps, momentum=norm_momentum)
 
         self.stem = ConvNormAct(in_chans, stem_channels, 3, stride=2, norm_layer=norm_layer, act_layer=nn.SiLU)
@@ -215,7 +213,13 @@ class EfficientNetV2(nn.Module):
         for spec in stages:
             stride *= spec.stride
             strides.append(stride)
-        feature_stages = [max(i for i, s in enumerate(strides) if s == stride) for stride in FEATURE_STRIDES]
+        feature_stages = [max(i for i, s in enumerate(strides) if s == stride)
+                          for stride in FEATURE_STRIDES if stride in strides]
+        if out_indices is None:
+            out_indices = tuple(range(len(feature_stages)))
+        if not set(out_indices) <= set(range(len(feature_stages))):
+            raise ValueError(f"out_indices must be among 0 … {len(feature_stages) - 1}, got {out_indices}")
+        self.out_indices = tuple(sorted(out_indices))
         self._returned_stages = [feature_stages[i] for i in self.out_indices]
         num_stages = max(self._returned_stages) + 1 if features_only else len(stages)
 
