@@ -51,8 +51,9 @@ Deviations from the paper, all torchvision's (kept so that its weights load and 
   which the constructor takes as well (φ = 1 builds B2's network exactly); ``tests/test_efficientnet.py``
   compares the two.
 * BatchNorm: B0 … B4 use PyTorch's defaults (eps 1e-5, momentum 0.1) because torchvision's weights for them
-  were trained in PyTorch (timm); B5 … B7 use eps 1e-3 and momentum 0.01, the released TensorFlow code's
-  values (its decay 0.99 is momentum 0.01 here), because their weights are ports of the originals.
+  were trained in PyTorch (timm, torchvision); B5 … B7, whose weights are ports of the TensorFlow originals,
+  use the released code's eps 1e-3 and the paper's momentum 0.99 (§5.2), which is 0.01 in PyTorch's
+  convention.
 * Padding is symmetric, (k − 1) / 2 on each side; the TensorFlow original pads "SAME", which for a stride-2
   layer on an even size puts the extra pixel on the bottom and right only.
 * Stochastic depth follows the released code's linear schedule (block i of N drops with 0.2 · i / N, the
@@ -143,8 +144,8 @@ RELEASED_SCALING: dict[str, tuple[float, float, int, float]] = {
     "efficientnet_b6": (1.8, 2.6, 528, 0.5),
     "efficientnet_b7": (2.0, 3.1, 600, 0.5),
 }
-# BatchNorm (eps, momentum): PyTorch's defaults for the PyTorch-trained B0 … B4, TensorFlow's for the B5 … B7
-# ports (TensorFlow's decay 0.99 is PyTorch's momentum 0.01).
+# BatchNorm (eps, momentum): PyTorch's defaults for the PyTorch-trained B0 … B4, the original's for the B5 … B7
+# ports (the paper's momentum 0.99 weighs the old running statistics: PyTorch's momentum 0.01).
 PYTORCH_BATCHNORM, TENSORFLOW_BATCHNORM = (1e-5, 0.1), (1e-3, 0.01)
 
 

@@ -48,7 +48,8 @@ Deviations from the paper, all torchvision's (kept so that its weights load and 
   so the block has none. MBConv's squeeze-excitation has max(1, ⌊input channels / 4⌋) units (released code).
 * Padding is symmetric, (k − 1) / 2 on each side; the TensorFlow original pads "SAME", which for a stride-2
   layer on an even size puts the extra pixel on the bottom and right only.
-* BatchNorm eps 1e-3, momentum 0.1 (the released code's eps, and its decay 0.9).
+* BatchNorm eps 1e-3 (the released code's) and PyTorch's default momentum 0.1, as torchvision, which trained
+  its V2-S and V2-M weights itself (momentum only changes how training updates the running statistics).
 * Stochastic depth: block i of N drops its residual branch with 0.2 · i / N in training (torchvision's rate
   for all three sizes; the paper does not list it); dropout before the classifier is fixed at 0.2, 0.3, 0.4
   for S, M, L, where progressive learning would raise it during training (§4).
