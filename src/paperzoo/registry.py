@@ -57,6 +57,14 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
         "regnet_x_32gf", "regnet_y_400mf", "regnet_y_800mf", "regnet_y_1_6gf", "regnet_y_3_2gf", "regnet_y_8gf",
         "regnet_y_16gf", "regnet_y_32gf", "regnet_y_128gf",
     ),
+    "paperzoo.models.classification.mobilenet_v2": (
+        "mobilenet_v2", "mobilenet_v2_050", "mobilenet_v2_075", "mobilenet_v2_140",
+    ),
+    "paperzoo.models.classification.efficientnet": (
+        "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
+        "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
+    ),
+    "paperzoo.models.classification.efficientnet_v2": ("efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l"),
 }
 
 _MODULE_OF: dict[str, str] = {name: module for module, names in MODEL_MODULES.items() for name in names}

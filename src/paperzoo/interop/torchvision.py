@@ -158,6 +158,78 @@ def regnet(state_dict: StateDict, model: nn.Module) -> StateDict:
     ])
 
 
+def _blocks_in_order(model: nn.Module) -> list[tuple[str, list[str]]]:
+    """Our blocks in forward order (``stages.<stage>.<j>``), each with its parts that hold weights, in order:
+    torchvision numbers the same parts ``0, 1, 2, …`` inside a block."""
+    blocks = []
+    for stage_name, stage in model.stages.named_children():
+        for j, block in enumerate(stage):
+            parts = [name for name, part in block.named_children() if next(part.parameters(), None) is not None]
+            blocks.append((f"stages.{stage_name}.{j}", parts))
+    return blocks
+
+
+def _conv_norm(part: str, index: str, rest: str) -> str:
+    """torchvision's ``Conv2dNormActivation`` numbers its convolution 0 and its BatchNorm 1."""
+    return f"{part}.{ {'0': 'conv', '1': 'norm'}[index] }.{rest}"
+
+
+def mobilenet_v2(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """torchvision keeps every layer in one flat ``features`` list: 0 is the stem, 1 … 17 the bottleneck blocks
+    (ours, stage by stage, in the same order), the last one the 1×1 head convolution; ``classifier.1`` is fc.
+    Inside a block, ``conv.<p>`` counts the expansion (when t > 1) and the depthwise convolution, each a
+    conv-BN pair, then the projection as two entries: its bare convolution and its BatchNorm."""
+    blocks = _blocks_in_order(model)
+    head = max(int(k.split(".")[1]) for k in state_dict if k.startswith("features."))
+
+    def block(m: re.Match[str]) -> str:
+        index, part, rest = int(m["block"]) - 1, int(m["part"]), m["rest"]
+        if index >= len(blocks):  # a block a truncated (features_only) model does not build: left unmatched
+            return m[0]
+        name, parts = blocks[index]
+        *convs, project = parts  # (expand,) depthwise | project
+        if part < len(convs):
+            return f"{name}.{_conv_norm(convs[part], *rest.split('.', 1))}"
+        if part == len(convs):
+            return f"{name}.{project}.conv.{rest}"
+        return f"{name}.{project}.norm.{rest}"
+
+    return rename(state_dict, [
+        (rf"features\.{head}\.(0|1)\.(.+)", lambda m: _conv_norm("head_conv", m[1], m[2])),
+        (r"features\.0\.(0|1)\.(.+)", lambda m: _conv_norm("stem", m[1], m[2])),
+        (r"features\.(?P<block>\d+)\.conv\.(?P<part>\d+)\.(?P<rest>.+)", block),
+        (r"classifier\.1\.(weight|bias)", r"fc.\1"),
+    ])
+
+
+def efficientnet(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """EfficientNet and EfficientNetV2: torchvision's ``features.0`` is the stem, ``features.<s>.<j>`` the j-th
+    block of our s-th stage, the last ``features`` entry the 1×1 head convolution, ``classifier.1`` fc.
+    Inside a block, ``block.<p>`` counts its parts in order (MBConv: expansion when t > 1, depthwise,
+    squeeze-excitation, projection; Fused-MBConv: the fused k×k convolution, projection when t > 1), each a
+    conv-BN pair except the squeeze-excitation, whose ``fc1``/``fc2`` keep their names."""
+    stages = [name for name, _ in model.stages.named_children()]
+    parts_of = dict(_blocks_in_order(model))
+    head = max(int(k.split(".")[1]) for k in state_dict if k.startswith("features."))
+
+    def block(m: re.Match[str]) -> str:
+        stage, part, rest = int(m["stage"]) - 1, int(m["part"]), m["rest"]
+        name = f"stages.{stages[stage]}.{m['block']}" if stage < len(stages) else ""
+        if name not in parts_of:  # a block a truncated (features_only) model does not build: left unmatched
+            return m[0]
+        ours = parts_of[name][part]
+        if rest.startswith("fc"):
+            return f"{name}.{ours}.{rest}"
+        return f"{name}.{_conv_norm(ours, *rest.split('.', 1))}"
+
+    return rename(state_dict, [
+        (rf"features\.{head}\.(0|1)\.(.+)", lambda m: _conv_norm("head_conv", m[1], m[2])),
+        (r"features\.0\.(0|1)\.(.+)", lambda m: _conv_norm("stem", m[1], m[2])),
+        (r"features\.(?P<stage>\d+)\.(?P<block>\d+)\.block\.(?P<part>\d+)\.(?P<rest>.+)", block),
+        (r"classifier\.1\.(weight|bias)", r"fc.\1"),
+    ])
+
+
 CONVERTERS = {
     "AlexNet": alexnet,
     "VGG": vgg,
@@ -168,4 +240,7 @@ CONVERTERS = {
     "SqueezeNet": squeezenet,
     "ResNeXt": resnet,
     "RegNet": regnet,
+    "MobileNetV2": mobilenet_v2,
+    "EfficientNet": efficientnet,
+    "EfficientNetV2": efficientnet,
 }

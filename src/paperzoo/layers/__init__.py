@@ -1,13 +1,17 @@
 """Blocks shared by three or more architectures: the generic ones every reader already knows.
 
 A paper's own mechanism (the residual bottleneck, the inception module, dynamic routing) never lives here:
-it stays in its model file, in full view.
+it stays in its model file, in full view. The one exception is a mechanism that three or more architectures
+build on, such as MobileNetV2's inverted residual (MobileNetV2, EfficientNet, EfficientNetV2): it lives here
+once, and its module says whose idea it is.
 """
 
 from paperzoo.layers.conv import ConvNormAct
 from paperzoo.layers.features import FeatureInfo
+from paperzoo.layers.inverted_residual import InvertedResidual
 from paperzoo.layers.squeeze_excite import SqueezeExcite
 from paperzoo.layers.stochastic_depth import StochasticDepth
 from paperzoo.layers.validation import check_image_batch
 
-__all__ = ["ConvNormAct", "FeatureInfo", "SqueezeExcite", "StochasticDepth", "check_image_batch"]
+__all__ = ["ConvNormAct", "FeatureInfo", "InvertedResidual", "SqueezeExcite", "StochasticDepth",
+           "check_image_batch"]
