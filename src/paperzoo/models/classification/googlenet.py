@@ -53,8 +53,7 @@ Deviations from the paper, all torchvision's, kept so that its weights load and 
 * Batch normalisation (ε = 0.001) after every convolution, including those of the auxiliary classifiers, and
   no bias in the convolutions; the paper predates batch normalisation and uses biases.
 * No local response normalisation after pool1 and after conv2 (Figure 3 has both).
-* pool4, before inception (5a), is a 2×2/2 max pooling; Table 1 lists 3×3/2. All max poolings round their
-  output size up (``ceil_mode``), as Caffe, which the original network was trained in, does.
+* pool4, before inception (5a), is a 2×2/2 max pooling; Table 1 lists 3×3/2.
 * The auxiliary classifiers reduce their input with an adaptive average pooling to 4×4 instead of the paper's
   5×5/3 average pooling (the same 4×4 output at 224×224, but from windows of 4 rather than 5 pixels).
 * Dropout 0.2 before the final classifier (the paper: 40%); the auxiliary classifiers keep the paper's 70%.
@@ -192,7 +191,8 @@ class GoogLeNet(nn.Module):
         self.aux_logits = aux_logits
         self.transform_input = transform_input
 
-        max_pool = partial(nn.MaxPool2d, stride=2, ceil_mode=True)  # Caffe rounds pooled sizes up
+        # Rounding the pooled size up gives Table 1's sizes (112 → 56, not 55).
+        max_pool = partial(nn.MaxPool2d, stride=2, ceil_mode=True)
         self.stem = nn.Sequential()
         self.stem.add_module("conv1", conv_bn_relu(in_chans, 64, 7, stride=2))  # 224 → 112
         self.stem.add_module("pool1", max_pool(kernel_size=3))  # 112 → 56
@@ -305,7 +305,7 @@ class GoogLeNet(nn.Module):
     innovations=(
         "the Inception module: parallel 1x1, 3x3, 5x5 convolutions and 3x3 pooling, concatenated",
         "1x1 convolutions reduce the channels before the expensive 3x3 and 5x5 convolutions",
-        "22 layers deep at 1.5 GMACs and 6.6M parameters, 12 times fewer than AlexNet",
+        "22 layers deep on a budget of 1.5 billion multiply-adds, with 12 times fewer parameters than AlexNet",
         "auxiliary classifiers on intermediate layers add weighted losses in training (0.3 each)",
         "global average pooling instead of fully-connected layers before the classifier",
     ),

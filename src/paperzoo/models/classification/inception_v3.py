@@ -19,7 +19,7 @@ width and depth) and derives cheaper Inception modules from them:
   bottleneck, convolving before pooling costs three times as much; instead stride-2 convolution branches and a
   stride-2 pooling run in parallel and their outputs are concatenated.
 * Auxiliary classifiers as regularisers (§4, Figure 8): one side classifier on the last 17×17 layer, with batch
-  normalisation, helps near the end of training (the paper finds no gain from GoogLeNet's lower one).
+  normalisation, helps near the end of training (removing GoogLeNet's lower one costs nothing).
 * Label-smoothing regularisation (§7): train against q'(k) = (1 − ε) δ_{k,y} + ε / K with ε = 0.1 instead of the
   one-hot label, so the logits cannot grow without bound; and the first 7×7 convolution is factorised into 3×3
   ones (§10). Inception-v3 is the best of the paper's variants: all of the above plus RMSProp (§8).
