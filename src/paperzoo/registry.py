@@ -65,6 +65,8 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
         "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
     ),
     "paperzoo.models.classification.efficientnet_v2": ("efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l"),
+    "paperzoo.models.classification.googlenet": ("googlenet",),
+    "paperzoo.models.classification.inception_v3": ("inception_v3",),
 }
 
 _MODULE_OF: dict[str, str] = {name: module for module, names in MODEL_MODULES.items() for name in names}

@@ -230,6 +230,66 @@ def efficientnet(state_dict: StateDict, model: nn.Module) -> StateDict:
     ])
 
 
+def _conv_bn(m: re.Match[str], prefix: str) -> str:
+    """torchvision's ``BasicConv2d`` (``conv``, ``bn``) is our ``ConvNormAct`` (``conv``, ``norm``)."""
+    return f"{prefix}.{'norm' if m['layer'] == 'bn' else 'conv'}.{m['param']}"
+
+
+_CONV_BN = r"(?P<layer>conv|bn)\.(?P<param>.+)"
+
+
+def googlenet(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """torchvision's ``conv1``, ``conv2``, ``conv3`` are the paper's conv1, the 3×3 reduce and conv2 (Table 1);
+    an Inception module's ``branch1``…``branch4`` are its 1×1, 3×3, "5×5" and pooling branches; ``aux1`` and
+    ``aux2`` sit on inception (4a) and (4d), their ``conv``, ``fc1``, ``fc2`` our ``reduce``, ``hidden``, ``fc``."""
+    stem = {"conv1": "conv1", "conv2": "conv2_reduce", "conv3": "conv2"}
+    branches = {"1": "branch_1x1", "2": "branch_3x3", "3": "branch_5x5", "4": "branch_pool"}
+    aux = {"aux1": "aux_4a", "aux2": "aux_4d"}
+    return rename(state_dict, [
+        (rf"(?P<name>conv[123])\.{_CONV_BN}", lambda m: _conv_bn(m, f"stem.{stem[m['name']]}")),
+        (rf"(?P<module>inception\d[a-e])\.branch1\.{_CONV_BN}",
+         lambda m: _conv_bn(m, f"{m['module']}.branch_1x1")),
+        (rf"(?P<module>inception\d[a-e])\.branch(?P<branch>[234])\.(?P<index>\d)\.{_CONV_BN}",
+         lambda m: _conv_bn(m, f"{m['module']}.{branches[m['branch']]}.{m['index']}")),
+        (rf"(?P<aux>aux[12])\.conv\.{_CONV_BN}", lambda m: _conv_bn(m, f"{aux[m['aux']]}.reduce")),
+        (r"(aux[12])\.fc1\.(.+)", lambda m: f"{aux[m[1]]}.hidden.{m[2]}"),
+        (r"(aux[12])\.fc2\.(.+)", lambda m: f"{aux[m[1]]}.fc.{m[2]}"),
+    ])
+
+
+def inception_v3(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """torchvision keeps the TF-slim names of Google's release: ``Conv2d_1a_3x3`` … ``Conv2d_4a_3x3`` are the
+    stem's conv1 … conv5; ``Mixed_5b``–``5d`` the 35×35 modules (Figure 5), ``Mixed_6a`` the first grid reduction,
+    ``Mixed_6b``–``6e`` the 17×17 modules (Figure 6), ``Mixed_7a`` the second reduction and ``Mixed_7b``, ``7c``
+    the 8×8 modules (Figure 7). A branch's ``_<k>`` suffix is its k-th convolution, and ``a``/``b`` the 1×3 and
+    3×1 halves of an expanded filter bank. ``AuxLogits`` is the auxiliary classifier."""
+    stem = {"1a_3x3": "conv1", "2a_3x3": "conv2", "2b_3x3": "conv3", "3b_1x1": "conv4", "4a_3x3": "conv5"}
+    mixed = {"5b": "inception_35x35.0", "5c": "inception_35x35.1", "5d": "inception_35x35.2",
+             "6a": "reduction_35_to_17", "6b": "inception_17x17.0", "6c": "inception_17x17.1",
+             "6d": "inception_17x17.2", "6e": "inception_17x17.3", "7a": "reduction_17_to_8",
+             "7b": "inception_8x8.0", "7c": "inception_8x8.1"}
+    branches = {"branch1x1": "branch_1x1", "branch5x5": "branch_5x5", "branch3x3": "branch_3x3",
+                "branch3x3dbl": "branch_3x3_double", "branch7x7": "branch_7x7", "branch7x7dbl": "branch_7x7_double",
+                "branch7x7x3": "branch_7x7x3", "branch_pool": "branch_pool.1"}  # .0 is the pooling itself
+    aux = {"conv0": "reduce", "conv1": "hidden"}
+
+    def branch(m: re.Match[str]) -> str:
+        name = f"{mixed[m['mixed']]}.{branches[m['branch']]}"
+        if m["step"]:
+            name += f".{int(m['step']) - 1}"
+        if m["half"]:
+            name += ".conv_1x3" if m["half"] == "a" else ".conv_3x1"
+        return _conv_bn(m, name)
+
+    return rename(state_dict, [
+        (rf"Conv2d_(?P<name>\d[ab]_\dx\d)\.{_CONV_BN}", lambda m: _conv_bn(m, f"stem.{stem[m['name']]}")),
+        (rf"Mixed_(?P<mixed>\d[a-e])\.(?P<branch>branch_pool|branch[0-9x]+(?:dbl)?)"
+         rf"(?:_(?P<step>\d)(?P<half>[ab])?)?\.{_CONV_BN}", branch),
+        (rf"AuxLogits\.(?P<name>conv[01])\.{_CONV_BN}", lambda m: _conv_bn(m, f"aux_classifier.{aux[m['name']]}")),
+        (r"AuxLogits\.fc\.(.+)", r"aux_classifier.fc.\1"),
+    ])
+
+
 CONVERTERS = {
     "AlexNet": alexnet,
     "VGG": vgg,
@@ -243,4 +303,6 @@ CONVERTERS = {
     "MobileNetV2": mobilenet_v2,
     "EfficientNet": efficientnet,
     "EfficientNetV2": efficientnet,
+    "GoogLeNet": googlenet,
+    "InceptionV3": inception_v3,
 }
