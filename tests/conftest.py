@@ -39,6 +39,36 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
+def randomize_weights(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Redraw every parameter, and the BatchNorm statistics, at a scale where every part of the network shapes
+    its output.
+
+    Reference initialisations can hide a wrong conversion below the 1e-5 tolerance: torchvision's GoogLeNet
+    (σ = 0.01 everywhere) gives nearly the same logits for any image, ConvNeXt's layer scale (γ = 1e-6) mutes
+    every residual branch, and fresh BatchNorms are the identity. Here matrices and kernels are drawn from
+    N(0, 2/fan_in), so activations keep their size through the depth (He et al. 2015); scales (norm weights,
+    layer scale) from U(0.5, 1.5); biases and embeddings from N(0, 0.02²), small enough not to drown the input.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim >= 2 and p.shape[0] > 1:  # a linear layer's matrix or a convolution's kernels
+                fan_in = p[0].numel()
+                p.normal_(0.0, (2.0 / fan_in) ** 0.5, generator=generator)  # He: keeps the size through ReLUs
+            elif name.endswith("bias") or p.ndim >= 2:  # biases; class tokens and position embeddings
+                p.normal_(0.0, 0.02, generator=generator)
+            else:  # norm scales, layer scale
+                p.uniform_(0.5, 1.5, generator=generator)
+    return randomize_batchnorm(model, seed)
+
+
+def assert_output_depends_on_input(output: torch.Tensor) -> None:
+    """Parity is only evidence if the output depends on the input: two examples must give clearly different
+    outputs (relative to the output's size), or a wrongly converted layer could hide below the tolerance."""
+    spread = (output[0] - output[1]).abs().max().item()
+    assert spread > 1e-3 * output.abs().max().item(), f"the two examples' outputs differ by only {spread:.3g}"
+
+
 def parse_reference(reference: str) -> tuple[str, str, dict]:
     """Split a card's ``reference`` into (library, constructor name, keyword arguments).
 

@@ -2,8 +2,10 @@
 with ``load_weights``, make ours give the same outputs (fp32, eval, max error <= 1e-5 relative) at the
 canonical input and at an odd size.
 
-Every BatchNorm of the reference gets random statistics first (``randomize_batchnorm``): left at their
-initial values they are the identity in eval mode and a wrongly converted BatchNorm would go unnoticed.
+The reference's weights and BatchNorm statistics are redrawn first (``randomize_weights``) at a scale where
+every layer shapes the output, and each comparison first checks that the output depends on the input: with a
+reference's own initialisation (torchvision's GoogLeNet draws σ = 0.01; ConvNeXt's layer scale starts at 1e-6;
+fresh BatchNorms are the identity in eval mode) a wrongly converted layer could hide below the tolerance.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ import torch
 import torchvision
 
 import paperzoo
-from conftest import assert_close_rel, build_reference, parse_reference, randomize_batchnorm
+from conftest import (
+    assert_close_rel,
+    assert_output_depends_on_input,
+    build_reference,
+    parse_reference,
+    randomize_batchnorm,
+    randomize_weights,
+)
 
 # Every variant whose card names a torchvision reference is compared: a new one is covered when registered.
 TORCHVISION = [name for name in paperzoo.list_models()
@@ -29,7 +38,9 @@ def check_parity(ours: torch.nn.Module, reference: torch.nn.Module, name: str) -
     for shape in [(2, *paperzoo.model_card(name).input.shape), ODD_SIZE]:
         x = torch.randn(shape, generator=generator)
         with torch.no_grad():
-            assert_close_rel(ours(x), reference(x))
+            expected = reference(x)
+            assert_output_depends_on_input(expected)
+            assert_close_rel(ours(x), expected)
 
 
 def converted(name: str, reference: torch.nn.Module, source: str = "torchvision") -> torch.nn.Module:
@@ -48,7 +59,7 @@ def converted(name: str, reference: torch.nn.Module, source: str = "torchvision"
 @pytest.mark.parametrize("name", TORCHVISION)
 def test_torchvision_weights_give_torchvision_outputs(name):
     torch.manual_seed(0)
-    reference = randomize_batchnorm(build_reference(paperzoo.model_card(name).reference))
+    reference = randomize_weights(build_reference(paperzoo.model_card(name).reference))
     check_parity(converted(name, reference), reference, name)
 
 
@@ -59,7 +70,7 @@ def test_the_foundation_models_are_compared():
 @pytest.mark.heavy
 def test_timm_resnet50_weights_give_timm_outputs():
     torch.manual_seed(0)
-    reference = randomize_batchnorm(timm.create_model("resnet50", pretrained=False))
+    reference = randomize_weights(timm.create_model("resnet50", pretrained=False))
     ours = paperzoo.load_weights(paperzoo.create_model("resnet50"), reference, source="timm")
     check_parity(ours, reference, "resnet50")
 
