@@ -4,10 +4,12 @@ A paper's own mechanism (the residual bottleneck, the inception module, dynamic 
 it stays in its model file, in full view.
 """
 
+from paperzoo.layers.attention import KeyValueCache, MultiHeadAttention
 from paperzoo.layers.conv import ConvNormAct
 from paperzoo.layers.features import FeatureInfo
 from paperzoo.layers.squeeze_excite import SqueezeExcite
 from paperzoo.layers.stochastic_depth import StochasticDepth
 from paperzoo.layers.validation import check_image_batch
 
-__all__ = ["ConvNormAct", "FeatureInfo", "SqueezeExcite", "StochasticDepth", "check_image_batch"]
+__all__ = ["ConvNormAct", "FeatureInfo", "KeyValueCache", "MultiHeadAttention", "SqueezeExcite", "StochasticDepth",
+           "check_image_batch"]
