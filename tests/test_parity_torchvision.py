@@ -16,8 +16,13 @@ import torch
 import torchvision
 
 import paperzoo
-from conftest import (assert_close_rel, build_reference, parse_reference, randomize_batchnorm,
-                      randomize_constant_parameters)
+from conftest import (
+    assert_close_rel,
+    build_reference,
+    parse_reference,
+    randomize_batchnorm,
+    randomize_constant_parameters,
+)
 
 # Every variant whose card names a torchvision reference is compared: a new one is covered when registered.
 TORCHVISION = [name for name in paperzoo.list_models()
