@@ -69,6 +69,23 @@ def assert_output_depends_on_input(output: torch.Tensor) -> None:
     assert spread > 1e-3 * output.abs().max().item(), f"the two examples' outputs differ by only {spread:.3g}"
 
 
+def randomize_constant_parameters(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Add N(0, 0.1²) noise to every parameter whose entries are all equal (zero biases, unit LayerNorm scales,
+    a zero-initialised head or class token).
+
+    Two such parameters of the same shape are interchangeable, and a zero head hides everything before it
+    (torchvision's ViT starts its head at zero: its logits are 0 whatever the rest computes), so a parity test
+    on them could not notice a parameter converted into the wrong place.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            flat = parameter.flatten()
+            if flat.numel() and bool((flat == flat[0]).all()):
+                parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator).to(parameter.dtype))
+    return model
+
+
 def parse_reference(reference: str) -> tuple[str, str, dict]:
     """Split a card's ``reference`` into (library, constructor name, keyword arguments).
 

@@ -67,6 +67,8 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.classification.efficientnet_v2": ("efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l"),
     "paperzoo.models.classification.googlenet": ("googlenet",),
     "paperzoo.models.classification.inception_v3": ("inception_v3",),
+    "paperzoo.models.classification.vision_transformer": ("vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14"),
+    "paperzoo.models.classification.swin_transformer": ("swin_t", "swin_s", "swin_b"),
 }
 
 _MODULE_OF: dict[str, str] = {name: module for module, names in MODEL_MODULES.items() for name in names}

@@ -290,6 +290,51 @@ def inception_v3(state_dict: StateDict, model: nn.Module) -> StateDict:
     ])
 
 
+def vision_transformer(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """torchvision's ``conv_proj`` is the patch embedding E; ``encoder.layers.encoder_layer_<i>`` is encoder block
+    i, whose ``ln_1``/``ln_2`` are norm1/norm2, whose ``nn.MultiheadAttention`` keeps the packed projection as
+    ``in_proj_*`` (our ``qkv``) and W_O as ``out_proj`` (our ``proj``), and whose MLP layers are ``mlp.0``/``mlp.3``;
+    ``heads.pre_logits`` is the pre-training head's hidden layer. Position embeddings learned for another
+    image size are resampled to the model's grid, as torchvision's ``interpolate_embeddings`` does."""
+    block = r"encoder\.layers\.encoder_layer_(\d+)"
+    converted = rename(state_dict, [
+        (r"conv_proj\.(weight|bias)", r"patch_embed.projection.\1"),
+        (r"encoder\.pos_embedding", "position_embedding"),
+        (rf"{block}\.ln_(\d)\.(weight|bias)", r"encoder.\1.norm\2.\3"),
+        (rf"{block}\.self_attention\.in_proj_(weight|bias)", r"encoder.\1.attention.qkv.\2"),
+        (rf"{block}\.self_attention\.out_proj\.(weight|bias)", r"encoder.\1.attention.proj.\2"),
+        (rf"{block}\.mlp\.0\.(weight|bias)", r"encoder.\1.mlp.fc1.\2"),
+        (rf"{block}\.mlp\.3\.(weight|bias)", r"encoder.\1.mlp.fc2.\2"),
+        (r"encoder\.ln\.(weight|bias)", r"norm.\1"),
+        (r"heads\.pre_logits\.(weight|bias)", r"representation.fc.\1"),
+        (r"heads\.head\.(weight|bias)", r"head.\1"),
+    ])
+    position = converted.get("position_embedding")
+    if position is not None and position.shape != model.position_embedding.shape:
+        converted["position_embedding"] = model.resample_position_embedding(position)
+    return converted
+
+
+def swin_transformer(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """torchvision's ``features`` interleaves the stages and the patch merging layers: ``features.0`` is the patch
+    embedding (conv, permute, norm), ``features.1/3/5/7`` the blocks of stages 1-4 and ``features.2/4/6`` the patch
+    merging that opens stages 2-4. In a block, ``attn.qkv``/``attn.proj`` are the attention's projections and
+    ``mlp.0``/``mlp.3`` its MLP's layers."""
+    def stage(index: str) -> str:
+        return f"stages.stage{int(index) // 2 + 1}"
+
+    return rename(state_dict, [
+        (r"features\.0\.0\.(weight|bias)", r"patch_embed.projection.\1"),
+        (r"features\.0\.2\.(weight|bias)", r"patch_embed.norm.\1"),
+        (r"features\.([246])\.(norm|reduction)\.(.+)", lambda m: f"{stage(m[1])}.patch_merging.{m[2]}.{m[3]}"),
+        (r"features\.([1357])\.(\d+)\.attn\.(qkv|proj)\.(.+)",
+         lambda m: f"{stage(m[1])}.blocks.{m[2]}.attn.attention.{m[3]}.{m[4]}"),
+        (r"features\.([1357])\.(\d+)\.mlp\.0\.(.+)", lambda m: f"{stage(m[1])}.blocks.{m[2]}.mlp.fc1.{m[3]}"),
+        (r"features\.([1357])\.(\d+)\.mlp\.3\.(.+)", lambda m: f"{stage(m[1])}.blocks.{m[2]}.mlp.fc2.{m[3]}"),
+        (r"features\.([1357])\.(\d+)\.(.+)", lambda m: f"{stage(m[1])}.blocks.{m[2]}.{m[3]}"),  # norms, B̂, index
+    ])
+
+
 CONVERTERS = {
     "AlexNet": alexnet,
     "VGG": vgg,
@@ -305,4 +350,6 @@ CONVERTERS = {
     "EfficientNetV2": efficientnet,
     "GoogLeNet": googlenet,
     "InceptionV3": inception_v3,
+    "VisionTransformer": vision_transformer,
+    "SwinTransformer": swin_transformer,
 }

@@ -6,6 +6,7 @@ build on, such as MobileNetV2's inverted residual (MobileNetV2, EfficientNet, Ef
 once, and its module says whose idea it is.
 """
 
+from paperzoo.layers.attention import KeyValueCache, MultiHeadAttention
 from paperzoo.layers.conv import ConvNormAct
 from paperzoo.layers.features import FeatureInfo
 from paperzoo.layers.inverted_residual import InvertedResidual
@@ -13,5 +14,6 @@ from paperzoo.layers.squeeze_excite import SqueezeExcite
 from paperzoo.layers.stochastic_depth import StochasticDepth
 from paperzoo.layers.validation import check_image_batch
 
-__all__ = ["ConvNormAct", "FeatureInfo", "InvertedResidual", "SqueezeExcite", "StochasticDepth",
+__all__ = ["ConvNormAct", "FeatureInfo", "InvertedResidual", "KeyValueCache", "MultiHeadAttention",
+           "SqueezeExcite", "StochasticDepth",
            "check_image_batch"]
