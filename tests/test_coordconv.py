@@ -1,5 +1,5 @@
 """CoordConv: the coordinate channels, the layer, the ImageNet model's derived size, the Not-so-Clevr
-networks, and a learning test of the paper's central result (§4, Figure 3): on supervised coordinate
+networks, and a learning test of the paper's central result (§4): on supervised coordinate
 classification with a whole quadrant of positions held out, a CoordConv net paints the held-out pixels
 while a deconvolutional net of the same size, which fits its training positions, paints almost none."""
 

@@ -8,9 +8,9 @@ A convolution applies the same filter everywhere and never sees the position it 
 makes it translation-equivariant, and it is also why convolutional nets fail at the simplest *coordinate
 transform*: given a pixel's coordinates (i, j), paint that pixel in a 64×64 one-hot image (supervised
 coordinate classification), or the inverse, given the one-hot image, say where the pixel is (supervised
-coordinate regression). On the paper's Not-so-Clevr data a deconvolutional net trained for hours reaches
-at most 86% test accuracy when the train and test positions are interleaved, and essentially none when a
-whole quadrant of positions is held out (§4, Figure 3).
+coordinate regression). On the paper's Not-so-Clevr data a deconvolutional net trains slowly and reaches at
+most about 86% test accuracy when the train and test positions are interleaved, and essentially none when
+a whole quadrant of positions is held out (§4).
 
 * The CoordConv layer (§3, Figure 3). Before the convolution, concatenate hard-coded coordinate channels to
   its input: an i channel (row r holds r) and a j channel (column c holds c), both scaled linearly to
@@ -19,7 +19,8 @@ whole quadrant of positions is held out (§4, Figure 3).
   The cost is 2 or 3 extra input channels: (c + 2)·c'·k² weights instead of c·c'·k².
 * With coordinates the coordinate transform is easy: a stack of 1×1 CoordConvs compares, at every pixel, the
   input coordinates tiled over the canvas with the pixel's own, and generalises perfectly to held-out
-  quadrants within seconds of training (§4).
+  quadrants within seconds of training (§4). (``tests/test_coordconv.py`` reproduces this on a 16×16 canvas:
+  most seeds paint every held-out pixel, a few 88–97% of them; a deconvolutional net of the same size, 2%.)
 * Elsewhere (§5) a CoordConv in front of a network is harmless where translation invariance is what the
   task needs: on ImageNet, one 1×1 CoordConv (with the r channel) of 8 output channels in front of ResNet-50
   changes top-5 accuracy by 0.04%, not significant.
@@ -49,10 +50,11 @@ Deviations from the paper, and its gaps filled:
   so it is torchvision's ResNet-50 (stride on the 3×3 convolution, "v1.5"); the paper does not say which
   ResNet-50 it used. The 1×1 CoordConv has a bias and no normalisation or activation after it (the paper
   names only the layer) and keeps PyTorch's default initialisation.
-* The Not-so-Clevr networks have the layer widths of the authors' released models (the paper's text gives
-  no widths): the classifier's 1×1 stack 32, 32, 64, 64, 1 with ReLUs; the regressor's 8, 8, 8, 8, 2 with no
-  non-linearity between layers (the global max pool is the only one: the pixel under the dot responds in
-  a way no other can, and the max picks it). He-normal weights and zero biases, as there.
+* The Not-so-Clevr networks take their layers from the authors' released models (``CoordConvPainter`` and
+  the CoordConv ``ConvRegressor``): the classifier's 1×1 stack 32, 32, 64, 64, 1 with ReLUs; the
+  regressor's 8, 8, 8, 8, 2 with no non-linearity between layers (the global max pool is the only one: the
+  pixel under the dot responds in a way no other can, and the max picks it). He-normal weights and zero
+  biases, as there.
 * The coordinate classifier takes the coordinates scaled to [−1, 1] like the coordinate channels
   (:func:`normalize_coordinates` converts pixel indices); the released code tiles the raw pixel indices
   (0 … 63). An affine change of the input, absorbed by the first layer's weights; it puts the tiled input

@@ -14,11 +14,11 @@ other unit. PyramidNet spreads the widening over every unit instead, so that no 
 * Zero-padded identity shortcuts (§3, Figure 5(d)). The width changes at every unit, yet no shortcut is a
   projection: the shortcut is the identity with zeros appended for the new channels, and a 2×2 average
   pool where the unit downsamples. The new channels have no identity path of their own; the paper reads the
-  net as a mix of residual units and plain ones, and finds projections (extra parameters) do worse (Table 3).
+  net as a mix of residual units and plain ones, and finds projection shortcuts (extra parameters) do worse.
 * The unit of Figure 6(d): BN at the start (nothing else before the first convolution), a BN before the
   addition, and no ReLU after it. A ReLU after the addition would keep every unit's output non-negative,
-  and a ReLU at the start of the branch hurts (Table 2); the BN before the sum keeps the units' scale in
-  check without it.
+  and the paper's comparison of BN and ReLU placements finds a ReLU at the start of the branch hurts too;
+  the BN before the sum keeps the units' scale in check without it.
 * Bottleneck units (1×1 reduce, 3×3, 1×1 restore to 4× the width) for the deep nets, as in ResNet.
 * After the last unit, one BN and ReLU, then global average pooling and the fully-connected classifier.
 
@@ -107,7 +107,7 @@ class BasicUnit(nn.Module):
 
     def __init__(self, in_channels: int, width: int, stride: int = 1) -> None:
         super().__init__()
-        self.norm = nn.BatchNorm2d(in_channels)  # BN first, with no ReLU after it (Table 2)
+        self.norm = nn.BatchNorm2d(in_channels)  # BN first, with no ReLU after it
         self.conv1 = ConvNormAct(in_channels, width, 3, stride=stride)  # conv → BN → ReLU
         self.conv2 = ConvNormAct(width, width, 3, act_layer=None)  # conv → BN, the BN before the addition
         self.shortcut = ZeroPaddedShortcut(in_channels, width, stride)
@@ -265,7 +265,7 @@ def _card(name: str, architecture: str, params: int, source: str, gmacs: float, 
 
 
 @register(_card("pyramidnet_110_a48", "PyramidNet-110 (alpha=48)", params=1_700_000,
-                source="paper, Tables 1 and 4 (1.7M, CIFAR-10 head); built: 1,732,856",
+                source="paper, Table 4 (1.7M, CIFAR-10 head); built: 1,732,856",
                 gmacs=0.393, shape=(3, 32, 32)))
 def pyramidnet_110_a48(**kwargs: Any) -> PyramidNet:
     """PyramidNet-110, α = 48, basic units: 3 stages of 18 units on 32×32 CIFAR images."""
@@ -282,7 +282,7 @@ def pyramidnet_272_a200(**kwargs: Any) -> PyramidNet:
 
 
 @register(_card("pyramidnet_200_a300", "PyramidNet-200 (alpha=300, bottleneck)", params=62_100_000,
-                source="paper, ImageNet table (62.1M); built: 62,119,514", gmacs=16.456, shape=(3, 224, 224)))
+                source="paper, ImageNet results table (62.1M); built: 62,119,514", gmacs=16.456, shape=(3, 224, 224)))
 def pyramidnet_200_a300(**kwargs: Any) -> PyramidNet:
     """PyramidNet-200 for ImageNet, α = 300: ResNet's stem and [3, 24, 36, 3] bottleneck units."""
     kwargs.setdefault("num_classes", 1000)
