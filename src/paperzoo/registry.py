@@ -69,6 +69,9 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.classification.inception_v3": ("inception_v3",),
     "paperzoo.models.classification.vision_transformer": ("vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14"),
     "paperzoo.models.classification.swin_transformer": ("swin_t", "swin_s", "swin_b"),
+    "paperzoo.models.classification.cbam": ("cbam_resnet50",),
+    "paperzoo.models.classification.pyramidnet": ("pyramidnet_110_a48", "pyramidnet_272_a200", "pyramidnet_200_a300"),
+    "paperzoo.models.classification.coordconv": ("coordconv_resnet50", "coordconv_classifier"),
 }
 
 _MODULE_OF: dict[str, str] = {name: module for module, names in MODEL_MODULES.items() for name in names}
@@ -89,8 +92,10 @@ class InputSpec:
     """What one forward call takes, so that one test and one CLI can feed every model.
 
     Args:
-        kind: ``"image"`` (float ``[N, C, H, W]``) is the kind the classifiers use; later tasks add theirs
-            (token ids, waveforms, lists of images) here, in this one factory.
+        kind: ``"image"`` (float ``[N, C, H, W]``) is the kind the classifiers use; ``"coordinates"`` (float
+            ``[N, 2]`` points in [-1, 1], the scale of CoordConv's coordinate channels) is the input of the
+            CoordConv paper's coordinate classifier; later tasks add theirs (token ids, waveforms, lists of
+            images) here, in this one factory.
         shape: the shape of one example, without the batch dimension (``(3, 224, 224)``).
         dtype: the dtype the model expects.
         min_size: the smallest spatial size (H and W) the network can take; the model's own input check
@@ -107,6 +112,9 @@ class InputSpec:
         """A random input of the canonical shape with ``batch_size`` examples."""
         if self.kind == "image":
             return torch.randn((batch_size, *self.shape), dtype=self.dtype, device=device, generator=generator)
+        if self.kind == "coordinates":
+            uniform = torch.rand((batch_size, *self.shape), dtype=self.dtype, device=device, generator=generator)
+            return uniform * 2 - 1
         raise NotImplementedError(f"example_input has no factory for input kind {self.kind!r} yet")
 
     def describe(self) -> str:
