@@ -76,17 +76,21 @@ def test_the_card_recipe_is_the_papers():
     recipe = paperzoo.model_card("resnet50").recipe
     assert (recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay) == ("sgd", 0.1, 0.9, 1e-4)  # §3.4
     model = torch.nn.Linear(2, 2)
-    schedule = make_schedule(make_optimizer(model, recipe, 0.1), recipe, epochs=8)
-    lrs = []
-    for _ in range(8):
-        lrs.append(schedule.get_last_lr()[0])
-        schedule.step()
-    assert lrs == pytest.approx([0.1] * 4 + [0.01] * 2 + [0.001] * 2)  # ÷10 at 50% and 75% of the run
-    cosine = make_schedule(make_optimizer(model, registry.DEFAULT_RECIPE, 1.0), registry.DEFAULT_RECIPE, epochs=4)
-    assert cosine.get_last_lr()[0] == pytest.approx(1.0)
-    cosine.step()
-    cosine.step()
-    assert cosine.get_last_lr()[0] == pytest.approx(0.5)  # half-way down the cosine
+
+    def learning_rates(recipe, lr, epochs):
+        optimizer = make_optimizer(model, recipe, lr)
+        schedule = make_schedule(optimizer, recipe, epochs)
+        rates = []
+        for _ in range(epochs):
+            rates.append(schedule.get_last_lr()[0])
+            optimizer.step()
+            schedule.step()
+        return rates
+
+    # §4.2: warm up at 0.01 (one epoch here), then 0.1, ÷10 at 50% and 75% of the run.
+    assert learning_rates(recipe, 0.1, 8) == pytest.approx([0.01] + [0.1] * 3 + [0.01] * 2 + [0.001] * 2)
+    cosine = learning_rates(registry.DEFAULT_RECIPE, 1.0, 4)  # no warm-up: ½(1 + cos(π e / 4))
+    assert cosine == pytest.approx([1.0, 0.5 + 0.5 * math.cos(math.pi / 4), 0.5, 0.5 - 0.5 * math.cos(math.pi / 4)])
 
 
 def test_epoch_batches_shard_equally_and_reproducibly():

@@ -143,6 +143,8 @@ class TrainingRecipe:
     milestones: tuple[float, ...] = ()  # fractions of the run where a step schedule multiplies the lr by gamma
     gamma: float = 0.1
     batch_size: int = 128
+    warmup_epochs: int = 0  # epochs at lr × warmup_factor before the schedule starts
+    warmup_factor: float = 0.1
     source: str = ""
 
     def __post_init__(self) -> None:

@@ -108,15 +108,20 @@ def make_optimizer(model: nn.Module, recipe: TrainingRecipe, lr: float) -> torch
 
 def make_schedule(optimizer: torch.optim.Optimizer, recipe: TrainingRecipe,
                   epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-epoch learning-rate factor: the recipe's steps at fractions of the run, or a cosine decay to 0."""
+    """Per-epoch learning-rate factor: the recipe's warm-up, then its steps at fractions of the run or a cosine
+    decay to 0."""
     if recipe.schedule == "step":
         milestones = [round(f * epochs) for f in recipe.milestones]
 
-        def factor(epoch: int) -> float:
+        def decay(epoch: int) -> float:
             return recipe.gamma ** sum(epoch >= m for m in milestones)
     else:
-        def factor(epoch: int) -> float:
+        def decay(epoch: int) -> float:
             return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))  # lr_e = lr · ½(1 + cos(π e / E))
+
+    def factor(epoch: int) -> float:
+        return recipe.warmup_factor if epoch < recipe.warmup_epochs else decay(epoch)
+
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 

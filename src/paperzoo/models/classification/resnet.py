@@ -234,9 +234,11 @@ _INNOVATIONS = (
 )
 
 # §3.4: SGD, momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 when the error plateaus; for CIFAR-10 (§4.2)
-# batch 128 and ÷10 at 32k and 48k of 64k iterations, i.e. at 50% and 75% of the run.
+# batch 128 and ÷10 at 32k and 48k of 64k iterations, i.e. at 50% and 75% of the run, with lr 0.01 "to warm up
+# the training until the training error is below 80%" (here: the first epoch).
 _RECIPE = TrainingRecipe(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step",
-                         milestones=(0.5, 0.75), batch_size=128, source="He et al. 2015, §3.4 and §4.2")
+                         milestones=(0.5, 0.75), batch_size=128, warmup_epochs=1, warmup_factor=0.1,
+                         source="He et al. 2015, §3.4 and §4.2")
 
 
 def _card(name: str, layers: int, params: int, gmacs: float, canonical: bool = False) -> ModelCard:
