@@ -232,6 +232,7 @@ def test_bad_input_exits_non_zero_and_writes_nothing(tmp_path, capsys):
         (["train", "resnet18", "--image-size", "16", "--out", str(out)], "at least 32x32"),
         (["train", "resnet18", "--resume", str(tmp_path / "none.pt"), "--out", str(out)], "does not exist"),
         (["train", "resnet18", "--epochs", "0", "--out", str(out)], "at least 1"),
+        (["train", "vit_b_16", "--image-size", "240", "--out", str(out)], "does not suit vit_b_16"),
     ]
     (tmp_path / "empty" / "cats").mkdir(parents=True)
     cases.append((["train", "resnet18", "--data", "folder", str(tmp_path / "empty"), "--out", str(out)], "no images"))

@@ -93,6 +93,12 @@ def plan(config: TrainConfig) -> Plan:
         train_set, test_set, classes = datasets.image_folder(config.data_path, image_size, channels, seed=config.seed)
     else:
         raise ValueError(f"unknown data {config.data!r}: use digits or folder PATH")
+    with torch.device("meta"):  # the model's own input check, at no cost: some networks take only some sizes
+        probe = create_model(config.model, num_classes=len(classes), in_chans=channels).eval()
+        try:
+            probe(torch.empty(2, channels, image_size, image_size))
+        except ValueError as err:
+            raise ValueError(f"--image-size {image_size} does not suit {config.model}: {err}") from None
     if config.resume is not None:
         checkpoints.load_checkpoint(config.resume, config.model)  # a bad checkpoint fails here, before writing
     recipe = card.recipe or DEFAULT_RECIPE
