@@ -51,6 +51,10 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     ),
     "paperzoo.models.classification.densenet": ("densenet121", "densenet161", "densenet169", "densenet201"),
     "paperzoo.models.classification.squeezenet": ("squeezenet1_0", "squeezenet1_1"),
+    "paperzoo.models.generative.gan": ("gan",),
+    "paperzoo.models.generative.dcgan": ("dcgan", "dcgan_ngf64"),
+    "paperzoo.models.generative.vae": ("vae",),
+    "paperzoo.models.generative.autoencoder": ("autoencoder",),
 }
 
 _MODULE_OF: dict[str, str] = {name: module for module, names in MODEL_MODULES.items() for name in names}
@@ -71,9 +75,11 @@ class InputSpec:
     """What one forward call takes, so that one test and one CLI can feed every model.
 
     Args:
-        kind: ``"image"`` (float ``[N, C, H, W]``) is the kind the classifiers use; later tasks add theirs
-            (token ids, waveforms, lists of images) here, in this one factory.
-        shape: the shape of one example, without the batch dimension (``(3, 224, 224)``).
+        kind: ``"image"`` (float ``[N, C, H, W]``) is the kind the classifiers use; ``"latent"`` (float
+            ``[N, D]``, drawn from a standard normal) is the noise vector a generator maps to an image (a model's
+            own ``sample(n)`` draws it from the model's prior); later tasks add theirs (token ids, waveforms,
+            lists of images) here, in this one factory.
+        shape: the shape of one example, without the batch dimension (``(3, 224, 224)``, ``(100,)``).
         dtype: the dtype the model expects.
         min_size: the smallest spatial size (H and W) the network can take; the model's own input check
             raises a ``ValueError`` below it.
@@ -87,7 +93,7 @@ class InputSpec:
     def example_input(self, batch_size: int = 1, *, device: torch.device | str | None = None,
                       generator: torch.Generator | None = None) -> torch.Tensor:
         """A random input of the canonical shape with ``batch_size`` examples."""
-        if self.kind == "image":
+        if self.kind in ("image", "latent"):
             return torch.randn((batch_size, *self.shape), dtype=self.dtype, device=device, generator=generator)
         raise NotImplementedError(f"example_input has no factory for input kind {self.kind!r} yet")
 

@@ -8,6 +8,6 @@ from paperzoo.layers.conv import ConvNormAct
 from paperzoo.layers.features import FeatureInfo
 from paperzoo.layers.squeeze_excite import SqueezeExcite
 from paperzoo.layers.stochastic_depth import StochasticDepth
-from paperzoo.layers.validation import check_image_batch
+from paperzoo.layers.validation import check_image_batch, check_latent_batch
 
-__all__ = ["ConvNormAct", "FeatureInfo", "SqueezeExcite", "StochasticDepth", "check_image_batch"]
+__all__ = ["ConvNormAct", "FeatureInfo", "SqueezeExcite", "StochasticDepth", "check_image_batch", "check_latent_batch"]
