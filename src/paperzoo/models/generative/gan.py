@@ -86,7 +86,7 @@ class Maxout(nn.Module):
         self.linear = nn.Linear(in_features, num_units * num_pieces)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pieces = self.linear(x).view(len(x), self.num_units, self.num_pieces)  # (N, units · pieces) → (N, units, pieces)
+        pieces = self.linear(x).view(len(x), self.num_units, self.num_pieces)  # (N, units·pieces) → (N, units, pieces)
         return pieces.amax(dim=2)
 
 
