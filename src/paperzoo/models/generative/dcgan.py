@@ -40,7 +40,8 @@ The generator of Figure 1 (LSUN bedrooms) and its mirror image as the discrimina
 
 Details the paper leaves open are the authors' release's (github.com/Newmu/dcgan_code, ``faces/
 train_uncond_dcgan.py``, the 64×64 model with 1024 projected maps): no convolution or linear layer has a bias
-(each is followed by a BatchNorm shift, or is the output); BatchNorm scales start at N(1, 0.02²), shifts at 0;
+(where BatchNorm follows, its shift makes one redundant; D's first layer and both output layers go without
+too); BatchNorm scales start at N(1, 0.02²), shifts at 0;
 a 5×5 transposed convolution of stride 2 exactly doubles the size (padding 2 and one extra output row and
 column here); z ~ U(-1, 1).
 
@@ -48,7 +49,8 @@ Parameter count. Generator: projection 1,638,400 + BN 2,048; 5×5 kernels 13,107
 9,600; BN 1,024 + 512 + 256: 18,855,040. Discriminator: 9,600 + 819,200 + 3,276,800 + 13,107,200 kernels,
 BN 3,584, output 16,384: 17,232,768. The project's model list gives the generator as 12,658,432 (†, derived
 by hand): that is this generator with 4×4 kernels (``kernel_size=4``: 8,388,608 + 2,097,152 + 524,288 + 6,144
-kernel weights), the kernel size of the PyTorch DCGAN example and of the Torch release, not Figure 1's. The
+kernel weights), the kernel size of the PyTorch DCGAN example and of the Torch release (github.com/soumith/
+dcgan.torch, by the paper's third author, whose first version had these 1024 maps), not Figure 1's. The
 figure draws 5×5 kernels and the paper's own code uses 5×5, so the canonical ``dcgan`` is built with 5×5 and
 its card carries 36,087,808 = 18,855,040 + 17,232,768; ``create_model("dcgan", kernel_size=4)`` reproduces the
 12,658,432 generator exactly (its discriminator: 11,036,160). The projection is the same operation whether

@@ -23,8 +23,8 @@ inference, neither to train nor to sample (§1). The paper's results:
 
 The MNIST networks (§5: "the generator nets used a mixture of rectifier linear activations and sigmoid
 activations, while the discriminator net used maxout activations; dropout was applied in training the
-discriminator net"). The sizes, dropout rates and initialisation are the authors' release
-(github.com/goodfeli/adversarial, ``mnist.yaml``)::
+discriminator net"). The sizes, dropout rates, initialisation and noise prior (a standard normal; the paper
+leaves p_z open) are the authors' release's (github.com/goodfeli/adversarial, ``mnist.yaml``)::
 
     z (N, 100) ~ N(0, I)
       generator:     Linear 100 → 1200, ReLU                 (N, 1200)
@@ -55,7 +55,6 @@ Deviations:
   -V(D, G) of eq. 1 as written. Only the scale differs (a learning rate twice the release's is the same).
 * D's sigmoid output is kept as its logit a(x), D(x) = σ(a(x)), so that log D = log σ(a) and
   log(1 - D) = log σ(-a) are computed without rounding D to 0 or 1: the same quantities, numerically safe.
-* The paper leaves the noise prior open; the release draws z from a standard normal, as here.
 """
 
 from __future__ import annotations
@@ -114,7 +113,8 @@ class Discriminator(nn.Module):
     """D(x; θ_d) before its sigmoid: two maxout layers with dropout, then one linear output unit.
 
     Returns the logit a(x); the discriminator's probability is D(x) = σ(a(x)). Dropout acts on the input of
-    every layer (the release's ``input_include_probs``: keep 0.8 of the pixels, 0.5 of the hidden units).
+    every layer (the release's ``input_include_probs``: keep 0.8 of the pixels, 0.5 of the hidden units, and
+    scale the kept ones by 1.25 and 2, as ``nn.Dropout`` does).
     """
 
     def __init__(self, pixels: int, num_units: int, num_pieces: int, input_dropout: float = 0.2,
