@@ -3,8 +3,9 @@ the day it is registered.
 
 Every variant: builds on the meta device with exactly its card's parameter count, and its measured GMACs
 equal its card's. Every canonical variant, at full size: the example input gives its task's output
-structure; one backward pass reaches every parameter; eval output is deterministic and survives a
-state_dict round trip; bad inputs raise a ValueError naming the expected shape; the card is complete.
+structure; one backward pass (through ``loss`` for a generative model) reaches every parameter; eval output
+is deterministic and survives a state_dict round trip; bad inputs raise a ValueError naming the expected
+shape; the card is complete.
 Classifiers also keep the classifier method set and, where they have ``feature_info``, ``features_only``.
 """
 
@@ -34,6 +35,12 @@ def check_output_structure(name: str, model: torch.nn.Module, x, output) -> None
         assert isinstance(output, torch.Tensor), f"{name}: a classifier returns a logits tensor"
         assert output.shape == (len(x), model.num_classes) and output.dtype == torch.float32
         assert torch.isfinite(output).all()
+    elif task == "generative":  # forward maps the input (a latent z, or images) to images in the data space
+        assert isinstance(output, torch.Tensor), f"{name}: a generative model's forward returns an image tensor"
+        assert output.shape == (len(x), *model.image_shape) and output.dtype == torch.float32
+        assert torch.isfinite(output).all()
+        low, high = model.output_range
+        assert output.min() >= low and output.max() <= high, f"{name}: images outside {model.output_range}"
     else:  # a new task must say here what its models return before its first model registers
         pytest.fail(f"no output-structure check for task {task!r} yet: add one to check_output_structure")
 
@@ -97,7 +104,14 @@ def test_example_input_gives_the_task_output(name):
 @pytest.mark.parametrize("name", CANONICAL)
 def test_backward_reaches_every_parameter(name):
     model = build(name).train()
-    scalar_loss(model(paperzoo.model_card(name).example_input(2))).backward()
+    if paperzoo.model_card(name).task == "generative":
+        # A generative model learns from its objective, not from forward: a GAN's forward(z) runs only the
+        # generator, and its discriminator learns from loss(images). Every parameter must get a gradient from it.
+        low, high = model.output_range
+        images = low + (high - low) * torch.rand(2, *model.image_shape)
+        scalar_loss(model.loss(images)).backward()
+    else:
+        scalar_loss(model(paperzoo.model_card(name).example_input(2))).backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None, f"{name}: {pname} received no gradient"
         assert torch.isfinite(p.grad).all(), f"{name}: {pname} has a non-finite gradient"
@@ -122,6 +136,15 @@ def test_eval_is_deterministic_and_survives_a_state_dict_round_trip(name):
 def bad_inputs(name: str) -> dict[str, torch.Tensor]:
     """Inputs every model of this input kind must reject, each with the reason it is wrong."""
     spec = paperzoo.model_card(name).input
+    if spec.kind == "latent":
+        (d,) = spec.shape
+        return {
+            "wrong latent width": torch.zeros(2, d + 1),
+            "missing batch dimension": torch.zeros(d),
+            "integer dtype": torch.zeros(2, d, dtype=torch.int64),
+            "laid out as a 1x1 image": torch.zeros(2, d, 1, 1),
+            "not a tensor": [[0.0] * d] * 2,
+        }
     if spec.kind != "image":
         pytest.fail(f"no bad-input cases for input kind {spec.kind!r} yet: add them to bad_inputs")
     c, h, w = spec.shape
@@ -140,13 +163,14 @@ def bad_inputs(name: str) -> dict[str, torch.Tensor]:
 def test_bad_input_raises_value_error_naming_the_expected_shape(name):
     with torch.device("meta"):  # the check runs before any computation, so no weights are needed
         model = paperzoo.create_model(name).eval()
-    c = paperzoo.model_card(name).input.shape[0]
+    spec = paperzoo.model_card(name).input
+    expected = f"(N, {spec.shape[0]})" if spec.kind == "latent" else f"(N, {spec.shape[0]}, H, W)"
     for reason, x in bad_inputs(name).items():
         with pytest.raises(ValueError) as info:
             model(x)
         message = str(info.value)
         assert message.startswith(f"{name} expects"), f"{name}, {reason}: {message}"
-        assert f"(N, {c}, H, W)" in message, f"{name}, {reason}: {message}"
+        assert expected in message, f"{name}, {reason}: {message}"
         if isinstance(x, torch.Tensor):
             assert str(tuple(x.shape)) in message, f"{name}, {reason}: the message must show what it got"
 
@@ -155,6 +179,10 @@ def test_bad_input_raises_value_error_naming_the_expected_shape(name):
 @pytest.mark.parametrize("name", CANONICAL)
 def test_smallest_stated_input_works(name):
     spec = paperzoo.model_card(name).input
+    if spec.kind == "latent":  # no spatial size: the smallest input is a batch of one latent vector
+        with torch.no_grad():
+            assert torch.isfinite(build(name).eval()(torch.randn(1, *spec.shape))).all()
+        return
     if spec.kind != "image":
         pytest.fail(f"add the smallest-input case for input kind {spec.kind!r}")
     model = build(name).eval()

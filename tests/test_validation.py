@@ -1,4 +1,4 @@
-"""The shared input check, against an independent statement of what a valid image batch is."""
+"""The shared input checks, against an independent statement of what a valid image (or latent) batch is."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paperzoo.layers import check_image_batch
+from paperzoo.layers import check_image_batch, check_latent_batch
 
 DTYPES = [torch.float32, torch.float16, torch.float64, torch.bfloat16, torch.int64, torch.uint8, torch.bool]
 
@@ -54,3 +54,47 @@ def test_the_issue_example_message():
         check_image_batch(torch.zeros(3, 224, 224), name="resnet50", in_chans=3, min_size=32)
     assert str(info.value).startswith(
         "resnet50 expects a float tensor of shape (N, 3, H, W) with H, W >= 32; got (3, 224, 224)")
+
+
+@settings(max_examples=200, deadline=None)
+@given(shape=st.lists(st.integers(0, 6), min_size=0, max_size=5), dtype=st.sampled_from(DTYPES),
+       size=st.integers(1, 5))
+def test_an_exact_size_accepts_only_that_size(shape, dtype, size):
+    x = torch.zeros(shape, dtype=dtype)
+    valid = (len(shape) == 4 and shape[1] == 1 and dtype.is_floating_point and shape[0] > 0
+             and shape[2] == shape[3] == size)
+    if valid:
+        check_image_batch(x, name="net", in_chans=1, min_size=size, size=size)
+        return
+    with pytest.raises(ValueError) as info:
+        check_image_batch(x, name="net", in_chans=1, min_size=size, size=size)
+    assert str(info.value).startswith(f"net expects a float tensor of shape (N, 1, H, W) with H = W = {size}; "
+                                      f"got {tuple(shape)}: ")
+
+
+@settings(max_examples=300, deadline=None)
+@given(shape=st.lists(st.integers(0, 6), min_size=0, max_size=5), dtype=st.sampled_from(DTYPES),
+       latent_dim=st.integers(1, 6))
+def test_latent_check_accepts_exactly_the_valid_batches(shape, dtype, latent_dim):
+    z = torch.zeros(shape, dtype=dtype)
+    valid = len(shape) == 2 and shape[1] == latent_dim and dtype.is_floating_point and shape[0] > 0
+    if valid:
+        check_latent_batch(z, name="gen", latent_dim=latent_dim)
+        return
+    with pytest.raises(ValueError) as info:
+        check_latent_batch(z, name="gen", latent_dim=latent_dim)
+    assert str(info.value).startswith(f"gen expects a float tensor of shape (N, {latent_dim}); got {tuple(shape)}: ")
+
+
+@pytest.mark.parametrize("z, advice", [
+    (torch.zeros(100), "z.unsqueeze(0)"),
+    (torch.zeros(2, 100, 1, 1), "z.flatten(1)"),
+    (torch.zeros(2, 64), "draw 100 per example"),
+    (torch.zeros(2, 100, dtype=torch.int64), "z.float()"),
+    (torch.zeros(0, 100), "empty batch"),
+    ([0.0] * 100, "torch.as_tensor"),
+])
+def test_latent_messages_say_how_to_fix_the_call(z, advice):
+    with pytest.raises(ValueError, match=r"dcgan expects a float tensor of shape \(N, 100\)") as info:
+        check_latent_batch(z, name="dcgan", latent_dim=100)
+    assert advice in str(info.value)

@@ -72,6 +72,10 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.classification.cbam": ("cbam_resnet50",),
     "paperzoo.models.classification.pyramidnet": ("pyramidnet_110_a48", "pyramidnet_272_a200", "pyramidnet_200_a300"),
     "paperzoo.models.classification.coordconv": ("coordconv_resnet50", "coordconv_classifier"),
+    "paperzoo.models.generative.gan": ("gan",),
+    "paperzoo.models.generative.dcgan": ("dcgan", "dcgan_ngf64"),
+    "paperzoo.models.generative.vae": ("vae",),
+    "paperzoo.models.generative.autoencoder": ("autoencoder",),
 }
 
 _MODULE_OF: dict[str, str] = {name: module for module, names in MODEL_MODULES.items() for name in names}
@@ -92,11 +96,13 @@ class InputSpec:
     """What one forward call takes, so that one test and one CLI can feed every model.
 
     Args:
-        kind: ``"image"`` (float ``[N, C, H, W]``) is the kind the classifiers use; ``"coordinates"`` (float
-            ``[N, 2]`` points in [-1, 1], the scale of CoordConv's coordinate channels) is the input of the
-            CoordConv paper's coordinate classifier; later tasks add theirs (token ids, waveforms, lists of
-            images) here, in this one factory.
-        shape: the shape of one example, without the batch dimension (``(3, 224, 224)``).
+        kind: ``"image"`` (float ``[N, C, H, W]``) is the kind the classifiers use; ``"latent"`` (float
+            ``[N, D]``, drawn from a standard normal) is the noise vector a generator maps to an image (a model's
+            own ``sample(n)`` draws it from the model's prior); ``"coordinates"`` (float ``[N, 2]`` points in
+            [-1, 1], the scale of CoordConv's coordinate channels) is the input of the CoordConv paper's
+            coordinate classifier; later tasks add theirs (token ids, waveforms, lists of images) here, in this
+            one factory.
+        shape: the shape of one example, without the batch dimension (``(3, 224, 224)``, ``(100,)``).
         dtype: the dtype the model expects.
         min_size: the smallest spatial size (H and W) the network can take; the model's own input check
             raises a ``ValueError`` below it.
@@ -110,7 +116,7 @@ class InputSpec:
     def example_input(self, batch_size: int = 1, *, device: torch.device | str | None = None,
                       generator: torch.Generator | None = None) -> torch.Tensor:
         """A random input of the canonical shape with ``batch_size`` examples."""
-        if self.kind == "image":
+        if self.kind in ("image", "latent"):
             return torch.randn((batch_size, *self.shape), dtype=self.dtype, device=device, generator=generator)
         if self.kind == "coordinates":
             uniform = torch.rand((batch_size, *self.shape), dtype=self.dtype, device=device, generator=generator)
