@@ -8,11 +8,12 @@ once, and its module says whose idea it is.
 
 from paperzoo.layers.attention import KeyValueCache, MultiHeadAttention
 from paperzoo.layers.conv import ConvNormAct
-from paperzoo.layers.features import FeatureInfo
+from paperzoo.layers.features import FeatureInfo, stage_outputs
 from paperzoo.layers.inverted_residual import InvertedResidual
 from paperzoo.layers.squeeze_excite import SqueezeExcite
 from paperzoo.layers.stochastic_depth import StochasticDepth
 from paperzoo.layers.validation import check_image_batch, check_latent_batch
 
 __all__ = ["ConvNormAct", "FeatureInfo", "InvertedResidual", "KeyValueCache", "MultiHeadAttention",
-           "SqueezeExcite", "StochasticDepth", "check_image_batch", "check_latent_batch"]
+           "SqueezeExcite", "StochasticDepth", "check_image_batch", "check_latent_batch",
+           "stage_outputs"]

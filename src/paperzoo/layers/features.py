@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterable
 from typing import NamedTuple
+
+import torch
+from torch import nn
 
 
 class FeatureInfo(NamedTuple):
@@ -12,3 +16,14 @@ class FeatureInfo(NamedTuple):
     channels: int
     stride: int
     module: str
+
+
+def stage_outputs(x: torch.Tensor, stages: Iterable[nn.Module], keep: Container[int]) -> list[torch.Tensor]:
+    """Pass ``x`` through ``stages`` in order and return the outputs of the stages whose index is in ``keep``:
+    the forward pass of a backbone built with ``features_only=True``."""
+    outputs = []
+    for index, stage in enumerate(stages):
+        x = stage(x)
+        if index in keep:
+            outputs.append(x)
+    return outputs

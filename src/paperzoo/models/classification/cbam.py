@@ -67,7 +67,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch
+from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch, stage_outputs
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
 __all__ = ["CBAM", "ChannelAttention", "SpatialAttention", "CBAMBottleneck", "CBAMResNet"]
@@ -262,12 +262,7 @@ class CBAMResNet(nn.Module):
         if self.features_only:
             check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
             x = self.maxpool(self.conv1(x))
-            features = []
-            for i, stage in enumerate(self.stages):
-                x = stage(x)
-                if i in self.out_indices:
-                    features.append(x)
-            return features
+            return stage_outputs(x, self.stages, self.out_indices)
         return self.forward_head(self.forward_features(x))
 
     def reset_classifier(self, num_classes: int) -> None:

@@ -61,7 +61,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, FeatureInfo, InvertedResidual, check_image_batch
+from paperzoo.layers import ConvNormAct, FeatureInfo, InvertedResidual, check_image_batch, stage_outputs
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
 __all__ = ["MobileNetV2", "BOTTLENECK_STAGES", "make_divisible"]
@@ -188,12 +188,7 @@ class MobileNetV2(nn.Module):
         if self.features_only:
             check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
             x = self.stem(x)
-            features = []
-            for i, stage in enumerate(self.stages):
-                x = stage(x)
-                if i in self._returned_stages:
-                    features.append(x)
-            return features
+            return stage_outputs(x, self.stages, self._returned_stages)
         return self.forward_head(self.forward_features(x))
 
     def reset_classifier(self, num_classes: int) -> None:

@@ -48,7 +48,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch
+from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch, stage_outputs
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["VGG", "VGGBlock"]
@@ -165,12 +165,7 @@ class VGG(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if self.features_only:
             check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
-            features = []
-            for i, block in enumerate(self.features):
-                x = block(x)
-                if i in self.out_indices:
-                    features.append(x)
-            return features
+            return stage_outputs(x, self.features, self.out_indices)
         return self.forward_head(self.forward_features(x))
 
     def reset_classifier(self, num_classes: int) -> None:
