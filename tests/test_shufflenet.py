@@ -1,7 +1,7 @@
 """ShuffleNet v1 against its paper (Table 1's widths, Tables 1, 2 and 5's complexities, the unit's cost formula),
 the channel shuffle against an index formula written independently and against torch.nn.ChannelShuffle, and
 the units' concatenation and channel split. ShuffleNet V2's outputs are compared with torchvision's by
-test_parity_torchvision.py."""
+test_parity.py."""
 
 from __future__ import annotations
 

@@ -25,9 +25,15 @@ from conftest import (
     randomize_weights,
 )
 
-# Every variant whose card names a torchvision reference is compared: a new one is covered when registered.
-TORCHVISION = [name for name in paperzoo.list_models()
-               if parse_reference(paperzoo.model_card(name).reference)[0] == "torchvision"]
+
+def _referencing(library: str) -> list[str]:
+    return [name for name in paperzoo.list_models()
+            if parse_reference(paperzoo.model_card(name).reference)[0] == library]
+
+
+# Every variant whose card names a torchvision or timm reference is compared: a new one is covered when registered.
+TORCHVISION = _referencing("torchvision")
+TIMM = _referencing("timm")
 ODD_SIZE = (2, 3, 160, 192)
 
 
@@ -70,6 +76,14 @@ def test_torchvision_weights_give_torchvision_outputs(name):
     torch.manual_seed(0)
     reference = randomize_weights(build_reference(paperzoo.model_card(name).reference))
     check_parity(converted(name, reference), reference, name)
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("name", TIMM)
+def test_timm_weights_give_timm_outputs(name):
+    torch.manual_seed(0)
+    reference = randomize_weights(build_reference(paperzoo.model_card(name).reference))
+    check_parity(converted(name, reference, source="timm"), reference, name)
 
 
 def test_the_foundation_models_are_compared():
