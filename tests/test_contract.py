@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import paperzoo
-from paperzoo.measure import count_parameters, measure_gmacs
+from paperzoo.measure import count_parameters, measure_gmacs, run_example
 from paperzoo.registry import TASKS
 
 ALL = paperzoo.list_models()
@@ -28,9 +28,24 @@ def build(name: str, **kwargs) -> torch.nn.Module:
     return paperzoo.create_model(name, **kwargs)
 
 
+def batch_size(x) -> int:
+    return len(x[0]) if isinstance(x, tuple) else len(x)
+
+
+def check_finite_float(output, name: str) -> None:
+    tensors = [output] if isinstance(output, torch.Tensor) else list(
+        output.values() if isinstance(output, dict) else output)
+    for tensor in tensors:
+        if isinstance(tensor, torch.Tensor):
+            assert tensor.dtype == torch.float32 and torch.isfinite(tensor).all(), f"{name}: non-finite output"
+        else:
+            check_finite_float(tensor, name)
+
+
 def check_output_structure(name: str, model: torch.nn.Module, x, output) -> None:
     """What a forward call returns, per task (DESIGN.md, "Output conventions per task")."""
     task = paperzoo.model_card(name).task
+    n = batch_size(x)
     if task == "image-classification":
         assert isinstance(output, torch.Tensor), f"{name}: a classifier returns a logits tensor"
         assert output.shape == (len(x), model.num_classes) and output.dtype == torch.float32
@@ -41,6 +56,29 @@ def check_output_structure(name: str, model: torch.nn.Module, x, output) -> None
         assert torch.isfinite(output).all()
         low, high = model.output_range
         assert output.min() >= low and output.max() <= high, f"{name}: images outside {model.output_range}"
+    elif task == "semantic-segmentation":  # torchvision's convention: {"out": logits, "aux": ...}
+        assert isinstance(output, dict) and "out" in output, f"{name}: a segmentation model returns {{'out': ...}}"
+        assert output["out"].ndim == 4 and output["out"].shape[:2] == (n, model.num_classes)
+        check_finite_float(output, name)
+    elif task == "sequence":  # torch.nn's recurrent layers: (output [N, T, D * H_out], state)
+        assert isinstance(output, tuple) and len(output) == 2, f"{name}: a recurrent layer returns (output, state)"
+        assert output[0].shape[:2] == x.shape[:2], f"{name}: one output step per input step"
+        check_finite_float(output, name)
+    elif task == "translation":  # teacher-forced forward(src, tgt): next-token logits over the target vocabulary
+        assert isinstance(output, torch.Tensor), f"{name}: forward(src, tgt) returns a logits tensor"
+        assert output.shape == (n, x[1].shape[1], model.target_vocab_size)
+        check_finite_float(output, name)
+    elif task == "language-model":  # next-token logits at every position
+        assert isinstance(output, torch.Tensor), f"{name}: a language model returns a logits tensor"
+        assert output.shape == (n, x.shape[1], model.vocab_size)
+        check_finite_float(output, name)
+    elif task in ("masked-language-model", "speech"):  # an encoder: contextual vectors, one per token or frame
+        assert isinstance(output, dict) and "last_hidden_state" in output, f"{name}: returns {{'last_hidden_state'}}"
+        hidden = output["last_hidden_state"]
+        assert hidden.ndim == 3 and hidden.shape[0] == n and hidden.shape[2] == model.hidden_size
+        if task == "masked-language-model":
+            assert hidden.shape[1] == x.shape[1], f"{name}: one vector per token"
+        check_finite_float(output, name)
     else:  # a new task must say here what its models return before its first model registers
         pytest.fail(f"no output-structure check for task {task!r} yet: add one to check_output_structure")
 
@@ -86,7 +124,10 @@ def test_card_is_complete(name):
     assert card.params > 0 and card.gmacs > 0 and card.params_tolerance >= 0
     with torch.device("meta"):
         x = card.example_input(2)
-    assert x.shape[0] == 2 and tuple(x.shape[1:]) == card.input.shape
+    if card.input.kind == "token-pairs":
+        assert [tuple(part.shape) for part in x] == [(2, length) for length in card.input.shape]
+    else:
+        assert x.shape[0] == 2 and tuple(x.shape[1:]) == card.input.shape
 
 
 # --- canonical variants at full size ---------------------------------------------------------------------
@@ -97,7 +138,7 @@ def test_example_input_gives_the_task_output(name):
     model = build(name).eval()
     x = paperzoo.model_card(name).example_input(2)
     with torch.no_grad():
-        check_output_structure(name, model, x, model(x))
+        check_output_structure(name, model, x, run_example(model, x))
 
 
 @pytest.mark.heavy
@@ -111,7 +152,7 @@ def test_backward_reaches_every_parameter(name):
         images = low + (high - low) * torch.rand(2, *model.image_shape)
         scalar_loss(model.loss(images)).backward()
     else:
-        scalar_loss(model(paperzoo.model_card(name).example_input(2))).backward()
+        scalar_loss(run_example(model, paperzoo.model_card(name).example_input(2))).backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None, f"{name}: {pname} received no gradient"
         assert torch.isfinite(p.grad).all(), f"{name}: {pname} has a non-finite gradient"
@@ -124,13 +165,22 @@ def test_eval_is_deterministic_and_survives_a_state_dict_round_trip(name):
     model = build(name).eval()
     x = paperzoo.model_card(name).example_input(2)
     with torch.no_grad():
-        first, second = model(x), model(x)
+        first, second = run_example(model, x), run_example(model, x)
         torch.manual_seed(1)  # the fresh instance starts from other random weights
         fresh = paperzoo.create_model(name).eval()
         fresh.load_state_dict(model.state_dict())
-        third = fresh(x)
-    assert torch.equal(first, second), f"{name}: two eval passes differ"
-    assert torch.equal(first, third), f"{name}: a state_dict round trip changes the output"
+        third = run_example(fresh, x)
+    assert same(first, second), f"{name}: two eval passes differ"
+    assert same(first, third), f"{name}: a state_dict round trip changes the output"
+
+
+def same(a, b) -> bool:
+    """Exact equality of two outputs of any structure (tensor, tuple, list, dict)."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return type(a) is type(b) and len(a) == len(b) and all(same(u, v) for u, v in zip(a, b, strict=True))
 
 
 def bad_inputs(name: str) -> dict[str, torch.Tensor]:
@@ -144,6 +194,47 @@ def bad_inputs(name: str) -> dict[str, torch.Tensor]:
             "integer dtype": torch.zeros(2, d, dtype=torch.int64),
             "laid out as a 1x1 image": torch.zeros(2, d, 1, 1),
             "not a tensor": [[0.0] * d] * 2,
+        }
+    if spec.kind == "tokens":
+        (t,) = spec.shape
+        v = spec.vocab_size
+        return {
+            "an id equal to the vocabulary size": torch.full((2, t), v),
+            "a negative id": torch.full((2, t), -1),
+            "float ids": torch.zeros(2, t),
+            "missing batch dimension": torch.zeros(t, dtype=torch.int64),
+            "one-hot instead of ids": torch.zeros(2, t, 3, dtype=torch.int64),
+            "empty sequences": torch.zeros(2, 0, dtype=torch.int64),
+            "not a tensor": [[0] * t] * 2,
+        }
+    if spec.kind == "token-pairs":
+        s, t = spec.shape
+        src, tgt = torch.zeros(2, s, dtype=torch.int64), torch.zeros(2, t, dtype=torch.int64)
+        return {
+            "a source id outside the source vocabulary": (torch.full((2, s), spec.vocab_size), tgt),
+            "a target id outside the target vocabulary": (src, torch.full((2, t), spec.target_vocab_size)),
+            "batch sizes that differ between source and target": (src, torch.zeros(3, t, dtype=torch.int64)),
+            "an empty source": (torch.zeros(2, 0, dtype=torch.int64), tgt),
+            "float source ids": (src.float(), tgt),
+            "missing batch dimension": (src[0], tgt[0]),
+        }
+    if spec.kind == "features":
+        t, f = spec.shape
+        return {
+            "wrong feature size": torch.zeros(2, t, f + 1),
+            "integer dtype": torch.zeros(2, t, f, dtype=torch.int64),
+            "a 4-d tensor": torch.zeros(2, t, f, 1),
+            "empty sequences": torch.zeros(2, 0, f),
+            "not a tensor": [[[0.0] * f] * t] * 2,
+        }
+    if spec.kind == "waveform":
+        (samples,) = spec.shape
+        return {
+            "missing batch dimension": torch.zeros(samples),
+            "a channel dimension": torch.zeros(2, 1, samples),
+            "integer dtype": torch.zeros(2, samples, dtype=torch.int16),
+            "shorter than the first frame": torch.zeros(2, max(spec.min_size - 1, 0)),
+            "not a tensor": [[0.0] * samples] * 2,
         }
     if spec.kind != "image":
         pytest.fail(f"no bad-input cases for input kind {spec.kind!r} yet: add them to bad_inputs")
@@ -164,10 +255,12 @@ def test_bad_input_raises_value_error_naming_the_expected_shape(name):
     with torch.device("meta"):  # the check runs before any computation, so no weights are needed
         model = paperzoo.create_model(name).eval()
     spec = paperzoo.model_card(name).input
-    expected = f"(N, {spec.shape[0]})" if spec.kind == "latent" else f"(N, {spec.shape[0]}, H, W)"
+    expected = {"latent": f"(N, {spec.shape[0]})", "tokens": "(N, T)", "token-pairs": "(N, ",
+                "features": f"(N, T, {spec.shape[-1]})", "waveform": "(N, samples)"}.get(
+        spec.kind, f"(N, {spec.shape[0]}, H, W)")
     for reason, x in bad_inputs(name).items():
         with pytest.raises(ValueError) as info:
-            model(x)
+            run_example(model, x)
         message = str(info.value)
         assert message.startswith(f"{name} expects"), f"{name}, {reason}: {message}"
         assert expected in message, f"{name}, {reason}: {message}"
@@ -179,9 +272,16 @@ def test_bad_input_raises_value_error_naming_the_expected_shape(name):
 @pytest.mark.parametrize("name", CANONICAL)
 def test_smallest_stated_input_works(name):
     spec = paperzoo.model_card(name).input
-    if spec.kind == "latent":  # no spatial size: the smallest input is a batch of one latent vector
+    smallest = {  # no spatial size: one example, one token or step, or the fewest samples
+        "latent": lambda: torch.randn(1, *spec.shape),
+        "tokens": lambda: torch.zeros(1, 1, dtype=torch.int64),
+        "token-pairs": lambda: (torch.zeros(1, 1, dtype=torch.int64), torch.zeros(1, 1, dtype=torch.int64)),
+        "features": lambda: torch.randn(1, 1, spec.shape[-1]),
+        "waveform": lambda: torch.randn(1, spec.min_size),
+    }
+    if spec.kind in smallest:
         with torch.no_grad():
-            assert torch.isfinite(build(name).eval()(torch.randn(1, *spec.shape))).all()
+            check_finite_float(run_example(build(name).eval(), smallest[spec.kind]()), name)
         return
     if spec.kind != "image":
         pytest.fail(f"add the smallest-input case for input kind {spec.kind!r}")

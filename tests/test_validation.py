@@ -1,4 +1,4 @@
-"""The shared input checks, against an independent statement of what a valid image (or latent) batch is."""
+"""The shared input checks, against an independent statement of what a valid batch of each input kind is."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paperzoo.layers import check_image_batch, check_latent_batch
+from paperzoo.layers import (
+    check_feature_sequence,
+    check_image_batch,
+    check_latent_batch,
+    check_token_batch,
+    check_waveform_batch,
+)
+from paperzoo.registry import InputSpec
 
 DTYPES = [torch.float32, torch.float16, torch.float64, torch.bfloat16, torch.int64, torch.uint8, torch.bool]
 
@@ -98,3 +105,80 @@ def test_latent_messages_say_how_to_fix_the_call(z, advice):
     with pytest.raises(ValueError, match=r"dcgan expects a float tensor of shape \(N, 100\)") as info:
         check_latent_batch(z, name="dcgan", latent_dim=100)
     assert advice in str(info.value)
+
+
+INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    shape=st.lists(st.integers(0, 5), min_size=0, max_size=4),
+    dtype=st.sampled_from(DTYPES),
+    vocab_size=st.integers(1, 4),
+    max_length=st.one_of(st.none(), st.integers(1, 5)),
+    fill=st.integers(-1, 4),
+)
+def test_token_check_accepts_exactly_the_valid_batches(shape, dtype, vocab_size, max_length, fill):
+    ids = torch.full(shape, fill).to(dtype) if dtype != torch.bool else torch.zeros(shape, dtype=dtype)
+    value = int(ids.flatten()[0]) if ids.numel() else 0  # what the cast made of ``fill``
+    valid = (len(shape) == 2 and dtype in INT_DTYPES and shape[0] > 0 and shape[1] > 0
+             and (max_length is None or shape[1] <= max_length) and 0 <= value < vocab_size)
+    if valid:
+        check_token_batch(ids, name="lm", vocab_size=vocab_size, max_length=max_length)
+        return
+    with pytest.raises(ValueError) as info:
+        check_token_batch(ids, name="lm", vocab_size=vocab_size, max_length=max_length)
+    expected = f"lm expects token ids as an integer tensor of shape (N, T) with ids in [0, {vocab_size})"
+    assert str(info.value).startswith(expected)
+    assert str(tuple(shape)) in str(info.value)
+
+
+def test_token_messages_say_how_to_fix_the_call():
+    with pytest.raises(ValueError, match=r"id 7 outside the vocabulary \[0, 5\); map unknown tokens"):
+        check_token_batch(torch.tensor([[1, 7]]), name="lm", vocab_size=5)
+    with pytest.raises(ValueError, match="truncate or split them to at most 3"):
+        check_token_batch(torch.zeros(1, 4, dtype=torch.int64), name="lm", vocab_size=5, max_length=3)
+    with pytest.raises(ValueError, match=r"ids\.unsqueeze\(0\)"):
+        check_token_batch(torch.zeros(4, dtype=torch.int64), name="lm", vocab_size=5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(shape=st.lists(st.integers(0, 5), min_size=0, max_size=4), dtype=st.sampled_from(DTYPES),
+       input_size=st.integers(1, 4), batch_first=st.booleans())
+def test_feature_sequence_check_accepts_exactly_the_valid_batches(shape, dtype, input_size, batch_first):
+    x = torch.zeros(shape, dtype=dtype)
+    valid = len(shape) in (2, 3) and shape[-1] == input_size and dtype.is_floating_point and 0 not in shape
+    if valid:
+        check_feature_sequence(x, name="rnn", input_size=input_size, batch_first=batch_first)
+        return
+    with pytest.raises(ValueError) as info:
+        check_feature_sequence(x, name="rnn", input_size=input_size, batch_first=batch_first)
+    layout = f"(N, T, {input_size})" if batch_first else f"(T, N, {input_size})"
+    assert str(info.value).startswith(f"rnn expects a float tensor of shape {layout}")
+
+
+@settings(max_examples=200, deadline=None)
+@given(shape=st.lists(st.integers(0, 6), min_size=0, max_size=4), dtype=st.sampled_from(DTYPES),
+       min_samples=st.integers(1, 5))
+def test_waveform_check_accepts_exactly_the_valid_batches(shape, dtype, min_samples):
+    x = torch.zeros(shape, dtype=dtype)
+    valid = len(shape) == 2 and dtype.is_floating_point and shape[0] > 0 and shape[1] >= min_samples
+    if valid:
+        check_waveform_batch(x, name="asr", min_samples=min_samples)
+        return
+    with pytest.raises(ValueError) as info:
+        check_waveform_batch(x, name="asr", min_samples=min_samples)
+    assert str(info.value).startswith("asr expects a float tensor of shape (N, samples) of 16 kHz audio")
+
+
+def test_example_inputs_of_the_sequence_kinds():
+    ids = InputSpec(kind="tokens", shape=(9,), vocab_size=11).example_input(3)
+    assert ids.shape == (3, 9) and ids.dtype == torch.int64 and 0 <= ids.min() and ids.max() < 11
+    source, target = InputSpec(kind="token-pairs", shape=(5, 7), vocab_size=4, target_vocab_size=6).example_input(2)
+    assert source.shape == (2, 5) and target.shape == (2, 7) and source.max() < 4 and target.max() < 6
+    assert InputSpec(kind="features", shape=(4, 3)).example_input(2).shape == (2, 4, 3)
+    assert InputSpec(kind="waveform", shape=(16000,), min_size=400).example_input(1).shape == (1, 16000)
+    with pytest.raises(ValueError, match="needs its vocab_size"):
+        InputSpec(kind="tokens", shape=(9,))
+    with pytest.raises(ValueError, match="unknown input kind"):
+        InputSpec(kind="text", shape=(9,))

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from paperzoo.measure import count_parameters, measure_gmacs
+from paperzoo.measure import count_parameters, measure_gmacs, run_example
 from paperzoo.registry import TASKS, UnknownModelError, create_model, list_models, model_builder, model_card
 
 
@@ -101,7 +101,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     x = card.example_input(args.batch_size)
     with torch.no_grad():
         start = time.perf_counter()
-        output = model(x)
+        output = run_example(model, x)
         elapsed = time.perf_counter() - start
     console.print(f"input {describe_output(x)} → output {describe_output(output)} in {elapsed * 1000:.0f} ms")
     return 0
@@ -126,7 +126,7 @@ def _tour(args: argparse.Namespace, console: Console) -> int:
                 params = count_parameters(model)
                 with torch.no_grad():
                     start = time.perf_counter()
-                    output = describe_output(model(card.example_input(1)))
+                    output = describe_output(run_example(model, card.example_input(1)))
                     elapsed = f"{(time.perf_counter() - start) * 1000:.0f} ms"
                 ok = card.params_match(params)
                 measured = f"{params:,}"

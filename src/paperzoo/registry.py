@@ -34,6 +34,8 @@ TASKS = (
     "generative",
 )
 
+INPUT_KINDS = ("image", "latent", "coordinates", "tokens", "token-pairs", "features", "waveform")
+
 # module -> the registry names it defines. The only list a new model has to be added to by hand.
 MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.classification.alexnet": ("alexnet",),
@@ -100,23 +102,48 @@ class InputSpec:
             ``[N, D]``, drawn from a standard normal) is the noise vector a generator maps to an image (a model's
             own ``sample(n)`` draws it from the model's prior); ``"coordinates"`` (float ``[N, 2]`` points in
             [-1, 1], the scale of CoordConv's coordinate channels) is the input of the CoordConv paper's
-            coordinate classifier; later tasks add theirs (token ids, waveforms, lists of images) here, in this
-            one factory.
-        shape: the shape of one example, without the batch dimension (``(3, 224, 224)``, ``(100,)``).
+            coordinate classifier; ``"tokens"`` (int64 ids ``[N, T]`` in ``[0, vocab_size)``) feeds language
+            models; ``"token-pairs"`` (a tuple ``(source [N, S], target [N, T])`` of ids, the source in
+            ``[0, vocab_size)`` and the target in ``[0, target_vocab_size)``) feeds a translation model's
+            teacher-forced ``forward(src, tgt)``; ``"features"`` (float ``[N, T, F]``, batch first) feeds
+            recurrent layers; ``"waveform"`` (float ``[N, samples]``, mono audio) feeds speech models. Later
+            tasks add theirs (lists of images) here, in this one factory.
+        shape: the shape of one example, without the batch dimension (``(3, 224, 224)``, ``(100,)``, ``(T,)``,
+            ``(T, F)``; for ``"token-pairs"`` the two lengths ``(S, T)``).
         dtype: the dtype the model expects.
         min_size: the smallest spatial size (H and W) the network can take; the model's own input check
-            raises a ``ValueError`` below it.
+            raises a ``ValueError`` below it. For a waveform, the fewest samples.
+        vocab_size, target_vocab_size: the id ranges of ``"tokens"`` and ``"token-pairs"`` inputs.
     """
 
     kind: str
     shape: tuple[int, ...]
     dtype: torch.dtype = torch.float32
     min_size: int = 1
+    vocab_size: int = 0
+    target_vocab_size: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in INPUT_KINDS:
+            raise ValueError(f"unknown input kind {self.kind!r}; expected one of {INPUT_KINDS}")
+        if self.kind in ("tokens", "token-pairs") and self.vocab_size < 1:
+            raise ValueError(f"an input of kind {self.kind!r} needs its vocab_size")
+        if self.kind == "token-pairs" and (self.target_vocab_size < 1 or len(self.shape) != 2):
+            raise ValueError("a 'token-pairs' input needs target_vocab_size and shape (S, T)")
 
     def example_input(self, batch_size: int = 1, *, device: torch.device | str | None = None,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-        """A random input of the canonical shape with ``batch_size`` examples."""
-        if self.kind in ("image", "latent"):
+                      generator: torch.Generator | None = None) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """A random input of the canonical shape with ``batch_size`` examples (a tuple for ``"token-pairs"``,
+        to be called as ``model(*x)``)."""
+        if self.kind == "tokens":
+            return torch.randint(0, self.vocab_size, (batch_size, *self.shape), device=device, generator=generator)
+        if self.kind == "token-pairs":
+            source_length, target_length = self.shape
+            source = torch.randint(0, self.vocab_size, (batch_size, source_length), device=device, generator=generator)
+            target = torch.randint(0, self.target_vocab_size, (batch_size, target_length), device=device,
+                                   generator=generator)
+            return source, target
+        if self.kind in ("image", "latent", "features", "waveform"):
             return torch.randn((batch_size, *self.shape), dtype=self.dtype, device=device, generator=generator)
         if self.kind == "coordinates":
             uniform = torch.rand((batch_size, *self.shape), dtype=self.dtype, device=device, generator=generator)
@@ -125,7 +152,13 @@ class InputSpec:
 
     def describe(self) -> str:
         """Human-readable form, e.g. ``float32 (N, 3, 224, 224), H, W >= 32``."""
+        if self.kind == "token-pairs":
+            source_length, target_length = self.shape
+            return (f"source int64 (N, {source_length}) ids < {self.vocab_size}, "
+                    f"target int64 (N, {target_length}) ids < {self.target_vocab_size}")
         dims = ", ".join(["N", *map(str, self.shape)])
+        if self.kind == "tokens":
+            return f"int64 ({dims}) ids < {self.vocab_size}"
         text = f"{str(self.dtype).removeprefix('torch.')} ({dims})"
         if self.kind == "image" and self.min_size > 1:
             text += f", H, W >= {self.min_size}"

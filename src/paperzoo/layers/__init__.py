@@ -12,8 +12,14 @@ from paperzoo.layers.features import FeatureInfo, stage_outputs
 from paperzoo.layers.inverted_residual import InvertedResidual
 from paperzoo.layers.squeeze_excite import SqueezeExcite
 from paperzoo.layers.stochastic_depth import StochasticDepth
-from paperzoo.layers.validation import check_image_batch, check_latent_batch
+from paperzoo.layers.validation import (
+    check_feature_sequence,
+    check_image_batch,
+    check_latent_batch,
+    check_token_batch,
+    check_waveform_batch,
+)
 
 __all__ = ["ConvNormAct", "FeatureInfo", "InvertedResidual", "KeyValueCache", "MultiHeadAttention",
-           "SqueezeExcite", "StochasticDepth", "check_image_batch", "check_latent_batch",
-           "stage_outputs"]
+           "SqueezeExcite", "StochasticDepth", "check_feature_sequence", "check_image_batch",
+           "check_latent_batch", "check_token_batch", "check_waveform_batch", "stage_outputs"]

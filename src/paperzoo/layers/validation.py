@@ -66,3 +66,90 @@ def check_latent_batch(z: object, *, name: str, latent_dim: int) -> None:
         problem = "an empty batch; pass at least one latent vector"
     if problem is not None:
         raise ValueError(f"{expected}; got {shape}: {problem}")
+
+
+def check_token_batch(ids: object, *, name: str, vocab_size: int, max_length: int | None = None,
+                      what: str = "token ids") -> None:
+    """Check a batch of token ids for a sequence model: an integer tensor ``(N, T)`` with ``1 <= T``
+    (``<= max_length`` where the model has learned positions) and every id in ``[0, vocab_size)``.
+
+    ``what`` names the argument in the message (``"source token ids"`` for a translation model's source).
+    """
+    expected = f"{name} expects {what} as an integer tensor of shape (N, T) with ids in [0, {vocab_size})"
+    if max_length is not None:
+        expected += f" and T <= {max_length}"
+    if not isinstance(ids, torch.Tensor):
+        raise ValueError(f"{expected}; got {type(ids).__name__}: convert it with torch.as_tensor(ids)")
+    shape = tuple(ids.shape)
+    problem = None
+    if ids.ndim == 1:
+        problem = "the batch dimension is missing; add it with ids.unsqueeze(0)"
+    elif ids.ndim != 2:
+        problem = (f"a {ids.ndim}-d tensor; pass a 2-d batch of ids (N, T)"
+                   + ("; one-hot or embedded inputs are not taken, pass the ids" if ids.ndim == 3 else ""))
+    elif ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+        problem = f"dtype {str(ids.dtype).removeprefix('torch.')}; pass integer ids (ids.long())"
+    elif shape[0] == 0:
+        problem = "an empty batch; pass at least one sequence"
+    elif shape[1] == 0:
+        problem = "empty sequences; pass at least one token per sequence"
+    elif max_length is not None and shape[1] > max_length:
+        problem = f"sequences of {shape[1]} tokens; truncate or split them to at most {max_length}"
+    elif ids.device.type != "meta":  # the values are known only for a real tensor
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= vocab_size:
+            bad = low if low < 0 else high
+            problem = (f"id {bad} outside the vocabulary [0, {vocab_size}); map unknown tokens to the unknown-token "
+                       "id of the tokenizer the model was trained with")
+    if problem is not None:
+        raise ValueError(f"{expected}; got {shape}: {problem}")
+
+
+def check_feature_sequence(x: object, *, name: str, input_size: int, batch_first: bool = True) -> None:
+    """Check a batch of feature sequences for a recurrent layer: a float tensor ``(N, T, input_size)``
+    (``(T, N, input_size)`` when ``batch_first`` is false, as torch.nn's recurrent layers), or one unbatched
+    sequence ``(T, input_size)``, with ``T >= 1``."""
+    layout = "(N, T, F)" if batch_first else "(T, N, F)"
+    expected = (f"{name} expects a float tensor of shape {layout.replace('F', str(input_size))} "
+                f"(or (T, {input_size}) for one sequence)")
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{expected}; got {type(x).__name__}: convert it with torch.as_tensor")
+    shape = tuple(x.shape)
+    problem = None
+    if x.ndim not in (2, 3):
+        problem = f"a {x.ndim}-d tensor; pass {layout} with F = {input_size}"
+    elif shape[-1] != input_size:
+        problem = (f"{shape[-1]} features per step; project the inputs to {input_size} features, or build the "
+                   f"layer with input_size={shape[-1]}")
+    elif not x.is_floating_point():
+        problem = f"dtype {str(x.dtype).removeprefix('torch.')}; convert with x.float() (embed token ids first)"
+    elif 0 in shape:
+        problem = "an empty batch or empty sequences; pass at least one step of one sequence"
+    if problem is not None:
+        raise ValueError(f"{expected}; got {shape}: {problem}")
+
+
+def check_waveform_batch(x: object, *, name: str, min_samples: int = 1, sample_rate: int = 16000) -> None:
+    """Check a batch of raw waveforms: a float tensor ``(N, samples)`` at ``sample_rate`` with at least
+    ``min_samples`` samples (the receptive field of the first frame)."""
+    expected = (f"{name} expects a float tensor of shape (N, samples) of {sample_rate // 1000} kHz audio "
+                f"with samples >= {min_samples}")
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{expected}; got {type(x).__name__}: convert it with torch.as_tensor")
+    shape = tuple(x.shape)
+    problem = None
+    if x.ndim == 1:
+        problem = "the batch dimension is missing; add it with x.unsqueeze(0)"
+    elif x.ndim == 3 and shape[1] == 1:
+        problem = "a channel dimension (N, 1, samples); remove it with x.squeeze(1) (the model takes mono audio)"
+    elif x.ndim != 2:
+        problem = f"a {x.ndim}-d tensor; pass a 2-d batch of mono waveforms (N, samples)"
+    elif not x.is_floating_point():
+        problem = (f"dtype {str(x.dtype).removeprefix('torch.')}; convert 16-bit PCM with x.float() / 32768 "
+                   "(and normalise as in training)")
+    elif shape[0] == 0:
+        problem = "an empty batch; pass at least one waveform"
+    elif shape[1] < min_samples:
+        problem = f"{shape[1]} samples; pad the waveform to at least {min_samples} samples"
+    if problem is not None:
+        raise ValueError(f"{expected}; got {shape}: {problem}")
