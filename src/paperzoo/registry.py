@@ -51,6 +51,8 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     ),
     "paperzoo.models.classification.densenet": ("densenet121", "densenet161", "densenet169", "densenet201"),
     "paperzoo.models.classification.squeezenet": ("squeezenet1_0", "squeezenet1_1"),
+    "paperzoo.models.classification.capsnet": ("capsnet",),
+    "paperzoo.models.classification.odenet": ("odenet", "odenet_resnet"),
 }
 
 _MODULE_OF: dict[str, str] = {name: module for module, names in MODEL_MODULES.items() for name in names}

@@ -9,10 +9,18 @@ from __future__ import annotations
 import torch
 
 
-def check_image_batch(x: object, *, name: str, in_chans: int, min_size: int = 1) -> None:
-    """Check a batch of images for a CNN: a float tensor of shape ``(N, in_chans, H, W)``, H, W ``>= min_size``."""
+def check_image_batch(x: object, *, name: str, in_chans: int, min_size: int = 1, exact_size: int | None = None,
+                      size_reason: str = "") -> None:
+    """Check a batch of images for a CNN: a float tensor of shape ``(N, in_chans, H, W)``, H, W ``>= min_size``.
+
+    ``exact_size`` is for the networks whose weights fix the input size (CapsNet's DigitCaps has one weight
+    matrix per primary capsule of the grid a 28×28 image gives): H = W = ``exact_size`` exactly, and
+    ``size_reason`` says why, in the message.
+    """
     expected = f"{name} expects a float tensor of shape (N, {in_chans}, H, W)"
-    if min_size > 1:
+    if exact_size is not None:
+        expected += f" with H = W = {exact_size}"
+    elif min_size > 1:
         expected += f" with H, W >= {min_size}"
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{expected}; got {type(x).__name__}: convert it with torch.as_tensor")
@@ -31,6 +39,9 @@ def check_image_batch(x: object, *, name: str, in_chans: int, min_size: int = 1)
                    "(and scale and normalise as in training)")
     elif shape[0] == 0:
         problem = "an empty batch; pass at least one image"
+    elif exact_size is not None and (shape[2], shape[3]) != (exact_size, exact_size):
+        problem = (f"an image of {shape[2]}x{shape[3]}; resize it to exactly {exact_size}x{exact_size}"
+                   + (f" ({size_reason})" if size_reason else ""))
     elif min(shape[2], shape[3]) < min_size:
         problem = f"an image of {shape[2]}x{shape[3]}; resize or pad it to at least {min_size}x{min_size}"
     if problem is not None:
