@@ -49,7 +49,8 @@ How the classifier conventions apply to a capsule network (the project's method 
 * The decoder is an auxiliary head, as GoogLeNet's auxiliary classifiers are: ``forward`` returns
   ``(class_scores, reconstructions)`` in training mode, so that one backward pass reaches the decoder, and only
   the scores in eval mode. ``forward`` has no labels, so its reconstructions mask by the longest capsule (the
-  paper's test-time choice); ``loss(images, labels)`` masks by the true class, as the paper trains.
+  predicted digit, as the paper does outside training); ``loss(images, labels)`` masks by the true class, as
+  the paper does in training.
 * The classifier is DigitCaps: its W_ij and routing are what depends on the number of classes (one digit
   capsule per class). ``forward_features`` returns the primary capsules u_i (N, 1152, 8), the vectors the
   routing reads; ``forward_head`` routes them to the digit capsules and returns their lengths, or with
@@ -60,9 +61,10 @@ How the classifier conventions apply to a capsule network (the project's method 
 * ``digit_capsules(x)`` gives the vectors v_j (N, num_classes, 16) and ``reconstruct(v, labels)`` the decoder's
   images, for the paper's reconstruction and perturbation figures.
 
-The input must be exactly 28×28 (with H, W >= 28 not enough): DigitCaps holds one W_ij per primary capsule of
-the 6×6 grid that a 28×28 image gives, so any other size gives another number of primary capsules, for which
-there are no weights; and the decoder draws 28×28 images.
+The input must be exactly 28×28, not merely at least 28×28: DigitCaps holds one W_ij per primary capsule of the
+6×6 grid that a 28×28 image gives, so a larger image (29×29 already gives 7×7) has primary capsules for which
+there are no weights; and the decoder draws 28×28 images, which the reconstruction loss compares with the
+input. (27×27 happens to give a 6×6 grid too, but its capsules would see other places of the image.)
 
 Deviations from the paper: none in the network. The paper leaves the initialisation open, so it follows the
 authors' TensorFlow code (github.com/Sarasra/models, research/capsules): truncated normal weights (σ = 0.05
