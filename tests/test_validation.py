@@ -54,3 +54,15 @@ def test_the_issue_example_message():
         check_image_batch(torch.zeros(3, 224, 224), name="resnet50", in_chans=3, min_size=32)
     assert str(info.value).startswith(
         "resnet50 expects a float tensor of shape (N, 3, H, W) with H, W >= 32; got (3, 224, 224)")
+
+
+@pytest.mark.parametrize("size, ok", [(27, False), (28, True), (29, False), (64, False)])
+def test_exact_size_accepts_only_that_size_and_says_why(size, ok):
+    x = torch.zeros(1, 1, size, size)
+    if ok:
+        check_image_batch(x, name="capsnet", in_chans=1, min_size=28, exact_size=28, size_reason="weights")
+        return
+    with pytest.raises(ValueError) as info:
+        check_image_batch(x, name="capsnet", in_chans=1, min_size=28, exact_size=28, size_reason="weights")
+    assert str(info.value) == (f"capsnet expects a float tensor of shape (N, 1, H, W) with H = W = 28; got (1, 1, "
+                               f"{size}, {size}): an image of {size}x{size}; resize it to exactly 28x28 (weights)")

@@ -13,9 +13,9 @@ def check_image_batch(x: object, *, name: str, in_chans: int, min_size: int = 1,
                       size_reason: str = "") -> None:
     """Check a batch of images for a CNN: a float tensor of shape ``(N, in_chans, H, W)``, H, W ``>= min_size``.
 
-    ``exact_size`` is for the networks whose weights fix the input size (CapsNet's DigitCaps has one weight
-    matrix per primary capsule of the grid a 28×28 image gives): H = W = ``exact_size`` exactly, and
-    ``size_reason`` says why, in the message.
+    ``exact_size`` is for the networks whose weights fix the input size (e.g. CapsNet, whose DigitCaps has one
+    weight matrix per primary capsule of the grid a 28×28 image gives): H = W = ``exact_size`` exactly, and
+    ``size_reason`` says why, in the message. Without it the check is the minimum-size one.
     """
     expected = f"{name} expects a float tensor of shape (N, {in_chans}, H, W)"
     if exact_size is not None:
