@@ -60,7 +60,7 @@ Deviations from the paper and the authors' script:
   device (no values, hence no step-size control) the block takes a single Euler step, one evaluation of f, so
   the card's GMACs are the network's cost at NFE = 1: the downsampling and head (0.0138 GMACs) plus 0.0027
   GMACs per evaluation of f. A dopri5 solve costs 2 evaluations to choose its first step and 6 per attempted
-  step (the 7th stage is the next step's first); at rtol = atol = 1e-3 it takes 20 to 32 on the digits.
+  step (the 7th stage is the next step's first); at rtol = atol = 1e-3 it takes 14 to 32 on the digits.
 * Initialisation: PyTorch's defaults, as the authors' script (the paper does not say).
 """
 
@@ -314,7 +314,7 @@ def _card(name: str, architecture: str, params: int, gmacs: float, params_source
                   "+ ODE dynamics 75,392 + head 778; Table 1 prints 0.22M, which this count (0.21M) does not "
                   "round to (see the module docstring)",
     notes="dopri5, rtol = atol = 1e-3, t from 0 to 1; adjoint=True for the adjoint method. The GMACs are the "
-          "cost at one function evaluation (0.0027 GMACs per further evaluation; dopri5 takes 20 to 32 here); "
+          "cost at one function evaluation (0.0027 GMACs per further evaluation; dopri5 takes 14 to 32 here); "
           "model.ode_block.nfe counts them."))
 def odenet(**kwargs: Any) -> ODENet:
     """ODE-Net: one ODE block of 64 channels, solved from t = 0 to 1 by dopri5."""
