@@ -247,6 +247,8 @@ def bad_inputs(name: str) -> dict[str, torch.Tensor]:
     }
     if spec.min_size > 1:
         cases["smaller than the network can take"] = torch.zeros(2, c, spec.min_size - 1, spec.min_size - 1)
+    if spec.fixed_size:
+        cases["a size other than the one its weights fix"] = torch.zeros(2, c, h + 1, w)
     return cases
 
 

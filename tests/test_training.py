@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 import paperzoo
 from paperzoo import cli, registry
 from paperzoo.training import checkpoints, distributed
 from paperzoo.training.data import digits, image_folder
-from paperzoo.training.loop import TrainConfig, epoch_batches, make_optimizer, make_schedule, train
+from paperzoo.training.loop import Objective, TrainConfig, epoch_batches, make_optimizer, make_schedule, train
 
 ENV = {**os.environ, "COLUMNS": "200"}
 
@@ -91,6 +92,26 @@ def test_the_card_recipe_is_the_papers():
     assert learning_rates(recipe, 0.1, 8) == pytest.approx([0.01] + [0.1] * 3 + [0.01] * 2 + [0.001] * 2)
     cosine = learning_rates(registry.DEFAULT_RECIPE, 1.0, 4)  # no warm-up: ½(1 + cos(π e / 4))
     assert cosine == pytest.approx([1.0, 0.5 + 0.5 * math.cos(math.pi / 4), 0.5, 0.5 - 0.5 * math.cos(math.pi / 4)])
+
+    # Inception v3 (§8): RMSProp, decay 0.9, ε = 1.0, lr 0.045 × 0.94 every two epochs.
+    inception = paperzoo.model_card("inception_v3").recipe
+    optimizer = make_optimizer(model, inception, inception.lr)
+    assert isinstance(optimizer, torch.optim.RMSprop)
+    assert {k: optimizer.defaults[k] for k in ("alpha", "eps", "momentum")} == {"alpha": 0.9, "eps": 1.0,
+                                                                                   "momentum": 0.9}
+    assert learning_rates(inception, 0.045, 5) == pytest.approx([0.045, 0.045, 0.045 * 0.94, 0.045 * 0.94,
+                                                                 0.045 * 0.94**2])
+    # EfficientNet (§5.2): × 0.97 every 2.4 epochs, so the third decay comes at epoch 8 (⌊8 / 2.4⌋ = 3).
+    assert learning_rates(paperzoo.model_card("efficientnet_b0").recipe, 1.0, 9) == pytest.approx(
+        [1, 1, 1, 0.97, 0.97, 0.97**2, 0.97**2, 0.97**2, 0.97**3])
+    # ShuffleNet (§4): linear decay to 0.
+    assert learning_rates(paperzoo.model_card("shufflenet_v1_g3").recipe, 1.0, 4) == pytest.approx(
+        [1.0, 0.75, 0.5, 0.25])
+    # DenseNet (§4.2): SGD with Nesterov momentum.
+    densenet = make_optimizer(model, paperzoo.model_card("densenet121").recipe, 0.1)
+    assert isinstance(densenet, torch.optim.SGD) and densenet.defaults["nesterov"]
+    recipes = {name: paperzoo.model_card(name).recipe for name in paperzoo.list_models(task="image-classification")}
+    assert sum(recipe is not None for recipe in recipes.values()) >= 80, "most classifiers carry their paper's"
 
 
 def test_epoch_batches_shard_equally_and_reproducibly():
@@ -249,3 +270,31 @@ def test_a_model_that_is_not_a_classifier_is_refused(monkeypatch, tmp_path, caps
     assert cli.main(["train", "resnet18", "--out", str(tmp_path / "out")]) == 2
     assert "trains image classifiers" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# --- the objective: the paper's loss where the model has one ---------------------------------------------
+
+def test_the_objective_is_the_papers_loss():
+    """``paperzoo train`` trains through ``Objective``: cross-entropy by default, the auxiliary classifiers'
+    weighted losses where the training-mode forward returns them (a tuple used to crash the loop), and
+    CapsNet's margin + reconstruction loss, which needs the labels inside the network."""
+    images, labels = torch.rand(4, 1, 28, 28), torch.tensor([0, 3, 5, 9])
+
+    plain = paperzoo.create_model("resnet18", num_classes=10, in_chans=1).train()
+    loss, logits = Objective(plain)(F.pad(images, (2, 2, 2, 2)), labels)  # ResNet takes 32×32 and up
+    assert torch.allclose(loss, torch.nn.functional.cross_entropy(logits, labels))
+
+    googlenet = paperzoo.create_model("googlenet", num_classes=10, in_chans=1, aux_logits=True).train()
+    torch.manual_seed(0)  # the same dropout masks in both passes
+    loss, logits = Objective(googlenet)(images, labels)
+    torch.manual_seed(0)
+    main, aux = googlenet(images)
+    expected = F.cross_entropy(main, labels) + 0.3 * sum(F.cross_entropy(a, labels) for a in aux)  # §5
+    assert torch.equal(logits, main) and torch.allclose(loss, expected)
+
+    capsnet = paperzoo.create_model("capsnet", conv_channels=32, primary_capsule_types=4).train()
+    loss, scores = Objective(capsnet)(images, labels)
+    assert torch.allclose(loss, capsnet.loss(images, labels)) and scores.shape == (4, 10)
+    assert torch.allclose(scores, capsnet.eval()(images))
+    loss.backward()
+    assert all(p.grad is not None for p in capsnet.parameters()), "the decoder learns from the true class"

@@ -182,3 +182,13 @@ def test_example_inputs_of_the_sequence_kinds():
         InputSpec(kind="tokens", shape=(9,))
     with pytest.raises(ValueError, match="unknown input kind"):
         InputSpec(kind="text", shape=(9,))
+@pytest.mark.parametrize("size, ok", [(27, False), (28, True), (29, False), (64, False)])
+def test_exact_size_accepts_only_that_size_and_says_why(size, ok):
+    x = torch.zeros(1, 1, size, size)
+    if ok:
+        check_image_batch(x, name="capsnet", in_chans=1, min_size=28, size=28, size_reason="weights")
+        return
+    with pytest.raises(ValueError) as info:
+        check_image_batch(x, name="capsnet", in_chans=1, min_size=28, size=28, size_reason="weights")
+    assert str(info.value) == (f"capsnet expects a float tensor of shape (N, 1, H, W) with H = W = 28; got (1, 1, "
+                               f"{size}, {size}): an image of {size}x{size}; resize it to exactly 28x28 (weights)")

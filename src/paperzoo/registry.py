@@ -78,6 +78,8 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.generative.dcgan": ("dcgan", "dcgan_ngf64"),
     "paperzoo.models.generative.vae": ("vae",),
     "paperzoo.models.generative.autoencoder": ("autoencoder",),
+    "paperzoo.models.classification.capsnet": ("capsnet",),
+    "paperzoo.models.classification.odenet": ("odenet", "odenet_resnet"),
 }
 
 _MODULE_OF: dict[str, str] = {name: module for module, names in MODEL_MODULES.items() for name in names}
@@ -114,6 +116,9 @@ class InputSpec:
         min_size: the smallest spatial size (H and W) the network can take; the model's own input check
             raises a ``ValueError`` below it. For a waveform, the fewest samples.
         vocab_size, target_vocab_size: the id ranges of ``"tokens"`` and ``"token-pairs"`` inputs.
+        fixed_size: the network takes images of exactly ``shape``'s H and W and no other (its weights fix the
+            size: a fully-connected layer on the flattened pixels, CapsNet's per-capsule transformation matrices,
+            ViT's learned position embeddings); its input check refuses any other size with a ValueError.
     """
 
     kind: str
@@ -122,6 +127,7 @@ class InputSpec:
     min_size: int = 1
     vocab_size: int = 0
     target_vocab_size: int = 0
+    fixed_size: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in INPUT_KINDS:
@@ -160,7 +166,9 @@ class InputSpec:
         if self.kind == "tokens":
             return f"int64 ({dims}) ids < {self.vocab_size}"
         text = f"{str(self.dtype).removeprefix('torch.')} ({dims})"
-        if self.kind == "image" and self.min_size > 1:
+        if self.kind == "image" and self.fixed_size:
+            text += f", H = W = {self.shape[-1]} only"
+        elif self.kind == "image" and self.min_size > 1:
             text += f", H, W >= {self.min_size}"
         return text
 
@@ -174,20 +182,25 @@ class TrainingRecipe:
     itself does for CIFAR-10 (÷10 at 50% and 75% of training, §4.2). ``source`` cites the paper's section.
     """
 
-    optimizer: str  # "sgd" or "adamw"
+    optimizer: str  # "sgd", "adamw" or "rmsprop"
     lr: float
     weight_decay: float
     momentum: float = 0.0
-    schedule: str = "cosine"  # "cosine" or "step"
+    nesterov: bool = False  # SGD with Nesterov momentum (DenseNet, PyramidNet)
+    rmsprop_decay: float = 0.9  # RMSProp's moving-average decay of the squared gradient (torch's ``alpha``)
+    eps: float = 1e-8  # RMSProp's (Inception v3: 1.0) and AdamW's epsilon
+    schedule: str = "cosine"  # "cosine", "step", "exponential" or "linear" (to 0 at the end of the run)
     milestones: tuple[float, ...] = ()  # fractions of the run where a step schedule multiplies the lr by gamma
-    gamma: float = 0.1
+    gamma: float = 0.1  # the step schedule's factor, or the exponential schedule's factor every decay_every epochs
+    decay_every: float = 1.0  # epochs between two exponential decays (Inception v3: 2, EfficientNet: 2.4)
     batch_size: int = 128
     warmup_epochs: int = 0  # epochs at lr × warmup_factor before the schedule starts
     warmup_factor: float = 0.1
     source: str = ""
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("sgd", "adamw") or self.schedule not in ("cosine", "step"):
+        if self.optimizer not in ("sgd", "adamw", "rmsprop") or self.schedule not in (
+                "cosine", "step", "exponential", "linear"):
             raise ValueError(f"unknown optimizer {self.optimizer!r} or schedule {self.schedule!r}")
 
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 import torch
 
 
-def check_image_batch(x: object, *, name: str, in_chans: int, min_size: int = 1, size: int | None = None) -> None:
+def check_image_batch(x: object, *, name: str, in_chans: int, min_size: int = 1, size: int | None = None,
+                      size_reason: str = "") -> None:
     """Check a batch of images for a CNN: a float tensor of shape ``(N, in_chans, H, W)``, H, W ``>= min_size``.
 
-    ``size``, if given, is the only H = W the network takes (a fully-connected network on the flattened pixels).
+    ``size``, if given, is the only H = W the network takes: its weights fix the input size (a fully-connected
+    network on the flattened pixels; CapsNet, whose DigitCaps holds one weight matrix per primary capsule of the
+    grid a 28×28 image gives). ``size_reason`` says why, in the message.
     """
     expected = f"{name} expects a float tensor of shape (N, {in_chans}, H, W)"
     if size is not None:
@@ -36,10 +39,11 @@ def check_image_batch(x: object, *, name: str, in_chans: int, min_size: int = 1,
                    "(and scale and normalise as in training)")
     elif shape[0] == 0:
         problem = "an empty batch; pass at least one image"
+    elif size is not None and (shape[2], shape[3]) != (size, size):
+        problem = (f"an image of {shape[2]}x{shape[3]}; resize it to exactly {size}x{size}"
+                   + (f" ({size_reason})" if size_reason else ""))
     elif min(shape[2], shape[3]) < min_size:
         problem = f"an image of {shape[2]}x{shape[3]}; resize or pad it to at least {min_size}x{min_size}"
-    elif size is not None and (shape[2], shape[3]) != (size, size):
-        problem = f"an image of {shape[2]}x{shape[3]}; resize it to {size}x{size}"
     if problem is not None:
         raise ValueError(f"{expected}; got {shape}: {problem}")
 

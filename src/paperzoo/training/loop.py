@@ -107,20 +107,34 @@ def plan(config: TrainConfig) -> Plan:
 
 
 def make_optimizer(model: nn.Module, recipe: TrainingRecipe, lr: float) -> torch.optim.Optimizer:
+    """The recipe's optimiser. RMSProp is torch's, whose ε sits outside the square root where TensorFlow's (the
+    one MobileNetV2, EfficientNet and Inception v3 were trained with) puts it inside; with Inception v3's ε = 1.0
+    the two differ in scale early in training, a difference a short run can absorb."""
+    params = model.parameters()
     if recipe.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
-    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=recipe.weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
+                               nesterov=recipe.nesterov)
+    if recipe.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=recipe.rmsprop_decay, eps=recipe.eps,
+                                   momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=recipe.weight_decay, eps=recipe.eps)
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, recipe: TrainingRecipe,
                   epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-epoch learning-rate factor: the recipe's warm-up, then its steps at fractions of the run or a cosine
-    decay to 0."""
+    """Per-epoch learning-rate factor: the recipe's warm-up, then its steps at fractions of the run, an
+    exponential decay, a linear decay to 0, or a cosine decay to 0."""
     if recipe.schedule == "step":
         milestones = [round(f * epochs) for f in recipe.milestones]
 
         def decay(epoch: int) -> float:
             return recipe.gamma ** sum(epoch >= m for m in milestones)
+    elif recipe.schedule == "exponential":
+        def decay(epoch: int) -> float:
+            return recipe.gamma ** math.floor(epoch / recipe.decay_every)  # lr_e = lr · γ^⌊e / every⌋
+    elif recipe.schedule == "linear":
+        def decay(epoch: int) -> float:
+            return 1.0 - epoch / epochs  # lr_e = lr · (1 − e / E)
     else:
         def decay(epoch: int) -> float:
             return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))  # lr_e = lr · ½(1 + cos(π e / E))
@@ -141,6 +155,38 @@ def epoch_batches(num_examples: int, batch_size: int, seed: int, epoch: int,
     shard = order[context.rank * per_process: (context.rank + 1) * per_process].tolist()
     batches = [shard[i: i + batch_size] for i in range(0, len(shard), batch_size)]
     return [b for b in batches if len(b) > 1]
+
+
+class Objective(nn.Module):
+    """The training objective around a classifier, as one module so that DistributedDataParallel wraps the
+    whole of it (a loss computed outside the wrapped forward would skip DDP's gradient synchronisation hooks).
+
+    ``forward(images, labels) -> (loss, logits)``, with the paper's loss where the model has one:
+
+    - ``model.training_loss(images, labels) -> (loss, output)`` when the objective needs the labels inside the
+      network (CapsNet's decoder reconstructs from the true class's capsule);
+    - else ``model.loss(output, labels)`` on the training-mode output (GoogLeNet and Inception v3 add their
+      auxiliary classifiers' weighted losses, Inception v3 smooths the labels);
+    - else cross-entropy on the logits.
+
+    A training-mode output that is a tuple carries the logits first (``(logits, aux_logits)``).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if hasattr(self.model, "training_loss"):
+            loss, output = self.model.training_loss(images, labels)
+        else:
+            output = self.model(images)
+            if hasattr(self.model, "loss"):
+                loss = self.model.loss(output, labels)
+            else:
+                loss = F.cross_entropy((output[0] if isinstance(output, tuple) else output).float(), labels)
+        logits = output[0] if isinstance(output, tuple) else output
+        return loss.float(), logits
 
 
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, context: distributed.Context,
@@ -194,7 +240,8 @@ def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, 
         schedule.load_state_dict(state["schedule"])
         checkpoints.set_rng_state(state["rng"])
         start_epoch, history = state["epoch"], list(state["history"])
-    trained = nn.parallel.DistributedDataParallel(model) if context.distributed else model
+    objective = Objective(model)
+    trained = nn.parallel.DistributedDataParallel(objective) if context.distributed else objective
     test_loader = DataLoader(p.test_set, batch_size=256, num_workers=config.workers,
                              sampler=list(range(context.rank, len(p.test_set), context.world_size)))
     if context.is_main:
@@ -213,8 +260,7 @@ def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, 
         for images, labels in loader:
             images, labels = images.to(device), labels.to(device)
             with autocast(device, config.amp):
-                logits = trained(images)
-                loss = F.cross_entropy(logits.float(), labels)
+                loss, logits = trained(images, labels)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)

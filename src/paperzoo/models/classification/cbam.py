@@ -68,7 +68,7 @@ import torch
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch, stage_outputs
-from paperzoo.registry import InputSpec, ModelCard, Paper, register
+from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["CBAM", "ChannelAttention", "SpatialAttention", "CBAMBottleneck", "CBAMResNet"]
 
@@ -271,6 +271,12 @@ class CBAMResNet(nn.Module):
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
 
+# §4: "we follow [ResNet]": SGD, momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at 50% and 75% of the
+# run (epochs 30 and 60 of 90 on ImageNet).
+_RECIPE = TrainingRecipe(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step",
+                         milestones=(0.5, 0.75), batch_size=128, source="Woo et al. 2018, §4 (ResNet's recipe)")
+
+
 @register(ModelCard(
     name="cbam_resnet50",
     architecture="CBAM-ResNet-50",
@@ -293,6 +299,7 @@ class CBAMResNet(nn.Module):
     params_source="paper, Table 4 (ResNet50 + CBAM: 28.09M); built: 28,089,608",
     reference="paper",
     gmacs=4.096,
+    recipe=_RECIPE,
     canonical=True,
     notes="The authors' code adds a BatchNorm after the 7x7 convolution (28,089,624 parameters); "
           "eq. 3 has none (28,089,608).",

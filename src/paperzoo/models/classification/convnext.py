@@ -91,7 +91,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, FeatureInfo, StochasticDepth, check_image_batch, stage_outputs
-from paperzoo.registry import InputSpec, ModelCard, Paper, register
+from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["ConvNeXt", "ConvNeXtBlock", "ConvNeXtStage", "DownsamplingLayer", "LayerNorm2d"]
 
@@ -303,6 +303,12 @@ _INNOVATIONS = (
 )
 
 
+# Appendix A.1: AdamW, lr 4e-3 at batch 4096, weight decay 0.05, cosine decay after a 20-epoch linear warm-up
+# (of 300). Here at batch 128: lr 1.25e-4, scaled linearly; the warm-up is one epoch at 10%.
+_RECIPE = TrainingRecipe(optimizer="adamw", lr=1.25e-4, weight_decay=0.05, schedule="cosine", batch_size=128,
+                         warmup_epochs=1, source="Liu et al. 2022, Appendix A.1 (lr scaled from batch 4096 to 128)")
+
+
 def _card(name: str, size: str, params: int, gmacs: float, stochastic_depth_prob: float,
           canonical: bool = False) -> ModelCard:
     return ModelCard(
@@ -316,6 +322,7 @@ def _card(name: str, size: str, params: int, gmacs: float, stochastic_depth_prob
         params_source=f"torchvision.models.{name}, counted",
         reference=f"torchvision.models.{name}",
         gmacs=gmacs,
+        recipe=_RECIPE,
         canonical=canonical,
         notes=f"stochastic depth up to {stochastic_depth_prob} in training (torchvision's default for {size}).",
     )

@@ -84,7 +84,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch
-from paperzoo.registry import InputSpec, ModelCard, Paper, register
+from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["DenseNet", "DenseBlock", "DenseLayer", "Transition", "BNReLUConv"]
 
@@ -325,6 +325,12 @@ _INNOVATIONS = (
 )
 
 
+# §4.2: SGD with Nesterov momentum 0.9 (without dampening), weight decay 1e-4, lr 0.1 divided by 10 at 50% and
+# 75% of the training epochs (CIFAR and SVHN, batch 64; on ImageNet ÷10 at epochs 30 and 60 of 90, batch 256).
+_RECIPE = TrainingRecipe(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4, schedule="step",
+                         milestones=(0.5, 0.75), batch_size=64, source="Huang et al. 2017, §4.2")
+
+
 def _card(name: str, layers: int, growth_rate: int, params: int, gmacs: float, canonical: bool = False) -> ModelCard:
     return ModelCard(
         name=name,
@@ -337,6 +343,7 @@ def _card(name: str, layers: int, growth_rate: int, params: int, gmacs: float, c
         params_source=f"torchvision.models.{name}, counted",
         reference=f"torchvision.models.{name}",
         gmacs=gmacs,
+        recipe=_RECIPE,
         canonical=canonical,
         notes="DenseNet-BC (bottleneck and compression 0.5) as in Table 1; memory_efficient=True checkpoints "
               "the bottlenecks.",

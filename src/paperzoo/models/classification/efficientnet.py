@@ -80,7 +80,7 @@ import torch
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, FeatureInfo, InvertedResidual, check_image_batch, stage_outputs
-from paperzoo.registry import InputSpec, ModelCard, Paper, register
+from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["EfficientNet", "CompoundScaling", "compound_scaling", "round_channels", "round_layers",
            "RELEASED_SCALING", "B0_STAGES"]
@@ -295,6 +295,13 @@ _INNOVATIONS = (
 )
 
 
+# §5.2: RMSProp with decay 0.9 and momentum 0.9, weight decay 1e-5, lr 0.256 decayed by 0.97 every 2.4 epochs,
+# at the batch of 4096 of the authors' TPU code (ε = 0.001 there). Here at batch 128: lr 0.008, scaled linearly.
+_RECIPE = TrainingRecipe(optimizer="rmsprop", lr=0.008, momentum=0.9, rmsprop_decay=0.9, eps=1e-3,
+                         weight_decay=1e-5, schedule="exponential", gamma=0.97, decay_every=2.4, batch_size=128,
+                         source="Tan & Le 2019, §5.2 (lr scaled from batch 4096 to 128)")
+
+
 def _card(name: str, params: int, gmacs: float, canonical: bool = False, notes: str = "") -> ModelCard:
     resolution = RELEASED_SCALING[name][2]
     return ModelCard(
@@ -308,6 +315,7 @@ def _card(name: str, params: int, gmacs: float, canonical: bool = False, notes: 
         params_source=f"torchvision.models.{name}, counted",
         reference=f"torchvision.models.{name}",
         gmacs=gmacs,
+        recipe=_RECIPE,
         canonical=canonical,
         notes=notes,
     )

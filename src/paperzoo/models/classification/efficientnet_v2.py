@@ -79,7 +79,7 @@ from paperzoo.layers import (
     check_image_batch,
     stage_outputs,
 )
-from paperzoo.registry import InputSpec, ModelCard, Paper, register
+from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["EfficientNetV2", "FusedMBConv", "StageSpec", "V2_S_STAGES", "V2_M_STAGES", "V2_L_STAGES"]
 
@@ -315,6 +315,13 @@ _INNOVATIONS = (
 )
 
 
+# §5.1: RMSProp with decay 0.9 and momentum 0.9, weight decay 1e-5, lr warmed up to 0.256 then decayed by 0.97
+# every 2.4 epochs, batch 4096. Here at batch 128: lr 0.008, scaled linearly; the warm-up is one epoch at 10%.
+_RECIPE = TrainingRecipe(optimizer="rmsprop", lr=0.008, momentum=0.9, rmsprop_decay=0.9, eps=1e-3,
+                         weight_decay=1e-5, schedule="exponential", gamma=0.97, decay_every=2.4, batch_size=128,
+                         warmup_epochs=1, source="Tan & Le 2021, §5.1 (lr scaled from batch 4096 to 128)")
+
+
 def _card(name: str, resolution: int, params: int, gmacs: float, canonical: bool = False) -> ModelCard:
     return ModelCard(
         name=name,
@@ -327,6 +334,7 @@ def _card(name: str, resolution: int, params: int, gmacs: float, canonical: bool
         params_source=f"torchvision.models.{name}, counted",
         reference=f"torchvision.models.{name}",
         gmacs=gmacs,
+        recipe=_RECIPE,
         canonical=canonical,
         notes="" if name.endswith("_s") else "configuration of the released code (the paper tabulates only V2-S)",
     )

@@ -87,7 +87,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, check_image_batch
-from paperzoo.registry import InputSpec, ModelCard, Paper, register
+from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = [
     "InceptionV3", "FactorizedInceptionModule", "AsymmetricInceptionModule", "ExpandedInceptionModule",
@@ -393,6 +393,13 @@ class InceptionV3(nn.Module):
                 nn.init.trunc_normal_(self.aux_classifier.fc.weight, mean=0.0, std=0.001, a=-2.0, b=2.0)
 
 
+# §8: batch 32; the best models used RMSProp with decay 0.9 and ε = 1.0, lr 0.045 decayed every two epochs by
+# an exponential rate of 0.94 (and gradient clipping at 2.0, not applied here).
+_RECIPE = TrainingRecipe(optimizer="rmsprop", lr=0.045, momentum=0.9, rmsprop_decay=0.9, eps=1.0,
+                         weight_decay=0.0, schedule="exponential", gamma=0.94, decay_every=2, batch_size=32,
+                         source="Szegedy et al. 2016, §8")
+
+
 @register(ModelCard(
     name="inception_v3",
     architecture="Inception v3",
@@ -415,6 +422,7 @@ class InceptionV3(nn.Module):
     params_source="torchvision.models.inception_v3(aux_logits=False), counted; 27,161,264 with aux_logits=True",
     reference="torchvision.models.inception_v3(aux_logits=False, init_weights=True)",
     gmacs=5.713,
+    recipe=_RECIPE,
     canonical=True,
     notes="Google's released network as torchvision ports it (stem, module counts and auxiliary head differ "
           "from the paper's Table 1); aux_logits=True adds the auxiliary classifier (training inputs >= 299).",

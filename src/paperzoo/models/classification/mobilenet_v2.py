@@ -62,7 +62,7 @@ import torch
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, FeatureInfo, InvertedResidual, check_image_batch, stage_outputs
-from paperzoo.registry import InputSpec, ModelCard, Paper, register
+from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["MobileNetV2", "BOTTLENECK_STAGES", "make_divisible"]
 
@@ -211,6 +211,11 @@ _INNOVATIONS = (
 )
 
 
+# §6.1: RMSProp with decay and momentum 0.9, weight decay 4e-5, lr 0.045 decayed by 0.98 per epoch, batch 96.
+_RECIPE = TrainingRecipe(optimizer="rmsprop", lr=0.045, momentum=0.9, rmsprop_decay=0.9, weight_decay=4e-5,
+                         schedule="exponential", gamma=0.98, batch_size=96, source="Sandler et al. 2018, §6.1")
+
+
 def _card(name: str, width: float, params: int, gmacs: float, canonical: bool = False) -> ModelCard:
     reference = "torchvision.models.mobilenet_v2" + ("" if width == 1.0 else f"(width_mult={width})")
     return ModelCard(
@@ -224,6 +229,7 @@ def _card(name: str, width: float, params: int, gmacs: float, canonical: bool = 
         params_source=f"{reference}, counted",
         reference=reference,
         gmacs=gmacs,
+        recipe=_RECIPE,
         canonical=canonical,
         notes="" if width == 1.0 else "channels rounded to multiples of 8 as in the released code",
     )

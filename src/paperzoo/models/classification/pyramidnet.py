@@ -66,7 +66,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from paperzoo.layers import ConvNormAct, check_image_batch
-from paperzoo.registry import InputSpec, ModelCard, Paper, register
+from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["PyramidNet", "BasicUnit", "BottleneckUnit", "ZeroPaddedShortcut", "pyramid_widths"]
 
@@ -245,6 +245,12 @@ _INNOVATIONS = (
 )
 
 
+# §4 (CIFAR): SGD with Nesterov momentum 0.9, batch 128, weight decay 1e-4, lr 0.1 (CIFAR-10; 0.5 for
+# CIFAR-100) divided by 10 at epochs 150 and 225 of 300, i.e. at 50% and 75% of the run.
+_RECIPE = TrainingRecipe(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4, schedule="step",
+                         milestones=(0.5, 0.75), batch_size=128, source="Han et al. 2017, §4")
+
+
 def _card(name: str, architecture: str, params: int, source: str, gmacs: float, shape: tuple[int, int, int],
           canonical: bool = False, notes: str = "") -> ModelCard:
     return ModelCard(
@@ -259,6 +265,7 @@ def _card(name: str, architecture: str, params: int, source: str, gmacs: float, 
         params_source=source,
         reference="paper",
         gmacs=gmacs,
+        recipe=_RECIPE,
         canonical=canonical,
         notes=notes,
     )

@@ -73,7 +73,7 @@ import torch
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, FeatureInfo, SqueezeExcite, check_image_batch, stage_outputs
-from paperzoo.registry import InputSpec, ModelCard, Paper, register
+from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["RegNet", "XBlock", "StageSpec", "regnet_stages"]
 
@@ -295,6 +295,12 @@ _INNOVATIONS = (
 )
 
 
+# §3 (and Appendix): SGD, momentum 0.9, lr 0.1 at batch 128 (scaled linearly with the batch), a half-period
+# cosine schedule, weight decay 5e-5.
+_RECIPE = TrainingRecipe(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-5, schedule="cosine",
+                         batch_size=128, source="Radosavovic et al. 2020, §3")
+
+
 def _card(name: str, params: int, gmacs: float, canonical: bool = False, notes: str = "") -> ModelCard:
     family, flops = name.removeprefix("regnet_").split("_", 1)
     return ModelCard(
@@ -308,6 +314,7 @@ def _card(name: str, params: int, gmacs: float, canonical: bool = False, notes: 
         params_source=f"torchvision.models.{name}, counted",
         reference=f"torchvision.models.{name}",
         gmacs=gmacs,
+        recipe=_RECIPE,
         canonical=canonical,
         notes=notes,
     )

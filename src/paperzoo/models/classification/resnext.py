@@ -70,7 +70,7 @@ import torch
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch, stage_outputs
-from paperzoo.registry import InputSpec, ModelCard, Paper, register
+from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["ResNeXt", "AggregatedBottleneck"]
 
@@ -243,6 +243,12 @@ _INNOVATIONS = (
 )
 
 
+# §5.3 (CIFAR): SGD, momentum 0.9, batch 128, lr 0.1 divided by 10 at 50% and 75% of the run (epochs 150 and
+# 225 of 300), weight decay 5e-4; on ImageNet (§5.1) ResNet's recipe: batch 256, weight decay 1e-4.
+_RECIPE = TrainingRecipe(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="step",
+                         milestones=(0.5, 0.75), batch_size=128, source="Xie et al. 2017, §5.1 and §5.3")
+
+
 def _card(name: str, layers: int, cardinality: int, bottleneck_width: int, params: int, gmacs: float,
           canonical: bool = False, notes: str = "") -> ModelCard:
     return ModelCard(
@@ -256,6 +262,7 @@ def _card(name: str, layers: int, cardinality: int, bottleneck_width: int, param
         params_source=f"torchvision.models.{name}, counted",
         reference=f"torchvision.models.{name}",
         gmacs=gmacs,
+        recipe=_RECIPE,
         canonical=canonical,
         notes=notes,
     )

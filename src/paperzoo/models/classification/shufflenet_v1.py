@@ -92,7 +92,7 @@ import torch
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, check_image_batch
-from paperzoo.registry import InputSpec, ModelCard, Paper, register
+from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["ShuffleNetV1", "ShuffleNetUnit", "ChannelShuffle", "channel_shuffle", "TABLE1_STAGE_CHANNELS"]
 
@@ -287,6 +287,12 @@ _RELEASE = {(3, 1.0): ("1.9M", "138M"), (8, 1.0): ("2.4M", "138M"), (3, 0.5): ("
             (8, 0.5): ("1.0M", "40M")}
 
 
+# §4: weight decay 4e-5, a linear-decay learning rate policy from 0.5 to 0, batch 1024 (momentum 0.9 as the
+# authors' code). Here at batch 128: lr 0.0625, the paper's scaled linearly with the batch.
+_RECIPE = TrainingRecipe(optimizer="sgd", lr=0.0625, momentum=0.9, weight_decay=4e-5, schedule="linear",
+                         batch_size=128, source="Zhang et al. 2018, §4 (lr scaled to batch 128)")
+
+
 def _card(name: str, groups: int, width: float, params: int, gmacs: float, canonical: bool = False) -> ModelCard:
     scale = "1×" if width == 1.0 else "0.5×"
     release = _RELEASE.get((groups, width))
@@ -311,6 +317,7 @@ def _card(name: str, groups: int, width: float, params: int, gmacs: float, canon
         params_source=source,
         reference="paper",
         gmacs=gmacs,
+        recipe=_RECIPE,
         canonical=canonical,
         params_tolerance=0,
         notes=notes,

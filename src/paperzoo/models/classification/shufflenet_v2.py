@@ -72,7 +72,7 @@ import torch
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, check_image_batch
-from paperzoo.registry import InputSpec, ModelCard, Paper, register
+from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["ShuffleNetV2", "BasicUnit", "DownsamplingUnit", "channel_shuffle"]
 
@@ -222,6 +222,12 @@ _INNOVATIONS = (
 )
 
 
+# §5: "the same settings as ShuffleNet v1": weight decay 4e-5, lr 0.5 decayed linearly to 0 at batch 1024,
+# momentum 0.9. Here at batch 128: lr 0.0625, scaled linearly with the batch.
+_RECIPE = TrainingRecipe(optimizer="sgd", lr=0.0625, momentum=0.9, weight_decay=4e-5, schedule="linear",
+                         batch_size=128, source="Ma et al. 2018, §5, ShuffleNet v1's settings (lr scaled to batch 128)")
+
+
 def _card(name: str, width: str, params: int, gmacs: float, paper_mflops: int, paper_params: str,
           canonical: bool = False) -> ModelCard:
     return ModelCard(
@@ -235,6 +241,7 @@ def _card(name: str, width: str, params: int, gmacs: float, paper_mflops: int, p
         params_source=f"torchvision.models.{name}, counted (paper, Table 5: {paper_params})",
         reference=f"torchvision.models.{name}",
         gmacs=gmacs,
+        recipe=_RECIPE,
         canonical=canonical,
         notes=f"Paper, Table 5: {paper_mflops} MFLOPs (multiply-adds).",
     )

@@ -80,7 +80,7 @@ import torch
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, check_image_batch
-from paperzoo.registry import InputSpec, ModelCard, Paper, register
+from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["SqueezeNet", "FireModule", "fire_widths", "smallest_input_size"]
 
@@ -243,6 +243,12 @@ _INNOVATIONS = (
 )
 
 
+# The paper trains with the solver of the authors' repository (its §4 points there): SGD, momentum 0.9, weight
+# decay 2e-4, lr 0.04 at batch 512 decayed linearly to 0 ("poly" with power 1). Here at batch 128: lr 0.01.
+_RECIPE = TrainingRecipe(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=2e-4, schedule="linear",
+                         batch_size=128, source="Iandola et al. 2016, the authors' solver (lr scaled to batch 128)")
+
+
 def _card(name: str, version: str, stem_kernel_size: int, params: int, params_source: str, gmacs: float,
           canonical: bool = False, notes: str = "") -> ModelCard:
     return ModelCard(
@@ -256,6 +262,7 @@ def _card(name: str, version: str, stem_kernel_size: int, params: int, params_so
         params_source=params_source,
         reference=f"torchvision.models.{name}",
         gmacs=gmacs,
+        recipe=_RECIPE,
         canonical=canonical,
         notes=notes,
     )

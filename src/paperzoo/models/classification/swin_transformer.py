@@ -76,7 +76,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from paperzoo.layers import FeatureInfo, MultiHeadAttention, StochasticDepth, check_image_batch
-from paperzoo.registry import InputSpec, ModelCard, Paper, register
+from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["SwinTransformer", "SwinTransformerBlock", "WindowAttention", "PatchMerging", "window_partition",
            "window_reverse"]
@@ -377,6 +377,12 @@ _INNOVATIONS = (
 )
 
 
+# §4.1: AdamW, 300 epochs, cosine decay after 20 epochs of linear warm-up, batch 1024, lr 1e-3, weight decay
+# 0.05. Here at batch 128: lr 1.25e-4, scaled linearly; the warm-up is one epoch at 10%.
+_RECIPE = TrainingRecipe(optimizer="adamw", lr=1.25e-4, weight_decay=0.05, schedule="cosine", batch_size=128,
+                         warmup_epochs=1, source="Liu et al. 2021, §4.1 (lr scaled from batch 1024 to 128)")
+
+
 def _card(name: str, size: str, params: int, gmacs: float, canonical: bool = False) -> ModelCard:
     return ModelCard(
         name=name,
@@ -389,6 +395,7 @@ def _card(name: str, size: str, params: int, gmacs: float, canonical: bool = Fal
         params_source=f"torchvision.models.{name}, counted",
         reference=f"torchvision.models.{name}",
         gmacs=gmacs,
+        recipe=_RECIPE,
         canonical=canonical,
         notes="any H, W >= 4: maps are zero-padded to whole windows as in torchvision.",
     )

@@ -76,7 +76,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from paperzoo.layers import MultiHeadAttention, check_image_batch
-from paperzoo.registry import InputSpec, ModelCard, Paper, register
+from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["VisionTransformer", "EncoderBlock", "PatchEmbedding", "resample_position_embedding"]
 
@@ -319,6 +319,13 @@ _INNOVATIONS = (
 _SIZES = {"b": "Base", "l": "Large", "h": "Huge"}
 
 
+# Table 3 (ImageNet from scratch, ViT-B): Adam (β1 0.9, β2 0.999), batch 4096, lr 3e-3, weight decay 0.3,
+# cosine decay after a linear warm-up of 10k steps. Here at batch 128: lr 9.4e-5, scaled linearly, with decoupled
+# weight decay (AdamW); the warm-up is one epoch at 10%.
+_RECIPE = TrainingRecipe(optimizer="adamw", lr=9.4e-5, weight_decay=0.3, schedule="cosine", batch_size=128,
+                         warmup_epochs=1, source="Dosovitskiy et al. 2021, Table 3 (lr scaled from batch 4096 to 128)")
+
+
 def _card(name: str, params: int, gmacs: float, canonical: bool = False) -> ModelCard:
     size, patch = name.split("_")[1:]
     return ModelCard(
@@ -327,11 +334,13 @@ def _card(name: str, params: int, gmacs: float, canonical: bool = False) -> Mode
         task="image-classification",
         paper=_PAPER,
         innovations=_INNOVATIONS,
-        input=InputSpec(kind="image", shape=(3, 224, 224), min_size=VisionTransformer.min_input_size),
+        input=InputSpec(kind="image", shape=(3, 224, 224), min_size=VisionTransformer.min_input_size,
+                        fixed_size=True),
         params=params,
         params_source=f"torchvision.models.{name}, counted",
         reference=f"torchvision.models.{name}",
         gmacs=gmacs,
+        recipe=_RECIPE,
         canonical=canonical,
         notes="takes exactly img_size (224x224 by default); img_size=(H, W) or set_image_size((H, W)) "
               "interpolates the position embeddings for another size.",

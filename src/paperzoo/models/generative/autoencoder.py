@@ -163,7 +163,7 @@ class Autoencoder(nn.Module):
         "logistic units with a linear 30-d code layer, trained on the cross-entropy reconstruction error",
         "30-d codes reconstruct MNIST far better than PCA or logistic PCA with 30 components",
     ),
-    input=InputSpec(kind="image", shape=(1, 28, 28), min_size=Autoencoder.min_input_size),
+    input=InputSpec(kind="image", shape=(1, 28, 28), min_size=Autoencoder.min_input_size, fixed_size=True),
     params=2_837_314,
     params_source="derived from the paper's MNIST configuration (784-1000-500-250-30, mirrored decoder, untied "
                   "weights); the paper states no count. This build reproduces it exactly",

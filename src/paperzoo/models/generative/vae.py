@@ -192,7 +192,7 @@ class VAE(nn.Module):
         "the reparameterisation trick z = mu + sigma * eps: low-variance gradients through the sample (SGVB)",
         "an analytic KL term for Gaussian posterior and prior (Appendix B); one sample per datapoint suffices",
     ),
-    input=InputSpec(kind="image", shape=(1, 28, 28), min_size=VAE.min_input_size),
+    input=InputSpec(kind="image", shape=(1, 28, 28), min_size=VAE.min_input_size, fixed_size=True),
     params=815_824,
     params_source="derived from the paper's MNIST configuration (§5, Appendix C: 500 tanh hidden units, N_z = 20); "
                   "the paper states no count. This build reproduces it exactly",
