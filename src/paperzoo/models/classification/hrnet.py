@@ -196,8 +196,8 @@ class HighResolutionStage(nn.Module):
     """One more stream than the stage before: the transition opens it, then ``num_modules`` modules run.
 
     The transition leaves each existing stream as it is (or adapts its width by a 3×3 convolution, which happens
-    only between stage 1's 4·64 channels and the first stream) and opens the new, half-resolution stream by a
-    strided 3×3 convolution of the previous stage's lowest-resolution stream.
+    only between stage 1's 256 channels, 128 in W18-Small, and the first stream of stage 2) and opens the new,
+    half-resolution stream by a strided 3×3 convolution of the previous stage's lowest-resolution stream.
 
     Args:
         in_widths: channels of the previous stage's streams.
