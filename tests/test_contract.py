@@ -50,6 +50,11 @@ def check_output_structure(name: str, model: torch.nn.Module, x, output) -> None
         assert isinstance(output, torch.Tensor), f"{name}: a classifier returns a logits tensor"
         assert output.shape == (len(x), model.num_classes) and output.dtype == torch.float32
         assert torch.isfinite(output).all()
+    elif task == "keypoint-detection":  # one heatmap per keypoint at a quarter of the input's resolution
+        assert isinstance(output, torch.Tensor), f"{name}: a keypoint detector returns a heatmap tensor"
+        h, w = x.shape[-2:]
+        assert output.shape == (len(x), model.num_keypoints, -(-h // 4), -(-w // 4))
+        assert output.dtype == torch.float32 and torch.isfinite(output).all()
     elif task == "generative":  # forward maps the input (a latent z, or images) to images in the data space
         assert isinstance(output, torch.Tensor), f"{name}: a generative model's forward returns an image tensor"
         assert output.shape == (len(x), *model.image_shape) and output.dtype == torch.float32

@@ -23,6 +23,7 @@ from torch import nn
 
 TASKS = (
     "image-classification",
+    "keypoint-detection",
     "semantic-segmentation",
     "object-detection",
     "instance-segmentation",
@@ -74,6 +75,9 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.classification.cbam": ("cbam_resnet50",),
     "paperzoo.models.classification.pyramidnet": ("pyramidnet_110_a48", "pyramidnet_272_a200", "pyramidnet_200_a300"),
     "paperzoo.models.classification.coordconv": ("coordconv_resnet50", "coordconv_classifier"),
+    "paperzoo.models.classification.hrnet": (
+        "hrnet_w18_small", "hrnet_w18", "hrnet_w32", "hrnet_w48", "hrnet_w64", "hrnet_w32_pose",
+    ),
     "paperzoo.models.generative.gan": ("gan",),
     "paperzoo.models.generative.dcgan": ("dcgan", "dcgan_ngf64"),
     "paperzoo.models.generative.vae": ("vae",),
