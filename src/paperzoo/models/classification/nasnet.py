@@ -16,13 +16,14 @@ CIFAR-10, and builds the ImageNet network by stacking copies of it:
 * A cell (Figure 3) takes two hidden states, h_i (the previous cell's output) and h_{i−1} (the one before
   it), and builds B = 5 *blocks*. Each block picks two hidden states from those available (the two inputs and
   the earlier blocks' outputs), applies an operation to each (identity, 3×3 average or max pooling, 3×3, 5×5 or
-  7×7 depthwise-separable convolution, …) and combines the two results by element-wise addition. The hidden
-  states that no block consumes are concatenated along the channels: that is the cell's output.
+  7×7 depthwise-separable convolution, …) and combines the two results, by element-wise addition or by
+  concatenation (NASNet-A adds everywhere). The hidden states that no block consumes are concatenated along
+  the channels: that is the cell's output.
 * NASNet-A (Figure 4) is the best cell pair found. It is written below as data, :data:`NORMAL_CELL` and
   :data:`REDUCTION_CELL`, one ``(operation, input)`` pair per branch of each block, so the figure can be read
   off the code. Every separable convolution is applied twice, each time as ReLU → separable conv → BN.
 * ScheduledDropPath: each path of a cell is dropped (for a whole example) with a probability that grows
-  linearly over training; it regularises the large model markedly.
+  linearly over training; the paper finds that it significantly improves generalisation.
 
 Data flow of NASNet-A (6 @ 4032) at 331×331 (filters per cell operation in parentheses)::
 
@@ -47,9 +48,10 @@ NASNet-A (4 @ 1056), the mobile model, is the same network with N = 4, 44 filter
 (1056 = 6 × 44 × 2²), 11 and 22 in the stem cells and a 32-filter stem convolution, at 224×224.
 
 With ``aux_logits=True`` a model in training mode returns ``(logits, aux_logits)``; :meth:`NASNet.loss` gives
-the training objective (label-smoothed cross-entropy plus 0.4 times the auxiliary classifier's). In eval mode,
-and always without ``aux_logits``, it returns the logits alone. ``aux_logits`` is off by default because
-timm's network, whose weights this one loads, has no auxiliary classifier.
+the training objective of the released code's ImageNet notes (cross-entropy with label smoothing 0.1, plus 0.4
+times the auxiliary classifier's). In eval mode, and always without ``aux_logits``, it returns the logits alone.
+``aux_logits`` is off by default because timm's network, whose weights this one loads, has no auxiliary
+classifier (93,320,934 parameters with it, 88,753,150 without).
 
 Deviations from the paper. timm's ``nasnetalarge`` is a port of the TensorFlow-slim network Google released
 (``nasnet.py`` and ``nasnet_utils.py`` in tensorflow/models), and keeps that code's details, several of which
@@ -80,14 +82,14 @@ the paper does not state; we follow them so that timm's weights load and its out
 * A ReLU before the global average pooling (the last cell's sum is not rectified); dropout 0.5 before the
   classifier (TF-slim's ``dense_dropout_keep_prob``; timm's default is none; both are the identity in eval).
 * The auxiliary classifier (not in timm; built only with ``aux_logits=True``) is TF-slim's: on the rectified
-  output of the last normal cell before the second reduction (the paper: "2/3 of the way up"), a 5×5/3
+  output of the last normal cell before the second reduction between stages, about 2/3 of the way up, a 5×5/3
   average pooling (unpadded), a 1×1 convolution to 128 channels, BN, ReLU, a convolution to 768 channels as
   large as the pooled map (6×6 at 331×331, 4×4 for the mobile model at 224×224), BN, ReLU, and a
   fully-connected layer. We add a global average pooling after the 768-channel convolution (the identity at
   the size the head is built for) so that larger training images work.
 * ScheduledDropPath as TF-slim's code computes it (its "v3"): the drop probability of a cell's paths is
-  ``drop_path_rate × (k + 1) / K × progress`` for the k-th of its K cells (stem and reduction cells
-  included), so it grows with depth as well as over training; ``progress`` is the fraction of training done,
+  ``drop_path_rate × (k + 1) / K × progress`` for the network's k-th cell (from 0) of K (stem and reduction
+  cells included), so it grows with depth as well as over training; ``progress`` is the fraction of training done,
   which the training loop reports with :meth:`NASNet.set_drop_path_progress` (the network cannot know it;
   until then the cells drop at their final rate). Identity branches are never dropped. The released large
   model trained with ``drop_path_rate=0.3`` (keep probability 0.7), the mobile one without; the default here
@@ -137,7 +139,8 @@ class CellSpec(NamedTuple):
 
 
 NORMAL_CELL = CellSpec(
-    blocks=(  #         left branch           right branch             → state
+    blocks=(
+        #         left branch     right branch      → state
         BlockSpec(("sep_5x5", 0), ("sep_3x3", 1)),  # 2
         BlockSpec(("sep_5x5", 1), ("sep_3x3", 1)),  # 3
         BlockSpec(("avg_3x3", 0), ("identity", 1)),  # 4
@@ -149,6 +152,7 @@ NORMAL_CELL = CellSpec(
 
 REDUCTION_CELL = CellSpec(
     blocks=(  # every branch reading state 0 or 1 has stride 2; those reading a block's output, stride 1
+        #         left branch     right branch      → state
         BlockSpec(("sep_5x5", 0), ("sep_7x7", 1)),  # 2
         BlockSpec(("max_3x3", 0), ("sep_7x7", 1)),  # 3
         BlockSpec(("avg_3x3", 0), ("sep_5x5", 1)),  # 4
@@ -250,7 +254,8 @@ def make_operation(name: str, in_channels: int, channels: int, stride: int) -> n
 class ScheduledDropPath(StochasticDepth):
     """ScheduledDropPath: drop a path for a whole example with a probability that rises linearly from 0 at the
     start of training to ``final_drop_prob`` at its end, scaling the kept ones by 1 / (1 − p) (drop path, i.e.
-    stochastic depth per branch). :meth:`set_progress` is told the fraction of training done."""
+    stochastic depth per branch). :meth:`set_progress` is told the fraction of training done; until it is first
+    called, the rate is the final one."""
 
     def __init__(self, final_drop_prob: float) -> None:
         super().__init__(final_drop_prob)
@@ -364,7 +369,7 @@ class Cell(nn.Module):
 
 
 class AuxiliaryClassifier(nn.Module):
-    """TF-slim's auxiliary head, 2/3 of the way up the network; a regulariser used in training only.
+    """TF-slim's auxiliary head, about 2/3 of the way up the network; a regulariser used in training only.
 
     Args:
         in_channels: channels of the tapped cell output.
@@ -651,7 +656,7 @@ def nasnet_a_large(**kwargs: Any) -> NASNet:
     reference="paper",
     gmacs=0.564,
     notes="no reference implementation to load: built from the large model's cells with N = 4, penultimate "
-          "filters 1056 and the 32-filter stem.",
+          "filters 1056 and the 32-filter stem; its 0.564 GMACs at 224x224 equal Table 3's 564M mult-adds.",
 ))
 def nasnet_a_mobile(**kwargs: Any) -> NASNet:
     """NASNet-A (4 @ 1056) at 224×224, TF-slim's mobile configuration."""
