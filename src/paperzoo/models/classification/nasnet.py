@@ -38,11 +38,11 @@ Data flow of NASNet-A (6 @ 4032) at 331×331 (filters per cell operation in pare
       N = 6 normal cells (672)                                           4032×11×11
       ReLU → global average pool → dropout → fc                                 1000 logits
 
-    one cell (F filters):
-      h_{i-1} ─► ReLU → 1×1 conv → BN (or a factorized reduction if it is twice h_i's size) ─► state 1 (F)
-      h_i     ─► ReLU → 1×1 conv → BN ──────────────────────────────────────────────────────► state 0 (F)
+    one cell (C filters per operation):
+      h_{i-1} ─► ReLU → 1×1 conv → BN (or a factorized reduction if it is twice h_i's size) ─► state 1 (C)
+      h_i     ─► ReLU → 1×1 conv → BN ──────────────────────────────────────────────────────► state 0 (C)
       block b = 0 … 4:  state b+2 = op_left(state[left input]) + op_right(state[right input])
-      output = concat of the unconsumed states: 6F channels (normal cell), 4F (reduction cell)
+      output = concat of the unconsumed states: 6C channels (normal cell), 4C (reduction cell)
 
 NASNet-A (4 @ 1056), the mobile model, is the same network with N = 4, 44 filters in the first stage
 (1056 = 6 × 44 × 2²), 11 and 22 in the stem cells and a 32-filter stem convolution, at 224×224.
@@ -334,9 +334,9 @@ class Cell(nn.Module):
         spec: :data:`NORMAL_CELL` or :data:`REDUCTION_CELL`.
         current_channels: channels of ``h_i``, the previous cell's output.
         previous_channels: channels of ``h_{i−1}``, the output before it.
-        channels: the cell's filter count F: every operation outputs F channels.
+        channels: the cell's filter count C: every operation outputs C channels.
         reduction: stride 2 on the operations that read the cell's inputs.
-        previous_adapt: how ``h_{i−1}`` is brought to F channels at ``h_i``'s size: ``"1x1"`` (ReLU → 1×1 →
+        previous_adapt: how ``h_{i−1}`` is brought to C channels at ``h_i``'s size: ``"1x1"`` (ReLU → 1×1 →
             BN), ``"factorized"`` (it is twice the size: :class:`FactorizedReduction`) or ``"none"`` (used
             as it is: the first stem cell, whose ``h_{i−1}`` and ``h_i`` are both the stem convolution's output).
         drop_prob: the final ScheduledDropPath probability of this cell's paths.
@@ -362,10 +362,10 @@ class Cell(nn.Module):
         self.out_channels = channels * len(spec.concatenated)
 
     def forward(self, h: torch.Tensor, h_prev: torch.Tensor) -> torch.Tensor:
-        states = [self.adapt_current(h), self.adapt_previous(h_prev)]  # states 0 and 1, both (N, F, H, W)
+        states = [self.adapt_current(h), self.adapt_previous(h_prev)]  # states 0 and 1, both (N, C, H, W)
         for block in self.blocks:
-            states.append(block(states, self.drop_path))  # states 2 … 6, (N, F, H', W')
-        return torch.cat([states[i] for i in self.spec.concatenated], dim=1)  # (N, 6F or 4F, H', W')
+            states.append(block(states, self.drop_path))  # states 2 … 6, (N, C, H', W')
+        return torch.cat([states[i] for i in self.spec.concatenated], dim=1)  # (N, 6C or 4C, H', W')
 
 
 class AuxiliaryClassifier(nn.Module):
@@ -435,7 +435,7 @@ class NASNet(nn.Module):
             0 turns it off (TF-slim: 0.3 for the large model, 0 for the mobile one).
         features_only: build no head; ``forward`` returns the maps in ``out_indices``.
         out_indices: which of the five maps ``features_only`` returns: 0 the stem convolution (stride 2), 1 the
-            first stem cell (4), 2, 3, 4 the last cell of each stage (8, 16, 32), the cells' rectified.
+            first stem cell (4), 2, 3, 4 the last cell of each stage (8, 16, 32); cell outputs come rectified.
     """
 
     # The unpadded 3×3 stem convolution needs 3 pixels; every later layer pads the TensorFlow way, so even a
