@@ -78,6 +78,7 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.classification.hrnet": (
         "hrnet_w18_small", "hrnet_w18", "hrnet_w32", "hrnet_w48", "hrnet_w64", "hrnet_w32_pose",
     ),
+    "paperzoo.models.classification.nasnet": ("nasnet_a_large", "nasnet_a_mobile"),
     "paperzoo.models.generative.gan": ("gan",),
     "paperzoo.models.generative.dcgan": ("dcgan", "dcgan_ngf64"),
     "paperzoo.models.generative.vae": ("vae",),
