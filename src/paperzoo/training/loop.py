@@ -257,8 +257,10 @@ def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, 
         loss_sum = correct = count = 0.0
         epoch_start = time.perf_counter()
         task = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=len(batches)) if progress else None
-        for images, labels in loader:
+        for step, (images, labels) in enumerate(loader):
             images, labels = images.to(device), labels.to(device)
+            if hasattr(model, "set_drop_path_progress"):  # NASNet's ScheduledDropPath ramps with training done
+                model.set_drop_path_progress((epoch + step / len(batches)) / config.epochs)
             with autocast(device, config.amp):
                 loss, logits = trained(images, labels)
             optimizer.zero_grad(set_to_none=True)
