@@ -52,7 +52,8 @@ def test_info():
     result = run("info", "resnet50")
     assert result.returncode == 0, result.stderr
     for text in ("Deep Residual Learning for Image Recognition", "25,557,032 measured, 25,557,032 published ✓",
-                 "4.089 measured, 4.089 on the card", "torchvision.models.resnet50", "classification/resnet.py"):
+                 "4.089 measured, 4.089 on the card", "torchvision.models.resnet50", "classification/resnet.py",
+                 "sgd (momentum 0.9), lr 0.1 at batch 128, weight decay 0.0001, step ×0.1 at 50%, 75%, 1 warm-up"):
         assert text in result.stdout, text
 
 

@@ -22,7 +22,15 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from paperzoo.measure import count_parameters, measure_gmacs, run_example
-from paperzoo.registry import TASKS, UnknownModelError, create_model, list_models, model_builder, model_card
+from paperzoo.registry import (
+    TASKS,
+    TrainingRecipe,
+    UnknownModelError,
+    create_model,
+    list_models,
+    model_builder,
+    model_card,
+)
 
 
 def describe_output(output: Any) -> str:
@@ -34,6 +42,19 @@ def describe_output(output: Any) -> str:
     if isinstance(output, (list, tuple)):
         return "[" + ", ".join(describe_output(v) for v in output) + "]"
     return type(output).__name__
+
+
+def describe_recipe(recipe: TrainingRecipe) -> str:
+    """One line for ``paperzoo info``: ``sgd (momentum 0.9) lr 0.1 …, step ×0.1 at 50%, 75% (He et al. …)``."""
+    optimizer = recipe.optimizer
+    if recipe.optimizer in ("sgd", "rmsprop") and recipe.momentum:
+        optimizer += f" ({'Nesterov ' if recipe.nesterov else ''}momentum {recipe.momentum:g})"
+    schedule = {"cosine": "cosine decay", "linear": "linear decay to 0",
+                "step": f"step ×{recipe.gamma:g} at " + ", ".join(f"{m:.0%}" for m in recipe.milestones),
+                "exponential": f"×{recipe.gamma:g} every {recipe.decay_every:g} epochs"}[recipe.schedule]
+    warmup = f", {recipe.warmup_epochs} warm-up epoch(s) at ×{recipe.warmup_factor:g}" if recipe.warmup_epochs else ""
+    return (f"{optimizer}, lr {recipe.lr:g} at batch {recipe.batch_size}, weight decay {recipe.weight_decay:g}, "
+            f"{schedule}{warmup}\n({recipe.source})")
 
 
 def markdown_table(names: Sequence[str]) -> str:
@@ -82,6 +103,8 @@ def _info(args: argparse.Namespace, console: Console) -> int:
     table.add_row("parameters", f"{params:,} measured, {card.params:,} published {mark}\n({card.params_source})")
     table.add_row("GMACs", f"{gmacs:.3f} measured, {card.gmacs:.3f} on the card")
     table.add_row("reference", card.reference)
+    if card.recipe is not None:
+        table.add_row("recipe", describe_recipe(card.recipe))
     if card.notes:
         table.add_row("notes", card.notes)
     table.add_row("file", str(source))
