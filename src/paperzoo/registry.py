@@ -72,6 +72,8 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.classification.cbam": ("cbam_resnet50",),
     "paperzoo.models.classification.pyramidnet": ("pyramidnet_110_a48", "pyramidnet_272_a200", "pyramidnet_200_a300"),
     "paperzoo.models.classification.coordconv": ("coordconv_resnet50", "coordconv_classifier"),
+    "paperzoo.models.classification.ghostnet": ("ghostnet", "ghostnet_050", "ghostnet_130"),
+    "paperzoo.models.classification.mixnet": ("mixnet_s", "mixnet_m", "mixnet_l"),
     "paperzoo.models.generative.gan": ("gan",),
     "paperzoo.models.generative.dcgan": ("dcgan", "dcgan_ngf64"),
     "paperzoo.models.generative.vae": ("vae",),
