@@ -74,6 +74,10 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.classification.coordconv": ("coordconv_resnet50", "coordconv_classifier"),
     "paperzoo.models.classification.ghostnet": ("ghostnet", "ghostnet_050", "ghostnet_130"),
     "paperzoo.models.classification.mixnet": ("mixnet_s", "mixnet_m", "mixnet_l"),
+    "paperzoo.models.classification.convnext_v2": (
+        "convnextv2_atto", "convnextv2_femto", "convnextv2_pico", "convnextv2_nano", "convnextv2_tiny",
+        "convnextv2_base", "convnextv2_large", "convnextv2_huge",
+    ),
     "paperzoo.models.generative.gan": ("gan",),
     "paperzoo.models.generative.dcgan": ("dcgan", "dcgan_ngf64"),
     "paperzoo.models.generative.vae": ("vae",),

@@ -102,9 +102,35 @@ def mixnet(state_dict: StateDict, model: nn.Module) -> StateDict:
     ])
 
 
+def convnext_v2(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """timm's ``stages.<i>`` is our ``stages.res<i+2>`` (its ``downsample.0``/``1`` the LayerNorm2d and the 2×2
+    convolution); in a block, ``conv_dw`` is ``depthwise_conv``, ``mlp.fc1``/``fc2`` are ``expand``/``project`` and
+    ``mlp.grn.weight``/``bias`` are GRN's ``gamma``/``beta`` (the paper's γ, β); ``stem.0``/``1`` are the stem's
+    convolution and LayerNorm, ``head.norm``/``head.fc`` are ``head_norm``/``fc``. timm builds Atto … Nano with 1×1
+    convolutions where ours (and timm's larger variants) have ``nn.Linear``: their (out, in, 1, 1) kernels are
+    reshaped to (out, in) matrices, the same numbers."""
+    block = r"stages\.(\d+)\.blocks\.(\d+)\."
+    layers = {"conv_dw": "depthwise_conv", "norm": "norm", "mlp.fc1": "expand", "mlp.fc2": "project"}
+    renamed = rename(state_dict, [
+        (r"stem\.0\.(weight|bias)", r"stem.conv.\1"),
+        (r"stem\.1\.(weight|bias)", r"stem.norm.\1"),
+        (r"stages\.(\d+)\.downsample\.([01])\.(weight|bias)",
+         lambda m: f"stages.res{int(m[1]) + 2}.downsample.{ {'0': 'norm', '1': 'conv'}[m[2]] }.{m[3]}"),
+        (rf"{block}(conv_dw|norm|mlp\.fc[12])\.(weight|bias)",
+         lambda m: f"stages.res{int(m[1]) + 2}.blocks.{m[2]}.{layers[m[3]]}.{m[4]}"),
+        (rf"{block}mlp\.grn\.(weight|bias)",
+         lambda m: f"stages.res{int(m[1]) + 2}.blocks.{m[2]}.grn.{ {'weight': 'gamma', 'bias': 'beta'}[m[3]] }"),
+        (r"head\.norm\.(weight|bias)", r"head_norm.\1"),
+        (r"head\.fc\.(weight|bias)", r"fc.\1"),
+    ])
+    return {k: v.flatten(1) if re.search(r"\.(expand|project)\.weight$", k) and v.ndim == 4 else v
+            for k, v in renamed.items()}
+
+
 CONVERTERS = {
     # timm's ResNet (``timm.create_model("resnet50")``, the same v1.5 network) keeps torchvision's names.
     "ResNet": torchvision.resnet,
     "GhostNet": ghostnet,
     "MixNet": mixnet,
+    "ConvNeXtV2": convnext_v2,
 }
