@@ -1,5 +1,5 @@
 """MixNet beyond the generic contract and parity tests: MixConv's equal channel partition (the paper's rule, and
-timm's), a MixConv against eq. 2–3 computed group by group, the grouped 1×1 convolutions, the architecture tables
+timm's), a MixConv computed group by group (§3), the grouped 1×1 convolutions, the architecture tables
 against timm's, and the feature maps of ``features_only`` against timm's feature extractor."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def test_equal_partition_gives_the_remainder_to_the_first_group():
 
 
 def test_mixconv_is_each_group_convolved_with_its_own_kernel():
-    """Eq. 2–3 written out: split 13 channels as (5, 4, 4), convolve them depthwise with 3×3, 5×5, 7×7 kernels
+    """MixConv written out: split 13 channels as (5, 4, 4), convolve them depthwise with 3×3, 5×5, 7×7 kernels
     (padding (k − 1) / 2, stride 2), concatenate."""
     torch.manual_seed(0)
     layer = MixConv(13, 13, (3, 5, 7), stride=2)

@@ -7,13 +7,13 @@ ConvNeXt (V1, ``convnext.py``) matched the vision Transformers in supervised tra
 also profit from the self-supervised pre-training that made them strong, masked autoencoding (MAE). Two things
 were needed, designed together:
 
-* A fully convolutional masked autoencoder, FCMAE (§2). 60% of the 32×32 patches of an image are removed; the
+* A fully convolutional masked autoencoder, FCMAE. 60% of the 32×32 patches of an image are removed; the
   encoder, a ConvNeXt, sees only the visible pixels, as a sparse array computed with sparse convolutions (a
   dense convolution would let the masked regions leak into the visible ones through its sliding window), and a
   single lightweight ConvNeXt block decodes; the loss is the mean squared error on the masked patches. After
   pre-training the sparse convolutions are ordinary dense ones again, so the classifier below is all that is
   fine-tuned and deployed. (Pre-training is not built here: this file is the network.)
-* Global Response Normalization, GRN (§3). Pre-trained with FCMAE, ConvNeXt V1 shows *feature collapse* in its
+* Global Response Normalization, GRN. Pre-trained with FCMAE, ConvNeXt V1 shows *feature collapse* in its
   blocks' wide MLP layer: many channels are dead or saturated and the rest are redundant (the paper shows the
   activations, and a low pairwise cosine distance between the channels). GRN makes the channels compete, like
   lateral inhibition between biological neurons, in three steps on an H×W×C map X:
@@ -27,13 +27,13 @@ were needed, designed together:
   other parameters and costs almost nothing.
 
 The ConvNeXt V2 block is V1's with a GRN after the GELU of the MLP (on the 4C-wide layer), and without V1's layer
-scale γ (§3: with GRN it became redundant)::
+scale γ (with GRN it became redundant, the paper finds)::
 
     x ──► 7×7 depthwise conv ─► LN ─► 1×1, 4C ─► GELU ─► GRN ─► 1×1, C ─► drop path ──(+)──► y
     └───────────────────────────────────── identity ────────────────────────────────────┘
 
 The macro-architecture is V1's (patchify stem, four stages, LN + 2×2 stride-2 downsampling between them, pooled
-LN and linear head); the family (§4, "model scaling") spans 3.7M to 659M parameters:
+LN and linear head); the family (the paper's "model scaling") spans 3.7M to 659M parameters:
 Atto C = (40, 80, 160, 320), Femto (48, …, 384), Pico (64, …, 512), each with B = (2, 2, 6, 2) blocks per stage;
 Nano C = (80, …, 640), B = (2, 2, 8, 2); Tiny C = (96, …, 768), B = (3, 3, 9, 3); Base (128, …, 1024), Large
 (192, …, 1536) and Huge (352, …, 2816), each with B = (3, 3, 27, 3). Every stage doubles the width of the last.
@@ -84,7 +84,7 @@ from paperzoo.registry import InputSpec, ModelCard, Paper, register
 __all__ = ["ConvNeXtV2", "ConvNeXtV2Block", "ConvNeXtV2Stage", "DownsamplingLayer", "GlobalResponseNorm",
            "LayerNorm2d", "VARIANTS"]
 
-# Model scaling (§4): blocks per stage and widths per stage, res2 … res5.
+# Model scaling: blocks per stage and widths per stage, res2 … res5.
 VARIANTS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
     "atto": ((2, 2, 6, 2), (40, 80, 160, 320)),
     "femto": ((2, 2, 6, 2), (48, 96, 192, 384)),
@@ -112,7 +112,7 @@ class LayerNorm2d(nn.LayerNorm):
 
 
 class GlobalResponseNorm(nn.Module):
-    """Global Response Normalization (§3) on a channels-last ``(N, H, W, C)`` map: each channel is rescaled by its
+    """Global Response Normalization on a channels-last ``(N, H, W, C)`` map: each channel is rescaled by its
     share of the total response of all channels, through learned γ and β, around a residual connection.
 
     Args:
@@ -167,7 +167,7 @@ class ConvNeXtV2Block(nn.Module):
         branch = self.grn(self.act(self.expand(self.norm(branch))))  # (N, H, W, C) → (N, H, W, 4C)
         branch = self.project(branch)  # → (N, H, W, C)
         branch = branch.permute(0, 3, 1, 2)  # → (N, C, H, W)
-        return x + self.stochastic_depth(branch)  # no layer scale γ: GRN made it redundant (§3)
+        return x + self.stochastic_depth(branch)  # no layer scale γ: GRN made it redundant
 
 
 class DownsamplingLayer(nn.Sequential):

@@ -22,7 +22,7 @@ linear operation applied to one "intrinsic" map can produce them. GhostNet build
   then a 1×1 convolution). Squeeze-and-excitation follows the expansion in some blocks.
 * GhostNet (Table 1) is MobileNetV3-Large with its bottlenecks replaced by Ghost bottlenecks and ReLU in place
   of hard-swish (whose latency the paper found too high); a width multiplier α scales every layer
-  (GhostNet-0.5×, 1.0×, 1.3×, Table 7).
+  (the paper reports GhostNet-0.5×, 1.0× and 1.3×).
 
 Data flow of GhostNet 1.0× at 224×224 (Table 1; G-bneck(exp, out) is a Ghost bottleneck expanding to ``exp``
 channels inside and giving ``out`` channels, k its depthwise kernel; SE marks squeeze-and-excitation)::
@@ -306,13 +306,13 @@ def ghostnet(**kwargs: Any) -> GhostNet:
 
 @register(_card("ghostnet_050", 0.5, "ghostnet_050", params=2_587_292, gmacs=0.042))
 def ghostnet_050(**kwargs: Any) -> GhostNet:
-    """GhostNet 0.5×: every width but head_conv's halved (Table 7)."""
+    """GhostNet 0.5×: every width but head_conv's halved."""
     return GhostNet(width=0.5, **kwargs)
 
 
 @register(_card("ghostnet_130", 1.3, "ghostnet_130", params=7_358_820, gmacs=0.227))
 def ghostnet_130(**kwargs: Any) -> GhostNet:
-    """GhostNet 1.3× (Table 7)."""
+    """GhostNet 1.3×: every width but head_conv's multiplied by 1.3."""
     return GhostNet(width=1.3, **kwargs)
 
 

@@ -10,7 +10,7 @@ layer need not choose:
 
 * MixConv (§3, Figure 2). Partition the C input channels into g groups, X = <X̂_1, …, X̂_g>, convolve each group
   with its own kernel size, Ŷ_t = X̂_t ⊛ Ŵ_t with kernels 3×3, 5×5, 7×7, … (the t-th is (2t + 1) × (2t + 1)),
-  and concatenate the outputs, Y = Concat(Ŷ_1, …, Ŷ_g) (eq. 2–3). Each group is an ordinary depthwise
+  and concatenate the outputs, Y = Concat(Ŷ_1, …, Ŷ_g). Each group is an ordinary depthwise
   convolution, so the layer costs about what a depthwise convolution of the mixed sizes would, and a network
   built with it has both small and large receptive fields in one layer. The paper's design choices (§3.1):
   g groups, kernel sizes growing by 2 from 3×3, and *equal partition* of the channels: every group gets
@@ -23,8 +23,9 @@ layer need not choose:
   linear 1×1 project, shortcut), with squeeze-and-excitation and swish (SiLU) from the third stage on, ReLU
   before.
 
-Data flow of MixNet-S at 224×224 (Figure 5; k lists a MixConv's kernel sizes, e its expansion, g2 marks grouped
-1×1 convolutions (expand/project), SE its squeeze-and-excitation ratio to the block's input width)::
+Data flow of MixNet-S at 224×224 (Figure 5; k lists a MixConv's kernel sizes, e is the expansion, "g2/g2" marks
+a grouped 1×1 expansion / projection, "-" an ungrouped one, SE the squeeze-and-excitation width as a fraction of
+the block's input width)::
 
     image 3×224×224
       stem: conv 3×3, 16, stride 2 → BN → ReLU                                           16×112×112
@@ -91,7 +92,7 @@ def split_channels(channels: int, groups: int) -> list[int]:
 
 
 class MixConv(nn.Module):
-    """Mixed convolution (§3, eq. 2–3): split the channels into groups, convolve group t with its own kernel
+    """Mixed convolution (§3): split the channels into groups, convolve group t with its own kernel
     size (bias-free, stride ``stride``, padding (k − 1) / 2), concatenate.
 
     With ``depthwise=True`` each group is a depthwise convolution (the paper's MixConv, ``in_channels`` =
@@ -121,7 +122,7 @@ class MixConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         groups = torch.split(x, self.in_splits, dim=1)  # X = <X̂_1, …, X̂_g>, (N, c_t, H, W) each
-        # Ŷ_t = X̂_t ⊛ Ŵ_t (eq. 2), Y = Concat(Ŷ_1, …, Ŷ_g) (eq. 3): (N, out_channels, H', W').
+        # Ŷ_t = X̂_t ⊛ Ŵ_t, Y = Concat(Ŷ_1, …, Ŷ_g): (N, out_channels, H', W').
         return torch.cat([conv(group) for conv, group in zip(self.convs, groups, strict=True)], dim=1)
 
 
