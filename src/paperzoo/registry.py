@@ -79,6 +79,12 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
         "hrnet_w18_small", "hrnet_w18", "hrnet_w32", "hrnet_w48", "hrnet_w64", "hrnet_w32_pose",
     ),
     "paperzoo.models.classification.nasnet": ("nasnet_a_large", "nasnet_a_mobile"),
+    "paperzoo.models.classification.ghostnet": ("ghostnet", "ghostnet_050", "ghostnet_130"),
+    "paperzoo.models.classification.mixnet": ("mixnet_s", "mixnet_m", "mixnet_l"),
+    "paperzoo.models.classification.convnext_v2": (
+        "convnextv2_atto", "convnextv2_femto", "convnextv2_pico", "convnextv2_nano", "convnextv2_tiny",
+        "convnextv2_base", "convnextv2_large", "convnextv2_huge",
+    ),
     "paperzoo.models.generative.gan": ("gan",),
     "paperzoo.models.generative.dcgan": ("dcgan", "dcgan_ngf64"),
     "paperzoo.models.generative.vae": ("vae",),
