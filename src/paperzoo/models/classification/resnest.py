@@ -7,24 +7,25 @@ ResNeSt keeps ResNet's simple stack of bottlenecks, so that it drops into detect
 backbone, and puts into the 3×3 convolution of each bottleneck an attention across *feature-map groups*,
 which unifies ResNeXt's multi-path design with SENet's and SKNet's channel attention (§3):
 
-* Feature-map groups (§3.1). As in ResNeXt the features are divided into K *cardinal groups* (the
+* Feature-map groups. As in ResNeXt the features are divided into K *cardinal groups* (the
   cardinality K); each cardinal group is further divided into R *splits* (the radix R), G = K·R groups in
   all. Each split is its own transformation F_i (a 1×1 and a 3×3 convolution), U_i = F_i(X), i ∈ {1, …, G}.
-* Split attention in a cardinal group (§3.2, Figure 2). Sum the group's R splits,
+* Split attention in a cardinal group (Figure 2). Sum the group's R splits,
   Û^k = Σ_{j=R(k−1)+1}^{Rk} U_j   (eq. 1),  Û^k ∈ R^{H×W×C/K},
   pool them to a global context s^k_c = 1/(H·W) Σ_{i,j} Û^k_c(i, j)   (eq. 2), and recombine the splits
   with weights computed from it, per channel: V^k_c = Σ_{i=1}^{R} a^k_i(c) U_{R(k−1)+i}   (eq. 3), where
   a^k_i(c) = exp(G^c_i(s^k)) / Σ_{j=1}^{R} exp(G^c_j(s^k))   if R > 1   (the "r-Softmax" over the splits),
   a^k_i(c) = 1 / (1 + exp(−G^c_i(s^k)))                        if R = 1   (eq. 4; an SE gate).
-  G is two fully-connected layers (with BatchNorm and ReLU between them); the splits of a channel compete for
-  it, as the branches of SKNet do (R = 2, K = 1 is an SK unit; R = 1 is SE on each cardinal group).
-* The block (§3.2): the cardinal groups are concatenated, V = Concat{V^1, …, V^K}, and added to the
+  G is two fully-connected layers (with BatchNorm and ReLU between them). The R splits of a channel compete
+  for it, as the branches of SKNet do; with R = 1 the unit is an SE block on each cardinal group.
+* The ResNeSt block: the cardinal groups are concatenated, V = Concat{V^1, …, V^K}, and added to the
   shortcut, Y = V + X, or V + T(X) with a strided projection T where the shape changes.
-* Radix-major implementation (§3.3, Figure 4). All G transformations are one grouped convolution and G is
-  grouped fully-connected layers, with the groups laid out *radix-major*: the R splits are R consecutive
-  blocks of C channels, and inside each the K cardinal groups sit side by side. The sum of eq. 1 for every k
-  is then one sum over the radix axis.
-* Network tweaks (§4): average downsampling (a strided block pools its split-attention output with a 3×3
+* Radix-major implementation. The G transformations are one 1×1 convolution (each split reads its own
+  slice of its output, as ResNeXt's paths do) and one 3×3 convolution with G groups; the attention's dense
+  layers are 1×1 convolutions with K groups. The groups are laid out *radix-major*: the R splits are R
+  consecutive blocks of C channels, and inside each the K cardinal groups sit side by side, so the sum of
+  eq. 1 for every k is one sum over the radix axis.
+* Network tweaks: average downsampling (a strided block pools its split-attention output with a 3×3
   average instead of striding the convolution, which keeps spatial information for dense prediction), and
   ResNet-D's deep stem (three 3×3 convolutions instead of the 7×7) and 2×2 average pooling before the 1×1
   projection of a strided shortcut.
@@ -86,7 +87,7 @@ STAGE_OUT_CHANNELS = (256, 512, 1024, 2048)  # ResNet's widths: ResNeSt changes 
 
 
 class SplitAttention(nn.Module):
-    """The split-attention unit that replaces a bottleneck's 3×3 convolution (§3.2, Figure 2, eqs. 1–4).
+    """The split-attention unit that replaces a bottleneck's 3×3 convolution (Figure 2, eqs. 1–4).
 
     Args:
         in_channels: channels of X.
@@ -103,7 +104,7 @@ class SplitAttention(nn.Module):
         super().__init__()
         self.radix, self.cardinality = radix, cardinality
         hidden = max(in_channels * radix // reduction, min_hidden)
-        # The G = K·R transformations F_i: one 3×3 convolution with K·R groups, radix-major (§3.3).
+        # The G = K·R transformations F_i: one 3×3 convolution with K·R groups, radix-major.
         self.conv = ConvNormAct(in_channels, channels * radix, 3, stride=stride, groups=cardinality * radix)
         # G: a grouped dense layer per cardinal group, s^k → hidden, then hidden → the R·C/K split logits.
         self.fc1 = ConvNormAct(channels, hidden, 1, groups=cardinality, bias=True)
@@ -140,7 +141,7 @@ def shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module:
 
 class ResNeStBottleneck(nn.Module):
     """A ResNet bottleneck whose 3×3 convolution is split attention; a strided one downsamples by average
-    pooling after it (§4, "average downsampling").
+    pooling after it (the paper's "average downsampling").
 
     Args:
         in_channels: channels of x.
@@ -309,7 +310,7 @@ def _card(name: str, layers: int, reference: str, resolution: int, params: int, 
         reference=f"timm:{reference}",
         gmacs=gmacs,
         canonical=canonical,
-        notes=f"Trained and evaluated at {resolution}x{resolution} crops (paper, Table 3; timm's {reference}).",
+        notes=f"Trained and evaluated on {resolution}x{resolution} crops (the paper's crop size; timm's {reference}).",
     )
 
 

@@ -19,13 +19,14 @@ three steps on the output U = [u_1, …, u_C] of any transformation F_tr (§3):
 The block drops into existing architectures: in a ResNet (Figure 3) it recalibrates the residual branch,
 after its last BatchNorm and before the sum with the identity. It adds (2/r) Σ_s N_s · C_s² weights (eq. 5:
 N_s blocks of C_s output channels in stage s), about 10% for ResNet-50 (2.5M on top of 25.6M), and under 1% of
-the computation. SE-ResNet-50 reaches the accuracy of ResNet-101 at half the cost (Table 2).
+the computation (0.26% for ResNet-50). SE-ResNet-50 approaches the accuracy of ResNet-101 at half its cost
+(Table 2).
 
-SENet-154, the ILSVRC 2017 winner (Appendix), is a 64×4d ResNeXt-152 with SE blocks and these changes:
-(a) the first 1×1 convolution of each bottleneck has half the channels, (b) the 7×7 stem is three 3×3
-convolutions, (c) the 1×1 stride-2 projection shortcuts are 3×3 stride-2 convolutions, "to preserve
-information", (d) dropout 0.2 before the classifier; the rest is training (label smoothing, frozen BN at the
-end, batch 2048).
+SENet-154 (Appendix), the single model behind the winning ILSVRC 2017 entry, is a 64×4d ResNeXt-152 with SE
+blocks and these changes: (a) the first 1×1 convolution of each bottleneck has half the channels, (b) the 7×7
+stem is three 3×3 convolutions, (c) the 1×1 stride-2 projection shortcuts are 3×3 stride-2 convolutions, "to
+preserve information", (d) dropout 0.2 before the classifier; the rest is training (label smoothing, frozen
+BN at the end, batch 2048).
 
 Data flow of SE-ResNet-50 at 224×224 (Table 1; SENet-154 in brackets)::
 
@@ -53,10 +54,11 @@ Deviations from the paper, kept so that the reference's weights load and its out
   original ResNet. The parameter count (28,088,024, the paper's 28.1M) is the same either way.
 * ``senet154`` is timm's ``legacy_senet154``, a port of the authors' Caffe model: its stem max pooling pads
   nothing and rounds its output size up (Caffe's pooling, ``ceil_mode=True``), where seresnet50's pads by one
-  and rounds down; on even sizes both give the same map size but not the same border values.
+  and rounds down; on even sizes both give the same map size but not the same border values. The widths of
+  its three stem convolutions (64, 64, 128) are the released model's; the paper does not give them.
 * The excitation's fully-connected layers have biases (eq. 3 writes none), as in the authors' code; they are
   1×1 convolutions on the pooled (N, C, 1, 1) map, which is the same thing.
-* BatchNorm ε = 1e-5, PyTorch's default (the Caffe model's BN layers used their own; the port keeps 1e-5).
+* BatchNorm ε = 1e-5, PyTorch's default, as in both references (the paper gives no value).
 * Initialisation as timm: He normal (fan-out) for every convolution, BN scale 1 and shift 0, PyTorch's default
   for the fc layer. timm's ``seresnet50`` also zeroes the last BN scale of every block by default; here that
   is ``zero_init_residual=True``, off by default: a zero scale cuts the gradient to the branch's other layers

@@ -49,7 +49,7 @@ PyTorch by Cadene), kept so that its weights load and its outputs match:
   windows sit one pixel apart. The two stem convolutions are unpadded in both, as in the Keras model.
 * BatchNorm ε = 1e-5, PyTorch's default (Keras uses 1e-3).
 * No dropout by default (the reference's default); the paper trains on ImageNet with dropout 0.5 before the
-  logistic regression layer (§4.3), ``drop_rate=0.5`` adds it.
+  logistic regression layer (its regularization configuration, §4), ``drop_rate=0.5`` adds it.
 * Initialisation as timm: He normal (fan-out) for every convolution, BN scale 1 and shift 0, PyTorch's default
   for the fc layer (the paper does not say).
 * ``features_only`` returns the outputs of the stem, of entry modules 1 and 2, of the middle flow and of the
