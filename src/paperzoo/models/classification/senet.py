@@ -13,7 +13,7 @@ three steps on the output U = [u_1, …, u_C] of any transformation F_tr (§3):
   s = F_ex(z, W) = σ(W_2 δ(W_1 z))   (eq. 3),
   a bottleneck of two fully-connected layers, W_1 ∈ R^{C/r × C} with ReLU δ and W_2 ∈ R^{C × C/r} with a
   sigmoid σ, so that several channels can be emphasised at once (a softmax would pick one). The reduction
-  ratio r = 16 balances accuracy and cost (Table 10).
+  ratio r = 16 balances accuracy and cost (the paper's ablation over r).
 * Scale: each channel is multiplied by its gate, x̃_c = F_scale(u_c, s_c) = s_c · u_c   (eq. 4).
 
 The block drops into existing architectures: in a ResNet (Figure 3) it recalibrates the residual branch,
