@@ -95,7 +95,7 @@ def test_sources_and_converters_are_checked():
     model = paperzoo.create_model("alexnet")
     with pytest.raises(ValueError, match="unknown source 'keras'"):
         paperzoo.load_weights(model, {}, source="keras")
-    with pytest.raises(ValueError, match="no timm converter for AlexNet; timm converters exist for: .*ResNet\b"):
+    with pytest.raises(ValueError, match=r"no timm converter for AlexNet; timm converters exist for: .*\bResNet\b"):
         paperzoo.load_weights(model, {}, source="timm")
 
 
