@@ -74,6 +74,8 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.classification.cbam": ("cbam_resnet50",),
     "paperzoo.models.classification.pyramidnet": ("pyramidnet_110_a48", "pyramidnet_272_a200", "pyramidnet_200_a300"),
     "paperzoo.models.classification.coordconv": ("coordconv_resnet50", "coordconv_classifier"),
+    "paperzoo.models.language.bert": ("bert_base", "bert_large", "bert_base_pretraining", "bert_large_pretraining"),
+    "paperzoo.models.language.gpt": ("gpt", "gpt2", "gpt2_medium", "gpt2_large", "gpt2_xl"),
     "paperzoo.models.generative.gan": ("gan",),
     "paperzoo.models.generative.dcgan": ("dcgan", "dcgan_ngf64"),
     "paperzoo.models.generative.vae": ("vae",),
