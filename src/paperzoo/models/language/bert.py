@@ -52,8 +52,8 @@ Deviations from the paper, each to match the authors' released code (google-rese
 * :func:`mask_tokens` chooses exactly round(15% × n) of the n maskable tokens of each sequence (at least one),
   as the released ``create_pretraining_data.py`` does, except that its n also counts [CLS] and the [SEP]s,
   which are never chosen (here n counts only the tokens that can be chosen); transformers' data collator
-  instead draws every token independently with probability 0.15. ``max_predictions`` is the released code's cap per sequence (20 at 128
-  tokens); the default is no cap.
+  instead draws every token independently with probability 0.15. ``max_predictions`` is the released code's
+  cap per sequence (20 at 128 tokens); the default is no cap.
 * Dropout is 0.1 on the embeddings, on each sub-layer's output and on the attention probabilities (the
   paper's "dropout probability of 0.1 on all layers" in the released code's places).
 * The pre-training model's outputs are named ``mlm_logits`` and ``nsp_logits`` (transformers:
@@ -73,7 +73,7 @@ from torch.nn import functional as F
 from paperzoo.layers import MultiHeadAttention, check_attention_mask, check_token_batch
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
-__all__ = ["BERT", "BERTPreTraining", "EncoderLayer", "InputEmbedding", "mask_tokens"]
+__all__ = ["BERT", "BERTPreTraining", "EncoderLayer", "InputEmbedding", "MaskedLanguageModelHead", "mask_tokens"]
 
 IGNORE_INDEX = -100  # the label of a position that is not predicted (cross_entropy's default ignore_index)
 
