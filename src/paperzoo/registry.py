@@ -88,6 +88,8 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.classification.senet": ("seresnet50", "senet154"),
     "paperzoo.models.classification.resnest": ("resnest50", "resnest101", "resnest200", "resnest269"),
     "paperzoo.models.classification.xception": ("xception",),
+    "paperzoo.models.language.bert": ("bert_base", "bert_large", "bert_base_pretraining", "bert_large_pretraining"),
+    "paperzoo.models.language.gpt": ("gpt", "gpt2", "gpt2_medium", "gpt2_large", "gpt2_xl"),
     "paperzoo.models.generative.gan": ("gan",),
     "paperzoo.models.generative.dcgan": ("dcgan", "dcgan_ngf64"),
     "paperzoo.models.generative.vae": ("vae",),

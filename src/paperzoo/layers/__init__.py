@@ -13,6 +13,7 @@ from paperzoo.layers.inverted_residual import InvertedResidual
 from paperzoo.layers.squeeze_excite import SqueezeExcite
 from paperzoo.layers.stochastic_depth import StochasticDepth
 from paperzoo.layers.validation import (
+    check_attention_mask,
     check_feature_sequence,
     check_image_batch,
     check_latent_batch,
@@ -21,5 +22,5 @@ from paperzoo.layers.validation import (
 )
 
 __all__ = ["ConvNormAct", "FeatureInfo", "InvertedResidual", "KeyValueCache", "MultiHeadAttention",
-           "SqueezeExcite", "StochasticDepth", "check_feature_sequence", "check_image_batch",
+           "SqueezeExcite", "StochasticDepth", "check_attention_mask", "check_feature_sequence", "check_image_batch",
            "check_latent_batch", "check_token_batch", "check_waveform_batch", "stage_outputs"]

@@ -157,3 +157,27 @@ def check_waveform_batch(x: object, *, name: str, min_samples: int = 1, sample_r
         problem = f"{shape[1]} samples; pad the waveform to at least {min_samples} samples"
     if problem is not None:
         raise ValueError(f"{expected}; got {shape}: {problem}")
+
+
+def check_attention_mask(mask: object, *, name: str, shape: tuple[int, int]) -> None:
+    """Check the padding mask that goes with a batch of token ids: a tensor of ``shape`` ``(N, S)`` (one entry per
+    token, S = T, or the cached positions plus T for a model that generates with a key/value cache) holding 1 (or
+    ``True``) at real tokens and 0 (``False``) at padding, with at least one real token in every sequence (a
+    sequence of padding only has nothing to attend to)."""
+    batch, length = shape
+    expected = (f"{name} expects an attention mask of shape (N, T) = ({batch}, {length}), one entry per token: "
+                "1 at real tokens, 0 at padding")
+    if not isinstance(mask, torch.Tensor):
+        raise ValueError(f"{expected}; got {type(mask).__name__}: convert it with torch.as_tensor(mask)")
+    got = tuple(mask.shape)
+    problem = None
+    if got != (batch, length):
+        problem = "a mask that does not match the token ids; pass one entry per token"
+    elif mask.device.type != "meta":  # the values are known only for a real tensor
+        if not bool(((mask == 0) | (mask == 1)).all()):
+            problem = ("values other than 0 and 1; the model builds the additive (0 / -inf) mask itself, "
+                       "pass 1 for real tokens and 0 for padding")
+        elif not bool((mask != 0).any(dim=1).all()):
+            problem = "a sequence of padding only; every sequence needs at least one real token"
+    if problem is not None:
+        raise ValueError(f"{expected}; got {got}: {problem}")
