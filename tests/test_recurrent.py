@@ -11,16 +11,29 @@ import warnings
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pack_sequence, pad_packed_sequence
 
 import paperzoo
 from conftest import assert_close_rel, build_reference, parse_reference
+from paperzoo.layers import check_sequence_lengths
 from paperzoo.models.sequence.gru import GRU
 from paperzoo.models.sequence.lstm import LSTM
 
 INPUT, HIDDEN, BATCH, STEPS = 5, 7, 3, 6
 KINDS = {"lstm": (LSTM, nn.LSTM), "gru": (GRU, nn.GRU)}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The models here are tiny: a second thread only adds synchronisation to each small operation of the time loop
+    (measured on a busy 2-core machine: this file's tests take several times longer with two threads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def pair(kind: str, seed: int = 0, **options) -> tuple[nn.Module, nn.Module]:
@@ -262,3 +275,20 @@ def test_constructor_rejects_impossible_options():
             LSTM(INPUT, HIDDEN, **options)
     with pytest.raises(TypeError):
         GRU(INPUT, HIDDEN, proj_size=2)  # projections are the LSTM's only (torch.nn.GRU refuses them too)
+
+
+@settings(max_examples=200, deadline=None)
+@given(lengths=st.lists(st.integers(-1, 7), min_size=0, max_size=5), batch_size=st.integers(1, 4),
+       max_length=st.integers(1, 6), dtype=st.sampled_from([torch.int64, torch.int32, torch.float32, torch.bool]))
+def test_lengths_check_accepts_exactly_the_valid_lengths(lengths, batch_size, max_length, dtype):
+    """The shared check behind ``lengths=`` and ``src_lengths=``, against an independent statement of validity."""
+    tensor = torch.tensor(lengths, dtype=dtype)
+    valid = (len(lengths) == batch_size and dtype in (torch.int64, torch.int32)
+             and all(1 <= length <= max_length for length in lengths))
+    if valid:
+        check_sequence_lengths(tensor, name="net", batch_size=batch_size, max_length=max_length)
+        check_sequence_lengths(lengths, name="net", batch_size=batch_size, max_length=max_length)  # a list too
+        return
+    with pytest.raises(ValueError) as info:
+        check_sequence_lengths(tensor, name="net", batch_size=batch_size, max_length=max_length)
+    assert str(info.value).startswith(f"net expects lengths as N = {batch_size} integers in [1, {max_length}]")

@@ -15,10 +15,12 @@ its last token and the decoder's state (an LSTM's (h, c), a GRU's s, a Transform
 Lengths. A hypothesis scores log p(y_1 … y_k, <EOS> | x), the sum of its tokens' log-probabilities, as in the
 paper. Each token multiplies in a probability below 1, so the score only falls as a hypothesis grows; the search
 of one example therefore stops as soon as its best complete hypothesis scores at least as high as the best
-partial one (no partial hypothesis can overtake it), and at ``max_length`` steps at the latest. The raw score
-favours short outputs; ``length_penalty`` α > 0 ranks complete hypotheses by log p / |y|^α instead, |y| counting
-the <EOS> (α = 1 is the per-token average), and the search then runs until B hypotheses are complete. With no
-complete hypothesis by ``max_length``, the partial ones are returned, marked unfinished.
+partial one (no partial hypothesis can overtake it), and at ``max_length`` steps at the latest: at that last
+step every partial hypothesis ends with <EOS>, its probability included (as fairseq forces it), so no output is
+longer. The raw score favours short outputs; ``length_penalty`` α > 0 ranks complete hypotheses by
+log p / |y|^α instead, |y| counting the <EOS> (α = 1 is the per-token average), and the search then runs until
+B hypotheses are complete. Only where <EOS> is impossible (log-probability -inf) are partial hypotheses
+returned, marked unfinished.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class Hypothesis:
         tokens: the generated tokens, without the start token and without the end token.
         log_probability: log p(tokens, <EOS> | source) for a finished hypothesis (of the tokens alone if not).
         score: what ranks hypotheses: log_probability / length ** length_penalty, length counting the <EOS>.
-        finished: whether it ended with the end token (False: cut at max_length).
+        finished: whether it ended with the end token (False only where the model gave <EOS> no probability).
     """
 
     tokens: list[int]
@@ -86,16 +88,24 @@ def beam_search(step: Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]], s
         # Each beam ends with <EOS> at most once, so among the 2B best at least B go on.
         top_scores, top_index = candidates.topk(min(2 * b, b * vocab), dim=1)
         top_beam, top_token = top_index // vocab, top_index % vocab
-        ended = (top_token == eos_id) & torch.isfinite(top_scores)
-        for example, rank in ended.nonzero().tolist():  # "removed from the beam and added to the complete set"
-            if not done[example]:
-                log_probability = top_scores[example, rank].item()
-                complete[example].append(Hypothesis(history[example, top_beam[example, rank]].tolist(),
-                                                    log_probability, log_probability / length ** length_penalty,
-                                                    True))
-        # The new beam: the B best extensions that did not end.
+        is_eos = top_token == eos_id
         ranks = torch.arange(top_scores.shape[1], device=top_scores.device).expand_as(top_scores)
-        keep = torch.where(ended, ranks + top_scores.shape[1], ranks).argsort(dim=1)[:, :b]  # (N, B)
+        # An extension that ends is complete if it is among the B most likely ("discard all but the B most
+        # likely"; with B = 1 the search is greedy decoding).
+        ended = is_eos & (ranks < b) & torch.isfinite(top_scores)
+        if length == max_length:  # the last step: every partial hypothesis ends here, with its log p(<EOS>)
+            end_scores = scores + log_probs.float().view(n, b, vocab)[:, :, eos_id]
+            ended_rows = [(example, beam, end_scores[example, beam].item())
+                          for example, beam in torch.isfinite(end_scores).nonzero().tolist()]
+        else:  # "removed from the beam and added to the set of complete hypotheses"
+            ended_rows = [(example, top_beam[example, rank].item(), top_scores[example, rank].item())
+                          for example, rank in ended.nonzero().tolist()]
+        for example, beam, log_probability in ended_rows:
+            if not done[example]:
+                complete[example].append(Hypothesis(history[example, beam].tolist(), log_probability,
+                                                    log_probability / length ** length_penalty, True))
+        # The new beam: the B best extensions that did not end.
+        keep = torch.where(is_eos, ranks + top_scores.shape[1], ranks).argsort(dim=1)[:, :b]  # (N, B)
         beam, token, scores = top_beam.gather(1, keep), top_token.gather(1, keep), top_scores.gather(1, keep)
         history = torch.cat((history.gather(1, beam.unsqueeze(-1).expand(-1, -1, history.shape[2])),
                              token.unsqueeze(-1)), dim=2)
@@ -115,7 +125,7 @@ def beam_search(step: Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]], s
     results = []
     for example in range(n):
         hypotheses = complete[example]
-        if not hypotheses:  # nothing reached <EOS> within max_length: the partial hypotheses, as they are
+        if not hypotheses:  # <EOS> was never possible: the partial hypotheses, as they are
             hypotheses = [Hypothesis(history[example, beam].tolist(), score, score / max_length ** length_penalty,
                                      False)
                           for beam, score in enumerate(scores[example].tolist()) if score > float("-inf")]

@@ -300,7 +300,7 @@ class RNNsearch(nn.Module):
     @torch.no_grad()
     def beam_search(self, src: torch.Tensor, beam_size: int = 12, max_length: int | None = None,
                     src_lengths: torch.Tensor | None = None, length_penalty: float = 0.0) -> list[list[Hypothesis]]:
-        """Translate ``src`` ``(N, S)`` with a left-to-right beam search (§5 used one, after Sutskever et al.):
+        """Translate ``src`` ``(N, S)`` with a left-to-right beam search (§4.2 used one, after Sutskever et al.):
         for each example the complete hypotheses, best first. ``max_length`` (decoding steps, <eos> included)
         defaults to 2 S + 10. Call ``model.eval()`` first."""
         check_token_pair(src, None, name=self.model_name, vocab_size=self.vocab_size,
