@@ -90,12 +90,15 @@ def parse_reference(reference: str) -> tuple[str, str, dict]:
     """Split a card's ``reference`` into (library, constructor name, keyword arguments).
 
     ``torchvision.models.googlenet(aux_logits=False)`` → ("torchvision", "googlenet", {"aux_logits": False});
-    ``timm:seresnet50`` → ("timm", "seresnet50", {}). The keyword values are Python literals.
+    ``timm:seresnet50`` → ("timm", "seresnet50", {}); ``torch.nn.LSTM(input_size=8, hidden_size=16)`` →
+    ("torch.nn", "LSTM", {"input_size": 8, "hidden_size": 16}). The keyword values are Python literals.
     """
     import ast
 
     if reference.startswith("torchvision.models."):
         library, call = "torchvision", reference.removeprefix("torchvision.models.")
+    elif reference.startswith("torch.nn."):
+        library, call = "torch.nn", reference.removeprefix("torch.nn.")
     elif ":" in reference:
         library, call = reference.split(":", 1)
     else:
@@ -116,4 +119,6 @@ def build_reference(reference: str) -> nn.Module:
         import timm
 
         return timm.create_model(name, pretrained=False, **kwargs)
+    if library == "torch.nn":
+        return getattr(nn, name)(**kwargs)
     raise ValueError(f"no reference builder for {reference!r}")

@@ -96,6 +96,10 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.generative.autoencoder": ("autoencoder",),
     "paperzoo.models.classification.capsnet": ("capsnet",),
     "paperzoo.models.classification.odenet": ("odenet", "odenet_resnet"),
+    "paperzoo.models.sequence.lstm": ("lstm",),
+    "paperzoo.models.sequence.gru": ("gru",),
+    "paperzoo.models.sequence.seq2seq": ("seq2seq",),
+    "paperzoo.models.sequence.attention_seq2seq": ("attention_seq2seq",),
 }
 
 _MODULE_OF: dict[str, str] = {name: module for module, names in MODEL_MODULES.items() for name in names}

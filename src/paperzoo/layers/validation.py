@@ -109,6 +109,47 @@ def check_token_batch(ids: object, *, name: str, vocab_size: int, max_length: in
         raise ValueError(f"{expected}; got {shape}: {problem}")
 
 
+
+def check_token_pair(src: object, tgt: object, *, name: str, vocab_size: int, target_vocab_size: int,
+                     src_lengths: object = None) -> None:
+    """Check a translation model's source and target: ids ``(N, S)`` in ``[0, vocab_size)`` and ``(N, T)`` in
+    ``[0, target_vocab_size)`` (``tgt=None`` checks only the source, as for decoding), with the same N, and the
+    optional ``src_lengths`` of a padded source (N integers in [1, S])."""
+    check_token_batch(src, name=name, vocab_size=vocab_size, what="source token ids")
+    if tgt is not None:
+        check_token_batch(tgt, name=name, vocab_size=target_vocab_size, what="target token ids")
+        if len(src) != len(tgt):
+            raise ValueError(f"{name} expects a source (N, S) and a target (N, T) of the same batch size N; got "
+                             f"{tuple(src.shape)} and {tuple(tgt.shape)}: pair each source with its target")
+    if src_lengths is not None:
+        check_sequence_lengths(src_lengths, name=name, batch_size=src.shape[0], max_length=src.shape[1],
+                               what="src_lengths")
+
+
+def check_sequence_lengths(lengths: object, *, name: str, batch_size: int, max_length: int,
+                           what: str = "lengths") -> None:
+    """Check the lengths of a padded batch of sequences: N = ``batch_size`` integers in ``[1, max_length]``."""
+    expected = f"{name} expects {what} as N = {batch_size} integers in [1, {max_length}] (one per sequence)"
+    if not isinstance(lengths, torch.Tensor):
+        try:
+            lengths = torch.as_tensor(lengths)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"{expected}; got {type(lengths).__name__}") from None
+    shape = tuple(lengths.shape)
+    problem = None
+    if shape != (batch_size,):
+        problem = f"pass one length per sequence, a 1-d tensor of {batch_size}"
+    elif lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+        problem = f"dtype {str(lengths.dtype).removeprefix('torch.')}; pass integer lengths"
+    elif lengths.device.type != "meta" and batch_size > 0:
+        low, high = int(lengths.min()), int(lengths.max())
+        if low < 1:
+            problem = f"a length of {low}; an empty sequence has no step to read, leave it out of the batch"
+        elif high > max_length:
+            problem = f"a length of {high}, longer than the padded sequences ({max_length} steps)"
+    if problem is not None:
+        raise ValueError(f"{expected}; got {shape}: {problem}")
+
 def check_feature_sequence(x: object, *, name: str, input_size: int, batch_first: bool = True) -> None:
     """Check a batch of feature sequences for a recurrent layer: a float tensor ``(N, T, input_size)``
     (``(T, N, input_size)`` when ``batch_first`` is false, as torch.nn's recurrent layers), or one unbatched

@@ -1,0 +1,287 @@
+"""What ``torch.nn.RNNBase`` does around a recurrent cell, written once for the recurrent networks of the zoo.
+
+A recurrent layer is more than its cell. ``torch.nn.LSTM`` and ``torch.nn.GRU`` stack layers (layer k reads
+the outputs of layer k - 1), run a second direction that reads the sequence back to front, name their
+parameters ``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}`` (``_reverse`` for the
+second direction), lay the state out as ``(num_layers * num_directions, N, H)``, take variable-length batches
+(a ``PackedSequence``), and apply dropout between layers. :class:`RecurrentLayers` does all of that with
+torch.nn's keywords, call signature and names; a subclass adds only its cell, the paper's equations, and lives
+in its model file, in full view: the LSTM (``models/sequence/lstm.py``), the GRU (``models/sequence/gru.py``)
+and the gated hidden unit of RNNsearch's bidirectional encoder (``models/sequence/attention_seq2seq.py``).
+Seq2Seq builds its encoder and decoder from the LSTM.
+
+Variable lengths come two ways: a ``PackedSequence`` (as torch.nn), or a padded batch with ``lengths=``. Past
+the end of a sequence its state is held, so the final state is the one after its last real step, and the
+reverse direction starts from its last real step; padded steps output zeros (as ``pad_packed_sequence``).
+
+Speed: the input projection W_ih x_t + b does not depend on the state, so it is computed for every step and
+both directions in one matrix product before the time loop; the loop over time is the only Python loop, and
+both directions advance in the same iteration, one batched product (``baddbmm``) per step.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
+
+from paperzoo.layers.validation import check_feature_sequence, check_sequence_lengths
+
+State = tuple[torch.Tensor, ...]
+LayerWeights = dict[str, torch.Tensor]  # kind ("weight_ih", ...) -> the directions' tensors stacked, (D, ...)
+
+__all__ = ["LayerWeights", "RecurrentLayers", "State"]
+
+
+class RecurrentLayers(nn.Module):
+    """Stacked, optionally bidirectional recurrent layers with torch.nn's interface, around a subclass's cell.
+
+    Args (torch.nn's, with its defaults):
+        input_size: features per step of the input, F.
+        hidden_size: units per layer and direction, H.
+        num_layers: layers stacked; layer k > 0 reads the num_directions * H_out outputs of layer k - 1.
+        bias: whether the layers have the bias vectors ``bias_ih`` and ``bias_hh``.
+        batch_first: input and output ``(N, T, F)`` instead of ``(T, N, F)``; the state is ``(L * D, N, H)``
+            either way.
+        dropout: probability of dropout on the outputs of every layer but the last, in training mode.
+        bidirectional: add a second direction per layer that reads the sequence from its end.
+        proj_size: if > 0, the cell's output h is projected to this size (LSTM only, Sak et al. 2014).
+
+    A subclass sets ``gate_count`` and ``state_names`` and writes :meth:`cell`; it may change
+    :meth:`parameter_shapes` and :meth:`project_inputs`.
+    """
+
+    gate_count: ClassVar[int] = 1  # pre-activations per unit in weight_ih's rows: 4 for an LSTM, 3 for a GRU
+    state_names: ClassVar[tuple[str, ...]] = ("h",)  # ("h", "c") for an LSTM; the output is always state[0]
+    model_name = "recurrent layers"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        for name, value, low in (("input_size", input_size, 1), ("hidden_size", hidden_size, 1),
+                                 ("num_layers", num_layers, 1), ("proj_size", proj_size, 0)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
+            raise ValueError(f"dropout must be a probability in [0, 1], got {dropout!r}")
+        if proj_size >= hidden_size:
+            raise ValueError(f"proj_size must be smaller than hidden_size ({hidden_size}), got {proj_size}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(f"dropout={dropout} with num_layers=1 does nothing: dropout acts between layers, never "
+                          "after the last (as torch.nn)", stacklevel=2)
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.proj_size = proj_size
+        self.num_directions = 2 if bidirectional else 1
+        self._kinds = [kind for kind, _ in self.parameter_shapes(input_size)]
+        self._all_weights: list[list[str]] = []
+        for layer in range(num_layers):
+            layer_input_size = input_size if layer == 0 else self.num_directions * self.output_size
+            for suffix in self._suffixes():
+                names = []
+                for kind, shape in self.parameter_shapes(layer_input_size):
+                    names.append(f"{kind}_l{layer}{suffix}")
+                    self.register_parameter(names[-1], nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
+                self._all_weights.append(names)
+        self.reset_parameters()
+
+    # --- what a subclass may change ----------------------------------------------------------------------
+
+    @property
+    def output_size(self) -> int:
+        """H_out, the width of h (and of the output, per direction): proj_size if > 0, else hidden_size."""
+        return self.proj_size if self.proj_size > 0 else self.hidden_size
+
+    @property
+    def state_sizes(self) -> tuple[int, ...]:
+        """The width of each state tensor, in ``state_names`` order."""
+        return (self.output_size,)
+
+    def parameter_shapes(self, layer_input_size: int) -> list[tuple[str, tuple[int, ...]]]:
+        """torch.nn's parameters of one layer and direction, in its order: the gates' pre-activations are the
+        rows of ``weight_ih`` (from the input) and ``weight_hh`` (from the previous h), ``gate_count * H``."""
+        gates = self.gate_count * self.hidden_size
+        shapes = [("weight_ih", (gates, layer_input_size)), ("weight_hh", (gates, self.output_size))]
+        if self.bias:
+            shapes += [("bias_ih", (gates,)), ("bias_hh", (gates,))]
+        if self.proj_size > 0:
+            shapes.append(("weight_hr", (self.proj_size, self.hidden_size)))
+        return shapes
+
+    def reset_parameters(self) -> None:
+        """torch.nn's initialisation: every parameter from U(-1/√H, 1/√H)."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for parameter in self.parameters():
+            nn.init.uniform_(parameter, -bound, bound)
+
+    def project_inputs(self, x: torch.Tensor, weights: LayerWeights) -> torch.Tensor:
+        """W_ih x_t + b_ih for every step and direction in one matrix product: ``(T, N, F) → (T, N, D * G * H)``."""
+        bias = weights["bias_ih"].flatten() if self.bias else None
+        return F.linear(x, weights["weight_ih"].flatten(0, 1), bias)
+
+    def cell(self, input_gates: torch.Tensor, state: State, weights: LayerWeights) -> State:
+        """One time step of every direction of one layer: ``input_gates`` ``(D, N, G * H)`` from
+        :meth:`project_inputs`, ``state`` the previous state (each ``(D, N, size)``) → the new state."""
+        raise NotImplementedError
+
+    # --- torch.nn's interface ----------------------------------------------------------------------------
+
+    def forward(self, input: torch.Tensor | PackedSequence, hx: torch.Tensor | State | None = None,
+                lengths: torch.Tensor | Sequence[int] | None = None) -> tuple[torch.Tensor | PackedSequence, object]:
+        """torch.nn's call: ``input`` ``(T, N, F)`` (``(N, T, F)`` if batch_first, ``(T, F)`` unbatched, or a
+        PackedSequence) and the initial state (zeros if None) → ``(output, final state)``.
+
+        ``output`` holds h_t of the last layer for every step, the directions concatenated:
+        ``(T, N, D * H_out)`` (batch first if batch_first; a PackedSequence for a PackedSequence input).
+        ``lengths`` (N integers in [1, T]), our addition, makes a padded batch variable-length, as packing does.
+        """
+        if isinstance(input, PackedSequence):
+            if lengths is not None:
+                raise ValueError(f"{self.model_name} expects either a PackedSequence or lengths, not both")
+            check_feature_sequence(input.data, name=self.model_name, input_size=self.input_size)
+            padded, lengths = pad_packed_sequence(input)  # (T, N, F) in the caller's batch order
+            state = self._initial_state(hx, padded, batched=True)
+            output, state = self._run(padded, state, lengths.to(padded.device))
+            # Back to the packed layout: the batch sorted by length, then step by step, only the live rows.
+            if input.sorted_indices is not None:
+                output = output.index_select(1, input.sorted_indices)
+            live = torch.arange(output.shape[1])[None, :] < input.batch_sizes[:, None]  # (T, N)
+            data = output[live.to(output.device)]  # (sum of lengths, D * H_out)
+            packed = PackedSequence(data, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
+            return packed, self._public_state(state)
+
+        check_feature_sequence(input, name=self.model_name, input_size=self.input_size, batch_first=self.batch_first)
+        batched = input.ndim == 3
+        if not batched:
+            if lengths is not None:
+                raise ValueError(f"{self.model_name} expects lengths only with a batch (N, T, F); got one "
+                                 f"sequence {tuple(input.shape)}")
+            input = input.unsqueeze(0 if self.batch_first else 1)
+        x = input.transpose(0, 1) if self.batch_first else input  # (T, N, F): time-major inside
+        state = self._initial_state(hx, x, batched)
+        output, state = self._run(x, state, self._check_lengths(lengths, x))
+        if self.batch_first:
+            output = output.transpose(0, 1)
+        if not batched:
+            output = output.squeeze(0 if self.batch_first else 1)
+            state = tuple(s.squeeze(1) for s in state)
+        return output, self._public_state(state)
+
+    def _public_state(self, state: State) -> torch.Tensor | State:
+        """The state as torch.nn returns it: h_n alone, or the tuple (h_n, c_n)."""
+        return state if len(state) > 1 else state[0]
+
+    def _run(self, x: torch.Tensor, state: State, lengths: torch.Tensor | None) -> tuple[torch.Tensor, State]:
+        """The layers over a time-major batch ``(T, N, F)`` → ``(T, N, D * H_out)`` and the final state."""
+        steps, batch = x.shape[:2]
+        directions = self.num_directions
+        mask = None
+        if lengths is not None:
+            real = torch.arange(steps, device=x.device)[:, None] < lengths[None, :]  # (T, N): step t is real
+            # (T, D, N, 1), each direction in its own reading order (the reverse one reads step T - 1 first)
+            mask = torch.stack([real, real.flip(0)][:directions], dim=1).unsqueeze(-1)
+        finals: list[list[torch.Tensor]] = [[] for _ in state]
+        layer_input = x
+        for layer in range(self.num_layers):
+            weights = self.layer_weights(layer)
+            gates = self.project_inputs(layer_input, weights)  # (T, N, D * G * H): every step at once
+            gates = gates.view(steps, batch, directions, -1).transpose(1, 2)  # (T, D, N, G * H)
+            if directions == 2:  # the reverse direction's step t is the sequence's step T - 1 - t
+                gates = torch.stack((gates[:, 0], gates[:, 1].flip(0)), dim=1)
+            layer_state = tuple(s[layer * directions:(layer + 1) * directions] for s in state)  # (D, N, size)
+            outputs = []
+            for t in range(steps):
+                new_state = self.cell(gates[t], layer_state, weights)
+                if mask is not None:  # past its end a sequence keeps its state: h_n is its last real step's
+                    new_state = tuple(torch.where(mask[t], new, old) for new, old in zip(new_state, layer_state,
+                                                                                         strict=True))
+                layer_state = new_state
+                outputs.append(layer_state[0])
+            output = torch.stack(outputs)  # (T, D, N, H_out)
+            if mask is not None:
+                output = output.masked_fill(~mask, 0.0)  # padded steps output zeros, as pad_packed_sequence
+            if directions == 2:  # the reverse direction's outputs back in the sequence's order, concatenated
+                output = torch.cat((output[:, 0], output[:, 1].flip(0)), dim=-1)  # (T, N, 2 * H_out)
+            else:
+                output = output[:, 0]  # (T, N, H_out)
+            for final, s in zip(finals, layer_state, strict=True):
+                final.append(s)
+            layer_input = output
+            if self.dropout > 0 and self.training and layer < self.num_layers - 1:
+                layer_input = F.dropout(output, self.dropout, training=True)  # between layers, never after the last
+        return layer_input, tuple(torch.cat(final) for final in finals)
+
+    def layer_weights(self, layer: int) -> LayerWeights:
+        """The parameters of one layer, each kind stacked over the directions: ``(D, ...)``."""
+        weights = {}
+        for kind in self._kinds:
+            tensors = [getattr(self, f"{kind}_l{layer}{suffix}") for suffix in self._suffixes()]
+            weights[kind] = tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
+        return weights
+
+    def _suffixes(self) -> tuple[str, ...]:
+        return ("", "_reverse")[:self.num_directions]
+
+    def _initial_state(self, hx: torch.Tensor | State | None, x: torch.Tensor, batched: bool) -> State:
+        """The given initial state, checked, as a tuple of ``(L * D, N, size)`` tensors; zeros if None."""
+        batch = x.shape[1]
+        layers = self.num_layers * self.num_directions
+        if hx is None:
+            return tuple(x.new_zeros(layers, batch, size) for size in self.state_sizes)
+        names = self.state_names
+        if len(names) > 1:
+            if not isinstance(hx, (tuple, list)) or len(hx) != len(names):
+                raise ValueError(f"{self.model_name} expects the initial state as a tuple "
+                                 f"({', '.join(f'{n}_0' for n in names)}); got {type(hx).__name__}")
+            parts = tuple(hx)
+        else:
+            parts = (hx,)
+        state = []
+        for name, size, part in zip(names, self.state_sizes, parts, strict=True):
+            expected = (layers, batch, size) if batched else (layers, size)
+            layout = "(num_layers * num_directions, N, H)" if batched else "(num_layers * num_directions, H)"
+            if not isinstance(part, torch.Tensor) or tuple(part.shape) != expected or not part.is_floating_point():
+                got = tuple(part.shape) if isinstance(part, torch.Tensor) else type(part).__name__
+                raise ValueError(f"{self.model_name} expects the initial state {name}_0 as a float tensor of shape "
+                                 f"{layout} = {expected}; got {got}")
+            state.append(part if batched else part.unsqueeze(1))
+        return tuple(state)
+
+    def _check_lengths(self, lengths: torch.Tensor | Sequence[int] | None, x: torch.Tensor) -> torch.Tensor | None:
+        """``lengths`` (N integers in [1, T]) as an int64 tensor on the input's device."""
+        if lengths is None:
+            return None
+        steps, batch = x.shape[:2]
+        check_sequence_lengths(lengths, name=self.model_name, batch_size=batch, max_length=steps)
+        return torch.as_tensor(lengths).to(device=x.device, dtype=torch.int64)
+
+    # --- torch.nn compatibility --------------------------------------------------------------------------
+
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        """The parameters per layer and direction, as torch.nn's ``all_weights``."""
+        return [[getattr(self, name) for name in names] for names in self._all_weights]
+
+    def flatten_parameters(self) -> None:
+        """A no-op kept for code written for torch.nn (there, it compacts the weights for cuDNN)."""
+
+    def extra_repr(self) -> str:
+        text = f"{self.input_size}, {self.hidden_size}"
+        for name, default in (("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0),
+                              ("bidirectional", False), ("proj_size", 0)):
+            if getattr(self, name) != default:
+                text += f", {name}={getattr(self, name)}"
+        return text

@@ -1,0 +1,294 @@
+"""The LSTM and the GRU are drop-in replacements for torch.nn.LSTM and torch.nn.GRU: the same parameter names and
+shapes, and the same outputs and final states (fp32, 1e-5 relative) for every combination of torch.nn's options,
+with and without an initial state, unbatched, and for variable-length batches (PackedSequence in and out, or a
+padded batch with ``lengths=``); dropout draws the same masks between the same layers; gradients agree.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pack_sequence, pad_packed_sequence
+
+import paperzoo
+from conftest import assert_close_rel, build_reference, parse_reference
+from paperzoo.layers import check_sequence_lengths
+from paperzoo.models.sequence.gru import GRU
+from paperzoo.models.sequence.lstm import LSTM
+
+INPUT, HIDDEN, BATCH, STEPS = 5, 7, 3, 6
+KINDS = {"lstm": (LSTM, nn.LSTM), "gru": (GRU, nn.GRU)}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The models here are tiny: a second thread only adds synchronisation to each small operation of the time loop
+    (measured on a busy 2-core machine: this file's tests take several times longer with two threads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def pair(kind: str, seed: int = 0, **options) -> tuple[nn.Module, nn.Module]:
+    """A randomly initialised torch.nn layer and ours holding its weights (loaded as torch.nn's state_dict)."""
+    ours_class, reference_class = KINDS[kind]
+    torch.manual_seed(seed)
+    reference = reference_class(INPUT, HIDDEN, **options)
+    ours = ours_class(INPUT, HIDDEN, **options)
+    paperzoo.load_weights(ours, reference.state_dict(), source="torch")
+    return ours, reference
+
+
+def initial_state(kind: str, ours: nn.Module, batch: int | None, seed: int = 1):
+    """A random initial state of torch.nn's layout: (L·D, N, H_out) (and c_0 (L·D, N, H) for the LSTM)."""
+    generator = torch.Generator().manual_seed(seed)
+    layers = ours.num_layers * ours.num_directions
+    batch_shape = (batch,) if batch is not None else ()
+    h = torch.randn(layers, *batch_shape, ours.output_size, generator=generator)
+    if kind == "gru":
+        return h
+    return h, torch.randn(layers, *batch_shape, ours.hidden_size, generator=generator)
+
+
+def assert_same_result(ours_result, reference_result) -> None:
+    """(output, state) of ours against torch.nn's, each tensor to 1e-5 relative."""
+    (output, state), (expected_output, expected_state) = ours_result, reference_result
+    assert_close_rel(output, expected_output)
+    states = state if isinstance(state, tuple) else (state,)
+    expected_states = expected_state if isinstance(expected_state, tuple) else (expected_state,)
+    assert len(states) == len(expected_states)
+    for actual, expected in zip(states, expected_states, strict=True):
+        assert_close_rel(actual, expected)
+
+
+LSTM_GRID = list(itertools.product([1, 2], [True, False], [True, False], [False, True], [0, 4]))
+GRU_GRID = list(itertools.product([1, 2], [True, False], [True, False], [False, True], [0]))
+
+
+@pytest.mark.parametrize("kind, num_layers, bias, batch_first, bidirectional, proj_size",
+                         [("lstm", *options) for options in LSTM_GRID] + [("gru", *options) for options in GRU_GRID])
+def test_outputs_equal_torch_nn_for_every_option(kind, num_layers, bias, batch_first, bidirectional, proj_size):
+    options = {"num_layers": num_layers, "bias": bias, "batch_first": batch_first, "bidirectional": bidirectional}
+    if proj_size:
+        options["proj_size"] = proj_size
+    ours, reference = pair(kind, **options)
+    assert list(ours.state_dict()) == list(reference.state_dict()), "torch.nn's parameter names, in its order"
+    assert [p.shape for p in ours.parameters()] == [p.shape for p in reference.parameters()]
+    ours.eval()
+    reference.eval()
+    x = torch.randn((BATCH, STEPS, INPUT) if batch_first else (STEPS, BATCH, INPUT))
+    with torch.no_grad():
+        for hx in (None, initial_state(kind, ours, BATCH)):
+            assert_same_result(ours(x, hx), reference(x, hx))
+        # one unbatched sequence (T, F), with and without its (L·D, H) state
+        single = x[0] if batch_first else x[:, 0]
+        for hx in (None, initial_state(kind, ours, None)):
+            assert_same_result(ours(single, hx), reference(single, hx))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_variable_lengths_equal_torch_nn_packed(kind, batch_first):
+    options = {"num_layers": 2, "bidirectional": True, "batch_first": batch_first}
+    if kind == "lstm":
+        options["proj_size"] = 4
+    ours, reference = pair(kind, **options)
+    lengths = torch.tensor([4, 6, 1, 3])  # unsorted, with a one-step sequence
+    x = torch.randn((4, STEPS, INPUT) if batch_first else (STEPS, 4, INPUT))
+    with torch.no_grad():
+        for hx in (None, initial_state(kind, ours, 4)):
+            packed = pack_padded_sequence(x, lengths, batch_first=batch_first, enforce_sorted=False)
+            expected_packed, expected_state = reference(packed, hx)
+            # A PackedSequence in gives a PackedSequence out, laid out as torch.nn's.
+            packed_output, packed_state = ours(packed, hx)
+            assert torch.equal(packed_output.batch_sizes, expected_packed.batch_sizes)
+            assert torch.equal(packed_output.sorted_indices, expected_packed.sorted_indices)
+            assert torch.equal(packed_output.unsorted_indices, expected_packed.unsorted_indices)
+            assert_same_result((packed_output.data, packed_state), (expected_packed.data, expected_state))
+            # A padded batch with lengths= gives the padded form of the same: zeros past each sequence's end.
+            expected_output, _ = pad_packed_sequence(expected_packed, batch_first=batch_first, total_length=STEPS)
+            assert_same_result(ours(x, hx, lengths=lengths), (expected_output, expected_state))
+    # A sorted PackedSequence (enforce_sorted=True: no indices) and pack_sequence's too.
+    sequences = [torch.randn(n, INPUT) for n in (5, 3, 2)]
+    with torch.no_grad():
+        for packed in (pack_sequence(sequences), pack_sequence(sequences[::-1], enforce_sorted=False)):
+            expected_packed, expected_state = reference(packed)
+            packed_output, packed_state = ours(packed)
+            assert_same_result((packed_output.data, packed_state), (expected_packed.data, expected_state))
+
+
+def test_a_padded_sequence_gives_what_it_gives_alone():
+    """With lengths=, each sequence's output and final state are those of the sequence run on its own."""
+    ours, _ = pair("lstm", num_layers=2, bidirectional=True, batch_first=True)
+    x = torch.randn(3, STEPS, INPUT)
+    lengths = [STEPS, 2, 4]
+    with torch.no_grad():
+        output, (h, c) = ours(x, lengths=lengths)
+        for n, length in enumerate(lengths):
+            alone, (h_alone, c_alone) = ours(x[n:n + 1, :length])
+            assert_close_rel(output[n, :length], alone[0])
+            assert torch.equal(output[n, length:], torch.zeros_like(output[n, length:]))
+            assert_close_rel(h[:, n], h_alone[:, 0])
+            assert_close_rel(c[:, n], c_alone[:, 0])
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_dropout_between_layers_draws_torch_nns_masks(kind, bidirectional):
+    """In training mode with the same seed, ours draws the same dropout masks on the same tensors as torch.nn, so
+    the outputs are equal: dropout acts on the outputs of every layer but the last, and nowhere else."""
+    ours, reference = pair(kind, num_layers=3, dropout=0.5, bidirectional=bidirectional, batch_first=True)
+    x = torch.randn(BATCH, STEPS, INPUT)
+    with torch.no_grad():
+        torch.manual_seed(7)
+        expected = reference(x)
+        torch.manual_seed(7)
+        actual = ours(x)
+        assert_same_result(actual, expected)
+        evaluated = ours.eval()(x)
+        assert_same_result(evaluated, reference.eval()(x))
+    assert not torch.allclose(actual[0], evaluated[0]), "dropout is active between layers in training mode"
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_no_dropout_after_the_last_layer(kind):
+    with pytest.warns(UserWarning, match="dropout acts between layers"):
+        ours = KINDS[kind][0](INPUT, HIDDEN, num_layers=1, dropout=0.9)
+    x = torch.randn(STEPS, BATCH, INPUT)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        trained = ours.train()(x)
+        assert_same_result(trained, ours.eval()(x))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_gradients_equal_torch_nns(kind):
+    options = {"num_layers": 2, "bidirectional": True}
+    if kind == "lstm":
+        options["proj_size"] = 3
+    ours, reference = pair(kind, **options)
+    x = torch.randn(STEPS, BATCH, INPUT)
+    hx = initial_state(kind, ours, BATCH)
+    input_gradients = []
+    for model in (ours, reference):
+        inputs = x.clone().requires_grad_()
+        output, _ = model(inputs, hx)
+        output.pow(2).sum().backward()
+        input_gradients.append(inputs.grad)
+    assert_close_rel(*input_gradients)
+    for (name, actual), (_, expected) in zip(ours.named_parameters(), reference.named_parameters(), strict=True):
+        assert actual.grad is not None, name
+        assert_close_rel(actual.grad, expected.grad)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_the_registered_variant_equals_its_cards_reference(name):
+    """The card's reference, built as it says, and ``create_model(name)`` at the canonical input."""
+    card = paperzoo.model_card(name)
+    assert parse_reference(card.reference)[0] == "torch.nn"
+    torch.manual_seed(0)
+    reference = build_reference(card.reference).eval()
+    ours = paperzoo.load_weights(paperzoo.create_model(name), reference, source="torch").eval()
+    assert sum(p.numel() for p in reference.parameters()) == card.params
+    x = card.example_input(2)
+    with torch.no_grad():
+        assert_same_result(ours(x), reference(x))
+
+
+def test_create_model_takes_torch_nns_keywords():
+    model = paperzoo.create_model("lstm", input_size=3, hidden_size=8, num_layers=2, bias=False, dropout=0.25,
+                                  bidirectional=True, proj_size=5)
+    reference = nn.LSTM(input_size=3, hidden_size=8, num_layers=2, bias=False, dropout=0.25, bidirectional=True,
+                        proj_size=5, batch_first=True)
+    assert model.batch_first, "the registered builder is batch first, the zoo's convention"
+    model.load_state_dict(reference.state_dict())  # a plain load_state_dict from torch.nn works too
+    assert not LSTM(3, 8).batch_first, "the class keeps torch.nn's default"
+    gru = paperzoo.create_model("gru", input_size=3, hidden_size=8, bidirectional=True)
+    gru.load_state_dict(nn.GRU(3, 8, bidirectional=True).state_dict())
+
+
+def test_peephole_lstm_is_graves_formulation():
+    """``peephole=True`` (Seq2Seq's LSTM) against Graves (2013), eqs. 7-11, written out here step by step; with
+    zero peephole weights it is torch.nn.LSTM."""
+    torch.manual_seed(0)
+    ours = LSTM(INPUT, HIDDEN, peephole=True)
+    reference = nn.LSTM(INPUT, HIDDEN)
+    missing, unexpected = ours.load_state_dict(reference.state_dict(), strict=False)
+    assert sorted(missing) == ["weight_cf_l0", "weight_ci_l0", "weight_co_l0"] and not unexpected
+    x = torch.randn(STEPS, BATCH, INPUT)
+    with torch.no_grad():
+        for name in missing:
+            getattr(ours, name).zero_()
+        assert_same_result(ours(x), reference(x))
+        for name in missing:
+            getattr(ours, name).uniform_(-1, 1)
+        output, (h_n, c_n) = ours(x)
+    w_i, w_f, w_g, w_o = ours.weight_ih_l0.chunk(4)
+    u_i, u_f, u_g, u_o = ours.weight_hh_l0.chunk(4)
+    b_i, b_f, b_g, b_o = (ours.bias_ih_l0 + ours.bias_hh_l0).chunk(4)
+    h, c = torch.zeros(BATCH, HIDDEN), torch.zeros(BATCH, HIDDEN)
+    with torch.no_grad():
+        for t in range(STEPS):
+            i = torch.sigmoid(x[t] @ w_i.T + h @ u_i.T + ours.weight_ci_l0 * c + b_i)
+            f = torch.sigmoid(x[t] @ w_f.T + h @ u_f.T + ours.weight_cf_l0 * c + b_f)
+            c = f * c + i * torch.tanh(x[t] @ w_g.T + h @ u_g.T + b_g)
+            o = torch.sigmoid(x[t] @ w_o.T + h @ u_o.T + ours.weight_co_l0 * c + b_o)
+            h = o * torch.tanh(c)
+            assert_close_rel(output[t], h)
+    assert_close_rel(h_n[0], h)
+    assert_close_rel(c_n[0], c)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_bad_input_raises_value_error_with_the_expected_shape(kind):
+    model = KINDS[kind][0](INPUT, HIDDEN, num_layers=2, batch_first=True)
+    x = torch.randn(BATCH, STEPS, INPUT)
+    cases = {
+        "wrong feature size": ((torch.randn(BATCH, STEPS, INPUT + 1),), {}, f"(N, T, {INPUT})"),
+        "empty sequences": ((torch.randn(BATCH, 0, INPUT),), {}, f"(N, T, {INPUT})"),
+        "a state of the wrong shape": ((x, initial_state(kind, model, BATCH + 1)), {}, f"(2, {BATCH}, {HIDDEN})"),
+        "an empty sequence in lengths": ((x,), {"lengths": [STEPS, 0, 2]}, f"integers in [1, {STEPS}]"),
+        "a length beyond the padding": ((x,), {"lengths": [STEPS + 1, 1, 2]}, f"integers in [1, {STEPS}]"),
+        "too few lengths": ((x,), {"lengths": [1, 2]}, f"N = {BATCH} integers"),
+        "lengths for one sequence": ((x[0],), {"lengths": [2]}, "(N, T, F)"),
+    }
+    if kind == "lstm":
+        cases["h_0 without c_0"] = ((x, initial_state(kind, model, BATCH)[0]), {}, "(h_0, c_0)")
+    for reason, (args, kwargs, expected) in cases.items():
+        with pytest.raises(ValueError) as info:
+            model(*args, **kwargs)
+        message = str(info.value)
+        assert message.startswith(f"{kind} expects") and expected in message, f"{reason}: {message}"
+
+
+def test_constructor_rejects_impossible_options():
+    for options in ({"proj_size": HIDDEN}, {"dropout": 1.5}, {"num_layers": 0}, {"proj_size": -1}):
+        with pytest.raises(ValueError), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            LSTM(INPUT, HIDDEN, **options)
+    with pytest.raises(TypeError):
+        GRU(INPUT, HIDDEN, proj_size=2)  # projections are the LSTM's only (torch.nn.GRU refuses them too)
+
+
+@settings(max_examples=200, deadline=None)
+@given(lengths=st.lists(st.integers(-1, 7), min_size=0, max_size=5), batch_size=st.integers(1, 4),
+       max_length=st.integers(1, 6), dtype=st.sampled_from([torch.int64, torch.int32, torch.float32, torch.bool]))
+def test_lengths_check_accepts_exactly_the_valid_lengths(lengths, batch_size, max_length, dtype):
+    """The shared check behind ``lengths=`` and ``src_lengths=``, against an independent statement of validity."""
+    tensor = torch.tensor(lengths, dtype=dtype)
+    valid = (len(lengths) == batch_size and dtype in (torch.int64, torch.int32)
+             and all(1 <= length <= max_length for length in lengths))
+    if valid:
+        check_sequence_lengths(tensor, name="net", batch_size=batch_size, max_length=max_length)
+        check_sequence_lengths(lengths, name="net", batch_size=batch_size, max_length=max_length)  # a list too
+        return
+    with pytest.raises(ValueError) as info:
+        check_sequence_lengths(tensor, name="net", batch_size=batch_size, max_length=max_length)
+    assert str(info.value).startswith(f"net expects lengths as N = {batch_size} integers in [1, {max_length}]")

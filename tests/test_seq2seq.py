@@ -1,0 +1,320 @@
+"""The recurrent translation models: Seq2Seq (Sutskever et al. 2014) and RNNsearch (Bahdanau et al. 2014).
+
+Their sizes are the papers'; the source is read reversed (Seq2Seq); a padded source gives what each sentence gives
+alone; RNNsearch's attention is a distribution over the real source words; decoding step by step with the
+recurrent state equals recomputing the whole prefix; the beam search finds the most likely output of a small
+vocabulary, checked against enumerating every output; and small configurations learn to sort and to reverse
+digit sequences on a CPU.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import paperzoo
+from conftest import assert_close_rel, randomize_weights
+from paperzoo.measure import count_parameters
+
+NAMES = ["seq2seq", "attention_seq2seq"]
+PAD, BOS, EOS, FIRST_DIGIT = 0, 1, 2, 3  # the digit tasks' vocabulary: 3 special tokens, then the digits 0-9
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The models here are tiny: a second thread only adds synchronisation to each small operation of the time loop
+    (measured on a busy 2-core machine: this file's tests take several times longer with two threads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def small(name: str, vocab_size: int = 11, target_vocab_size: int = 7, seed: int = 0) -> torch.nn.Module:
+    """A small model of the architecture, its weights redrawn at a scale where every part shapes the output."""
+    torch.manual_seed(seed)
+    if name == "seq2seq":
+        model = paperzoo.create_model(name, vocab_size=vocab_size, target_vocab_size=target_vocab_size,
+                                      embedding_dim=6, hidden_size=8, num_layers=2)
+    else:
+        model = paperzoo.create_model(name, vocab_size=vocab_size, target_vocab_size=target_vocab_size,
+                                      embedding_dim=6, hidden_size=8, alignment_size=5, maxout_size=4)
+    return randomize_weights(model, seed).eval()
+
+
+# --- the papers' sizes ------------------------------------------------------------------------------------
+
+def test_seq2seq_is_the_papers_size():
+    with torch.device("meta"):
+        model = paperzoo.create_model("seq2seq")
+    assert count_parameters(model) == 384_168_000  # the derivation in seq2seq.py's docstring
+    # §3.4: "384M parameters of which 64M are pure recurrent connections (32M for the "encoder" LSTM and 32M for
+    # the "decoder" LSTM)": 4 layers of 4·1000·(1000 + 1000) weights each.
+    for lstm in (model.encoder, model.decoder):
+        assert (lstm.num_layers, lstm.hidden_size, lstm.peephole) == (4, 1000, True)
+        weights = sum(p.numel() for name, p in lstm.named_parameters() if name.startswith(("weight_ih", "weight_hh")))
+        assert weights == 32_000_000
+    assert model.source_embedding.weight.shape == (160_000, 1000)  # "an input vocabulary of 160,000"
+    assert model.target_embedding.weight.shape == (80_000, 1000)  # "an output vocabulary of 80,000"
+    assert model.output.weight.shape == (80_000, 1000) and model.reverse_source
+
+
+def test_rnnsearch_is_appendix_as_size():
+    with torch.device("meta"):
+        model = paperzoo.create_model("attention_seq2seq")
+    n, m, alignment, maxout, words = 1000, 620, 1000, 500, 30_000  # appendix A.2 and B; §4.1's shortlists
+
+    def count(module: torch.nn.Module) -> int:
+        return count_parameters(module)
+
+    decoder = model.decoder
+    assert count(model.source_embedding) == words * m
+    assert count(model.encoder) == 2 * (3 * n * m + 3 * n * n + 3 * n)  # two directions of W·, U·, biases
+    assert count(decoder.initial_state) == n * n + n  # W_s
+    assert count(decoder.embedding) == words * m
+    gated_unit = count(decoder.input_gates) + count(decoder.context_gates) + decoder.recurrent_weight.numel()
+    assert gated_unit == 3 * n * m + 3 * n * n + 3 * n * 2 * n + 3 * n  # W·, U·, C·, biases
+    assert count(decoder.alignment) == alignment * n + alignment * 2 * n + alignment + alignment  # W_a, U_a, b, v_a
+    readout = decoder.readout
+    assert count(readout) - count(readout.output) == 2 * maxout * (n + m + 2 * n) + 2 * maxout  # U_o, V_o, C_o, b
+    assert count(readout.output) == words * maxout + words  # W_o
+    assert count(model) == 80_443_000 == paperzoo.model_card("attention_seq2seq").params
+
+
+# --- what one forward call computes -----------------------------------------------------------------------
+
+def test_seq2seq_reads_the_source_reversed():
+    model = small("seq2seq")
+    straight = paperzoo.create_model("seq2seq", vocab_size=11, target_vocab_size=7, embedding_dim=6, hidden_size=8,
+                                     num_layers=2, reverse_source=False).eval()
+    straight.load_state_dict(model.state_dict())
+    src, tgt = torch.randint(0, 11, (3, 5)), torch.randint(0, 7, (3, 4))
+    with torch.no_grad():
+        assert_close_rel(model(src, tgt), straight(src.flip(1), tgt))
+        assert not torch.allclose(model(src, tgt), straight(src, tgt))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_padded_source_gives_what_each_sentence_gives_alone(name):
+    model = small(name)
+    lengths = torch.tensor([5, 2, 4])
+    src = torch.randint(0, 11, (3, 5))
+    src[1, 2:] = 0  # whatever the padding holds must not matter
+    tgt = torch.randint(0, 7, (3, 4))
+    with torch.no_grad():
+        logits = model(src, tgt, src_lengths=lengths)
+        for n, length in enumerate(lengths.tolist()):
+            assert_close_rel(logits[n], model(src[n:n + 1, :length], tgt[n:n + 1])[0])
+        if name == "attention_seq2seq":
+            _, attention = model(src, tgt, src_lengths=lengths, return_attention=True)
+            assert torch.equal(attention[1, :, 2:], torch.zeros(4, 3)), "no attention on the padding"
+
+
+def test_attention_is_a_distribution_over_the_source():
+    model = small("attention_seq2seq")
+    src, tgt = torch.randint(0, 11, (2, 6)), torch.randint(0, 7, (2, 3))
+    with torch.no_grad():
+        logits, attention = model(src, tgt, return_attention=True)
+        assert torch.equal(logits, model(src, tgt))
+    assert attention.shape == (2, 3, 6) and (attention >= 0).all()
+    assert_close_rel(attention.sum(-1), torch.ones(2, 3))
+    assert attention.std() > 1e-3, "the alignment model discriminates between source positions"
+
+
+def test_rnnsearch_backward_rnn_reads_the_sentence_back_to_front():
+    """The encoder's backward direction is its forward cell run on the reversed sentence, with its own weights:
+    the annotation h_j = [h→_j; h←_j] has the two in the right places."""
+    model = small("attention_seq2seq")
+    encoder = model.encoder
+    embedded = torch.randn(2, 5, 6)
+    with torch.no_grad():
+        annotations, final = encoder(embedded)
+        mirrored = type(encoder)(6, 8)  # the same encoder with the two directions' weights exchanged
+        mirrored.load_state_dict({name.removesuffix("_reverse") if name.endswith("_reverse") else name + "_reverse": p
+                                  for name, p in encoder.state_dict().items()})
+        swapped, swapped_final = mirrored(embedded.flip(1))
+    assert_close_rel(annotations[..., 8:], swapped[..., :8].flip(1))  # h←_j
+    assert_close_rel(annotations[..., :8], swapped[..., 8:].flip(1))  # h→_j
+    assert_close_rel(final, swapped_final.flip(0))
+
+
+# --- decoding ---------------------------------------------------------------------------------------------
+
+def greedy_by_recomputing(model: torch.nn.Module, src: torch.Tensor, steps: int) -> tuple[list[int], float]:
+    """Greedy decoding without carrying any decoder state: the whole prefix is run again for every new token; the
+    last of ``steps`` steps appends <eos>."""
+    prefix, log_probability = [model.bos_id], 0.0
+    for step in range(steps):
+        with torch.no_grad():
+            log_probs = F.log_softmax(model(src, torch.tensor([prefix]))[0, -1], dim=-1)
+        token = int(log_probs.argmax()) if step + 1 < steps else model.eos_id
+        log_probability += float(log_probs[token])
+        if token == model.eos_id:
+            break
+        prefix.append(token)
+    return prefix[1:], log_probability
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_decoding_with_the_state_equals_recomputing_the_prefix(name):
+    """Greedy decoding (a beam of 1) carries the decoder's recurrent state from step to step, its cache; it gives
+    the tokens and log-probabilities of recomputing every prefix from scratch."""
+    model = small(name)
+    src = torch.randint(0, 11, (4, 5))
+    lengths = set()
+    for eos_id in range(2, model.target_vocab_size):  # each word in turn as the end token: outputs of many lengths
+        model.eos_id = eos_id
+        hypotheses = model.beam_search(src, beam_size=1, max_length=7)
+        for n in range(len(src)):
+            tokens, log_probability = greedy_by_recomputing(model, src[n:n + 1], steps=7)
+            (best,) = hypotheses[n]
+            assert best.tokens == tokens
+            assert best.log_probability == pytest.approx(log_probability, abs=1e-5)
+            lengths.add(len(tokens))
+    assert min(lengths) < 6 and max(lengths) == 6, "some outputs ended by the model, some by max_length"
+
+
+def every_output(model: torch.nn.Module, src: torch.Tensor, max_length: int) -> dict[tuple[int, ...], float]:
+    """log p(y, <eos> | src) of every output y that ends within max_length steps, by teacher forcing."""
+    words = [token for token in range(model.target_vocab_size) if token != model.eos_id]
+    scores = {}
+    for length in range(max_length):
+        for output in itertools.product(words, repeat=length):
+            tgt = torch.tensor([[model.bos_id, *output]])
+            with torch.no_grad():
+                log_probs = F.log_softmax(model(src, tgt)[0], dim=-1)  # (length + 1, V)
+            targets = torch.tensor([*output, model.eos_id])
+            scores[output] = float(log_probs.gather(1, targets[:, None]).sum())
+    return scores
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
+def test_beam_search_finds_the_most_likely_output(name, length_penalty):
+    """A 7-word vocabulary and 3 steps allow 1 + 6 + 6² outputs; a beam wider than the 6·7 extensions of the second
+    step misses none of them, so its best hypothesis is the best of all outputs, enumerated, and every hypothesis
+    carries its true log-probability."""
+    model = small(name)
+    src = torch.randint(0, 11, (1, 4))
+    scores = every_output(model, src, max_length=3)
+    ranked = {output: score / (len(output) + 1) ** length_penalty for output, score in scores.items()}
+    hypotheses = model.beam_search(src, beam_size=64, max_length=3, length_penalty=length_penalty)[0]
+    assert hypotheses and all(h.finished for h in hypotheses)
+    assert [h.score for h in hypotheses] == sorted((h.score for h in hypotheses), reverse=True)
+    for hypothesis in hypotheses:
+        assert hypothesis.log_probability == pytest.approx(scores[tuple(hypothesis.tokens)], abs=1e-5)
+        assert hypothesis.score == pytest.approx(ranked[tuple(hypothesis.tokens)], abs=1e-5)
+    assert hypotheses[0].score == pytest.approx(max(ranked.values()), abs=1e-5)
+    # A beam of 2 (the paper's "most of the benefit") keeps at most 2 and never beats the exhaustive search.
+    narrow = model.beam_search(src, beam_size=2, max_length=3, length_penalty=length_penalty)[0]
+    assert 1 <= len(narrow) <= 2 and narrow[0].score <= hypotheses[0].score + 1e-6
+
+
+def test_beam_search_batches_examples_independently():
+    model = small("seq2seq")
+    src = torch.randint(0, 11, (3, 4))
+    together = model.beam_search(src, beam_size=3, max_length=5)
+    for n in range(3):
+        alone = model.beam_search(src[n:n + 1], beam_size=3, max_length=5)[0]
+        assert [h.tokens for h in together[n]] == [h.tokens for h in alone]
+
+
+def test_max_length_bounds_the_output():
+    model = small("seq2seq")
+    src = torch.randint(0, 11, (1, 3))
+    with torch.no_grad():
+        model.output.bias[model.eos_id] = -30.0  # the end token is very unlikely, but possible
+        hypotheses = model.beam_search(src, beam_size=3, max_length=4)[0]
+        # at the last step every hypothesis ends, its log p(<eos>) counted
+        assert len(hypotheses) == 3 and all(h.finished and len(h.tokens) == 3 for h in hypotheses)
+        assert all(h.log_probability < -30 for h in hypotheses)
+        model.output.bias[model.eos_id] = float("-inf")  # the end token is impossible
+        hypotheses = model.beam_search(src, beam_size=3, max_length=4)[0]
+    assert len(hypotheses) == 3 and not any(h.finished for h in hypotheses)
+    assert all(len(h.tokens) == 4 for h in hypotheses)
+
+
+# --- bad input --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_input_raises_value_error_with_the_expected_shape(name):
+    model = small(name)
+    src, tgt = torch.randint(0, 11, (2, 4)), torch.randint(0, 7, (2, 3))
+    cases = {
+        "a source id out of the vocabulary": (lambda: model(torch.full((2, 4), 11), tgt), "(N, T) with ids in [0, 11)"),
+        "a target id out of the vocabulary": (lambda: model(src, torch.full((2, 3), 7)), "(N, T) with ids in [0, 7)"),
+        "empty target sequences": (lambda: model(src, tgt[:, :0]), "(N, T)"),
+        "mismatched batch sizes": (lambda: model(src, tgt[:1]), "same batch size N"),
+        "an empty sentence in src_lengths": (lambda: model(src, tgt, src_lengths=torch.tensor([4, 0])), "[1, 4]"),
+        "src_lengths longer than the source": (lambda: model(src, tgt, src_lengths=[5, 1]), "[1, 4]"),
+        "a float source to beam_search": (lambda: model.beam_search(src.float()), "(N, T)"),
+        "an out-of-vocabulary source to beam_search": (lambda: model.beam_search(src + 11), "[0, 11)"),
+    }
+    for reason, (call, expected) in cases.items():
+        with pytest.raises(ValueError) as info:
+            call()
+        message = str(info.value)
+        assert message.startswith(f"{name} expects") and expected in message, f"{reason}: {message}"
+    with pytest.raises(ValueError, match="eos_id"):
+        paperzoo.create_model(name, vocab_size=5, target_vocab_size=2, eos_id=2)
+
+
+# --- learning ---------------------------------------------------------------------------------------------
+
+def digit_task(task: str, batch_size: int, length: int, generator: torch.Generator):
+    """Sequences of digits and their sorted or reversed copy: (source, decoder input, decoder target, answer)."""
+    digits = torch.randint(0, 10, (batch_size, length), generator=generator)
+    answer = (digits.sort(dim=1).values if task == "sort" else digits.flip(1)) + FIRST_DIGIT
+    bos, eos = torch.full((batch_size, 1), BOS), torch.full((batch_size, 1), EOS)
+    return digits + FIRST_DIGIT, torch.cat((bos, answer), 1), torch.cat((answer, eos), 1), answer
+
+
+def train_on_digits(model: torch.nn.Module, task: str, length: int, steps: int, batch_size: int) -> float:
+    """Adam on fresh batches, then the exact-sequence accuracy of greedy decoding on 500 unseen sequences."""
+    generator = torch.Generator().manual_seed(0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(steps):
+        src, decoder_input, decoder_target, _ = digit_task(task, batch_size, length, generator)
+        loss = F.cross_entropy(model(src, decoder_input).flatten(0, 1), decoder_target.flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # as both papers (5 and 1)
+        optimizer.step()
+    model.eval()
+    src, _, _, answer = digit_task(task, 500, length, torch.Generator().manual_seed(1))
+    hypotheses = model.beam_search(src, beam_size=1, max_length=length + 1)
+    return sum(h[0].tokens == a.tolist() for h, a in zip(hypotheses, answer, strict=True)) / len(answer)
+
+
+@pytest.mark.heavy
+def test_seq2seq_learns_to_sort_digits():
+    # Measured: 500 of 500 sorted exactly after 250 steps, 18-21 s on one core of a busy machine.
+    torch.manual_seed(0)
+    model = paperzoo.create_model("seq2seq", vocab_size=13, target_vocab_size=13, embedding_dim=32, hidden_size=128,
+                                  num_layers=1, bos_id=BOS, eos_id=EOS)
+    start = time.perf_counter()
+    accuracy = train_on_digits(model, "sort", length=5, steps=250, batch_size=256)
+    assert accuracy >= 0.98, f"{accuracy:.1%} of 500 sequences sorted exactly ({time.perf_counter() - start:.0f} s)"
+
+
+@pytest.mark.heavy
+def test_rnnsearch_learns_to_reverse_digits_and_aligns_each_output_with_its_source():
+    # Measured: 500 of 500 reversed exactly after 200 steps, 9-12 s on one core of a busy machine; every output
+    # word attends most to its mirrored source word.
+    torch.manual_seed(0)
+    model = paperzoo.create_model("attention_seq2seq", vocab_size=13, target_vocab_size=13, embedding_dim=32,
+                                  hidden_size=64, alignment_size=64, maxout_size=32, bos_id=BOS, eos_id=EOS)
+    accuracy = train_on_digits(model, "reverse", length=6, steps=200, batch_size=128)
+    assert accuracy >= 0.98, f"{accuracy:.1%} of 500 sequences reversed exactly"
+    # The i-th output word is the source's (S - 1 - i)-th: the learned soft alignment is the anti-diagonal (the
+    # paper's Figure 3 shows the monotone alignments of English-French the same way).
+    src, decoder_input, _, _ = digit_task("reverse", 100, 6, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        _, attention = model(src, decoder_input, return_attention=True)  # (N, 7, 6)
+    focus = attention[:, :6].argmax(-1)  # the source position each output word attends to most
+    assert (focus == torch.arange(5, -1, -1)).float().mean() >= 0.9
