@@ -74,6 +74,12 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.classification.cbam": ("cbam_resnet50",),
     "paperzoo.models.classification.pyramidnet": ("pyramidnet_110_a48", "pyramidnet_272_a200", "pyramidnet_200_a300"),
     "paperzoo.models.classification.coordconv": ("coordconv_resnet50", "coordconv_classifier"),
+    "paperzoo.models.segmentation.unet": ("unet", "unet_padded"),
+    "paperzoo.models.segmentation.fcn": (
+        "fcn32s_vgg16", "fcn16s_vgg16", "fcn8s_vgg16", "fcn_resnet50", "fcn_resnet101",
+    ),
+    "paperzoo.models.segmentation.deeplabv3": ("deeplabv3_resnet50", "deeplabv3_resnet101"),
+    "paperzoo.models.segmentation.pspnet": ("pspnet_resnet50", "pspnet_resnet101"),
     "paperzoo.models.generative.gan": ("gan",),
     "paperzoo.models.generative.dcgan": ("dcgan", "dcgan_ngf64"),
     "paperzoo.models.generative.vae": ("vae",),

@@ -10,6 +10,7 @@ from paperzoo.layers.attention import KeyValueCache, MultiHeadAttention
 from paperzoo.layers.conv import ConvNormAct
 from paperzoo.layers.features import FeatureInfo, stage_outputs
 from paperzoo.layers.inverted_residual import InvertedResidual
+from paperzoo.layers.segmentation import FCNHead, check_segmentation_target, pixelwise_cross_entropy
 from paperzoo.layers.squeeze_excite import SqueezeExcite
 from paperzoo.layers.stochastic_depth import StochasticDepth
 from paperzoo.layers.validation import (
@@ -20,6 +21,7 @@ from paperzoo.layers.validation import (
     check_waveform_batch,
 )
 
-__all__ = ["ConvNormAct", "FeatureInfo", "InvertedResidual", "KeyValueCache", "MultiHeadAttention",
+__all__ = ["ConvNormAct", "FCNHead", "FeatureInfo", "InvertedResidual", "KeyValueCache", "MultiHeadAttention",
            "SqueezeExcite", "StochasticDepth", "check_feature_sequence", "check_image_batch",
-           "check_latent_batch", "check_token_batch", "check_waveform_batch", "stage_outputs"]
+           "check_latent_batch", "check_segmentation_target", "check_token_batch", "check_waveform_batch",
+           "pixelwise_cross_entropy", "stage_outputs"]
