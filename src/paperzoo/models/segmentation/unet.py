@@ -147,8 +147,9 @@ class UNet(nn.Module):
         padding = 1 if padded else 0
         widths = [base_width * 2**level for level in range(depth + 1)]  # 64, 128, 256, 512, 1024
 
+        inputs = [in_chans, *widths[:depth - 1]]
         self.contracting = nn.ModuleList(
-            DoubleConv(c_in, c_out, padding) for c_in, c_out in zip([in_chans, *widths[:depth - 1]], widths[:depth]))
+            DoubleConv(c_in, c_out, padding) for c_in, c_out in zip(inputs, widths[:depth], strict=True))
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
         self.bottom = DoubleConv(widths[depth - 1], widths[depth], padding)
         self.dropout = nn.Dropout(dropout)
