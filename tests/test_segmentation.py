@@ -377,8 +377,9 @@ def test_loss_rejects_bad_targets(name):
         "not a tensor": [[0] * 32] * 32,
     }
     for reason, target in cases.items():
-        with pytest.raises(ValueError, match=rf"^{name} expects a target .*\(N, H, W\) = \(2, 32, 32\)"):
+        with pytest.raises(ValueError, match=rf"^{name} expects a target .*\(N, H, W\) = \(2, 32, 32\)") as info:
             model.loss({"out": logits}, target)
+        assert "got" in str(info.value), f"{name}, {reason}: {info.value}"
     assert model.loss({"out": logits}, torch.full((2, 32, 32), 255)).item() == 0  # every pixel ignored
 
 

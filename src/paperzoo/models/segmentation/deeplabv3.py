@@ -125,7 +125,7 @@ class DeepLabV3(nn.Module):
         aux_loss: add the auxiliary FCN head on conv4_x; ``forward`` then also returns ``"aux"``.
     """
 
-    min_input_size = 32  # the ResNet backbone's own limit
+    min_input_size = 32  # the shared ResNet backbone refuses less (its total stride); torchvision's takes 1×1
     model_name = "deeplabv3"
 
     def __init__(self, num_classes: int = 21, in_chans: int = 3, backbone: str = "resnet50",

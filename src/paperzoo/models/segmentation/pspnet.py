@@ -122,7 +122,7 @@ class PSPNet(nn.Module):
             ``"aux"``. On by default: the paper's network as trained.
     """
 
-    min_input_size = 32  # the ResNet backbone's own limit
+    min_input_size = 32  # the shared ResNet backbone refuses less (its total stride)
     model_name = "pspnet"
 
     def __init__(self, num_classes: int = 150, in_chans: int = 3, backbone: str = "resnet50",
