@@ -91,7 +91,9 @@ def parse_reference(reference: str) -> tuple[str, str, dict]:
 
     ``torchvision.models.googlenet(aux_logits=False)`` → ("torchvision", "googlenet", {"aux_logits": False});
     ``timm:seresnet50`` → ("timm", "seresnet50", {}); ``torch.nn.LSTM(input_size=8, hidden_size=16)`` →
-    ("torch.nn", "LSTM", {"input_size": 8, "hidden_size": 16}). The keyword values are Python literals.
+    ("torch.nn", "LSTM", {"input_size": 8, "hidden_size": 16}). The keyword values are Python literals. A
+    torchvision submodule (``torchvision.models.segmentation.fcn_resnet50``) is dropped: ``get_model`` knows every
+    builder by its name alone.
     """
     import ast
 
@@ -104,8 +106,10 @@ def parse_reference(reference: str) -> tuple[str, str, dict]:
     else:
         return reference, "", {}
     parsed = ast.parse(call if "(" in call else call + "()", mode="eval").body
-    assert isinstance(parsed, ast.Call) and isinstance(parsed.func, ast.Name), f"unreadable reference {reference!r}"
-    return library, parsed.func.id, {kw.arg: ast.literal_eval(kw.value) for kw in parsed.keywords}
+    assert isinstance(parsed, ast.Call) and isinstance(parsed.func, (ast.Name, ast.Attribute)), \
+        f"unreadable reference {reference!r}"
+    name = parsed.func.id if isinstance(parsed.func, ast.Name) else parsed.func.attr
+    return library, name, {kw.arg: ast.literal_eval(kw.value) for kw in parsed.keywords}
 
 
 def build_reference(reference: str) -> nn.Module:

@@ -298,7 +298,7 @@ def test_smallest_stated_input_works(name):
     assert model.min_input_size == spec.min_size, "the card and the model disagree on the smallest input"
     with torch.no_grad():
         out = model(torch.randn(1, spec.shape[0], spec.min_size, spec.min_size))
-    assert torch.isfinite(out).all()
+    check_finite_float(out, name)  # a tensor, or a dict of them (segmentation)
 
 
 # --- classifiers: the method set and features_only -------------------------------------------------------

@@ -54,8 +54,15 @@ def check_parity(ours: torch.nn.Module, reference: torch.nn.Module, name: str) -
                 with pytest.raises(ValueError, match=f"^{name} expects"):
                     ours(x)
                 continue
-            assert_output_depends_on_input(expected)
-            assert_close_rel(ours(x), expected)
+            actual = ours(x)
+            if isinstance(expected, dict):  # segmentation: {"out": scores[, "aux": scores]}, torchvision's convention
+                assert actual.keys() == expected.keys(), f"{name}: outputs {list(actual)}, reference {list(expected)}"
+                actual, expected = list(actual.values()), list(expected.values())
+            else:
+                actual, expected = [actual], [expected]
+            for actual_part, expected_part in zip(actual, expected, strict=True):
+                assert_output_depends_on_input(expected_part)
+                assert_close_rel(actual_part, expected_part)
 
 
 def converted(name: str, reference: torch.nn.Module, source: str = "torchvision") -> torch.nn.Module:
@@ -136,3 +143,5 @@ def test_reference_strings_parse():
         "torchvision", "googlenet", {"aux_logits": False, "init_weights": True})
     assert parse_reference("timm:seresnet50") == ("timm", "seresnet50", {})
     assert parse_reference("paper") == ("paper", "", {})
+    assert parse_reference("torchvision.models.segmentation.fcn_resnet50(aux_loss=False, weights_backbone=None)") == (
+        "torchvision", "fcn_resnet50", {"aux_loss": False, "weights_backbone": None})

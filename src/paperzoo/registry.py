@@ -90,6 +90,12 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.classification.xception": ("xception",),
     "paperzoo.models.language.bert": ("bert_base", "bert_large", "bert_base_pretraining", "bert_large_pretraining"),
     "paperzoo.models.language.gpt": ("gpt", "gpt2", "gpt2_medium", "gpt2_large", "gpt2_xl"),
+    "paperzoo.models.segmentation.unet": ("unet", "unet_padded"),
+    "paperzoo.models.segmentation.fcn": (
+        "fcn32s_vgg16", "fcn16s_vgg16", "fcn8s_vgg16", "fcn_resnet50", "fcn_resnet101",
+    ),
+    "paperzoo.models.segmentation.deeplabv3": ("deeplabv3_resnet50", "deeplabv3_resnet101"),
+    "paperzoo.models.segmentation.pspnet": ("pspnet_resnet50", "pspnet_resnet101"),
     "paperzoo.models.generative.gan": ("gan",),
     "paperzoo.models.generative.dcgan": ("dcgan", "dcgan_ngf64"),
     "paperzoo.models.generative.vae": ("vae",),

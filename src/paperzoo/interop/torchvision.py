@@ -335,6 +335,59 @@ def swin_transformer(state_dict: StateDict, model: nn.Module) -> StateDict:
     ])
 
 
+def _segmentation_backbone(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """torchvision's segmentation models keep the ResNet's own names under ``backbone.`` (its
+    ``IntermediateLayerGetter`` drops only the pool and fc): the ResNet rules apply inside the prefix."""
+    inner = {k.removeprefix("backbone."): v for k, v in state_dict.items() if k.startswith("backbone.")}
+    renamed = {f"backbone.{k}": v for k, v in resnet(inner, model.backbone).items()}
+    renamed.update((k, v) for k, v in state_dict.items() if not k.startswith("backbone."))
+    return renamed
+
+
+def _fcn_head_rules(theirs: str, ours: str) -> list[tuple[str, str]]:
+    """torchvision's ``FCNHead`` is a flat Sequential [conv, BN, ReLU, dropout, conv]: indices 0, 1 are our
+    ``conv`` (a ConvNormAct), index 4 our ``classifier``."""
+    return [(rf"{theirs}\.0\.weight", rf"{ours}.conv.conv.weight"),
+            (rf"{theirs}\.1\.(.+)", rf"{ours}.conv.norm.\1"),
+            (rf"{theirs}\.4\.(weight|bias)", rf"{ours}.classifier.\1")]
+
+
+def fcn_resnet(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """torchvision's FCN: ``classifier`` and ``aux_classifier`` (FCN heads) are our ``head`` and ``aux_head``."""
+    return rename(_segmentation_backbone(state_dict, model),
+                  _fcn_head_rules("classifier", "head") + _fcn_head_rules("aux_classifier", "aux_head"))
+
+
+def deeplabv3(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """torchvision's DeepLabV3: ``classifier`` is [ASPP, conv, BN, ReLU, conv] (our ``head``: ``aspp``, ``conv``,
+    ``classifier``). In ASPP, ``convs.0`` is the 1×1 branch, ``convs.1`` … ``convs.<r>`` the atrous branches
+    (each [conv, BN, ReLU]), the last ``convs`` entry the image pooling ([pool, conv, BN, ReLU]); ``project.0``,
+    ``project.1`` the projection's conv and BN."""
+    pooling = len(model.head.aspp.atrous) + 1
+    aspp = r"classifier\.0\.convs"
+
+    def branch(m: re.Match[str]) -> str:
+        index = int(m["branch"])
+        if index == 0:
+            name = "conv1x1"
+        elif index < pooling:
+            name = f"atrous.{index - 1}"
+        else:
+            name = "image_pooling.conv"
+        layer = int(m["layer"]) - (index == pooling)  # the pooling branch starts with the pool itself
+        return f"head.aspp.{name}.{'conv' if layer == 0 else 'norm'}.{m['rest']}"
+
+    return rename(_segmentation_backbone(state_dict, model), [
+        (rf"{aspp}\.(?P<branch>\d+)\.(?P<layer>\d)\.(?P<rest>.+)", branch),
+        (r"classifier\.0\.project\.0\.weight", "head.aspp.project.conv.weight"),
+        (r"classifier\.0\.project\.1\.(.+)", r"head.aspp.project.norm.\1"),
+        (r"classifier\.1\.weight", "head.conv.conv.weight"),
+        (r"classifier\.2\.(.+)", r"head.conv.norm.\1"),
+        (r"classifier\.4\.(weight|bias)", r"head.classifier.\1"),
+        *_fcn_head_rules("aux_classifier", "aux_head"),
+    ])
+
+
 CONVERTERS = {
     "AlexNet": alexnet,
     "VGG": vgg,
@@ -352,4 +405,6 @@ CONVERTERS = {
     "InceptionV3": inception_v3,
     "VisionTransformer": vision_transformer,
     "SwinTransformer": swin_transformer,
+    "FCNResNet": fcn_resnet,
+    "DeepLabV3": deeplabv3,
 }

@@ -12,6 +12,7 @@ from paperzoo.layers.decoding import Hypothesis, beam_search
 from paperzoo.layers.features import FeatureInfo, stage_outputs
 from paperzoo.layers.inverted_residual import InvertedResidual
 from paperzoo.layers.recurrent import RecurrentLayers
+from paperzoo.layers.segmentation import FCNHead, check_segmentation_target, pixelwise_cross_entropy
 from paperzoo.layers.squeeze_excite import SqueezeExcite
 from paperzoo.layers.stochastic_depth import StochasticDepth
 from paperzoo.layers.validation import (
@@ -25,7 +26,8 @@ from paperzoo.layers.validation import (
     check_waveform_batch,
 )
 
-__all__ = ["ConvNormAct", "FeatureInfo", "Hypothesis", "InvertedResidual", "KeyValueCache", "MultiHeadAttention",
-           "RecurrentLayers", "SqueezeExcite", "StochasticDepth", "beam_search", "check_attention_mask",
-           "check_feature_sequence", "check_image_batch", "check_latent_batch", "check_sequence_lengths",
-           "check_token_batch", "check_token_pair", "check_waveform_batch", "stage_outputs"]
+__all__ = ["ConvNormAct", "FCNHead", "FeatureInfo", "Hypothesis", "InvertedResidual", "KeyValueCache",
+           "MultiHeadAttention", "RecurrentLayers", "SqueezeExcite", "StochasticDepth", "beam_search",
+           "check_attention_mask", "check_feature_sequence", "check_image_batch", "check_latent_batch",
+           "check_segmentation_target", "check_sequence_lengths", "check_token_batch", "check_token_pair",
+           "check_waveform_batch", "pixelwise_cross_entropy", "stage_outputs"]

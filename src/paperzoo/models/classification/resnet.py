@@ -42,6 +42,10 @@ Deviations from the paper, all torchvision's, kept so that its weights load and 
   default as in torchvision.
 * ``output_stride`` 16 or 8 replaces the stride of the last one or two stages by dilation (DeepLab); this
   is for the segmentation models built on this backbone, and 32, the paper's network, is the default.
+* Also for the segmentation models, and off by default: ``deep_stem=True`` replaces the 7×7 conv1 by three
+  3×3 convolutions (64, 64, 128 channels; the first with stride 2), the stem of the ResNets that the PSPNet
+  authors trained (the "ResNet-C" of He et al. 2019, "Bag of Tricks", there with 32, 32, 64); ``stem_width``
+  and ``stage_widths`` narrow the network (the small variants of the segmentation learning tests).
 """
 
 from __future__ import annotations
@@ -120,6 +124,10 @@ class ResNet(nn.Module):
         output_stride: 32 (the paper), 16 or 8: the last stages trade their stride for dilation.
         features_only: build no head; ``forward`` returns the outputs of the stages in ``out_indices``.
         out_indices: which of conv2_x … conv5_x (0 … 3) ``features_only`` returns.
+        deep_stem: conv1 as three 3×3 convolutions (``stem_width``, ``stem_width``, 2·``stem_width``) instead
+            of one 7×7 (PSPNet's backbone).
+        stem_width: output channels of the 7×7 conv1 (64 in Table 1).
+        stage_widths: the widths of conv2_x … conv5_x (Table 1: 64, 128, 256, 512; a bottleneck outputs 4×).
     """
 
     min_input_size = 32  # the network's total stride; smaller images leave conv5_x less than one pixel
@@ -136,6 +144,9 @@ class ResNet(nn.Module):
         output_stride: int = 32,
         features_only: bool = False,
         out_indices: tuple[int, ...] = (0, 1, 2, 3),
+        deep_stem: bool = False,
+        stem_width: int = 64,
+        stage_widths: tuple[int, int, int, int] = (64, 128, 256, 512),
     ) -> None:
         super().__init__()
         if output_stride not in (8, 16, 32):
@@ -146,14 +157,23 @@ class ResNet(nn.Module):
         self.out_indices = tuple(out_indices)
 
         # conv1 and the max pool that Table 1 lists at the top of conv2_x: together stride 4.
-        self.conv1 = ConvNormAct(in_chans, 64, kernel_size=7, stride=2, padding=3)
+        if deep_stem:  # three 3×3 convolutions see the same 7×7 window with more non-linearity
+            self.conv1 = nn.Sequential(OrderedDict(
+                conv1_1=ConvNormAct(in_chans, stem_width, kernel_size=3, stride=2),
+                conv1_2=ConvNormAct(stem_width, stem_width, kernel_size=3),
+                conv1_3=ConvNormAct(stem_width, 2 * stem_width, kernel_size=3),
+            ))
+            stem_channels = 2 * stem_width
+        else:
+            self.conv1 = ConvNormAct(in_chans, stem_width, kernel_size=7, stride=2, padding=3)
+            stem_channels = stem_width
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
         stages: OrderedDict[str, nn.Module] = OrderedDict()
         self.feature_info: list[FeatureInfo] = []
-        in_channels, stride_so_far, dilation = 64, 4, 1
+        in_channels, stride_so_far, dilation = stem_channels, 4, 1
         num_stages = max(self.out_indices) + 1 if features_only else 4
-        for i, (width, num_blocks) in enumerate(zip((64, 128, 256, 512), blocks_per_stage, strict=True)):
+        for i, (width, num_blocks) in enumerate(zip(stage_widths, blocks_per_stage, strict=True)):
             if i == num_stages:
                 break
             stride = 1 if i == 0 else 2
@@ -173,7 +193,7 @@ class ResNet(nn.Module):
                 self.feature_info.append(FeatureInfo(in_channels, stride_so_far, f"stages.{name}"))
         self.stages = nn.Sequential(stages)
 
-        self.num_features = 512 * block.expansion
+        self.num_features = stage_widths[-1] * block.expansion
         if not features_only:
             self.global_pool = nn.AdaptiveAvgPool2d(1)
             self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()

@@ -38,6 +38,10 @@ Deviations from the paper, all torchvision's, kept so that its weights load and 
 * He (Kaiming) normal initialisation of the convolutions and N(0, 0.01²) for the fully-connected layers;
   the paper initialised the deeper nets from the trained configuration A, and notes (§3.1) that Glorot
   initialisation without pre-training works as well.
+
+Options for the networks built on VGG, off by default: ``ceil_mode=True`` rounds a pooled size up, as Caffe's
+pooling did (the FCN paper's VGG-16 relies on it); ``block_widths`` narrows the blocks (the small FCN of the
+segmentation learning test).
 """
 
 from __future__ import annotations
@@ -69,14 +73,15 @@ class VGGBlock(nn.Sequential):
     Children are named as in the released models: ``conv{b}_1`` … ``conv{b}_{num_convs}``, ``pool{b}``.
     """
 
-    def __init__(self, index: int, in_channels: int, out_channels: int, num_convs: int, batch_norm: bool) -> None:
+    def __init__(self, index: int, in_channels: int, out_channels: int, num_convs: int, batch_norm: bool,
+                 ceil_mode: bool = False) -> None:
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         for k in range(1, num_convs + 1):
             layers[f"conv{index}_{k}"] = ConvNormAct(
                 in_channels if k == 1 else out_channels, out_channels, kernel_size=3,
                 norm_layer=nn.BatchNorm2d if batch_norm else None, bias=True,
             )
-        layers[f"pool{index}"] = nn.MaxPool2d(kernel_size=2, stride=2)  # halves H and W
+        layers[f"pool{index}"] = nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=ceil_mode)  # halves H and W
         super().__init__(layers)
 
 
@@ -92,6 +97,8 @@ class VGG(nn.Module):
         features_only: build only the convolutional blocks; ``forward`` returns the outputs of the
             blocks named by ``out_indices`` (after their pools: strides 2, 4, 8, 16, 32).
         out_indices: which blocks' outputs ``features_only`` returns (0 is block1).
+        ceil_mode: pooled sizes rounded up (Caffe's pooling), not down.
+        block_widths: channels of the five blocks (Table 1: 64, 128, 256, 512, 512).
     """
 
     min_input_size = 32  # five 2×2 pools need at least 2⁵ pixels
@@ -106,30 +113,34 @@ class VGG(nn.Module):
         dropout: float = 0.5,
         features_only: bool = False,
         out_indices: tuple[int, ...] = (0, 1, 2, 3, 4),
+        ceil_mode: bool = False,
+        block_widths: tuple[int, ...] = BLOCK_WIDTHS,
     ) -> None:
         super().__init__()
-        if len(convs_per_block) != len(BLOCK_WIDTHS):
-            raise ValueError(f"convs_per_block needs {len(BLOCK_WIDTHS)} entries, got {convs_per_block}")
+        if not len(convs_per_block) == len(block_widths) == len(BLOCK_WIDTHS):
+            raise ValueError(f"convs_per_block and block_widths need {len(BLOCK_WIDTHS)} entries, "
+                             f"got {convs_per_block} and {block_widths}")
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.features_only = features_only
         self.out_indices = tuple(out_indices)
 
-        num_blocks = max(self.out_indices) + 1 if features_only else len(BLOCK_WIDTHS)
+        num_blocks = max(self.out_indices) + 1 if features_only else len(block_widths)
         blocks: OrderedDict[str, nn.Module] = OrderedDict()
         channels = in_chans
         for i in range(num_blocks):
-            blocks[f"block{i + 1}"] = VGGBlock(i + 1, channels, BLOCK_WIDTHS[i], convs_per_block[i], batch_norm)
-            channels = BLOCK_WIDTHS[i]
+            blocks[f"block{i + 1}"] = VGGBlock(i + 1, channels, block_widths[i], convs_per_block[i], batch_norm,
+                                               ceil_mode)
+            channels = block_widths[i]
         self.features = nn.Sequential(blocks)
-        self.feature_info = [FeatureInfo(BLOCK_WIDTHS[i], 2 ** (i + 1), f"features.block{i + 1}")
+        self.feature_info = [FeatureInfo(block_widths[i], 2 ** (i + 1), f"features.block{i + 1}")
                              for i in self.out_indices]
 
         self.num_features = 4096
         if not features_only:
             self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
             self.classifier = nn.Sequential(OrderedDict(
-                fc6=nn.Linear(512 * 7 * 7, 4096),
+                fc6=nn.Linear(block_widths[-1] * 7 * 7, 4096),
                 relu6=nn.ReLU(inplace=True),
                 drop6=nn.Dropout(p=dropout),
                 fc7=nn.Linear(4096, 4096),
