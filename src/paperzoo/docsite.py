@@ -277,7 +277,8 @@ print(card.architecture, f"{{paperzoo.count_parameters(model):,}} parameters")  
 
 def _paper_block(card: ModelCard) -> str:
     paper = card.paper
-    return (f'!!! abstract "The paper"\n    **[{paper.title}]({paper.url})**  \n    {paper.authors}, {paper.year}')
+    return (f'!!! abstract "The paper"\n    **[{_inline(paper.title)}]({paper.url})**  \n    {paper.authors}, '
+            f"{paper.year}")
 
 
 def architecture_page(arch: Architecture, diagrams: list | None) -> str:
