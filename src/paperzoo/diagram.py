@@ -317,7 +317,8 @@ def _trace_once(root: nn.Module, args: tuple, kwargs: dict, batch_size: int,
         trace.mark(t, frozenset({node.id}))
     handles = []
     by_module: dict[int, Node] = {}
-    for path, parent, module in display_modules(root, opened):
+    # A network with no submodules (a recurrent layer holding its weights itself) is one box.
+    for path, parent, module in display_modules(root, opened) or [("", "", root)]:
         node = _module_node(trace, path, parent, module)
         by_module[id(module)] = node
 
@@ -371,7 +372,8 @@ def _trace_once(root: nn.Module, args: tuple, kwargs: dict, batch_size: int,
 def structure_graph(root: nn.Module, note: str) -> Graph:
     """The boxes in registration order, chained, for a module whose forward pass could not be traced."""
     trace = _Trace(batch_size=0)
-    nodes = [_module_node(trace, path, parent, module) for path, parent, module in display_modules(root)]
+    nodes = [_module_node(trace, path, parent, module)
+             for path, parent, module in display_modules(root) or [("", "", root)]]
     for i, node in enumerate(nodes):
         node.order, node.calls = i + 1, 1
     graph = Graph(nodes=trace.nodes, edges=[(a.id, b.id) for a, b in pairwise(nodes)], traced=False,
@@ -658,9 +660,14 @@ def architecture_diagrams(name: str, *, max_blocks: int = 12) -> list[Diagram]:
     """
     card = model_card(name)
     batch_size = 2
-    with torch.device("meta"):
-        model = create_model(name).eval()
-        example = card.example_input(batch_size)
+    try:
+        with torch.device("meta"):
+            model = create_model(name).eval()
+            example = card.example_input(batch_size)
+    except Exception as err:  # the page still builds, and says why it has no diagram
+        return [Diagram(anchor="network", title=card.architecture, path="", svg="", traced=False, boxes=0, output="",
+                        note=f"no diagram: the model could not be built on the meta device ({type(err).__name__}: "
+                             f"{err})")]
     args = example if isinstance(example, tuple) else (example,)  # a tuple is spread, as run_example does
     return _diagrams(model, args, batch_size, card.architecture, max_blocks)
 
