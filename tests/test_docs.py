@@ -99,6 +99,14 @@ def test_rst_docstring_becomes_markdown():
     assert "* a point that\n    continues" in md and "\n    * a nested point" in md
 
 
+def test_api_reference_reads_rst_roles_as_code():
+    import markdown
+
+    html = markdown.markdown("The card (:class:`~paperzoo.registry.ModelCard`) and ``x``.",
+                             extensions=[docsite.makeExtension()])
+    assert "<code>paperzoo.registry.ModelCard</code>" in html and ":class:" not in html
+
+
 def test_docstring_is_split_by_the_anatomy():
     doc = ("Net.\n\nPaper: \"T\", A, 2000.\n\nThe idea.\n\nDeviations from the paper:\n\n* one\n  more\n* two\n\n"
            "Initialisation as the reference.")

@@ -660,6 +660,23 @@ def site_files(root: Path | str = ".", *, diagrams: bool = True) -> dict[str, st
     return files
 
 
+def makeExtension(**kwargs):  # noqa: N802 (the name Python-Markdown looks for)
+    """A Python-Markdown extension (``markdown_extensions: [paperzoo.docsite]`` in mkdocs.yml) that reads the
+    reStructuredText roles of the docstrings (``:class:`ModelCard```) as code, for the API reference."""
+    from markdown import Extension
+    from markdown.preprocessors import Preprocessor
+
+    class Roles(Preprocessor):
+        def run(self, lines: list[str]) -> list[str]:
+            return [_ROLE.sub(lambda m: f"`{m.group(1)}`", line) for line in lines]
+
+    class RolesExtension(Extension):
+        def extendMarkdown(self, md) -> None:  # noqa: N802 (Python-Markdown's API)
+            md.preprocessors.register(Roles(md), "paperzoo-rst-roles", 25)
+
+    return RolesExtension(**kwargs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m paperzoo.docsite",
                                      description="Write the documentation site's generated pages to a folder.")
