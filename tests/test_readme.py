@@ -26,7 +26,8 @@ def test_model_table_is_the_registry():
 
 def test_two_setup_commands():
     commands = [block.strip() for block in fenced_blocks("bash")[:2]]
-    assert commands == ["pip install -e . && paperzoo tour", 'pip install -e ".[test]" && pytest -n 2']
+    assert commands == ["pip install -e . && paperzoo tour",
+                        'pip install -e ".[test]" && scripts/install-browser && pytest -n 2']
 
 
 def test_ci_runs_the_readme_test_command_and_nothing_else():

@@ -1,0 +1,12 @@
+"""Generate the site's pages from the registry (run by mkdocs-gen-files at every `mkdocs build`)."""
+
+from pathlib import Path
+
+import mkdocs_gen_files
+
+from paperzoo.docsite import site_files
+
+root = Path(mkdocs_gen_files.config["config_file_path"]).parent
+for path, text in site_files(root).items():
+    with mkdocs_gen_files.open(path, "w") as handle:
+        handle.write(text)

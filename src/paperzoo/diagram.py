@@ -1,0 +1,697 @@
+"""Architecture diagrams drawn from the model itself, at the paper's level of detail, as SVG.
+
+A diagram is read off one forward pass of the canonical example input on the meta device: tensors there have
+shapes but no storage, so a 600M-parameter network costs no memory and no arithmetic. Forward hooks on the
+modules drawn as boxes record which box's output feeds which box, and a ``TorchFunctionMode`` follows the
+tensors through the functional code between the boxes (a ``torch.cat`` of four branches, a residual ``+``), so
+skip connections and parallel branches appear as the edges they are.
+
+What becomes a box is the paper's level, not every layer: the network's own children, with the plain
+containers (``nn.Sequential``, ``nn.ModuleList``, ``nn.ModuleDict``) opened. A block defined in paperzoo (an
+Inception module, a dense block, a transformer encoder block) stays one box, and the docs draw it once more,
+opened, below the network: :func:`architecture_diagrams` returns the network's diagram and one per block class.
+Runs of the same block in one stage collapse to one box (``Bottleneck ×3``); a normalisation or activation
+that follows a layer joins its box (``Conv 3×3 · BN · ReLU``).
+
+No Graphviz: the layout is a small layered one (the longest path from the input gives a box's row, long edges
+pass through gaps reserved in the rows between, branches spread around their source) and the SVG is written
+here, so the docs need no system package and the boxes can link to their blocks' diagrams.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten, tree_map
+
+from paperzoo.cli import describe_output
+from paperzoo.registry import create_model, model_card
+
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+# Layers that act on each value (or normalise it) without changing the shape: drawn inside the box before them.
+_POINTWISE = (
+    nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm, nn.InstanceNorm1d,
+    nn.InstanceNorm2d, nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.ELU,
+    nn.Hardswish, nn.Hardsigmoid, nn.Mish, nn.Softplus, nn.PReLU, nn.Softmax, nn.LogSoftmax, nn.Dropout,
+    nn.Dropout2d, nn.Identity,
+)
+_SHORT_NAMES = {"BatchNorm1d": "BN", "BatchNorm2d": "BN", "BatchNorm3d": "BN", "LayerNorm": "LN", "GroupNorm": "GN",
+                "LocalResponseNorm": "LRN", "InstanceNorm2d": "IN", "InstanceNorm1d": "IN"}
+_OP_NAMES = {"cat": "concat", "concat": "concat", "concatenate": "concat", "stack": "stack", "add": "+",
+             "__add__": "+", "__iadd__": "+", "__radd__": "+", "add_": "+", "sub": "−", "__sub__": "−",
+             "__rsub__": "−", "mul": "×", "__mul__": "×", "__imul__": "×", "__rmul__": "×", "mul_": "×",
+             "matmul": "matmul", "__matmul__": "matmul", "bmm": "matmul", "einsum": "einsum",
+             "div": "÷", "__truediv__": "÷"}
+_MAX_OP_NODES = 40  # functional merges drawn as nodes; beyond this (a solver's loop) tensors just carry their sources
+
+
+def _is_container(module: nn.Module) -> bool:
+    return type(module) in _CONTAINERS
+
+
+def _is_paperzoo(module: nn.Module) -> bool:
+    return type(module).__module__.startswith("paperzoo.")
+
+
+def _is_generic_group(module: nn.Module) -> bool:
+    """A shared paperzoo layer made of plain torch layers only (``ConvNormAct``): drawn as one box whose label
+    lists its layers, not as a block of its own."""
+    children = list(module.children())
+    return (type(module).__module__.startswith("paperzoo.layers") and 0 < len(children) <= 4
+            and all(not list(c.children()) and not _is_paperzoo(c) for c in children))
+
+
+def expandable(module: nn.Module) -> bool:
+    """Whether a box stands for one of paperzoo's own blocks, which the docs draw opened as well."""
+    return _is_paperzoo(module) and any(True for _ in module.children()) and not _is_generic_group(module)
+
+
+def _pair(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return "×".join(map(str, value)) if len(set(value)) > 1 else f"{value[0]}×{value[0]}"
+    return f"{value}×{value}"
+
+
+def _stride(value: Any) -> str:
+    values = set(value) if isinstance(value, (tuple, list)) else {value}
+    return "" if values == {1} or values == {None} else "/" + "×".join(map(str, sorted(values)))
+
+
+def leaf_label(module: nn.Module) -> str:
+    """A short name for a torch layer, with the hyper-parameters a paper's table would give."""
+    name = type(module).__name__
+    if isinstance(module, nn.modules.conv._ConvNd):
+        kernel = module.kernel_size if len(module.kernel_size) > 1 else module.kernel_size[0]
+        kernel_text = "×".join(map(str, kernel)) if isinstance(kernel, tuple) else str(kernel)
+        label = ("ConvT " if module.transposed else "Conv ") + kernel_text + _stride(module.stride)
+        if module.groups > 1:
+            label += " dw" if module.groups == module.in_channels == module.out_channels else f" g{module.groups}"
+        if any(d > 1 for d in module.dilation):
+            label += f" d{max(module.dilation)}"
+        return label
+    if isinstance(module, nn.Linear):
+        return f"Linear {module.in_features}→{module.out_features}"
+    if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)):
+        kind = "MaxPool" if "Max" in name else "AvgPool"
+        stride = module.stride if module.stride is not None else module.kernel_size
+        return f"{kind} {_pair(module.kernel_size)}{_stride(stride)}"
+    if isinstance(module, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+        size = module.output_size
+        kind = "Max" if "Max" in name else "Avg"
+        if size in (1, (1, 1), [1, 1]):
+            return f"Global{kind}Pool"
+        return f"Adaptive{kind}Pool →{_pair(size)}"
+    if isinstance(module, nn.Embedding):
+        return f"Embedding {module.num_embeddings}×{module.embedding_dim}"
+    if isinstance(module, nn.RNNBase):
+        label = f"{module.mode if module.mode in ('LSTM', 'GRU') else 'RNN'} {module.input_size}→{module.hidden_size}"
+        if module.num_layers > 1:
+            label += f" ×{module.num_layers}"
+        return label + (" bi" if module.bidirectional else "")
+    if isinstance(module, nn.modules.dropout._DropoutNd):
+        return f"Dropout {module.p:g}"
+    if isinstance(module, nn.Upsample):
+        return f"Upsample {module.mode}"
+    return _SHORT_NAMES.get(name, name)
+
+
+def _count(params: int) -> str:
+    if params >= 1e6:
+        return f"{params / 1e6:.1f}M"
+    if params >= 1e3:
+        return f"{params / 1e3:.1f}k"
+    return str(params)
+
+
+@dataclass
+class Node:
+    """One box: a module (or a run of equal blocks), a functional merge, the input or the output."""
+
+    id: int
+    kind: str  # "input", "output", "module", "op"
+    title: str
+    path: str = ""  # the dotted module name below the traced root ("" for the root's inputs and outputs)
+    parent: str = ""  # the dotted name of the container it sits in (runs of blocks only merge within one)
+    module: nn.Module | None = field(default=None, repr=False)
+    params: int = 0
+    shape: str = ""  # what it outputs, without the batch dimension
+    calls: int = 0
+    repeat: int = 1
+    order: int = 0  # position in execution order (first call)
+    block: bool = False  # one of paperzoo's blocks, drawn opened elsewhere
+    members: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Graph:
+    nodes: list[Node]
+    edges: list[tuple[int, int]]
+    traced: bool = True
+    note: str = ""
+    output: str = ""  # the shapes the traced call returned, batch included ("(2, 1000)")
+
+    def node(self, node_id: int) -> Node:
+        return next(n for n in self.nodes if n.id == node_id)
+
+
+def display_modules(root: nn.Module, opened: frozenset[int] = frozenset()) -> list[tuple[str, str, nn.Module]]:
+    """The modules drawn as boxes below ``root``: its children, with plain containers (and the modules whose id
+    is in ``opened``) opened, as ``(dotted name, containing container's name, module)`` in registration order."""
+    found: list[tuple[str, str, nn.Module]] = []
+
+    def visit(module: nn.Module, prefix: str) -> None:
+        for name, child in module.named_children():
+            path = f"{prefix}.{name}" if prefix else name
+            if _is_container(child) or id(child) in opened:
+                visit(child, path)
+            else:
+                found.append((path, prefix, child))
+
+    visit(root, "")
+    return found
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    leaves, _ = tree_flatten(value)
+    return [leaf for leaf in leaves if isinstance(leaf, torch.Tensor)]
+
+
+def describe_shape(value: Any, batch_size: int) -> str:
+    """``64×56×56`` for a tensor of shape (batch, 64, 56, 56); several tensors separated by commas."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {describe_shape(v, batch_size)}" for k, v in value.items())
+    tensors = _tensors(value)
+
+    def one(t: torch.Tensor) -> str:
+        dims = list(t.shape)
+        if dims and dims[0] == batch_size:
+            dims = dims[1:]
+        return "×".join(map(str, dims)) if dims else "scalar"
+
+    text = ", ".join(one(t) for t in tensors[:2])
+    return text + (", …" if len(tensors) > 2 else "")
+
+
+class _Trace:
+    """The bookkeeping of one traced forward call: which box produced each tensor, and the edges found."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.nodes: list[Node] = []
+        self.edges: dict[tuple[int, int], None] = {}
+        self.sources: dict[int, tuple[torch.Tensor, frozenset[int]]] = {}
+        self.depth = 0
+        self.clock = 0
+        self.first_inputs: dict[int, tuple[tuple, dict]] = {}
+        self.op_nodes: dict[tuple[str, frozenset[int]], int] = {}
+
+    def add_node(self, **kwargs: Any) -> Node:
+        self.clock += 1
+        node = Node(id=len(self.nodes), order=self.clock, **kwargs)
+        self.nodes.append(node)
+        return node
+
+    def sources_of(self, value: Any) -> list[tuple[torch.Tensor, frozenset[int]]]:
+        found = []
+        for t in _tensors(value):
+            entry = self.sources.get(id(t))
+            if entry is not None and entry[0] is t:
+                found.append((t, entry[1]))
+        return found
+
+    def mark(self, value: Any, sources: frozenset[int]) -> None:
+        for t in _tensors(value):
+            self.sources[id(t)] = (t, sources)
+
+    def connect(self, value: Any, node: Node) -> None:
+        for _, sources in self.sources_of(value):
+            for source in sources:
+                if source != node.id:
+                    self.edges.setdefault((source, node.id), None)
+
+    def on_op(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+        if not _tensors(out):
+            return
+        found = self.sources_of((args, kwargs))
+        sources = frozenset().union(*(s for _, s in found)) if found else frozenset()
+        if not sources:
+            return
+        name = getattr(func, "__name__", str(func))
+        looping = any(self.nodes[s].calls > 1 for s in sources)
+        if len(sources) > 1 and not looping and len(self.op_nodes) < _MAX_OP_NODES:
+            key = (name, sources)
+            if key not in self.op_nodes:
+                node = self.add_node(kind="op", title=_OP_NAMES.get(name, name))
+                node.calls = 1
+                self.op_nodes[key] = node.id
+                for source in sources:
+                    self.edges.setdefault((source, node.id), None)
+            node = self.nodes[self.op_nodes[key]]
+            node.shape = describe_shape(out, self.batch_size)
+            self.mark(out, frozenset({node.id}))
+        else:
+            self.mark(out, sources)
+
+
+class _FollowFunctions(TorchFunctionMode):
+    def __init__(self, trace: _Trace) -> None:
+        super().__init__()
+        self.trace = trace
+
+    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.trace.depth == 0:
+            self.trace.on_op(func, args, kwargs, out)
+        return out
+
+
+def _module_node(trace: _Trace, path: str, parent: str, module: nn.Module) -> Node:
+    if _is_generic_group(module):
+        title = " · ".join(leaf_label(c) for c in module.children())
+    elif list(module.children()) or _is_paperzoo(module):
+        title = type(module).__name__
+    else:
+        title = leaf_label(module)
+    node = trace.add_node(kind="module", title=title, path=path, parent=parent, module=module,
+                          params=sum(p.numel() for p in module.parameters()), block=expandable(module))
+    node.order = 10**9  # until it is called
+    return node
+
+
+def trace_graph(root: nn.Module, args: tuple, kwargs: dict | None = None, *, batch_size: int) -> Graph:
+    """Run ``root(*args, **kwargs)`` (meta tensors) and return its boxes and edges.
+
+    Every tensor input becomes an input node, every tensor of the result an output node.
+    ``first_inputs`` of the returned graph's block nodes hold what they were first called with, so that a
+    block can be traced on its own (see :func:`architecture_diagrams`). A box that the forward pass skips while
+    it runs the box's parts (``self.backbone.forward_features(x)`` calls the backbone's stages, not the
+    backbone) is opened, and the pass run again.
+    """
+    opened: frozenset[int] = frozenset()
+    for _ in range(4):
+        graph, ran = _trace_once(root, args, kwargs or {}, batch_size, opened)
+        bypassed = {id(n.module) for n in graph.nodes if n.kind == "module" and n.calls == 0 and n.module is not None
+                    and any(id(m) in ran for m in n.module.modules())}
+        if not bypassed:
+            break
+        opened |= bypassed
+    return graph
+
+
+def _trace_once(root: nn.Module, args: tuple, kwargs: dict, batch_size: int,
+                opened: frozenset[int]) -> tuple[Graph, set[int]]:
+    trace = _Trace(batch_size)
+    flat_inputs = [(f"input {i}" if len(_tensors((args, kwargs))) > 1 else "input", t)
+                   for i, t in enumerate(_tensors((args, kwargs)))]
+    for title, t in flat_inputs:
+        node = trace.add_node(kind="input", title=title, shape=describe_shape(t, batch_size), calls=1)
+        trace.mark(t, frozenset({node.id}))
+    handles = []
+    by_module: dict[int, Node] = {}
+    # A network with no submodules (a recurrent layer holding its weights itself) is one box.
+    for path, parent, module in display_modules(root, opened) or [("", "", root)]:
+        node = _module_node(trace, path, parent, module)
+        by_module[id(module)] = node
+
+        def before(module: nn.Module, m_args: tuple, m_kwargs: dict, node: Node = node) -> None:
+            trace.depth += 1
+            if trace.depth > 1:
+                return
+            node.calls += 1
+            if node.calls == 1:
+                trace.clock += 1
+                node.order = trace.clock
+                # A copy of the containers: a block may be handed a list that grows after the call (DenseNet).
+                trace.first_inputs[node.id] = tree_map(lambda leaf: leaf, (m_args, m_kwargs))
+            trace.connect((m_args, m_kwargs), node)
+
+        def after(module: nn.Module, m_args: tuple, m_kwargs: dict, output: Any, node: Node = node) -> None:
+            trace.depth -= 1
+            if trace.depth > 0:
+                return
+            if node.calls == 1:
+                node.shape = describe_shape(output, batch_size)
+            trace.mark(output, frozenset({node.id}))
+
+        handles.append(module.register_forward_pre_hook(before, with_kwargs=True))
+        handles.append(module.register_forward_hook(after, with_kwargs=True))
+    ran: set[int] = set()
+    handles.append(nn.modules.module.register_module_forward_pre_hook(lambda module, _: ran.add(id(module))))
+    try:
+        with _FollowFunctions(trace), torch.no_grad():
+            result = root(*args, **kwargs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    outputs = result.items() if isinstance(result, dict) else [("output", result)]
+    for key, value in outputs:
+        title = "output" if key == "output" else f"output[{key!r}]"
+        tensors = _tensors(value)
+        if not tensors:
+            continue
+        node = trace.add_node(kind="output", title=title, shape=describe_shape(value, batch_size), calls=1)
+        trace.connect(value, node)
+    # Edges run forward in execution order; one that runs back is a recurrence (a cell called per time step, an
+    # ODE function called by the solver), which the box's call count shows instead.
+    order = {n.id: n.order for n in trace.nodes}
+    edges = [(a, b) for a, b in trace.edges if order[a] < order[b]]
+    graph = Graph(nodes=trace.nodes, edges=edges, output=describe_output(result))
+    graph.first_inputs = trace.first_inputs  # type: ignore[attr-defined]
+    return graph, ran
+
+
+def structure_graph(root: nn.Module, note: str) -> Graph:
+    """The boxes in registration order, chained, for a module whose forward pass could not be traced."""
+    trace = _Trace(batch_size=0)
+    nodes = [_module_node(trace, path, parent, module)
+             for path, parent, module in display_modules(root) or [("", "", root)]]
+    for i, node in enumerate(nodes):
+        node.order, node.calls = i + 1, 1
+    graph = Graph(nodes=trace.nodes, edges=[(a.id, b.id) for a, b in pairwise(nodes)], traced=False,
+                  note=note)
+    graph.first_inputs = {}  # type: ignore[attr-defined]
+    return graph
+
+
+def _in_out(graph: Graph) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+    incoming: dict[int, list[int]] = {n.id: [] for n in graph.nodes}
+    outgoing: dict[int, list[int]] = {n.id: [] for n in graph.nodes}
+    for a, b in graph.edges:
+        outgoing[a].append(b)
+        incoming[b].append(a)
+    return incoming, outgoing
+
+
+def _merge_into(graph: Graph, keep: Node, gone: Node) -> None:
+    """Remove ``gone``, which follows ``keep`` as its only successor, moving its outgoing edges to ``keep``."""
+    graph.edges = [(keep.id if a == gone.id else a, b) for a, b in graph.edges if (a, b) != (keep.id, gone.id)]
+    graph.nodes = [n for n in graph.nodes if n.id != gone.id]
+    keep.shape = gone.shape or keep.shape
+    keep.params += gone.params
+
+
+def simplify(graph: Graph) -> Graph:
+    """Fold normalisations and activations into the box before them, then collapse runs of equal boxes."""
+    def chain_pairs() -> Iterator[tuple[Node, Node]]:
+        incoming, outgoing = _in_out(graph)
+        ordered = sorted(graph.nodes, key=lambda n: n.order)
+        for node in ordered:
+            if len(outgoing[node.id]) == 1:
+                successor = graph.node(outgoing[node.id][0])
+                if incoming[successor.id] == [node.id]:
+                    yield node, successor
+
+    changed = True
+    while changed:
+        changed = False
+        for node, successor in chain_pairs():
+            if (node.kind == "module" and successor.kind == "module" and not node.block and node.repeat == 1
+                    and node.calls <= 1 and successor.calls <= 1 and node.parent == successor.parent
+                    and isinstance(successor.module, _POINTWISE) and not isinstance(node.module, _POINTWISE)):
+                node.title += " · " + successor.title
+                node.members.append(successor.path)
+                _merge_into(graph, node, successor)
+                changed = True
+                break
+    changed = True
+    while changed:
+        changed = False
+        for node, successor in chain_pairs():
+            same = (node.kind == successor.kind == "module" and node.parent == successor.parent
+                    and node.title.split(" ×")[0] == successor.title and node.calls <= 1 and successor.calls <= 1)
+            if same:
+                if node.repeat == 1:
+                    node.members.insert(0, node.path)
+                node.path = node.parent or f"{node.members[0]} … {successor.path}"
+                node.repeat += successor.repeat
+                node.title = f"{successor.title} ×{node.repeat}"
+                node.members.append(successor.path)
+                _merge_into(graph, node, successor)
+                changed = True
+                break
+    return graph
+
+
+# ----------------------------------------------------------------------------------------------- layout and SVG
+
+_TITLE_PX, _SMALL_PX = 7.6, 6.4  # average glyph widths of the 13 px and 11 px fonts
+_BOX_H, _ROW_GAP, _COL_GAP, _PAD = 54, 30, 18, 16
+
+
+@dataclass
+class _Place:
+    x: float = 0.0
+    y: float = 0.0
+    w: float = 0.0
+    h: float = float(_BOX_H)
+
+
+def _lines(node: Node) -> tuple[str, str, str]:
+    if node.kind in ("input", "output"):
+        return node.title, "", node.shape
+    sub = node.path
+    if node.kind == "module":
+        if node.params:
+            sub += f" · {_count(node.params)} params"
+        if node.calls > 1:
+            sub += f" · called {node.calls}×"
+        if node.calls == 0:
+            sub += " · not called by forward()"
+    return node.title + (" ⊕" if node.block else ""), sub.strip(" ·"), ("→ " + node.shape) if node.shape else ""
+
+
+def _layout(graph: Graph) -> tuple[dict[int, _Place], list[list[tuple[float, float]]], float, float]:
+    incoming, outgoing = _in_out(graph)
+    called = sorted((n for n in graph.nodes if n.calls > 0 or n.kind != "module"), key=lambda n: n.order)
+    uncalled = [n for n in graph.nodes if n.calls == 0 and n.kind == "module"]
+    layer: dict[int, int] = {}
+    for node in called:
+        preds = [layer[p] for p in incoming[node.id] if p in layer]
+        layer[node.id] = max(preds) + 1 if preds else 0
+    last = max(layer.values(), default=-1)
+    for node in uncalled:
+        layer[node.id] = last + 1
+    # Edges that skip rows pass through a thin placeholder in every row between (Sugiyama's dummy nodes).
+    rows: list[list[Any]] = [[] for _ in range(max(layer.values(), default=0) + 1)]
+    for node in sorted(graph.nodes, key=lambda n: n.order):
+        rows[layer[node.id]].append(node.id)
+    routes: dict[tuple[int, int], list[Any]] = {}
+    for a, b in graph.edges:
+        route: list[Any] = [a]
+        for r in range(layer[a] + 1, layer[b]):
+            dummy = ("dummy", a, b, r)
+            rows[r].append(dummy)
+            route.append(dummy)
+        routes[(a, b)] = route + [b]
+    preds_of: dict[Any, list[Any]] = {}
+    for route in routes.values():
+        for u, v in pairwise(route):
+            preds_of.setdefault(v, []).append(u)
+
+    places: dict[Any, _Place] = {}
+    for row in rows:
+        for item in row:
+            if isinstance(item, tuple):
+                places[item] = _Place(w=8, h=_BOX_H)
+            else:
+                title, sub, shape = _lines(graph.node(item))
+                width = max(len(title) * _TITLE_PX, len(sub) * _SMALL_PX, len(shape) * _SMALL_PX) + 2 * 12
+                places[item] = _Place(w=max(96.0, width))
+    # Order each row by the mean position of its predecessors, then place it: each box where its inputs are,
+    # pushed apart where they would overlap, the row shifted to stay centred on what feeds it.
+    position: dict[Any, float] = {}
+    for row in rows:
+        for i, item in enumerate(row):
+            position[item] = i
+    for r, row in enumerate(rows):
+        if r:
+            row.sort(key=lambda item: (sum(position[p] for p in preds_of.get(item, [])) /
+                                       max(1, len(preds_of.get(item, []))) if preds_of.get(item) else position[item]))
+        for i, item in enumerate(row):
+            position[item] = i
+    centre = 0.0
+    for row in rows:
+        desired = []
+        for item in row:
+            preds = preds_of.get(item, [])
+            desired.append(sum(places[p].x for p in preds) / len(preds) if preds else centre)
+        xs: list[float] = []
+        for i, item in enumerate(row):
+            x = desired[i]
+            if i:
+                x = max(x, xs[-1] + (places[row[i - 1]].w + places[item].w) / 2 + _COL_GAP)
+            xs.append(x)
+        if row:
+            shift = sum(d - x for d, x in zip(desired, xs, strict=True)) / len(row)
+            for item, x in zip(row, xs, strict=True):
+                places[item].x = x + shift
+    top = _PAD
+    for row in rows:
+        for item in row:
+            places[item].y = top
+        top += _BOX_H + _ROW_GAP
+    left = min((p.x - p.w / 2 for p in places.values()), default=0.0)
+    right = max((p.x + p.w / 2 for p in places.values()), default=0.0)
+    for p in places.values():
+        p.x += _PAD - left
+    width = right - left + 2 * _PAD
+    height = top - _ROW_GAP + _PAD
+    lines = []
+    for route in routes.values():
+        points = []
+        for k, item in enumerate(route):
+            p = places[item]
+            if k:
+                points.append((p.x, p.y))
+            if k < len(route) - 1:
+                points.append((p.x, p.y + p.h))
+        lines.append(points)
+    return {k: v for k, v in places.items() if not isinstance(k, tuple)}, lines, width, height
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def block_anchor(cls: type) -> str:
+    """The HTML id of a block class's opened diagram."""
+    return "block-" + _slug(cls.__name__)
+
+
+_STYLE = """
+.pz-box{fill:var(--pz-box,#f5f7fb);stroke:var(--pz-line,#6b7a99);stroke-width:1}
+.pz-block .pz-box{fill:var(--pz-block,#e3ecff);stroke:var(--pz-accent,#3f51b5);stroke-width:1.6}
+.pz-io .pz-box{fill:var(--pz-io,#fff4dc);stroke:#c69026}
+.pz-op .pz-box{fill:var(--pz-op,#eef7ee);stroke:#4c8c4a}
+.pz-idle .pz-box{stroke-dasharray:4 3;opacity:.7}
+.pz-t{font:600 13px system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;fill:var(--pz-fg,#1d2433)}
+.pz-s{font:11px ui-monospace,'SFMono-Regular',Menlo,Consolas,monospace;fill:var(--pz-muted,#5a6478)}
+.pz-e{fill:none;stroke:var(--pz-line,#6b7a99);stroke-width:1.2}
+a .pz-box:hover{stroke-width:2.4}
+"""
+
+
+def render_svg(graph: Graph, *, title: str) -> str:
+    """The graph as a standalone SVG; a block's box links to ``#block-<class name>``."""
+    places, lines, width, height = _layout(graph)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="pz-diagram" role="img" width="{width:.0f}" '
+           f'height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}">',
+           f"<title>{html.escape(title)}</title>",
+           '<defs><marker id="pz-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
+           'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#6b7a99"/></marker></defs>',
+           f"<style>{_STYLE.strip()}</style>"]
+    for points in lines:
+        d = f"M{points[0][0]:.1f},{points[0][1]:.1f}"
+        for (x0, y0), (x1, y1) in pairwise(points):
+            if x0 == x1 or y1 - y0 < 1:
+                d += f" L{x1:.1f},{y1:.1f}"
+            else:
+                mid = (y0 + y1) / 2
+                d += f" C{x0:.1f},{mid:.1f} {x1:.1f},{mid:.1f} {x1:.1f},{y1:.1f}"
+        out.append(f'<path class="pz-e" d="{d}" marker-end="url(#pz-arrow)"/>')
+    for node in sorted(graph.nodes, key=lambda n: n.order):
+        p = places[node.id]
+        head, sub, shape = _lines(node)
+        kind = {"input": "pz-io", "output": "pz-io", "op": "pz-op"}.get(node.kind, "")
+        if node.block:
+            kind = "pz-block"
+        if node.kind == "module" and node.calls == 0:
+            kind += " pz-idle"
+        tip = [node.path or node.title]
+        if node.members:
+            tip.append("contains: " + ", ".join(node.members))
+        if node.block and node.module is not None:
+            tip.append(f"{type(node.module).__name__}: click to open the block")
+        group = [f'<g class="pz-node {kind}" data-path="{html.escape(node.path)}">',
+                 f"<title>{html.escape(chr(10).join(tip))}</title>",
+                 f'<rect class="pz-box" x="{p.x - p.w / 2:.1f}" y="{p.y:.1f}" width="{p.w:.1f}" height="{p.h:.1f}" '
+                 'rx="6"/>']
+        texts = [(head, "pz-t"), (sub, "pz-s"), (shape, "pz-s")]
+        texts = [(t, c) for t, c in texts if t]
+        baseline = p.y + p.h / 2 - (len(texts) - 1) * 8 + 4
+        for i, (text, cls) in enumerate(texts):
+            group.append(f'<text class="{cls}" x="{p.x:.1f}" y="{baseline + i * 16:.1f}" text-anchor="middle">'
+                         f"{html.escape(text)}</text>")
+        group.append("</g>")
+        if node.block and node.module is not None:
+            group = [f'<a href="#{block_anchor(type(node.module))}" class="pz-link">', *group, "</a>"]
+        out.extend(group)
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+@dataclass
+class Diagram:
+    """One drawn module: the network itself, or one of its blocks opened."""
+
+    anchor: str  # HTML id ("network" or "block-<class>")
+    title: str  # "GoogLeNet" or "InceptionModule"
+    path: str  # where the drawn instance sits in the network ("" for the network)
+    svg: str
+    traced: bool
+    note: str
+    boxes: int  # boxes drawn
+    output: str  # what the traced call returned ("(2, 1000)"), "" if it was not traced
+
+
+def _trace_or_describe(module: nn.Module, args: tuple | None, kwargs: dict | None, batch_size: int) -> Graph:
+    if args is None:
+        return structure_graph(module, "not called by the network's forward pass: its parts in registration order")
+    try:
+        return trace_graph(module, args, kwargs, batch_size=batch_size)
+    except Exception as err:  # a model the meta device cannot run still gets its structure drawn
+        return structure_graph(module, f"structure only: the meta-device forward pass failed ({type(err).__name__}: "
+                                       f"{str(err).splitlines()[0] if str(err) else ''})")
+
+
+def architecture_diagrams(name: str, *, max_blocks: int = 12) -> list[Diagram]:
+    """The network ``name`` drawn at the paper's level, followed by each of its blocks (first instance) opened.
+
+    Built and run on the meta device: no weights are allocated and nothing is computed.
+    """
+    card = model_card(name)
+    batch_size = 2
+    try:
+        with torch.device("meta"):
+            model = create_model(name).eval()
+            example = card.example_input(batch_size)
+    except Exception as err:  # the page still builds, and says why it has no diagram
+        return [Diagram(anchor="network", title=card.architecture, path="", svg="", traced=False, boxes=0, output="",
+                        note=f"no diagram: the model could not be built on the meta device ({type(err).__name__}: "
+                             f"{err})")]
+    args = example if isinstance(example, tuple) else (example,)  # a tuple is spread, as run_example does
+    return _diagrams(model, args, batch_size, card.architecture, max_blocks)
+
+
+def _diagrams(model: nn.Module, args: tuple, batch_size: int, title: str, max_blocks: int) -> list[Diagram]:
+    diagrams: list[Diagram] = []
+    queue: list[tuple[str, str, nn.Module, tuple | None, dict | None]] = [("network", "", model, args, {})]
+    seen: set[type] = {type(model)}
+    while queue:
+        anchor, path, module, m_args, m_kwargs = queue.pop(0)
+        graph = _trace_or_describe(module, m_args, m_kwargs, batch_size)
+        first_inputs = graph.first_inputs  # type: ignore[attr-defined]
+        for node in graph.nodes:
+            if node.block and node.module is not None and type(node.module) not in seen:
+                if len(seen) > max_blocks:
+                    node.block = False
+                    continue
+                seen.add(type(node.module))
+                inputs = first_inputs.get(node.id)
+                queue.append((block_anchor(type(node.module)), ".".join(filter(None, [path, node.path])),
+                              node.module, *(inputs if inputs else (None, None))))
+        graph = simplify(graph)
+        label = title if anchor == "network" else type(module).__name__
+        diagrams.append(Diagram(anchor=anchor, title=label, path=path, svg=render_svg(graph, title=label),
+                                traced=graph.traced, note=graph.note, boxes=len(graph.nodes),
+                                output=graph.output))
+    return diagrams

@@ -1,0 +1,695 @@
+"""The documentation site's pages, generated from the registry: cards, module docstrings and the models themselves.
+
+Nothing here lists models by hand: every module in :data:`paperzoo.registry.MODEL_MODULES` becomes an architecture
+page (all its variants in one table), grouped by its canonical variant's task, so a model registered tomorrow has
+its page, its place in the overviews and its diagram the next time the site is built. The one curated piece is
+the learning path's order (:data:`LEARNING_PATH`), and every canonical model it does not name still appears on it.
+
+:func:`site_files` returns ``{path: text}`` for everything under ``docs/`` that is generated; ``docs/gen_pages.py``
+hands them to mkdocs (``mkdocs build --strict`` runs it), and ``python -m paperzoo.docsite OUT`` writes them to a
+folder, to read or to test without mkdocs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import inspect
+import io
+import json
+import math
+import re
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from paperzoo.registry import MODEL_MODULES, TASKS, ModelCard, model_card
+
+TASK_TITLES = {
+    "image-classification": "Image classification",
+    "keypoint-detection": "Keypoint detection",
+    "semantic-segmentation": "Semantic segmentation",
+    "object-detection": "Object detection",
+    "instance-segmentation": "Instance segmentation",
+    "sequence": "Sequence models",
+    "translation": "Translation",
+    "language-model": "Language models",
+    "masked-language-model": "Masked language models",
+    "speech": "Speech",
+    "generative": "Generative models",
+}
+
+# The order in which to read the zoo, from the first ideas to the ones that build on many others. Names are
+# registry names (MODELS.md's canonical ones); a name not registered yet is left out, and every registered
+# canonical model missing here is listed after the stages, so the path never hides a model.
+LEARNING_PATH: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("Beginner", "Layers, losses and learned features",
+     "Fully-connected and small convolutional networks: what a layer computes, what a loss asks for, and how "
+     "depth builds features out of pixels.",
+     ("autoencoder", "alexnet", "vgg16", "lstm", "gru")),
+    ("Beginner", "Generating data",
+     "Two ways to learn a distribution: a game between two networks, and a lower bound on the likelihood.",
+     ("gan", "vae", "dcgan")),
+    ("Intermediate", "Making depth trainable",
+     "Branches, shortcuts and concatenations: the ideas that took networks from 20 to 1000 layers.",
+     ("googlenet", "resnet50", "inception_v3", "densenet121", "resnext50_32x4d", "pyramidnet_272_a200")),
+    ("Intermediate", "Efficient networks",
+     "Doing more with fewer parameters and multiply-accumulates: squeezing, grouping, depthwise separation and "
+     "scaling rules.",
+     ("squeezenet1_0", "mobilenet_v2", "shufflenet_v1_g3", "shufflenet_v2_x1_0", "xception", "efficientnet_b0",
+      "mixnet_s", "ghostnet", "regnet_y_400mf", "efficientnet_v2_s")),
+    ("Intermediate", "Attention inside convolutional networks",
+     "Letting a network re-weight its own channels and positions.",
+     ("seresnet50", "cbam_resnet50", "resnest50", "coordconv_resnet50")),
+    ("Intermediate", "Sequences and translation",
+     "Recurrence, encoder-decoder models and the attention that freed them from a fixed-size summary.",
+     ("seq2seq", "attention_seq2seq")),
+    ("Advanced", "Transformers",
+     "Attention is all the model needs: the Transformer and its language, speech and vision descendants.",
+     ("transformer_base", "bert_base", "gpt", "wav2vec2_base", "vit_b_16", "swin_t", "convnext_tiny",
+      "convnextv2_tiny")),
+    ("Advanced", "Dense prediction: segmentation, detection and pose",
+     "A label for every pixel, a box for every object: backbones turned into feature pyramids and heads.",
+     ("fcn8s_vgg16", "unet", "deeplabv3_resnet50", "pspnet_resnet50", "hrnet_w32", "fasterrcnn_resnet50_fpn",
+      "retinanet_resnet50_fpn", "ssd300_vgg16", "yolov3", "maskrcnn_resnet50_fpn")),
+    ("Advanced", "Searched and unusual architectures",
+     "Networks found by search, capsules that route, and a network that is a differential equation.",
+     ("nasnet_a_large", "capsnet", "odenet")),
+)
+
+IMPLEMENTATION_PREFIXES = ("torchvision", "timm:", "transformers:", "torch.nn", "torch:")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One model module: one paper, one page."""
+
+    module: str  # paperzoo.models.classification.googlenet
+    slug: str  # googlenet: the page is models/googlenet.md
+    title: str  # the docstring's first line: "GoogLeNet (Inception v1)"
+    short_title: str  # "GoogLeNet"
+    doc: str
+    cards: tuple[ModelCard, ...]  # every variant, in the module's registration order
+    canonical: ModelCard
+
+    @property
+    def task(self) -> str:
+        return self.canonical.task
+
+    @property
+    def year(self) -> int:
+        return self.canonical.paper.year
+
+    @property
+    def source(self) -> str:
+        return "src/" + self.module.replace(".", "/") + ".py"
+
+
+def architectures() -> list[Architecture]:
+    """Every registered model module, in :data:`MODEL_MODULES` order."""
+    found = []
+    for module_name, names in MODEL_MODULES.items():
+        module = importlib.import_module(module_name)
+        cards = tuple(model_card(n) for n in names)
+        canonical = next((c for c in cards if c.canonical), cards[0])
+        doc = inspect.getdoc(module) or canonical.architecture
+        title = doc.strip().splitlines()[0].strip().rstrip(".")
+        short = re.split(r"[:,]| - ", title)[0].strip()
+        acronym = re.fullmatch(r"(.{20,}) \((\S+)\)", short)  # "Variational Autoencoder (VAE)" → "VAE"
+        if acronym:
+            short = acronym.group(2)
+        found.append(Architecture(module=module_name, slug=module_name.rsplit(".", 1)[1], title=title,
+                                  short_title=short, doc=doc, cards=cards, canonical=canonical))
+    return found
+
+
+# ------------------------------------------------------------------------------------- docstrings into markdown
+
+_ROLE = re.compile(r":(?:meth|func|class|attr|mod|data|obj|exc|const):`~?([^`]+)`")
+_CODE_SPAN = re.compile(r"(``.+?``|`[^`]+`)")
+
+
+def _inline(text: str) -> str:
+    """RST inline markup into markdown: roles become code, ``<`` outside code is escaped."""
+    text = _ROLE.sub(lambda m: f"`{m.group(1)}`", text)
+    parts = _CODE_SPAN.split(text)
+    return "".join(part if i % 2 else part.replace("<", "&lt;") for i, part in enumerate(parts))
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def rst_to_markdown(text: str) -> str:
+    """The subset of reStructuredText the model docstrings use, as markdown.
+
+    Literal blocks (a paragraph ending in ``::`` and the indented lines after it) become fenced code blocks;
+    bullet lists keep their markers with the indentation doubled (markdown nests lists at 4 spaces, RST at 2);
+    ``:role:`name``` becomes ```name```.
+    """
+    lines = text.splitlines()
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i].rstrip()
+        if line.endswith("::"):
+            intro = line[:-2].rstrip()
+            if intro.strip():
+                out.append(" " * _indent(line) + _inline(intro.strip() + ("" if line.endswith(" ::") else ":")))
+            base = _indent(line)
+            i += 1
+            block: list[str] = []
+            while i < len(lines) and (not lines[i].strip() or _indent(lines[i]) > base):
+                block.append(lines[i].rstrip())
+                i += 1
+            while block and not block[-1]:
+                block.pop()
+            while block and not block[0]:
+                block.pop(0)
+            cut = min((_indent(b) for b in block if b.strip()), default=0)
+            out += ["", "```text", *(b[cut:] for b in block), "```", ""]
+            continue
+        indent = _indent(line)
+        out.append(" " * (2 * indent) + _inline(line.strip()) if line.strip() else "")
+        i += 1
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip() + "\n"
+
+
+@dataclass(frozen=True)
+class DocSections:
+    title: str
+    paper: str  # the "Paper: ..." paragraph
+    body: str  # the paper's ideas, the data-flow sketch, usage notes
+    deviations: str  # the "Deviations ..." paragraph and its list
+    rest: str  # what follows (initialisation, ...)
+
+
+def _chunks(doc: str) -> list[str]:
+    """Top-level paragraphs: a new one starts at an unindented line after a blank line; indented lines (literal
+    blocks, list continuations) stay with the paragraph before them."""
+    chunks: list[list[str]] = []
+    blank = True
+    for line in doc.splitlines():
+        if blank and line.strip() and _indent(line) == 0:
+            chunks.append([line])
+        elif chunks:
+            chunks[-1].append(line)
+        blank = not line.strip()
+    return ["\n".join(c).strip("\n") for c in chunks]
+
+
+def split_docstring(doc: str) -> DocSections:
+    """The module docstring's parts, by the anatomy every model file follows (STYLE.md, DESIGN.md)."""
+    chunks = _chunks(doc)
+    title = chunks[0].strip() if chunks else ""
+    paper, body, deviations, rest = [], [], [], []
+    state = "body"
+    for chunk in chunks[1:]:
+        first = chunk.lstrip()
+        if state == "body" and not body and re.match(r"Papers?\b", first):
+            paper.append(chunk)
+        elif state == "body" and re.match(r"Deviations?\b", first):
+            state = "deviations"
+            deviations.append(chunk)
+        elif state == "deviations" and re.match(r"[*-] ", first):
+            deviations.append(chunk)
+        else:
+            if state == "deviations":
+                state = "rest"
+            (rest if state == "rest" else body).append(chunk)
+    return DocSections(title, "\n\n".join(paper), "\n\n".join(body), "\n\n".join(deviations), "\n\n".join(rest))
+
+
+# ----------------------------------------------------------------------------------------------- page fragments
+
+def parity_status(card: ModelCard) -> str:
+    """``parity-tested`` where an implementation is the reference, ``paper count`` where only the paper is."""
+    if card.reference.startswith(IMPLEMENTATION_PREFIXES):
+        return "parity-tested"
+    if card.reference.startswith("paper"):
+        return "paper count"
+    return "published count"
+
+
+def format_gmacs(gmacs: float) -> str:
+    return "< 0.001" if gmacs < 0.001 else f"{gmacs:,.3f}"
+
+
+def format_params(card: ModelCard) -> str:
+    text = f"{card.params:,}"
+    return text + f" ± {card.params_tolerance:,}" if card.params_tolerance else text
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def variant_table(arch: Architecture) -> str:
+    rows = ["| variant | name | parameters | GMACs | input | reference | status |",
+            "| --- | --- | ---: | ---: | --- | --- | --- |"]
+    for card in arch.cards:
+        star = " ★" if card.canonical else ""
+        rows.append(f"| {_cell(card.architecture)}{star} | `{card.name}` | {format_params(card)} | "
+                    f"{format_gmacs(card.gmacs)} | {_cell(card.input.describe())} | `{_cell(card.reference)}` | "
+                    f"{parity_status(card)} |")
+    return "\n".join(rows)
+
+
+def snippet(arch: Architecture, output: str) -> str:
+    card = arch.canonical
+    call = "model(*x)" if card.input.kind == "token-pairs" else "model(x)"
+    comment = "  # a (source, target) pair: spread over the arguments" if card.input.kind == "token-pairs" else ""
+    return f'''```python
+import torch
+import paperzoo
+
+model = paperzoo.create_model("{card.name}").eval()
+card = paperzoo.model_card("{card.name}")
+x = card.example_input(batch_size=2)  # {card.input.describe()}
+with torch.no_grad():
+    y = {call}{comment}
+print(card.architecture, f"{{paperzoo.count_parameters(model):,}} parameters")  # {card.params:,}
+# y: {output}
+```'''
+
+
+def _paper_block(card: ModelCard) -> str:
+    paper = card.paper
+    return (f'!!! abstract "The paper"\n    **[{_inline(paper.title)}]({paper.url})**  \n    {paper.authors}, '
+            f"{paper.year}")
+
+
+def architecture_page(arch: Architecture, diagrams: list | None) -> str:
+    """The page of one architecture: paper, key ideas, diagram, variants, how to run it, the source's account
+    of the paper and its deviations, and the API of its network class."""
+    sections = split_docstring(arch.doc)
+    card = arch.canonical
+    parts = [f"# {arch.title}", "",
+             f"*{TASK_TITLES.get(arch.task, arch.task)}, {arch.year}. Source: `{arch.source}` "
+             f"(`python -m {arch.module}` runs its example).*", "", _paper_block(card), ""]
+    if sections.paper.startswith("Papers"):
+        parts += [rst_to_markdown(sections.paper), ""]
+    parts += ["## Key ideas", "", *(f"- {_inline(line)}" for line in card.innovations), ""]
+    output = "see `paperzoo run " + card.name + "`"
+    if diagrams is not None:
+        network, *blocks = diagrams
+        output = network.output or output
+        parts += ["## Architecture", "",
+                  f"`{card.name}` at its example input, drawn from the model itself (one forward pass on the meta "
+                  "device: shapes, no arithmetic). Boxes are the paper's blocks; a highlighted box (⊕) opens "
+                  "below. Hover a box for its module path.", ""]
+        parts += [_figure(network), ""]
+        if blocks:
+            parts += ["### Blocks", "", "Each block as its first instance draws it (click a highlighted box above to "
+                      "open it here).", ""]
+            for block in blocks:
+                where = f" — first used as <code>{block.path}</code>" if block.path else ""
+                parts += [f'<details class="pz-block" id="{block.anchor}">',
+                          f"<summary><code>{block.title}</code>{where}</summary>",
+                          _figure(block), "</details>", ""]
+    parts += ["## Variants", "",
+              "★ marks the canonical variant (the one the contract tests run at full size). *parity-tested*: "
+              "the outputs equal the reference implementation's after converting its weights; *paper count*: "
+              "the parameter count reproduces the paper's figure to its stated precision. GMACs are "
+              "multiply-accumulates of one forward pass at the input shown.", "", variant_table(arch), ""]
+    notes = [c for c in arch.cards if c.notes]
+    if notes:
+        parts += [f"- `{c.name}`: {_inline(c.notes)}" for c in notes] + [""]
+    parts += ["## Run it", "", snippet(arch, output), "",
+              f"From a shell: `paperzoo info {card.name}` prints the card with the measured parameters and GMACs, "
+              f"`paperzoo run {card.name}` builds it and times one forward pass.", ""]
+    parts += ["## From the source", "", rst_to_markdown(sections.body) if sections.body else "", ""]
+    parts += ["## Deviations", "",
+              rst_to_markdown(sections.deviations) if sections.deviations
+              else "*The module docstring has no Deviations paragraph.*", ""]
+    if sections.rest:
+        parts += ["## Further notes", "", rst_to_markdown(sections.rest), ""]
+    network_class = _network_class(arch)
+    parts += ["## API", "", f"::: {network_class}", "    options:", "      heading_level: 3", ""]
+    return "\n".join(parts)
+
+
+def _network_class(arch: Architecture) -> str:
+    """The dotted name of the class the canonical builder returns (built on the meta device: no weights)."""
+    import torch
+
+    from paperzoo.registry import create_model
+
+    with torch.device("meta"):
+        cls = type(create_model(arch.canonical.name))
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _figure(diagram) -> str:
+    note = f'<p class="pz-note">{diagram.note}</p>' if diagram.note else ""
+    return f'<div class="pz-figure" data-diagram="{diagram.anchor}">\n{diagram.svg}\n</div>{note}'
+
+
+# --------------------------------------------------------------------------------------------------- overviews
+
+def _link(arch: Architecture, prefix: str = "../") -> str:
+    return f"[{arch.short_title}]({prefix}models/{arch.slug}.md)"
+
+
+def by_category_page(archs: list[Architecture]) -> str:
+    parts = ["# Models by category", "",
+             f"{len(archs)} architectures, {sum(len(a.cards) for a in archs)} registered variants, by task. "
+             "Parameters and GMACs are those of the canonical variant.", ""]
+    for task in TASKS:
+        group = sorted((a for a in archs if a.task == task), key=lambda a: (a.year, a.title))
+        if not group:
+            continue
+        parts += [f"## {TASK_TITLES.get(task, task)}", "",
+                  "| architecture | year | canonical | variants | parameters | GMACs | status |",
+                  "| --- | ---: | --- | ---: | ---: | ---: | --- |"]
+        for a in group:
+            c = a.canonical
+            parts.append(f"| {_link(a)} | {a.year} | `{c.name}` | {len(a.cards)} | {format_params(c)} | "
+                         f"{format_gmacs(c.gmacs)} | {parity_status(c)} |")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def timeline_page(archs: list[Architecture]) -> str:
+    parts = ["# Timeline", "", "The architectures by the year of their paper.", ""]
+    years = sorted({a.year for a in archs})
+    for year in years:
+        parts += [f"## {year}", ""]
+        for a in sorted((a for a in archs if a.year == year), key=lambda a: a.title):
+            paper = a.canonical.paper
+            parts.append(f"- **{_link(a)}** ({TASK_TITLES.get(a.task, a.task).lower()}): *{paper.title}*, "
+                         f"{paper.authors.split(',')[0].strip()} et al." if "," in paper.authors else
+                         f"- **{_link(a)}** ({TASK_TITLES.get(a.task, a.task).lower()}): *{paper.title}*, "
+                         f"{paper.authors}")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def scale_chart(archs: list[Architecture]) -> str:
+    """Parameters and GMACs of every variant against the year of its paper, as SVG text (matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    plt.rcParams["svg.fonttype"] = "none"  # text stays text: smaller files, searchable labels
+    tasks = [t for t in TASKS if any(a.task == t for a in archs)]
+    colours = dict(zip(tasks, plt.get_cmap("tab10").colors, strict=False))
+    fig, axes = plt.subplots(2, 1, figsize=(10, 11))
+    for ax, what, label in ((axes[0], "params", "parameters (millions)"), (axes[1], "gmacs", "GMACs")):
+        for a in archs:
+            colour = colours[a.task]
+            for card in a.cards:
+                value = card.params / 1e6 if what == "params" else card.gmacs
+                if value <= 0:
+                    continue
+                size = 46 if card.canonical else 12
+                ax.scatter(card.paper.year, value, s=size, color=colour, alpha=0.9 if card.canonical else 0.45,
+                           edgecolors="white", linewidths=0.5, zorder=3 if card.canonical else 2)
+        ax.set_yscale("log")
+        years = [a.year for a in archs]
+        ax.set_xlim(min(years) - 1, max(years) + 2)
+        _name_points(fig, ax, [(a.year, v, a.short_title.split(" (")[0]) for a in archs
+                               if (v := a.canonical.params / 1e6 if what == "params" else a.canonical.gmacs) > 0])
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("year of the paper")
+        ax.set_ylabel(label + " (log scale)")
+        ax.grid(True, which="major", alpha=0.3)
+    for task in tasks:
+        axes[0].scatter([], [], color=colours[task], label=TASK_TITLES.get(task, task))
+    axes[0].legend(loc="upper left", fontsize=8, frameon=False)
+    axes[0].set_title("Parameters against year (large dots: the canonical variants, named)", fontsize=11)
+    axes[1].set_title("Multiply-accumulates of one example at the card's input", fontsize=11)
+    fig.tight_layout()
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", metadata={"Date": None})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _name_points(fig, ax, points: list[tuple[int, float, str]]) -> None:
+    """Label each point to its right, moving a label up or down until it overlaps no label placed before it
+    (sizes estimated from an 8 pt font on this axis's scale; log-scaled y)."""
+    box = ax.get_position()
+    width_pt, height_pt = box.width * fig.get_figwidth() * 72, box.height * fig.get_figheight() * 72
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    years_per_pt = (x1 - x0) / width_pt
+    decades_per_pt = (math.log10(y1) - math.log10(y0)) / height_pt
+    height = 10 * decades_per_pt
+    placed: list[tuple[float, float, float]] = []
+    for year, value, text in sorted(points, key=lambda p: -p[1]):
+        left, right = year + 5 * years_per_pt, year + (5 + 4.7 * len(text)) * years_per_pt
+        for step in (0, *(s * k for k in range(1, 9) for s in (-1, 1))):
+            centre = math.log10(value) + step * height
+            if not any(left < r and start < right and abs(centre - c) < height for start, r, c in placed):
+                break
+        placed.append((left, right, centre))
+        ax.annotate(text, (year, value), xytext=(left, 10**centre), textcoords="data", fontsize=8,
+                    color="#333333", va="center",
+                    arrowprops={"arrowstyle": "-", "color": "#999999", "lw": 0.5} if step else None)
+
+
+def scale_page(archs: list[Architecture]) -> str:
+    parts = ["# Parameters and compute", "",
+             "Every registered variant's parameter count and multiply-accumulates (GMACs, one forward pass of one "
+             "example at the card's input, measured with `torch.utils.flop_counter`) against the year of its "
+             "paper. Generated from the model cards with matplotlib.", "",
+             "![Parameters and GMACs against year](scale.svg)", "",
+             "| architecture | year | canonical | parameters | GMACs | input |",
+             "| --- | ---: | --- | ---: | ---: | --- |"]
+    for a in sorted(archs, key=lambda a: (a.year, a.title)):
+        c = a.canonical
+        parts.append(f"| {_link(a)} | {a.year} | `{c.name}` | {format_params(c)} | {format_gmacs(c.gmacs)} | "
+                     f"{_cell(c.input.describe())} |")
+    return "\n".join(parts) + "\n"
+
+
+def learning_path_page(archs: list[Architecture]) -> str:
+    by_name = {card.name: a for a in archs for card in a.cards}
+    canonical = {a.canonical.name: a for a in archs}
+    placed: set[str] = set()
+    parts = ["# Learning path", "",
+             "A reading order through the zoo, from beginner to advanced: each stage uses ideas from the ones "
+             "before. Read a model's page, then its source file top to bottom; run its example "
+             "(`python -m paperzoo.models...`) and change something.", ""]
+    step = 0
+    for level, title, why, names in LEARNING_PATH:
+        present = [by_name[n] for n in names if n in by_name and by_name[n].slug not in placed]
+        if not present:
+            continue
+        parts += [f"## {level}: {title}", "", why, ""]
+        for a in present:
+            step += 1
+            placed.add(a.slug)
+            parts.append(f"{step}. **{_link(a)}** ({a.year}): {_inline(a.canonical.innovations[0])}")
+        parts.append("")
+    rest = [a for name, a in sorted(canonical.items(), key=lambda kv: (kv[1].year, kv[0])) if a.slug not in placed]
+    if rest:
+        parts += ["## Also in the zoo", "", "Registered since the path above was written; read them where their "
+                  "year and task fit.", ""]
+        for a in rest:
+            parts.append(f"- **{_link(a)}** ({a.year}, {TASK_TITLES.get(a.task, a.task).lower()}): "
+                         f"{_inline(a.canonical.innovations[0])}")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def _table_from_rows(rows: list[dict]) -> str:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(str(row.get(c, ""))) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def benchmarks_page(root: Path) -> str:
+    """The measured results under ``benchmarks/results`` (CSV, JSON or markdown files), or a page that says
+    that nothing has been measured yet. Nothing is estimated or filled in."""
+    results = root / "benchmarks" / "results"
+    files = sorted(p for p in results.glob("*") if p.suffix in (".csv", ".json", ".md")) if results.is_dir() else []
+    parts = ["# Benchmarks", "",
+             "Side-by-side speed of paperzoo's models and their reference implementations, as measured by the "
+             "scripts in `benchmarks/` and stored in `benchmarks/results/`.", ""]
+    if not files:
+        parts += ['!!! note "Not yet measured"',
+                  "    No results are stored in `benchmarks/results/` yet, so there is nothing to show: this page "
+                  "lists the measurements once they exist. No number on this site is estimated.", ""]
+        return "\n".join(parts)
+    for path in files:
+        parts += [f"## {path.stem.replace('_', ' ')}", "", f"From `benchmarks/results/{path.name}`.", ""]
+        if path.suffix == ".md":
+            parts.append(path.read_text())
+        elif path.suffix == ".csv":
+            with path.open(newline="") as handle:
+                parts.append(_table_from_rows(list(csv.DictReader(handle))))
+        else:
+            data = json.loads(path.read_text())
+            rows = data.get("results", data.get("rows")) if isinstance(data, dict) else data
+            if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
+                parts.append(_table_from_rows(rows))
+            else:
+                parts += ["```json", json.dumps(data, indent=2), "```"]
+        parts.append("")
+    return "\n".join(parts)
+
+
+def index_page(archs: list[Architecture]) -> str:
+    variants = sum(len(a.cards) for a in archs)
+    tasks = [TASK_TITLES.get(t, t).lower() for t in TASKS if any(a.task == t for a in archs)]
+    return f"""# paperzoo
+
+Landmark neural networks in PyTorch, each written so that a student can learn the paper from its file alone, and
+each proven equal to its reference implementation or, where none exists, to its paper's configuration and
+parameter count. This site is generated from the code: today it holds **{len(archs)} architectures** and
+**{variants} registered variants** ({", ".join(tasks)}).
+
+## How to read it
+
+- [Models by category](overview/by-category.md) and the [timeline](overview/timeline.md) list every architecture;
+  [parameters and compute](overview/scale.md) plots their size against their year.
+- The [learning path](overview/learning-path.md) is an order to read them in, from beginner to advanced.
+- An architecture's page gives the paper, its key ideas, a diagram drawn from the model itself (open a block by
+  clicking it), the variants with their parameter counts, GMACs and parity status, a snippet that runs it, the
+  source file's account of the paper, and every deviation from it.
+- The [API reference](api/index.md) is generated from the docstrings.
+
+## Quick start
+
+```python
+import torch
+import paperzoo
+
+model = paperzoo.create_model("resnet50").eval()
+x = paperzoo.model_card("resnet50").example_input(batch_size=2)
+with torch.no_grad():
+    logits = model(x)  # (2, 1000)
+```
+
+## Building this site
+
+```bash
+pip install -e ".[docs]" && mkdocs build --strict
+```
+
+writes the site to `site/` (`mkdocs serve` serves it while you edit). Every page under *Architectures* and
+*Overview* is generated by `paperzoo.docsite` from the registry when the site is built.
+"""
+
+
+API_PAGES = {
+    "api/index.md": ("The public API", "Everything `import paperzoo` offers.",
+                     ["paperzoo.registry.create_model", "paperzoo.registry.list_models", "paperzoo.registry.model_card",
+                      "paperzoo.interop.load_weights", "paperzoo.measure.count_parameters"]),
+    "api/registry.md": ("Registry and model cards", "", ["paperzoo.registry"]),
+    "api/measure.md": ("Measuring", "", ["paperzoo.measure"]),
+    "api/interop.md": ("Weight conversion", "", ["paperzoo.interop"]),
+    "api/cli.md": ("Command line", "", ["paperzoo.cli"]),
+    "api/diagram.md": ("Architecture diagrams", "", ["paperzoo.diagram"]),
+    "api/docsite.md": ("This site's generator", "", ["paperzoo.docsite"]),
+}
+
+
+def api_pages() -> dict[str, str]:
+    """mkdocstrings pages: the public API, the shared layers and the training package, module by module."""
+    import pkgutil
+
+    import paperzoo.layers
+    import paperzoo.training
+
+    pages = dict(API_PAGES)
+    for package, path, title in ((paperzoo.layers, "api/layers.md", "Shared layers"),
+                                 (paperzoo.training, "api/training.md", "Training")):
+        modules = [package.__name__] + [f"{package.__name__}.{m.name}" for m in pkgutil.iter_modules(package.__path__)]
+        pages[path] = (title, "", modules)
+    out = {}
+    for path, (title, intro, objects) in pages.items():
+        body = [f"# {title}", ""] + ([intro, ""] if intro else [])
+        for obj in objects:
+            body += [f"::: {obj}", ""]
+        out[path] = "\n".join(body)
+    return out
+
+
+def summary(archs: list[Architecture], api: Iterable[str]) -> str:
+    """The navigation, for mkdocs-literate-nav."""
+    lines = ["* [Home](index.md)", "* Overview",
+             "    * [Models by category](overview/by-category.md)", "    * [Timeline](overview/timeline.md)",
+             "    * [Parameters and compute](overview/scale.md)", "    * [Learning path](overview/learning-path.md)",
+             "    * [Benchmarks](overview/benchmarks.md)", "* Architectures"]
+    for task in TASKS:
+        group = sorted((a for a in archs if a.task == task), key=lambda a: a.short_title.lower())
+        if group:
+            lines.append(f"    * {TASK_TITLES.get(task, task)}")
+            lines += [f"        * [{a.short_title}](models/{a.slug}.md)" for a in group]
+    lines.append("* API reference")
+    for path in api:
+        lines.append(f"    * [{API_PAGES.get(path, (_api_title(path),))[0]}]({path})")
+    return "\n".join(lines) + "\n"
+
+
+def _api_title(path: str) -> str:
+    return {"api/layers.md": "Shared layers", "api/training.md": "Training"}.get(path, path)
+
+
+def site_files(root: Path | str = ".", *, diagrams: bool = True) -> dict[str, str]:
+    """Every generated page (and the chart), ``{path under docs/: text}``.
+
+    ``diagrams=False`` leaves the architecture diagrams out (a quick build for checking pages and links).
+    """
+    from paperzoo.diagram import architecture_diagrams
+
+    archs = architectures()
+    files = {"index.md": index_page(archs),
+             "overview/by-category.md": by_category_page(archs),
+             "overview/timeline.md": timeline_page(archs),
+             "overview/scale.md": scale_page(archs),
+             "overview/scale.svg": scale_chart(archs),
+             "overview/learning-path.md": learning_path_page(archs),
+             "overview/benchmarks.md": benchmarks_page(Path(root))}
+    for arch in archs:
+        drawn = architecture_diagrams(arch.canonical.name) if diagrams else None
+        files[f"models/{arch.slug}.md"] = architecture_page(arch, drawn)
+    api = api_pages()
+    files.update(api)
+    files["SUMMARY.md"] = summary(archs, api)
+    return files
+
+
+def makeExtension(**kwargs):  # noqa: N802 (the name Python-Markdown looks for)
+    """A Python-Markdown extension (``markdown_extensions: [paperzoo.docsite]`` in mkdocs.yml) that reads the
+    reStructuredText roles of the docstrings (``:class:`ModelCard```) as code, for the API reference."""
+    from markdown import Extension
+    from markdown.preprocessors import Preprocessor
+
+    class Roles(Preprocessor):
+        def run(self, lines: list[str]) -> list[str]:
+            return [_ROLE.sub(lambda m: f"`{m.group(1)}`", line) for line in lines]
+
+    class RolesExtension(Extension):
+        def extendMarkdown(self, md) -> None:  # noqa: N802 (Python-Markdown's API)
+            md.preprocessors.register(Roles(md), "paperzoo-rst-roles", 25)
+
+    return RolesExtension(**kwargs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m paperzoo.docsite",
+                                     description="Write the documentation site's generated pages to a folder.")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--root", type=Path, default=Path("."), help="the repository (for benchmarks/results)")
+    parser.add_argument("--no-diagrams", action="store_true")
+    args = parser.parse_args(argv)
+    for path, text in site_files(args.root, diagrams=not args.no_diagrams).items():
+        target = args.out / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

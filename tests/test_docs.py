@@ -1,0 +1,468 @@
+"""The documentation site: its generator (pages from the registry, diagrams from the models), the strict mkdocs
+build with the README's command, a page for every canonical model, and a real browser reading the built site."""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import functools
+import http.server
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import paperzoo
+from paperzoo import diagram, docsite
+from paperzoo.registry import MODEL_MODULES, ModelCard
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = Path(os.environ.get("PAPERZOO_SCREENSHOTS", ROOT / "build" / "docs-screenshots"))
+
+
+# --------------------------------------------------------------------------------------- the page generator
+
+
+@pytest.fixture(scope="module")
+def archs() -> list[docsite.Architecture]:
+    return docsite.architectures()
+
+
+def test_one_architecture_per_model_module_with_its_canonical_variant(archs):
+    assert [a.module for a in archs] == list(MODEL_MODULES)
+    canonical = {a.canonical.name for a in archs}
+    assert canonical == set(paperzoo.list_models(canonical_only=True))
+    assert len({a.slug for a in archs}) == len(archs), "two model modules would share a page"
+
+
+def test_architecture_page_has_every_part_the_issue_asks_for(archs):
+    for arch in archs:
+        page = docsite.architecture_page(arch, diagrams=None)
+        card = arch.canonical
+        assert page.startswith(f"# {arch.title}\n")
+        assert f"[{docsite._inline(card.paper.title)}]({card.paper.url})" in page and card.paper.authors in page
+        assert str(card.paper.year) in page
+        for heading in ("## Key ideas", "## Variants", "## Run it", "## From the source", "## Deviations", "## API"):
+            assert heading in page, f"{arch.slug}: no {heading!r}"
+        deviations = page.split("## Deviations", 1)[1].split("\n## ", 1)[0]
+        assert "Deviation" in deviations and "no Deviations paragraph" not in deviations, (
+            f"{arch.module}: the module docstring has no Deviations paragraph to show")
+        for line in card.innovations:
+            assert docsite._inline(line) in page
+        for variant in arch.cards:  # the variant table: one row per registered variant
+            row = next(r for r in page.splitlines() if f"| `{variant.name}` |" in r)
+            assert f"{variant.params:,}" in row and docsite.format_gmacs(variant.gmacs) in row
+            assert docsite.parity_status(variant) in row
+        assert f'paperzoo.create_model("{card.name}")' in page
+
+
+def test_snippet_runs(archs):
+    """The page's snippet, as printed, for the smallest canonical model (the same template serves every page)."""
+    arch = min(archs, key=lambda a: a.canonical.gmacs * 1e3 + a.canonical.params / 1e6)
+    code = re.search(r"```python\n(.*?)```", docsite.snippet(arch, "(2, 10)"), flags=re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, f"{arch.slug} snippet", "exec"), namespace)
+    assert namespace["card"].name == arch.canonical.name
+
+
+def test_parity_status_follows_the_reference():
+    def card(reference: str) -> ModelCard:
+        return ModelCard(name="x", architecture="X", task="image-classification",
+                         paper=paperzoo.Paper("t", "a", 2000, "u"), innovations=(), input=paperzoo.InputSpec(
+                             "image", (3, 8, 8)), params=1, params_source="", reference=reference, gmacs=0.0)
+
+    assert docsite.parity_status(card("torchvision.models.resnet50")) == "parity-tested"
+    assert docsite.parity_status(card("timm:seresnet50")) == "parity-tested"
+    assert docsite.parity_status(card("transformers:BertModel")) == "parity-tested"
+    assert docsite.parity_status(card("torch.nn.LSTM")) == "parity-tested"
+    assert docsite.parity_status(card("paper")) == "paper count"
+    assert docsite.parity_status(card("ultralytics model summary")) == "published count"
+
+
+def test_rst_docstring_becomes_markdown():
+    text = ("Data flow::\n\n    image 3×224×224\n      conv 7×7\n\nSee :meth:`Net.forward` and ``x < y``; 2 < 3.\n\n"
+            "* a point that\n  continues\n\n  * a nested point\n")
+    md = docsite.rst_to_markdown(text)
+    assert "Data flow:\n\n```text\nimage 3×224×224\n  conv 7×7\n```" in md
+    assert "`Net.forward`" in md and ":meth:" not in md
+    assert "``x < y``" in md and "2 &lt; 3" in md  # no raw "<" outside code: it would open an HTML tag
+    assert "* a point that\n    continues" in md and "\n    * a nested point" in md
+
+
+def test_api_reference_reads_rst_roles_as_code():
+    import markdown
+
+    html = markdown.markdown("The card (:class:`~paperzoo.registry.ModelCard`) and ``x``.",
+                             extensions=[docsite.makeExtension()])
+    assert "<code>paperzoo.registry.ModelCard</code>" in html and ":class:" not in html
+
+
+def test_docstring_is_split_by_the_anatomy():
+    doc = ("Net.\n\nPaper: \"T\", A, 2000.\n\nThe idea.\n\nDeviations from the paper:\n\n* one\n  more\n* two\n\n"
+           "Initialisation as the reference.")
+    sections = docsite.split_docstring(doc)
+    assert sections.title == "Net."
+    assert sections.paper.startswith("Paper:")
+    assert sections.body == "The idea."
+    assert sections.deviations == "Deviations from the paper:\n\n* one\n  more\n* two"
+    assert sections.rest == "Initialisation as the reference."
+
+
+def test_overviews_list_every_architecture(archs):
+    pages = {"category": docsite.by_category_page(archs), "timeline": docsite.timeline_page(archs),
+             "scale": docsite.scale_page(archs), "path": docsite.learning_path_page(archs),
+             "nav": docsite.summary(archs, docsite.api_pages())}
+    for arch in archs:
+        for name, page in pages.items():
+            assert f"models/{arch.slug}.md" in page, f"the {name} page leaves out {arch.slug}"
+    path = pages["path"]
+    assert path.index("## Beginner") < path.index("## Intermediate") < path.index("## Advanced")
+
+
+def test_learning_path_keeps_models_it_does_not_name(archs, monkeypatch):
+    monkeypatch.setattr(docsite, "LEARNING_PATH", docsite.LEARNING_PATH[:1])
+    page = docsite.learning_path_page(archs)
+    assert "## Also in the zoo" in page
+    for arch in archs:
+        assert f"models/{arch.slug}.md" in page
+
+
+def test_chart_is_an_svg_of_every_canonical_model(archs):
+    svg = docsite.scale_chart(archs)
+    root = ET.fromstring(svg)
+    assert root.tag.endswith("svg")
+    for arch in archs:
+        assert arch.short_title.split(" (")[0] in svg
+
+
+def test_benchmarks_page_shows_only_what_was_measured(tmp_path):
+    page = docsite.benchmarks_page(tmp_path)
+    assert "Not yet measured" in page
+    assert not re.search(r"\d+(\.\d+)? ?(ms|img/s|s\b)", page), "no measurement exists, so no number may appear"
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    (results / "cpu.csv").write_text("model,ours_ms,reference_ms\nresnet50,101.5,99.8\n")
+    (results / "gpu.json").write_text(json.dumps([{"model": "vgg16", "ours_ms": 3.2}]))
+    page = docsite.benchmarks_page(tmp_path)
+    assert "Not yet measured" not in page
+    assert "| model | ours_ms | reference_ms |" in page and "| resnet50 | 101.5 | 99.8 |" in page
+    assert "| vgg16 | 3.2 |" in page
+
+
+# ------------------------------------------------------------------------------------------------ the diagrams
+
+
+class _Branches(nn.Module):
+    """Two branches concatenated, then a residual sum: the shape of an Inception module and a ResNet block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.left = nn.Conv2d(4, 2, 1)
+        self.right = nn.Sequential(nn.Conv2d(4, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.left(x), self.right(x)], dim=1) + x
+
+
+class _Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, stride=2)
+        self.blocks = nn.Sequential(_Branches(), _Branches(), _Branches())
+        self.head = nn.Linear(4, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+def _titles(graph: diagram.Graph) -> dict[str, diagram.Node]:
+    return {n.title: n for n in graph.nodes}
+
+
+def test_trace_finds_branches_and_merges():
+    with torch.device("meta"):
+        block = _Branches()
+        graph = diagram.trace_graph(block, (torch.randn(2, 4, 8, 8),), batch_size=2)
+    names = {n.id: (n.path or n.title) for n in graph.nodes}
+    edges = {(names[a], names[b]) for a, b in graph.edges}
+    assert {("input", "left"), ("input", "right.0"), ("left", "concat"), ("right.2", "concat"),
+            ("concat", "+"), ("input", "+"), ("+", "output")} <= edges
+    graph = diagram.simplify(graph)
+    titles = _titles(graph)
+    assert "Conv 3×3 · BN · ReLU" in titles  # a conv's normalisation and activation join its box
+    assert titles["Conv 3×3 · BN · ReLU"].shape == "2×8×8"
+    assert titles["output"].shape == "4×8×8"
+
+
+def test_runs_of_a_block_collapse_and_blocks_are_expandable():
+    with torch.device("meta"):
+        net = _Net()
+        graph = diagram.simplify(diagram.trace_graph(net, (torch.randn(2, 3, 17, 17),), batch_size=2))
+    titles = _titles(graph)
+    run = titles["_Branches ×3"]
+    assert run.repeat == 3 and run.path == "blocks" and not run.block  # a test class, not a paperzoo block
+    assert [t for t in titles if t not in ("input", "output")] == ["Conv 3×3/2", "_Branches ×3", "Linear 4→5"]
+    svg = diagram.render_svg(graph, title="net")
+    ET.fromstring(svg)  # well-formed
+    assert svg.count('class="pz-node') == len(graph.nodes)
+
+
+def test_recurrent_calls_are_counted_not_drawn_backwards():
+    class Unrolled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cell = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for _ in range(5):
+                x = torch.tanh(self.cell(x))
+            return x
+
+    with torch.device("meta"):
+        graph = diagram.trace_graph(Unrolled(), (torch.randn(2, 4),), batch_size=2)
+    cell = next(n for n in graph.nodes if n.path == "cell")
+    assert cell.calls == 5
+    order = {n.id: n.order for n in graph.nodes}
+    assert all(order[a] < order[b] for a, b in graph.edges)
+
+
+def test_a_module_run_through_its_parts_is_opened():
+    class Bypass(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = nn.Sequential()
+            self.backbone.add_module("first", nn.Linear(3, 3))
+            self.backbone.add_module("second", nn.Linear(3, 3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.backbone.second(self.backbone.first(x))  # never calls self.backbone itself
+
+    class Holder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = Bypass()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner.backbone.second(self.inner.backbone.first(x))
+
+    with torch.device("meta"):
+        graph = diagram.trace_graph(Holder(), (torch.randn(2, 3),), batch_size=2)
+    paths = [n.path for n in graph.nodes if n.kind == "module"]
+    assert paths == ["inner.backbone.first", "inner.backbone.second"]
+    assert all(n.calls == 1 for n in graph.nodes)
+
+
+def test_a_forward_pass_that_fails_still_gets_its_structure():
+    class Broken(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(2, 2), nn.Linear(2, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("not on the meta device")
+
+    graph = diagram._trace_or_describe(Broken(), (torch.randn(2, 2),), {}, batch_size=2)
+    assert not graph.traced and "not on the meta device" in graph.note
+    assert [n.path for n in graph.nodes] == ["a", "b"] and len(graph.edges) == 1
+
+
+def test_googlenet_draws_inception_modules_as_boxes_that_open():
+    network, *blocks = diagram.architecture_diagrams("googlenet")
+    assert network.traced and network.output == "(2, 1000)"
+    assert 8 <= network.boxes <= 30, "the network is drawn at the paper's level, not layer by layer"
+    assert 'href="#block-inceptionmodule"' in network.svg and "InceptionModule ×5" in network.svg
+    inception = next(b for b in blocks if b.anchor == "block-inceptionmodule")
+    assert inception.path == "inception3a"
+    assert inception.svg.count(">concat</text>") == 1  # four branches concatenated
+    ET.fromstring(inception.svg)
+
+
+# --------------------------------------------------------------------------------- the built site (heavy)
+
+
+def _readme_docs_command() -> str:
+    readme = (ROOT / "README.md").read_text()
+    (command,) = [b.strip() for b in re.findall(r"```bash\n(.*?)```", readme, flags=re.S) if "mkdocs build" in b]
+    return command
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory) -> dict:
+    """The site built once per test session with the README's command (shared by pytest-xdist's workers through
+    a lock file in their common temporary folder): ``{"dir", "returncode", "log"}``."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    install, build = _readme_docs_command().split(" && ")
+    assert install == 'pip install -e ".[docs]"', "the README's docs command installs the [docs] extra first"
+    assert build.startswith("mkdocs build --strict")
+    site, record = shared / "docs-site", shared / "docs-site.json"
+    with open(shared / "docs-site.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not record.exists():
+            env = dict(os.environ, DISABLE_MKDOCS_2_WARNING="true", NO_MKDOCS_2_WARNING="1", OMP_NUM_THREADS="1")
+            # `python -m mkdocs` is the README's `mkdocs`, from this interpreter's environment.
+            args = [sys.executable, "-m", *shlex.split(build), "--site-dir", str(site)]
+            done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+            record.write_text(json.dumps({"dir": str(site), "returncode": done.returncode,
+                                          "log": done.stdout + done.stderr}))
+    result = json.loads(record.read_text())
+    assert result["returncode"] == 0, f"mkdocs build --strict failed:\n{result['log'][-5000:]}"
+    return result
+
+
+@pytest.mark.heavy
+def test_site_builds_in_strict_mode_without_warnings(built_site):
+    # ~30 s on 2 cores: generating the pages (importing and tracing every canonical model on the meta device)
+    # and rendering them; shared with the browser test.
+    log = built_site["log"]
+    problems = [line for line in log.splitlines() if re.match(r"(WARNING|ERROR)\s+-", line)]
+    assert not problems, "\n".join(problems)
+    assert "Documentation built" in log
+
+
+@pytest.mark.heavy
+def test_every_canonical_model_has_a_page_with_its_diagram_and_variants(built_site):
+    site = Path(built_site["dir"])
+    for arch in docsite.architectures():
+        page = site / "models" / arch.slug / "index.html"
+        assert page.exists(), f"no page for {arch.module}"
+        html = page.read_text()
+        assert f"&quot;{arch.canonical.name}&quot;" in html, f"{arch.slug}: no snippet for {arch.canonical.name}"
+        assert html.count('class="pz-diagram"') >= 1, f"{arch.slug}: no diagram"
+        assert "meta-device forward pass failed" not in html, f"{arch.slug}: its diagram could not be traced"
+        for card in arch.cards:
+            assert f"<code>{card.name}</code>" in html, f"{arch.slug}: {card.name} missing from the variant table"
+    for page in ("overview/by-category", "overview/timeline", "overview/scale", "overview/learning-path",
+                 "overview/benchmarks", "api"):
+        assert (site / page / "index.html").exists(), page
+    assert (site / "overview" / "scale.svg").stat().st_size > 10_000
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
+        pass
+
+
+def _browser_paths() -> tuple[str, str]:
+    chromium = os.environ.get("PAPERZOO_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = os.environ.get("PAPERZOO_CHROMEDRIVER") or shutil.which("chromedriver")
+    assert chromium and driver, "Chromium and chromedriver are needed: run scripts/install-browser (README set-up)"
+    return chromium, driver
+
+
+def _full_page_screenshot(driver, path: Path) -> None:
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 7000), "scale": 1}
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
+                                                             "clip": clip})
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
+def _assert_real_picture(path: Path) -> None:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width >= 800 and image.height >= 600, (path, image.size)
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
+        assert colours is None or len(colours) > 100, f"{path} is nearly blank"
+
+
+@pytest.mark.heavy
+def test_browser_reads_the_site(built_site):
+    """Headless Chromium on the built site, served on localhost: from the home page through the navigation to
+    the models by category, an architecture page (its diagram and variant table render, a block opens on a click)
+    and the chart; a screenshot of each step is left in build/docs-screenshots/ for a person to look at."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as expected
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    site = Path(built_site["dir"])
+    # The architecture to visit: GoogLeNet (the issue's example of a block that opens), else any page with one.
+    pages = sorted(site.glob("models/*/index.html"))
+    chosen = next((p for p in pages if p.parent.name == "googlenet"),
+                  next(p for p in pages if 'class="pz-link"' in p.read_text()))
+    slug = chosen.parent.name
+    canonical = next(a.canonical.name for a in docsite.architectures() if a.slug == slug)
+
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+    SCREENSHOTS.mkdir(parents=True)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(_QuietHandler, directory=str(site)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    chromium, chromedriver = _browser_paths()
+    options = Options()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,1000", "--hide-scrollbars", "--no-first-run"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    browser = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
+    wait = WebDriverWait(browser, 30)
+    try:
+        browser.get(url)
+        wait.until(expected.presence_of_element_located((By.CSS_SELECTOR, "nav.md-nav")))
+        assert "paperzoo" in browser.title
+        _full_page_screenshot(browser, SCREENSHOTS / "1-home.png")
+
+        browser.find_element(By.CSS_SELECTOR, "a[href$='overview/by-category/']").click()
+        wait.until(expected.title_contains("Models by category"))
+        rows = browser.find_elements(By.CSS_SELECTOR, "article table tbody tr")
+        assert len(rows) == len(docsite.architectures())
+        _full_page_screenshot(browser, SCREENSHOTS / "2-models-by-category.png")
+
+        browser.find_element(By.CSS_SELECTOR, f"article table a[href$='models/{slug}/']").click()
+        figure = wait.until(expected.visibility_of_element_located((By.CSS_SELECTOR, "div.pz-figure svg.pz-diagram")))
+        assert figure.size["width"] > 150 and figure.size["height"] > 300, figure.size
+        boxes = figure.find_elements(By.CSS_SELECTOR, "g.pz-node rect")
+        assert len(boxes) >= 5 and all(box.size["width"] > 40 and box.size["height"] > 20 for box in boxes)
+        labels = [t.text for t in figure.find_elements(By.CSS_SELECTOR, "text.pz-t")]
+        assert labels[0] == "input" and labels[-1] == "output", labels
+        table = next(t for t in browser.find_elements(By.CSS_SELECTOR, "article table")
+                     if "GMACs" in t.text and "status" in t.text)
+        assert table.is_displayed() and table.size["height"] > 40
+        cells = [c.text for c in table.find_elements(By.CSS_SELECTOR, "tbody tr:first-child td")]
+        assert len(cells) == 7 and any(canonical in c for c in table.text.splitlines()), cells
+        _full_page_screenshot(browser, SCREENSHOTS / "3-architecture.png")
+
+        link = figure.find_element(By.CSS_SELECTOR, "a.pz-link")
+        block_id = link.get_dom_attribute("href").removeprefix("#")  # an SVG link: the attribute, not a URL
+        block = browser.find_element(By.ID, block_id)
+        assert block.get_attribute("open") is None, "a block starts closed"
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", link)
+        link.click()  # a click on the box, as a reader would
+        wait.until(lambda _: block.get_attribute("open") is not None)
+        opened = block.find_element(By.CSS_SELECTOR, "svg.pz-diagram")
+        assert opened.is_displayed() and opened.size["height"] > 100
+        browser.execute_script("arguments[0].scrollIntoView()", block)
+        browser.save_screenshot(str(SCREENSHOTS / "4-block-opened.png"))
+
+        nav_link = browser.find_element(By.CSS_SELECTOR, "nav a[href$='overview/scale/']")
+        browser.execute_script("window.scrollTo(0, 0); arguments[0].scrollIntoView({block: 'center'})", nav_link)
+        nav_link.click()
+        chart = wait.until(expected.visibility_of_element_located((By.CSS_SELECTOR, "article img[src$='scale.svg']")))
+        wait.until(lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth", chart))
+        assert chart.size["width"] > 300
+        _full_page_screenshot(browser, SCREENSHOTS / "5-parameters-and-compute.png")
+
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        browser.quit()
+        server.shutdown()
+    for shot in sorted(SCREENSHOTS.glob("*.png")):
+        _assert_real_picture(shot)
+    assert len(list(SCREENSHOTS.glob("*.png"))) == 5
