@@ -80,6 +80,9 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.generative.autoencoder": ("autoencoder",),
     "paperzoo.models.classification.capsnet": ("capsnet",),
     "paperzoo.models.classification.odenet": ("odenet", "odenet_resnet"),
+    "paperzoo.models.audio.wav2vec2": (
+        "wav2vec2_base", "wav2vec2_large", "wav2vec2_base_pretraining", "wav2vec2_large_pretraining",
+    ),
 }
 
 _MODULE_OF: dict[str, str] = {name: module for module, names in MODEL_MODULES.items() for name in names}
