@@ -88,9 +88,9 @@ Deviations from the paper, each to match the authors' released models (fairseq) 
   two spans per utterance, and at most ⌊T / M⌋: the released code's ``compute_mask_indices`` and
   transformers' ``_compute_mask_indices`` (whose ``mask_time_prob`` is p·M, the masked proportion before
   overlaps, where this model's ``mask_prob`` is the paper's p).
-* In training mode ``Wav2Vec2`` itself masks spans too (transformers' ``mask_time_prob``, the paper's
-  fine-tuning masking, §4.3 / Appendix B), so that the mask embedding is trained whatever the model is
-  fine-tuned for; evaluation mode never masks unless ``mask_time_indices`` is given.
+* In training mode ``Wav2Vec2`` itself masks spans too (transformers' ``mask_time_prob``; the paper masks time
+  steps when fine-tuning as well, §3.3), so that the mask embedding is trained whatever the model is trained
+  for; evaluation mode never masks unless ``mask_time_indices`` is given.
 * Dropout defaults follow the released pre-training configurations (BASE: 0.1 in the Transformer, on the
   projected features and on the quantiser's input, 0.1 on attention probabilities; LV-60k LARGE: none).
   LayerDrop defaults to 0, where the released BASE pre-training drops layers with probability 0.05: a dropped
