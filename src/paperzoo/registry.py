@@ -106,6 +106,9 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.sequence.gru": ("gru",),
     "paperzoo.models.sequence.seq2seq": ("seq2seq",),
     "paperzoo.models.sequence.attention_seq2seq": ("attention_seq2seq",),
+    "paperzoo.models.audio.wav2vec2": (
+        "wav2vec2_base", "wav2vec2_large", "wav2vec2_base_pretraining", "wav2vec2_large_pretraining",
+    ),
 }
 
 _MODULE_OF: dict[str, str] = {name: module for module, names in MODEL_MODULES.items() for name in names}
