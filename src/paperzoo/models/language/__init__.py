@@ -1,0 +1,1 @@
+"""Language models: the Transformer, BERT and GPT, one file per paper."""
