@@ -73,10 +73,12 @@ Deviations from the paper (and what the paper does not state):
   attention); a source made only of padding is rejected (every query would attend to nothing). Targets are
   padded on the right, so the causal mask already hides their padding from every real token; the loss ignores
   padded positions.
-* Decoding never emits ``<pad>`` or ``<s>`` (their log-probabilities are −∞), and a sentence's beam search stops
-  once it has beam_size finished hypotheses (fairseq's rule; the paper says only "terminate early when
-  possible"). The length penalty is Wu et al.'s lp(Y) = ((5 + |Y|) / 6)^α with |Y| counting ``</s>``, as
-  tensor2tensor, without their coverage penalty, which the paper does not use.
+* Decoding never emits ``<pad>`` or ``<s>`` (their log-probabilities are −∞). The paper says only "terminate
+  early when possible": a sentence's beam search stops when no live hypothesis can still beat its best finished
+  one, bounding a live one's final score by its log-probability now over the length penalty at the maximum
+  length (tensor2tensor's rule, the authors' code). The length penalty is Wu et al.'s
+  lp(Y) = ((5 + |Y|) / 6)^α with |Y| counting ``</s>``, as tensor2tensor, without their coverage penalty, which
+  the paper does not use.
 * Batch first: ids are ``(N, S)`` and ``(N, T)``; the paper's equations are per sentence.
 """
 
@@ -394,11 +396,12 @@ class Transformer(nn.Module):
     def beam_search(self, src: torch.Tensor, *, beam_size: int = 4, length_penalty: float = 0.6,
                     extra_length: int = 50, use_cache: bool = True,
                     return_scores: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Beam search (§6.1): keep the ``beam_size`` most probable partial translations of each sentence; a
+        """Beam search (§6.1): keep the ``beam_size`` most probable partial translations of each sentence. A
         hypothesis that ends with ``</s>`` is finished and scored log P(Y | X) / lp(Y), with Wu et al.'s length
         penalty lp(Y) = ((5 + |Y|) / 6)^α, α = ``length_penalty``; the best-scoring finished one is the
-        translation. A sentence stops when it has ``beam_size`` finished hypotheses, or at its maximum length
-        (source length + ``extra_length``), where its live hypotheses are finished as they are.
+        translation. A sentence stops at its maximum length (source length + ``extra_length``), where its live
+        hypotheses are finished as they are, or earlier, as soon as no live hypothesis can beat its best finished
+        one any more (tensor2tensor's bound, below).
 
         Returns ids (N, L) as :meth:`generate`, and with ``return_scores`` also their scores (N,).
         """
@@ -413,50 +416,53 @@ class Transformer(nn.Module):
         tokens = src.new_full((n * beams, 1), self.bos_id)  # (N·B, 1)
         scores = torch.full((n, beams), -math.inf, device=src.device)  # log P of each live hypothesis
         scores[:, 0] = 0.0  # one hypothesis, <s>, to start from
-        finished: list[list[tuple[float, torch.Tensor]]] = [[] for _ in range(n)]  # (score / lp, ids)
+        best: list[tuple[float, torch.Tensor] | None] = [None] * n  # the best finished: (log P / lp, ids)
         done = [False] * n
         cache = DecoderCache(len(self.decoder.layers)) if use_cache else None
         offsets = torch.arange(n, device=src.device)[:, None] * beams  # (N, 1): each sentence's first row
 
-        def penalised(score: float, length: int) -> float:
-            return score / ((5 + length) / 6) ** length_penalty  # log P(Y | X) / lp(Y)
+        def penalty(length: int) -> float:
+            return ((5 + length) / 6) ** length_penalty  # lp(Y), Wu et al. 2016, eq. 14
+
+        def finish(i: int, score: float, prefix: torch.Tensor, token: int, length: int) -> None:
+            if best[i] is None or score / penalty(length) > best[i][0]:
+                best[i] = (score / penalty(length), torch.cat([prefix, prefix.new_tensor([token])]))
 
         for length in range(1, max(limits) + 1):
             log_probs = self._next_token_log_probs(tokens, memory, source_mask, cache)  # (N·B, V)
             vocab = log_probs.shape[-1]
             candidates = (scores[:, :, None] + log_probs.view(n, beams, vocab)).view(n, beams * vocab)
-            # 2B candidates: even if B of them end with </s>, B others can carry on.
-            top_scores, top_index = candidates.topk(min(2 * beams, beams * vocab), dim=1)  # (N, 2B)
-            origins, next_tokens = (top_index // vocab).tolist(), (top_index % vocab).tolist()
-            top_scores_list = top_scores.tolist()
+            # 2B candidates: even if B of them end with </s>, B others carry on.
+            top_scores, top_index = candidates.topk(min(2 * beams, beams * vocab), dim=1)  # (N, 2B), best first
+            top = zip(top_scores.tolist(), (top_index // vocab).tolist(), (top_index % vocab).tolist(), strict=True)
             new_scores = torch.full_like(scores, -math.inf)
             new_origin = torch.zeros(n, beams, dtype=torch.long)
             new_token = torch.full((n, beams), self.pad_id, dtype=torch.long)
-            for i in range(n):
+            for i, (row_scores, row_origins, row_tokens) in enumerate(top):
                 if done[i]:
                     continue
                 live = 0
-                for rank, (score, origin, token) in enumerate(zip(top_scores_list[i], origins[i], next_tokens[i],
-                                                                  strict=True)):
+                for score, origin, token in zip(row_scores, row_origins, row_tokens, strict=True):
                     if score == -math.inf:
                         break
-                    prefix = tokens[i * beams + origin, 1:]
                     if token == self.eos_id:
-                        if rank < beams:  # an ending among the B best candidates finishes a hypothesis
-                            ended = torch.cat([prefix, prefix.new_tensor([token])])
-                            finished[i].append((penalised(score, length), ended))
-                    else:
+                        finish(i, score, tokens[i * beams + origin, 1:], token, length)
+                    elif live < beams:
                         new_scores[i, live], new_origin[i, live], new_token[i, live] = score, origin, token
                         live += 1
-                        if live == beams:
-                            break
                 if length >= limits[i]:  # the maximum length: the live hypotheses end here, as they are
                     for b in range(live):
-                        prefix = tokens[i * beams + int(new_origin[i, b]), 1:]
-                        ended = torch.cat([prefix, prefix.new_tensor([int(new_token[i, b])])])
-                        finished[i].append((penalised(float(new_scores[i, b]), length), ended))
-                if len(finished[i]) >= beams or length >= limits[i]:
+                        finish(i, float(new_scores[i, b]), tokens[i * beams + int(new_origin[i, b]), 1:],
+                               int(new_token[i, b]), length)
                     done[i] = True
+                elif live == 0:
+                    done[i] = True
+                else:
+                    # A live hypothesis only loses probability as it grows, and lp grows with length, so its score
+                    # can never exceed (its log P now) / lp(maximum length): once the best finished score is above
+                    # that for the best live one, the search of this sentence is over.
+                    done[i] = best[i] is not None and best[i][0] > float(new_scores[i, 0]) / penalty(limits[i])
+                if done[i]:
                     new_scores[i] = -math.inf
             if all(done):
                 break
@@ -466,12 +472,13 @@ class Transformer(nn.Module):
                 cache.reorder(rows)
             scores = new_scores
 
-        best = [max(hypotheses, key=lambda h: h[0]) for hypotheses in finished]
-        out = src.new_full((n, max(len(ids) for _, ids in best)), self.pad_id)
-        for i, (_, ids) in enumerate(best):
+        finished = [hypothesis for hypothesis in best if hypothesis is not None]
+        assert len(finished) == n, "every sentence ends with a finished hypothesis at the latest at its limit"
+        out = src.new_full((n, max(len(ids) for _, ids in finished)), self.pad_id)
+        for i, (_, ids) in enumerate(finished):
             out[i, :len(ids)] = ids
         if return_scores:
-            return out, torch.tensor([score for score, _ in best])
+            return out, torch.tensor([score for score, _ in finished])
         return out
 
 
