@@ -132,6 +132,15 @@ def test_a_stack_with_torch_nns_final_norm_does_not_load():
         paperzoo.load_weights(TransformerEncoder(2, D_MODEL, HEADS, D_FF), reference, source="torch")
 
 
+def test_torch_source_still_passes_other_classes_through():
+    # Only the classes interop/torch_nn.py lists are renamed; any other keeps torch.nn's names as they are.
+    reference = nn.MultiheadAttention(D_MODEL, HEADS, batch_first=True)
+    weights = {"qkv.weight": reference.in_proj_weight, "qkv.bias": reference.in_proj_bias,
+               "proj.weight": reference.out_proj.weight, "proj.bias": reference.out_proj.bias}
+    ours = paperzoo.load_weights(MultiHeadAttention(D_MODEL, HEADS), weights, source="torch")
+    assert torch.equal(ours.qkv.weight, reference.in_proj_weight)
+
+
 def test_whole_model_equals_torch_nn_with_the_papers_embeddings():
     """Shared embedding E scaled by √d_model, the sinusoids, the padding and causal masks, and the output
     projection Eᵀ, composed from torch.nn modules and compared with the model on converted weights."""

@@ -12,7 +12,8 @@ and convolutions entirely". The ideas, in the paper's terms:
 * Residual sub-layers with layer normalisation (§3.1). Every sub-layer's output is LayerNorm(x + Sublayer(x))
   (the normalisation *after* the residual sum: "post-norm"). An encoder layer has two sub-layers: multi-head
   self-attention and a position-wise feed-forward network; a decoder layer inserts a third, multi-head attention
-  over the encoder's output, and masks its self-attention so that position i depends only on positions < i.
+  over the encoder's output, and masks its self-attention so that, with the output embeddings offset by one
+  position, the prediction for position i depends only on the known outputs at positions less than i.
 * Scaled dot-product attention (eq. 1), Attention(Q, K, V) = softmax(QKᵀ / √d_k) V, and multi-head attention
   (§3.2.2), h = 8 heads on d_k = d_v = d_model / h = 64 wide projections: ``paperzoo.layers.MultiHeadAttention``
   on ``F.scaled_dot_product_attention``, with the padding and causal masks passed to it.
@@ -46,10 +47,11 @@ Data flow of ``transformer_base`` at the canonical input, source and target of 1
 Parameters. The paper prints 65M (base) and 213M (big), for "a shared source-target vocabulary of about 37000
 tokens" (§5.1). Counted exactly: a layer stack of 44,138,496 (base) or 176,357,376 (big) parameters, plus one
 shared V × d_model embedding. At V = 37,000 (the paper's figure, taken as it is) that is 63,082,496 and
-214,245,376. No single V gives both printed figures: 65M ± 0.5M needs V between 39,769 and 41,722, 213M ± 0.5M
-needs V between 35,298 and 36,275 (at d_model = 1024); so the card keeps the exact count at the paper's 37,000
-and says so. (fairseq's reproduction of the paper, Ott et al. 2018, uses a joined BPE dictionary of 32,768:
-60,915,712 for base; pass ``vocab_size=32768`` for it.)
+214,245,376. No single V gives both printed figures: 65M ± 0.5M needs V between 39,769 and 41,721, 213M ± 0.5M
+needs V between 35,296 and 36,272 (at d_model = 1024); so the cards keep the exact counts at the paper's 37,000
+(1.9M under the printed 65M, 1.2M over the printed 213M) and say so. fairseq's reproduction of the paper
+(Ott et al. 2018) uses a joined BPE dictionary of 32,768 entries instead: 60,915,712 and 209,911,808 parameters;
+pass ``vocab_size=32768`` for it.
 
 Deviations from the paper (and what the paper does not state):
 
@@ -323,7 +325,8 @@ class Transformer(nn.Module):
     def embed(self, ids: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """Ids (N, L) at positions ``offset …`` → E[ids] · √d_model + PE, with dropout (§3.4, §3.5, §5.4)."""
         x = self.embedding(ids) * math.sqrt(self.d_model)  # (N, L, d_model)
-        return self.dropout(x + positional_encoding(ids.shape[1], self.d_model, offset=offset, device=ids.device))
+        encoding = positional_encoding(ids.shape[1], self.d_model, offset=offset, device=ids.device)  # (L, d_model)
+        return self.dropout(x + encoding.to(x.dtype))
 
     def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Source ids (N, S) → the memory (N, S, d_model) and the source padding mask (N, 1, 1, S)."""
