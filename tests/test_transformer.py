@@ -463,32 +463,41 @@ def exact_match(out: torch.Tensor, expected: torch.Tensor) -> float:
 
 @pytest.fixture(scope="module")
 def reverser() -> Transformer:
-    """A 2+2-layer, d_model = 64 Transformer trained with the paper's recipe (Adam β₂ = 0.98, the warm-up schedule,
-    residual dropout 0.1, label smoothing 0.1) to reverse digit strings: 800 steps of 64 strings.
+    """A 2+2-layer, d_model = 64 Transformer trained with the paper's recipe (Adam β₂ = 0.98, ε = 1e-9, the warm-up
+    schedule of eq. 3, residual dropout 0.1, label smoothing 0.1) to reverse digit strings: 800 steps of 64 strings.
+    The schedule is scaled by 0.3 (the optimizer's lr): at the paper's own scale, which eq. 3 ties to d_model, this
+    tiny model's accuracy oscillates by a few points from one evaluation to the next.
 
-    Measured: 58 s on one thread of this project's 2-core machine while it ran ~10 other jobs (load average 10);
-    99.8% of 500 unseen strings exactly right greedily, 100% with beam search. Without dropout, or with 500
-    steps, it stays near 96-98%."""
-    torch.manual_seed(0)
-    model = Transformer(vocab_size=13, d_model=64, num_heads=4, d_ff=128, num_encoder_layers=2,
-                        num_decoder_layers=2, dropout=0.1)
-    optimizer = adam_optimizer(model.parameters())
-    scheduler = lr_scheduler(optimizer, d_model=64, warmup_steps=200)
-    generator = torch.Generator().manual_seed(1)
-    for _ in range(800):
-        src, tgt = reversal_batch(64, generator)
-        loss = model.loss(src, tgt)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+    Measured on this project's 2-core machine, one thread, with other jobs running (load average 4-5): 60-75 s.
+    Greedy exact-sequence accuracy on 300 unseen strings after 800 steps, over initialisation seeds 0-3: 100%,
+    99.7%, 99.7%, 99.7% (after 600 steps: 96-99.7%). One thread: the matrices are tiny, so more threads only slow
+    it down, and the trained weights do not depend on the machine's core count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        model = Transformer(vocab_size=13, d_model=64, num_heads=4, d_ff=128, num_encoder_layers=2,
+                            num_decoder_layers=2, dropout=0.1)
+        optimizer = adam_optimizer(model.parameters())
+        for group in optimizer.param_groups:
+            group["lr"] = 0.3
+        scheduler = lr_scheduler(optimizer, d_model=64, warmup_steps=200)
+        generator = torch.Generator().manual_seed(1)
+        for _ in range(800):
+            src, tgt = reversal_batch(64, generator)
+            loss = model.loss(src, tgt)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+    finally:
+        torch.set_num_threads(threads)
     return model.eval()
-
 
 
 @pytest.mark.heavy
 def test_learns_to_reverse_digit_sequences(reverser):
-    src, tgt = reversal_batch(500, torch.Generator().manual_seed(99))  # unseen strings
+    src, tgt = reversal_batch(500, torch.Generator().manual_seed(99))  # a fresh draw (most of them never seen)
     greedy = exact_match(reverser.generate(src), tgt[:, 1:])
     beam = exact_match(reverser.beam_search(src[:200]), tgt[:200, 1:])
     assert greedy >= 0.98, f"greedy: {greedy:.1%} of the reversals exactly right"
