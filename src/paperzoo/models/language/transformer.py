@@ -543,7 +543,7 @@ _INNOVATIONS = (
 _VOCAB_SIZE = 37000  # "a shared source-target vocabulary of about 37000 tokens" (§5.1), taken as it is
 
 
-def _card(name: str, architecture: str, params: int, paper_params: str, gmacs: float,
+def _card(name: str, architecture: str, params: int, derivation: str, paper_params: str, gmacs: float,
           canonical: bool = False) -> ModelCard:
     return ModelCard(
         name=name,
@@ -555,8 +555,9 @@ def _card(name: str, architecture: str, params: int, paper_params: str, gmacs: f
                         target_vocab_size=_VOCAB_SIZE),
         params=params,
         params_source=f"derived from the paper's configuration (Table 3) with a shared, tied vocabulary of exactly "
-                      f"37,000 tokens (§5.1: 'about 37000'); the paper prints {paper_params}, which no single "
-                      "vocabulary reproduces together with the other variant's figure (see the module docstring)",
+                      f"37,000 tokens (§5.1: 'about 37000'): {derivation}. The paper prints {paper_params}, which no "
+                      "single vocabulary reproduces together with the other variant's figure (see the module "
+                      "docstring)",
         reference="paper",
         gmacs=gmacs,
         canonical=canonical,
@@ -566,15 +567,18 @@ def _card(name: str, architecture: str, params: int, paper_params: str, gmacs: f
     )
 
 
-@register(_card("transformer_base", "Transformer (base)", params=63_082_496, paper_params="65M", gmacs=1.012,
-                canonical=True))
+@register(_card("transformer_base", "Transformer (base)", params=63_082_496,
+                derivation="44,138,496 in the 6 + 6 layers + 37,000 x 512 in the embedding", paper_params="65M",
+                gmacs=1.012, canonical=True))
 def transformer_base(**kwargs: Any) -> Transformer:
     """The base model: N = 6, d_model = 512, d_ff = 2048, h = 8, P_drop = 0.1, ε_ls = 0.1."""
     return Transformer(**{"vocab_size": _VOCAB_SIZE, "d_model": 512, "d_ff": 2048, "num_heads": 8,
                           "num_encoder_layers": 6, "num_decoder_layers": 6, "dropout": 0.1, **kwargs})
 
 
-@register(_card("transformer_big", "Transformer (big)", params=214_245_376, paper_params="213M", gmacs=3.434))
+@register(_card("transformer_big", "Transformer (big)", params=214_245_376,
+                derivation="176,357,376 in the 6 + 6 layers + 37,000 x 1024 in the embedding", paper_params="213M",
+                gmacs=3.434))
 def transformer_big(**kwargs: Any) -> Transformer:
     """The big model: N = 6, d_model = 1024, d_ff = 4096, h = 16, P_drop = 0.3 (English-German; 0.1 for
     English-French, §6.1), ε_ls = 0.1."""
