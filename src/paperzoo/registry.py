@@ -96,6 +96,7 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     ),
     "paperzoo.models.segmentation.deeplabv3": ("deeplabv3_resnet50", "deeplabv3_resnet101"),
     "paperzoo.models.segmentation.pspnet": ("pspnet_resnet50", "pspnet_resnet101"),
+    "paperzoo.models.language.transformer": ("transformer_base", "transformer_big"),
     "paperzoo.models.generative.gan": ("gan",),
     "paperzoo.models.generative.dcgan": ("dcgan", "dcgan_ngf64"),
     "paperzoo.models.generative.vae": ("vae",),

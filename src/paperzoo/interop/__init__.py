@@ -3,7 +3,8 @@
 ``load_weights(model, weights, source=...)`` takes a path (``.safetensors``, or ``.pt``/``.pth``/``.bin``
 read with ``torch.load(weights_only=True)``: never an unrestricted pickle), a state_dict, or a reference
 ``nn.Module``; converts its keys from the ``source`` library's layout to ours with the converter that
-``interop/<source>.py`` registers for the model's class; and loads the result strictly. A mismatch raises a
+``interop/<source>.py`` registers for the model's class (for ``source="torch"``: ``interop/torch_nn.py``, and
+a class it does not list keeps torch.nn's names as they are); and loads the result strictly. A mismatch raises a
 :class:`WeightsMismatchError` that lists the missing keys, the unexpected keys and the shape conflicts.
 """
 
@@ -60,11 +61,14 @@ def convert_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
     state_dict = dict(state_dict)
-    if source in ("paperzoo", "torch"):  # our own layout, and torch.nn's (whose names our layers keep)
+    if source == "paperzoo":
         return state_dict
-    converters: dict[str, Converter] = importlib.import_module(f"paperzoo.interop.{source}").CONVERTERS
+    module = "torch_nn" if source == "torch" else source  # interop/torch_nn.py: the torch.nn classes it renames
+    converters: dict[str, Converter] = importlib.import_module(f"paperzoo.interop.{module}").CONVERTERS
     kind = type(model).__name__
     if kind not in converters:
+        if source == "torch":  # torch.nn's own names, which our layers keep unless a converter says otherwise
+            return state_dict
         raise ValueError(f"no {source} converter for {kind}; {source} converters exist for: "
                          f"{', '.join(sorted(converters)) or 'none yet'}")
     return converters[kind](state_dict, model)

@@ -22,6 +22,8 @@ How the architectures of the zoo use it (one module, three patterns):
   the queries come from ``y``, the keys and values from ``memory`` (the encoder's output), through the same
   packed weights (rows ``[0, d)`` project queries, rows ``[d, 3d)`` keys and values), as
   ``torch.nn.MultiheadAttention`` does. Both sequences have the model's width d_model, as in the paper.
+  A decoder that generates token by token passes a :class:`KeyValueCache` here too: the memory does not
+  change between steps, so its keys and values are projected on the first call, kept, and reused.
 * padding (BERT): pass ``attn_mask`` of shape ``(N, 1, 1, S)``, ``True`` at real tokens.
 
 Masks follow SDPA's convention, which is the opposite of ``torch.nn.MultiheadAttention``'s for booleans:
@@ -67,6 +69,13 @@ class KeyValueCache:
             self.key = torch.cat([self.key, key], dim=-2)
             self.value = torch.cat([self.value, value], dim=-2)
         return self.key, self.value
+
+    def reorder(self, indices: torch.Tensor) -> None:
+        """Keep the cached rows ``indices`` of the batch, in that order (beam search: each surviving hypothesis
+        takes over the keys and values of the hypothesis it extends)."""
+        if self.key is not None and self.value is not None:
+            self.key = self.key.index_select(0, indices)
+            self.value = self.value.index_select(0, indices)
 
 
 class MultiHeadAttention(nn.Module):
@@ -119,20 +128,28 @@ class MultiHeadAttention(nn.Module):
                 (N, num_heads, L, S).
             is_causal: position i attends to keys up to its own position only (aligned to the end of the keys
                 when a cache holds earlier positions).
-            cache: a :class:`KeyValueCache` the new keys and values are appended to, and attended over.
+            cache: a :class:`KeyValueCache` the new keys and values are appended to, and attended over. With
+                ``key_value`` (cross-attention) the cache holds the keys and values of ``key_value`` instead:
+                projected on the first call, reused as they are on every later one.
 
         Returns (N, L, d_model).
         """
         if key_value is None:  # self-attention: one product with the packed weights
             q, k, v = self.qkv(query).chunk(3, dim=-1)  # 3 × (N, L, d_model)
+            q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)  # (N, h, L, d)
+            if cache is not None:
+                k, v = cache.update(k, v)  # (N, h, S, d): the cached positions, then the new ones
         else:  # cross-attention: queries from one sequence, keys and values from another
             d = self.embed_dim
             bias = self.qkv.bias
-            q = F.linear(query, self.qkv.weight[:d], None if bias is None else bias[:d])
-            k, v = F.linear(key_value, self.qkv.weight[d:], None if bias is None else bias[d:]).chunk(2, dim=-1)
-        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)  # (N, h, L or S, d)
-        if cache is not None:
-            k, v = cache.update(k, v)  # (N, h, S, d): the cached positions, then the new ones
+            q = self.split_heads(F.linear(query, self.qkv.weight[:d], None if bias is None else bias[:d]))
+            if cache is not None and cache.key is not None and cache.value is not None:
+                k, v = cache.key, cache.value  # the memory's, projected at the first step: (N, h, S, d)
+            else:
+                k, v = F.linear(key_value, self.qkv.weight[d:], None if bias is None else bias[d:]).chunk(2, dim=-1)
+                k, v = self.split_heads(k), self.split_heads(v)  # (N, h, S, d)
+                if cache is not None:
+                    cache.update(k, v)
         if is_causal and (attn_mask is not None or q.shape[-2] != k.shape[-2]):
             attn_mask, is_causal = causal_mask(q.shape[-2], k.shape[-2], attn_mask, q.device), False
         out = F.scaled_dot_product_attention(
