@@ -51,23 +51,25 @@ _BERT_HEAD_RULES = [
 _BERT_BUFFERS = re.compile(r"(bert\.)?embeddings\.(position_ids|token_type_ids)")
 
 
-def _pack_qkv(state_dict: StateDict, prefix: str) -> StateDict:
-    """Concatenate ``...attention.self.{query,key,value}.{weight,bias}`` into ``...attention.qkv.{weight,bias}``."""
-    layer = rf"{re.escape(prefix)}encoder\.layer\.\d+\.attention"
-    pattern = re.compile(rf"({layer})\.self\.(query|key|value)\.(weight|bias)")
+def _pack_qkv(state_dict: StateDict, pattern: str, projections: tuple[str, str, str], unpacked: str) -> StateDict:
+    """Concatenate separate query, key and value layers into our packed ``<module>.qkv.{weight,bias}``, in that
+    order along the output dimension. ``pattern`` matches one of their keys with three groups (the attention
+    module, the projection's name among ``projections``, weight or bias); ``unpacked`` rebuilds such a key, for
+    an incomplete triple that stays as it is for the strict load to report."""
+    compiled = re.compile(pattern)
     parts: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
     packed: StateDict = {}
     for key, value in state_dict.items():
-        match = pattern.fullmatch(key)
+        match = compiled.fullmatch(key)
         if match:
             parts.setdefault((match[1], match[3]), {})[match[2]] = value
         else:
             packed[key] = value
-    for (module, kind), projections in parts.items():
-        if set(projections) != {"query", "key", "value"}:  # incomplete: keep them, the strict load names them
-            packed.update({f"{module}.self.{p}.{kind}": t for p, t in projections.items()})
+    for (module, kind), found in parts.items():
+        if set(found) != set(projections):
+            packed.update({unpacked.format(module=module, projection=p, kind=kind): t for p, t in found.items()})
             continue
-        packed[f"{module}.qkv.{kind}"] = torch.cat([projections["query"], projections["key"], projections["value"]])
+        packed[f"{module}.qkv.{kind}"] = torch.cat([found[p] for p in projections])
     return packed
 
 
@@ -84,7 +86,9 @@ def _drop_tied(state_dict: StateDict, tied: str, to: str) -> None:
 def _bert_encoder(state_dict: StateDict, prefix: str) -> StateDict:
     """``BertModel``'s keys (under ``prefix``) → :class:`~paperzoo.models.language.bert.BERT`'s (same prefix)."""
     state_dict = {k: v for k, v in state_dict.items() if not _BERT_BUFFERS.fullmatch(k)}
-    state_dict = _pack_qkv(state_dict, prefix)
+    layer = rf"{re.escape(prefix)}encoder\.layer\.\d+\.attention"  # BERT: ...attention.self.{query,key,value}
+    state_dict = _pack_qkv(state_dict, rf"({layer})\.self\.(query|key|value)\.(weight|bias)", ("query", "key", "value"),
+                           "{module}.self.{projection}.{kind}")
     rules = [(re.escape(prefix) + pattern, prefix + replacement) for pattern, replacement in _BERT_RULES]
     return rename(state_dict, rules)
 
@@ -182,22 +186,9 @@ _WAV2VEC2_RULES = [
 
 
 def _pack_wav2vec2_qkv(state_dict: StateDict) -> StateDict:
-    """Concatenate ``...attention.{q,k,v}_proj.{weight,bias}`` into ``...attention.qkv.{weight,bias}``."""
-    pattern = re.compile(r"(.*encoder\.layers\.\d+\.attention)\.([qkv])_proj\.(weight|bias)")
-    parts: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
-    packed: StateDict = {}
-    for key, value in state_dict.items():
-        match = pattern.fullmatch(key)
-        if match:
-            parts.setdefault((match[1], match[3]), {})[match[2]] = value
-        else:
-            packed[key] = value
-    for (module, kind), projections in parts.items():
-        if set(projections) != {"q", "k", "v"}:  # incomplete: keep them, the strict load names them
-            packed.update({f"{module}.{p}_proj.{kind}": t for p, t in projections.items()})
-            continue
-        packed[f"{module}.qkv.{kind}"] = torch.cat([projections["q"], projections["k"], projections["v"]])
-    return packed
+    """``...attention.{q,k,v}_proj.{weight,bias}`` → ``...attention.qkv.{weight,bias}``."""
+    return _pack_qkv(state_dict, r"(.*encoder\.layers\.\d+\.attention)\.([qkv])_proj\.(weight|bias)", ("q", "k", "v"),
+                     "{module}.{projection}_proj.{kind}")
 
 
 def _wav2vec2_rules(prefix: str, layer_norm_first: bool) -> list[tuple[str, str]]:
