@@ -74,8 +74,9 @@ def _list(args: argparse.Namespace, console: Console) -> int:
         print(markdown_table(names))
         return 0
     table = Table(title=f"{len(names)} models")
-    for column in ("name", "architecture", "year", "task", "parameters", "reference"):
+    for column in ("name", "architecture", "year", "task", "parameters"):
         table.add_column(column, justify="right" if column == "parameters" else "left", no_wrap=True)
+    table.add_column("reference", overflow="fold", max_width=48)  # the one column that wraps: some carry kwargs
     for name in names:
         card = model_card(name)
         table.add_row(name + (" *" if card.canonical else ""), card.architecture, str(card.paper.year),
