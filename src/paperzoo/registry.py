@@ -35,7 +35,7 @@ TASKS = (
     "generative",
 )
 
-INPUT_KINDS = ("image", "latent", "coordinates", "tokens", "token-pairs", "features", "waveform")
+INPUT_KINDS = ("image", "latent", "coordinates", "tokens", "token-pairs", "features", "waveform", "image-list")
 
 # module -> the registry names it defines. The only list a new model has to be added to by hand.
 MODEL_MODULES: dict[str, tuple[str, ...]] = {
@@ -138,8 +138,9 @@ class InputSpec:
             models; ``"token-pairs"`` (a tuple ``(source [N, S], target [N, T])`` of ids, the source in
             ``[0, vocab_size)`` and the target in ``[0, target_vocab_size)``) feeds a translation model's
             teacher-forced ``forward(src, tgt)``; ``"features"`` (float ``[N, T, F]``, batch first) feeds
-            recurrent layers; ``"waveform"`` (float ``[N, samples]``, mono audio) feeds speech models. Later
-            tasks add theirs (lists of images) here, in this one factory.
+            recurrent layers; ``"waveform"`` (float ``[N, samples]``, mono audio) feeds speech models;
+            ``"image-list"`` (a list of N float ``[C, H, W]`` images with values in [0, 1], each of its own size in
+            general) feeds detectors, as torchvision's convention; ``example_input`` makes N images of ``shape``.
         shape: the shape of one example, without the batch dimension (``(3, 224, 224)``, ``(100,)``, ``(T,)``,
             ``(T, F)``; for ``"token-pairs"`` the two lengths ``(S, T)``).
         dtype: the dtype the model expects.
@@ -168,9 +169,10 @@ class InputSpec:
             raise ValueError("a 'token-pairs' input needs target_vocab_size and shape (S, T)")
 
     def example_input(self, batch_size: int = 1, *, device: torch.device | str | None = None,
-                      generator: torch.Generator | None = None) -> torch.Tensor | tuple[torch.Tensor, ...]:
+                      generator: torch.Generator | None = None
+                      ) -> torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor]:
         """A random input of the canonical shape with ``batch_size`` examples (a tuple for ``"token-pairs"``,
-        to be called as ``model(*x)``)."""
+        to be called as ``model(*x)``; a list of images for ``"image-list"``, to be called as ``model(x)``)."""
         if self.kind == "tokens":
             return torch.randint(0, self.vocab_size, (batch_size, *self.shape), device=device, generator=generator)
         if self.kind == "token-pairs":
@@ -181,6 +183,9 @@ class InputSpec:
             return source, target
         if self.kind in ("image", "latent", "features", "waveform"):
             return torch.randn((batch_size, *self.shape), dtype=self.dtype, device=device, generator=generator)
+        if self.kind == "image-list":  # pixel values in [0, 1], as a detector's transform expects them
+            return [torch.rand(self.shape, dtype=self.dtype, device=device, generator=generator)
+                    for _ in range(batch_size)]
         if self.kind == "coordinates":
             uniform = torch.rand((batch_size, *self.shape), dtype=self.dtype, device=device, generator=generator)
             return uniform * 2 - 1
@@ -192,6 +197,10 @@ class InputSpec:
             source_length, target_length = self.shape
             return (f"source int64 (N, {source_length}) ids < {self.vocab_size}, "
                     f"target int64 (N, {target_length}) ids < {self.target_vocab_size}")
+        if self.kind == "image-list":
+            text = f"a list of N {str(self.dtype).removeprefix('torch.')} images ({', '.join(map(str, self.shape))})"
+            text += " in [0, 1]" + (f", H, W >= {self.min_size}" if self.min_size > 1 else "")
+            return text + " (any size each)"
         dims = ", ".join(["N", *map(str, self.shape)])
         if self.kind == "tokens":
             return f"int64 ({dims}) ids < {self.vocab_size}"
@@ -272,7 +281,8 @@ class ModelCard:
         if self.task not in TASKS:
             raise ValueError(f"card {self.name!r}: unknown task {self.task!r}; expected one of {TASKS}")
 
-    def example_input(self, batch_size: int = 1, **kwargs: Any) -> torch.Tensor:
+    def example_input(self, batch_size: int = 1, **kwargs: Any
+                      ) -> torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor]:
         return self.input.example_input(batch_size, **kwargs)
 
     def params_match(self, count: int) -> bool:

@@ -388,6 +388,32 @@ def deeplabv3(state_dict: StateDict, model: nn.Module) -> StateDict:
     ])
 
 
+# --- detection (issue 7): the shared ResNet-FPN backbone ----------------------------------------------------
+
+def resnet_fpn_backbone(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """torchvision's ``BackboneWithFPN`` → our :class:`ResNetFPNBackbone`, under any prefix (a detector's
+    ``backbone.``), so that each detector's converter can apply it first and rename only its heads:
+    ``<prefix>body.<resnet key>`` follows :func:`resnet`'s rules; the FPN's ``inner_blocks.<i>.0`` (1×1 lateral
+    convolutions) are our ``lateral_convs.<i>`` and ``layer_blocks.<i>.0`` (3×3 output convolutions) our
+    ``output_convs.<i>``; ``extra_blocks.p6``/``p7`` keep their names. A ``num_batches_tracked`` that the model
+    does not hold (torchvision's builders keep ``nn.BatchNorm2d`` without pretrained weights; our backbone's
+    BatchNorms are frozen) is dropped."""
+    renamed: StateDict = {}
+    for key, value in state_dict.items():
+        match = re.fullmatch(r"(?P<prefix>(?:.*\.)?)body\.(?P<rest>.+)", key)
+        if match:
+            (inner,) = resnet({match["rest"]: value}, model).keys()
+            key = f"{match['prefix']}body.{inner}"
+        else:
+            key = rename({key: value}, [
+                (r"(.*\.)?fpn\.inner_blocks\.(\d+)\.0\.(weight|bias)", r"\1fpn.lateral_convs.\2.\3"),
+                (r"(.*\.)?fpn\.layer_blocks\.(\d+)\.0\.(weight|bias)", r"\1fpn.output_convs.\2.\3"),
+            ]).popitem()[0]
+        renamed[key] = value
+    own = model.state_dict().keys()
+    return {k: v for k, v in renamed.items() if not (k.endswith("num_batches_tracked") and k not in own)}
+
+
 CONVERTERS = {
     "AlexNet": alexnet,
     "VGG": vgg,
@@ -407,4 +433,5 @@ CONVERTERS = {
     "SwinTransformer": swin_transformer,
     "FCNResNet": fcn_resnet,
     "DeepLabV3": deeplabv3,
+    "ResNetFPNBackbone": resnet_fpn_backbone,
 }

@@ -17,8 +17,10 @@ from paperzoo.layers.squeeze_excite import SqueezeExcite
 from paperzoo.layers.stochastic_depth import StochasticDepth
 from paperzoo.layers.validation import (
     check_attention_mask,
+    check_detection_targets,
     check_feature_sequence,
     check_image_batch,
+    check_image_list,
     check_latent_batch,
     check_sequence_lengths,
     check_token_batch,
@@ -28,6 +30,7 @@ from paperzoo.layers.validation import (
 
 __all__ = ["ConvNormAct", "FCNHead", "FeatureInfo", "Hypothesis", "InvertedResidual", "KeyValueCache",
            "MultiHeadAttention", "RecurrentLayers", "SqueezeExcite", "StochasticDepth", "beam_search",
-           "check_attention_mask", "check_feature_sequence", "check_image_batch", "check_latent_batch",
+           "check_attention_mask", "check_detection_targets", "check_feature_sequence", "check_image_batch",
+           "check_image_list", "check_latent_batch",
            "check_segmentation_target", "check_sequence_lengths", "check_token_batch", "check_token_pair",
            "check_waveform_batch", "pixelwise_cross_entropy", "stage_outputs"]

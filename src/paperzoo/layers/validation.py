@@ -222,3 +222,105 @@ def check_attention_mask(mask: object, *, name: str, shape: tuple[int, int]) -> 
             problem = "a sequence of padding only; every sequence needs at least one real token"
     if problem is not None:
         raise ValueError(f"{expected}; got {got}: {problem}")
+
+
+def check_image_list(images: object, *, name: str, in_chans: int = 3, min_size: int = 1) -> None:
+    """Check a detector's input: a non-empty list of float tensors ``(in_chans, H, W)`` (each its own size, values
+    in [0, 1]), H, W ``>= min_size``, as torchvision's detection convention."""
+    expected = f"{name} expects a list of float tensors of shape ({in_chans}, H, W)"
+    if min_size > 1:
+        expected += f" with H, W >= {min_size}"
+    if isinstance(images, torch.Tensor):
+        shape = tuple(images.shape)
+        hint = ("pass list(x) to split a batch (N, C, H, W) into images" if images.ndim == 4
+                else "wrap one image (C, H, W) in a list: [x]" if images.ndim == 3 else "pass a list of images")
+        raise ValueError(f"{expected}; got a tensor of shape {shape}: {hint}")
+    if not isinstance(images, (list, tuple)):
+        raise ValueError(f"{expected}; got {type(images).__name__}: pass a list of image tensors")
+    if len(images) == 0:
+        raise ValueError(f"{expected}; got an empty list: pass at least one image")
+    for index, image in enumerate(images):
+        where = f"image {index}"
+        if not isinstance(image, torch.Tensor):
+            raise ValueError(f"{expected}; got {type(image).__name__} as {where}: convert it with torch.as_tensor")
+        shape = tuple(image.shape)
+        problem = None
+        if image.ndim == 4 and shape[0] == 1:
+            problem = "a batch dimension; remove it with x[0] (a list holds single images)"
+        elif image.ndim != 3:
+            problem = f"a {image.ndim}-d tensor; each image is 3-d (C, H, W)"
+        elif shape[0] != in_chans:
+            problem = (f"{shape[0]} channels; convert the image to {in_chans} channels"
+                       + (" (a channels-last (H, W, C) array needs x.permute(2, 0, 1))" if shape[2] == in_chans
+                          else ""))
+        elif not image.is_floating_point():
+            problem = (f"dtype {str(image.dtype).removeprefix('torch.')}; convert with x.float() / 255 "
+                       "(values in [0, 1])")
+        elif min(shape[1], shape[2]) < max(min_size, 1):
+            problem = (f"an image of {shape[1]}x{shape[2]}; pass images of at least "
+                       f"{max(min_size, 1)}x{max(min_size, 1)} pixels")
+        if problem is not None:
+            raise ValueError(f"{expected}; got {shape} as {where}: {problem}")
+
+
+def check_detection_targets(targets: object, images: list[torch.Tensor], *, name: str, num_classes: int,
+                            needs_masks: bool = False, first_label: int = 1) -> None:
+    """Check a detector's training targets: one dict per image with ``boxes`` a float tensor ``(K, 4)`` (x1, y1,
+    x2, y2 in the image's pixels, x1 < x2 <= W, y1 < y2 <= H, x1, y1 >= 0), ``labels`` an integer tensor ``(K,)`` in
+    ``[first_label, num_classes)`` (1: 0 is the background class of the R-CNN family and SSD), and with
+    ``needs_masks`` ``masks`` ``(K, H, W)``. An image without objects (``boxes`` ``(0, 4)``, ``labels`` ``(0,)``)
+    is valid. Call it after :func:`check_image_list`."""
+    expected = (f"{name} expects targets as a list with one dict per image: 'boxes' a float tensor of shape (K, 4) "
+                f"(x1, y1, x2, y2 in pixels), 'labels' an int64 tensor of shape (K,) in [{first_label}, {num_classes})"
+                + (", 'masks' a tensor of shape (K, H, W)" if needs_masks else ""))
+    if targets is None:
+        raise ValueError(f"{expected}; got None: in training mode the model needs targets "
+                         "(call model.eval() to detect)")
+    if not isinstance(targets, (list, tuple)):
+        raise ValueError(f"{expected}; got {type(targets).__name__}: pass a list of dicts")
+    if len(targets) != len(images):
+        raise ValueError(f"{expected}; got {len(targets)} targets for {len(images)} images: pass one per image")
+    for index, (target, image) in enumerate(zip(targets, images, strict=True)):
+        where = f"in the target of image {index}"
+        if not isinstance(target, dict):
+            raise ValueError(f"{expected}; got {type(target).__name__} {where}: pass a dict")
+        for key in ("boxes", "labels") + (("masks",) if needs_masks else ()):
+            if not isinstance(target.get(key), torch.Tensor):
+                got = "no" if key not in target else type(target[key]).__name__
+                raise ValueError(f"{expected}; got {got} '{key}' {where}: pass a tensor")
+        boxes, labels = target["boxes"], target["labels"]
+        height, width = image.shape[-2:]
+        problem = None
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            problem = f"'boxes' of shape {tuple(boxes.shape)}; pass (K, 4), (0, 4) for an image without objects"
+        elif not boxes.is_floating_point():
+            problem = f"'boxes' of dtype {str(boxes.dtype).removeprefix('torch.')}; convert with boxes.float()"
+        elif labels.shape != (boxes.shape[0],):
+            problem = f"'labels' of shape {tuple(labels.shape)} for {boxes.shape[0]} boxes; pass one label per box"
+        elif labels.is_floating_point() or labels.dtype == torch.bool:
+            problem = f"'labels' of dtype {str(labels.dtype).removeprefix('torch.')}; convert with labels.long()"
+        elif boxes.device.type != "meta" and len(boxes):
+            x1, y1, x2, y2 = boxes.unbind(1)
+            bad_label = (labels < first_label) | (labels >= num_classes)
+            if not torch.isfinite(boxes).all():
+                problem = "non-finite box coordinates"
+            elif bool(((x2 <= x1) | (y2 <= y1)).any()):
+                k = int(torch.nonzero((x2 <= x1) | (y2 <= y1))[0])
+                problem = (f"box {k} {[round(v, 2) for v in boxes[k].tolist()]} with x2 <= x1 or y2 <= y1; boxes are "
+                           "(x1, y1, x2, y2) with positive width and height (convert (x, y, w, h) to corners)")
+            elif bool(((x1 < 0) | (y1 < 0) | (x2 > width) | (y2 > height)).any()):
+                k = int(torch.nonzero((x1 < 0) | (y1 < 0) | (x2 > width) | (y2 > height))[0])
+                problem = (f"box {k} {[round(v, 2) for v in boxes[k].tolist()]} outside the {height}x{width} image; "
+                           f"clip boxes to [0, {width}] x [0, {height}] (pixels, not normalised coordinates)")
+            elif bool(bad_label.any()):
+                bad = int(labels[bad_label][0])
+                problem = (f"label {bad} outside [{first_label}, {num_classes})"
+                           + ("; 0 is the background class, objects are labelled from 1" if bad == 0 < first_label
+                              else f"; the model has {num_classes} classes"))
+        if problem is None and needs_masks:
+            masks = target["masks"]
+            if tuple(masks.shape) != (boxes.shape[0], height, width):
+                problem = (f"'masks' of shape {tuple(masks.shape)}; pass one (H, W) = ({height}, {width}) mask per "
+                           f"box: ({boxes.shape[0]}, {height}, {width})")
+        if problem is not None:
+            raise ValueError(f"{expected}; got {problem} {where}")
