@@ -414,6 +414,33 @@ def resnet_fpn_backbone(state_dict: StateDict, model: nn.Module) -> StateDict:
     return {k: v for k, v in renamed.items() if not (k.endswith("num_batches_tracked") and k not in own)}
 
 
+def ssd(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """torchvision's ``SSDFeatureExtractorVGG``: ``backbone.features`` is VGG16's flat list up to conv4_3 (its k-th
+    convolution is our k-th under ``to_conv4_3``), ``scale_weight`` the L2Norm's scale; ``extra.0`` is [pool4,
+    conv5_1, ReLU, conv5_2, ReLU, conv5_3, ReLU, [pool5, fc6, ReLU, fc7, ReLU]] (our ``to_fc7``); ``extra.<i>``
+    (i >= 1) is [1×1 conv, ReLU, conv, ReLU]: the paper's conv<i+7>_1 and conv<i+7>_2. The head's
+    ``classification_head`` and ``regression_head`` are our ``confidence`` and ``location`` predictors."""
+    theirs = sorted({int(k.split(".")[2]) for k, v in state_dict.items()
+                     if k.startswith("backbone.features.") and k.endswith(".weight") and v.ndim == 4})
+    ours = [k.removesuffix(".conv.weight") for k in model.state_dict()
+            if k.startswith("backbone.to_conv4_3.") and k.endswith(".conv.weight")]
+    if len(theirs) != len(ours):
+        raise ValueError(f"torchvision's SSD has {len(theirs)} convolutions up to conv4_3, the model {len(ours)}")
+    rules: list = [(rf"backbone\.features\.{index}\.(weight|bias)", rf"{name}.conv.\1")
+                   for index, name in zip(theirs, ours, strict=True)]
+    fc7_stage = {"1": "conv5_1", "3": "conv5_2", "5": "conv5_3", "7.1": "fc6", "7.3": "fc7"}
+    rules += [
+        (r"backbone\.scale_weight", "backbone.conv4_3_norm.scale"),
+        (r"backbone\.extra\.0\.(1|3|5|7\.1|7\.3)\.(weight|bias)",
+         lambda m: f"backbone.to_fc7.{fc7_stage[m[1]]}.conv.{m[2]}"),
+        (r"backbone\.extra\.(\d+)\.([02])\.(weight|bias)",
+         lambda m: f"backbone.extras.conv{int(m[1]) + 7}.conv{int(m[1]) + 7}_{int(m[2]) // 2 + 1}.conv.{m[3]}"),
+        (r"head\.classification_head\.module_list\.(\d+)\.(weight|bias)", r"head.confidence.\1.\2"),
+        (r"head\.regression_head\.module_list\.(\d+)\.(weight|bias)", r"head.location.\1.\2"),
+    ]
+    return rename(state_dict, rules)
+
+
 CONVERTERS = {
     "AlexNet": alexnet,
     "VGG": vgg,
@@ -434,4 +461,5 @@ CONVERTERS = {
     "FCNResNet": fcn_resnet,
     "DeepLabV3": deeplabv3,
     "ResNetFPNBackbone": resnet_fpn_backbone,
+    "SSD": ssd,
 }
