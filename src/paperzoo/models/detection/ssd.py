@@ -249,8 +249,9 @@ class MultiBoxHead(nn.Module):
 
     def forward(self, maps: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Prediction maps → class logits ``[N, D, c]`` and box offsets ``[N, D, 4]`` for all D default boxes."""
-        logits = [self._per_default_box(conv(x), self.num_classes) for conv, x in zip(self.confidence, maps)]
-        offsets = [self._per_default_box(conv(x), 4) for conv, x in zip(self.location, maps)]
+        logits = [self._per_default_box(predict(x), self.num_classes)
+                  for predict, x in zip(self.confidence, maps, strict=True)]
+        offsets = [self._per_default_box(predict(x), 4) for predict, x in zip(self.location, maps, strict=True)]
         return torch.cat(logits, dim=1), torch.cat(offsets, dim=1)
 
 
@@ -316,8 +317,8 @@ class DefaultBoxes(nn.Module):
         s_prime = math.sqrt(self.scales[k] * self.scales[k + 1])  # the extra box of a_r = 1
         sizes = [[s_k, s_k], [s_prime, s_prime]]
         for ratio in self.aspect_ratios[k]:
-            # w = s_k √a_r, h = s_k / √a_r, and a_r's reciprocal
-            sizes += [[s_k * math.sqrt(ratio), s_k / math.sqrt(ratio)], [s_k / math.sqrt(ratio), s_k * math.sqrt(ratio)]]
+            wide, tall = s_k * math.sqrt(ratio), s_k / math.sqrt(ratio)  # w = s_k √a_r, h = s_k / √a_r
+            sizes += [[wide, tall], [tall, wide]]  # a_r, and 1/a_r
         sizes = torch.tensor(sizes, dtype=torch.float32)
         return sizes.clamp(0, 1) if self.clip else sizes
 
