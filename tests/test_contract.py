@@ -22,32 +22,18 @@ import pytest
 import torch
 
 import paperzoo
-from detection_data import TinyDetector, make_shapes_dataset, tiny_detector_macs
+from detection_data import TINY_DETECTORS, TinyDetector, make_shapes_dataset, tiny_detector_macs
 from paperzoo import registry
 from paperzoo.measure import count_parameters, measure_gmacs, run_example
 from paperzoo.models.detection.transform import DetectionTransform
-from paperzoo.registry import TASKS, InputSpec, ModelCard, Paper
+from paperzoo.registry import TASKS, InputSpec
 
 DETECTION_TASKS = ("object-detection", "instance-segmentation")
 ALL = paperzoo.list_models()
 CANONICAL = paperzoo.list_models(canonical_only=True)
 CLASSIFIERS = paperzoo.list_models(task="image-classification", canonical_only=True)
-
-
-def _tiny_card(name: str, task: str, innovations: tuple[str, ...]) -> ModelCard:
-    return ModelCard(name=name, architecture="tiny detector (tests only)", task=task,
-                     paper=Paper("none: a test fixture", "paperzoo tests", 2026, "https://example.org/tiny"),
-                     innovations=innovations, input=InputSpec(kind="image-list", shape=(3, 64, 64)),
-                     params=1, params_source="not checked: a test fixture", reference="paper", gmacs=0.001)
-
-
-# Registered only while a test that names them runs (fixture below): not part of the catalogue.
-TINY_DETECTORS = {
-    "tiny_detector": (lambda **kw: TinyDetector(**kw), _tiny_card(
-        "tiny_detector", "object-detection", ("anchors on one level", "balanced sampling"))),
-    "tiny_instance_segmenter": (lambda **kw: TinyDetector(with_masks=True, **kw), _tiny_card(
-        "tiny_instance_segmenter", "instance-segmentation", ("anchors on one level", "a mask map per class"))),
-}
+# A tiny detector and instance segmenter (tests/detection_data.py), registered only while a test that names them
+# runs (fixture below): not part of the catalogue.
 DETECTORS = [n for n in CANONICAL if paperzoo.model_card(n).task in DETECTION_TASKS] + list(TINY_DETECTORS)
 CANONICAL_NOT_DETECTORS = [n for n in CANONICAL if paperzoo.model_card(n).task not in DETECTION_TASKS]
 
