@@ -121,9 +121,8 @@ def check_output_structure(name: str, model: torch.nn.Module, x, output) -> None
             assert scores.shape == (k,) and scores.dtype == torch.float32 and torch.isfinite(scores).all()
             h, w = image.shape[-2:]  # xyxy in the input image's pixels
             assert (boxes[:, 2] >= boxes[:, 0]).all() and (boxes[:, 3] >= boxes[:, 1]).all(), f"{name}: x2 < x1"
-            assert boxes.min() >= -1e-3 and (boxes[:, 0::2] <= w + 1e-3).all() and (boxes[:, 1::2] <= h + 1e-3).all()
-            if (labels.numel()):
-                assert 0 <= labels.min() and labels.max() < model.num_classes, f"{name}: label out of range"
+            assert (boxes >= -1e-3).all() and (boxes[:, 0::2] <= w + 1e-3).all() and (boxes[:, 1::2] <= h + 1e-3).all()
+            assert ((labels >= 0) & (labels < model.num_classes)).all(), f"{name}: a label out of range"
             if task == "instance-segmentation":
                 masks = detection["masks"]
                 assert masks.shape == (k, 1, h, w) and masks.dtype == torch.float32, f"{name}: masks {masks.shape}"
