@@ -483,6 +483,7 @@ def test_detector_eval_is_deterministic_and_survives_a_state_dict_round_trip(nam
     assert same(first, third), f"{name}: a state_dict round trip changes the output"
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", DETECTORS)
 def test_detector_smallest_stated_input_works(name):
     spec = paperzoo.model_card(name).input

@@ -261,6 +261,22 @@ def test_backbone_without_frozen_batchnorm_counts_as_torchvisions_unpretrained_b
     assert converted.keys() == ours.state_dict().keys()
 
 
+def test_backbone_converter_works_under_a_detectors_prefix():
+    """A detector's converter applies resnet_fpn_backbone to the whole state_dict: under "backbone." the keys map
+    as without the prefix, and the heads' keys pass through for the detector's own rules."""
+    from paperzoo.interop.torchvision import resnet_fpn_backbone
+
+    with torch.device("meta"):
+        ours = ResNetFPNBackbone("resnet18", returned_layers=(2, 3, 4), extra_blocks=LastLevelP6P7(256, 256))
+        reference = tv_resnet_fpn_backbone(backbone_name="resnet18", weights=None, returned_layers=[2, 3, 4],
+                                           extra_blocks=tv_fpn.LastLevelP6P7(256, 256))
+    bare = resnet_fpn_backbone(reference.state_dict(), ours)
+    assert bare.keys() == ours.state_dict().keys()
+    prefixed = {f"backbone.{k}": v for k, v in reference.state_dict().items()} | {"head.cls.weight": torch.zeros(1)}
+    converted = resnet_fpn_backbone(prefixed, ours)
+    assert converted.keys() == {f"backbone.{k}" for k in bare} | {"head.cls.weight"}
+
+
 # --- mean average precision -----------------------------------------------------------------------------------
 
 def brute_force_map(predictions, targets, iou_threshold=0.5):
