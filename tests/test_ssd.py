@@ -264,6 +264,23 @@ def test_image_without_objects_is_a_valid_target():
         torch.testing.assert_close(losses[key], alone[key])
 
 
+def test_objects_at_every_scale_train_every_parameter():
+    """Only the matched default boxes and the hardest 3× as many negatives enter the loss, so a map whose boxes
+    are neither gets no gradient in that step (SSD300 on the contract test's two large-object images: conv4_3's
+    L2Norm and predictors, and conv9 … conv11). With objects from 0.1 to 0.9 of the image every map matches one,
+    and every parameter learns."""
+    torch.manual_seed(0)
+    model = small_ssd().train()
+    # 12, 40, 56 pixels and a 24×28 box: matched on the maps of scale 0.2, 0.66 (and 0.43), 0.89 and 0.43
+    boxes = torch.tensor([[26.0, 26.0, 38.0, 38.0], [0.0, 0.0, 40.0, 40.0], [4.0, 4.0, 60.0, 60.0],
+                          [40.0, 8.0, 64.0, 36.0]])
+    target = {"boxes": boxes, "labels": torch.tensor([1, 2, 1, 2])}
+    losses = model([torch.rand(3, 64, 64)], [target])
+    sum(losses.values()).backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, f"{name} received no gradient"
+
+
 def test_bad_targets_raise_value_error():
     model = small_ssd().train()
     images, targets = make_shapes_dataset(1, size=64, num_classes=2, seed=0)
