@@ -18,8 +18,8 @@ and a box offset for each of a fixed set of *default boxes* tiled over several f
   ((i + 0.5)/|f_k|, (j + 0.5)/|f_k|). Maps whose cells see regions near a box's size learn it; the set covers
   scales and shapes densely (8732 boxes for SSD300).
 * Matching (§2.3). Each ground-truth box is matched to the default box of best Jaccard overlap (IoU), and then
-  every default box to any ground truth with IoU > 0.5: several default boxes may predict one object, which
-  is easier to learn than picking the single best.
+  every default box to any ground truth with IoU above 0.5 (here, as torchvision, IoU ≥ 0.5): several default
+  boxes may predict one object, which is easier to learn than picking the single best.
 * The MultiBox objective (§2.3, eq. 1–3): L = (L_conf + α L_loc) / N over the N matched boxes (0 if N = 0);
   L_loc is a smooth L1 loss on the offsets of matched boxes, encoded relative to their default box as in
   Faster R-CNN; L_conf a softmax cross-entropy over the c classes, background included.
@@ -48,8 +48,9 @@ Data flow of SSD300 (canonical) at 300×300 (``k`` default boxes per location, `
     inference: softmax, decode offsets onto default boxes, per class threshold + NMS, top 200, back to input pixels
 
 SSD512 feeds 512×512 images through the same network plus one more extra layer (conv12_1 1×1 128, conv12_2
-4×4 256), so that its seven maps are 64², 32², 16², 8², 4², 2², 1² (conv10_2 and conv11_2 then stride 2,
-padded, as the authors' released SSD512), with k = 4, 6, 6, 6, 6, 4, 4 (24,564 default boxes).
+4×4 256), so that its seven maps are the paper's 64², 32², 16², 8², 4², 2², 1² (conv10_2 and conv11_2 then halve
+the map, 3×3 with stride 2 and padding 1; conv12_2 is padded by 1), with k = 4, 6, 6, 6, 6, 4, 4 (24,564 default
+boxes, the paper's Table 7).
 
 Parameters of SSD512 (91 classes), counted from the paper's layers (weights + biases):
 VGG16 conv1_1 … conv5_3: 14,714,688; fc6 3×3 512→1024: 4,719,616; fc7 1×1 1024→1024: 1,049,600; L2Norm scale: 512;
