@@ -4,9 +4,9 @@ torchvision's ``DefaultBoxGenerator`` and the paper's counts, SSD512's parameter
 layers, the matching strategy, hard negative mining at 3:1, images without objects, bad targets, and a small SSD
 that learns the synthetic shapes.
 
-Durations measured on the shared 2-core machine under a load of ~7 (one thread; wall clock, CPU time in
-parentheses): the two parity tests share a ~9 s fixture and take ~11 s (eval) and ~12 s (training losses);
-the learning test ~45 s (~17 s CPU); the rest well under a second each.
+Durations measured on the shared 2-core machine under a load of ~8 (one thread), wall clock: the two parity tests
+share a ~8 s fixture and take ~11 s (eval) and ~19 s (training losses); the learning test ~75 s; the rest under
+a second each. CPU time (closer to an unloaded core): the learning test ~26 s, all the others together ~16 s.
 """
 
 from __future__ import annotations
@@ -304,7 +304,7 @@ def test_bad_targets_raise_value_error():
 
 def test_small_ssd_learns_the_shapes():
     """:func:`small_ssd` (64×64 images, rectangles and ellipses) reaches mAP@0.5 >= 0.8 on 64 held-out images after
-    300 Adam steps of 16 images (measured: 0.93; ~45 s wall on the loaded 2-core machine, ~17 s of one core)."""
+    300 Adam steps of 16 images (measured: 0.93; ~75 s wall on the loaded 2-core machine, ~26 s of CPU time)."""
     torch.manual_seed(0)
     train_images, train_targets = make_shapes_dataset(512, size=64, num_classes=2, seed=0)
     test_images, test_targets = make_shapes_dataset(64, size=64, num_classes=2, seed=1)
