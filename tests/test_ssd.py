@@ -266,8 +266,8 @@ def test_image_without_objects_is_a_valid_target():
 
 def test_objects_at_every_scale_train_every_parameter():
     """Only the matched default boxes and the hardest 3× as many negatives enter the loss, so a map whose boxes
-    are neither gets no gradient in that step (SSD300 on the contract test's two large-object images: conv4_3's
-    L2Norm and predictors, and conv9 … conv11). With objects from 0.1 to 0.9 of the image every map matches one,
+    are neither gets no gradient in that step (SSD300 on images of large shapes only: conv4_3's L2Norm and
+    predictors, and conv9 … conv11). With objects from 0.1 to 0.9 of the image every map matches one,
     and every parameter learns."""
     torch.manual_seed(0)
     model = small_ssd().train()
