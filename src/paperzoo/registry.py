@@ -44,6 +44,7 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
         "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
     ),
     "paperzoo.models.classification.resnet": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"),
+    "paperzoo.models.classification.darknet": ("darknet53",),
     "paperzoo.models.classification.convnext": ("convnext_tiny", "convnext_small", "convnext_base", "convnext_large"),
     "paperzoo.models.classification.shufflenet_v1": (
         "shufflenet_v1_g1", "shufflenet_v1_g2", "shufflenet_v1_g3", "shufflenet_v1_g4", "shufflenet_v1_g8",
