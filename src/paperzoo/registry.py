@@ -108,6 +108,7 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.sequence.gru": ("gru",),
     "paperzoo.models.sequence.seq2seq": ("seq2seq",),
     "paperzoo.models.sequence.attention_seq2seq": ("attention_seq2seq",),
+    "paperzoo.models.detection.yolov3": ("yolov3",),
     "paperzoo.models.audio.wav2vec2": (
         "wav2vec2_base", "wav2vec2_large", "wav2vec2_base_pretraining", "wav2vec2_large_pretraining",
     ),
