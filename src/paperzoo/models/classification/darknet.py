@@ -131,7 +131,8 @@ class Darknet(nn.Module):
         self.feature_info: list[FeatureInfo] = []
         in_channels, stride = stem_width, 1
         num_stages = max(self.out_indices) + 1 if features_only else len(stage_widths)
-        for i, (width, num_units) in enumerate(zip(stage_widths[:num_stages], units_per_stage[:num_stages], strict=True)):
+        plan = zip(stage_widths[:num_stages], units_per_stage[:num_stages], strict=True)
+        for i, (width, num_units) in enumerate(plan):
             stride *= 2
             stages[f"stage{i + 1}"] = DarknetStage(in_channels, width, num_units, act_layer)
             in_channels = width
@@ -218,8 +219,9 @@ _PAPER = Paper(
           "(load_weights(..., source='timm')).",
 ))
 def darknet53(**kwargs: Any) -> Darknet:
-    """Darknet-53: residual units [1, 2, 8, 8, 4], widths 64 … 1024."""
-    return Darknet(units_per_stage=(1, 2, 8, 8, 4), stage_widths=(64, 128, 256, 512, 1024), **kwargs)
+    """Darknet-53: residual units [1, 2, 8, 8, 4], widths 64 … 1024 (narrower or shallower if the keyword
+    arguments say so: the small YOLOv3 of the learning test)."""
+    return Darknet(**{"units_per_stage": (1, 2, 8, 8, 4), "stage_widths": (64, 128, 256, 512, 1024), **kwargs})
 
 
 if __name__ == "__main__":
