@@ -75,12 +75,18 @@ Deviations from the paper and from Darknet:
   and returns at most ``detections_per_image`` (100, COCO's limit). Thresholds: Darknet's evaluation values,
   score 0.005 and NMS IoU 0.45.
 * Labels are the class indices 0 … num_classes − 1 (there is no background class: objectness plays its role).
-* BatchNorm: PyTorch's defaults (ε = 1e-5, momentum 0.1), as for ``darknet53``; initialisation as Darknet's
-  (He-normal with fan-in for the convolutions, zero biases).
+* BatchNorm: PyTorch's defaults (ε = 1e-5, momentum 0.1), as for ``darknet53``. Initialisation as Darknet's
+  (He-normal with fan-in) except for the three output convolutions: weights N(0, 0.01²), zero biases but for
+  objectness, which starts at −log((1 − π)/π), π = 0.01 (RetinaNet's prior-probability initialisation, Lin et
+  al. 2017). Darknet draws them He-normal like every other layer, so its first boxes are the priors scaled by
+  e^{±1.4} at random and half of the 10,647 predictions claim an object; Darknet then trains for 500k steps
+  from an ImageNet backbone. On the learning test's data (tests/test_yolov3.py, one class, 64×64) the He-normal
+  output layer reached mAP@0.5 0.10 after 300 steps, this one 0.42 after 150.
 """
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Any
 
@@ -238,8 +244,14 @@ class YOLOv3(nn.Module):
         for name, module in self.named_modules():  # the backbone initialised itself
             if not name.startswith("backbone") and isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")  # Darknet's
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        for block in (self.detect32, self.detect16, self.detect8):
+            # The output layer starts near zero, so that the first boxes are the priors themselves (t ≈ 0:
+            # b_w ≈ p_w), and with objectness Pr(object) = π = 0.01 everywhere, so that the thousands of empty
+            # cells do not swamp the first steps (RetinaNet's prior-probability initialisation; see Deviations).
+            nn.init.normal_(block.predict.weight, std=0.01)
+            nn.init.zeros_(block.predict.bias)
+            with torch.no_grad():
+                block.predict.bias.view(self.anchors_per_scale, 5 + num_classes)[:, 4] = -math.log((1 - 0.01) / 0.01)
 
     def priors(self, scale: int) -> Tensor:
         """The priors ``[A, 2]`` (w, h in pixels) of scale ``scale`` (0: stride 8, 1: 16, 2: 32)."""
