@@ -7,6 +7,11 @@ structure; one backward pass (through ``loss`` for a generative model) reaches e
 is deterministic and survives a state_dict round trip; bad inputs raise a ValueError naming the expected
 shape; the card is complete.
 Classifiers also keep the classifier method set and, where they have ``feature_info``, ``features_only``.
+Detectors (tasks object-detection and instance-segmentation, input kind "image-list") have their own canonical
+checks at the end: one image per call, the canonical size for the output structure, a smaller resize for the
+training step, determinism and the state_dict round trip (see ``shrink``); bad targets raise a ValueError too.
+A tiny detector from tests/detection_data.py, registered only while its test runs, exercises these checks
+whatever detectors are registered.
 """
 
 from __future__ import annotations
@@ -17,12 +22,30 @@ import pytest
 import torch
 
 import paperzoo
+from detection_data import TINY_DETECTORS, TinyDetector, tiny_detector_macs
+from paperzoo import registry
 from paperzoo.measure import count_parameters, measure_gmacs, run_example
-from paperzoo.registry import TASKS
+from paperzoo.models.detection.transform import DetectionTransform
+from paperzoo.registry import TASKS, InputSpec
 
+DETECTION_TASKS = ("object-detection", "instance-segmentation")
 ALL = paperzoo.list_models()
 CANONICAL = paperzoo.list_models(canonical_only=True)
 CLASSIFIERS = paperzoo.list_models(task="image-classification", canonical_only=True)
+# A tiny detector and instance segmenter (tests/detection_data.py), registered only while a test that names them
+# runs (fixture below): not part of the catalogue.
+DETECTORS = [n for n in CANONICAL if paperzoo.model_card(n).task in DETECTION_TASKS] + list(TINY_DETECTORS)
+CANONICAL_NOT_DETECTORS = [n for n in CANONICAL if paperzoo.model_card(n).task not in DETECTION_TASKS]
+
+
+@pytest.fixture(autouse=True)
+def _register_tiny_detector(request, monkeypatch):
+    """Put a tiny detector into the registry for the test that names it, and take it out afterwards."""
+    callspec = getattr(request.node, "callspec", None)
+    name = callspec.params.get("name") if callspec is not None else None
+    if name in TINY_DETECTORS:
+        builder, card = TINY_DETECTORS[name]
+        monkeypatch.setitem(registry._REGISTRY, name, registry._Entry(builder, card))
 
 
 def build(name: str, **kwargs) -> torch.nn.Module:
@@ -86,6 +109,24 @@ def check_output_structure(name: str, model: torch.nn.Module, x, output) -> None
         if task == "masked-language-model":
             assert hidden.shape[1] == x.shape[1], f"{name}: one vector per token"
         check_finite_float(output, name)
+    elif task in DETECTION_TASKS:  # torchvision's convention: one dict per image
+        assert isinstance(output, list) and len(output) == n, f"{name}: a detector returns one dict per image"
+        keys = {"boxes", "labels", "scores"} | ({"masks"} if task == "instance-segmentation" else set())
+        for image, detection in zip(x, output, strict=True):
+            assert isinstance(detection, dict) and set(detection) >= keys, f"{name}: returns {sorted(detection)}"
+            boxes, labels, scores = detection["boxes"], detection["labels"], detection["scores"]
+            k = len(boxes)
+            assert boxes.shape == (k, 4) and boxes.dtype == torch.float32 and torch.isfinite(boxes).all()
+            assert labels.shape == (k,) and labels.dtype == torch.int64
+            assert scores.shape == (k,) and scores.dtype == torch.float32 and torch.isfinite(scores).all()
+            h, w = image.shape[-2:]  # xyxy in the input image's pixels
+            assert (boxes[:, 2] >= boxes[:, 0]).all() and (boxes[:, 3] >= boxes[:, 1]).all(), f"{name}: x2 < x1"
+            assert (boxes >= -1e-3).all() and (boxes[:, 0::2] <= w + 1e-3).all() and (boxes[:, 1::2] <= h + 1e-3).all()
+            assert ((labels >= 0) & (labels < model.num_classes)).all(), f"{name}: a label out of range"
+            if task == "instance-segmentation":
+                masks = detection["masks"]
+                assert masks.shape == (k, 1, h, w) and masks.dtype == torch.float32, f"{name}: masks {masks.shape}"
+                assert k == 0 or (masks.min() >= 0 and masks.max() <= 1), f"{name}: mask probabilities outside [0, 1]"
     else:  # a new task must say here what its models return before its first model registers
         pytest.fail(f"no output-structure check for task {task!r} yet: add one to check_output_structure")
 
@@ -119,7 +160,7 @@ def test_gmacs_equal_card(name):
     assert measured == pytest.approx(card.gmacs, abs=5e-4), f"{name}: {measured:.4f} GMACs measured"
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", ALL + list(TINY_DETECTORS))
 def test_card_is_complete(name):
     card = paperzoo.model_card(name)
     assert card.name == name and card.task in TASKS
@@ -133,6 +174,9 @@ def test_card_is_complete(name):
         x = card.example_input(2)
     if card.input.kind == "token-pairs":
         assert [tuple(part.shape) for part in x] == [(2, length) for length in card.input.shape]
+    elif card.input.kind == "image-list":
+        assert isinstance(x, list) and [tuple(image.shape) for image in x] == [card.input.shape] * 2
+        assert card.task in DETECTION_TASKS, f"{name}: a list of images is a detector's input"
     else:
         assert x.shape[0] == 2 and tuple(x.shape[1:]) == card.input.shape
 
@@ -140,7 +184,7 @@ def test_card_is_complete(name):
 # --- canonical variants at full size ---------------------------------------------------------------------
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("name", CANONICAL)
+@pytest.mark.parametrize("name", CANONICAL_NOT_DETECTORS)  # detectors: test_detector_* below
 def test_example_input_gives_the_task_output(name):
     model = build(name).eval()
     x = paperzoo.model_card(name).example_input(2)
@@ -149,7 +193,7 @@ def test_example_input_gives_the_task_output(name):
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("name", CANONICAL)
+@pytest.mark.parametrize("name", CANONICAL_NOT_DETECTORS)  # detectors: test_detector_* below
 def test_backward_reaches_every_parameter(name):
     model = build(name).train()
     if paperzoo.model_card(name).task == "generative":
@@ -167,7 +211,7 @@ def test_backward_reaches_every_parameter(name):
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("name", CANONICAL)
+@pytest.mark.parametrize("name", CANONICAL_NOT_DETECTORS)  # detectors: test_detector_* below
 def test_eval_is_deterministic_and_survives_a_state_dict_round_trip(name):
     model = build(name).eval()
     x = paperzoo.model_card(name).example_input(2)
@@ -243,6 +287,16 @@ def bad_inputs(name: str) -> dict[str, torch.Tensor]:
             "shorter than the first frame": torch.zeros(2, max(spec.min_size - 1, 0)),
             "not a tensor": [[0.0] * samples] * 2,
         }
+    if spec.kind == "image-list":
+        c, h, w = spec.shape
+        return {
+            "an empty list": [],
+            "wrong channel count": [torch.zeros(c + 1, h, w)],
+            "a 4-d batch tensor instead of a list": torch.zeros(1, c, h, w),
+            "a batch dimension on an image": [torch.zeros(1, c, h, w)],
+            "integer dtype": [torch.zeros(c, h, w, dtype=torch.uint8)],
+            "not a tensor": [[[0.0] * w] * h],
+        }
     if spec.kind != "image":
         pytest.fail(f"no bad-input cases for input kind {spec.kind!r} yet: add them to bad_inputs")
     c, h, w = spec.shape
@@ -259,13 +313,14 @@ def bad_inputs(name: str) -> dict[str, torch.Tensor]:
     return cases
 
 
-@pytest.mark.parametrize("name", CANONICAL)
+@pytest.mark.parametrize("name", CANONICAL + list(TINY_DETECTORS))
 def test_bad_input_raises_value_error_naming_the_expected_shape(name):
     with torch.device("meta"):  # the check runs before any computation, so no weights are needed
         model = paperzoo.create_model(name).eval()
     spec = paperzoo.model_card(name).input
     expected = {"latent": f"(N, {spec.shape[0]})", "tokens": "(N, T)", "token-pairs": "(N, ",
-                "features": f"(N, T, {spec.shape[-1]})", "waveform": "(N, samples)"}.get(
+                "features": f"(N, T, {spec.shape[-1]})", "waveform": "(N, samples)",
+                "image-list": f"({spec.shape[0]}, H, W)"}.get(
         spec.kind, f"(N, {spec.shape[0]}, H, W)")
     for reason, x in bad_inputs(name).items():
         with pytest.raises(ValueError) as info:
@@ -278,7 +333,7 @@ def test_bad_input_raises_value_error_naming_the_expected_shape(name):
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("name", CANONICAL)
+@pytest.mark.parametrize("name", CANONICAL_NOT_DETECTORS)  # detectors: test_detector_* below
 def test_smallest_stated_input_works(name):
     spec = paperzoo.model_card(name).input
     smallest = {  # no spatial size: one example, one token or step, or the fewest samples
@@ -359,3 +414,159 @@ def test_features_only(name):
         only = second(x)
     assert len(only) == 1 and torch.equal(only[0], features[1])
     assert second.feature_info == [backbone.feature_info[1]]
+
+
+# --- detectors: list of images in, one dict of detections per image out ------------------------------------------
+
+def shrink(model: torch.nn.Module, size: int = 256) -> torch.nn.Module:
+    """Resize to ``size`` pixels instead of the canonical scale (800 for the R-CNNs): a detector whose shared
+    ``DetectionTransform`` resizes freely (not to a fixed size, as SSD's and YOLO's) runs the training step, the
+    determinism and round-trip checks and the smallest input at this size, so that the five detectors' checks stay
+    within about a minute on 2 cores. The output structure is checked at the canonical size."""
+    transform = getattr(model, "transform", None)
+    if isinstance(transform, DetectionTransform) and transform.fixed_size is None and max(transform.min_size) > size:
+        transform.min_size, transform.max_size = (size,), size
+    return model
+
+
+# Object sizes as fractions of the image side, from SSD's finest default boxes (0.07 of the image) and YOLOv3's
+# smallest anchors to whole-image objects: every pyramid level, scale or default-box layer gets a positive, so that
+# every head's parameters receive a gradient even where only positives and mined negatives contribute (SSD).
+OBJECT_SIZES = (0.06, 0.1, 0.2, 0.35, 0.5, 0.7, 0.95)
+
+
+def detection_targets(name: str, size: int = 128):
+    """Two synthetic images with their targets: the first with objects of every size in OBJECT_SIZES (labels 1
+    and 2, rectangles; masks for instance segmentation), the second without objects, which must be valid."""
+    generator = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, size, size, generator=generator) for _ in range(2)]
+    boxes, labels = [], []
+    for k, fraction in enumerate(OBJECT_SIZES):
+        side = max(2.0, fraction * size)
+        x1 = float(torch.rand((), generator=generator)) * (size - side)
+        y1 = float(torch.rand((), generator=generator)) * (size - side)
+        boxes.append([x1, y1, x1 + side, y1 + side * (0.8 if k % 2 else 1.0)])
+        labels.append(1 + k % 2)
+        images[0][:, int(y1):int(y1 + side), int(x1):int(x1 + side)] = torch.rand(3, 1, 1, generator=generator)
+    targets = [{"boxes": torch.tensor(boxes), "labels": torch.tensor(labels)},
+               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}]
+    if paperzoo.model_card(name).task == "instance-segmentation":
+        for target in targets:
+            masks = torch.zeros(len(target["boxes"]), size, size, dtype=torch.uint8)
+            for mask, (x1, y1, x2, y2) in zip(masks, target["boxes"].tolist(), strict=True):
+                mask[int(y1):int(y2) + 1, int(x1):int(x2) + 1] = 1
+            target["masks"] = masks
+    return images, targets
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("name", DETECTORS)
+def test_detector_example_input_gives_detections(name):
+    model = build(name).eval()
+    assert isinstance(model.num_classes, int) and model.model_name == name
+    x = paperzoo.model_card(name).example_input(1)  # one image at the canonical size
+    with torch.no_grad():
+        check_output_structure(name, model, x, run_example(model, x))
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("name", DETECTORS)
+def test_detector_training_step_reaches_every_parameter(name):
+    model = shrink(build(name).train())
+    images, targets = detection_targets(name)
+    given = [{key: value.clone() for key, value in target.items()} for target in targets]
+    losses = model(images, targets)
+    assert isinstance(losses, dict) and losses, f"{name}: training with targets returns a dict of losses"
+    for key, loss in losses.items():
+        assert isinstance(loss, torch.Tensor) and loss.ndim == 0 and torch.isfinite(loss), f"{name}: {key} = {loss}"
+    sum(losses.values()).backward()
+    trainable = [(pname, p) for pname, p in model.named_parameters() if p.requires_grad]
+    assert trainable, f"{name}: nothing to train"
+    for pname, p in trainable:
+        assert p.grad is not None, f"{name}: {pname} received no gradient"
+        assert torch.isfinite(p.grad).all(), f"{name}: {pname} has a non-finite gradient"
+        assert p.grad.abs().sum() > 0, f"{name}: {pname} has an all-zero gradient"
+    assert same(targets, given), f"{name}: the caller's targets were modified"
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("name", DETECTORS)
+def test_detector_eval_is_deterministic_and_survives_a_state_dict_round_trip(name):
+    """Two passes, the second through a fresh instance holding the first one's state_dict: equal outputs show both
+    that eval is deterministic and that the state_dict holds everything the output depends on (a third pass would
+    add a minute to CI for SSD and YOLO, which cannot run at a smaller size)."""
+    model = shrink(build(name).eval())
+    x = paperzoo.model_card(name).example_input(1)
+    with torch.no_grad():
+        first = run_example(model, x)
+        torch.manual_seed(1)  # the fresh instance starts from other random weights
+        fresh = shrink(paperzoo.create_model(name).eval())
+        fresh.load_state_dict(model.state_dict())
+        second = run_example(fresh, x)
+    assert same(first, second), f"{name}: eval after a state_dict round trip differs (or eval is not deterministic)"
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("name", DETECTORS)
+def test_detector_smallest_stated_input_works(name):
+    spec = paperzoo.model_card(name).input
+    model = shrink(build(name).eval())
+    assert model.min_input_size == spec.min_size, "the card and the model disagree on the smallest input"
+    x = [torch.rand(spec.shape[0], spec.min_size, spec.min_size)]
+    with torch.no_grad():
+        check_output_structure(name, model, x, model(x))
+
+
+def bad_targets(name: str, num_classes: int) -> dict[str, object]:
+    """Training targets every detector must reject (for two 64×64 images), each with the reason it is wrong."""
+    images, targets = detection_targets(name, size=64)
+    images, targets = images[:1] * 2, targets[:1] * 2  # both images with objects: the edits below act on image 0
+    needs_masks = "masks" in targets[0]
+
+    def edit(**changes):
+        edited = [dict(t) for t in targets]
+        edited[0].update(changes)
+        return edited
+
+    box = targets[0]["boxes"][:1]
+    cases = {
+        "no targets in training": None,
+        "fewer targets than images": targets[:1],
+        "boxes with x2 < x1": edit(boxes=box[:, [2, 1, 0, 3]]),
+        "boxes with y2 < y1": edit(boxes=box[:, [0, 3, 2, 1]]),
+        "boxes outside the image": edit(boxes=box + torch.tensor([0.0, 0.0, 64.0, 0.0])),
+        "boxes of shape (K, 3)": edit(boxes=box[:, :3]),
+        "a label equal to num_classes": edit(labels=torch.full((1,), num_classes)),
+        "a negative label": edit(labels=torch.full((1,), -1)),
+    }
+    for reason in list(cases)[2:]:  # one box in each edited target: labels and masks to match
+        changes = cases[reason][0]
+        changes.setdefault("labels", targets[0]["labels"][:1])
+        if needs_masks:
+            changes["masks"] = targets[0]["masks"][:1]
+    if needs_masks:
+        cases["masks of the wrong size"] = edit(masks=targets[0]["masks"][:, :32])
+    return images, cases
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_detector_bad_targets_raise_value_error(name):
+    with torch.device("meta"):  # the check runs before any computation, so no weights are needed
+        model = paperzoo.create_model(name).train()
+    images, cases = bad_targets(name, model.num_classes)
+    for reason, targets in cases.items():
+        with pytest.raises(ValueError) as info:
+            model(images, targets)
+        message = str(info.value)
+        assert message.startswith(f"{name} expects"), f"{name}, {reason}: {message}"
+        assert "(K, 4)" in message, f"{name}, {reason}: the message must name the expected shape: {message}"
+
+
+def test_detector_gmacs_count_the_dense_network():
+    """On the meta device a detector's count stops at its first data-dependent step (score threshold, NMS): here
+    the whole dense network, counted by hand in tiny_detector_macs."""
+    for with_masks in (False, True):
+        with torch.device("meta"):
+            model = TinyDetector(with_masks=with_masks).eval()
+            x = InputSpec(kind="image-list", shape=(3, 64, 64)).example_input(2)
+        assert measure_gmacs(model, x) * 1e9 == tiny_detector_macs(with_masks=with_masks)

@@ -44,6 +44,41 @@ def describe_output(output: Any) -> str:
     return type(output).__name__
 
 
+def is_detections(output: Any) -> bool:
+    """Whether ``output`` is a detector's: one dict per image with ``boxes`` and ``scores``."""
+    return (isinstance(output, list) and len(output) > 0
+            and all(isinstance(d, dict) and "boxes" in d and "scores" in d for d in output))
+
+
+def describe_detections(output: list[dict[str, torch.Tensor]], top: int = 3) -> list[str]:
+    """One line per image of a detector's output: how many detections, the best ``top`` scores with their labels,
+    and what else each detection carries (``masks (K, 1, H, W)``)."""
+    lines = []
+    for index, detection in enumerate(output):
+        scores = detection["scores"]
+        order = scores.argsort(descending=True)[:top]
+        labels = detection.get("labels")
+        best = ", ".join(f"{scores[i].item():.2f}" + (f" (label {int(labels[i])})" if labels is not None else "")
+                         for i in order)
+        extra = ", ".join(f"{k} {describe_output(v)}" for k, v in detection.items()
+                          if k not in ("boxes", "scores", "labels"))
+        line = f"image {index}: {len(scores)} detection{'s' if len(scores) != 1 else ''}"
+        line += f", top scores {best}" if len(scores) else ""
+        lines.append(line + (f"; {extra}" if extra else ""))
+    return lines
+
+
+def describe_result(output: Any) -> str:
+    """A forward pass's output in one line: shapes, or for a detector the detections per image and top score."""
+    if not is_detections(output):
+        return describe_output(output)
+    parts = []
+    for detection in output:
+        scores = detection["scores"]
+        parts.append(f"{len(scores)} det." + (f", top {scores.max().item():.2f}" if len(scores) else ""))
+    return "[" + "; ".join(parts) + "]"
+
+
 def describe_recipe(recipe: TrainingRecipe) -> str:
     """One line for ``paperzoo info``: ``sgd (momentum 0.9) lr 0.1 …, step ×0.1 at 50%, 75% (He et al. …)``."""
     optimizer = recipe.optimizer
@@ -102,7 +137,9 @@ def _info(args: argparse.Namespace, console: Console) -> int:
     table.add_row("innovations", "\n".join(f"• {line}" for line in card.innovations))
     table.add_row("input", card.input.describe())
     table.add_row("parameters", f"{params:,} measured, {card.params:,} published {mark}\n({card.params_source})")
-    table.add_row("GMACs", f"{gmacs:.3f} measured, {card.gmacs:.3f} on the card")
+    table.add_row("GMACs", f"{gmacs:.3f} measured, {card.gmacs:.3f} on the card" + (
+        "\n(the dense network up to the first data-dependent step: backbone, neck, dense heads)"
+        if card.input.kind == "image-list" else ""))
     table.add_row("reference", card.reference)
     if card.recipe is not None:
         table.add_row("recipe", describe_recipe(card.recipe))
@@ -127,6 +164,11 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         start = time.perf_counter()
         output = run_example(model, x)
         elapsed = time.perf_counter() - start
+    if is_detections(output):
+        console.print(f"input {describe_output(x)} → detections for {len(output)} image(s) in {elapsed * 1000:.0f} ms")
+        for line in describe_detections(output):
+            console.print(f"  {line}")
+        return 0
     console.print(f"input {describe_output(x)} → output {describe_output(output)} in {elapsed * 1000:.0f} ms")
     return 0
 
@@ -150,7 +192,7 @@ def _tour(args: argparse.Namespace, console: Console) -> int:
                 params = count_parameters(model)
                 with torch.no_grad():
                     start = time.perf_counter()
-                    output = describe_output(run_example(model, card.example_input(1)))
+                    output = describe_result(run_example(model, card.example_input(1)))
                     elapsed = f"{(time.perf_counter() - start) * 1000:.0f} ms"
                 ok = card.params_match(params)
                 measured = f"{params:,}"
