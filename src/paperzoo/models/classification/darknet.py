@@ -39,7 +39,8 @@ Deviations from the paper and from Darknet (the authors' C framework, whose cfg 
   ``nn.Linear`` that Table 1 draws ("Connected"), the same map and the same parameters.
 * timm's ``darknet53`` (``timm.models.cspnet``) is this network with a leaky ReLU of slope 0.01 (its default), so
   its ImageNet weights were trained with 0.01: build ours with ``negative_slope=0.01`` to use them. With that
-  one argument the two are equal (tests/test_yolov3.py), and with 0.1 on both sides too.
+  one argument the two give the same outputs from the same (converted) weights (tests/test_yolov3.py). The card's
+  reference is therefore the paper, not timm: the generic timm parity test builds our default, Darknet's 0.1.
 * Initialisation as Darknet's: convolution weights He-normal with fan-in (σ = √(2 / (k²·C_in))), BatchNorm scale
   1 and shift 0, the connected layer uniform in ±√(2 / inputs) with zero bias.
 """
@@ -196,6 +197,7 @@ _PAPER = Paper(
 # 52 convolutions (no bias; BatchNorm scale and shift) and the classifier, from Table 1: the stem 3·32·9 + 64,
 # the downsampling convolutions C_in·C_out·9 + 2·C_out, each residual unit C·(C/2) + (C/2)·C·9 + 2·(C/2) + 2·C,
 # and the connected layer 1024·1000 + 1000: 41,609,928 in all. timm's darknet53 (the same layers) counts the same.
+# gmacs at 256×256: 9.285, i.e. 18.57 billion operations at 2 per MAC; Table 2 lists 18.7 for Darknet-53.
 @register(ModelCard(
     name="darknet53",
     architecture="Darknet-53",
