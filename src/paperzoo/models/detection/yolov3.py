@@ -66,6 +66,8 @@ Deviations from the paper and from Darknet:
   sigmoid is infinite at the cell's border, so, as Darknet's ``delta_yolo_box`` does, the squared error is taken
   between σ(t_x) and the centre's offset in its cell. Darknet also weights the box error by (2 − w·h) (w, h
   relative to the image); the paper does not mention it and it is left out.
+* The losses are sums over the predictions divided by the number of images (Darknet sums over its batch and
+  divides the learning rate by the batch size, which is the same update).
 * Ignored predictions: the paper says a *prior* overlapping an object by more than 0.5; Darknet (and this code)
   compares the *predicted* box with every ground truth.
 * When two objects fall on the same prior of the same cell, the later one in the target list is the target
