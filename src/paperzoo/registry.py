@@ -44,6 +44,7 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
         "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
     ),
     "paperzoo.models.classification.resnet": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"),
+    "paperzoo.models.classification.darknet": ("darknet53",),
     "paperzoo.models.classification.convnext": ("convnext_tiny", "convnext_small", "convnext_base", "convnext_large"),
     "paperzoo.models.classification.shufflenet_v1": (
         "shufflenet_v1_g1", "shufflenet_v1_g2", "shufflenet_v1_g3", "shufflenet_v1_g4", "shufflenet_v1_g8",
@@ -107,6 +108,7 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.sequence.gru": ("gru",),
     "paperzoo.models.sequence.seq2seq": ("seq2seq",),
     "paperzoo.models.sequence.attention_seq2seq": ("attention_seq2seq",),
+    "paperzoo.models.detection.yolov3": ("yolov3",),
     "paperzoo.models.audio.wav2vec2": (
         "wav2vec2_base", "wav2vec2_large", "wav2vec2_base_pretraining", "wav2vec2_large_pretraining",
     ),

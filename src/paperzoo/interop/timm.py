@@ -291,6 +291,25 @@ def xception(state_dict: StateDict, model: nn.Module) -> StateDict:
     ])
 
 
+# --- Darknet-53 (YOLOv3's backbone) -------------------------------------------------------------------------------
+
+def darknet(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """timm's ``darknet53`` (``timm.models.cspnet.CspNet`` with "dark" stages) → ours: ``stem.conv1`` is our
+    ``stem``, ``stages.<i>`` our ``stages.stage<i+1>`` with ``conv_down`` its ``downsample`` and ``blocks.<j>`` its
+    ``units.<j>`` (``conv1`` the 1×1 ``reduce``, ``conv2`` the 3×3 ``expand``); every timm ``conv``/``bn`` pair is our
+    ``conv``/``norm``; ``head.fc`` is ``fc``."""
+    part = {"conv_down": "downsample", "conv1": "reduce", "conv2": "expand"}
+    layer = {"conv": "conv", "bn": "norm"}
+    return rename(state_dict, [
+        (r"stem\.conv1\.(conv|bn)\.(\w+)", lambda m: f"stem.{layer[m[1]]}.{m[2]}"),
+        (r"stages\.(\d)\.conv_down\.(conv|bn)\.(\w+)",
+         lambda m: f"stages.stage{int(m[1]) + 1}.downsample.{layer[m[2]]}.{m[3]}"),
+        (r"stages\.(\d)\.blocks\.(\d+)\.(conv[12])\.(conv|bn)\.(\w+)",
+         lambda m: f"stages.stage{int(m[1]) + 1}.units.{m[2]}.{part[m[3]]}.{layer[m[4]]}.{m[5]}"),
+        (r"head\.fc\.(weight|bias)", r"fc.\1"),
+    ])
+
+
 # timm's ResNet (``timm.create_model("resnet50")``, the same v1.5 network) keeps torchvision's names.
 CONVERTERS = {
     "ResNet": torchvision.resnet,
@@ -302,4 +321,5 @@ CONVERTERS = {
     "SENet": senet,
     "ResNeSt": resnest,
     "Xception": xception,
+    "Darknet": darknet,
 }
