@@ -100,7 +100,9 @@ def peak_training_memory(model: nn.Module, example_input: torch.Tensor | tuple[t
     gradients flowing back through the activations, temporaries), from its allocation until it is freed;
     the result is the most bytes alive at once. The parameters' gradients are not counted (the same with or
     without checkpointing, and not activations), nor the model's weights and the input, which exist before
-    the step. Measured with a ``TorchDispatchMode`` that sees every operator, the recomputations in the
+    the step. A gradient that is added into a parameter's (a tied embedding's second contribution) is a
+    temporary and is counted: with a large vocabulary it can dominate at short lengths. Measured with a
+    ``TorchDispatchMode`` that sees every operator, the recomputations in the
     backward pass included, and a weak reference to each new storage that reports when it is freed: what
     non-reentrant checkpointing discards after a block's forward pass is freed there and then, so it is
     not counted as held. The same on every device; on CUDA these are tensor bytes, not the caching
