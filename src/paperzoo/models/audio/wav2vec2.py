@@ -121,6 +121,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from paperzoo.layers import MultiHeadAttention, check_waveform_batch
+from paperzoo.layers.checkpoint import checkpoint_module, checkpointing
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
 __all__ = [
@@ -284,6 +285,8 @@ class FeatureEncoder(nn.Module):
     LV-60k LARGE, and the paper's text).
     """
 
+    grad_checkpointing = False  # Wav2Vec2.set_grad_checkpointing
+
     def __init__(self, channels: int = 512, layers: tuple[tuple[int, int], ...] = FEATURE_ENCODER_LAYERS, *,
                  norm: str = "group", bias: bool = False) -> None:
         super().__init__()
@@ -298,7 +301,7 @@ class FeatureEncoder(nn.Module):
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         x = waveform[:, None]  # one input channel: (N, 1, samples)
         for block in self.blocks:
-            x = block(x)
+            x = checkpoint_module(block, x) if checkpointing(self) else block(x)
         return x  # (N, 512, T)
 
     def output_lengths(self, samples: torch.Tensor) -> torch.Tensor:
@@ -409,6 +412,8 @@ class ContextNetwork(nn.Module):
     Frames outside ``frame_mask`` (padding) are zeroed before the positional convolution and never attended to.
     """
 
+    grad_checkpointing = False  # Wav2Vec2.set_grad_checkpointing
+
     def __init__(self, width: int, num_layers: int, num_heads: int, ffn_dim: int, *, layer_norm_first: bool,
                  position_kernel_size: int, position_groups: int, dropout: float, attention_dropout: float,
                  activation_dropout: float, layerdrop: float) -> None:
@@ -439,7 +444,7 @@ class ContextNetwork(nn.Module):
             # LayerDrop (Fan et al. 2019): in training, skip each whole layer with probability ``layerdrop``.
             if self.training and self.layerdrop > 0 and torch.rand(()) < self.layerdrop:
                 continue
-            x = layer(x, attn_mask)
+            x = checkpoint_module(layer, x, attn_mask) if checkpointing(self) else layer(x, attn_mask)
         return self.output_norm(x) if self.layer_norm_first else x
 
 
@@ -472,6 +477,8 @@ class Wav2Vec2(nn.Module):
         mask_span_length: M, the span length.
         mask_min_spans: the fewest spans masked per utterance.
         max_samples: the longest input taken (``None``: no limit).
+
+    ``set_grad_checkpointing()`` checkpoints each feature-encoder block and Transformer layer in training.
     """
 
     model_name = "wav2vec2"
@@ -533,6 +540,11 @@ class Wav2Vec2(nn.Module):
     def num_frames(self, samples: int | torch.Tensor) -> torch.Tensor:
         """Frames the feature encoder makes of ``samples`` samples (an int, or a tensor of lengths)."""
         return self.feature_encoder.output_lengths(torch.as_tensor(samples))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint each feature-encoder block and each Transformer layer in training: their activations are
+        recomputed in the backward pass."""
+        self.feature_encoder.grad_checkpointing = self.context_network.grad_checkpointing = enable
 
     def check_inputs(self, waveform: Any, attention_mask: Any = None, *, name: str | None = None) -> None:
         """Raise ValueError unless ``waveform`` is ``(N, samples)`` float audio within the length limits and
@@ -686,6 +698,8 @@ class Wav2Vec2PreTraining(nn.Module):
             (256 BASE, 768 LARGE). final_dim: the width c_t and q_t are projected to for the similarity
             (256, 768). num_negatives: K (100). contrastive_temperature: κ (0.1). diversity_weight: α (0.1).
         quantizer_dropout: dropout on Z before the quantiser (the paper's "input to the quantization module").
+
+    ``set_grad_checkpointing()`` checkpoints each feature-encoder block and Transformer layer in training.
     """
 
     model_name = "wav2vec2_pretraining"
@@ -714,6 +728,11 @@ class Wav2Vec2PreTraining(nn.Module):
                                                 codevector_dim)
         self.project_context = nn.Linear(self.hidden_size, final_dim)
         self.project_quantized = nn.Linear(codevector_dim, final_dim)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint each feature-encoder block and Transformer layer in training
+        (:meth:`Wav2Vec2.set_grad_checkpointing`)."""
+        self.wav2vec2.set_grad_checkpointing(enable)
 
     def forward(self, waveform: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
                 mask_time_indices: torch.Tensor | None = None,

@@ -68,6 +68,7 @@ import torch
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch, stage_outputs
+from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["CBAM", "ChannelAttention", "SpatialAttention", "CBAMBottleneck", "CBAMResNet"]
@@ -183,10 +184,13 @@ class CBAMResNet(nn.Module):
         in_chans: channels of the input image.
         features_only: build no head; ``forward`` returns the outputs of the stages in ``out_indices``.
         out_indices: which of conv2_x … conv5_x (0 … 3) ``features_only`` returns.
+
+    ``set_grad_checkpointing()`` checkpoints each CBAM bottleneck in training (BatchNorm stats kept exact).
     """
 
     min_input_size = 32  # the network's total stride, as ResNet: smaller images leave conv5_x under a pixel
     model_name = "cbam_resnet"
+    grad_checkpointing = False  # set_grad_checkpointing
 
     def __init__(
         self,
@@ -251,7 +255,9 @@ class CBAMResNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → conv5_x feature map ``(N, 2048, H/32, W/32)``."""
         check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.stages(self.maxpool(self.conv1(x)))
+        x = self.maxpool(self.conv1(x))
+        stages = checkpoint_seq(self.stages, x, flatten=True) if checkpointing(self) else self.stages(x)
+        return stages
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """conv5_x map → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
@@ -264,6 +270,10 @@ class CBAMResNet(nn.Module):
             x = self.maxpool(self.conv1(x))
             return stage_outputs(x, self.stages, self.out_indices)
         return self.forward_head(self.forward_features(x))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint each CBAM bottleneck in training: its activations are recomputed in the backward pass."""
+        self.grad_checkpointing = enable
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""

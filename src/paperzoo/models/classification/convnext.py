@@ -91,6 +91,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, FeatureInfo, StochasticDepth, check_image_batch, stage_outputs
+from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["ConvNeXt", "ConvNeXtBlock", "ConvNeXtStage", "DownsamplingLayer", "LayerNorm2d"]
@@ -193,12 +194,15 @@ class ConvNeXt(nn.Module):
         in_chans: channels of the input image.
         features_only: build no head; ``forward`` returns the outputs of the stages in ``out_indices``.
         out_indices: which of res2 … res5 (0 … 3) ``features_only`` returns.
+
+    ``set_grad_checkpointing()`` checkpoints each ConvNeXt block (and downsampling layer) in training.
     """
 
     # The stem divides by 4 and each of the three downsampling layers by 2 with a 2×2 kernel, which needs a
     # map of at least 2×2: below 32×32 res5's downsampling gets a 1×1 map and fails, in torchvision too.
     min_input_size = 32
     model_name = "convnext"
+    grad_checkpointing = False  # set_grad_checkpointing
 
     def __init__(
         self,
@@ -265,7 +269,10 @@ class ConvNeXt(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → res5 feature map ``(N, widths[-1], H/32, W/32)``."""
         check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.stages(self.stem(x))
+        x = self.stem(x)
+        if checkpointing(self):  # each downsampling layer and each block on its own
+            return checkpoint_seq([m for stage in self.stages for m in (stage.downsample, *stage.blocks)], x)
+        return self.stages(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """res5 map → logits ``(N, num_classes)``, or the pooled, normalised features if ``pre_logits``."""
@@ -278,6 +285,10 @@ class ConvNeXt(nn.Module):
             x = self.stem(x)
             return stage_outputs(x, self.stages, self.out_indices)
         return self.forward_head(self.forward_features(x))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint each ConvNeXt block in training: its activations are recomputed in the backward pass."""
+        self.grad_checkpointing = enable
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""

@@ -203,6 +203,8 @@ class DenseNet(nn.Module):
         features_only: build no head; ``forward`` returns the maps of the blocks in ``out_indices``.
         out_indices: which blocks' outputs ``features_only`` returns (0 is dense_block1, stride 4). The
             last block's map is taken after ``final_norm``, as the classifier sees it.
+
+    ``set_grad_checkpointing()`` sets ``memory_efficient``: each layer's concatenation and bottleneck checkpointed.
     """
 
     # Three 2×2 average pools need 2³ = 8 pixels after pool0, so 15 after conv0, so 29 at the input
@@ -301,6 +303,12 @@ class DenseNet(nn.Module):
                 features.append(self.final_norm(x))
             return features
         return self.forward_head(self.forward_features(x))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """timm's name for ``memory_efficient``: set it on every dense layer (see the module docstring)."""
+        for module in self.modules():
+            if isinstance(module, DenseLayer):
+                module.memory_efficient = enable
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""

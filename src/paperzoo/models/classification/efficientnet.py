@@ -80,6 +80,7 @@ import torch
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, FeatureInfo, InvertedResidual, check_image_batch, stage_outputs
+from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["EfficientNet", "CompoundScaling", "compound_scaling", "round_channels", "round_layers",
@@ -171,12 +172,15 @@ class EfficientNet(nn.Module):
 
     Initialisation as torchvision: Kaiming normal (fan-out) convolutions, BatchNorm scale 1 and shift 0,
     classifier weights uniform in ±1/√(num_classes) with zero bias.
+
+    ``set_grad_checkpointing()`` checkpoints each MBConv block in training (BatchNorm stats kept exact).
     """
 
     # Every convolution pads by (k - 1) / 2, so a stride-2 layer maps 1 pixel to 1: a 1×1 image passes the
     # whole network, as it passes torchvision's (checked; its metadata says min_size (1, 1)).
     min_input_size = 1
     model_name = "efficientnet"
+    grad_checkpointing = False  # set_grad_checkpointing
 
     def __init__(
         self,
@@ -259,7 +263,9 @@ class EfficientNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → head convolution's map ``(N, num_features, H/32, W/32)``."""
         check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.head_conv(self.stages(self.stem(x)))
+        x = self.stem(x)
+        stages = checkpoint_seq(self.stages, x, flatten=True) if checkpointing(self) else self.stages(x)
+        return self.head_conv(stages)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Head map → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
@@ -272,6 +278,10 @@ class EfficientNet(nn.Module):
             x = self.stem(x)
             return stage_outputs(x, self.stages, self._returned_stages)
         return self.forward_head(self.forward_features(x))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint each MBConv block in training: its activations are recomputed in the backward pass."""
+        self.grad_checkpointing = enable
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""

@@ -79,6 +79,7 @@ from paperzoo.layers import (
     check_image_batch,
     stage_outputs,
 )
+from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["EfficientNetV2", "FusedMBConv", "StageSpec", "V2_S_STAGES", "V2_M_STAGES", "V2_L_STAGES"]
@@ -186,6 +187,8 @@ class EfficientNetV2(nn.Module):
 
     Initialisation as torchvision: Kaiming normal (fan-out) convolutions, BatchNorm scale 1 and shift 0,
     classifier weights uniform in ±1/√(num_classes) with zero bias.
+
+    ``set_grad_checkpointing()`` checkpoints each (Fused-)MBConv block in training (BatchNorm stats kept exact).
     """
 
     # Every convolution pads by (k - 1) / 2, so a stride-2 layer maps 1 pixel to 1: a 1×1 image passes the
@@ -193,6 +196,7 @@ class EfficientNetV2(nn.Module):
     # (33, 33), which neither network enforces.
     min_input_size = 1
     model_name = "efficientnet_v2"
+    grad_checkpointing = False  # set_grad_checkpointing
 
     def __init__(
         self,
@@ -280,7 +284,9 @@ class EfficientNetV2(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → head convolution's map ``(N, head_channels, H/32, W/32)``."""
         check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.head_conv(self.stages(self.stem(x)))
+        x = self.stem(x)
+        stages = checkpoint_seq(self.stages, x, flatten=True) if checkpointing(self) else self.stages(x)
+        return self.head_conv(stages)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Head map → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
@@ -293,6 +299,10 @@ class EfficientNetV2(nn.Module):
             x = self.stem(x)
             return stage_outputs(x, self.stages, self._returned_stages)
         return self.forward_head(self.forward_features(x))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint each (Fused-)MBConv block in training: its activations are recomputed in the backward pass."""
+        self.grad_checkpointing = enable
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""

@@ -62,6 +62,7 @@ import torch
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, FeatureInfo, InvertedResidual, check_image_batch, stage_outputs
+from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["MobileNetV2", "BOTTLENECK_STAGES", "make_divisible"]
@@ -101,12 +102,15 @@ class MobileNetV2(nn.Module):
 
     Initialisation as torchvision: Kaiming normal (fan-out) convolutions, BatchNorm scale 1 and shift 0,
     classifier weights N(0, 0.01) with zero bias.
+
+    ``set_grad_checkpointing()`` checkpoints each inverted residual block in training (BatchNorm stats kept exact).
     """
 
     # Every convolution pads by (k - 1) / 2 and a stride-2 one maps 1 pixel to 1, so even a 1×1 image passes;
     # torchvision's MobileNetV2 takes 1×1 as well (checked), and its weights' metadata says min_size (1, 1).
     min_input_size = 1
     model_name = "mobilenet_v2"
+    grad_checkpointing = False  # set_grad_checkpointing
 
     def __init__(
         self,
@@ -177,7 +181,9 @@ class MobileNetV2(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → head convolution's map ``(N, 1280, H/32, W/32)``."""
         check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.head_conv(self.stages(self.stem(x)))
+        x = self.stem(x)
+        stages = checkpoint_seq(self.stages, x, flatten=True) if checkpointing(self) else self.stages(x)
+        return self.head_conv(stages)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Head map → logits ``(N, num_classes)``, or the pooled features ``(N, 1280)`` if ``pre_logits``."""
@@ -190,6 +196,10 @@ class MobileNetV2(nn.Module):
             x = self.stem(x)
             return stage_outputs(x, self.stages, self._returned_stages)
         return self.forward_head(self.forward_features(x))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint each inverted residual block in training: its activations are recomputed in the backward pass."""
+        self.grad_checkpointing = enable
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""

@@ -66,6 +66,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from paperzoo.layers import ConvNormAct, check_image_batch
+from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["PyramidNet", "BasicUnit", "BottleneckUnit", "ZeroPaddedShortcut", "pyramid_widths"]
@@ -148,12 +149,15 @@ class PyramidNet(nn.Module):
         width_rounding: ``"floor"`` (eq. 2, the paper's counts) or ``"round"`` (the authors' released code).
         num_classes: outputs of the final fc layer; 0 leaves it out and returns pooled features.
         in_chans: channels of the input image.
+
+    ``set_grad_checkpointing()`` checkpoints each residual unit in training (BatchNorm stats kept exact).
     """
 
     # Padded convolutions and ceil-mode pooling keep at least one pixel at every stage and the global pool
     # takes any size, so even a 1×1 image goes through (checked in eval mode for both stems).
     min_input_size = 1
     model_name = "pyramidnet"
+    grad_checkpointing = False  # set_grad_checkpointing
 
     def __init__(
         self,
@@ -215,7 +219,9 @@ class PyramidNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → the last unit's map after the final BN-ReLU ``(N, num_features, h, w)``."""
         check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.final_norm(self.stages(self.maxpool(self.conv1(x))))
+        x = self.maxpool(self.conv1(x))
+        stages = checkpoint_seq(self.stages, x, flatten=True) if checkpointing(self) else self.stages(x)
+        return self.final_norm(stages)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Feature map → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
@@ -224,6 +230,10 @@ class PyramidNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint each residual unit in training: its activations are recomputed in the backward pass."""
+        self.grad_checkpointing = enable
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""

@@ -73,6 +73,7 @@ import torch
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, FeatureInfo, SqueezeExcite, check_image_batch, stage_outputs
+from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["RegNet", "XBlock", "StageSpec", "regnet_stages"]
@@ -171,6 +172,8 @@ class RegNet(nn.Module):
         in_chans: channels of the input image.
         features_only: build no head; ``forward`` returns the outputs of the stages in ``out_indices``.
         out_indices: which of stage1 … stage4 (0 … 3) ``features_only`` returns.
+
+    ``set_grad_checkpointing()`` checkpoints each X block in training (BatchNorm stats kept exact).
     """
 
     # The network's total stride. Smaller images do run (every stride-2 layer pads, so each map keeps at least
@@ -178,6 +181,7 @@ class RegNet(nn.Module):
     # padding; 32 is the smallest size at which every stage sees real image content.
     min_input_size = 32
     model_name = "regnet"
+    grad_checkpointing = False  # set_grad_checkpointing
 
     def __init__(
         self,
@@ -239,7 +243,9 @@ class RegNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → last stage's map ``(N, num_features, H/32, W/32)``."""
         check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.stages(self.stem(x))
+        x = self.stem(x)
+        stages = checkpoint_seq(self.stages, x, flatten=True) if checkpointing(self) else self.stages(x)
+        return stages
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Last stage's map → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
@@ -252,6 +258,10 @@ class RegNet(nn.Module):
             x = self.stem(x)
             return stage_outputs(x, self.stages, self.out_indices)
         return self.forward_head(self.forward_features(x))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint each X block in training: its activations are recomputed in the backward pass."""
+        self.grad_checkpointing = enable
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""

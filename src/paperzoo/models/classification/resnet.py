@@ -57,6 +57,7 @@ import torch
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch, stage_outputs
+from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["ResNet", "BasicBlock", "Bottleneck"]
@@ -128,10 +129,13 @@ class ResNet(nn.Module):
             of one 7×7 (PSPNet's backbone).
         stem_width: output channels of the 7×7 conv1 (64 in Table 1).
         stage_widths: the widths of conv2_x … conv5_x (Table 1: 64, 128, 256, 512; a bottleneck outputs 4×).
+
+    ``set_grad_checkpointing()`` checkpoints each residual block in training (BatchNorm stats kept exact).
     """
 
     min_input_size = 32  # the network's total stride; smaller images leave conv5_x less than one pixel
     model_name = "resnet"
+    grad_checkpointing = False  # set_grad_checkpointing
 
     def __init__(
         self,
@@ -215,7 +219,9 @@ class ResNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → conv5_x feature map ``(N, 512·expansion, H/32, W/32)``."""
         check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.stages(self.maxpool(self.conv1(x)))
+        x = self.maxpool(self.conv1(x))
+        stages = checkpoint_seq(self.stages, x, flatten=True) if checkpointing(self) else self.stages(x)
+        return stages
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """conv5_x map → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
@@ -228,6 +234,10 @@ class ResNet(nn.Module):
             x = self.maxpool(self.conv1(x))
             return stage_outputs(x, self.stages, self.out_indices)
         return self.forward_head(self.forward_features(x))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint each residual block in training: its activations are recomputed in the backward pass."""
+        self.grad_checkpointing = enable
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""

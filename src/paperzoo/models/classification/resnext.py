@@ -70,6 +70,7 @@ import torch
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch, stage_outputs
+from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["ResNeXt", "AggregatedBottleneck"]
@@ -129,6 +130,8 @@ class ResNeXt(nn.Module):
         output_stride: 32 (the paper), 16 or 8: the last stages trade their stride for dilation.
         features_only: build no head; ``forward`` returns the outputs of the stages in ``out_indices``.
         out_indices: which of conv2_x … conv5_x (0 … 3) ``features_only`` returns.
+
+    ``set_grad_checkpointing()`` checkpoints each aggregated residual block in training (BatchNorm stats kept exact).
     """
 
     # The network's total stride. Smaller images do run (every stride-2 layer pads, so each map keeps at least
@@ -136,6 +139,7 @@ class ResNeXt(nn.Module):
     # padding; 32 is the smallest size at which every stage sees real image content, as for ResNet.
     min_input_size = 32
     model_name = "resnext"
+    grad_checkpointing = False  # set_grad_checkpointing
 
     def __init__(
         self,
@@ -209,7 +213,9 @@ class ResNeXt(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → conv5_x feature map ``(N, 2048, H/32, W/32)``."""
         check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.stages(self.maxpool(self.conv1(x)))
+        x = self.maxpool(self.conv1(x))
+        stages = checkpoint_seq(self.stages, x, flatten=True) if checkpointing(self) else self.stages(x)
+        return stages
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """conv5_x map → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
@@ -222,6 +228,10 @@ class ResNeXt(nn.Module):
             x = self.maxpool(self.conv1(x))
             return stage_outputs(x, self.stages, self.out_indices)
         return self.forward_head(self.forward_features(x))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint each aggregated residual block in training: its activations are recomputed in backward."""
+        self.grad_checkpointing = enable
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""

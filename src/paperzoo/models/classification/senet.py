@@ -74,6 +74,7 @@ import torch
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, FeatureInfo, SqueezeExcite, check_image_batch, stage_outputs
+from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
 __all__ = ["SENet", "SEBottleneck"]
@@ -139,6 +140,8 @@ class SENet(nn.Module):
         zero_init_residual: start every block as the identity by zeroing its last BN scale (timm's default).
         features_only: build no head; ``forward`` returns the outputs of the stages in ``out_indices``.
         out_indices: which of conv2_x … conv5_x (0 … 3) ``features_only`` returns.
+
+    ``set_grad_checkpointing()`` checkpoints each SE bottleneck in training (BatchNorm stats kept exact).
     """
 
     # The network's total stride, as for ResNet: the references run on smaller images (SE-ResNet-50 on any size,
@@ -146,6 +149,7 @@ class SENet(nn.Module):
     # mostly from padding.
     min_input_size = 32
     model_name = "senet"
+    grad_checkpointing = False  # set_grad_checkpointing
 
     def __init__(
         self,
@@ -228,7 +232,9 @@ class SENet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → conv5_x feature map ``(N, 2048, H/32, W/32)``."""
         check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.stages(self.maxpool(self.stem(x)))
+        x = self.maxpool(self.stem(x))
+        stages = checkpoint_seq(self.stages, x, flatten=True) if checkpointing(self) else self.stages(x)
+        return stages
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """conv5_x map → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
@@ -240,6 +246,10 @@ class SENet(nn.Module):
             check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
             return stage_outputs(self.maxpool(self.stem(x)), self.stages, self.out_indices)
         return self.forward_head(self.forward_features(x))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint each SE bottleneck in training: its activations are recomputed in the backward pass."""
+        self.grad_checkpointing = enable
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""

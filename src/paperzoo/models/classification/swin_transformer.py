@@ -76,6 +76,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from paperzoo.layers import FeatureInfo, MultiHeadAttention, StochasticDepth, check_image_batch
+from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["SwinTransformer", "SwinTransformerBlock", "WindowAttention", "PatchMerging", "window_partition",
@@ -261,12 +262,15 @@ class SwinTransformer(nn.Module):
         in_chans: channels of the input image.
         features_only: build no norm or head; ``forward`` returns the stages in ``out_indices``, channels-first.
         out_indices: which of the stages 1 … 4 (0 … 3) ``features_only`` returns.
+
+    ``set_grad_checkpointing()`` checkpoints each Swin Transformer block (and patch merging) in training.
     """
 
     # The patch partition needs one whole 4×4 patch; every later size is padded (to even for patch merging,
     # to whole windows for attention), so any H, W >= 4 works. torchvision's model takes 4×4 and fails on 3×3.
     min_input_size = 4
     model_name = "swin"
+    grad_checkpointing = False  # set_grad_checkpointing
 
     def __init__(
         self,
@@ -334,7 +338,10 @@ class SwinTransformer(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → the normalised stage-4 map, channels-last ``(N, H/32, W/32, 8C)``."""
         check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.norm(self.stages(self.patch_embed(x)))
+        x = self.patch_embed(x)
+        if checkpointing(self):  # each patch merging and each block on its own
+            return self.norm(checkpoint_seq([m for stage in self.stages for m in (*stage[:-1], *stage.blocks)], x))
+        return self.norm(self.stages(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Stage-4 map ``(N, h, w, C)`` → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
@@ -352,6 +359,10 @@ class SwinTransformer(nn.Module):
                     features.append(x.permute(0, 3, 1, 2))  # (N, H_i, W_i, C_i) → (N, C_i, H_i, W_i)
             return features
         return self.forward_head(self.forward_features(x))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint each Swin Transformer block in training: its activations are recomputed in the backward pass."""
+        self.grad_checkpointing = enable
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head with a freshly initialised layer of ``num_classes`` outputs (0: no head)."""

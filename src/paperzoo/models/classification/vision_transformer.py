@@ -76,6 +76,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from paperzoo.layers import MultiHeadAttention, check_image_batch
+from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["VisionTransformer", "EncoderBlock", "PatchEmbedding", "resample_position_embedding"]
@@ -160,12 +161,15 @@ class VisionTransformer(nn.Module):
         num_classes: outputs of the head; 0 leaves it out and returns the pre-logits features.
         in_chans: channels of the input image.
         zero_init_head: start the head at zero (torchvision, the paper's fine-tuning head).
+
+    ``set_grad_checkpointing()`` checkpoints each encoder block in training.
     """
 
     # The smallest H = W a model built with the default img_size takes; it takes exactly its img_size, and
     # min_input_size follows img_size (set_image_size updates it on the instance).
     min_input_size = 224
     model_name = "vit"
+    grad_checkpointing = False  # set_grad_checkpointing
 
     def __init__(
         self,
@@ -283,7 +287,8 @@ class VisionTransformer(nn.Module):
         patches = self.patch_embed(x)  # (N, L, D)
         class_token = self.class_token.expand(len(x), -1, -1)  # (N, 1, D)
         z = torch.cat([class_token, patches], dim=1) + self.position_embedding  # z_0 (eq. 1): (N, 1 + L, D)
-        z = self.encoder(self.dropout(z))  # z_L (eqs. 2, 3)
+        z = self.dropout(z)
+        z = checkpoint_seq(self.encoder, z) if checkpointing(self) else self.encoder(z)  # z_L (eqs. 2, 3)
         return self.norm(z)  # LN(z_L); eq. 4 reads its class token
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -293,6 +298,10 @@ class VisionTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint each encoder block in training: its activations are recomputed in the backward pass."""
+        self.grad_checkpointing = enable
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head with a freshly initialised one of ``num_classes`` outputs (0: no head)."""

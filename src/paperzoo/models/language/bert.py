@@ -71,6 +71,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from paperzoo.layers import MultiHeadAttention, check_attention_mask, check_token_batch
+from paperzoo.layers.checkpoint import checkpoint_module, checkpointing
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
 __all__ = ["BERT", "BERTPreTraining", "EncoderLayer", "InputEmbedding", "MaskedLanguageModelHead", "mask_tokens"]
@@ -193,9 +194,12 @@ class BERT(nn.Module):
     ``forward(input_ids, attention_mask=None, token_type_ids=None)`` takes ids ``(N, T)``, an optional mask
     ``(N, T)`` with 1 at real tokens and 0 at padding, and optional segment ids ``(N, T)`` (0 for A, 1 for B;
     all 0 by default), and returns ``{"last_hidden_state": (N, T, H), "pooler_output": (N, H)}``.
+
+    ``set_grad_checkpointing()`` checkpoints each encoder layer in training.
     """
 
     model_name = "bert"
+    grad_checkpointing = False  # set_grad_checkpointing
 
     def __init__(
         self,
@@ -225,6 +229,10 @@ class BERT(nn.Module):
         self.pooler = nn.Linear(hidden_size, hidden_size)
         self.apply(init_weights)
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint each encoder layer in training: its activations are recomputed in the backward pass."""
+        self.grad_checkpointing = enable
+
     def check_inputs(self, input_ids: Any, attention_mask: Any, token_type_ids: Any, name: str) -> None:
         """Raise a ValueError naming ``name`` (the variant) unless the three inputs fit this encoder."""
         check_token_batch(input_ids, name=name, vocab_size=self.vocab_size, max_length=self.max_positions)
@@ -251,7 +259,7 @@ class BERT(nn.Module):
         # (N, T) → (N, 1, 1, T): True at the keys a query may attend to, the same for every head and query.
         padding_mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
         for layer in self.layers:
-            x = layer(x, padding_mask)
+            x = checkpoint_module(layer, x, padding_mask) if checkpointing(self) else layer(x, padding_mask)
         pooled = torch.tanh(self.pooler(x[:, 0]))  # C, from the final hidden vector of [CLS]: (N, H)
         return {"last_hidden_state": x, "pooler_output": pooled}
 
@@ -279,6 +287,8 @@ class BERTPreTraining(nn.Module):
     Takes the arguments of :class:`BERT`. ``forward`` returns ``{"mlm_logits": (N, T, vocab_size),
     "nsp_logits": (N, 2), "last_hidden_state": (N, T, H), "pooler_output": (N, H)}``; NSP class 0 is IsNext,
     1 is NotNext (as the released code and transformers).
+
+    ``set_grad_checkpointing()`` checkpoints each encoder layer in training.
     """
 
     model_name = "bert_pretraining"
@@ -301,6 +311,10 @@ class BERTPreTraining(nn.Module):
         mlm_logits = self.mlm_head(encoded["last_hidden_state"], self.bert.embeddings.token_embedding.weight)
         nsp_logits = self.nsp_head(encoded["pooler_output"])  # (N, 2)
         return {"mlm_logits": mlm_logits, "nsp_logits": nsp_logits, **encoded}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint each encoder layer in training (:meth:`BERT.set_grad_checkpointing`)."""
+        self.bert.set_grad_checkpointing(enable)
 
     def loss(self, input_ids: torch.Tensor, mlm_labels: torch.Tensor, next_sentence_labels: torch.Tensor,
              attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:

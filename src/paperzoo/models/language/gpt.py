@@ -84,6 +84,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from paperzoo.layers import KeyValueCache, MultiHeadAttention, check_attention_mask, check_token_batch
+from paperzoo.layers.checkpoint import checkpoint_module, checkpointing
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
 __all__ = ["GPT", "DecoderBlock", "filter_logits"]
@@ -173,9 +174,12 @@ class GPT(nn.Module):
     ``(N, T)`` (1 at real tokens, 0 at padding) and returns logits ``(N, T, vocab_size)``: the logits at
     position t predict token t + 1. ``cache`` (from :meth:`new_cache`) makes the call continue a sequence whose
     earlier positions it holds (the mask then covers those positions too: ``(N, cached + T)``).
+
+    ``set_grad_checkpointing()`` checkpoints each decoder block in training.
     """
 
     model_name = "gpt"
+    grad_checkpointing = False  # set_grad_checkpointing
 
     def __init__(
         self,
@@ -221,6 +225,11 @@ class GPT(nn.Module):
                 for projection in (block.attention.proj, block.feed_forward.fc2):
                     nn.init.normal_(projection.weight, std=0.02 / math.sqrt(2 * self.num_layers))
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint each decoder block in training (not with a cache): its activations are recomputed in the
+        backward pass."""
+        self.grad_checkpointing = enable
+
     def new_cache(self) -> list[KeyValueCache]:
         """One empty key/value cache per block, for :meth:`forward`'s ``cache``."""
         return [KeyValueCache() for _ in self.blocks]
@@ -242,7 +251,10 @@ class GPT(nn.Module):
         # (N, S) → (N, 1, 1, S): True at the keys a query may attend to; the blocks add the causal mask.
         padding_mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
         for i, block in enumerate(self.blocks):
-            h = block(h, padding_mask, None if cache is None else cache[i])  # (N, T, hidden_size)
+            if cache is None and checkpointing(self):
+                h = checkpoint_module(block, h, padding_mask)  # (N, T, hidden_size)
+            else:
+                h = block(h, padding_mask, None if cache is None else cache[i])  # (N, T, hidden_size)
         if self.final_norm is not None:
             h = self.final_norm(h)
         return F.linear(h, self.token_embedding.weight)  # h_n W_eᵀ: (N, T, vocab_size)

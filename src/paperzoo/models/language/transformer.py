@@ -95,6 +95,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from paperzoo.layers import KeyValueCache, MultiHeadAttention, check_token_batch
+from paperzoo.layers.checkpoint import checkpoint_module, checkpointing
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
 __all__ = [
@@ -183,6 +184,8 @@ class TransformerDecoderLayer(nn.Module):
 class TransformerEncoder(nn.Module):
     """The encoder stack: N identical layers (§3.1). Equals ``nn.TransformerEncoder(layer, N, norm=None)``."""
 
+    grad_checkpointing = False  # Transformer.set_grad_checkpointing
+
     def __init__(self, num_layers: int, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1,
                  attention_dropout: float = 0.0, layer_norm_eps: float = 1e-5) -> None:
         super().__init__()
@@ -192,7 +195,7 @@ class TransformerEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, source_mask: torch.Tensor | None = None) -> torch.Tensor:
         for layer in self.layers:
-            x = layer(x, source_mask)
+            x = checkpoint_module(layer, x, source_mask) if checkpointing(self) else layer(x, source_mask)
         return x  # the memory z: (N, S, d_model)
 
 
@@ -220,6 +223,8 @@ class TransformerDecoder(nn.Module):
     """The decoder stack: N identical layers (§3.1). Equals ``nn.TransformerDecoder(layer, N, norm=None)`` with a
     causal target mask."""
 
+    grad_checkpointing = False  # Transformer.set_grad_checkpointing
+
     def __init__(self, num_layers: int, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1,
                  attention_dropout: float = 0.0, layer_norm_eps: float = 1e-5) -> None:
         super().__init__()
@@ -230,6 +235,9 @@ class TransformerDecoder(nn.Module):
     def forward(self, y: torch.Tensor, memory: torch.Tensor, source_mask: torch.Tensor | None = None,
                 cache: DecoderCache | None = None) -> torch.Tensor:
         for i, layer in enumerate(self.layers):
+            if cache is None and checkpointing(self):
+                y = checkpoint_module(layer, y, memory, source_mask)
+                continue
             y = layer(y, memory, source_mask,
                       self_cache=None if cache is None else cache.self_attention[i],
                       cross_cache=None if cache is None else cache.cross_attention[i])
@@ -254,6 +262,8 @@ class Transformer(nn.Module):
     ``forward(src, tgt)`` is the teacher-forced pass: ``src`` (N, S) and the target shifted right ``tgt`` (N, T),
     starting with ``<s>``, give next-token logits (N, T, V). ``loss(src, tgt)`` shifts a whole target itself.
     ``generate`` and ``beam_search`` translate (call ``model.eval()`` first).
+
+    ``set_grad_checkpointing()`` checkpoints each encoder and decoder layer in training.
     """
 
     model_name = "transformer"
@@ -290,6 +300,11 @@ class Transformer(nn.Module):
         self.decoder = TransformerDecoder(num_decoder_layers, d_model, num_heads, d_ff, dropout, attention_dropout,
                                           layer_norm_eps)
         self._init_weights()
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint each encoder and decoder layer in training (not with a decoding cache): their activations
+        are recomputed in the backward pass."""
+        self.encoder.grad_checkpointing = self.decoder.grad_checkpointing = enable
 
     def _init_weights(self) -> None:
         for module in self.modules():
