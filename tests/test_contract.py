@@ -22,32 +22,18 @@ import pytest
 import torch
 
 import paperzoo
-from detection_data import TinyDetector, make_shapes_dataset, tiny_detector_macs
+from detection_data import TINY_DETECTORS, TinyDetector, make_shapes_dataset, tiny_detector_macs
 from paperzoo import registry
 from paperzoo.measure import count_parameters, measure_gmacs, run_example
 from paperzoo.models.detection.transform import DetectionTransform
-from paperzoo.registry import TASKS, InputSpec, ModelCard, Paper
+from paperzoo.registry import TASKS, InputSpec
 
 DETECTION_TASKS = ("object-detection", "instance-segmentation")
 ALL = paperzoo.list_models()
 CANONICAL = paperzoo.list_models(canonical_only=True)
 CLASSIFIERS = paperzoo.list_models(task="image-classification", canonical_only=True)
-
-
-def _tiny_card(name: str, task: str, innovations: tuple[str, ...]) -> ModelCard:
-    return ModelCard(name=name, architecture="tiny detector (tests only)", task=task,
-                     paper=Paper("none: a test fixture", "paperzoo tests", 2026, "https://example.org/tiny"),
-                     innovations=innovations, input=InputSpec(kind="image-list", shape=(3, 64, 64)),
-                     params=1, params_source="not checked: a test fixture", reference="paper", gmacs=0.001)
-
-
-# Registered only while a test that names them runs (fixture below): not part of the catalogue.
-TINY_DETECTORS = {
-    "tiny_detector": (lambda **kw: TinyDetector(**kw), _tiny_card(
-        "tiny_detector", "object-detection", ("anchors on one level", "balanced sampling"))),
-    "tiny_instance_segmenter": (lambda **kw: TinyDetector(with_masks=True, **kw), _tiny_card(
-        "tiny_instance_segmenter", "instance-segmentation", ("anchors on one level", "a mask map per class"))),
-}
+# A tiny detector and instance segmenter (tests/detection_data.py), registered only while a test that names them
+# runs (fixture below): not part of the catalogue.
 DETECTORS = [n for n in CANONICAL if paperzoo.model_card(n).task in DETECTION_TASKS] + list(TINY_DETECTORS)
 CANONICAL_NOT_DETECTORS = [n for n in CANONICAL if paperzoo.model_card(n).task not in DETECTION_TASKS]
 
@@ -135,9 +121,8 @@ def check_output_structure(name: str, model: torch.nn.Module, x, output) -> None
             assert scores.shape == (k,) and scores.dtype == torch.float32 and torch.isfinite(scores).all()
             h, w = image.shape[-2:]  # xyxy in the input image's pixels
             assert (boxes[:, 2] >= boxes[:, 0]).all() and (boxes[:, 3] >= boxes[:, 1]).all(), f"{name}: x2 < x1"
-            assert boxes.min() >= -1e-3 and (boxes[:, 0::2] <= w + 1e-3).all() and (boxes[:, 1::2] <= h + 1e-3).all()
-            if (labels.numel()):
-                assert 0 <= labels.min() and labels.max() < model.num_classes, f"{name}: label out of range"
+            assert (boxes >= -1e-3).all() and (boxes[:, 0::2] <= w + 1e-3).all() and (boxes[:, 1::2] <= h + 1e-3).all()
+            assert ((labels >= 0) & (labels < model.num_classes)).all(), f"{name}: a label out of range"
             if task == "instance-segmentation":
                 masks = detection["masks"]
                 assert masks.shape == (k, 1, h, w) and masks.dtype == torch.float32, f"{name}: masks {masks.shape}"
@@ -498,6 +483,7 @@ def test_detector_eval_is_deterministic_and_survives_a_state_dict_round_trip(nam
     assert same(first, third), f"{name}: a state_dict round trip changes the output"
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", DETECTORS)
 def test_detector_smallest_stated_input_works(name):
     spec = paperzoo.model_card(name).input

@@ -22,7 +22,7 @@ def run_example(model: nn.Module, example_input: ExampleInput) -> Any:
     return model(*example_input) if isinstance(example_input, tuple) else model(example_input)
 
 
-def _stops_at_data_dependence(error: Exception) -> bool:
+def stops_at_data_dependence(error: Exception) -> bool:
     """Whether ``error`` is a meta tensor meeting an operation whose output size depends on the values (boolean
     indexing, ``nonzero``, NMS, ``.item()``): there is nothing to compute it from."""
     return isinstance(error, NotImplementedError) or (isinstance(error, RuntimeError) and "meta" in str(error))
@@ -44,12 +44,13 @@ def measure_gmacs(model: nn.Module, example_input: ExampleInput) -> float:
     forward pass is counted, for the given weights and image.
     """
     images = isinstance(example_input, list)
-    on_meta = any(p.is_meta for p in model.parameters()) or (images and example_input[0].is_meta)
+    on_meta = any(p.is_meta for p in model.parameters()) or (
+        images and any(isinstance(image, torch.Tensor) and image.is_meta for image in example_input))
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         try:
             run_example(model, example_input)
         except (NotImplementedError, RuntimeError) as error:
-            if not (images and on_meta and _stops_at_data_dependence(error)) or counter.get_total_flops() == 0:
+            if not (images and on_meta and stops_at_data_dependence(error)) or counter.get_total_flops() == 0:
                 raise
     batch = example_input[0] if isinstance(example_input, tuple) else example_input
     return counter.get_total_flops() / 2 / 1e9 / len(batch)
