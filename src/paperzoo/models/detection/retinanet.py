@@ -209,7 +209,10 @@ class RetinaNet(nn.Module):
     Args:
         num_classes: K, the sigmoid classifiers per anchor (91: torchvision's COCO ids, 0 unused); labels are in
             [1, num_classes).
-        backbone: the registry name of the ResNet ("resnet50"; "resnet18" for the small learning configuration).
+        backbone: the registry name of the ResNet ("resnet50"), put under a :class:`ResNetFPNBackbone` with P6 and
+            P7; or a module that maps the padded batch to the five levels P3…P7 (an ``OrderedDict`` of
+            ``[N, fpn_channels, h_l, w_l]``) and has ``out_channels`` (torchvision's interface; the arguments
+            ``trainable_backbone_layers``, ``frozen_batchnorm`` and ``p6_input`` then do not apply).
         fpn_channels: C, the width of the pyramid and of both subnets (256).
         trainable_backbone_layers: how many of conv5_x, conv4_x, conv3_x, conv2_x, conv1 train (5: all, as
             torchvision without pretrained weights; 3 with pretrained weights).
@@ -238,7 +241,7 @@ class RetinaNet(nn.Module):
     min_input_size = 1
     model_name = "retinanet_resnet50_fpn"
 
-    def __init__(self, num_classes: int = 91, backbone: str = "resnet50", fpn_channels: int = 256,
+    def __init__(self, num_classes: int = 91, backbone: str | nn.Module = "resnet50", fpn_channels: int = 256,
                  trainable_backbone_layers: int = 5, frozen_batchnorm: bool = False, p6_input: str = "p5",
                  anchor_base_sizes: Sequence[int] = (32, 64, 128, 256, 512), anchor_scales_per_octave: int = 3,
                  anchor_aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0), num_subnet_convs: int = 4,
@@ -258,13 +261,19 @@ class RetinaNet(nn.Module):
         self.num_classes = num_classes
         self.transform = DetectionTransform(min_size, max_size, image_mean, image_std, size_divisible=32)
         # C3–C5 (torchvision's layers 2–4; C2 is left out: it would add many anchors for little gain, §4).
-        self.backbone = ResNetFPNBackbone(backbone, trainable_layers=trainable_backbone_layers,
-                                          returned_layers=(2, 3, 4), out_channels=fpn_channels,
-                                          extra_blocks=nn.Identity(), frozen_batchnorm=frozen_batchnorm)
-        c5_channels = self.backbone.body.feature_info[-1].channels
-        extra = LastLevelP6P7(fpn_channels if p6_input == "p5" else c5_channels, fpn_channels)
-        extra.use_p5 = p6_input == "p5"  # said explicitly: a C5 as wide as the pyramid would otherwise read as P5
-        self.backbone.fpn.extra_blocks = extra
+        if isinstance(backbone, str):
+            self.backbone = ResNetFPNBackbone(backbone, trainable_layers=trainable_backbone_layers,
+                                              returned_layers=(2, 3, 4), out_channels=fpn_channels,
+                                              extra_blocks=nn.Identity(), frozen_batchnorm=frozen_batchnorm)
+            c5_channels = self.backbone.body.feature_info[-1].channels
+            extra = LastLevelP6P7(fpn_channels if p6_input == "p5" else c5_channels, fpn_channels)
+            extra.use_p5 = p6_input == "p5"  # said explicitly: a C5 as wide as the pyramid would read as P5
+            self.backbone.fpn.extra_blocks = extra
+        else:  # a ready pyramid (torchvision's interface): it must return P3…P7, fpn_channels wide
+            if getattr(backbone, "out_channels", None) != fpn_channels:
+                raise ValueError(f"a backbone module needs out_channels == fpn_channels ({fpn_channels}), got "
+                                 f"{getattr(backbone, 'out_channels', None)}")
+            self.backbone = backbone
         self.anchor_generator = AnchorGenerator(
             anchor_sizes_per_level(anchor_base_sizes, anchor_scales_per_octave),
             (tuple(anchor_aspect_ratios),) * len(anchor_base_sizes))
