@@ -186,10 +186,10 @@ def test_focal_loss_down_weights_well_classified_examples_as_the_paper_says():
 
 
 class NarrowResNetFPN(torch.nn.Module):
-    """A narrow ResNet-18 (widths 16, 32, 64, 128) under a 64-channel FPN with P6, P7 from P5: the pyramid
+    """A narrow ResNet-18 (widths 16, 32, 64, 128) under a 32-channel FPN with P6, P7 from P5: the pyramid that
     ``ResNetFPNBackbone`` builds, at the width of a test (it passes no width arguments to the ResNet)."""
 
-    def __init__(self, widths: tuple[int, int, int, int] = (16, 32, 64, 128), out_channels: int = 64) -> None:
+    def __init__(self, widths: tuple[int, int, int, int] = (16, 32, 64, 128), out_channels: int = 32) -> None:
         super().__init__()
         self.body = paperzoo.create_model("resnet18", features_only=True, out_indices=(1, 2, 3), stem_width=widths[0],
                                           stage_widths=widths)
@@ -202,11 +202,12 @@ class NarrowResNetFPN(torch.nn.Module):
 
 
 def small_retinanet(**kwargs) -> RetinaNet:
-    """RetinaNet with the real heads (four 3×3 convolutions each), focal loss, matching and post-processing on a
-    :class:`NarrowResNetFPN`, for 64-pixel images kept at 64 pixels by the transform; anchors of 16…256 pixels on
-    P3…P7 (the paper's 32…512 at half the scale: the objects are 16–44 pixels)."""
+    """RetinaNet with the real subnets (four 3×3 convolutions each, 32 channels instead of 256), focal loss,
+    matching and post-processing on a :class:`NarrowResNetFPN`, for 64-pixel images kept at 64 pixels by the
+    transform; anchors of 16…256 pixels on P3…P7 (the paper's 32…512 at half the scale: the objects are 16–44
+    pixels)."""
     settings = {"anchor_base_sizes": (16, 32, 64, 128, 256), "min_size": 64, "max_size": 64, **kwargs}
-    return RetinaNet(backbone=NarrowResNetFPN(), fpn_channels=64, **settings)
+    return RetinaNet(backbone=NarrowResNetFPN(), fpn_channels=32, **settings)
 
 
 def test_prior_probability_initialisation():
@@ -316,15 +317,19 @@ def test_bad_input_and_targets_raise_value_error():
 
 @pytest.mark.heavy
 def test_small_retinanet_learns_the_shapes():
-    """The small configuration (``small_retinanet``) learns rectangles vs ellipses on noise to mAP@0.5 >= 0.8 on
-    50 held-out images. Measured: see the comment at the end."""
+    """The small configuration (``small_retinanet``: 0.4M parameters) learns rectangles vs ellipses on noise from
+    scratch to mAP@0.5 >= 0.8 on 50 held-out images: 1600 steps of 4 images, AdamW with a one-cycle schedule and
+    gradient clipping. The detector localises the shapes early and tells rectangles from ellipses late: with this
+    schedule, mAP@0.5 0.50 after 400 steps, 0.63 after 800, 0.92 after 1200, 0.95 at the end (a 1200-step schedule
+    ends at 0.63). Measured on the shared 2-core development machine under load (about 10 processes): ~72 s of CPU
+    time for the training (process time, one thread)."""
     torch.manual_seed(0)
     model = small_retinanet(num_classes=3, detections_per_img=20)
     train_images, train_targets = make_shapes_dataset(400, size=64, num_classes=2, seed=0)
     test_images, test_targets = make_shapes_dataset(50, size=64, num_classes=2, seed=1)
-    steps, batch_size = 1000, 8
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-3, total_steps=steps, pct_start=0.1)
+    steps, batch_size = 1600, 4
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps, pct_start=0.1)
     generator = torch.Generator().manual_seed(0)
     start = time.process_time()
     model.train()
@@ -333,10 +338,12 @@ def test_small_retinanet_learns_the_shapes():
         losses = model([train_images[i] for i in index], [train_targets[i] for i in index])
         optimizer.zero_grad()
         sum(losses.values()).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # the focal loss's early spikes
         optimizer.step()
         schedule.step()
+    elapsed = time.process_time() - start
     model.eval()
     with torch.no_grad():
         score = mean_average_precision(model(test_images), test_targets, iou_threshold=0.5)
-    elapsed = time.process_time() - start
+    print(f"mAP@0.5 {score:.3f} after {steps} steps, {elapsed:.0f} s of CPU time")
     assert score >= 0.8, f"mAP@0.5 {score:.3f} after {steps} steps ({elapsed:.0f} s of CPU time)"
