@@ -485,3 +485,18 @@ def test_a_detector_diagram_is_traced_up_to_its_first_data_dependent_step(tiny):
     network, *_ = diagram.architecture_diagrams("tiny_detector")
     assert network.traced and "data-dependent step" in network.note and "failed" not in network.note
     assert network.boxes >= 5  # input, transform, features, heads, anchors
+
+
+def test_only_data_dependent_steps_end_a_meta_measurement():
+    from torchvision.ops import nms
+
+    from paperzoo.measure import stops_at_data_dependence
+
+    scores, boxes = torch.zeros(5, device="meta"), torch.zeros(5, 4, device="meta")
+    for step in (lambda: scores[scores > 0], lambda: nms(boxes, scores, 0.5), lambda: scores.sum().item(),
+                 lambda: scores.unique()):
+        with pytest.raises((NotImplementedError, RuntimeError)) as info:
+            step()
+        assert stops_at_data_dependence(info.value), str(info.value)
+    assert not stops_at_data_dependence(RuntimeError("not on the meta device"))
+    assert not stops_at_data_dependence(RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)"))

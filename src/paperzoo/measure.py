@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
@@ -22,10 +23,17 @@ def run_example(model: nn.Module, example_input: ExampleInput) -> Any:
     return model(*example_input) if isinstance(example_input, tuple) else model(example_input)
 
 
+# What PyTorch and torchvision say when a meta tensor meets an operation whose output depends on the values.
+_DATA_DEPENDENCE = re.compile(
+    r"data-independent implementation does not exist|data-dependent shape|cannot be called on meta tensors"
+    r"|Cannot copy out of meta tensor|with Meta tensors, but there was no fake impl or Meta kernel"
+    r"|meta tensor without output_size")
+
+
 def stops_at_data_dependence(error: Exception) -> bool:
-    """Whether ``error`` is a meta tensor meeting an operation whose output size depends on the values (boolean
-    indexing, ``nonzero``, NMS, ``.item()``): there is nothing to compute it from."""
-    return isinstance(error, NotImplementedError) or (isinstance(error, RuntimeError) and "meta" in str(error))
+    """Whether ``error`` is a meta tensor meeting an operation whose output size or value depends on the data
+    (boolean indexing and ``nonzero``, NMS, ``.item()``, ``unique``): there is nothing to compute it from."""
+    return isinstance(error, (NotImplementedError, RuntimeError)) and bool(_DATA_DEPENDENCE.search(str(error)))
 
 
 def measure_gmacs(model: nn.Module, example_input: ExampleInput) -> float:
