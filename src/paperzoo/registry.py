@@ -113,6 +113,7 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
         "wav2vec2_base", "wav2vec2_large", "wav2vec2_base_pretraining", "wav2vec2_large_pretraining",
     ),
     "paperzoo.models.detection.ssd": ("ssd300_vgg16", "ssd512_vgg16"),
+    "paperzoo.models.detection.retinanet": ("retinanet_resnet50_fpn",),
 }
 
 _MODULE_OF: dict[str, str] = {name: module for module, names in MODEL_MODULES.items() for name in names}

@@ -439,6 +439,21 @@ def ssd(state_dict: StateDict, model: nn.Module) -> StateDict:
         (r"head\.regression_head\.module_list\.(\d+)\.(weight|bias)", r"head.location.\1.\2"),
     ]
     return rename(state_dict, rules)
+# --- RetinaNet (issue 7) ----------------------------------------------------------------------------------
+
+def retinanet(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """torchvision's ``RetinaNet`` → ours: the backbone by :func:`resnet_fpn_backbone` (``backbone.`` prefix;
+    ``extra_blocks.p6``/``p7`` keep their names), and the heads by the paper's names:
+    ``head.classification_head`` is our ``classification_subnet`` (``conv.<i>.0`` → ``tower.<i>.conv``,
+    ``cls_logits`` → ``class_logits``), ``head.regression_head`` our ``box_subnet`` (``conv.<i>.0`` →
+    ``tower.<i>.conv``, ``bbox_reg`` → ``box_deltas``)."""
+    heads = rename(state_dict, [
+        (r"head\.classification_head\.conv\.(\d+)\.0\.(weight|bias)", r"classification_subnet.tower.\1.conv.\2"),
+        (r"head\.classification_head\.cls_logits\.(weight|bias)", r"classification_subnet.class_logits.\1"),
+        (r"head\.regression_head\.conv\.(\d+)\.0\.(weight|bias)", r"box_subnet.tower.\1.conv.\2"),
+        (r"head\.regression_head\.bbox_reg\.(weight|bias)", r"box_subnet.box_deltas.\1"),
+    ])
+    return resnet_fpn_backbone(heads, model)
 
 
 CONVERTERS = {
@@ -462,4 +477,5 @@ CONVERTERS = {
     "DeepLabV3": deeplabv3,
     "ResNetFPNBackbone": resnet_fpn_backbone,
     "SSD": ssd,
+    "RetinaNet": retinanet,
 }
