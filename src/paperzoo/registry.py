@@ -110,6 +110,8 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.audio.wav2vec2": (
         "wav2vec2_base", "wav2vec2_large", "wav2vec2_base_pretraining", "wav2vec2_large_pretraining",
     ),
+    "paperzoo.models.detection.faster_rcnn": ("fasterrcnn_resnet50_fpn",),
+    "paperzoo.models.detection.mask_rcnn": ("maskrcnn_resnet50_fpn",),
 }
 
 _MODULE_OF: dict[str, str] = {name: module for module, names in MODEL_MODULES.items() for name in names}
