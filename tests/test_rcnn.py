@@ -30,8 +30,9 @@ from paperzoo.models.detection.mask_rcnn import MaskRCNN, mask_loss, paste_masks
 from paperzoo.models.detection.roi_heads import fast_rcnn_loss
 
 # Small resize on both models so that a parity test takes seconds: two images of different sizes, each resized to a
-# shorter side of 160 (longer at most 224), padded to a multiple of 32.
-SMALL = {"min_size": 160, "max_size": 224}
+# shorter side of 160 (longer at most 224), padded to a multiple of 32; 25 detections per image (the mask branch
+# costs ~0.5 GMACs per detection), of which the best 20 are compared.
+SMALL = {"min_size": 160, "max_size": 224, "box_detections_per_img": 25}
 IMAGE_SIZES = ((150, 200), (120, 170))
 
 
@@ -134,12 +135,15 @@ class NarrowResNetFPN(nn.Module):
 
 
 def small_detector(masks: bool = False, **kwargs) -> FasterRCNN | MaskRCNN:
-    """Faster (or Mask) R-CNN for 64-pixel images: the narrow backbone, anchors of 8…128 pixels on P2…P6, narrower
-    heads (box representation 128, mask branch 32 channels), fewer sampled anchors and RoIs."""
-    config = dict(num_classes=3, backbone=NarrowResNetFPN(), min_size=64, max_size=64,
-                  anchor_sizes=((8,), (16,), (32,), (64,), (128,)), rpn_batch_size_per_image=64,
-                  rpn_post_nms_top_n_train=300, rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=100,
-                  box_batch_size_per_image=64, box_representation_size=128, box_detections_per_img=20)
+    """Faster (or Mask) R-CNN for 64-pixel images, resized ×2 to 128 (so that the 16–32-pixel shapes span 8–16 cells
+    of P2): the narrow backbone with a 64-channel FPN, anchors of 16…256 pixels on P2…P6, narrower heads (box
+    representation 256, mask branch 32 channels), fewer proposals (300 per level before NMS, 300 after) and fewer
+    sampled anchors and RoIs (64 each per image)."""
+    config = dict(num_classes=3, backbone=NarrowResNetFPN(out_channels=64), min_size=128, max_size=128,
+                  anchor_sizes=((16,), (32,), (64,), (128,), (256,)), rpn_batch_size_per_image=64,
+                  rpn_pre_nms_top_n_train=300, rpn_post_nms_top_n_train=300, rpn_pre_nms_top_n_test=300,
+                  rpn_post_nms_top_n_test=100, box_batch_size_per_image=64, box_representation_size=256,
+                  box_detections_per_img=20)
     config.update(kwargs)
     if masks:
         return MaskRCNN(mask_conv_channels=(32,) * 4, mask_deconv_channels=32, **config)
@@ -285,15 +289,16 @@ def _mask_iou_of_matches(predictions, targets) -> list[float]:
 @pytest.mark.heavy
 def test_small_mask_rcnn_learns_shapes():
     """The small Mask R-CNN (its RPN and box head are Faster R-CNN's, the same modules) learns rectangles and
-    ellipses on noise: box mAP@0.5 >= 0.8 and mean mask IoU >= 0.7 on held-out images. Measured: ~XX s on one core
-    of the (loaded) development machine."""
+    ellipses on noise: box mAP@0.5 >= 0.8 and mean mask IoU >= 0.7 on held-out images. Measured (seed 0): mAP 0.91,
+    mask IoU 0.89 after 150 steps, 81 s of CPU time on one thread (about 195 s of wall time on the shared, loaded
+    development machine); 100 steps gave mAP 0.68, 200 steps 0.995."""
     torch.manual_seed(0)
     train_images, train_targets = make_shapes_dataset(256, size=64, num_classes=2, seed=0, with_masks=True)
-    test_images, test_targets = make_shapes_dataset(48, size=64, num_classes=2, seed=1, with_masks=True)
+    test_images, test_targets = make_shapes_dataset(64, size=64, num_classes=2, seed=1, with_masks=True)
     model = small_detector(masks=True)
-    steps = 200
-    optimizer = torch.optim.AdamW(model.parameters(), lr=4e-3, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=4e-3, total_steps=steps, pct_start=0.1)
+    steps = 150
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps, pct_start=0.1)
     order = torch.Generator().manual_seed(0)
     start = time.perf_counter()
     model.train()

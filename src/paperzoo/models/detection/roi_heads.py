@@ -13,8 +13,9 @@ classes plus a catch-all background class" and "four real-valued numbers for eac
 the class-specific box refinement (§2)::
 
     features P2…P5 ─┐
-    proposals [R, 4] ┴ MultiScaleRoIAlign 7×7 → [R, d, 7, 7] ─ flatten ─ fc6 1024, ReLU ─ fc7 1024, ReLU ─┬─ cls [R, K+1]
-                                                                                                         └─ box [R, 4(K+1)]
+    proposals [R, 4] ┴ MultiScaleRoIAlign 7×7 → [R, d, 7, 7] ─ flatten ─ fc6 1024, ReLU ─ fc7 1024, ReLU
+                                                                    ├─ cls [R, K+1]
+                                                                    └─ box [R, 4(K+1)]
 
 Training (§2.3): the ground-truth boxes join the proposals; a proposal whose IoU with a ground truth is ≥ 0.5 takes
 its class, below 0.5 it is background; 512 RoIs per image are sampled with up to 25% foreground. The multi-task
