@@ -216,8 +216,7 @@ def test_bad_targets_raise_value_error(name):
         "no targets": None,
     }
     if name.startswith("mask"):
-        cases["no masks"] = edit(masks=None) and [{"boxes": targets[0]["boxes"], "labels": targets[0]["labels"]},
-                                                  targets[1]]
+        cases["no masks"] = [{"boxes": targets[0]["boxes"], "labels": targets[0]["labels"]}, targets[1]]
     for reason, bad in cases.items():
         with pytest.raises(ValueError, match=f"^{name} expects") as info:
             model(images, bad)
