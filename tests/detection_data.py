@@ -96,6 +96,7 @@ from paperzoo.layers import check_detection_targets, check_image_list  # noqa: E
 from paperzoo.models.detection.anchors import AnchorGenerator  # noqa: E402
 from paperzoo.models.detection.boxes import BalancedSampler, BoxCoder, Matcher  # noqa: E402
 from paperzoo.models.detection.transform import DetectionTransform  # noqa: E402
+from paperzoo.registry import InputSpec, ModelCard, Paper  # noqa: E402
 
 
 class TinyDetector(nn.Module):
@@ -211,3 +212,28 @@ def tiny_detector_macs(num_classes: int = 3, width: int = 8, with_masks: bool = 
     if with_masks:
         macs += h2 * h2 * num_classes * width
     return macs
+
+
+def _tiny_card(name: str, task: str, innovations: tuple[str, ...]) -> ModelCard:
+    return ModelCard(name=name, architecture="tiny detector (tests only)", task=task,
+                     paper=Paper("none: a test fixture", "paperzoo tests", 2026, "https://example.org/tiny"),
+                     innovations=innovations, input=InputSpec(kind="image-list", shape=(3, 64, 64)),
+                     params=1, params_source="not checked: a test fixture", reference="paper", gmacs=0.001,
+                     canonical=True)
+
+
+def tiny_detector(**kwargs) -> TinyDetector:
+    return TinyDetector(**kwargs)
+
+
+def tiny_instance_segmenter(**kwargs) -> TinyDetector:
+    return TinyDetector(with_masks=True, **kwargs)
+
+
+# name -> (builder, card): what a test puts into paperzoo.registry._REGISTRY for its duration (monkeypatch).
+TINY_DETECTORS = {
+    "tiny_detector": (tiny_detector, _tiny_card(
+        "tiny_detector", "object-detection", ("anchors on one level", "balanced sampling"))),
+    "tiny_instance_segmenter": (tiny_instance_segmenter, _tiny_card(
+        "tiny_instance_segmenter", "instance-segmentation", ("anchors on one level", "a mask map per class"))),
+}

@@ -8,6 +8,8 @@ inputs and weights) or from the brute-force mAP below; none is hard-coded.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections import OrderedDict
 
 import pytest
@@ -24,8 +26,10 @@ from torchvision.ops import feature_pyramid_network as tv_fpn
 
 import paperzoo
 from conftest import assert_close_rel, randomize_batchnorm, randomize_weights
-from detection_data import make_shapes_dataset
+from detection_data import TINY_DETECTORS, TinyDetector, make_shapes_dataset, tiny_detector_macs
+from paperzoo import cli, diagram, registry
 from paperzoo.layers import check_detection_targets, check_image_list
+from paperzoo.measure import count_parameters, measure_gmacs
 from paperzoo.models.detection.anchors import AnchorGenerator
 from paperzoo.models.detection.backbone import ResNetFPNBackbone
 from paperzoo.models.detection.boxes import (
@@ -257,6 +261,22 @@ def test_backbone_without_frozen_batchnorm_counts_as_torchvisions_unpretrained_b
     assert converted.keys() == ours.state_dict().keys()
 
 
+def test_backbone_converter_works_under_a_detectors_prefix():
+    """A detector's converter applies resnet_fpn_backbone to the whole state_dict: under "backbone." the keys map
+    as without the prefix, and the heads' keys pass through for the detector's own rules."""
+    from paperzoo.interop.torchvision import resnet_fpn_backbone
+
+    with torch.device("meta"):
+        ours = ResNetFPNBackbone("resnet18", returned_layers=(2, 3, 4), extra_blocks=LastLevelP6P7(256, 256))
+        reference = tv_resnet_fpn_backbone(backbone_name="resnet18", weights=None, returned_layers=[2, 3, 4],
+                                           extra_blocks=tv_fpn.LastLevelP6P7(256, 256))
+    bare = resnet_fpn_backbone(reference.state_dict(), ours)
+    assert bare.keys() == ours.state_dict().keys()
+    prefixed = {f"backbone.{k}": v for k, v in reference.state_dict().items()} | {"head.cls.weight": torch.zeros(1)}
+    converted = resnet_fpn_backbone(prefixed, ours)
+    assert converted.keys() == {f"backbone.{k}" for k in bare} | {"head.cls.weight"}
+
+
 # --- mean average precision -----------------------------------------------------------------------------------
 
 def brute_force_map(predictions, targets, iou_threshold=0.5):
@@ -411,3 +431,72 @@ def test_check_detection_targets_accepts_an_image_without_objects_and_checks_mas
     targets[0]["masks"] = torch.zeros(0, 50, 60, dtype=torch.uint8)
     with pytest.raises(ValueError, match=r"'masks' of shape \(1, 40, 31\).*\(1, 40, 30\)"):
         check_detection_targets(targets, images, name="det", num_classes=3, needs_masks=True)
+
+
+# --- measure, CLI and diagrams with a detector (the tiny one, registered for the test) ----------------------------
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """Register the tiny detector and instance segmenter, with their true parameter counts, for one test."""
+    for name, (builder, card) in TINY_DETECTORS.items():
+        with torch.device("meta"):
+            params = count_parameters(builder())
+        entry = registry._Entry(builder, dataclasses.replace(card, params=params))
+        monkeypatch.setitem(registry._REGISTRY, name, entry)
+    return list(TINY_DETECTORS)
+
+
+def test_measure_gmacs_of_a_detector_on_a_real_device_counts_the_whole_forward_pass():
+    model = TinyDetector(with_masks=True).eval()
+    images = [torch.rand(3, 64, 64), torch.rand(3, 64, 64)]
+    assert measure_gmacs(model, images) * 1e9 == tiny_detector_macs(with_masks=True)  # per image
+    with pytest.raises(ValueError, match="expects a list"):  # any other failure still surfaces
+        measure_gmacs(model, [])
+
+
+def test_cli_run_describes_the_detections_per_image(tiny, capsys):
+    assert cli.main(["run", "tiny_instance_segmenter", "--batch-size", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "input [(3, 64, 64), (3, 64, 64)] → detections for 2 image(s)" in out
+    lines = re.findall(r"image (\d): (\d+) detections?, top scores ([\d., ()a-z]+); masks \((\d+), 1, 64, 64\)", out)
+    assert [line[0] for line in lines] == ["0", "1"], out
+    for _, count, scores, mask_count in lines:
+        assert count == mask_count and len(re.findall(r"0\.\d\d \(label [12]\)", scores)) == min(3, int(count))
+
+
+def test_cli_tour_and_info_show_a_detector(tiny, capsys):
+    assert cli.main(["tour", "tiny_*"]) == 0
+    out = capsys.readouterr().out
+    assert len(re.findall(r"\[\d+ det\., top 0\.\d\d\]", out)) == 2, out
+    assert cli.main(["info", "tiny_detector"]) == 0
+    out = capsys.readouterr().out
+    assert f"{tiny_detector_macs() / 1e9:.3f} measured" in out and "dense network" in out
+
+
+def test_describe_detections_counts_and_ranks():
+    output = [{"boxes": torch.zeros(3, 4), "scores": torch.tensor([0.2, 0.9, 0.5]), "labels": torch.tensor([4, 7, 1])},
+              {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)}]
+    assert cli.describe_detections(output, top=2) == [
+        "image 0: 3 detections, top scores 0.90 (label 7), 0.50 (label 1)", "image 1: 0 detections"]
+    assert cli.describe_result(output) == "[3 det., top 0.90; 0 det.]"
+
+
+def test_a_detector_diagram_is_traced_up_to_its_first_data_dependent_step(tiny):
+    network, *_ = diagram.architecture_diagrams("tiny_detector")
+    assert network.traced and "data-dependent step" in network.note and "failed" not in network.note
+    assert network.boxes >= 5  # input, transform, features, heads, anchors
+
+
+def test_only_data_dependent_steps_end_a_meta_measurement():
+    from torchvision.ops import nms
+
+    from paperzoo.measure import stops_at_data_dependence
+
+    scores, boxes = torch.zeros(5, device="meta"), torch.zeros(5, 4, device="meta")
+    for step in (lambda: scores[scores > 0], lambda: nms(boxes, scores, 0.5), lambda: scores.sum().item(),
+                 lambda: scores.unique()):
+        with pytest.raises((NotImplementedError, RuntimeError)) as info:
+            step()
+        assert stops_at_data_dependence(info.value), str(info.value)
+    assert not stops_at_data_dependence(RuntimeError("not on the meta device"))
+    assert not stops_at_data_dependence(RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)"))

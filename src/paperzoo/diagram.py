@@ -33,6 +33,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
 
 from paperzoo.cli import describe_output
+from paperzoo.measure import stops_at_data_dependence
 from paperzoo.registry import create_model, model_card
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
@@ -346,13 +347,22 @@ def _trace_once(root: nn.Module, args: tuple, kwargs: dict, batch_size: int,
         handles.append(module.register_forward_hook(after, with_kwargs=True))
     ran: set[int] = set()
     handles.append(nn.modules.module.register_module_forward_pre_hook(lambda module, _: ran.add(id(module))))
+    note = ""
     try:
         with _FollowFunctions(trace), torch.no_grad():
             result = root(*args, **kwargs)
+    except (NotImplementedError, RuntimeError) as error:
+        # A detector's forward pass reaches a step whose output size depends on the values (a score threshold,
+        # NMS), which a meta tensor cannot take: draw the network up to there.
+        if not stops_at_data_dependence(error) or not ran:
+            raise
+        result = None
+        note = ("traced on the meta device up to the first data-dependent step (score thresholds, NMS); "
+                "the parts after it are drawn unconnected")
     finally:
         for handle in handles:
             handle.remove()
-    outputs = result.items() if isinstance(result, dict) else [("output", result)]
+    outputs = [] if result is None else result.items() if isinstance(result, dict) else [("output", result)]
     for key, value in outputs:
         title = "output" if key == "output" else f"output[{key!r}]"
         tensors = _tensors(value)
@@ -364,7 +374,8 @@ def _trace_once(root: nn.Module, args: tuple, kwargs: dict, batch_size: int,
     # ODE function called by the solver), which the box's call count shows instead.
     order = {n.id: n.order for n in trace.nodes}
     edges = [(a, b) for a, b in trace.edges if order[a] < order[b]]
-    graph = Graph(nodes=trace.nodes, edges=edges, output=describe_output(result))
+    graph = Graph(nodes=trace.nodes, edges=edges, output="" if result is None else describe_output(result),
+                  note=note)
     graph.first_inputs = trace.first_inputs  # type: ignore[attr-defined]
     return graph, ran
 

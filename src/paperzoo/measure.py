@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
@@ -22,10 +23,17 @@ def run_example(model: nn.Module, example_input: ExampleInput) -> Any:
     return model(*example_input) if isinstance(example_input, tuple) else model(example_input)
 
 
-def _stops_at_data_dependence(error: Exception) -> bool:
-    """Whether ``error`` is a meta tensor meeting an operation whose output size depends on the values (boolean
-    indexing, ``nonzero``, NMS, ``.item()``): there is nothing to compute it from."""
-    return isinstance(error, NotImplementedError) or (isinstance(error, RuntimeError) and "meta" in str(error))
+# What PyTorch and torchvision say when a meta tensor meets an operation whose output depends on the values.
+_DATA_DEPENDENCE = re.compile(
+    r"data-independent implementation does not exist|data-dependent shape|cannot be called on meta tensors"
+    r"|Cannot copy out of meta tensor|with Meta tensors, but there was no fake impl or Meta kernel"
+    r"|meta tensor without output_size")
+
+
+def stops_at_data_dependence(error: Exception) -> bool:
+    """Whether ``error`` is a meta tensor meeting an operation whose output size or value depends on the data
+    (boolean indexing and ``nonzero``, NMS, ``.item()``, ``unique``): there is nothing to compute it from."""
+    return isinstance(error, (NotImplementedError, RuntimeError)) and bool(_DATA_DEPENDENCE.search(str(error)))
 
 
 def measure_gmacs(model: nn.Module, example_input: ExampleInput) -> float:
@@ -44,12 +52,13 @@ def measure_gmacs(model: nn.Module, example_input: ExampleInput) -> float:
     forward pass is counted, for the given weights and image.
     """
     images = isinstance(example_input, list)
-    on_meta = any(p.is_meta for p in model.parameters()) or (images and example_input[0].is_meta)
+    on_meta = any(p.is_meta for p in model.parameters()) or (
+        images and any(isinstance(image, torch.Tensor) and image.is_meta for image in example_input))
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         try:
             run_example(model, example_input)
         except (NotImplementedError, RuntimeError) as error:
-            if not (images and on_meta and _stops_at_data_dependence(error)) or counter.get_total_flops() == 0:
+            if not (images and on_meta and stops_at_data_dependence(error)) or counter.get_total_flops() == 0:
                 raise
     batch = example_input[0] if isinstance(example_input, tuple) else example_input
     return counter.get_total_flops() / 2 / 1e9 / len(batch)

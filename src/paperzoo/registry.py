@@ -257,7 +257,10 @@ class ModelCard:
     ``params`` is the published count of this exact variant; ``params_source`` says where it comes from.
     When ``reference`` is an implementation (``torchvision.models.resnet50``, ``timm:seresnet50``) the
     built model must have exactly ``params`` parameters; when it is ``paper``, the paper's rounded figure
-    to its stated precision. ``gmacs`` is measured with ``torch.utils.flop_counter`` at ``input``.
+    to its stated precision. ``gmacs`` is measured with ``torch.utils.flop_counter`` at ``input`` on the meta device
+    (``paperzoo.measure.measure_gmacs``); for a detector that is its dense network up to the first data-dependent
+    step (score thresholds, NMS): transform, backbone, neck and dense heads, without the region-wise heads of
+    Faster/Mask R-CNN, whose work depends on how many proposals survive.
     ``params_tolerance`` is 0 for an implementation and half the last printed digit for a paper's rounded
     figure. ``canonical`` marks the variant that MODELS.md names for its architecture: the one the contract
     tests run at full size and ``paperzoo tour`` shows. ``recipe`` is the paper's training recipe, if it gives

@@ -1,11 +1,12 @@
 """Mean average precision (mAP): how detections are scored (PASCAL VOC, Everingham et al. 2010, §4.2).
 
 For each class, the detections of every image are ranked by score. Walking down the ranking, a detection is a
-true positive if its IoU with a ground-truth box of its class in its image reaches ``iou_threshold`` (0.5) and
-that box has not been claimed by a higher-scored detection; otherwise (a duplicate, or a miss) it is a false
-positive. This traces precision against recall; the average precision (AP) is the area under that curve after
-making precision monotone (each recall level takes the best precision at that recall or beyond: "all-point
-interpolation", VOC 2010 onwards). mAP is the mean AP over the classes that occur in the ground truth.
+true positive if the ground-truth box of its class in its image that it overlaps most has IoU >= ``iou_threshold``
+(0.5) with it and has not been claimed by a higher-scored detection; otherwise (a duplicate, or a miss) it is a
+false positive, as in the VOC development kit. This traces precision against recall; the average precision (AP)
+is the area under that curve after making precision monotone (each recall level takes the best precision at that
+recall or beyond: "all-point interpolation", VOC 2010 onwards). mAP is the mean AP over the classes that occur
+in the ground truth.
 """
 
 from __future__ import annotations
