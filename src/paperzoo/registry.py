@@ -114,6 +114,8 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     ),
     "paperzoo.models.detection.ssd": ("ssd300_vgg16", "ssd512_vgg16"),
     "paperzoo.models.detection.retinanet": ("retinanet_resnet50_fpn",),
+    "paperzoo.models.detection.faster_rcnn": ("fasterrcnn_resnet50_fpn",),
+    "paperzoo.models.detection.mask_rcnn": ("maskrcnn_resnet50_fpn",),
 }
 
 _MODULE_OF: dict[str, str] = {name: module for module, names in MODEL_MODULES.items() for name in names}

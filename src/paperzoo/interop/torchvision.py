@@ -455,6 +455,35 @@ def retinanet(state_dict: StateDict, model: nn.Module) -> StateDict:
     ])
     return resnet_fpn_backbone(heads, model)
 
+# --- detection (issue 7): Faster R-CNN and Mask R-CNN ----------------------------------------------------
+
+_RCNN_RULES = [
+    (r"rpn\.head\.conv\.0\.0\.(weight|bias)", r"rpn.head.conv.\1"),  # Conv2dNormActivation without norm: a conv
+    (r"rpn\.head\.cls_logits\.(weight|bias)", r"rpn.head.objectness.\1"),
+    (r"rpn\.head\.bbox_pred\.(weight|bias)", r"rpn.head.anchor_deltas.\1"),
+    (r"roi_heads\.box_predictor\.cls_score\.(weight|bias)", r"roi_heads.box_predictor.class_logits.\1"),
+    (r"roi_heads\.box_predictor\.bbox_pred\.(weight|bias)", r"roi_heads.box_predictor.box_deltas.\1"),
+]
+
+
+def faster_rcnn(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """torchvision's ``FasterRCNN`` → our :class:`FasterRCNN`: the backbone by :func:`resnet_fpn_backbone`; the RPN
+    head's ``conv.0.0`` (a Conv2dNormActivation holding only a conv), ``cls_logits`` and ``bbox_pred`` are our
+    ``conv``, ``objectness`` and ``anchor_deltas``; the box predictor's ``cls_score`` and ``bbox_pred`` our
+    ``class_logits`` and ``box_deltas``; ``roi_heads.box_head.fc6``/``fc7`` keep their names."""
+    return rename(resnet_fpn_backbone(state_dict, model), _RCNN_RULES)
+
+
+def mask_rcnn(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """torchvision's ``MaskRCNN`` → our :class:`MaskRCNN`: :func:`faster_rcnn`'s rules, and the mask branch, which
+    torchvision keeps inside ``roi_heads`` and we as ``mask_head``: ``mask_head.<i>.0`` (four 3×3 convolutions) are
+    our ``mask_head.convs.<i>``, ``mask_predictor.conv5_mask`` (the 2×2 deconvolution) our ``mask_head.deconv``,
+    ``mask_predictor.mask_fcn_logits`` (1×1, a mask per class) our ``mask_head.mask_logits``."""
+    return rename(resnet_fpn_backbone(state_dict, model), _RCNN_RULES + [
+        (r"roi_heads\.mask_head\.(\d+)\.0\.(weight|bias)", r"mask_head.convs.\1.\2"),
+        (r"roi_heads\.mask_predictor\.conv5_mask\.(weight|bias)", r"mask_head.deconv.\1"),
+        (r"roi_heads\.mask_predictor\.mask_fcn_logits\.(weight|bias)", r"mask_head.mask_logits.\1"),
+    ])
 
 CONVERTERS = {
     "AlexNet": alexnet,
@@ -478,4 +507,6 @@ CONVERTERS = {
     "ResNetFPNBackbone": resnet_fpn_backbone,
     "SSD": ssd,
     "RetinaNet": retinanet,
+    "FasterRCNN": faster_rcnn,
+    "MaskRCNN": mask_rcnn,
 }
