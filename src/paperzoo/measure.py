@@ -6,7 +6,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -27,6 +26,8 @@ def measure_gmacs(model: nn.Module, example_input: torch.Tensor | tuple[torch.Te
     2 FLOPs per multiply-accumulate, as the papers' "FLOPs" mostly mean MACs. It works on the meta device,
     so a full-size model can be measured without allocating its weights.
     """
+    from torch.utils.flop_counter import FlopCounterMode  # here, not at the top: it imports triton (~0.5 s)
+
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         run_example(model, example_input)
     batch = example_input[0] if isinstance(example_input, tuple) else example_input
