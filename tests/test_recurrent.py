@@ -188,6 +188,22 @@ def test_gradients_equal_torch_nns(kind):
         assert_close_rel(actual.grad, expected.grad)
 
 
+def test_lstm_weight_gradient_in_one_product_equals_autograd_through_every_step():
+    """In training the LSTM forms W_hh's gradient as one product over the steps (layers/recurrent.py); with
+    variable lengths, both directions and two layers it equals autograd through every step's own product."""
+    torch.manual_seed(0)
+    fast = LSTM(INPUT, HIDDEN, num_layers=2, bidirectional=True)
+    plain = LSTM(INPUT, HIDDEN, num_layers=2, bidirectional=True)
+    plain.load_state_dict(fast.state_dict())
+    plain.recurrent_product_joins_input_gates = False  # the per-step path: autograd through each baddbmm
+    x, lengths = torch.randn(STEPS, BATCH, INPUT), torch.tensor([STEPS, 2, 4])
+    for model in (fast, plain):
+        output, (h, c) = model(x, lengths=lengths)
+        (output.pow(2).sum() + h.sum() + c.pow(2).sum()).backward()
+    for (name, actual), (_, expected) in zip(fast.named_parameters(), plain.named_parameters(), strict=True):
+        assert_close_rel(actual.grad, expected.grad)
+
+
 @pytest.mark.parametrize("name", ["lstm", "gru"])
 def test_the_registered_variant_equals_its_cards_reference(name):
     """The card's reference, built as it says, and ``create_model(name)`` at the canonical input."""
