@@ -2,7 +2,8 @@
 writes. No test here asserts a speed: the numbers depend on the machine and its load, and the benchmark measures
 them; these tests check that the measuring is done right.
 
-Measured on one thread of a busy 2-core machine: the command-line test 11 s, the import probe 7 s, the rest 2 s.
+Measured on one thread: the command-line test (with its import probe) takes 7 s of CPU time (55 s of wall time on
+the 2-core machine shared by 8 jobs), the rest 2 s.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from paperzoo import benchmark, cli
 
 
 def test_bench_command_writes_consistent_json_and_markdown(tmp_path):
-    """Two tiny referenced models (a torchvision CNN and torch.nn's GRU) and one whose reference is the paper."""
+    """Two small referenced models (torch.nn's GRU and LSTM) and one whose reference is the paper."""
     json_path, markdown_path = tmp_path / "out" / "bench.json", tmp_path / "bench.md"
     result = subprocess.run(
-        [sys.executable, "-m", "paperzoo", "bench", "gru", "shufflenet_v2_x0_5", "capsnet", "--train", "--batch", "2",
-         "--repeats", "2", "--warmup", "0", "--threads", "1", "--no-import-time", "--label", "test machine",
+        [sys.executable, "-m", "paperzoo", "bench", "gru", "lstm", "capsnet", "--train", "--batch", "2",
+         "--repeats", "2", "--warmup", "0", "--threads", "1", "--import-repeats", "1", "--label", "test machine",
          "--json", str(json_path), "--markdown", str(markdown_path)],
         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -33,12 +34,14 @@ def test_bench_command_writes_consistent_json_and_markdown(tmp_path):
     data = json.loads(json_path.read_text())
     assert data["machine"]["label"] == "test machine" and data["machine"]["threads"] == 1
     assert data["settings"]["precisions"] == ["fp32"] and data["settings"]["batch"] == 2
-    assert data["import_time"] is None
+    measured = data["import_time"]  # in a fresh interpreter; its size is the benchmark's to report, not ours
+    assert measured["repeats"] == 1 and measured["target_s"] == 0.2 and len(measured["paperzoo_samples_s"]) == 1
+    assert measured["torch_s"] > 0 and measured["paperzoo_s"] > 0
     rows = {row["model"]: row for row in data["results"]}
-    assert list(rows) == ["gru", "shufflenet_v2_x0_5", "capsnet"]
+    assert list(rows) == ["gru", "lstm", "capsnet"]
     assert rows["capsnet"]["status"] == "skipped" and rows["capsnet"]["timings"] == {}
     ratios = {"forward": [], "train": []}
-    for name in ("gru", "shufflenet_v2_x0_5"):
+    for name in ("gru", "lstm"):
         assert rows[name]["status"] == "ok", rows[name]["reason"]
         assert rows[name]["max_relative_difference"] <= benchmark.PARITY_TOLERANCE
         for phase in ("forward", "train"):
@@ -56,7 +59,7 @@ def test_bench_command_writes_consistent_json_and_markdown(tmp_path):
     assert "| `gru` | torch.nn.GRU(input_size=256, hidden_size=512, batch_first=True) |" in text
     assert f"{rows['gru']['timings']['fp32']['train']['ratio']:.2f}" in text
     assert "`capsnet` (skipped): no reference implementation" in text
-    assert "test machine" in text
+    assert "test machine" in text and "`import paperzoo` adds" in text
 
 
 def test_unknown_name_exits_2(capsys):
@@ -67,9 +70,9 @@ def test_unknown_name_exits_2(capsys):
 
 
 def test_a_failed_conversion_is_refused():
-    """ResNet-34's weights cannot go into a ResNet-18: the pair is not built, so it is never timed."""
+    """A reference of another size cannot give its weights to ours: the pair is not built, so it is never timed."""
     with pytest.raises(benchmark.BenchmarkError, match="converting the weights"):
-        benchmark.build_pair("resnet18", reference="torchvision.models.resnet34")
+        benchmark.build_pair("gru", reference="torch.nn.GRU(input_size=256, hidden_size=256, batch_first=True)")
 
 
 def test_a_pair_whose_outputs_differ_is_reported_and_not_timed(monkeypatch):
@@ -99,12 +102,6 @@ def test_primary_output_and_geometric_mean():
     assert benchmark.primary_output({"aux": torch.zeros(1), "out": logits}) is logits
     assert benchmark.primary_output((logits, (torch.zeros(1), torch.zeros(1)))) is logits
     assert benchmark.geometric_mean([0.5, 2.0, 1.0]) == pytest.approx(1.0)
-
-
-def test_import_time_is_measured_in_fresh_interpreters():
-    measured = benchmark.import_time(repeats=1)
-    assert measured["repeats"] == 1 and measured["target_s"] == 0.2
-    assert measured["torch_s"] > 0 and measured["paperzoo_s"] > 0 and len(measured["paperzoo_samples_s"]) == 1
 
 
 def test_reference_unavailable_says_why():
