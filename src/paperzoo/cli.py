@@ -257,6 +257,11 @@ def _bench(args: argparse.Namespace, console: Console) -> int:
             console.print(f"[green]done[/] {name} in {time.perf_counter() - start:.1f} s", highlight=False)
         results.append(result)
         write(results)
+        if args.device.startswith("cuda"):  # hand the pair's memory back before the next, larger one
+            import gc
+
+            gc.collect()
+            torch.cuda.empty_cache()
     print(write(results))
     return 1 if any(result.status == "error" for result in results) else 0
 
