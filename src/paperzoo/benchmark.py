@@ -89,6 +89,7 @@ class Pair:
     library: str
     ours: nn.Module
     reference: nn.Module
+    notes: list[str] = field(default_factory=list)
 
     def call_ours(self, x: Any) -> Any:
         return run_example(self.ours, x)
@@ -123,7 +124,14 @@ def build_pair(name: str, reference: str | None = None, seed: int = 0) -> Pair:
         load_weights(ours, theirs.state_dict(), source=WEIGHT_SOURCES[library])
     except Exception as err:  # a wrong or missing converter: report it, never time two different networks
         raise BenchmarkError(f"{name}: converting the weights of {reference} failed: {err}") from err
-    return Pair(name, card, library, ours, theirs)
+    pair = Pair(name, card, library, ours, theirs)
+    config = getattr(theirs, "config", None)
+    if getattr(config, "layerdrop", 0.0) and not any(getattr(m, "layerdrop", 0.0) for m in ours.modules()):
+        # transformers' configs default to LayerDrop 0.1 (wav2vec 2.0), ours to none (the card's model): a training
+        # step that skips a tenth of the layers at random would not be the same work, so the reference drops none.
+        pair.notes.append(f"reference trained with layerdrop 0 (its config's default: {config.layerdrop})")
+        config.layerdrop = 0.0
+    return pair
 
 
 def primary_output(output: Any) -> torch.Tensor:
@@ -268,6 +276,7 @@ class Result:
     max_relative_difference: float | None = None
     timings: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     memory: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
 
     def ratio(self, precision: str, phase: str) -> float | None:
         return self.timings.get(precision, {}).get(phase, {}).get("ratio")
@@ -284,6 +293,7 @@ def benchmark_model(name: str, settings: Settings, log: Callable[[str], None] = 
     device = torch.device(settings.device)
     try:
         pair = build_pair(name)
+        result.notes = pair.notes
         x = card.example_input(settings.batch, generator=torch.Generator().manual_seed(0))
         result.max_relative_difference = check_same_outputs(pair, x)  # on the CPU, in fp32, before anything moves
     except BenchmarkError as err:
@@ -487,6 +497,11 @@ def markdown(data: dict[str, Any]) -> str:
         means = ", ".join(f"{phase} {entry['geometric_mean']:.3f} over {entry['models']} models"
                           for phase, entry in summary.items())
         lines += ["", f"Geometric mean ratio ({title}): {means}. ⚠: above 1.10.", ""]
+    noted = [r for r in results if r.get("notes")]
+    if noted:
+        lines += ["Settings changed to compare the same work:", ""]
+        lines += [f"- `{r['model']}`: {'; '.join(r['notes'])}" for r in noted]
+        lines.append("")
     failed = [r for r in results if r["status"] != "ok"]
     if failed:
         lines += ["Not timed, or not every phase:", ""]
