@@ -470,7 +470,8 @@ def markdown(data: dict[str, Any]) -> str:
     lines = [f"Measured on {m['label'] or m['processor']}: {m['cpu_count']} cores, {m['threads']} thread(s), "
              f"device `{s['device']}`{' (' + m['gpu'] + ')' if 'gpu' in m else ''}; torch {m['torch']}. "
              f"Batch {s['batch']}, the card's input size, median of {s['repeats']} interleaved repeats after "
-             f"{s['warmup']} warm-up calls. Ratio = ours / reference (> 1: ours is slower).", ""]
+             f"{s['warmup']} warm-up calls. Ratio = ours / reference (> 1: ours is slower)."
+             + (f" {s['note']}." if s.get("note") else ""), ""]
     results = data["results"]
     for precision in s["precisions"]:
         timed = [r for r in results if precision in r["timings"]]
@@ -499,7 +500,7 @@ def markdown(data: dict[str, Any]) -> str:
         lines += ["", f"Geometric mean ratio ({title}): {means}. ⚠: above 1.10.", ""]
     noted = [r for r in results if r.get("notes")]
     if noted:
-        lines += ["Settings changed to compare the same work:", ""]
+        lines += ["Notes:", ""]
         lines += [f"- `{r['model']}`: {'; '.join(r['notes'])}" for r in noted]
         lines.append("")
     failed = [r for r in results if r["status"] != "ok"]
