@@ -16,11 +16,12 @@ reverse direction starts from its last real step; padded steps output zeros (as 
 
 Speed: the input projection W_ih x_t + b does not depend on the state, so it is computed for every step and
 both directions in one matrix product before the time loop; the loop over time is the only Python loop, and
-both directions advance in the same iteration, one batched product (``baddbmm``) per step. In training, a cell
-whose recurrent product W_hh h_{t-1} is added to the input gates before any nonlinearity (the LSTM's) gets the
-gradient of W_hh as one matrix product over every step (:class:`_RecurrentWeightGradient`), as torch.nn's fused
-kernels do, instead of one outer product per step summed T times: half the training step at the LSTM's canonical
-shape on one CPU thread.
+both directions advance in the same iteration, one batched product (``baddbmm``) per step. In training, the
+gradient of W_hh is one matrix product over every step (:class:`_RecurrentWeightGradient`), as torch.nn's fused
+kernels form it, instead of one outer product per step summed T times (half the LSTM's training step at its
+canonical shape on one CPU thread). It needs the gradient of each step's recurrent product W_hh h_{t-1}: the
+LSTM adds that product to the input gates, so theirs is the same; the GRU's reset gate scales part of it first,
+so its cell adds a zero "port" to the product, whose gradient is the product's.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ __all__ = ["LayerWeights", "RecurrentLayers", "State"]
 
 
 class _RecurrentWeightGradient(torch.autograd.Function):
-    """The identity on the input gates ``(T, D, N, G * H)``, whose backward also returns the gradient of W_hh.
+    """The identity on the input gates ``(T, D, N, G * H)`` (or on zeros that the cell adds to its recurrent
+    product: ``recurrent_gradient_port``), whose backward also returns the gradient of W_hh.
 
     Where a cell computes gates_t = input_gates_t + W_hh h_{t-1}, the gradient reaching the input gates at step t
     is also the gradient of the recurrent product, δ_t, so dL/dW_hh = Σ_t δ_tᵀ h_{t-1}: one matrix product over
@@ -96,6 +98,9 @@ class RecurrentLayers(nn.Module):
     # gradient is one product over all steps (see _RecurrentWeightGradient). Not the GRU: its reset gate scales
     # part of the recurrent product first.
     recurrent_product_joins_input_gates: ClassVar[bool] = False
+    # True where the cell adds ``weights["recurrent_port"]`` (zeros, given in training) to its W_hh h_{t-1}: the
+    # gradient reaching the port is the recurrent product's, so W_hh's gradient is again one product (the GRU).
+    recurrent_gradient_port: ClassVar[bool] = False
     model_name = "recurrent layers"
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
@@ -239,16 +244,22 @@ class RecurrentLayers(nn.Module):
                 gates = torch.stack((gates[:, 0], gates[:, 1].flip(0)), dim=1)
             layer_state = tuple(s[layer * directions:(layer + 1) * directions] for s in state)  # (D, N, size)
             previous_states: list[torch.Tensor] | None = None
-            if (self.recurrent_product_joins_input_gates and torch.is_grad_enabled()
-                    and weights["weight_hh"].requires_grad):
+            ports: tuple[torch.Tensor, ...] | None = None
+            if ((self.recurrent_product_joins_input_gates or self.recurrent_gradient_port)
+                    and torch.is_grad_enabled() and weights["weight_hh"].requires_grad):
                 previous_states = []  # h_{t-1} of every step, for W_hh's gradient in one product
-                gates = _RecurrentWeightGradient.apply(gates, weights["weight_hh"], previous_states)
+                if self.recurrent_product_joins_input_gates:
+                    gates = _RecurrentWeightGradient.apply(gates, weights["weight_hh"], previous_states)
+                else:  # zeros whose gradient at step t is the recurrent product's: (T, D, N, G * H)
+                    ports = _RecurrentWeightGradient.apply(gates.new_zeros(gates.shape), weights["weight_hh"],
+                                                           previous_states).unbind(0)
                 weights = {**weights, "weight_hh": weights["weight_hh"].detach()}
             outputs = []
             for t in range(steps):
                 if previous_states is not None:
                     previous_states.append(layer_state[0])
-                new_state = self.cell(gates[t], layer_state, weights)
+                step_weights = weights if ports is None else {**weights, "recurrent_port": ports[t]}
+                new_state = self.cell(gates[t], layer_state, step_weights)
                 if mask is not None:  # past its end a sequence keeps its state: h_n is its last real step's
                     new_state = tuple(torch.where(mask[t], new, old) for new, old in zip(new_state, layer_state,
                                                                                          strict=True))
