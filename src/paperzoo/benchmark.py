@@ -221,6 +221,21 @@ def _precision(device: torch.device, precision: str) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _full_fp32() -> Iterator[None]:
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def _first(x: Any) -> Any:
+    """The first example of a batch (each tensor of a tuple)."""
+    return tuple(t[:1] for t in x) if isinstance(x, tuple) else x[:1]
+
+
 def _to(x: Any, device: torch.device, channels_last: bool) -> Any:
     if isinstance(x, tuple):
         return tuple(_to(t, device, channels_last) for t in x)
@@ -295,12 +310,16 @@ def benchmark_model(name: str, settings: Settings, log: Callable[[str], None] = 
         pair = build_pair(name)
         result.notes = pair.notes
         x = card.example_input(settings.batch, generator=torch.Generator().manual_seed(0))
-        result.max_relative_difference = check_same_outputs(pair, x)  # on the CPU, in fp32, before anything moves
-    except BenchmarkError as err:
-        result.status, result.reason = "error", str(err)
+        pair.ours.to(device)
+        pair.reference.to(device)
+        # fp32 on the device, on the first example (the whole batch would cost a large model minutes on a CPU);
+        # TF32 off for the check, as cuDNN would otherwise round the convolutions' inputs to 10 mantissa bits.
+        with _full_fp32():
+            result.max_relative_difference = check_same_outputs(pair, _to(_first(x), device, False))
+    except Exception as err:  # a failed conversion, different outputs, or no memory for the pair: report, go on
+        result.status, result.reason = "error", str(err) if isinstance(err, BenchmarkError) else \
+            f"{name}: {type(err).__name__}: {err}"
         return result
-    pair.ours.to(device)
-    pair.reference.to(device)
     for precision in settings.resolved_precisions():
         channels_last = precision == "bf16" and device.type == "cuda" and pair.is_cnn
         if channels_last:
