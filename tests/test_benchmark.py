@@ -108,3 +108,27 @@ def test_reference_unavailable_says_why():
     assert "paper" in benchmark.reference_unavailable("paper")
     assert "no builder" in benchmark.reference_unavailable("keras:ResNet50")
     assert benchmark.reference_unavailable("torchvision.models.resnet50") is None
+
+
+def test_training_memory_with_and_without_checkpointing(monkeypatch):
+    """A stand-in model with ``set_grad_checkpointing``: the memory row holds both measurements, and recomputing
+    the hidden layers in the backward pass keeps fewer activations."""
+
+    class Stack(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = torch.nn.Sequential(*[torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.Tanh())
+                                                for _ in range(6)])
+            self.checkpointing = False
+
+        def set_grad_checkpointing(self, enable: bool = True) -> None:
+            self.checkpointing = enable
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.checkpointing:
+                return torch.utils.checkpoint.checkpoint(self.layers, x, use_reentrant=False)
+            return self.layers(x)
+
+    monkeypatch.setattr(benchmark, "create_model", lambda name: Stack())
+    row = benchmark.training_memory("gru", benchmark.Settings(batch=2))  # gru's card: features (N, 35, 256)
+    assert row["measured_by"] and 0 < row["checkpointing"] < row["plain"]
