@@ -496,7 +496,8 @@ def markdown(data: dict[str, Any]) -> str:
         timed = [r for r in results if precision in r["timings"]]
         if not timed:
             continue
-        title = {"fp32": "float32", "bf16": "bfloat16 autocast (CNNs in channels_last)"}.get(precision, precision)
+        channels_last = " (CNNs in channels_last)" if s["device"].startswith("cuda") else ""
+        title = {"fp32": "float32", "bf16": f"bfloat16 autocast{channels_last}"}.get(precision, precision)
         header = "| model | reference | forward ours (ms) | reference (ms) | ratio |"
         rule = "| --- | --- | ---: | ---: | ---: |"
         if s["train"]:
