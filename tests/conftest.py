@@ -7,6 +7,8 @@ import os
 import torch
 from torch import nn
 
+from paperzoo.interop.references import build_reference, parse_reference  # noqa: F401 (the tests import them from here)
+
 # pytest-xdist runs one process per core (`pytest -n 2`); each would otherwise start a thread per core too,
 # and on 2 cores 4 busy threads are several times slower than 2 (measured: a DenseNet parity test 64 s → 3 s).
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
@@ -84,45 +86,3 @@ def randomize_constant_parameters(model: nn.Module, seed: int = 0) -> nn.Module:
             if flat.numel() and bool((flat == flat[0]).all()):
                 parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator).to(parameter.dtype))
     return model
-
-
-def parse_reference(reference: str) -> tuple[str, str, dict]:
-    """Split a card's ``reference`` into (library, constructor name, keyword arguments).
-
-    ``torchvision.models.googlenet(aux_logits=False)`` → ("torchvision", "googlenet", {"aux_logits": False});
-    ``timm:seresnet50`` → ("timm", "seresnet50", {}); ``torch.nn.LSTM(input_size=8, hidden_size=16)`` →
-    ("torch.nn", "LSTM", {"input_size": 8, "hidden_size": 16}). The keyword values are Python literals. A
-    torchvision submodule (``torchvision.models.segmentation.fcn_resnet50``) is dropped: ``get_model`` knows every
-    builder by its name alone.
-    """
-    import ast
-
-    if reference.startswith("torchvision.models."):
-        library, call = "torchvision", reference.removeprefix("torchvision.models.")
-    elif reference.startswith("torch.nn."):
-        library, call = "torch.nn", reference.removeprefix("torch.nn.")
-    elif ":" in reference:
-        library, call = reference.split(":", 1)
-    else:
-        return reference, "", {}
-    parsed = ast.parse(call if "(" in call else call + "()", mode="eval").body
-    assert isinstance(parsed, ast.Call) and isinstance(parsed.func, (ast.Name, ast.Attribute)), \
-        f"unreadable reference {reference!r}"
-    name = parsed.func.id if isinstance(parsed.func, ast.Name) else parsed.func.attr
-    return library, name, {kw.arg: ast.literal_eval(kw.value) for kw in parsed.keywords}
-
-
-def build_reference(reference: str) -> nn.Module:
-    """A randomly initialised reference model for a card's ``reference``."""
-    library, name, kwargs = parse_reference(reference)
-    if library == "torchvision":
-        import torchvision
-
-        return torchvision.models.get_model(name, weights=None, **kwargs)
-    if library == "timm":
-        import timm
-
-        return timm.create_model(name, pretrained=False, **kwargs)
-    if library == "torch.nn":
-        return getattr(nn, name)(**kwargs)
-    raise ValueError(f"no reference builder for {reference!r}")

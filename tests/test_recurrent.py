@@ -188,6 +188,25 @@ def test_gradients_equal_torch_nns(kind):
         assert_close_rel(actual.grad, expected.grad)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_weight_gradient_in_one_product_equals_autograd_through_every_step(kind):
+    """In training the LSTM and the GRU form W_hh's gradient as one product over the steps (layers/recurrent.py);
+    with variable lengths, both directions and two layers it equals autograd through every step's own product."""
+    torch.manual_seed(0)
+    model_class = KINDS[kind][0]
+    fast = model_class(INPUT, HIDDEN, num_layers=2, bidirectional=True)
+    plain = model_class(INPUT, HIDDEN, num_layers=2, bidirectional=True)
+    plain.load_state_dict(fast.state_dict())
+    plain.recurrent_product_joins_input_gates = plain.recurrent_gradient_port = False  # autograd through each step
+    x, lengths = torch.randn(STEPS, BATCH, INPUT), torch.tensor([STEPS, 2, 4])
+    for model in (fast, plain):
+        output, state = model(x, lengths=lengths)
+        final = torch.stack(state).pow(2).sum() if isinstance(state, tuple) else state.sum()
+        (output.pow(2).sum() + final).backward()
+    for actual, expected in zip(fast.parameters(), plain.parameters(), strict=True):
+        assert_close_rel(actual.grad, expected.grad)
+
+
 @pytest.mark.parametrize("name", ["lstm", "gru"])
 def test_the_registered_variant_equals_its_cards_reference(name):
     """The card's reference, built as it says, and ``create_model(name)`` at the canonical input."""

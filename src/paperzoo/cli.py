@@ -1,4 +1,4 @@
-"""The ``paperzoo`` command: ``list``, ``info``, ``run``, ``tour`` and ``train``.
+"""The ``paperzoo`` command: ``list``, ``info``, ``run``, ``tour``, ``train`` and ``bench``.
 
 Built on the public API only. Every command that takes a model name exits with status 2 and a
 "did you mean" line for an unknown name; ``tour`` exits with status 1 if any canonical model's measured
@@ -253,6 +253,61 @@ def _train(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace, console: Console) -> int:
+    import json
+
+    from paperzoo import benchmark
+
+    if not args.names and not args.all:
+        raise ValueError("name the models to benchmark (names or wildcards such as 'resnet*'), or pass --all")
+    if args.all:
+        names = benchmark.referenced_models(canonical_only=args.canonical)
+        paper_only = len(list_models(canonical_only=args.canonical)) - len(names)
+        console.print(f"{len(names)} models with a reference implementation; {paper_only} more have only their "
+                      "paper as reference and are skipped", highlight=False)
+    else:
+        names = benchmark.select_models(args.names, canonical_only=args.canonical)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: CUDA is not available here")
+    settings = benchmark.Settings(device=args.device, batch=args.batch, repeats=args.repeats, warmup=args.warmup,
+                                  train=args.train, precisions=tuple(args.precision or ()))
+    import_seconds = None if args.no_import_time else benchmark.import_time(args.import_repeats)
+
+    def write(results: list) -> str:  # after every model, so that a long run's partial results survive
+        data = benchmark.report(results, settings, threads=threads, label=args.label, import_seconds=import_seconds)
+        text = benchmark.markdown(data)
+        for path, content in ((args.json, json.dumps(data, indent=1)), (args.markdown, text)):
+            if path:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                Path(path).write_text(content + "\n")
+        return text
+
+    results = []
+    for name in names:
+        start = time.perf_counter()
+        result = benchmark.benchmark_model(name, settings, log=lambda line: console.print(line, highlight=False))
+        if args.memory and result.status != "skipped":
+            result.memory = benchmark.training_memory(name, settings)
+        if result.status == "skipped":
+            console.print(f"[yellow]skipped[/] {name}: {result.reason}", highlight=False)
+        elif result.status == "error":
+            console.print(f"[red]error[/] {name}: {result.reason}", highlight=False)
+        else:
+            console.print(f"[green]done[/] {name} in {time.perf_counter() - start:.1f} s", highlight=False)
+        results.append(result)
+        write(results)
+        if args.device.startswith("cuda"):  # hand the pair's memory back before the next, larger one
+            import gc
+
+            gc.collect()
+            torch.cuda.empty_cache()
+    print(write(results))
+    return 1 if any(result.status == "error" for result in results) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paperzoo", description="Landmark neural networks, each "
                                      "readable like its paper and proven equal to its reference.")
@@ -293,6 +348,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("tour", help="every canonical model: published vs measured parameters, a forward pass")
     p.add_argument("pattern", nargs="?", default="*", help="only the canonical models matching this wildcard")
     p.set_defaults(handler=_tour)
+
+    p = commands.add_parser("bench", help="time ours against the reference implementations, with the same weights")
+    p.add_argument("names", nargs="*", metavar="NAME", help="names or shell wildcards, e.g. resnet50 'vit_*'")
+    p.add_argument("--all", action="store_true", help="every model whose card names a reference implementation")
+    p.add_argument("--canonical", action="store_true", help="only the canonical variant of each architecture")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (cuda also times bf16 autocast, CNNs channels_last)")
+    p.add_argument("--batch", type=int, default=2, help="examples per call (default 2: BatchNorm in training mode "
+                   "needs two values per channel after global pooling)")
+    p.add_argument("--train", action="store_true", help="also time a training step (forward, backward, SGD step)")
+    p.add_argument("--repeats", type=int, default=5, help="timed samples per model and phase (the median is shown)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls before the samples")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--precision", action="append", choices=("fp32", "bf16"),
+                   help="repeatable (default: fp32 on CPU; fp32 and bf16 on CUDA)")
+    p.add_argument("--memory", action="store_true",
+                   help="also the peak training memory with and without gradient checkpointing, where a model has it")
+    p.add_argument("--json", metavar="PATH", help="write every measurement as JSON")
+    p.add_argument("--markdown", metavar="PATH", help="write the tables as Markdown (for the docs)")
+    p.add_argument("--label", default="", help="a description of the machine for the report")
+    p.add_argument("--no-import-time", action="store_true", help="skip timing `import paperzoo` in fresh processes")
+    p.add_argument("--import-repeats", type=int, default=5, help="fresh interpreters for the import time")
+    p.set_defaults(handler=_bench)
     return parser
 
 

@@ -513,8 +513,10 @@ def benchmarks_page(root: Path) -> str:
     results = root / "benchmarks" / "results"
     files = sorted(p for p in results.glob("*") if p.suffix in (".csv", ".json", ".md")) if results.is_dir() else []
     parts = ["# Benchmarks", "",
-             "Side-by-side speed of paperzoo's models and their reference implementations, as measured by the "
-             "scripts in `benchmarks/` and stored in `benchmarks/results/`.", ""]
+             "Side-by-side speed of paperzoo's models and their reference implementations, the same weights in "
+             "both, as measured by `paperzoo bench` (or `benchmarks/compare.py`) and stored in `benchmarks/results/`: "
+             "medians of interleaved repeats and the ratio ours / reference (> 1: ours is slower). The numbers "
+             "belong to the machine named above each table.", ""]
     if not files:
         parts += ['!!! note "Not yet measured"',
                   "    No results are stored in `benchmarks/results/` yet, so there is nothing to show: this page "

@@ -10,7 +10,6 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode
 
 ExampleInput = torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor]
 
@@ -54,6 +53,8 @@ def measure_gmacs(model: nn.Module, example_input: ExampleInput) -> float:
     it is left out: the figure is the same for every image of the canonical size. On a real device the whole
     forward pass is counted, for the given weights and image.
     """
+    from torch.utils.flop_counter import FlopCounterMode  # here, not at the top: it imports triton (~0.5 s)
+
     images = isinstance(example_input, list)
     on_meta = any(p.is_meta for p in model.parameters()) or (
         images and any(isinstance(image, torch.Tensor) and image.is_meta for image in example_input))

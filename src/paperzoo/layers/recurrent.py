@@ -16,7 +16,12 @@ reverse direction starts from its last real step; padded steps output zeros (as 
 
 Speed: the input projection W_ih x_t + b does not depend on the state, so it is computed for every step and
 both directions in one matrix product before the time loop; the loop over time is the only Python loop, and
-both directions advance in the same iteration, one batched product (``baddbmm``) per step.
+both directions advance in the same iteration, one batched product (``baddbmm``) per step. In training, the
+gradient of W_hh is one matrix product over every step (:class:`_RecurrentWeightGradient`), as torch.nn's fused
+kernels form it, instead of one outer product per step summed T times (half the LSTM's training step at its
+canonical shape on one CPU thread). It needs the gradient of each step's recurrent product W_hh h_{t-1}: the
+LSTM adds that product to the input gates, so theirs is the same; the GRU's reset gate scales part of it first,
+so its cell adds a zero "port" to the product, whose gradient is the product's.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from paperzoo.layers.validation import check_feature_sequence, check_sequence_lengths
@@ -38,6 +44,34 @@ State = tuple[torch.Tensor, ...]
 LayerWeights = dict[str, torch.Tensor]  # kind ("weight_ih", ...) -> the directions' tensors stacked, (D, ...)
 
 __all__ = ["LayerWeights", "RecurrentLayers", "State"]
+
+
+class _RecurrentWeightGradient(torch.autograd.Function):
+    """The identity on the input gates ``(T, D, N, G * H)`` (or on zeros that the cell adds to its recurrent
+    product: ``recurrent_gradient_port``), whose backward also returns the gradient of W_hh.
+
+    Where a cell computes gates_t = input_gates_t + W_hh h_{t-1}, the gradient reaching the input gates at step t
+    is also the gradient of the recurrent product, δ_t, so dL/dW_hh = Σ_t δ_tᵀ h_{t-1}: one matrix product over
+    the T·N rows of every step once the backward pass has all δ_t, where autograd through a per-step product forms
+    and adds T separate (G·H, H) outer products. The loop then uses W_hh detached, and the h_{t-1} that it appends
+    to ``previous_states`` during the forward pass are the other factor.
+    """
+
+    @staticmethod
+    def forward(ctx, gates: torch.Tensor, weight: torch.Tensor, previous_states: list) -> torch.Tensor:
+        ctx.previous_states = previous_states  # filled by the time loop after this call, read by backward
+        ctx.weight_dtype = weight.dtype
+        return gates.clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_gates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        steps, directions, batch, width = grad_gates.shape
+        previous = torch.stack(ctx.previous_states).to(grad_gates.dtype)  # (T, D, N, H_out): h_{t-1} of each step
+        # Σ_t δ_tᵀ h_{t-1} for each direction: (D, G·H, T·N) @ (D, T·N, H_out) → (D, G·H, H_out)
+        grad_weight = torch.bmm(grad_gates.permute(1, 3, 0, 2).reshape(directions, width, steps * batch),
+                                previous.permute(1, 0, 2, 3).reshape(directions, steps * batch, -1))
+        return grad_gates, grad_weight.to(ctx.weight_dtype), None
 
 
 class RecurrentLayers(nn.Module):
@@ -60,6 +94,13 @@ class RecurrentLayers(nn.Module):
 
     gate_count: ClassVar[int] = 1  # pre-activations per unit in weight_ih's rows: 4 for an LSTM, 3 for a GRU
     state_names: ClassVar[tuple[str, ...]] = ("h",)  # ("h", "c") for an LSTM; the output is always state[0]
+    # True where the cell adds W_hh h_{t-1} to the input gates before any nonlinearity (the LSTM): then W_hh's
+    # gradient is one product over all steps (see _RecurrentWeightGradient). Not the GRU: its reset gate scales
+    # part of the recurrent product first.
+    recurrent_product_joins_input_gates: ClassVar[bool] = False
+    # True where the cell adds ``weights["recurrent_port"]`` (zeros, given in training) to its W_hh h_{t-1}: the
+    # gradient reaching the port is the recurrent product's, so W_hh's gradient is again one product (the GRU).
+    recurrent_gradient_port: ClassVar[bool] = False
     model_name = "recurrent layers"
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
@@ -202,9 +243,23 @@ class RecurrentLayers(nn.Module):
             if directions == 2:  # the reverse direction's step t is the sequence's step T - 1 - t
                 gates = torch.stack((gates[:, 0], gates[:, 1].flip(0)), dim=1)
             layer_state = tuple(s[layer * directions:(layer + 1) * directions] for s in state)  # (D, N, size)
+            previous_states: list[torch.Tensor] | None = None
+            ports: tuple[torch.Tensor, ...] | None = None
+            if ((self.recurrent_product_joins_input_gates or self.recurrent_gradient_port)
+                    and torch.is_grad_enabled() and weights["weight_hh"].requires_grad):
+                previous_states = []  # h_{t-1} of every step, for W_hh's gradient in one product
+                if self.recurrent_product_joins_input_gates:
+                    gates = _RecurrentWeightGradient.apply(gates, weights["weight_hh"], previous_states)
+                else:  # zeros whose gradient at step t is the recurrent product's: (T, D, N, G * H)
+                    ports = _RecurrentWeightGradient.apply(gates.new_zeros(gates.shape), weights["weight_hh"],
+                                                           previous_states).unbind(0)
+                weights = {**weights, "weight_hh": weights["weight_hh"].detach()}
             outputs = []
             for t in range(steps):
-                new_state = self.cell(gates[t], layer_state, weights)
+                if previous_states is not None:
+                    previous_states.append(layer_state[0])
+                step_weights = weights if ports is None else {**weights, "recurrent_port": ports[t]}
+                new_state = self.cell(gates[t], layer_state, step_weights)
                 if mask is not None:  # past its end a sequence keeps its state: h_n is its last real step's
                     new_state = tuple(torch.where(mask[t], new, old) for new, old in zip(new_state, layer_state,
                                                                                          strict=True))

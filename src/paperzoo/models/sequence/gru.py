@@ -91,6 +91,7 @@ class GRU(RecurrentLayers):
 
     gate_count = 3  # r, z, n: the rows of weight_ih and weight_hh, in torch.nn's order
     state_names = ("h",)
+    recurrent_gradient_port = True  # the reset gate scales W_hn h_{t-1}, so the port sits on the recurrent product
     model_name = "gru"
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
@@ -107,6 +108,8 @@ class GRU(RecurrentLayers):
             hidden_gates = torch.baddbmm(weights["bias_hh"].unsqueeze(1), h, recurrent)
         else:
             hidden_gates = torch.bmm(h, recurrent)
+        if "recurrent_port" in weights:  # training only: zeros that carry W_hh's gradient (layers/recurrent.py)
+            hidden_gates = hidden_gates + weights["recurrent_port"]
         input_r, input_z, input_n = input_gates.chunk(3, dim=-1)
         hidden_r, hidden_z, hidden_n = hidden_gates.chunk(3, dim=-1)
         r = torch.sigmoid(input_r + hidden_r)  # reset gate r_t

@@ -94,6 +94,7 @@ class LSTM(RecurrentLayers):
 
     gate_count = 4  # i, f, g, o: the rows of weight_ih and weight_hh, in torch.nn's order
     state_names = ("h", "c")
+    recurrent_product_joins_input_gates = True  # gates = (W_i· x_t + b) + W_h· h_{t-1}, then the nonlinearities
     model_name = "lstm"
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,

@@ -1,0 +1,134 @@
+"""The benchmark's machinery (``paperzoo bench``, ``paperzoo.benchmark``): what it builds, checks, reports and
+writes. No test here asserts a speed: the numbers depend on the machine and its load, and the benchmark measures
+them; these tests check that the measuring is done right.
+
+Measured on one thread: the command-line test (with its import probe) takes 7 s of CPU time (55 s of wall time on
+the 2-core machine shared by 8 jobs), the rest 2 s.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from paperzoo import benchmark, cli
+
+
+def test_bench_command_writes_consistent_json_and_markdown(tmp_path):
+    """Two small referenced models (torch.nn's GRU and LSTM) and one whose reference is the paper."""
+    json_path, markdown_path = tmp_path / "out" / "bench.json", tmp_path / "bench.md"
+    result = subprocess.run(
+        [sys.executable, "-m", "paperzoo", "bench", "gru", "lstm", "capsnet", "--train", "--batch", "2",
+         "--repeats", "2", "--warmup", "0", "--threads", "1", "--import-repeats", "1", "--label", "test machine",
+         "--json", str(json_path), "--markdown", str(markdown_path)],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "skipped capsnet: no reference implementation" in " ".join(result.stdout.split())
+    data = json.loads(json_path.read_text())
+    assert data["machine"]["label"] == "test machine" and data["machine"]["threads"] == 1
+    assert data["settings"]["precisions"] == ["fp32"] and data["settings"]["batch"] == 2
+    measured = data["import_time"]  # in a fresh interpreter; its size is the benchmark's to report, not ours
+    assert measured["repeats"] == 1 and measured["target_s"] == 0.2 and len(measured["paperzoo_samples_s"]) == 1
+    assert measured["torch_s"] > 0 and measured["paperzoo_s"] > 0
+    rows = {row["model"]: row for row in data["results"]}
+    assert list(rows) == ["gru", "lstm", "capsnet"]
+    assert rows["capsnet"]["status"] == "skipped" and rows["capsnet"]["timings"] == {}
+    ratios = {"forward": [], "train": []}
+    for name in ("gru", "lstm"):
+        assert rows[name]["status"] == "ok", rows[name]["reason"]
+        assert rows[name]["max_relative_difference"] <= benchmark.PARITY_TOLERANCE
+        for phase in ("forward", "train"):
+            timing = rows[name]["timings"]["fp32"][phase]
+            assert len(timing["ours_samples_ms"]) == len(timing["reference_samples_ms"]) == 2
+            assert timing["ours_ms"] == pytest.approx(statistics.median(timing["ours_samples_ms"]))
+            assert timing["reference_ms"] == pytest.approx(statistics.median(timing["reference_samples_ms"]))
+            assert timing["ratio"] == pytest.approx(timing["ours_ms"] / timing["reference_ms"])
+            ratios[phase].append(timing["ratio"])
+    for phase, values in ratios.items():
+        summary = data["summary"]["fp32"][phase]
+        assert summary["models"] == 2
+        assert summary["geometric_mean"] == pytest.approx(math.sqrt(values[0] * values[1]))
+    text = markdown_path.read_text()
+    assert "| `gru` | torch.nn.GRU(input_size=256, hidden_size=512, batch_first=True) |" in text
+    assert f"{rows['gru']['timings']['fp32']['train']['ratio']:.2f}" in text
+    assert "`capsnet` (skipped): no reference implementation" in text
+    assert "test machine" in text and "`import paperzoo` adds" in text
+
+
+def test_unknown_name_exits_2(capsys):
+    assert cli.main(["bench", "resnet5O"]) == 2
+    assert "resnet50" in capsys.readouterr().err  # the "did you mean" line
+    assert cli.main(["bench", "nothing_like_this_*"]) == 2
+    assert cli.main(["bench"]) == 2
+
+
+def test_a_failed_conversion_is_refused():
+    """A reference of another size cannot give its weights to ours: the pair is not built, so it is never timed."""
+    with pytest.raises(benchmark.BenchmarkError, match="converting the weights"):
+        benchmark.build_pair("gru", reference="torch.nn.GRU(input_size=256, hidden_size=256, batch_first=True)")
+
+
+def test_a_pair_whose_outputs_differ_is_reported_and_not_timed(monkeypatch):
+    pair = benchmark.build_pair("gru")
+    x = pair.card.example_input(2)
+    assert benchmark.check_same_outputs(pair, x) <= 1e-6  # the converted pair: the same network
+    with torch.no_grad():
+        pair.ours.weight_hh_l0[0, 0] += 0.5
+    with pytest.raises(benchmark.BenchmarkError, match="differ"):
+        benchmark.check_same_outputs(pair, x)
+    # A converter that silently copies nothing: the benchmark reports the model, with no timings.
+    monkeypatch.setattr(benchmark, "load_weights", lambda model, weights, source: model)
+    result = benchmark.benchmark_model("gru", benchmark.Settings(repeats=1, warmup=0))
+    assert result.status == "error" and "differ" in result.reason and result.timings == {}
+
+
+def test_time_interleaved_alternates_the_order():
+    calls = []
+    samples = benchmark.time_interleaved({"ours": lambda: calls.append("o"), "reference": lambda: calls.append("r")},
+                                         torch.device("cpu"), warmup=1, repeats=3, min_seconds=0.0)
+    assert calls == ["o", "r", "o", "r"] + ["o", "r", "r", "o", "o", "r"]  # warm-up, one calibration call, repeats
+    assert [len(v) for v in samples.values()] == [3, 3]
+
+
+def test_primary_output_and_geometric_mean():
+    logits = torch.ones(2, 3)
+    assert benchmark.primary_output({"aux": torch.zeros(1), "out": logits}) is logits
+    assert benchmark.primary_output((logits, (torch.zeros(1), torch.zeros(1)))) is logits
+    assert benchmark.geometric_mean([0.5, 2.0, 1.0]) == pytest.approx(1.0)
+
+
+def test_reference_unavailable_says_why():
+    assert "paper" in benchmark.reference_unavailable("paper")
+    assert "no builder" in benchmark.reference_unavailable("keras:ResNet50")
+    assert benchmark.reference_unavailable("torchvision.models.resnet50") is None
+
+
+def test_training_memory_with_and_without_checkpointing(monkeypatch):
+    """A stand-in model with ``set_grad_checkpointing``: the memory row holds both measurements, and recomputing
+    the hidden layers in the backward pass keeps fewer activations."""
+
+    class Stack(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = torch.nn.Sequential(*[torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.Tanh())
+                                                for _ in range(6)])
+            self.checkpointing = False
+
+        def set_grad_checkpointing(self, enable: bool = True) -> None:
+            self.checkpointing = enable
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.checkpointing:
+                return torch.utils.checkpoint.checkpoint(self.layers, x, use_reentrant=False)
+            return self.layers(x)
+
+    monkeypatch.setattr(benchmark, "create_model", lambda name: Stack())
+    row = benchmark.training_memory("gru", benchmark.Settings(batch=2))  # gru's card: features (N, 35, 256)
+    assert row["measured_by"] and 0 < row["checkpointing"] < row["plain"]
