@@ -112,22 +112,26 @@ def test_reference_unavailable_says_why():
 
 def test_training_memory_with_and_without_checkpointing(monkeypatch):
     """A stand-in model with ``set_grad_checkpointing``: the memory row holds both measurements, and recomputing
-    the hidden layers in the backward pass keeps fewer activations."""
+    each layer in the backward pass keeps fewer activations (checkpointing the whole stack as one would not: its
+    recomputation brings every activation back at once, and the measurement counts recomputations)."""
 
     class Stack(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.layers = torch.nn.Sequential(*[torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.Tanh())
-                                                for _ in range(6)])
+            # Blocks of two layers: a block's inner activation is what checkpointing drops (with one layer per
+            # block, what a checkpoint keeps, its input, is the very tensor the plain graph keeps).
+            self.layers = torch.nn.Sequential(*[torch.nn.Sequential(
+                torch.nn.Linear(256, 256), torch.nn.Tanh(), torch.nn.Linear(256, 256), torch.nn.Tanh())
+                for _ in range(6)])
             self.checkpointing = False
 
         def set_grad_checkpointing(self, enable: bool = True) -> None:
             self.checkpointing = enable
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            if self.checkpointing:
-                return torch.utils.checkpoint.checkpoint(self.layers, x, use_reentrant=False)
-            return self.layers(x)
+            for layer in self.layers:  # one checkpoint per block, as the models' set_grad_checkpointing
+                x = torch.utils.checkpoint.checkpoint(layer, x, use_reentrant=False) if self.checkpointing else layer(x)
+            return x
 
     monkeypatch.setattr(benchmark, "create_model", lambda name: Stack())
     row = benchmark.training_memory("gru", benchmark.Settings(batch=2))  # gru's card: features (N, 35, 256)
