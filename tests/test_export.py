@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import paperzoo
-from conftest import assert_close_rel, assert_output_depends_on_input, randomize_weights
+from conftest import assert_close_rel, assert_output_depends_on_input, randomize_batchnorm, randomize_weights
 from paperzoo.measure import run_example
 from paperzoo.registry import TASKS, model_builder
 
@@ -64,10 +64,18 @@ IMAGE_MODELS = [name for name in MODELS if paperzoo.model_card(name).input.kind 
 
 # --- exclusions, each with its reason ------------------------------------------------------------------------
 
-COMPILE_EXCLUDED: dict[str, str] = {}
-EXPORT_EXCLUDED: dict[str, str] = {}
-ONNX_EXCLUDED: dict[str, str] = {}
-CHANNELS_LAST_EXCLUDED: dict[str, str] = {}
+# The ODE-Net's dopri5 solver takes as many steps as its error estimates ask for: a loop whose length depends on
+# the data (torchdiffeq's `while` on tensor comparisons), which no single graph can hold. odenet_resnet covers the
+# rest of the file.
+_ADAPTIVE_SOLVER = "dopri5's number of steps depends on the data: no fixed graph"
+COMPILE_EXCLUDED: dict[str, str] = {"odenet": _ADAPTIVE_SOLVER}
+EXPORT_EXCLUDED: dict[str, str] = {"odenet": _ADAPTIVE_SOLVER}
+# EfficientNetV2-S with the test's redrawn weights (randomize_weights) is chaotic: a 1e-6 change of the input changes
+# its logits by 85% (measured), so any other kernel order (onnxruntime's, channels_last's) differs by O(1). With
+# its own initialisation both agree to 3e-7 (measured), but its logits then hardly depend on the input, which would
+# make the comparison prove nothing. Compile and export (the same kernels) are compared.
+ONNX_EXCLUDED: dict[str, str] = {"odenet": _ADAPTIVE_SOLVER, "efficientnet_v2_s": "chaotic with the test weights"}
+CHANNELS_LAST_EXCLUDED: dict[str, str] = {"efficientnet_v2_s": "chaotic with the test weights"}
 BF16_EXCLUDED: dict[str, str] = {}
 
 # Compiled with inductor (C++ code generation) as well, one per kind of network: see the module docstring.
@@ -204,15 +212,22 @@ def check_channels_last(case: Case) -> None:
 
 
 def check_bf16(case: Case) -> None:
-    """(e) bf16 autocast on CPU."""
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        output = case.model(case.x2)
+    """(e) bf16 autocast on CPU, on the model's own initialisation with random BatchNorm statistics.
+
+    Not on the redrawn weights of the other checks: they let activations grow to 1e4 through the depth, far beyond
+    a trained network's, and bf16's 8-bit mantissa (a relative rounding of 2^-9 per operation) then differs by 10
+    to 25% in the deep SE and depthwise networks (measured: GhostNet 25%, SE-ResNet-50 17%, MobileNetV2 13%). At
+    the networks' own scale the largest measured difference is 1.4% (ResNet-50), so 5% is the tolerance.
+    """
+    torch.manual_seed(0)
+    model = randomize_batchnorm(paperzoo.create_model(case.name, **EXTRA_CODE_PATHS.get(case.name, {}))).eval()
+    with torch.no_grad():
+        expected = model(case.x2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            output = model(case.x2)
     for tensor in flatten(output):
         assert torch.isfinite(tensor).all(), f"{case.name}: non-finite output under bf16 autocast"
-    assert_same_outputs(output, case.y2, BF16_RTOL, f"{case.name} under bf16 autocast")
-
-
-BF16_RTOL = 5e-2
+    assert_same_outputs(output, expected, 5e-2, f"{case.name} under bf16 autocast")
 
 CHECKS = {  # check -> (function, the models it applies to, its exclusions, heavy)
     "compile": (check_compile, MODELS, COMPILE_EXCLUDED, True),

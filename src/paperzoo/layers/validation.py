@@ -129,7 +129,7 @@ def check_token_pair(src: object, tgt: object, *, name: str, vocab_size: int, ta
     check_token_batch(src, name=name, vocab_size=vocab_size, what="source token ids")
     if tgt is not None:
         check_token_batch(tgt, name=name, vocab_size=target_vocab_size, what="target token ids")
-        if len(src) != len(tgt):
+        if src.shape[0] != tgt.shape[0]:  # not len(), which would fix a dynamic batch size in torch.export
             raise ValueError(f"{name} expects a source (N, S) and a target (N, T) of the same batch size N; got "
                              f"{tuple(src.shape)} and {tuple(tgt.shape)}: pair each source with its target")
     if src_lengths is not None:
