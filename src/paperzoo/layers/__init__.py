@@ -26,6 +26,7 @@ from paperzoo.layers.validation import (
     check_token_batch,
     check_token_pair,
     check_waveform_batch,
+    values_are_known,
 )
 
 __all__ = ["ConvNormAct", "FCNHead", "FeatureInfo", "Hypothesis", "InvertedResidual", "KeyValueCache",
@@ -33,4 +34,4 @@ __all__ = ["ConvNormAct", "FCNHead", "FeatureInfo", "Hypothesis", "InvertedResid
            "check_attention_mask", "check_detection_targets", "check_feature_sequence", "check_image_batch",
            "check_image_list", "check_latent_batch",
            "check_segmentation_target", "check_sequence_lengths", "check_token_batch", "check_token_pair",
-           "check_waveform_batch", "pixelwise_cross_entropy", "stage_outputs"]
+           "check_waveform_batch", "pixelwise_cross_entropy", "stage_outputs", "values_are_known"]

@@ -9,6 +9,17 @@ from __future__ import annotations
 import torch
 
 
+def values_are_known(x: torch.Tensor) -> bool:
+    """Whether a check may read ``x``'s values (ids in range, a mask of 0s and 1s), not only its shape.
+
+    Not on the meta device, where there are none; not while ``torch.compile`` or ``torch.export`` traces the
+    model, where the values are symbolic and reading one (``int(ids.max())``) would be a data-dependent branch: a
+    graph break under ``fullgraph=True`` and an error in ``torch.export``. The shape checks still run there, and
+    the eager call keeps every check.
+    """
+    return x.device.type != "meta" and not torch.compiler.is_compiling()
+
+
 def check_image_batch(x: object, *, name: str, in_chans: int, min_size: int = 1, size: int | None = None,
                       size_reason: str = "") -> None:
     """Check a batch of images for a CNN: a float tensor of shape ``(N, in_chans, H, W)``, H, W ``>= min_size``.
@@ -99,7 +110,7 @@ def check_token_batch(ids: object, *, name: str, vocab_size: int, max_length: in
         problem = "empty sequences; pass at least one token per sequence"
     elif max_length is not None and shape[1] > max_length:
         problem = f"sequences of {shape[1]} tokens; truncate or split them to at most {max_length}"
-    elif ids.device.type != "meta":  # the values are known only for a real tensor
+    elif values_are_known(ids):
         low, high = int(ids.min()), int(ids.max())
         if low < 0 or high >= vocab_size:
             bad = low if low < 0 else high
@@ -118,7 +129,7 @@ def check_token_pair(src: object, tgt: object, *, name: str, vocab_size: int, ta
     check_token_batch(src, name=name, vocab_size=vocab_size, what="source token ids")
     if tgt is not None:
         check_token_batch(tgt, name=name, vocab_size=target_vocab_size, what="target token ids")
-        if len(src) != len(tgt):
+        if src.shape[0] != tgt.shape[0]:  # not len(), which would fix a dynamic batch size in torch.export
             raise ValueError(f"{name} expects a source (N, S) and a target (N, T) of the same batch size N; got "
                              f"{tuple(src.shape)} and {tuple(tgt.shape)}: pair each source with its target")
     if src_lengths is not None:
@@ -141,7 +152,7 @@ def check_sequence_lengths(lengths: object, *, name: str, batch_size: int, max_l
         problem = f"pass one length per sequence, a 1-d tensor of {batch_size}"
     elif lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
         problem = f"dtype {str(lengths.dtype).removeprefix('torch.')}; pass integer lengths"
-    elif lengths.device.type != "meta" and batch_size > 0:
+    elif values_are_known(lengths) and batch_size > 0:
         low, high = int(lengths.min()), int(lengths.max())
         if low < 1:
             problem = f"a length of {low}; an empty sequence has no step to read, leave it out of the batch"
@@ -214,7 +225,7 @@ def check_attention_mask(mask: object, *, name: str, shape: tuple[int, int]) -> 
     problem = None
     if got != (batch, length):
         problem = "a mask that does not match the token ids; pass one entry per token"
-    elif mask.device.type != "meta":  # the values are known only for a real tensor
+    elif values_are_known(mask):
         if not bool(((mask == 0) | (mask == 1)).all()):
             problem = ("values other than 0 and 1; the model builds the additive (0 / -inf) mask itself, "
                        "pass 1 for real tokens and 0 for padding")

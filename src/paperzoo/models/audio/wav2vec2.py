@@ -120,7 +120,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from paperzoo.layers import MultiHeadAttention, check_waveform_batch
+from paperzoo.layers import MultiHeadAttention, check_waveform_batch, values_are_known
 from paperzoo.layers.checkpoint import checkpoint_module, checkpointing
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
@@ -610,7 +610,7 @@ def check_padding_mask(mask: Any, *, name: str, shape: tuple[int, int], min_samp
     problem = None
     if got != shape:
         problem = "a mask that does not match the waveforms; pass one entry per sample"
-    elif mask.device.type != "meta":  # the values are known only for a real tensor
+    elif values_are_known(mask):
         if not bool(((mask == 0) | (mask == 1)).all()):
             problem = "values other than 0 and 1"
         elif bool((mask[:, 1:].long() > mask[:, :-1].long()).any()):

@@ -285,7 +285,7 @@ class VisionTransformer(nn.Module):
         check_image_batch(x, name=self.model_name, in_chans=self.in_chans)  # everything but the size, which
         self._check_image_size(x)  # must be exactly img_size: this check says so, and how to allow others
         patches = self.patch_embed(x)  # (N, L, D)
-        class_token = self.class_token.expand(len(x), -1, -1)  # (N, 1, D)
+        class_token = self.class_token.expand(x.shape[0], -1, -1)  # (N, 1, D); len(x) would fix N in export
         z = torch.cat([class_token, patches], dim=1) + self.position_embedding  # z_0 (eq. 1): (N, 1 + L, D)
         z = self.dropout(z)
         z = checkpoint_seq(self.encoder, z) if checkpointing(self) else self.encoder(z)  # z_L (eqs. 2, 3)

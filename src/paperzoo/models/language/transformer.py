@@ -94,7 +94,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from paperzoo.layers import KeyValueCache, MultiHeadAttention, check_token_batch
+from paperzoo.layers import KeyValueCache, MultiHeadAttention, check_token_batch, values_are_known
 from paperzoo.layers.checkpoint import checkpoint_module, checkpointing
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
@@ -317,7 +317,7 @@ class Transformer(nn.Module):
 
     def _check_source(self, src: Any) -> None:
         check_token_batch(src, name=self.model_name, vocab_size=self.vocab_size, what="source token ids")
-        if src.device.type != "meta":  # the values are known only for a real tensor
+        if values_are_known(src):
             empty = ~(src != self.pad_id).any(dim=1)
             if empty.any():
                 raise ValueError(

@@ -1,0 +1,256 @@
+"""Export, tested over the registry: torch.compile(fullgraph=True), torch.export with a dynamic batch, ONNX in
+onnxruntime, channels_last and bf16 autocast, each giving the eager fp32 outputs.
+
+COSTS_PLACEHOLDER
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+import paperzoo
+from conftest import assert_close_rel, assert_output_depends_on_input, randomize_batchnorm, randomize_weights
+from paperzoo.measure import run_example
+from paperzoo.registry import TASKS, model_builder
+
+# --- what is checked, on which models ----------------------------------------------------------------------
+
+# Tasks whose models take one batch of tensors and return tensors of a fixed structure. Every other task of
+# registry.TASKS is in scope the day it is added, unless it is listed here with its reason.
+OUT_OF_SCOPE_TASKS = {
+    # torchvision's convention: a list of images of any sizes in, a list of dicts out whose box counts depend on the
+    # data (score threshold, non-maximum suppression): not a fixed graph, and issue 12 does not ask for it.
+    "object-detection": "lists of images in, data-dependent numbers of boxes out",
+    "instance-segmentation": "lists of images in, data-dependent numbers of boxes and masks out",
+    # one module holding two networks (generator and discriminator, encoder and decoder) and a loss: issue 12
+    # asks for classifiers, segmentation and language models.
+    "generative": "two networks and a sampling loop, not one forward graph",
+}
+TASKS_IN_SCOPE = [task for task in TASKS if task not in OUT_OF_SCOPE_TASKS]
+
+
+def _representatives(task: str) -> list[str]:
+    """One variant per model file and task: the canonical one, else the cheapest (its variants share the code)."""
+    by_module: dict[str, list] = {}
+    for name in paperzoo.list_models(task=task):
+        by_module.setdefault(model_builder(name).__module__, []).append(paperzoo.model_card(name))
+    return [next((card for card in cards if card.canonical), min(cards, key=lambda c: (c.gmacs, c.params))).name
+            for cards in by_module.values()]
+
+
+# Variants that run code their file's canonical variant does not (another class, or other block types: found by
+# comparing the sets of module types of every variant of one file, built on the meta device), with the keyword
+# arguments that keep them small where depth is only repetition.
+EXTRA_CODE_PATHS: dict[str, dict] = {
+    "resnet18": {},  # the basic block (resnet50 has bottlenecks)
+    "vgg11_bn": {},  # VGG with BatchNorm
+    "regnet_x_400mf": {},  # RegNetX: no squeeze-excitation
+    "odenet_resnet": {},  # the residual baseline instead of the ODE block
+    "coordconv_classifier": {},  # the coordinate classifier of the CoordConv paper, another class
+    "fcn32s_vgg16": {},  # FCN without skip connections (fcn8s has two)
+    "fcn_resnet50": {},  # torchvision's FCN on a dilated ResNet, another class
+    "bert_base_pretraining": {},  # BERT with its MLM and NSP heads, another class
+    "wav2vec2_base_pretraining": {},  # wav2vec 2.0 with its quantiser, another class
+    "wav2vec2_large": {"num_layers": 2},  # LayerNorm feature encoder and pre-LN layers (base: GroupNorm, post-LN)
+}
+
+MODELS = sorted({name for task in TASKS_IN_SCOPE for name in _representatives(task)} | set(EXTRA_CODE_PATHS))
+CLASSIFIERS = [name for name in MODELS if paperzoo.model_card(name).task == "image-classification"]
+IMAGE_MODELS = [name for name in MODELS if paperzoo.model_card(name).input.kind == "image"]
+
+
+# --- exclusions, each with its reason ------------------------------------------------------------------------
+
+# The ODE-Net's dopri5 solver takes as many steps as its error estimates ask for: a loop whose length depends on
+# the data (torchdiffeq's `while` on tensor comparisons), which no single graph can hold. odenet_resnet covers the
+# rest of the file.
+_ADAPTIVE_SOLVER = "dopri5's number of steps depends on the data: no fixed graph"
+COMPILE_EXCLUDED: dict[str, str] = {"odenet": _ADAPTIVE_SOLVER}
+EXPORT_EXCLUDED: dict[str, str] = {"odenet": _ADAPTIVE_SOLVER}
+# EfficientNetV2-S with the test's redrawn weights (randomize_weights) is chaotic: a 1e-6 change of the input changes
+# its logits by 85% (measured), so any other kernel order (onnxruntime's, channels_last's) differs by O(1). With
+# its own initialisation both agree to 3e-7 (measured), but its logits then hardly depend on the input, which would
+# make the comparison prove nothing. Compile and export (the same kernels) are compared.
+ONNX_EXCLUDED: dict[str, str] = {"odenet": _ADAPTIVE_SOLVER, "efficientnet_v2_s": "chaotic with the test weights"}
+CHANNELS_LAST_EXCLUDED: dict[str, str] = {"efficientnet_v2_s": "chaotic with the test weights"}
+BF16_EXCLUDED: dict[str, str] = {}
+
+# Compiled with inductor (C++ code generation) as well, one per kind of network: see the module docstring.
+INDUCTOR_MODELS = ["mobilenet_v2", "gpt"]
+
+
+# --- the model under test, built once for all its checks -----------------------------------------------------
+
+def small_input(name: str, batch: int, seed: int = 0):
+    """The smallest input worth comparing: images at max(min_size, 32) (or the one size a model takes), 8 tokens,
+    7 source and 5 target tokens, 5 feature steps, 1,200 samples (3 frames) of audio."""
+    spec = paperzoo.model_card(name).input
+    generator = torch.Generator().manual_seed(seed)
+    if spec.kind == "image":
+        channels, height, width = spec.shape
+        if not spec.fixed_size:
+            height = width = max(spec.min_size, 32)
+        return torch.randn(batch, channels, height, width, generator=generator)
+    if spec.kind == "tokens":
+        return torch.randint(0, spec.vocab_size, (batch, 8), generator=generator)
+    if spec.kind == "token-pairs":
+        return (torch.randint(0, spec.vocab_size, (batch, 7), generator=generator),
+                torch.randint(0, spec.target_vocab_size, (batch, 5), generator=generator))
+    if spec.kind == "features":
+        return torch.randn(batch, 5, spec.shape[-1], generator=generator)
+    if spec.kind == "waveform":
+        return torch.randn(batch, max(spec.min_size, 1200), generator=generator)
+    if spec.kind == "coordinates":
+        return spec.example_input(batch, generator=generator)
+    pytest.fail(f"no small input for input kind {spec.kind!r}: add one to small_input")
+
+
+def as_args(x) -> tuple[torch.Tensor, ...]:
+    return x if isinstance(x, tuple) else (x,)
+
+
+def flatten(output) -> list[torch.Tensor]:
+    """Every tensor of an output (a tensor, a dict of them, torch.nn's (output, (h, c)), ...), in order."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, dict):
+        return [t for key in output for t in flatten(output[key])]
+    return [t for item in output for t in flatten(item)]
+
+
+def assert_same_outputs(actual, expected, rtol: float, what: str) -> None:
+    actual, expected = flatten(actual), flatten(expected)
+    assert len(actual) == len(expected), f"{what}: {len(actual)} output tensors, eager gives {len(expected)}"
+    for a, e in zip(actual, expected, strict=True):
+        assert_close_rel(a.float(), e.float(), rtol=rtol)
+
+
+class Case:
+    """A model in eval mode with weights at a scale where every layer shapes the output, and its eager outputs at
+    batch sizes 2 and 3."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        torch.manual_seed(0)
+        self.model = randomize_weights(paperzoo.create_model(name, **EXTRA_CODE_PATHS.get(name, {}))).eval()
+        self.x2, self.x3 = small_input(name, 2), small_input(name, 3, seed=1)
+        with torch.no_grad():
+            self.y2, self.y3 = run_example(self.model, self.x2), run_example(self.model, self.x3)
+
+    @functools.cached_property
+    def exported(self) -> torch.export.ExportedProgram:
+        batch = torch.export.Dim("batch", min=1, max=1024)
+        args = as_args(self.x2)
+        with torch.no_grad():
+            return torch.export.export(self.model, args, dynamic_shapes=tuple({0: batch} for _ in args))
+
+
+@functools.lru_cache(maxsize=1)  # one model in memory at a time; its checks run one after the other
+def build_case(name: str) -> Case:
+    return Case(name)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_the_last_model():
+    yield
+    build_case.cache_clear()
+
+
+# --- the checks ------------------------------------------------------------------------------------------------
+
+def check_compile(case: Case) -> None:
+    """(a) One graph (fullgraph=True: no graph break), through AOT autograd, gives the eager outputs."""
+    torch._dynamo.reset()
+    compiled = torch.compile(case.model, fullgraph=True, backend="aot_eager")
+    with torch.no_grad():
+        assert_same_outputs(run_example(compiled, case.x2), case.y2, 1e-4, f"{case.name} compiled")
+
+
+def check_inductor(case: Case) -> None:
+    """(a) The default backend, inductor, generating and compiling C++ kernels."""
+    torch._dynamo.reset()
+    compiled = torch.compile(case.model, fullgraph=True)
+    with torch.no_grad():
+        assert_same_outputs(run_example(compiled, case.x2), case.y2, 1e-4, f"{case.name} compiled by inductor")
+
+
+def check_export(case: Case) -> None:
+    """(b) Exported with a dynamic batch at batch 2, run at batch 2 and 3."""
+    program = case.exported.module()
+    with torch.no_grad():
+        assert_same_outputs(run_example(program, case.x2), case.y2, 1e-5, f"{case.name} exported, batch 2")
+        assert_same_outputs(run_example(program, case.x3), case.y3, 1e-5, f"{case.name} exported, batch 3")
+
+
+def check_onnx(case: Case) -> None:
+    """(c) The exported program translated to ONNX and run by onnxruntime, at batch 2 and 3."""
+    import onnxruntime
+
+    program = torch.onnx.export(case.exported, dynamo=True, verbose=False)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1  # pytest -n 2 runs one process per core
+    session = onnxruntime.InferenceSession(program.model_proto.SerializeToString(), options,
+                                           providers=["CPUExecutionProvider"])
+    for x, expected in [(case.x2, case.y2), (case.x3, case.y3)]:  # batch 3: the batch stays dynamic in ONNX
+        feed = {spec.name: arg.numpy() for spec, arg in zip(session.get_inputs(), as_args(x), strict=True)}
+        outputs = [torch.from_numpy(array) for array in session.run(None, feed)]
+        assert_same_outputs(outputs, expected, 1e-4, f"{case.name} in onnxruntime, batch {len(outputs[0])}")
+
+
+def check_channels_last(case: Case) -> None:
+    """(d) Weights and input in channels_last memory format."""
+    model = case.model.to(memory_format=torch.channels_last)
+    try:
+        with torch.no_grad():
+            output = model(case.x2.to(memory_format=torch.channels_last))
+    finally:
+        case.model.to(memory_format=torch.contiguous_format)
+    assert_same_outputs(output, case.y2, 1e-4, f"{case.name} channels_last")
+
+
+def check_bf16(case: Case) -> None:
+    """(e) bf16 autocast on CPU, on the model's own initialisation with random BatchNorm statistics.
+
+    Not on the redrawn weights of the other checks: they let activations grow to 1e4 through the depth, far beyond
+    a trained network's, and bf16's 8-bit mantissa (a relative rounding of 2^-9 per operation) then differs by 10
+    to 25% in the deep SE and depthwise networks (measured: GhostNet 25%, SE-ResNet-50 17%, MobileNetV2 13%). At
+    the networks' own scale the largest measured difference is 1.4% (ResNet-50), so 5% is the tolerance.
+    """
+    torch.manual_seed(0)
+    model = randomize_batchnorm(paperzoo.create_model(case.name, **EXTRA_CODE_PATHS.get(case.name, {}))).eval()
+    with torch.no_grad():
+        expected = model(case.x2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            output = model(case.x2)
+    for tensor in flatten(output):
+        assert torch.isfinite(tensor).all(), f"{case.name}: non-finite output under bf16 autocast"
+    assert_same_outputs(output, expected, 5e-2, f"{case.name} under bf16 autocast")
+
+CHECKS = {  # check -> (function, the models it applies to, its exclusions, heavy)
+    "compile": (check_compile, MODELS, COMPILE_EXCLUDED, True),
+    "inductor": (check_inductor, INDUCTOR_MODELS, {}, True),
+    "export": (check_export, MODELS, EXPORT_EXCLUDED, True),
+    "onnx": (check_onnx, CLASSIFIERS, ONNX_EXCLUDED, True),
+    "channels_last": (check_channels_last, IMAGE_MODELS, CHANNELS_LAST_EXCLUDED, False),
+    "bf16": (check_bf16, IMAGE_MODELS, BF16_EXCLUDED, False),
+}
+
+
+def _parameters() -> list:
+    """(model, check) pairs, grouped by model so that each model is built once for all its checks."""
+    for check, (_, names, excluded, _) in CHECKS.items():
+        assert set(excluded) <= set(names), f"{check}: excluded but not checked anyway: {set(excluded) - set(names)}"
+    return [pytest.param(name, check, id=f"{name}-{check}", marks=[pytest.mark.heavy] if heavy else [])
+            for name in MODELS for check, (_, names, excluded, heavy) in CHECKS.items()
+            if name in names and name not in excluded]
+
+
+@pytest.mark.parametrize("name, check", _parameters())
+def test_export(name, check):
+    case = build_case(name)
+    # a comparison is only evidence if the output depends on the input
+    assert_output_depends_on_input(flatten(case.y2)[0])
+    CHECKS[check][0](case)
