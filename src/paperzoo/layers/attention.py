@@ -156,9 +156,7 @@ class MultiHeadAttention(nn.Module):
             q, k, v, attn_mask=attn_mask, is_causal=is_causal,
             dropout_p=self.attention_dropout if self.training else 0.0,
         )  # softmax(QKᵀ/√d_k + M) V, per head: (N, h, L, d)
-        # Concat(head_1, …, head_h): (N, L, h·d). contiguous() makes the copy flatten would make anyway; without it
-        # torch.onnx's decomposition tries a view of the transposed heads when N is dynamic, and fails (Swin).
-        out = out.transpose(1, 2).contiguous().flatten(2)
+        out = out.transpose(1, 2).flatten(2)  # Concat(head_1, …, head_h): (N, L, h·d)
         return self.proj(out)  # · W_O
 
     def extra_repr(self) -> str:
