@@ -55,15 +55,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 
-from paperzoo.layers import check_detection_targets, check_image_list
-from paperzoo.models.detection.backbone import ResNetFPNBackbone
-from paperzoo.models.detection.roi_heads import RoIBoxHeads
-from paperzoo.models.detection.rpn import RegionProposalNetwork
-from paperzoo.models.detection.transform import DetectionTransform
+from paperzoo.models.detection.two_stage import TwoStageDetector
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class MaskHead(nn.Module):
@@ -155,20 +148,15 @@ def paste_masks_in_image(masks: Tensor, boxes: Tensor, image_size: tuple[int, in
     return pasted
 
 
-class MaskRCNN(nn.Module):
+class MaskRCNN(TwoStageDetector):
     """Mask R-CNN: Faster R-CNN (backbone + FPN, RPN, box head) with a parallel mask branch.
 
     ``model(images, targets=None)``: as :class:`FasterRCNN`, with ``masks`` ``[K, H, W]`` (uint8 or bool, one per
     object) in each training target, and ``masks`` ``[K, 1, H, W]`` (probabilities) in each eval output.
 
     Args:
-        num_classes: K + 1, the object classes plus the background (91 for COCO's category ids).
-        backbone: a registered ResNet's name (built under an FPN), or a ready backbone module with
-            ``out_channels`` that returns the ordered pyramid levels ("0"…"3" and a coarser one for the RPN).
-        trainable_backbone_layers, frozen_batchnorm, fpn_channels: the backbone (see :class:`ResNetFPNBackbone`).
-        min_size, max_size, image_mean, image_std: the transform.
-        anchor_sizes, aspect_ratios, rpn_*: the Region Proposal Network (see :class:`RegionProposalNetwork`).
-        box_*: the box head (see :class:`RoIBoxHeads`).
+        every keyword but the mask branch's (backbone, transform, ``rpn_*``, ``box_*``): :class:`TwoStageDetector`'s,
+            as for Faster R-CNN.
         mask_conv_channels, mask_deconv_channels: the widths of the mask branch's four convolutions and of its
             deconvolution (256 each).
     """
@@ -176,74 +164,17 @@ class MaskRCNN(nn.Module):
     min_input_size = 1  # the transform resizes every image to min_size first, so any size works (torchvision: 1)
     model_name = "maskrcnn_resnet50_fpn"
 
-    def __init__(
-        self,
-        num_classes: int = 91,
-        backbone: str | nn.Module = "resnet50",
-        trainable_backbone_layers: int = 5,
-        frozen_batchnorm: bool = False,
-        fpn_channels: int = 256,
-        min_size: int | tuple[int, ...] = 800,
-        max_size: int = 1333,
-        image_mean: Sequence[float] = IMAGENET_MEAN,
-        image_std: Sequence[float] = IMAGENET_STD,
-        anchor_sizes: tuple[tuple[int, ...], ...] = ((32,), (64,), (128,), (256,), (512,)),
-        aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0),
-        rpn_pre_nms_top_n_train: int = 2000,
-        rpn_pre_nms_top_n_test: int = 1000,
-        rpn_post_nms_top_n_train: int = 2000,
-        rpn_post_nms_top_n_test: int = 1000,
-        rpn_nms_thresh: float = 0.7,
-        rpn_fg_iou_thresh: float = 0.7,
-        rpn_bg_iou_thresh: float = 0.3,
-        rpn_batch_size_per_image: int = 256,
-        rpn_positive_fraction: float = 0.5,
-        rpn_score_thresh: float = 0.0,
-        box_representation_size: int = 1024,
-        box_score_thresh: float = 0.05,
-        box_nms_thresh: float = 0.5,
-        box_detections_per_img: int = 100,
-        box_fg_iou_thresh: float = 0.5,
-        box_bg_iou_thresh: float = 0.5,
-        box_batch_size_per_image: int = 512,
-        box_positive_fraction: float = 0.25,
-        mask_conv_channels: Sequence[int] = (256, 256, 256, 256),
-        mask_deconv_channels: int = 256,
-    ) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.transform = DetectionTransform(min_size, max_size, image_mean, image_std, size_divisible=32)
-        self.backbone = backbone if isinstance(backbone, nn.Module) else ResNetFPNBackbone(
-            backbone, trainable_layers=trainable_backbone_layers, out_channels=fpn_channels,
-            frozen_batchnorm=frozen_batchnorm)
+    def __init__(self, *, mask_conv_channels: Sequence[int] = (256, 256, 256, 256), mask_deconv_channels: int = 256,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # transform, backbone + FPN, RPN, box head: as Faster R-CNN
         channels = self.backbone.out_channels
-        self.rpn = RegionProposalNetwork(
-            channels, anchor_sizes, (tuple(aspect_ratios),) * len(anchor_sizes),
-            fg_iou_thresh=rpn_fg_iou_thresh, bg_iou_thresh=rpn_bg_iou_thresh,
-            batch_size_per_image=rpn_batch_size_per_image, positive_fraction=rpn_positive_fraction,
-            pre_nms_top_n_train=rpn_pre_nms_top_n_train, pre_nms_top_n_test=rpn_pre_nms_top_n_test,
-            post_nms_top_n_train=rpn_post_nms_top_n_train, post_nms_top_n_test=rpn_post_nms_top_n_test,
-            nms_thresh=rpn_nms_thresh, score_thresh=rpn_score_thresh)
-        self.roi_heads = RoIBoxHeads(
-            channels, num_classes, representation_size=box_representation_size,
-            fg_iou_thresh=box_fg_iou_thresh, bg_iou_thresh=box_bg_iou_thresh,
-            batch_size_per_image=box_batch_size_per_image, positive_fraction=box_positive_fraction,
-            score_thresh=box_score_thresh, nms_thresh=box_nms_thresh, detections_per_img=box_detections_per_img)
-        self.mask_head = MaskHead(channels, num_classes, conv_channels=mask_conv_channels,
+        self.mask_head = MaskHead(channels, self.num_classes, conv_channels=mask_conv_channels,
                                   deconv_channels=mask_deconv_channels)
 
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
                 ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
-        check_image_list(images, name=self.model_name, min_size=self.min_input_size)
-        if self.training:
-            check_detection_targets(targets, images, name=self.model_name, num_classes=self.num_classes,
-                                    needs_masks=True)
-        else:
-            targets = None  # evaluation detects; targets play no part
-        original_sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
-        batch, targets = self.transform(images, targets)  # masks resized with their images (nearest)
-        features = self.backbone(batch.tensors)
-        proposals, rpn_losses = self.rpn(batch, features, targets)
+        batch, targets, original_sizes, features, proposals, rpn_losses = self.first_stage(images, targets,
+                                                                                           needs_masks=True)
         detections, box_losses, sampled = self.roi_heads(features, proposals, batch.image_sizes, targets)
 
         if self.training:
