@@ -254,12 +254,16 @@ class RecurrentLayers(nn.Module):
                     ports = _RecurrentWeightGradient.apply(gates.new_zeros(gates.shape), weights["weight_hh"],
                                                            previous_states).unbind(0)
                 weights = {**weights, "weight_hh": weights["weight_hh"].detach()}
+            # One view per step from unbind, not gates[t]: in training, autograd then joins the steps' gradients
+            # with one stack, where indexing makes a zero tensor of the whole (T, D, N, G * H) for every step and
+            # adds T of them (that was 80% of the LSTM's training step at its canonical shape).
+            step_gates = gates.unbind(0)
             outputs = []
             for t in range(steps):
                 if previous_states is not None:
                     previous_states.append(layer_state[0])
                 step_weights = weights if ports is None else {**weights, "recurrent_port": ports[t]}
-                new_state = self.cell(gates[t], layer_state, step_weights)
+                new_state = self.cell(step_gates[t], layer_state, step_weights)
                 if mask is not None:  # past its end a sequence keeps its state: h_n is its last real step's
                     new_state = tuple(torch.where(mask[t], new, old) for new, old in zip(new_state, layer_state,
                                                                                          strict=True))
