@@ -130,11 +130,6 @@ EXPORT_EXCLUDED: dict[str, str] = {"odenet": _ADAPTIVE_SOLVER}
 ONNX_EXCLUDED: dict[str, str] = {
     "odenet": _ADAPTIVE_SOLVER,
     "efficientnet_v2_s": "chaotic with the test weights",
-    # torch.onnx (torch 2.15, onnxscript 0.7) fails in its decomposition step: "Cannot view a tensor with shape
-    # [4*s77, 49, 3, 32] and strides (4704, 32, 1568, 1) as (4*s77, 49, 96)", the attention heads of the windows
-    # (N·nW, M², heads, d) merged back when the batch is symbolic; compile and export (same graph) pass. Not
-    # resolved yet: making the heads contiguous before merging them did not help.
-    "swin_t": "torch.onnx's decomposition cannot merge the windows' attention heads with a dynamic batch",
 }
 CHANNELS_LAST_EXCLUDED: dict[str, str] = {"efficientnet_v2_s": "chaotic with the test weights"}
 BF16_EXCLUDED: dict[str, str] = {}
@@ -291,6 +286,7 @@ def check_bf16(case: Case) -> None:
     for tensor in flatten(output):
         assert torch.isfinite(tensor).all(), f"{case.name}: non-finite output under bf16 autocast"
     assert_same_outputs(output, expected, 5e-2, f"{case.name} under bf16 autocast")
+
 
 CHECKS = {  # check -> (function, the models it applies to, its exclusions, heavy)
     "compile": (check_compile, MODELS, COMPILE_EXCLUDED, True),

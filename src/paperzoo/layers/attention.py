@@ -156,7 +156,10 @@ class MultiHeadAttention(nn.Module):
             q, k, v, attn_mask=attn_mask, is_causal=is_causal,
             dropout_p=self.attention_dropout if self.training else 0.0,
         )  # softmax(QKᵀ/√d_k + M) V, per head: (N, h, L, d)
-        out = out.transpose(1, 2).flatten(2)  # Concat(head_1, …, head_h): (N, L, h·d)
+        # Concat(head_1, …, head_h): (N, L, h·d). The copy makes the merge of the heads a view whatever layout
+        # SDPA's kernel returned: CPU's flash kernel returns (N, L, h, d) in memory, its math decomposition (what
+        # torch.onnx runs) (N, h, L, d), and a graph exported with the first would otherwise fail in the second.
+        out = out.transpose(1, 2).clone(memory_format=torch.contiguous_format).flatten(2)
         return self.proj(out)  # · W_O
 
     def extra_repr(self) -> str:
