@@ -18,6 +18,7 @@ import sys
 import pytest
 import torch
 
+import paperzoo
 from paperzoo import benchmark, cli
 
 
@@ -136,3 +137,48 @@ def test_training_memory_with_and_without_checkpointing(monkeypatch):
     monkeypatch.setattr(benchmark, "create_model", lambda name: Stack())
     row = benchmark.training_memory("gru", benchmark.Settings(batch=2))  # gru's card: features (N, 35, 256)
     assert row["measured_by"] and 0 < row["checkpointing"] < row["plain"]
+
+
+def test_a_detector_is_checked_and_timed_with_its_losses():
+    """RetinaNet against torchvision's at 64 pixels: the check compares real detections (the score threshold is
+    lowered for it, then restored), and the training step runs both on the same synthetic boxes."""
+    settings = benchmark.Settings(batch=2, repeats=1, warmup=0, train=True, max_image_size=64)
+    pair = benchmark.build_pair("retinanet_resnet50_fpn")
+    for model in (pair.ours, pair.reference):
+        benchmark.resize_detector(model, 64)
+        assert model.transform.min_size == (64,) and model.transform.max_size == 64
+    images = benchmark.example_input(pair.card, settings)
+    assert [tuple(image.shape) for image in images] == [(3, 64, 64)] * 2
+    assert benchmark.check_same_outputs(pair, images[:1]) <= benchmark.PARITY_TOLERANCE
+    assert pair.ours.score_thresh == pair.reference.score_thresh == 0.05  # restored after the check
+    pair.ours.eval()
+    with torch.no_grad():
+        saved = benchmark._score_thresholds(pair.ours, 0.0)
+        assert len(pair.call_ours(images[:1])[0]["boxes"]) > 0  # what the check compared was not empty
+        for owner, attribute, value in saved:
+            setattr(owner, attribute, value)
+    targets = benchmark.detection_targets(images, with_masks=True)
+    for target in targets:
+        boxes = target["boxes"]
+        assert boxes.shape == (2, 4) and (boxes[:, 2:] > boxes[:, :2]).all() and (boxes <= 64).all()
+        assert target["masks"].shape == (2, 64, 64) and target["masks"].sum() > 0
+    pair.ours.train()
+    losses = pair.call_ours(images, [{k: v for k, v in t.items() if k != "masks"} for t in targets])
+    assert set(losses) == {"classification", "bbox_regression"}
+    assert benchmark.training_loss(losses).item() == pytest.approx(sum(loss.item() for loss in losses.values()))
+
+    result = benchmark.benchmark_model("retinanet_resnet50_fpn", settings)
+    assert result.status == "ok", result.reason
+    assert result.input == "2 images 3 × 64 × 64"
+    assert set(result.timings["fp32"]) == {"forward", "train"}
+
+
+def test_max_image_size_shrinks_only_larger_images_of_models_that_take_any_size():
+    capped = benchmark.Settings(batch=1, max_image_size=256)
+    assert benchmark.describe_input(benchmark.example_input(paperzoo.model_card("deeplabv3_resnet50"), capped)) \
+        == "1 × 3 × 256 × 256"
+    assert benchmark.describe_input(benchmark.example_input(paperzoo.model_card("resnet50"), capped)) \
+        == "1 × 3 × 224 × 224"
+    assert benchmark.describe_input(benchmark.example_input(paperzoo.model_card("vit_b_16"), capped)) \
+        == "1 × 3 × 224 × 224"  # fixed size: its position embeddings are for 224
+    assert benchmark.describe_input(benchmark.example_input(paperzoo.model_card("gru"), capped)) == "1 × 35 × 256"

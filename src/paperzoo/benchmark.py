@@ -5,8 +5,8 @@ builds the reference as the card says, converts its weights into ours with ``loa
 the same output on the card's example input (it refuses to time a pair that differs), then times
 
 * the forward pass (eval mode, ``torch.no_grad``), and
-* a training step (train mode: forward, the mean of the output as the loss, backward, one SGD step with
-  momentum; the same optimizer for both),
+* a training step (train mode: forward, the mean of the output as the loss, or a detector's own losses on
+  synthetic boxes, backward, one SGD step with momentum; the same optimizer for both),
 
 ours and the reference in turn (the order alternates between repeats, so a drift in the machine's speed hits both
 alike), after warm-up calls, and reports the medians and the ratio ours / reference (> 1: ours is slower), with
@@ -14,6 +14,10 @@ the geometric mean of the ratios over the models. On CUDA every pair is also tim
 in channels_last. The CPU and CUDA paths are the same code: only the synchronisation and the precision modes
 differ. ``import_time`` measures what ``import paperzoo`` adds to ``import torch`` in fresh interpreters, and
 ``training_memory`` the peak training memory of a model with and without gradient checkpointing.
+
+``Settings.max_image_size`` shrinks the images of the models that take any size (and a detector's resizing, on
+both sides of the pair) to at most that many pixels a side: on a CPU, DeepLabV3 at 520×520 and the R-CNNs at 800
+pixels cost minutes per model; each row says the input it was timed on.
 
 The numbers depend on the machine and its load: they are measured by ``paperzoo bench`` or
 ``benchmarks/compare.py``, never asserted by a test.
@@ -38,7 +42,7 @@ from torch import nn
 
 from paperzoo.interop import load_weights
 from paperzoo.interop.references import WEIGHT_SOURCES, build_reference, parse_reference, reference_unavailable
-from paperzoo.measure import run_example
+from paperzoo.measure import peak_training_memory, run_example
 from paperzoo.registry import ModelCard, create_model, list_models, model_card
 
 PHASES = ("forward", "train")
@@ -91,10 +95,12 @@ class Pair:
     reference: nn.Module
     notes: list[str] = field(default_factory=list)
 
-    def call_ours(self, x: Any) -> Any:
-        return run_example(self.ours, x)
+    def call_ours(self, x: Any, targets: list[dict[str, torch.Tensor]] | None = None) -> Any:
+        return self.ours(x, targets) if targets is not None else run_example(self.ours, x)
 
-    def call_reference(self, x: Any) -> Any:
+    def call_reference(self, x: Any, targets: list[dict[str, torch.Tensor]] | None = None) -> Any:
+        if targets is not None:  # a detector in training mode: torchvision's (images, targets) → losses
+            return self.reference(x, targets)
         if self.library == "transformers":  # keyword inputs: BERT/GPT take ids, wav2vec 2.0 the waveform
             key = "input_values" if self.card.input.kind == "waveform" else "input_ids"
             return self.reference(**{key: x})
@@ -149,10 +155,68 @@ def primary_output(output: Any) -> torch.Tensor:
     raise TypeError(f"no tensor in an output of type {type(output).__name__}")
 
 
+def training_loss(output: Any) -> torch.Tensor:
+    """The scalar a training step minimises: the sum of a detector's losses (what it returns in training mode, a
+    dict of scalars), else the mean of the primary output."""
+    if isinstance(output, dict) and output and all(isinstance(v, torch.Tensor) and v.ndim == 0
+                                                   for v in output.values()):
+        return sum(output.values())
+    return primary_output(output).float().mean()
+
+
+# The attributes that hold a detector's inference score threshold, in ours and in torchvision (object, attribute).
+_SCORE_THRESHOLDS = (("roi_heads", "score_thresh"), ("", "score_thresh"), ("", "score_threshold"))
+
+
+def _score_thresholds(model: nn.Module, value: float | None) -> list[tuple[Any, str, float]]:
+    """Set every score threshold a detector has to ``value`` (None: leave them); returns what to restore."""
+    saved = []
+    for owner_name, attribute in _SCORE_THRESHOLDS:
+        owner = getattr(model, owner_name, None) if owner_name else model
+        if owner is not None and isinstance(getattr(owner, attribute, None), float):
+            saved.append((owner, attribute, getattr(owner, attribute)))
+            if value is not None:
+                setattr(owner, attribute, value)
+    return saved
+
+
+def resize_detector(model: nn.Module, size: int) -> None:
+    """Make a detector resize its images to ``size`` pixels a side at most: torchvision's transform and ours keep
+    ``min_size`` (a tuple) and ``max_size``; SSD's fixed size is left as it is."""
+    transform = getattr(model, "transform", None)
+    if transform is None or getattr(transform, "fixed_size", None):
+        return
+    if max(transform.min_size) > size or transform.max_size > size:
+        transform.min_size, transform.max_size = (min(size, *transform.min_size),), size
+
+
+def detection_targets(images: list[torch.Tensor], with_masks: bool, seed: int = 0) -> list[dict[str, torch.Tensor]]:
+    """Two random boxes per image (a quarter to a half of each side, labels 1..10), and their filled boxes as
+    masks for an instance-segmentation model: the ground truth a detector's training step needs."""
+    generator = torch.Generator().manual_seed(seed)
+    targets = []
+    for image in images:
+        height, width = image.shape[-2:]
+        low = torch.rand(2, 2, generator=generator) * torch.tensor([width / 2, height / 2])  # (x1, y1)
+        extent = (0.25 + 0.25 * torch.rand(2, 2, generator=generator)) * torch.tensor([width, height])
+        boxes = torch.cat([low, low + extent], dim=1).to(image.device)  # (2, 4) x1, y1, x2, y2
+        target = {"boxes": boxes, "labels": torch.randint(1, 11, (2,), generator=generator).to(image.device)}
+        if with_masks:
+            masks = torch.zeros(2, height, width, dtype=torch.uint8, device=image.device)
+            for mask, (x1, y1, x2, y2) in zip(masks, boxes.round().long().tolist(), strict=True):
+                mask[y1:y2, x1:x2] = 1
+            target["masks"] = masks
+        targets.append(target)
+    return targets
+
+
 def relative_difference(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """max |actual - expected| / max |expected|, the parity tests' measure (inf if the shapes differ)."""
+    """max |actual - expected| / max |expected|, the parity tests' measure (inf if the shapes differ; 0 for two
+    empty tensors, e.g. no detection on either side)."""
     if actual.shape != expected.shape:
         return math.inf
+    if actual.numel() == 0:
+        return 0.0
     actual, expected = actual.detach().float(), expected.detach().float()
     return ((actual - expected).abs().max() / expected.abs().max().clamp_min(1e-30)).item()
 
@@ -162,8 +226,16 @@ def check_same_outputs(pair: Pair, x: Any, tolerance: float = PARITY_TOLERANCE) 
     exceeds ``tolerance`` (then the pair is not the same network and timing it would compare nothing)."""
     pair.ours.eval()
     pair.reference.eval()
-    with torch.no_grad():
-        difference = relative_difference(primary_output(pair.call_ours(x)), primary_output(pair.call_reference(x)))
+    # A randomly initialised detector is unsure of every class: at its score threshold it may detect nothing,
+    # and two empty lists prove nothing. For the check, every scored box is kept (then the top 100 per image).
+    saved = _score_thresholds(pair.ours, 0.0) + _score_thresholds(pair.reference, 0.0)
+    try:
+        with torch.no_grad():
+            difference = relative_difference(primary_output(pair.call_ours(x)),
+                                             primary_output(pair.call_reference(x)))
+    finally:
+        for owner, attribute, value in saved:
+            setattr(owner, attribute, value)
     if not difference <= tolerance:
         raise BenchmarkError(f"{pair.name}: ours and the converted reference differ (max relative difference "
                              f"{difference:.3g} > {tolerance:g}); not timed")
@@ -232,11 +304,13 @@ def _full_fp32() -> Iterator[None]:
 
 
 def _first(x: Any) -> Any:
-    """The first example of a batch (each tensor of a tuple)."""
+    """The first example of a batch (each tensor of a tuple; the first image of a list)."""
     return tuple(t[:1] for t in x) if isinstance(x, tuple) else x[:1]
 
 
 def _to(x: Any, device: torch.device, channels_last: bool) -> Any:
+    if isinstance(x, list):  # a detector's images
+        return [_to(t, device, False) for t in x]
     if isinstance(x, tuple):
         return tuple(_to(t, device, channels_last) for t in x)
     x = x.to(device)
@@ -250,8 +324,8 @@ def _forward(call: Callable[[Any], Any], x: Any, device: torch.device, precision
     return step
 
 
-def _training_step(model: nn.Module, call: Callable[[Any], Any], x: Any, device: torch.device,
-                   precision: str) -> Callable[[], None]:
+def _training_step(model: nn.Module, call: Callable[..., Any], x: Any, device: torch.device,
+                   precision: str, targets: list[dict[str, torch.Tensor]] | None = None) -> Callable[[], None]:
     # A small learning rate: the weights barely move over the repeats, so neither model drifts into a numerically
     # different regime (denormals, overflow) that would change its speed.
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-5, momentum=0.9)
@@ -259,7 +333,7 @@ def _training_step(model: nn.Module, call: Callable[[Any], Any], x: Any, device:
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with _precision(device, precision):
-            loss = primary_output(call(x)).float().mean()
+            loss = training_loss(call(x, targets) if targets is not None else call(x))
         loss.backward()
         optimizer.step()
     return step
@@ -274,6 +348,7 @@ class Settings:
     train: bool = True
     precisions: tuple[str, ...] = ()  # empty: fp32 on CPU; fp32 and bf16 on CUDA
     min_seconds: float = 0.02
+    max_image_size: int | None = None  # images (and a detector's resizing) at most this many pixels a side
 
     def resolved_precisions(self) -> tuple[str, ...]:
         return self.precisions or (("fp32", "bf16") if torch.device(self.device).type == "cuda" else ("fp32",))
@@ -286,6 +361,7 @@ class Result:
 
     model: str
     reference: str
+    input: str = ""  # what it was timed on, e.g. "2 × 3 × 224 × 224"
     status: str = "ok"
     reason: str = ""
     max_relative_difference: float | None = None
@@ -309,7 +385,13 @@ def benchmark_model(name: str, settings: Settings, log: Callable[[str], None] = 
     try:
         pair = build_pair(name)
         result.notes = pair.notes
-        x = card.example_input(settings.batch, generator=torch.Generator().manual_seed(0))
+        x = example_input(card, settings)
+        result.input = describe_input(x)
+        detector = card.input.kind == "image-list"
+        if detector and settings.max_image_size:
+            resize_detector(pair.ours, settings.max_image_size)
+            resize_detector(pair.reference, settings.max_image_size)
+        targets = detection_targets(x, card.task == "instance-segmentation") if detector else None
         pair.ours.to(device)
         pair.reference.to(device)
         # fp32 on the device, on the first example (the whole batch would cost a large model minutes on a CPU);
@@ -326,6 +408,7 @@ def benchmark_model(name: str, settings: Settings, log: Callable[[str], None] = 
             pair.ours.to(memory_format=torch.channels_last)
             pair.reference.to(memory_format=torch.channels_last)
         xd = _to(x, device, channels_last)
+        td = None if targets is None else [{k: v.to(device) for k, v in t.items()} for t in targets]
         rows = result.timings.setdefault(precision, {})
         for phase in PHASES if settings.train else PHASES[:1]:
             try:
@@ -337,9 +420,9 @@ def benchmark_model(name: str, settings: Settings, log: Callable[[str], None] = 
                 else:
                     pair.ours.train()
                     pair.reference.train()
-                    functions = {"ours": _training_step(pair.ours, pair.call_ours, xd, device, precision),
+                    functions = {"ours": _training_step(pair.ours, pair.call_ours, xd, device, precision, td),
                                  "reference": _training_step(pair.reference, pair.call_reference, xd, device,
-                                                             precision)}
+                                                             precision, td)}
                 samples = time_interleaved(functions, device, warmup=settings.warmup, repeats=settings.repeats,
                                            min_seconds=settings.min_seconds)
             except Exception as err:  # e.g. BatchNorm in training mode on one pooled value at batch 1
@@ -358,6 +441,31 @@ def benchmark_model(name: str, settings: Settings, log: Callable[[str], None] = 
             pair.ours.to(memory_format=torch.contiguous_format)
             pair.reference.to(memory_format=torch.contiguous_format)
     return result
+
+
+def example_input(card: ModelCard, settings: Settings) -> Any:
+    """The card's example input at ``settings.batch``, its images shrunk to ``settings.max_image_size`` where the
+    model takes any size."""
+    spec = card.input
+    generator = torch.Generator().manual_seed(0)
+    cap = settings.max_image_size
+    if cap and spec.kind in ("image", "image-list") and not spec.fixed_size and max(spec.shape[1:]) > cap:
+        channels, height, width = spec.shape
+        scale = cap / max(height, width)
+        shape = (channels, max(spec.min_size, round(height * scale)), max(spec.min_size, round(width * scale)))
+        if spec.kind == "image-list":  # pixel values in [0, 1], as a detector's transform expects them
+            return [torch.rand(shape, generator=generator) for _ in range(settings.batch)]
+        return torch.randn((settings.batch, *shape), generator=generator)
+    return card.example_input(settings.batch, generator=generator)
+
+
+def describe_input(x: Any) -> str:
+    """``2 × 3 × 224 × 224``; a tuple's tensors joined by "+"; a list of images as ``2 images 3 × 800 × 800``."""
+    if isinstance(x, list):
+        return f"{len(x)} images {' × '.join(map(str, x[0].shape))}"
+    if isinstance(x, tuple):
+        return " + ".join(describe_input(t) for t in x)
+    return " × ".join(map(str, x.shape))
 
 
 def summarize(results: Sequence[Result]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -398,41 +506,6 @@ def import_time(repeats: int = 5) -> dict[str, Any]:
             "paperzoo_samples_s": paperzoo_s, "repeats": repeats, "target_s": 0.2}
 
 
-def saved_activation_bytes(model: nn.Module, x: Any) -> int:
-    """Bytes of the tensors that autograd keeps for the backward pass of one training forward (each storage
-    once): the activation memory that gradient checkpointing trades for recomputation. A device-independent
-    stand-in where the allocator's peak cannot be read (the CPU)."""
-    seen: dict[tuple[int, int], int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        seen[(storage.data_ptr(), tensor.device.index or 0)] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        loss = primary_output(run_example(model, x)).float().mean()
-    loss.backward()
-    return sum(seen.values())
-
-
-def peak_training_bytes(model: nn.Module, x: Any) -> tuple[int, str]:
-    """Peak memory of one training step (forward, backward) and how it was measured: ``paperzoo.measure.
-    peak_training_memory`` where it exists, else the CUDA allocator's peak, else the saved activations."""
-    from paperzoo import measure
-
-    peak = getattr(measure, "peak_training_memory", None)
-    if peak is not None:
-        return int(peak(model, x)), "paperzoo.measure.peak_training_memory"
-    device = next(model.parameters()).device
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        primary_output(run_example(model, x)).float().mean().backward()
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device), "torch.cuda.max_memory_allocated"
-    return saved_activation_bytes(model, x), "bytes saved for backward"
-
-
 def training_memory(name: str, settings: Settings) -> dict[str, Any] | None:
     """Peak training memory of ours with gradient checkpointing off and on, for a model that has
     ``set_grad_checkpointing`` (``None`` otherwise)."""
@@ -440,13 +513,13 @@ def training_memory(name: str, settings: Settings) -> dict[str, Any] | None:
     model = create_model(name).to(device).train()
     if getattr(model, "set_grad_checkpointing", None) is None:
         return None
-    x = _to(model_card(name).example_input(settings.batch, generator=torch.Generator().manual_seed(0)), device,
-            False)
+    x = _to(example_input(model_card(name), settings), device, False)
     row: dict[str, Any] = {}
     for enabled in (False, True):
         model.set_grad_checkpointing(enable=enabled)
         model.zero_grad(set_to_none=True)
-        row["checkpointing" if enabled else "plain"], row["measured_by"] = peak_training_bytes(model, x)
+        row["checkpointing" if enabled else "plain"] = peak_training_memory(model, x, training_loss)
+    row["measured_by"] = "paperzoo.measure.peak_training_memory"
     return row
 
 
@@ -469,7 +542,8 @@ def report(results: Sequence[Result], settings: Settings, *, threads: int, label
            import_seconds: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything measured, as one JSON-ready dict."""
     return {"machine": machine(threads, settings.device, label),
-            "settings": {"device": settings.device, "batch": settings.batch, "repeats": settings.repeats,
+            "settings": {"device": settings.device, "batch": settings.batch, "max_image_size": settings.max_image_size,
+                         "repeats": settings.repeats,
                          "warmup": settings.warmup, "train": settings.train,
                          "precisions": list(settings.resolved_precisions()), "statistic": "median",
                          "ratio": "ours / reference (> 1: ours is slower)"},
@@ -488,7 +562,9 @@ def markdown(data: dict[str, Any]) -> str:
     m, s = data["machine"], data["settings"]
     lines = [f"Measured on {m['label'] or m['processor']}: {m['cpu_count']} cores, {m['threads']} thread(s), "
              f"device `{s['device']}`{' (' + m['gpu'] + ')' if 'gpu' in m else ''}; torch {m['torch']}. "
-             f"Batch {s['batch']}, the card's input size, median of {s['repeats']} interleaved repeats after "
+             f"Batch {s['batch']}, the card's input size"
+             + (f" (images at most {s['max_image_size']} pixels a side)" if s.get("max_image_size") else "")
+             + f", median of {s['repeats']} interleaved repeats after "
              f"{s['warmup']} warm-up calls. Ratio = ours / reference (> 1: ours is slower)."
              + (f" {s['note']}." if s.get("note") else ""), ""]
     results = data["results"]
@@ -498,14 +574,14 @@ def markdown(data: dict[str, Any]) -> str:
             continue
         channels_last = " (CNNs in channels_last)" if s["device"].startswith("cuda") else ""
         title = {"fp32": "float32", "bf16": f"bfloat16 autocast{channels_last}"}.get(precision, precision)
-        header = "| model | reference | forward ours (ms) | reference (ms) | ratio |"
-        rule = "| --- | --- | ---: | ---: | ---: |"
+        header = "| model | reference | input | forward ours (ms) | reference (ms) | ratio |"
+        rule = "| --- | --- | --- | ---: | ---: | ---: |"
         if s["train"]:
             header += " train step ours (ms) | reference (ms) | ratio |"
             rule += " ---: | ---: | ---: |"
         lines += [f"**{title}**", "", header, rule]
         for r in timed:
-            cells = [f"`{r['model']}`", r["reference"].replace("|", "\\|")]
+            cells = [f"`{r['model']}`", r["reference"].replace("|", "\\|"), r.get("input", "")]
             for phase in PHASES if s["train"] else PHASES[:1]:
                 row = r["timings"][precision].get(phase, {})
                 if "ratio" in row:

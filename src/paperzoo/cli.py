@@ -273,7 +273,8 @@ def _bench(args: argparse.Namespace, console: Console) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: CUDA is not available here")
     settings = benchmark.Settings(device=args.device, batch=args.batch, repeats=args.repeats, warmup=args.warmup,
-                                  train=args.train, precisions=tuple(args.precision or ()))
+                                  train=args.train, precisions=tuple(args.precision or ()),
+                                  max_image_size=args.max_image_size)
     import_seconds = None if args.no_import_time else benchmark.import_time(args.import_repeats)
 
     def write(results: list) -> str:  # after every model, so that a long run's partial results survive
@@ -357,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=2, help="examples per call (default 2: BatchNorm in training mode "
                    "needs two values per channel after global pooling)")
     p.add_argument("--train", action="store_true", help="also time a training step (forward, backward, SGD step)")
+    p.add_argument("--max-image-size", type=int, metavar="PIXELS",
+                   help="shrink larger images (and a detector's resizing) to this many pixels a side, for the models "
+                   "that take any size (DeepLabV3's 520 and the R-CNNs' 800 cost minutes on a CPU)")
     p.add_argument("--repeats", type=int, default=5, help="timed samples per model and phase (the median is shown)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls before the samples")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")

@@ -62,7 +62,7 @@ def build_reference(reference: str) -> nn.Module:
     if library == "torchvision":
         import torchvision
 
-        return torchvision.models.get_model(name, weights=None, **kwargs)
+        return torchvision.models.get_model(name, **{"weights": None, **kwargs})  # no download, whatever the card says
     if library == "timm":
         import timm
 
