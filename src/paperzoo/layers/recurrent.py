@@ -22,6 +22,14 @@ kernels form it, instead of one outer product per step summed T times (half the 
 canonical shape on one CPU thread). It needs the gradient of each step's recurrent product W_hh h_{t-1}: the
 LSTM adds that product to the input gates, so theirs is the same; the GRU's reset gate scales part of it first,
 so its cell adds a zero "port" to the product, whose gradient is the product's.
+
+What that buys, against torch.nn's fused kernels (oneDNN on a CPU), one thread, ``benchmarks/bench_rnn.py``: at
+the canonical layer (256 → 512 units, 35 steps) and 32 sequences, the LSTM's training step takes 1.2 times
+torch.nn's and the GRU's 0.9; at 1 or 2 sequences the loop's own cost (about 25 µs of Python and dispatch per step
+for the cell's ten operations) and a matrix-vector product slower than oneDNN's packed one make inference 2 to 9
+times slower. A ``torch.compile``d cell was measured and is not used: a compiled graph's call costs as much as the
+ten eager operations it replaces (inference 5.7 ms against 4.5 ms eager at 1 × 100 steps × 64 units), and
+compiling the whole loop unrolls it, one graph per sequence length.
 """
 
 from __future__ import annotations
