@@ -182,3 +182,14 @@ def test_max_image_size_shrinks_only_larger_images_of_models_that_take_any_size(
     assert benchmark.describe_input(benchmark.example_input(paperzoo.model_card("vit_b_16"), capped)) \
         == "1 × 3 × 224 × 224"  # fixed size: its position embeddings are for 224
     assert benchmark.describe_input(benchmark.example_input(paperzoo.model_card("gru"), capped)) == "1 × 35 × 256"
+
+
+def test_bf16_autocast_is_timed_beside_fp32():
+    """The precision loop that CUDA runs by default (fp32, then bf16 autocast), here on the CPU's autocast."""
+    result = benchmark.benchmark_model("gru", benchmark.Settings(batch=2, repeats=1, warmup=0, train=True,
+                                                                 precisions=("fp32", "bf16")))
+    assert result.status == "ok", result.reason
+    assert set(result.timings) == {"fp32", "bf16"}
+    for phases in result.timings.values():
+        assert set(phases) == {"forward", "train"} and all(row["ratio"] > 0 for row in phases.values())
+        assert not any(row["channels_last"] for row in phases.values())  # a sequence model, and not on CUDA
