@@ -92,5 +92,7 @@ class InvertedResidual(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branch = self.project(self.squeeze_excite(self.depthwise(self.expand(x))))
         if self.use_residual:
-            return x + self.stochastic_depth(branch)  # the shortcut joins the two bottlenecks
+            # The shortcut joins the two bottlenecks, added in place into the branch's fresh output (no autograd
+            # node needs it): one allocation fewer per block, as torchvision's `result += input`.
+            return self.stochastic_depth(branch).add_(x)
         return branch
