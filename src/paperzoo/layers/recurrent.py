@@ -219,7 +219,9 @@ class RecurrentLayers(nn.Module):
                 raise ValueError(f"{self.model_name} expects lengths only with a batch (N, T, F); got one "
                                  f"sequence {tuple(input.shape)}")
             input = input.unsqueeze(0 if self.batch_first else 1)
-        x = input.transpose(0, 1) if self.batch_first else input  # (T, N, F): time-major inside
+        # (T, N, F): time-major inside, copied contiguous: a matrix product over a transposed 3-D view takes a slow
+        # path (the input projection was 4 times slower on a (N, T, F) batch viewed as (T, N, F))
+        x = input.transpose(0, 1).contiguous() if self.batch_first else input
         state = self._initial_state(hx, x, batched)
         output, state = self._run(x, state, self._check_lengths(lengths, x))
         if self.batch_first:
