@@ -139,16 +139,16 @@ IMAGE_MODELS = [name for name in MODELS if paperzoo.model_card(name).input.kind 
 _ADAPTIVE_SOLVER = "dopri5's number of steps depends on the data: no fixed graph"
 COMPILE_EXCLUDED: dict[str, str] = {"odenet": _ADAPTIVE_SOLVER}
 EXPORT_EXCLUDED: dict[str, str] = {"odenet": _ADAPTIVE_SOLVER}
-# EfficientNetV2-S with the test's redrawn weights (randomize_weights) is chaotic: a 1e-6 change of the input changes
-# its logits by 85% (measured), so any other kernel order (onnxruntime's, channels_last's) differs by O(1). With
-# its own initialisation both agree to 3e-7 (measured), but its logits then hardly depend on the input, which would
-# make the comparison prove nothing. Compile and export (the same kernels) are compared.
-ONNX_EXCLUDED: dict[str, str] = {
-    "odenet": _ADAPTIVE_SOLVER,
-    "efficientnet_v2_s": "chaotic with the test weights",
-}
-CHANNELS_LAST_EXCLUDED: dict[str, str] = {"efficientnet_v2_s": "chaotic with the test weights"}
+ONNX_EXCLUDED: dict[str, str] = {"odenet": _ADAPTIVE_SOLVER}
+CHANNELS_LAST_EXCLUDED: dict[str, str] = {}
 BF16_EXCLUDED: dict[str, str] = {}
+
+# Matrices and kernels drawn at this fraction of randomize_weights' He scale. EfficientNetV2-S at the full scale is
+# chaotic: a 1e-6 change of its input changes its logits by 67% (measured), so any other kernel order (onnxruntime's,
+# channels_last's) differs by O(1) and those checks could prove nothing. At 0.8 a 1e-6 change moves the logits by
+# 1.5e-6 and two inputs' logits still differ by 54% of their size (measured; 0.7: 0.7%, 0.6: 0.03%); with its own
+# initialisation they differ by 0.004%, below assert_output_depends_on_input's 0.1%.
+WEIGHT_SCALE: dict[str, float] = {"efficientnet_v2_s": 0.8}
 
 # Compiled with inductor (C++ code generation) as well, one per kind of network: see the module docstring.
 INDUCTOR_MODELS = ["squeezenet1_0", "gpt"]
@@ -208,6 +208,11 @@ class Case:
         self.name = name
         torch.manual_seed(0)
         self.model = randomize_weights(build_model(name)).eval()
+        if name in WEIGHT_SCALE:  # matrices and kernels at a smaller scale: see WEIGHT_SCALE
+            with torch.no_grad():
+                for parameter in self.model.parameters():
+                    if parameter.ndim >= 2:
+                        parameter.mul_(WEIGHT_SCALE[name])
         self.x2, self.x3 = small_input(name, 2), small_input(name, 3, seed=1)
         with torch.no_grad():
             self.y2, self.y3 = run_example(self.model, self.x2), run_example(self.model, self.x3)
