@@ -323,6 +323,7 @@ def _parameters() -> list:
     """(model, check) pairs, grouped by model so that each model is built once for all its checks."""
     for check, (_, names, excluded, _) in CHECKS.items():
         assert set(excluded) <= set(names), f"{check}: excluded but not checked anyway: {set(excluded) - set(names)}"
+    assert set(WEIGHT_SCALE) <= set(MODELS), f"scaled but not checked: {set(WEIGHT_SCALE) - set(MODELS)}"
     return [pytest.param(name, check, id=f"{name}-{check}", marks=[pytest.mark.heavy] if heavy else [])
             for name in MODELS for check, (_, names, excluded, heavy) in CHECKS.items()
             if name in names and name not in excluded]
