@@ -110,6 +110,22 @@ def test_params_match_is_exact_unless_a_tolerance_is_stated():
     assert rounded.params_match(28_094_999) and not rounded.params_match(28_095_001)
 
 
+def test_example_input_shrinks_only_larger_images_of_networks_that_take_any_size():
+    from paperzoo.registry import InputSpec
+
+    wide = InputSpec(kind="image", shape=(3, 520, 260), min_size=32)
+    assert wide.shape_within(None) == wide.shape_within(520) == (3, 520, 260)
+    assert wide.shape_within(100) == (3, 100, 50)  # the aspect ratio kept
+    assert wide.shape_within(40) == (3, 40, 32)  # never below min_size
+    assert wide.example_input(2, max_image_size=100).shape == (2, 3, 100, 50)
+    detector = InputSpec(kind="image-list", shape=(3, 800, 800))
+    images = detector.example_input(2, max_image_size=320)
+    assert [tuple(image.shape) for image in images] == [(3, 320, 320)] * 2
+    assert all(0 <= image.min() and image.max() <= 1 for image in images)  # pixel values, as before the shrink
+    assert InputSpec(kind="image", shape=(3, 224, 224), fixed_size=True).shape_within(100) == (3, 224, 224)
+    assert InputSpec(kind="features", shape=(35, 256)).shape_within(16) == (35, 256)
+
+
 def test_tasks_are_the_designs():
     # DESIGN.md's ten tasks, and keypoint-detection (HRNet's pose network, issue 4)
     assert {"image-classification", "keypoint-detection"} <= set(TASKS) and len(TASKS) == len(set(TASKS)) == 11

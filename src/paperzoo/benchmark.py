@@ -445,18 +445,9 @@ def benchmark_model(name: str, settings: Settings, log: Callable[[str], None] = 
 
 def example_input(card: ModelCard, settings: Settings) -> Any:
     """The card's example input at ``settings.batch``, its images shrunk to ``settings.max_image_size`` where the
-    model takes any size."""
-    spec = card.input
-    generator = torch.Generator().manual_seed(0)
-    cap = settings.max_image_size
-    if cap and spec.kind in ("image", "image-list") and not spec.fixed_size and max(spec.shape[1:]) > cap:
-        channels, height, width = spec.shape
-        scale = cap / max(height, width)
-        shape = (channels, max(spec.min_size, round(height * scale)), max(spec.min_size, round(width * scale)))
-        if spec.kind == "image-list":  # pixel values in [0, 1], as a detector's transform expects them
-            return [torch.rand(shape, generator=generator) for _ in range(settings.batch)]
-        return torch.randn((settings.batch, *shape), generator=generator)
-    return card.example_input(settings.batch, generator=generator)
+    model takes any size (``InputSpec.shape_within``)."""
+    return card.example_input(settings.batch, generator=torch.Generator().manual_seed(0),
+                              max_image_size=settings.max_image_size)
 
 
 def describe_input(x: Any) -> str:

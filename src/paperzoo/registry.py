@@ -174,11 +174,24 @@ class InputSpec:
         if self.kind == "token-pairs" and (self.target_vocab_size < 1 or len(self.shape) != 2):
             raise ValueError("a 'token-pairs' input needs target_vocab_size and shape (S, T)")
 
+    def shape_within(self, max_image_size: int | None = None) -> tuple[int, ...]:
+        """``shape``, its images scaled down to at most ``max_image_size`` pixels a side (the aspect ratio kept,
+        never below ``min_size``) where the network takes any size. Other kinds, fixed-size networks and images
+        no larger than that keep ``shape``: a large model's 520 or 800 pixels cost minutes on a CPU."""
+        if (max_image_size is None or self.kind not in ("image", "image-list") or self.fixed_size
+                or max(self.shape[1:]) <= max_image_size):
+            return self.shape
+        channels, height, width = self.shape
+        scale = max_image_size / max(height, width)
+        return (channels, max(self.min_size, round(height * scale)), max(self.min_size, round(width * scale)))
+
     def example_input(self, batch_size: int = 1, *, device: torch.device | str | None = None,
-                      generator: torch.Generator | None = None
+                      generator: torch.Generator | None = None, max_image_size: int | None = None
                       ) -> torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor]:
         """A random input of the canonical shape with ``batch_size`` examples (a tuple for ``"token-pairs"``,
-        to be called as ``model(*x)``; a list of images for ``"image-list"``, to be called as ``model(x)``)."""
+        to be called as ``model(*x)``; a list of images for ``"image-list"``, to be called as ``model(x)``);
+        images at most ``max_image_size`` pixels a side where the network takes any size (``shape_within``)."""
+        shape = self.shape_within(max_image_size)
         if self.kind == "tokens":
             return torch.randint(0, self.vocab_size, (batch_size, *self.shape), device=device, generator=generator)
         if self.kind == "token-pairs":
@@ -188,9 +201,9 @@ class InputSpec:
                                    generator=generator)
             return source, target
         if self.kind in ("image", "latent", "features", "waveform"):
-            return torch.randn((batch_size, *self.shape), dtype=self.dtype, device=device, generator=generator)
+            return torch.randn((batch_size, *shape), dtype=self.dtype, device=device, generator=generator)
         if self.kind == "image-list":  # pixel values in [0, 1], as a detector's transform expects them
-            return [torch.rand(self.shape, dtype=self.dtype, device=device, generator=generator)
+            return [torch.rand(shape, dtype=self.dtype, device=device, generator=generator)
                     for _ in range(batch_size)]
         if self.kind == "coordinates":
             uniform = torch.rand((batch_size, *self.shape), dtype=self.dtype, device=device, generator=generator)
