@@ -26,6 +26,7 @@ from conftest import (
     parse_reference,
     randomize_batchnorm,
     randomize_weights,
+    randomized_reference,
 )
 
 
@@ -85,11 +86,27 @@ def converted(name: str, reference: torch.nn.Module, source: str = "torchvision"
     return ours
 
 
+@pytest.mark.parametrize("reference", ["torchvision.models.resnet18", "timm:seresnet18", "torchvision.models.swin_t"])
+def test_randomized_reference_draws_what_the_slow_path_draws(reference):
+    """The parity tests build references on the meta device where the redraw covers every tensor (ResNet-18:
+    parameters and BatchNorm statistics) and normally where it does not (Swin's relative position index); either
+    way the tensors are those of ``randomize_weights(build_reference(...))``, and so is the output."""
+    torch.manual_seed(0)
+    fast = randomized_reference(reference, seed=3)
+    slow = randomize_weights(build_reference(reference), seed=3)
+    assert fast.state_dict().keys() == slow.state_dict().keys()
+    for key, tensor in slow.state_dict().items():
+        assert torch.equal(fast.state_dict()[key], tensor), key
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(fast.eval()(x), slow.eval()(x))
+
+
 @pytest.mark.heavy
 @pytest.mark.parametrize("name", TORCHVISION)
 def test_torchvision_weights_give_torchvision_outputs(name):
     torch.manual_seed(0)
-    reference = randomize_weights(build_reference(paperzoo.model_card(name).reference))
+    reference = randomized_reference(paperzoo.model_card(name).reference)
     check_parity(converted(name, reference), reference, name)
 
 
@@ -97,7 +114,7 @@ def test_torchvision_weights_give_torchvision_outputs(name):
 @pytest.mark.parametrize("name", TIMM)
 def test_timm_weights_give_timm_outputs(name):
     torch.manual_seed(0)
-    reference = randomize_weights(build_reference(paperzoo.model_card(name).reference))
+    reference = randomized_reference(paperzoo.model_card(name).reference)
     check_parity(converted(name, reference, source="timm"), reference, name)
 
 
