@@ -48,8 +48,28 @@ def test_list_markdown_is_the_readme_table():
     assert result.stdout.strip() == cli.markdown_table(paperzoo.list_models())
 
 
-def test_info():
+def test_list_info_and_help_import_no_model_file_and_no_torch():
+    code = ("import sys; from paperzoo import cli; cli.main(['list']); cli.main(['info', 'maskrcnn_resnet50_fpn'])\n"
+            "try: cli.main(['--help'])\nexcept SystemExit: pass\n"
+            "print(sorted(m for m, module in sys.modules.items() if m.split('.')[0] in ('torch', 'torchvision') "
+            "or m.startswith('paperzoo.models.') and not hasattr(module, '__path__')))")  # files, not packages
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "Mask R-CNN" in result.stdout and "usage: paperzoo" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_info_shows_the_card():
     result = run("info", "resnet50")
+    assert result.returncode == 0, result.stderr
+    for text in ("Deep Residual Learning for Image Recognition", "25,557,032 published ",
+                 "4.089 on the card", "torchvision.models.resnet50", "classification/resnet.py"):
+        assert text in result.stdout, text
+    assert "measured" not in result.stdout
+
+
+def test_info_measure():
+    result = run("info", "resnet50", "--measure")
     assert result.returncode == 0, result.stderr
     for text in ("Deep Residual Learning for Image Recognition", "25,557,032 measured, 25,557,032 published ✓",
                  "4.089 measured, 4.089 on the card", "torchvision.models.resnet50", "classification/resnet.py",
