@@ -76,6 +76,23 @@ def test_unknown_name_suggests_the_closest():
         paperzoo.create_model("ResNet50")
 
 
+@pytest.mark.parametrize("name, family", [
+    ("bert", ["bert_base", "bert_large", "bert_base_pretraining", "bert_large_pretraining"]),
+    ("vit", ["vit_b_16", "vit_b_32", "vit_h_14", "vit_l_16", "vit_l_32"]),
+    ("wav2vec", ["wav2vec2_base", "wav2vec2_large", "wav2vec2_base_pretraining", "wav2vec2_large_pretraining"]),
+    ("transformer", ["transformer_big", "transformer_base"]),
+])
+def test_a_family_name_suggests_the_family(name, family):
+    with pytest.raises(UnknownModelError, match=f"unknown model '{name}'; did you mean {', '.join(family)}\\?"):
+        paperzoo.model_card(name)
+
+
+def test_a_large_family_says_how_to_list_it_all():
+    with pytest.raises(UnknownModelError, match=r"did you mean (regnet_\w+, ){4}regnet_\w+\? "
+                       r"\(`paperzoo list 'regnet\*'` shows all 15\)"):
+        paperzoo.create_model("regnet")
+
+
 def test_name_without_any_close_match():
     with pytest.raises(KeyError, match="unknown model 'zzzz'") as info:
         paperzoo.create_model("zzzz")

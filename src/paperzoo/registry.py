@@ -396,7 +396,10 @@ def _entry(name: str) -> _Entry:
         known = sorted(set(_MODULE_OF) | set(_REGISTRY))
         close = closest_names(name, known)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownModelError(f"unknown model {name!r}{hint} (`paperzoo list` shows all {len(known)})")
+        family = sum(k.lower().startswith(name.lower()) for k in known)
+        listing = (f"`paperzoo list '{name.lower()}*'` shows all {family}" if family > len(close)
+                   else f"`paperzoo list` shows all {len(known)}")
+        raise UnknownModelError(f"unknown model {name!r}{hint} ({listing})")
     return _REGISTRY[name]
 
 
@@ -416,10 +419,13 @@ def _typo_distance(a: str, b: str) -> int:
 
 
 def closest_names(name: str, known: list[str], limit: int = 5) -> list[str]:
-    """The registered names a mistyped ``name`` most likely meant, closest first."""
-    budget = max(2, len(name) // 3)
-    scored = sorted((_typo_distance(name.lower(), k.lower()), k) for k in known)
-    return [k for distance, k in scored if distance <= budget][:limit]
+    """The registered names a mistyped or shortened ``name`` most likely meant: the names it begins, shortest
+    first (``bert``: the BERT family), then the closest by typos (``resnet05``: ``resnet50``)."""
+    lowered, budget = name.lower(), max(2, len(name) // 3)
+    family = sorted((k for k in known if k.lower().startswith(lowered)), key=lambda k: (len(k), k))
+    scored = sorted((_typo_distance(lowered, k.lower()), k) for k in known)
+    typos = [k for distance, k in scored if distance <= budget and k not in family]
+    return (family + typos)[:limit]
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
