@@ -49,7 +49,7 @@ def test_model_index_is_current():
 
 def test_indexed_cards_equal_the_registered_ones():
     registry._import_all()
-    for name in registry.list_models():
+    for name in registry._index():
         assert registry._indexed_card(name) == registry._REGISTRY[name].card, name
     indexed = registry._indexed_card("transformer_base")
     assert isinstance(indexed.input.shape, tuple) and isinstance(indexed.innovations, tuple)

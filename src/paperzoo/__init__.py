@@ -14,6 +14,7 @@ cards are plain data, so ``paperzoo list`` answers at once.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from paperzoo.registry import InputSpec, ModelCard, Paper, create_model, list_models, model_card
@@ -24,17 +25,17 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
+# What needs torch, imported on first use: the functions, and the modules as ``paperzoo.interop`` finds them.
+_LAZY = {"load_weights": "paperzoo.interop", "count_parameters": "paperzoo.measure",
+         "interop": "paperzoo.interop", "measure": "paperzoo.measure"}
 
-def __getattr__(name: str) -> Any:  # the two exports that need torch, imported on first use
-    if name == "load_weights":
-        from paperzoo.interop import load_weights
 
-        return load_weights
-    if name == "count_parameters":
-        from paperzoo.measure import count_parameters
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'paperzoo' has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name])
+    return module if module.__name__ == f"paperzoo.{name}" else getattr(module, name)
 
-        return count_parameters
-    raise AttributeError(f"module 'paperzoo' has no attribute {name!r}")
 
 __all__ = [
     "InputSpec",

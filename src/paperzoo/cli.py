@@ -115,13 +115,12 @@ def markdown_table(names: Sequence[str]) -> str:
 def matching_models(pattern: str, task: str | None = None, canonical_only: bool = False) -> list[str]:
     """The names that ``list`` and ``tour`` show: a shell wildcard as given, a plain word as the names it begins
     (``bert`` as ``bert*``, as one types a family's name). Nothing matching is an error, not an empty table."""
-    wildcard = pattern if any(c in pattern for c in "*?[") else pattern + "*"
-    names = list_models(wildcard, task=task, canonical_only=canonical_only)
+    plain_word = not any(c in pattern for c in "*?[")
+    names = list_models(pattern + "*" if plain_word else pattern, task=task, canonical_only=canonical_only)
     if not names:
-        kind = " ".join(k for k in ("canonical" if canonical_only else "", task or "") if k)
-        close = [] if wildcard != pattern + "*" else closest_names(pattern, list_models())
-        raise ValueError(f"no {kind + ' ' if kind else ''}model matches {pattern!r}"
-                         + (f"; did you mean {', '.join(close)}?" if close else ""))
+        what = " ".join(filter(None, ("canonical" if canonical_only else "", task, "model")))
+        close = closest_names(pattern, list_models()) if plain_word else []
+        raise ValueError(f"no {what} matches {pattern!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
     return names
 
 
@@ -159,7 +158,7 @@ def _info(args: argparse.Namespace, console: Console) -> int:
             params = f"{measured:,} measured, {params} {mark}"
             gmacs = f"{measure_gmacs(model, card.example_input(1)):.3f} measured, {gmacs}"
     source = Path(importlib.util.find_spec(model_module(args.name)).origin or "?")
-    table = Table(show_header=False, title=f"{card.name}: {card.architecture}")
+    table = Table(show_header=False, title=escape(f"{card.name}: {card.architecture}"))
     table.add_row("task", card.task)
     # the card's text is escaped: its square brackets (x_l = H_l([x_0, ..., x_l-1])) are not Rich markup
     table.add_row("paper", escape(f"{card.paper.title} ({card.paper.year})"))

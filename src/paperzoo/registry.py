@@ -396,8 +396,8 @@ def _entry(name: str) -> _Entry:
         known = sorted(set(_MODULE_OF) | set(_REGISTRY))
         close = closest_names(name, known)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        family = sum(k.lower().startswith(name.lower()) for k in known)
-        listing = (f"`paperzoo list '{name.lower()}*'` shows all {family}" if family > len(close)
+        family = _family(name, known)
+        listing = (f"`paperzoo list '{name.lower()}*'` shows all {len(family)}" if len(family) > len(close)
                    else f"`paperzoo list` shows all {len(known)}")
         raise UnknownModelError(f"unknown model {name!r}{hint} ({listing})")
     return _REGISTRY[name]
@@ -418,12 +418,16 @@ def _typo_distance(a: str, b: str) -> int:
     return previous[-1]
 
 
+def _family(name: str, known: list[str]) -> list[str]:
+    """The names that ``name`` begins, in any case, shortest first (``bert``: the BERT family)."""
+    return sorted((k for k in known if k.lower().startswith(name.lower())), key=lambda k: (len(k), k))
+
+
 def closest_names(name: str, known: list[str], limit: int = 5) -> list[str]:
-    """The registered names a mistyped or shortened ``name`` most likely meant: the names it begins, shortest
-    first (``bert``: the BERT family), then the closest by typos (``resnet05``: ``resnet50``)."""
-    lowered, budget = name.lower(), max(2, len(name) // 3)
-    family = sorted((k for k in known if k.lower().startswith(lowered)), key=lambda k: (len(k), k))
-    scored = sorted((_typo_distance(lowered, k.lower()), k) for k in known)
+    """The registered names a mistyped or shortened ``name`` most likely meant: the names it begins (its family),
+    then the closest by typos (``resnet05``: ``resnet50``)."""
+    family, budget = _family(name, known), max(2, len(name) // 3)
+    scored = sorted((_typo_distance(name.lower(), k.lower()), k) for k in known)
     typos = [k for distance, k in scored if distance <= budget and k not in family]
     return (family + typos)[:limit]
 
@@ -445,10 +449,9 @@ def model_card(name: str) -> ModelCard:
 
 
 def model_module(name: str) -> str:
-    """The module that defines the variant ``name``, without importing it."""
-    if name not in _MODULE_OF:
-        return model_builder(name).__module__  # registered from outside MODEL_MODULES, or unknown
-    return _MODULE_OF[name]
+    """The module that defines the variant ``name``, without importing it (a variant registered from outside
+    :data:`MODEL_MODULES`: its builder's module)."""
+    return _MODULE_OF[name] if name in _MODULE_OF else model_builder(name).__module__
 
 
 def model_builder(name: str) -> Callable[..., nn.Module]:
