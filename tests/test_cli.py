@@ -48,8 +48,71 @@ def test_list_markdown_is_the_readme_table():
     assert result.stdout.strip() == cli.markdown_table(paperzoo.list_models())
 
 
-def test_info():
+def test_list_info_and_help_import_no_model_file_and_no_torch():
+    code = ("import sys; from paperzoo import cli; cli.main(['list']); cli.main(['info', 'maskrcnn_resnet50_fpn'])\n"
+            "try: cli.main(['--help'])\nexcept SystemExit: pass\n"
+            "print(sorted(m for m, module in sys.modules.items() if m.split('.')[0] in ('torch', 'torchvision') "
+            "or m.startswith('paperzoo.models.') and not hasattr(module, '__path__')))")  # files, not packages
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "Mask R-CNN" in result.stdout and "usage: paperzoo" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_plain_word_lists_the_names_it_begins():
+    result = run("list", "resnet")
+    assert result.returncode == 0, result.stderr
+    assert "5 models" in result.stdout and "resnet152" in result.stdout and "seresnet50" not in result.stdout
+    one = run("list", "alexnet")
+    assert re.search(r"\b1 model\b(?!s)", one.stdout) and "AlexNet" in one.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["list", "zzz"], "no model matches 'zzz'"),
+    (["list", "resnet*", "--task", "speech"], "no speech model matches 'resnet*'"),
+    (["list", "resnt50"], "no model matches 'resnt50'; did you mean resnet50"),
+    (["tour", "zzz*"], "no canonical model matches 'zzz*'"),
+])
+def test_nothing_matching_exits_2_and_says_so(args, message):
+    result = run(*args)
+    assert result.returncode == 2 and message in result.stderr, result.stdout + result.stderr
+    assert "all 0" not in result.stdout and "Traceback" not in result.stderr
+
+
+def test_version():
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"paperzoo {paperzoo.__version__}"
+
+
+def test_square_brackets_are_printed_not_read_as_markup(monkeypatch, capsys):
+    result = run("info", "vit[b]")
+    assert result.returncode == 2 and "unknown model 'vit[b]'" in result.stderr
+    assert "x_l = H_l([x_0, ..., x_l-1])" in run("info", "densenet121").stdout  # a card's own brackets
+
+    def needs_an_extra(args, console):
+        raise ImportError("paperzoo train needs scikit-learn: pip install 'paperzoo[train]'")
+
+    monkeypatch.setattr(cli, "_list", needs_an_extra)
+    assert cli.main(["list"]) == 2
+    assert "pip install 'paperzoo[train]'" in capsys.readouterr().err
+
+
+def test_train_names_the_task_of_a_model_it_cannot_train():
+    result = run("train", "ssd300_vgg16")
+    assert result.returncode == 2 and "ssd300_vgg16 is an object-detection model" in result.stderr
+
+
+def test_info_shows_the_card():
     result = run("info", "resnet50")
+    assert result.returncode == 0, result.stderr
+    for text in ("Deep Residual Learning for Image Recognition", "25,557,032 published ",
+                 "4.089 on the card", "torchvision.models.resnet50", "classification/resnet.py"):
+        assert text in result.stdout, text
+    assert "measured" not in result.stdout
+
+
+def test_info_measure():
+    result = run("info", "resnet50", "--measure")
     assert result.returncode == 0, result.stderr
     for text in ("Deep Residual Learning for Image Recognition", "25,557,032 measured, 25,557,032 published ✓",
                  "4.089 measured, 4.089 on the card", "torchvision.models.resnet50", "classification/resnet.py",

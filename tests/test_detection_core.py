@@ -468,7 +468,7 @@ def test_cli_tour_and_info_show_a_detector(tiny, capsys):
     assert cli.main(["tour", "tiny_*"]) == 0
     out = capsys.readouterr().out
     assert len(re.findall(r"\[\d+ det\., top 0\.\d\d\]", out)) == 2, out
-    assert cli.main(["info", "tiny_detector"]) == 0
+    assert cli.main(["info", "tiny_detector", "--measure"]) == 0
     out = capsys.readouterr().out
     assert f"{tiny_detector_macs() / 1e9:.3f} measured" in out and "dense network" in out
 

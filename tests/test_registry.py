@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -29,11 +30,30 @@ def _fresh_python(code: str) -> str:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
 
 
-def test_import_loads_no_model_module_and_no_torchvision():
+def test_import_and_cards_load_no_model_module_and_no_torch():
     loaded = _fresh_python(
-        "import sys, paperzoo; print(sorted(m for m in sys.modules "
-        "if m.startswith('paperzoo.models.') or m.startswith('paperzoo.interop.') or m == 'torchvision'))")
+        "import sys, paperzoo; cards = [paperzoo.model_card(n) for n in paperzoo.list_models(task='translation')]; "
+        "cards[0].input.describe(); print(sorted(m for m in sys.modules if m.startswith(('paperzoo.models.', "
+        "'paperzoo.interop.')) or m.split('.')[0] in ('torch', 'torchvision')))")
     assert loaded == "[]"
+
+
+def test_model_index_is_current():
+    committed = json.loads(registry.INDEX_PATH.read_text(encoding="utf-8"))["cards"]
+    current = json.loads(registry.index_text())["cards"]
+    stale = sorted(n for n in committed.keys() | current.keys() if committed.get(n) != current.get(n))
+    assert not stale and registry.INDEX_PATH.read_text(encoding="utf-8") == registry.index_text(), (
+        f"src/paperzoo/model_index.json is stale ({', '.join(stale) or 'its layout'}): "
+        "run `python scripts/write-model-index` and commit the result")
+
+
+def test_indexed_cards_equal_the_registered_ones():
+    registry._import_all()
+    for name in registry._index():
+        assert registry._indexed_card(name) == registry._REGISTRY[name].card, name
+    indexed = registry._indexed_card("transformer_base")
+    assert isinstance(indexed.input.shape, tuple) and isinstance(indexed.innovations, tuple)
+    assert indexed.input.dtype is torch.int64  # named "int64" in the index
 
 
 def test_create_model_imports_only_the_module_it_needs():
@@ -54,6 +74,23 @@ def test_unknown_name_suggests_the_closest():
         paperzoo.model_card("vgg61")
     with pytest.raises(KeyError, match="did you mean resnet50"):
         paperzoo.create_model("ResNet50")
+
+
+@pytest.mark.parametrize("name, family", [
+    ("bert", ["bert_base", "bert_large", "bert_base_pretraining", "bert_large_pretraining"]),
+    ("vit", ["vit_b_16", "vit_b_32", "vit_h_14", "vit_l_16", "vit_l_32"]),
+    ("wav2vec", ["wav2vec2_base", "wav2vec2_large", "wav2vec2_base_pretraining", "wav2vec2_large_pretraining"]),
+    ("transformer", ["transformer_big", "transformer_base"]),
+])
+def test_a_family_name_suggests_the_family(name, family):
+    with pytest.raises(UnknownModelError, match=f"unknown model '{name}'; did you mean {', '.join(family)}\\?"):
+        paperzoo.model_card(name)
+
+
+def test_a_large_family_says_how_to_list_it_all():
+    with pytest.raises(UnknownModelError, match=r"did you mean (regnet_\w+, ){4}regnet_\w+\? "
+                       r"\(`paperzoo list 'regnet\*'` shows all 15\)"):
+        paperzoo.create_model("regnet")
 
 
 def test_name_without_any_close_match():

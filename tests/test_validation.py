@@ -56,6 +56,13 @@ def test_messages_say_how_to_fix_the_call(x, advice):
     assert advice in str(info.value)
 
 
+def test_a_count_of_one_channel_is_singular():
+    with pytest.raises(ValueError, match=r"got \(1, 1, 8, 8\): 1 channel; convert the images to 3 channels"):
+        check_image_batch(torch.zeros(1, 1, 8, 8), name="net", in_chans=3)
+    with pytest.raises(ValueError, match="2 channels; convert the images to 1 channel,"):
+        check_image_batch(torch.zeros(1, 2, 8, 8), name="net", in_chans=1)
+
+
 def test_the_issue_example_message():
     with pytest.raises(ValueError) as info:
         check_image_batch(torch.zeros(3, 224, 224), name="resnet50", in_chans=3, min_size=32)

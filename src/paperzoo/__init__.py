@@ -7,14 +7,35 @@ The whole public API::
     model_card(name)               what a variant is: paper, published parameters, reference, input
     load_weights(model, source)    load a reference implementation's weights into ours
 
-``import paperzoo`` imports no model file; each loads the first time one of its names is asked for.
+``import paperzoo`` imports no model file; each loads the first time one of its models is built. Nor does it import
+torch, which ``load_weights``, ``count_parameters`` and building a model bring in (1.5 s and more): the model
+cards are plain data, so ``paperzoo list`` answers at once.
 """
 
-from paperzoo.interop import load_weights
-from paperzoo.measure import count_parameters
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from paperzoo.registry import InputSpec, ModelCard, Paper, create_model, list_models, model_card
 
+if TYPE_CHECKING:
+    from paperzoo.interop import load_weights
+    from paperzoo.measure import count_parameters
+
 __version__ = "0.1.0"
+
+# What needs torch, imported on first use: the functions, and the modules as ``paperzoo.interop`` finds them.
+_LAZY = {"load_weights": "paperzoo.interop", "count_parameters": "paperzoo.measure",
+         "interop": "paperzoo.interop", "measure": "paperzoo.measure"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'paperzoo' has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name])
+    return module if module.__name__ == f"paperzoo.{name}" else getattr(module, name)
+
 
 __all__ = [
     "InputSpec",

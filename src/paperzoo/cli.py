@@ -3,38 +3,47 @@
 Built on the public API only. Every command that takes a model name exits with status 2 and a
 "did you mean" line for an unknown name; ``tour`` exits with status 1 if any canonical model's measured
 parameter count differs from its card or its example forward pass fails.
+
+torch is imported by the commands that build a model, not here: ``list``, ``info`` and ``--help`` read the
+registry's cards alone and answer in a fraction of the 1.5 s that importing torch takes.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
+import importlib.util
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from paperzoo.measure import count_parameters, measure_gmacs, run_example
+from paperzoo import __version__
 from paperzoo.registry import (
     TASKS,
     TrainingRecipe,
     UnknownModelError,
+    closest_names,
     create_model,
     list_models,
-    model_builder,
     model_card,
+    model_module,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 
 def describe_output(output: Any) -> str:
     """Shapes of whatever a forward pass returns: a tensor, a tuple or list of them, or a dict."""
+    import torch
+
     if isinstance(output, torch.Tensor):
         return "(" + ", ".join(map(str, output.shape)) + ")"
     if isinstance(output, dict):
@@ -103,19 +112,31 @@ def markdown_table(names: Sequence[str]) -> str:
     return "\n".join(rows)
 
 
+def matching_models(pattern: str, task: str | None = None, canonical_only: bool = False) -> list[str]:
+    """The names that ``list`` and ``tour`` show: a shell wildcard as given, a plain word as the names it begins
+    (``bert`` as ``bert*``, as one types a family's name). Nothing matching is an error, not an empty table."""
+    plain_word = not any(c in pattern for c in "*?[")
+    names = list_models(pattern + "*" if plain_word else pattern, task=task, canonical_only=canonical_only)
+    if not names:
+        what = " ".join(filter(None, ("canonical" if canonical_only else "", task, "model")))
+        close = closest_names(pattern, list_models()) if plain_word else []
+        raise ValueError(f"no {what} matches {pattern!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    return names
+
+
 def _list(args: argparse.Namespace, console: Console) -> int:
-    names = list_models(args.pattern, task=args.task)
+    names = matching_models(args.pattern, task=args.task)
     if args.format == "markdown":
         print(markdown_table(names))
         return 0
-    table = Table(title=f"{len(names)} models")
+    table = Table(title=f"{len(names)} model{'s' if len(names) != 1 else ''}")
     for column in ("name", "architecture", "year", "task", "parameters"):
         table.add_column(column, justify="right" if column == "parameters" else "left", no_wrap=True)
     table.add_column("reference", overflow="fold", max_width=48)  # the one column that wraps: some carry kwargs
     for name in names:
         card = model_card(name)
-        table.add_row(name + (" *" if card.canonical else ""), card.architecture, str(card.paper.year),
-                      card.task, f"{card.params:,}", card.reference)
+        table.add_row(name + (" *" if card.canonical else ""), escape(card.architecture), str(card.paper.year),
+                      card.task, f"{card.params:,}", escape(card.reference))
     console.print(table)
     console.print("* the canonical variant of its architecture")
     return 0
@@ -123,36 +144,49 @@ def _list(args: argparse.Namespace, console: Console) -> int:
 
 def _info(args: argparse.Namespace, console: Console) -> int:
     card = model_card(args.name)
-    with torch.device("meta"):  # measure without allocating the weights
-        model = create_model(args.name).eval()
-        params = count_parameters(model)
-        gmacs = measure_gmacs(model, card.example_input(1))
-    source = Path(inspect.getsourcefile(model_builder(args.name)) or "?")
-    mark = "[green]✓[/]" if card.params_match(params) else "[red]✗[/]"
-    table = Table(show_header=False, title=f"{card.name}: {card.architecture}")
+    params = f"{card.params:,} published"
+    gmacs = f"{card.gmacs:.3f} on the card"
+    if args.measure:
+        import torch
+
+        from paperzoo.measure import count_parameters, measure_gmacs
+
+        with torch.device("meta"):  # measure without allocating the weights
+            model = create_model(args.name).eval()
+            measured = count_parameters(model)
+            mark = "[green]✓[/]" if card.params_match(measured) else "[red]✗[/]"
+            params = f"{measured:,} measured, {params} {mark}"
+            gmacs = f"{measure_gmacs(model, card.example_input(1)):.3f} measured, {gmacs}"
+    source = Path(importlib.util.find_spec(model_module(args.name)).origin or "?")
+    table = Table(show_header=False, title=escape(f"{card.name}: {card.architecture}"))
     table.add_row("task", card.task)
-    table.add_row("paper", f"{card.paper.title} ({card.paper.year})")
-    table.add_row("authors", card.paper.authors)
+    # the card's text is escaped: its square brackets (x_l = H_l([x_0, ..., x_l-1])) are not Rich markup
+    table.add_row("paper", escape(f"{card.paper.title} ({card.paper.year})"))
+    table.add_row("authors", escape(card.paper.authors))
     table.add_row("url", card.paper.url)
-    table.add_row("innovations", "\n".join(f"• {line}" for line in card.innovations))
-    table.add_row("input", card.input.describe())
-    table.add_row("parameters", f"{params:,} measured, {card.params:,} published {mark}\n({card.params_source})")
-    table.add_row("GMACs", f"{gmacs:.3f} measured, {card.gmacs:.3f} on the card" + (
+    table.add_row("innovations", escape("\n".join(f"• {line}" for line in card.innovations)))
+    table.add_row("input", escape(card.input.describe()))
+    table.add_row("parameters", f"{params}\n({escape(card.params_source)})")
+    table.add_row("GMACs", gmacs + (
         "\n(the dense network up to the first data-dependent step: backbone, neck, dense heads)"
         if card.input.kind == "image-list" else ""))
-    table.add_row("reference", card.reference)
+    table.add_row("reference", escape(card.reference))
     if card.recipe is not None:
-        table.add_row("recipe", describe_recipe(card.recipe))
+        table.add_row("recipe", escape(describe_recipe(card.recipe)))
     if card.notes:
-        table.add_row("notes", card.notes)
+        table.add_row("notes", escape(card.notes))
     table.add_row("file", str(source))
     console.print(table)
     return 0
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
+    import torch
+
+    from paperzoo.measure import count_parameters, run_example
+
     card = model_card(args.name)
-    console.print(f"[bold]{card.architecture}[/] ({card.paper.title}, {card.paper.year})")
+    console.print(f"[bold]{escape(card.architecture)}[/] " + escape(f"({card.paper.title}, {card.paper.year})"))
     start = time.perf_counter()
     model = create_model(args.name).eval()
     built = time.perf_counter() - start
@@ -174,7 +208,11 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 
 
 def _tour(args: argparse.Namespace, console: Console) -> int:
-    names = list_models(args.pattern, canonical_only=True)
+    import torch
+
+    from paperzoo.measure import count_parameters, run_example
+
+    names = matching_models(args.pattern, canonical_only=True)
     table = Table(title="the zoo: canonical models")
     for column in ("name", "architecture", "year", "published", "measured", "", "output", "forward"):
         table.add_column(column, justify="right" if column in ("published", "measured", "forward") else "left",
@@ -200,15 +238,16 @@ def _tour(args: argparse.Namespace, console: Console) -> int:
                 ok, measured, output, elapsed = False, "error", f"{type(err).__name__}: {err}", "-"
             if not ok:
                 failures.append(name)
-            table.add_row(name, card.architecture, str(card.paper.year), f"{card.params:,}", measured,
-                          "[green]✓[/]" if ok else "[red]✗[/]", output, elapsed)
+            table.add_row(name, escape(card.architecture), str(card.paper.year), f"{card.params:,}", measured,
+                          "[green]✓[/]" if ok else "[red]✗[/]", escape(output), elapsed)
             del model
             progress.advance(task)
     console.print(table)
     if failures:
         console.print(f"[red]{len(failures)} of {len(names)} failed: {', '.join(failures)}[/]")
         return 1
-    console.print(f"[green]all {len(names)} canonical models match their published parameter counts[/]")
+    console.print("[green]" + (f"all {len(names)} canonical models match their published parameter counts"
+                               if len(names) > 1 else "the canonical model matches its published parameter count"))
     return 0
 
 
@@ -256,6 +295,8 @@ def _train(args: argparse.Namespace, console: Console) -> int:
 def _bench(args: argparse.Namespace, console: Console) -> int:
     import json
 
+    import torch
+
     from paperzoo import benchmark
 
     if not args.names and not args.all:
@@ -293,9 +334,9 @@ def _bench(args: argparse.Namespace, console: Console) -> int:
         if args.memory and result.status != "skipped":
             result.memory = benchmark.training_memory(name, settings)
         if result.status == "skipped":
-            console.print(f"[yellow]skipped[/] {name}: {result.reason}", highlight=False)
+            console.print(f"[yellow]skipped[/] {name}: {escape(result.reason)}", highlight=False)
         elif result.status == "error":
-            console.print(f"[red]error[/] {name}: {result.reason}", highlight=False)
+            console.print(f"[red]error[/] {name}: {escape(result.reason)}", highlight=False)
         else:
             console.print(f"[green]done[/] {name} in {time.perf_counter() - start:.1f} s", highlight=False)
         results.append(result)
@@ -312,17 +353,21 @@ def _bench(args: argparse.Namespace, console: Console) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paperzoo", description="Landmark neural networks, each "
                                      "readable like its paper and proven equal to its reference.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser("list", help="the registered models, as a table")
-    p.add_argument("pattern", nargs="?", default="*", help="shell wildcard, e.g. 'resnet*'")
+    p.add_argument("pattern", nargs="?", default="*",
+                   help="shell wildcard, e.g. 'resnet*'; a plain word lists the names it begins (resnet: 'resnet*')")
     p.add_argument("--task", choices=TASKS, help="only models of this task")
     p.add_argument("--format", choices=("table", "markdown"), default="table",
                    help="markdown prints the README's model table")
     p.set_defaults(handler=_list)
 
-    p = commands.add_parser("info", help="a model's card, measured parameters and GMACs, and its file")
+    p = commands.add_parser("info", help="a model's card and its file")
     p.add_argument("name")
+    p.add_argument("--measure", action="store_true",
+                   help="also build the model on the meta device and measure its parameters and GMACs")
     p.set_defaults(handler=_info)
 
     p = commands.add_parser("run", help="build one model, count it, and run its example input")
@@ -347,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_train)
 
     p = commands.add_parser("tour", help="every canonical model: published vs measured parameters, a forward pass")
-    p.add_argument("pattern", nargs="?", default="*", help="only the canonical models matching this wildcard")
+    p.add_argument("pattern", nargs="?", default="*",
+                   help="only the canonical models matching this wildcard (a plain word: the names it begins)")
     p.set_defaults(handler=_tour)
 
     p = commands.add_parser("bench", help="time ours against the reference implementations, with the same weights")
@@ -385,7 +431,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args, console)
     except (UnknownModelError, ValueError, ImportError) as err:  # a wrong name, option, file or missing extra
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {err}", highlight=False)
+        # escaped: a message's square brackets (pip install 'paperzoo[train]', masks[k]) are not Rich markup
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {escape(str(err))}", highlight=False)
         return 2
 
 

@@ -318,8 +318,8 @@ def architecture_page(arch: Architecture, diagrams: list | None) -> str:
     if notes:
         parts += [f"- `{c.name}`: {_inline(c.notes)}" for c in notes] + [""]
     parts += ["## Run it", "", snippet(arch, output), "",
-              f"From a shell: `paperzoo info {card.name}` prints the card with the measured parameters and GMACs, "
-              f"`paperzoo run {card.name}` builds it and times one forward pass.", ""]
+              f"From a shell: `paperzoo info {card.name} --measure` prints the card with the measured parameters "
+              f"and GMACs, `paperzoo run {card.name}` builds it and times one forward pass.", ""]
     parts += ["## From the source", "", rst_to_markdown(sections.body) if sections.body else "", ""]
     parts += ["## Deviations", "",
               rst_to_markdown(sections.deviations) if sections.deviations

@@ -4,22 +4,29 @@ Every architecture registers one builder function per variant with ``@register(c
 (:class:`ModelCard`) is the variant's identity: the paper it comes from, the published parameter count it
 must reproduce, the reference implementation it must equal, and the input one forward call takes.
 
-``import paperzoo`` does not import any model file. :data:`MODEL_MODULES` says which module registers which
-names, so ``create_model("resnet50")`` imports ``models/classification/resnet.py`` and nothing else;
-``list_models`` imports every model module, because it is the catalogue. ``tests/test_registry.py`` checks
-that this index and what the modules actually register agree, so a new model cannot be forgotten here.
+``import paperzoo`` does not import any model file, nor torch. :data:`MODEL_MODULES` says which module registers
+which names, so ``create_model("resnet50")`` imports ``models/classification/resnet.py`` and nothing else.
+``list_models`` and ``model_card`` read the cards from ``model_index.json``, generated from what the model files
+register (``python scripts/write-model-index``), so that ``paperzoo list`` and ``info`` answer without importing
+a model file, torchvision or torch (each import costs seconds). ``tests/test_registry.py`` checks that
+:data:`MODEL_MODULES`, the index and what the modules actually register agree, so a new model cannot be
+forgotten in either.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import importlib
+import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # imported where a model is built or an input made, never to read a card
+    import torch
+    from torch import nn
 
 TASKS = (
     "image-classification",
@@ -120,6 +127,8 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
 
 _MODULE_OF: dict[str, str] = {name: module for module, names in MODEL_MODULES.items() for name in names}
 
+INDEX_PATH = Path(__file__).with_name("model_index.json")
+
 
 @dataclass(frozen=True)
 class Paper:
@@ -129,6 +138,32 @@ class Paper:
     authors: str
     year: int
     url: str
+
+
+class _DTypeField:
+    """``InputSpec.dtype``: a ``torch.dtype``. A card read from the model index names it (``"float32"``) and it
+    becomes torch's dtype where it is first read, so that reading a card does not import torch."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = f"_{name}"
+
+    def __get__(self, spec: InputSpec | None, owner: type | None = None) -> Any:
+        if spec is None:
+            return "float32"  # the field's default, as the dataclass reads it
+        value = spec.__dict__[self.slot]
+        if isinstance(value, str):
+            import torch
+
+            value = spec.__dict__[self.slot] = getattr(torch, value)
+        return value
+
+    def __set__(self, spec: InputSpec, value: Any) -> None:
+        spec.__dict__[self.slot] = value
+
+    def name(self, spec: InputSpec) -> str:
+        """``float32`` for ``torch.float32``, without importing torch."""
+        value = spec.__dict__[self.slot]
+        return value if isinstance(value, str) else str(value).removeprefix("torch.")
 
 
 @dataclass(frozen=True)
@@ -149,7 +184,7 @@ class InputSpec:
             general) feeds detectors, as torchvision's convention; ``example_input`` makes N images of ``shape``.
         shape: the shape of one example, without the batch dimension (``(3, 224, 224)``, ``(100,)``, ``(T,)``,
             ``(T, F)``; for ``"token-pairs"`` the two lengths ``(S, T)``).
-        dtype: the dtype the model expects.
+        dtype: the dtype the model expects (a ``torch.dtype``, or its name: ``"float32"``).
         min_size: the smallest spatial size (H and W) the network can take; the model's own input check
             raises a ``ValueError`` below it. For a waveform, the fewest samples.
         vocab_size, target_vocab_size: the id ranges of ``"tokens"`` and ``"token-pairs"`` inputs.
@@ -160,7 +195,7 @@ class InputSpec:
 
     kind: str
     shape: tuple[int, ...]
-    dtype: torch.dtype = torch.float32
+    dtype: torch.dtype = _DTypeField()  # type: ignore[assignment]
     min_size: int = 1
     vocab_size: int = 0
     target_vocab_size: int = 0
@@ -191,6 +226,8 @@ class InputSpec:
         """A random input of the canonical shape with ``batch_size`` examples (a tuple for ``"token-pairs"``,
         to be called as ``model(*x)``; a list of images for ``"image-list"``, to be called as ``model(x)``);
         images at most ``max_image_size`` pixels a side where the network takes any size (``shape_within``)."""
+        import torch
+
         shape = self.shape_within(max_image_size)
         if self.kind == "tokens":
             return torch.randint(0, self.vocab_size, (batch_size, *self.shape), device=device, generator=generator)
@@ -212,18 +249,19 @@ class InputSpec:
 
     def describe(self) -> str:
         """Human-readable form, e.g. ``float32 (N, 3, 224, 224), H, W >= 32``."""
+        dtype = InputSpec.__dict__["dtype"].name(self)
         if self.kind == "token-pairs":
             source_length, target_length = self.shape
             return (f"source int64 (N, {source_length}) ids < {self.vocab_size}, "
                     f"target int64 (N, {target_length}) ids < {self.target_vocab_size}")
         if self.kind == "image-list":
-            text = f"a list of N {str(self.dtype).removeprefix('torch.')} images ({', '.join(map(str, self.shape))})"
+            text = f"a list of N {dtype} images ({', '.join(map(str, self.shape))})"
             text += " in [0, 1]" + (f", H, W >= {self.min_size}" if self.min_size > 1 else "")
             return text + " (any size each)"
         dims = ", ".join(["N", *map(str, self.shape)])
         if self.kind == "tokens":
             return f"int64 ({dims}) ids < {self.vocab_size}"
-        text = f"{str(self.dtype).removeprefix('torch.')} ({dims})"
+        text = f"{dtype} ({dims})"
         if self.kind == "image" and self.fixed_size:
             text += f", H = W = {self.shape[-1]} only"
         elif self.kind == "image" and self.min_size > 1:
@@ -358,7 +396,10 @@ def _entry(name: str) -> _Entry:
         known = sorted(set(_MODULE_OF) | set(_REGISTRY))
         close = closest_names(name, known)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownModelError(f"unknown model {name!r}{hint} (`paperzoo list` shows all {len(known)})")
+        family = _family(name, known)
+        listing = (f"`paperzoo list '{name.lower()}*'` shows all {len(family)}" if len(family) > len(close)
+                   else f"`paperzoo list` shows all {len(known)}")
+        raise UnknownModelError(f"unknown model {name!r}{hint} ({listing})")
     return _REGISTRY[name]
 
 
@@ -377,11 +418,18 @@ def _typo_distance(a: str, b: str) -> int:
     return previous[-1]
 
 
+def _family(name: str, known: list[str]) -> list[str]:
+    """The names that ``name`` begins, in any case, shortest first (``bert``: the BERT family)."""
+    return sorted((k for k in known if k.lower().startswith(name.lower())), key=lambda k: (len(k), k))
+
+
 def closest_names(name: str, known: list[str], limit: int = 5) -> list[str]:
-    """The registered names a mistyped ``name`` most likely meant, closest first."""
-    budget = max(2, len(name) // 3)
+    """The registered names a mistyped or shortened ``name`` most likely meant: the names it begins (its family),
+    then the closest by typos (``resnet05``: ``resnet50``)."""
+    family, budget = _family(name, known), max(2, len(name) // 3)
     scored = sorted((_typo_distance(name.lower(), k.lower()), k) for k in known)
-    return [k for distance, k in scored if distance <= budget][:limit]
+    typos = [k for distance, k in scored if distance <= budget and k not in family]
+    return (family + typos)[:limit]
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
@@ -393,8 +441,17 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
 
 
 def model_card(name: str) -> ModelCard:
-    """The card of a registered variant."""
+    """The card of a registered variant: from the model index, without importing its model file, until that file
+    is imported and registers it (the two cards are equal: ``tests/test_registry.py``)."""
+    if name not in _REGISTRY and name in _index():
+        return _indexed_card(name)
     return _entry(name).card
+
+
+def model_module(name: str) -> str:
+    """The module that defines the variant ``name``, without importing it (a variant registered from outside
+    :data:`MODEL_MODULES`: its builder's module)."""
+    return _MODULE_OF[name] if name in _MODULE_OF else model_builder(name).__module__
 
 
 def model_builder(name: str) -> Callable[..., nn.Module]:
@@ -406,12 +463,11 @@ def list_models(pattern: str = "*", task: str | None = None, *, canonical_only: 
     """Registered names matching a shell wildcard ``pattern``, optionally of one ``task``, sorted."""
     if task is not None and task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
-    _import_all()
-    names = [n for n in sorted(_REGISTRY) if fnmatch.fnmatchcase(n, pattern)]
+    names = sorted(n for n in set(_MODULE_OF) | set(_REGISTRY) if fnmatch.fnmatchcase(n, pattern))
     if task is not None:
-        names = [n for n in names if _REGISTRY[n].card.task == task]
+        names = [n for n in names if model_card(n).task == task]
     if canonical_only:
-        names = [n for n in names if _REGISTRY[n].card.canonical]
+        names = [n for n in names if model_card(n).canonical]
     return names
 
 
@@ -419,3 +475,40 @@ def registered_in(module: str) -> list[str]:
     """Names that ``module`` actually registered (imports it); used to check :data:`MODEL_MODULES`."""
     importlib.import_module(module)
     return sorted(n for n, e in _REGISTRY.items() if e.builder.__module__ == module)
+
+
+@functools.cache
+def _index() -> dict[str, dict[str, Any]]:
+    """The committed model index: every card of :data:`MODEL_MODULES` as JSON, by name."""
+    return json.loads(INDEX_PATH.read_text(encoding="utf-8"))["cards"]
+
+
+@functools.cache
+def _indexed_card(name: str) -> ModelCard:
+    def tuples(values: dict[str, Any]) -> dict[str, Any]:  # JSON has lists where the cards have tuples
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+    nested = {"paper": Paper, "input": InputSpec, "recipe": TrainingRecipe}
+    card = {k: nested[k](**tuples(v)) if isinstance(v, dict) else v for k, v in _index()[name].items()}
+    return ModelCard(**tuples(card))
+
+
+def index_text() -> str:
+    """``model_index.json`` as the cards registered now make it (imports every model file and torch):
+    ``python scripts/write-model-index`` writes it, ``tests/test_registry.py`` compares it with the committed one."""
+    import torch
+
+    def plain(value: Any) -> Any:
+        if is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        return str(value).removeprefix("torch.") if isinstance(value, torch.dtype) else value
+
+    _import_all()
+    cards = {name: plain(_REGISTRY[name].card) for name in sorted(_MODULE_OF)}
+    about = ("Generated from the cards that the model files register by `python scripts/write-model-index`, "
+             "so that reading a card imports no model file; tests/test_registry.py checks that it is current.")
+    # One card a line: a changed card is a one-line diff.
+    lines = [f"{json.dumps(name)}: {json.dumps(card, ensure_ascii=False)}" for name, card in cards.items()]
+    return f'{{"about": {json.dumps(about)},\n "cards": {{\n' + ",\n".join(lines) + "\n}}\n"

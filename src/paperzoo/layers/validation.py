@@ -20,6 +20,10 @@ def values_are_known(x: torch.Tensor) -> bool:
     return x.device.type != "meta" and not torch.compiler.is_compiling()
 
 
+def _channels(count: int) -> str:
+    return f"{count} channel{'s' if count != 1 else ''}"
+
+
 def check_image_batch(x: object, *, name: str, in_chans: int, min_size: int = 1, size: int | None = None,
                       size_reason: str = "") -> None:
     """Check a batch of images for a CNN: a float tensor of shape ``(N, in_chans, H, W)``, H, W ``>= min_size``.
@@ -42,7 +46,7 @@ def check_image_batch(x: object, *, name: str, in_chans: int, min_size: int = 1,
     elif x.ndim != 4:
         problem = f"a {x.ndim}-d tensor; pass a 4-d batch of images (N, C, H, W)"
     elif shape[1] != in_chans:
-        problem = (f"{shape[1]} channels; convert the images to {in_chans} channels, or build the model "
+        problem = (f"{_channels(shape[1])}; convert the images to {_channels(in_chans)}, or build the model "
                    f"with in_chans={shape[1]}" + (" (a channels-last (N, H, W, C) array needs "
                                                   "x.permute(0, 3, 1, 2))" if shape[3] == in_chans else ""))
     elif not x.is_floating_point():
@@ -261,7 +265,7 @@ def check_image_list(images: object, *, name: str, in_chans: int = 3, min_size: 
         elif image.ndim != 3:
             problem = f"a {image.ndim}-d tensor; each image is 3-d (C, H, W)"
         elif shape[0] != in_chans:
-            problem = (f"{shape[0]} channels; convert the image to {in_chans} channels"
+            problem = (f"{_channels(shape[0])}; convert the image to {_channels(in_chans)}"
                        + (" (a channels-last (H, W, C) array needs x.permute(2, 0, 1))" if shape[2] == in_chans
                           else ""))
         elif not image.is_floating_point():

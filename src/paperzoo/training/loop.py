@@ -71,7 +71,8 @@ def plan(config: TrainConfig) -> Plan:
     """Check the configuration and load the data; raises ``ValueError`` (or the registry's ``KeyError``)."""
     card = model_card(config.model)
     if card.task != "image-classification":
-        raise ValueError(f"{config.model} is a {card.task} model; paperzoo train trains image classifiers "
+        article = "an" if card.task[0] in "aeiou" else "a"
+        raise ValueError(f"{config.model} is {article} {card.task} model; paperzoo train trains image classifiers "
                          "(`paperzoo list --task image-classification` lists them)")
     if config.epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {config.epochs}")
