@@ -84,6 +84,8 @@ class GRU(RecurrentLayers):
         batch_first: input and output ``(N, T, F)`` instead of ``(T, N, F)``.
         dropout: dropout on the outputs of every layer but the last, in training mode.
         bidirectional: a second direction per layer that reads the sequence from its end.
+        fused: run torch.nn.GRU's fused kernel (the default); False runs :meth:`cell` in a loop over time, the
+            reference that the tests hold the kernel equal to.
 
     ``forward(input, h_0=None, lengths=None) → (output, h_n)``, as torch.nn.GRU; ``lengths`` (N integers)
     makes a padded batch variable-length, as a PackedSequence input does.
@@ -92,13 +94,15 @@ class GRU(RecurrentLayers):
     gate_count = 3  # r, z, n: the rows of weight_ih and weight_hh, in torch.nn's order
     state_names = ("h",)
     recurrent_gradient_port = True  # the reset gate scales W_hn h_{t-1}, so the port sits on the recurrent product
+    fused_kernel = "gru"  # torch._VF.gru, torch.nn.GRU's kernel: the default path; cell() is its reference
     model_name = "gru"
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None, *,
+                 fused: bool = True) -> None:
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device=device, dtype=dtype)
+                         device=device, dtype=dtype, fused=fused)
 
     def cell(self, input_gates: torch.Tensor, state: State, weights: LayerWeights) -> State:
         """One step of every direction: ``input_gates`` = W_i· x_t + b_i·, ``(D, N, 3H)``; h_{t-1} → h_t."""

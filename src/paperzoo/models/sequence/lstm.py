@@ -86,7 +86,9 @@ class LSTM(RecurrentLayers):
         bidirectional: a second direction per layer that reads the sequence from its end.
         proj_size: if > 0, h_t = W_hr (o_t ⊙ tanh(c_t)) has this size (LSTMP, Sak et al. 2014).
         peephole: add Gers & Schmidhuber's diagonal peephole weights ``weight_ci``, ``weight_cf``, ``weight_co``
-            (not in torch.nn; off by default).
+            (not in torch.nn; off by default). A peephole LSTM always runs the loop over time (torch has no kernel).
+        fused: run torch.nn.LSTM's fused kernel (the default); False runs :meth:`cell` in a loop over time, the
+            reference that the tests hold the kernel equal to.
 
     ``forward(input, (h_0, c_0)=None, lengths=None) → (output, (h_n, c_n))``, as torch.nn.LSTM; ``lengths``
     (N integers) makes a padded batch variable-length, as a PackedSequence input does.
@@ -95,15 +97,16 @@ class LSTM(RecurrentLayers):
     gate_count = 4  # i, f, g, o: the rows of weight_ih and weight_hh, in torch.nn's order
     state_names = ("h", "c")
     recurrent_product_joins_input_gates = True  # gates = (W_i· x_t + b) + W_h· h_{t-1}, then the nonlinearities
+    fused_kernel = "lstm"  # torch._VF.lstm, torch.nn.LSTM's kernel: the default path; cell() is its reference
     model_name = "lstm"
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None, *,
-                 peephole: bool = False) -> None:
+                 peephole: bool = False, fused: bool = True) -> None:
         self.peephole = peephole  # read by parameter_shapes during the base class's __init__
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
-                         device=device, dtype=dtype)
+                         device=device, dtype=dtype, fused=fused)
 
     @property
     def state_sizes(self) -> tuple[int, ...]:
@@ -114,6 +117,9 @@ class LSTM(RecurrentLayers):
         if self.peephole:  # w_ci, w_cf, w_co: one weight per cell, from its own state to its gates (diagonal)
             shapes += [(f"weight_c{gate}", (self.hidden_size,)) for gate in "ifo"]
         return shapes
+
+    def fused_kernel_applies(self) -> bool:
+        return not self.peephole  # torch's kernel has no peephole weights: a peephole LSTM runs the loop
 
     def project_inputs(self, x: torch.Tensor, weights: LayerWeights) -> torch.Tensor:
         # Both biases are added before any nonlinearity, so they fold into the input projection that is
