@@ -1,9 +1,10 @@
 """Speed of the zoo's LSTM and GRU against torch.nn.LSTM and torch.nn.GRU, side by side in one run.
 
-Ours run the cell's equations in a Python loop over time (the input projections of all steps are one matrix
-product before it); torch.nn runs one fused kernel (oneDNN on CPU for the LSTM, cuDNN on a GPU). Both hold the
-same weights; each configuration is timed for inference (eval, no_grad) and for training (forward + backward),
-and the table gives ours / torch.nn (> 1: ours is slower).
+Ours run torch's fused kernels by default (``torch._VF.lstm``/``gru``, what torch.nn calls: oneDNN on CPU for the
+LSTM, cuDNN on a GPU) and, with ``fused=False``, the cell's equations in a Python loop over time (the input
+projections of all steps are one matrix product before it), the reference path. All three hold the same weights;
+each configuration is timed for inference (eval, no_grad) and for training (forward + backward), and the table
+gives each of ours / torch.nn (> 1: ours is slower).
 
     PYTHONPATH=src python benchmarks/bench_rnn.py [--threads 1] [--repeats 5] [--device cpu]
 
@@ -59,33 +60,36 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, {device}, {args.threads} threads, median of {args.repeats}")
-    header = (f"{'layer':<6} {'N':>4} {'T':>4} {'F':>5} {'H':>5} {'options':<36} {'infer: torch':>13} {'ours':>9} "
-              f"{'ratio':>6} {'train: torch':>13} {'ours':>9} {'ratio':>6}")
+    header = (f"{'layer':<6} {'N':>4} {'T':>4} {'F':>5} {'H':>5} {'options':<34} {'infer: torch':>13} {'fused':>6} "
+              f"{'loop':>6} {'train: torch':>13} {'fused':>6} {'loop':>6}")
     print(header)
     print("-" * len(header))
     for kind, batch, steps, features, hidden, options in CONFIGS:
         torch.manual_seed(0)
         reference = getattr(nn, kind.upper())(features, hidden, batch_first=True, **options).to(device)
-        ours = paperzoo.create_model(kind, input_size=features, hidden_size=hidden, **options).to(device)
-        ours.load_state_dict(reference.state_dict())
+        fused = paperzoo.create_model(kind, input_size=features, hidden_size=hidden, **options).to(device)
+        fused.load_state_dict(reference.state_dict())
+        loop = paperzoo.create_model(kind, input_size=features, hidden_size=hidden, fused=False, **options).to(device)
+        loop.load_state_dict(reference.state_dict())
         x = torch.randn(batch, steps, features, device=device)
-        row = []
-        for model in (reference, ours):
+        models = (reference, fused, loop)
+        inference, training = [], []
+        for model in models:
             model.eval()
             with torch.no_grad():
-                row.append(seconds(lambda model=model, x=x: model(x), args.repeats, device))
-        for model in (reference, ours):
+                inference.append(seconds(lambda model=model, x=x: model(x), args.repeats, device))
+        for model in models:
             model.train()
 
             def step(model: nn.Module = model, x: torch.Tensor = x) -> None:
                 output, _ = model(x)
                 output.sum().backward()
 
-            row.append(seconds(step, args.repeats, device))
+            training.append(seconds(step, args.repeats, device))
         text = ", ".join(f"{k}={v}" for k, v in options.items()) or "-"
-        print(f"{kind:<6} {batch:>4} {steps:>4} {features:>5} {hidden:>5} {text:<36} "
-              f"{row[0] * 1e3:>10.2f} ms {row[1] * 1e3:>6.2f} ms {row[1] / row[0]:>6.2f} "
-              f"{row[2] * 1e3:>10.2f} ms {row[3] * 1e3:>6.2f} ms {row[3] / row[2]:>6.2f}")
+        print(f"{kind:<6} {batch:>4} {steps:>4} {features:>5} {hidden:>5} {text:<34} "
+              f"{inference[0] * 1e3:>10.2f} ms {inference[1] / inference[0]:>6.2f} {inference[2] / inference[0]:>6.2f} "
+              f"{training[0] * 1e3:>10.2f} ms {training[1] / training[0]:>6.2f} {training[2] / training[0]:>6.2f}")
 
 
 if __name__ == "__main__":

@@ -14,22 +14,44 @@ Variable lengths come two ways: a ``PackedSequence`` (as torch.nn), or a padded 
 the end of a sequence its state is held, so the final state is the one after its last real step, and the
 reverse direction starts from its last real step; padded steps output zeros (as ``pad_packed_sequence``).
 
-Speed: the input projection W_ih x_t + b does not depend on the state, so it is computed for every step and
-both directions in one matrix product before the time loop; the loop over time is the only Python loop, and
-both directions advance in the same iteration, one batched product (``baddbmm``) per step. In training, the
-gradient of W_hh is one matrix product over every step (:class:`_RecurrentWeightGradient`), as torch.nn's fused
-kernels form it, instead of one outer product per step summed T times (half the LSTM's training step at its
+Two paths compute the same function. By default (``fused=True``) a layer whose cell torch implements, the LSTM
+without peepholes and the GRU, calls torch's fused operator, ``torch._VF.lstm`` or ``torch._VF.gru``: what
+torch.nn.LSTM and torch.nn.GRU call (on a CPU oneDNN for the LSTM, torch's own C++ implementation for the GRU and
+for an LSTM with projections; cuDNN on a GPU). Our parameters are laid out as torch.nn's, so the kernel takes them as they are
+(:meth:`_flat_weights`: no copy, the state_dict unchanged), a padded batch with ``lengths=`` runs packed, and
+dropout between layers draws the same masks as the loop on the same tensors. With ``fused=False``, and always for a
+cell torch has no kernel for (Seq2Seq's peephole LSTM, RNNsearch's gated hidden unit), the layer runs the loop over
+time of :meth:`_run` and the subclass's :meth:`cell`: the equations a student reads, and the reference that
+``tests/test_recurrent.py`` holds the kernel equal to (outputs, final states, gradients of the input, the initial
+state and every parameter; layers with dropout between them, both directions, projections, padded and packed
+batches), and both equal to torch.nn. The kernel runs on the meta device and is traced by ``torch.compile``
+(``fullgraph=True``) and ``torch.export`` (as ``aten.lstm.input``/``aten.gru.input``), so no input needs the loop
+as a fallback. On a GPU cuDNN wants the weights in one buffer, which torch.nn's ``flatten_parameters`` makes and
+ours (a no-op) does not: cuDNN then compacts them at every call (not measured here: no GPU).
+
+Why the kernel is the default: the loop's own cost. Measured with ``benchmarks/bench_rnn.py --threads 1
+--repeats 5`` (one CPU thread of a 2-core machine shared with other jobs; the kernel's time over torch.nn's, the
+same operator on the same arguments, ranged from 0.41 to 1.54 in that run, which is the noise), the loop took, over
+torch.nn's time: the LSTM (256 → 512 units, 35 steps, 32 sequences) 1.43 in inference and 1.06 for a training step,
+two bidirectional layers 1.25 and 1.34; one sequence of 100 steps of 64 units 8.9 and 7.3 (Python and dispatch
+for each step's operations, against one call); the GRU at the same shapes 1.06 and 1.54, and 2.3 and 1.4. The
+kernel is torch.nn's speed by construction: ``paperzoo bench lstm gru --train --threads 1 --repeats 7`` (batch 2,
+the cards' input) gave ours / torch.nn 1.00 forward and 0.95 to 1.03 per training step for the LSTM, 1.00 and
+0.97 to 0.98 for the GRU, two runs each. One case went the other way: the GRU's training step at that input took
+25.7 ms on the loop and 36 to 37 ms on the kernel (torch.nn's own: 37 to 39 ms); at 32 sequences the loop was the slower (1.54 above). The default stays
+the kernel: one path, torch.nn's, wherever torch.nn is fast.
+
+How the loop is kept fast: the input projection W_ih x_t + b does not depend on the state, so it is computed for
+every step and both directions in one matrix product before the time loop; the loop over time is the only Python
+loop, and both directions advance in the same iteration, one batched product (``baddbmm``) per step. In training,
+the gradient of W_hh is one matrix product over every step (:class:`_RecurrentWeightGradient`), as torch.nn's
+fused kernels form it, instead of one outer product per step summed T times (half the LSTM's training step at its
 canonical shape on one CPU thread). It needs the gradient of each step's recurrent product W_hh h_{t-1}: the
 LSTM adds that product to the input gates, so theirs is the same; the GRU's reset gate scales part of it first,
-so its cell adds a zero "port" to the product, whose gradient is the product's.
-
-What that buys, against torch.nn's fused kernels (oneDNN on a CPU), one thread, ``benchmarks/bench_rnn.py``: at
-the canonical layer (256 → 512 units, 35 steps) and 32 sequences, the LSTM's training step takes 1.2 times
-torch.nn's and the GRU's 0.9; at 1 or 2 sequences the loop's own cost (about 25 µs of Python and dispatch per step
-for the cell's ten operations) and a matrix-vector product slower than oneDNN's packed one make inference 2 to 9
-times slower. A ``torch.compile``d cell was measured and is not used: a compiled graph's call costs as much as the
-ten eager operations it replaces (inference 5.7 ms against 4.5 ms eager at 1 × 100 steps × 64 units), and
-compiling the whole loop unrolls it, one graph per sequence length.
+so its cell adds a zero "port" to the product, whose gradient is the product's. A ``torch.compile``d cell was
+measured and is not used: a compiled graph's call costs as much as the ten eager operations it replaces (inference
+5.7 ms against 4.5 ms eager at 1 × 100 steps × 64 units), and compiling the whole loop unrolls it, one graph per
+sequence length.
 """
 
 from __future__ import annotations
