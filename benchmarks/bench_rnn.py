@@ -6,7 +6,12 @@ projections of all steps are one matrix product before it), the reference path. 
 each configuration is timed for inference (eval, no_grad) and for training (forward + backward), and the table
 gives each of ours / torch.nn (> 1: ours is slower).
 
-    PYTHONPATH=src python benchmarks/bench_rnn.py [--threads 1] [--repeats 5] [--device cpu]
+    PYTHONPATH=src python benchmarks/bench_rnn.py [--threads 1] [--repeats 5] [--device cpu] [--models]
+
+``--models`` times instead the translation models built on the layers, Seq2Seq and RNNsearch (vocabularies cut to
+1000 words so that the recurrent part is most of the time), with their layers on the default path against
+``fused=False``, interleaved: Seq2Seq's peephole LSTMs (the paper's) and RNNsearch's gated hidden unit have no
+torch kernel and run the loop either way; Seq2Seq with ``peephole=False`` shows what the kernel does there.
 
 Not a test: the numbers depend on the machine and its load.
 """
@@ -51,15 +56,72 @@ def seconds(function: Callable[[], object], repeats: int, device: torch.device) 
     return statistics.median(times)
 
 
+# (model, keywords, [(batch N, tokens T)]): the cards' input (2 x 8 tokens) and a larger batch of longer sentences
+MODEL_CONFIGS = [
+    ("seq2seq", {}, [(2, 8), (16, 30)]),  # peephole LSTMs: the loop on both paths
+    ("seq2seq", {"peephole": False}, [(2, 8), (16, 30)]),  # torch.nn-style LSTMs: the kernel by default
+    ("attention_seq2seq", {}, [(2, 8), (16, 30)]),  # the paper's gated unit: the loop on both paths
+]
+
+
+def time_models(repeats: int, device: torch.device) -> None:
+    """Seq2Seq and RNNsearch with their recurrent layers on the default path and on the loop (``fused=False``)."""
+    from paperzoo.benchmark import time_interleaved
+    from paperzoo.layers.recurrent import RecurrentLayers
+
+    print(f"{'model':<18} {'options':<18} {'kernel':<7} {'N':>3} {'T':>3} {'infer: default':>15} {'loop':>9} "
+          f"{'train: default':>15} {'loop':>9}")
+    for name, options, shapes in MODEL_CONFIGS:
+        torch.manual_seed(0)
+        model = paperzoo.create_model(name, vocab_size=1000, target_vocab_size=1000, **options).to(device)
+        layers = [m for m in model.modules() if isinstance(m, RecurrentLayers)]
+        kernel = "yes" if all(m.fused_kernel_applies() for m in layers) else "no"
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-5)
+        for batch, steps in shapes:
+            src = torch.randint(3, 1000, (batch, steps), device=device)
+            tgt = torch.randint(3, 1000, (batch, steps), device=device)
+
+            def infer(fused: bool) -> Callable[[], None]:
+                def call() -> None:
+                    for layer in layers:
+                        layer.fused = fused
+                    with torch.no_grad():
+                        model(src, tgt)
+                return call
+
+            def train(fused: bool) -> Callable[[], None]:
+                def call() -> None:
+                    for layer in layers:
+                        layer.fused = fused
+                    optimizer.zero_grad(set_to_none=True)
+                    model(src, tgt).logsumexp(-1).mean().backward()
+                    optimizer.step()
+                return call
+
+            model.eval()
+            inference = time_interleaved({"default": infer(True), "loop": infer(False)}, device, repeats=repeats)
+            model.train()
+            training = time_interleaved({"default": train(True), "loop": train(False)}, device, repeats=repeats)
+            ms = {key: statistics.median(samples) * 1e3 for key, samples in inference.items()}
+            train_ms = {key: statistics.median(samples) * 1e3 for key, samples in training.items()}
+            text = ", ".join(f"{k}={v}" for k, v in options.items()) or "-"
+            print(f"{name:<18} {text:<18} {kernel:<7} {batch:>3} {steps:>3} {ms['default']:>12.1f} ms "
+                  f"{ms['loop']:>6.1f} ms {train_ms['default']:>12.1f} ms {train_ms['loop']:>6.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--models", action="store_true", help="time Seq2Seq and RNNsearch instead of the layers")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, {device}, {args.threads} threads, median of {args.repeats}")
+    if args.models:
+        time_models(args.repeats, device)
+        return
     header = (f"{'layer':<6} {'N':>4} {'T':>4} {'F':>5} {'H':>5} {'options':<34} {'infer: torch':>13} {'fused':>6} "
               f"{'loop':>6} {'train: torch':>13} {'fused':>6} {'loop':>6}")
     print(header)

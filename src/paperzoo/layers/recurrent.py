@@ -17,29 +17,37 @@ reverse direction starts from its last real step; padded steps output zeros (as 
 Two paths compute the same function. By default (``fused=True``) a layer whose cell torch implements, the LSTM
 without peepholes and the GRU, calls torch's fused operator, ``torch._VF.lstm`` or ``torch._VF.gru``: what
 torch.nn.LSTM and torch.nn.GRU call (on a CPU oneDNN for the LSTM, torch's own C++ implementation for the GRU and
-for an LSTM with projections; cuDNN on a GPU). Our parameters are laid out as torch.nn's, so the kernel takes them as they are
-(:meth:`_flat_weights`: no copy, the state_dict unchanged), a padded batch with ``lengths=`` runs packed, and
-dropout between layers draws the same masks as the loop on the same tensors. With ``fused=False``, and always for a
-cell torch has no kernel for (Seq2Seq's peephole LSTM, RNNsearch's gated hidden unit), the layer runs the loop over
-time of :meth:`_run` and the subclass's :meth:`cell`: the equations a student reads, and the reference that
-``tests/test_recurrent.py`` holds the kernel equal to (outputs, final states, gradients of the input, the initial
-state and every parameter; layers with dropout between them, both directions, projections, padded and packed
-batches), and both equal to torch.nn. The kernel runs on the meta device and is traced by ``torch.compile``
-(``fullgraph=True``) and ``torch.export`` (as ``aten.lstm.input``/``aten.gru.input``), so no input needs the loop
-as a fallback. On a GPU cuDNN wants the weights in one buffer, which torch.nn's ``flatten_parameters`` makes and
-ours (a no-op) does not: cuDNN then compacts them at every call (not measured here: no GPU).
+for an LSTM with projections; cuDNN on a GPU). Our parameters are laid out as torch.nn's, so the kernel takes them
+as they are (:meth:`_flat_weights`: no copy, the state_dict unchanged), a padded batch with ``lengths=`` runs
+packed, and dropout between layers draws the same masks as the loop on the same tensors. With ``fused=False``, and
+always for a cell torch has no kernel for (Seq2Seq's peephole LSTM, RNNsearch's gated hidden unit), the layer runs
+the loop over time of :meth:`_run` and the subclass's :meth:`cell`: the equations a student reads, and the
+reference that ``tests/test_recurrent.py`` holds the kernel equal to (outputs, final states, gradients of the
+input, the initial state and every parameter; layers with dropout between them, both directions, projections,
+padded and packed batches), and both equal to torch.nn. The kernel runs on the meta device and is traced by
+``torch.compile`` (``fullgraph=True``) and ``torch.export`` (as ``aten.lstm.input``/``aten.gru.input``), so no
+input needs the loop as a fallback. On a GPU cuDNN wants the weights in one buffer, which torch.nn's
+``flatten_parameters`` makes and ours (a no-op) does not, so cuDNN compacts them at every call (not measured: no
+GPU here).
 
-Why the kernel is the default: the loop's own cost. Measured with ``benchmarks/bench_rnn.py --threads 1
---repeats 5`` (one CPU thread of a 2-core machine shared with other jobs; the kernel's time over torch.nn's, the
-same operator on the same arguments, ranged from 0.41 to 1.54 in that run, which is the noise), the loop took, over
-torch.nn's time: the LSTM (256 → 512 units, 35 steps, 32 sequences) 1.43 in inference and 1.06 for a training step,
-two bidirectional layers 1.25 and 1.34; one sequence of 100 steps of 64 units 8.9 and 7.3 (Python and dispatch
-for each step's operations, against one call); the GRU at the same shapes 1.06 and 1.54, and 2.3 and 1.4. The
-kernel is torch.nn's speed by construction: ``paperzoo bench lstm gru --train --threads 1 --repeats 7`` (batch 2,
-the cards' input) gave ours / torch.nn 1.00 forward and 0.95 to 1.03 per training step for the LSTM, 1.00 and
-0.97 to 0.98 for the GRU, two runs each. One case went the other way: the GRU's training step at that input took
-25.7 ms on the loop and 36 to 37 ms on the kernel (torch.nn's own: 37 to 39 ms); at 32 sequences the loop was the slower (1.54 above). The default stays
-the kernel: one path, torch.nn's, wherever torch.nn is fast.
+Why the kernel is the default: it is torch.nn's speed by construction, and the loop's own cost is not. Measured on
+one CPU thread of a 2-core machine shared with other jobs (so noisy: a ratio within about 0.1 of 1 is not told
+apart from 1 here), ``paperzoo bench lstm gru --train --threads 1 --repeats 7`` at the cards' input (2 × 35 steps,
+256 → 512 units), five runs of the loop interleaved with five of the kernel, median ratio ours / torch.nn: LSTM
+forward 1.05 on the loop, 0.99 on the kernel; LSTM training step 1.04 and 1.00; GRU forward 1.24 and 1.00; GRU
+training step 0.66 and 0.99. ``benchmarks/bench_rnn.py --threads 1 --repeats 5``, the loop over torch.nn: at 32
+sequences the LSTM 1.43 in inference and 1.06 per training step, two bidirectional layers 1.25 and 1.34, the GRU
+1.06 and 1.54; one sequence of 100 steps of 64 units (Python and dispatch at every step, against one call) the
+LSTM 8.9 and 7.3, the GRU 2.3 and 1.4. Two cases went the other way, and a caller who meets them can pass
+``fused=False``: the GRU's training step at the cards' input (the loop forms W_hh's gradient in one product,
+below; 25.7 ms against the kernel's 36 to 37 ms in the two quietest runs, torch.nn.GRU's own 37 to 39 ms), and
+oneDNN's LSTM at few tokens through large layers (4 layers of 1000 units, 2 × 8 tokens, inference: torch.nn 191 ms,
+ours on the kernel 196 ms, on the kernel with oneDNN switched off 78 ms, on the loop 78 ms; at 16 × 30 tokens all
+four within 480 ± 25 ms). That second case is a Seq2Seq without peepholes: ``benchmarks/bench_rnn.py --models``
+(vocabularies of 1000 words) timed its inference at 574 ms on the kernel against 262 ms on the loop at 2 × 8 tokens,
+3157 against 2225 ms at 16 × 30, its training step 1793 against 990 ms and 4633 against 4303 ms. Seq2Seq as
+registered (peephole LSTMs) and RNNsearch run the loop on either setting: their default / loop ratios in that run,
+0.87 to 1.01, are the noise.
 
 How the loop is kept fast: the input projection W_ih x_t + b does not depend on the state, so it is computed for
 every step and both directions in one matrix product before the time loop; the loop over time is the only Python
