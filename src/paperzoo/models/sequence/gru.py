@@ -38,9 +38,11 @@ Data flow at the canonical input (the registered ``gru``: 256 features, 512 unit
                       h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
     output = h_1..h_35 (N, 35, 512);  state h_n (1, N, 512)
 
-Layers, directions, dropout between layers, variable lengths (``lengths=`` or a PackedSequence) and the state
-layout ``(num_layers * num_directions, N, H)`` are torch.nn.RNNBase's bookkeeping, written once in
-``paperzoo.layers.recurrent``; this file holds the cell.
+Layers, directions, dropout between layers, variable lengths (``lengths=`` or a PackedSequence) and the state layout
+``(num_layers * num_directions, N, H)`` are torch.nn.RNNBase's bookkeeping, written once in
+``paperzoo.layers.recurrent``; this file holds the cell. The GRU runs, by default, torch.nn.GRU's own fused kernel
+(``torch._VF.gru``) on these parameters, at torch.nn's speed; the cell below, in a loop over time (``fused=False``),
+is what it computes, and the tests hold the two equal.
 
 A drop-in replacement for ``torch.nn.GRU``: the same constructor keywords and defaults (``batch_first=False``,
 as torch.nn), call signature ``(input, h_0) → (output, h_n)``, parameter names and initialisation

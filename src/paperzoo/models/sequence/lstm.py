@@ -34,11 +34,13 @@ Data flow at the canonical input (the registered ``lstm``: 256 features, 512 uni
                       c_t = f ⊙ c_{t-1} + i ⊙ g,  h_t = o ⊙ tanh(c_t)
     output = h_1..h_35 (N, 35, 512);  state (h_n, c_n), each (1, N, 512)
 
-With ``num_layers`` > 1 layer k reads the outputs of layer k - 1 (dropout between layers in training mode);
-with ``bidirectional`` a second direction reads the sequence from its end and the outputs of the two are
-concatenated, (N, T, 2H); the state is ``(num_layers * num_directions, N, H)``, layer-major, as torch.nn. The
-stacking, the directions, variable lengths (``lengths=`` or a PackedSequence) and the state layout are
-torch.nn.RNNBase's bookkeeping, written once in ``paperzoo.layers.recurrent``; this file holds the cell.
+With ``num_layers`` > 1 layer k reads the outputs of layer k - 1 (dropout between layers in training mode); with
+``bidirectional`` a second direction reads the sequence from its end and the outputs of the two are concatenated,
+(N, T, 2H); the state is ``(num_layers * num_directions, N, H)``, layer-major, as torch.nn. The stacking, the
+directions, variable lengths (``lengths=`` or a PackedSequence) and the state layout are torch.nn.RNNBase's
+bookkeeping, written once in ``paperzoo.layers.recurrent``; this file holds the cell. The LSTM without peepholes
+runs, by default, torch.nn.LSTM's own fused kernel (``torch._VF.lstm``) on these parameters, at torch.nn's speed;
+the cell below, in a loop over time (``fused=False``), is what it computes, and the tests hold the two equal.
 
 A drop-in replacement for ``torch.nn.LSTM``: the same constructor keywords and defaults (``batch_first=False``,
 as torch.nn), call signature ``(input, (h_0, c_0)) → (output, (h_n, c_n))``, parameter names and
