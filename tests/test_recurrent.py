@@ -327,6 +327,9 @@ def test_create_model_takes_torch_nns_keywords():
     assert not LSTM(3, 8).batch_first, "the class keeps torch.nn's default"
     gru = paperzoo.create_model("gru", input_size=3, hidden_size=8, bidirectional=True)
     gru.load_state_dict(nn.GRU(3, 8, bidirectional=True).state_dict())
+    # fused=False (ours) picks the loop over time; it changes no parameter and no state_dict key
+    loop = paperzoo.create_model("gru", input_size=3, hidden_size=8, bidirectional=True, fused=False)
+    assert gru.fused and not loop.fused and list(loop.state_dict()) == list(gru.state_dict())
 
 
 def test_peephole_lstm_is_graves_formulation():
