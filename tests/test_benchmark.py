@@ -193,23 +193,3 @@ def test_bf16_autocast_is_timed_beside_fp32():
     for phases in result.timings.values():
         assert set(phases) == {"forward", "train"} and all(row["ratio"] > 0 for row in phases.values())
         assert not any(row["channels_last"] for row in phases.values())  # a sequence model, and not on CUDA
-
-
-def test_markdown_gives_the_mean_without_torch_nn_fused_kernels_beside_the_mean_over_all():
-    def row(model: str, reference: str, forward: float, train: float) -> dict:
-        timing = {phase: {"ratio": ratio, "ours_ms": ratio, "reference_ms": 1.0}
-                  for phase, ratio in (("forward", forward), ("train", train))}
-        return {"model": model, "reference": reference, "input": "2 × 8", "status": "ok", "reason": "",
-                "notes": [], "memory": None, "timings": {"fp32": timing}}
-
-    results = [row("lstm", "torch.nn.LSTM(2, 4)", 2.0, 1.5), row("a", "timm:a", 0.9, 1.0), row("b", "timm:b", 1.1, 1.2)]
-    data = {"machine": {"label": "test", "processor": "", "cpu_count": 2, "threads": 1, "torch": "2"},
-            "settings": {"device": "cpu", "batch": 2, "repeats": 1, "warmup": 0, "train": True,
-                         "precisions": ["fp32"]},
-            "summary": {"fp32": {"forward": {"geometric_mean": 1.2, "models": 3},
-                                 "train": {"geometric_mean": 1.2, "models": 3}}},
-            "results": results}
-    text = benchmark.markdown(data)
-    assert "| `lstm` | torch.nn.LSTM(2, 4) | 2 × 8 | 2.00 | 1.00 | 2.00 ⚠ |" in text
-    expected = f"forward {math.sqrt(0.9 * 1.1):.3f} over 2 models, train {math.sqrt(1.0 * 1.2):.3f} over 2 models"
-    assert f"Without `lstm` (torch.nn's fused kernels against our loop over time): {expected}." in text

@@ -2,6 +2,10 @@
 shapes, and the same outputs and final states (fp32, 1e-5 relative) for every combination of torch.nn's options,
 with and without an initial state, unbatched, and for variable-length batches (PackedSequence in and out, or a
 padded batch with ``lengths=``); dropout draws the same masks between the same layers; gradients agree.
+
+Each of those holds on both paths of the layers (``fused``): torch's fused kernel, the default, and the readable
+loop over time that is its reference; and the two paths are compared directly (outputs, final states, and the
+gradients of the input, the initial state and every parameter) over the options that change what either runs.
 """
 
 from __future__ import annotations
@@ -36,12 +40,13 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def pair(kind: str, seed: int = 0, **options) -> tuple[nn.Module, nn.Module]:
-    """A randomly initialised torch.nn layer and ours holding its weights (loaded as torch.nn's state_dict)."""
+def pair(kind: str, seed: int = 0, fused: bool = True, **options) -> tuple[nn.Module, nn.Module]:
+    """A randomly initialised torch.nn layer and ours holding its weights (loaded as torch.nn's state_dict), ours on
+    torch's fused kernel (``fused``, the default) or on the loop over time."""
     ours_class, reference_class = KINDS[kind]
     torch.manual_seed(seed)
     reference = reference_class(INPUT, HIDDEN, **options)
-    ours = ours_class(INPUT, HIDDEN, **options)
+    ours = ours_class(INPUT, HIDDEN, fused=fused, **options)
     paperzoo.load_weights(ours, reference.state_dict(), source="torch")
     return ours, reference
 
@@ -74,11 +79,12 @@ GRU_GRID = list(itertools.product([1, 2], [True, False], [True, False], [False, 
 
 @pytest.mark.parametrize("kind, num_layers, bias, batch_first, bidirectional, proj_size",
                          [("lstm", *options) for options in LSTM_GRID] + [("gru", *options) for options in GRU_GRID])
-def test_outputs_equal_torch_nn_for_every_option(kind, num_layers, bias, batch_first, bidirectional, proj_size):
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "loop"])
+def test_outputs_equal_torch_nn_for_every_option(kind, num_layers, bias, batch_first, bidirectional, proj_size, fused):
     options = {"num_layers": num_layers, "bias": bias, "batch_first": batch_first, "bidirectional": bidirectional}
     if proj_size:
         options["proj_size"] = proj_size
-    ours, reference = pair(kind, **options)
+    ours, reference = pair(kind, fused=fused, **options)
     assert list(ours.state_dict()) == list(reference.state_dict()), "torch.nn's parameter names, in its order"
     assert [p.shape for p in ours.parameters()] == [p.shape for p in reference.parameters()]
     ours.eval()
@@ -95,11 +101,12 @@ def test_outputs_equal_torch_nn_for_every_option(kind, num_layers, bias, batch_f
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("batch_first", [True, False])
-def test_variable_lengths_equal_torch_nn_packed(kind, batch_first):
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "loop"])
+def test_variable_lengths_equal_torch_nn_packed(kind, batch_first, fused):
     options = {"num_layers": 2, "bidirectional": True, "batch_first": batch_first}
     if kind == "lstm":
         options["proj_size"] = 4
-    ours, reference = pair(kind, **options)
+    ours, reference = pair(kind, fused=fused, **options)
     lengths = torch.tensor([4, 6, 1, 3])  # unsorted, with a one-step sequence
     x = torch.randn((4, STEPS, INPUT) if batch_first else (STEPS, 4, INPUT))
     with torch.no_grad():
@@ -141,10 +148,12 @@ def test_a_padded_sequence_gives_what_it_gives_alone():
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_dropout_between_layers_draws_torch_nns_masks(kind, bidirectional):
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "loop"])
+def test_dropout_between_layers_draws_torch_nns_masks(kind, bidirectional, fused):
     """In training mode with the same seed, ours draws the same dropout masks on the same tensors as torch.nn, so
     the outputs are equal: dropout acts on the outputs of every layer but the last, and nowhere else."""
-    ours, reference = pair(kind, num_layers=3, dropout=0.5, bidirectional=bidirectional, batch_first=True)
+    ours, reference = pair(kind, fused=fused, num_layers=3, dropout=0.5, bidirectional=bidirectional,
+                           batch_first=True)
     x = torch.randn(BATCH, STEPS, INPUT)
     with torch.no_grad():
         torch.manual_seed(7)
@@ -169,11 +178,12 @@ def test_no_dropout_after_the_last_layer(kind):
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
-def test_gradients_equal_torch_nns(kind):
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "loop"])
+def test_gradients_equal_torch_nns(kind, fused):
     options = {"num_layers": 2, "bidirectional": True}
     if kind == "lstm":
         options["proj_size"] = 3
-    ours, reference = pair(kind, **options)
+    ours, reference = pair(kind, fused=fused, **options)
     x = torch.randn(STEPS, BATCH, INPUT)
     hx = initial_state(kind, ours, BATCH)
     input_gradients = []
@@ -194,8 +204,8 @@ def test_weight_gradient_in_one_product_equals_autograd_through_every_step(kind)
     with variable lengths, both directions and two layers it equals autograd through every step's own product."""
     torch.manual_seed(0)
     model_class = KINDS[kind][0]
-    fast = model_class(INPUT, HIDDEN, num_layers=2, bidirectional=True)
-    plain = model_class(INPUT, HIDDEN, num_layers=2, bidirectional=True)
+    fast = model_class(INPUT, HIDDEN, num_layers=2, bidirectional=True, fused=False)  # the loop's own gradient
+    plain = model_class(INPUT, HIDDEN, num_layers=2, bidirectional=True, fused=False)
     plain.load_state_dict(fast.state_dict())
     plain.recurrent_product_joins_input_gates = plain.recurrent_gradient_port = False  # autograd through each step
     x, lengths = torch.randn(STEPS, BATCH, INPUT), torch.tensor([STEPS, 2, 4])
@@ -205,6 +215,92 @@ def test_weight_gradient_in_one_product_equals_autograd_through_every_step(kind)
         (output.pow(2).sum() + final).backward()
     for actual, expected in zip(fast.parameters(), plain.parameters(), strict=True):
         assert_close_rel(actual.grad, expected.grad)
+
+
+def run_and_backward(model: nn.Module, x: torch.Tensor, hx, variable: str | None, lengths: torch.Tensor,
+                     seed: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """One forward and backward pass from fresh leaves: the output and final state (padded or packed data), and the
+    gradients of the input, the initial state and every parameter, of a loss that weighs each output element
+    differently (a plain sum would hide a permutation)."""
+    model.zero_grad(set_to_none=True)
+    x = x.clone().requires_grad_()
+    hx = None if hx is None else (hx.clone().requires_grad_() if isinstance(hx, torch.Tensor)
+                                  else tuple(h.clone().requires_grad_() for h in hx))
+    torch.manual_seed(seed)  # the same dropout masks where both paths draw them on the same tensors
+    if variable == "packed":
+        packed = pack_padded_sequence(x, lengths, batch_first=model.batch_first, enforce_sorted=False)
+        output, state = model(packed, hx)
+        output = output.data
+    else:
+        output, state = model(x, hx, lengths=lengths if variable == "lengths" else None)
+    states = list(state) if isinstance(state, tuple) else [state]
+    generator = torch.Generator().manual_seed(seed)
+    loss = sum((t * torch.randn(t.shape, generator=generator)).sum() for t in [output, *states])
+    loss.backward()
+    leaves = [x] + ([] if hx is None else list(hx) if isinstance(hx, tuple) else [hx])
+    gradients = [leaf.grad for leaf in leaves] + [p.grad for p in model.parameters()]
+    return [output.detach(), *(s.detach() for s in states)], gradients
+
+
+FUSED_GRID = ([("lstm", *options) for options in itertools.product([1, 2], [False, True], [True, False], [0, 3])]
+              + [("gru", *options) for options in itertools.product([1, 2], [False, True], [True, False], [0])])
+
+
+@pytest.mark.parametrize("kind, num_layers, bidirectional, batch_first, proj_size", FUSED_GRID)
+def test_fused_kernel_equals_the_loop_over_time(kind, num_layers, bidirectional, batch_first, proj_size):
+    """The default path (torch's fused kernel) against the readable loop (``fused=False``) on the same parameters:
+    outputs, final states and gradients, in eval and training mode, with and without an initial state, for full,
+    padded (``lengths=``) and packed batches. Dropout between layers (two layers, p = 0.5) draws the same masks on
+    the same tensors in a full batch; with variable lengths the kernel drops elements of the packed data and the
+    loop of the padded batch, so there the layers run at p = 1, where both zero every element between layers."""
+    options = {"num_layers": num_layers, "bidirectional": bidirectional, "batch_first": batch_first}
+    if proj_size:
+        options["proj_size"] = proj_size
+    model, _ = pair(kind, **options)
+    assert model.fused, "the fused kernel is the default"
+    lengths = torch.tensor([STEPS, 2, 5, 1])  # unsorted, with a one-step sequence
+    x = torch.randn((4, STEPS, INPUT) if batch_first else (STEPS, 4, INPUT))
+    compared = 0
+    for training, hx, variable in itertools.product([False, True], [None, initial_state(kind, model, 4)],
+                                                    [None, "lengths", "packed"]):
+        model.train(training)
+        model.dropout = (0.5 if variable is None else 1.0) if training and num_layers > 1 else 0.0
+        results = {}
+        for fused in (True, False):
+            model.fused = fused
+            results[fused] = run_and_backward(model, x, hx, variable, lengths, seed=compared)
+        (outputs, gradients), (expected_outputs, expected_gradients) = results[True], results[False]
+        what = f"training={training}, initial state={hx is not None}, variable={variable}"
+        assert len(outputs) == len(expected_outputs) and len(gradients) == len(expected_gradients), what
+        for actual, expected in zip(outputs + gradients, expected_outputs + expected_gradients, strict=True):
+            assert actual is not None and expected is not None, what
+            assert_close_rel(actual, expected)
+        compared += 1
+    assert compared == 12
+
+
+def test_a_peephole_lstm_runs_the_loop():
+    """torch's kernel has no peephole weights: a peephole LSTM (Seq2Seq's) runs the loop whatever ``fused`` says,
+    and gives the same outputs either way."""
+    torch.manual_seed(0)
+    model = LSTM(INPUT, HIDDEN, peephole=True)
+    assert model.fused and not model.fused_kernel_applies()
+    x = torch.randn(STEPS, BATCH, INPUT)
+    with torch.no_grad():
+        default = model(x)
+        model.fused = False
+        assert_same_result(default, model(x))
+    assert LSTM(INPUT, HIDDEN).fused_kernel_applies() and GRU(INPUT, HIDDEN).fused_kernel_applies()
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_fused_kernel_on_the_meta_device(kind):
+    """The contract tests build on the meta device; the kernel gives torch.nn's shapes there too."""
+    model = KINDS[kind][0](INPUT, HIDDEN, num_layers=2, bidirectional=True, batch_first=True, device="meta")
+    output, state = model(torch.randn(BATCH, STEPS, INPUT, device="meta"))
+    assert output.device.type == "meta" and output.shape == (BATCH, STEPS, 2 * HIDDEN)
+    for s in state if isinstance(state, tuple) else (state,):
+        assert s.shape == (4, BATCH, HIDDEN)
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru"])
@@ -231,6 +327,9 @@ def test_create_model_takes_torch_nns_keywords():
     assert not LSTM(3, 8).batch_first, "the class keeps torch.nn's default"
     gru = paperzoo.create_model("gru", input_size=3, hidden_size=8, bidirectional=True)
     gru.load_state_dict(nn.GRU(3, 8, bidirectional=True).state_dict())
+    # fused=False (ours) picks the loop over time; it changes no parameter and no state_dict key
+    loop = paperzoo.create_model("gru", input_size=3, hidden_size=8, bidirectional=True, fused=False)
+    assert gru.fused and not loop.fused and list(loop.state_dict()) == list(gru.state_dict())
 
 
 def test_peephole_lstm_is_graves_formulation():

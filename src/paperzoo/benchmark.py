@@ -585,17 +585,6 @@ def markdown(data: dict[str, Any]) -> str:
         means = ", ".join(f"{phase} {entry['geometric_mean']:.3f} over {entry['models']} models"
                           for phase, entry in summary.items())
         lines += ["", f"Geometric mean ratio ({title}): {means}. ⚠: above 1.10."]
-        # torch.nn's recurrent layers are one fused kernel (oneDNN, cuDNN), ours a Python loop over time: their
-        # ratio is reported as it is, and the mean of the others shows how the networks compare.
-        fused = {r["model"] for r in timed if r["reference"].startswith("torch.nn.")}
-        if fused and len(fused) < len(timed):
-            rest = []
-            for phase in PHASES if s["train"] else PHASES[:1]:
-                ratios = [r["timings"][precision][phase]["ratio"] for r in timed if r["model"] not in fused
-                          and "ratio" in r["timings"][precision].get(phase, {})]
-                rest.append(f"{phase} {geometric_mean(ratios):.3f} over {len(ratios)} models")
-            lines += ["", f"Without {', '.join(f'`{name}`' for name in sorted(fused))} (torch.nn's fused kernels "
-                      f"against our loop over time): {', '.join(rest)}."]
         lines.append("")
     noted = [r for r in results if r.get("notes")]
     if noted:

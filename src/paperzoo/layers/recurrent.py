@@ -14,22 +14,52 @@ Variable lengths come two ways: a ``PackedSequence`` (as torch.nn), or a padded 
 the end of a sequence its state is held, so the final state is the one after its last real step, and the
 reverse direction starts from its last real step; padded steps output zeros (as ``pad_packed_sequence``).
 
-Speed: the input projection W_ih x_t + b does not depend on the state, so it is computed for every step and
-both directions in one matrix product before the time loop; the loop over time is the only Python loop, and
-both directions advance in the same iteration, one batched product (``baddbmm``) per step. In training, the
-gradient of W_hh is one matrix product over every step (:class:`_RecurrentWeightGradient`), as torch.nn's fused
-kernels form it, instead of one outer product per step summed T times (half the LSTM's training step at its
+Two paths compute the same function. By default (``fused=True``) a layer whose cell torch implements, the LSTM
+without peepholes and the GRU, calls torch's fused operator, ``torch._VF.lstm`` or ``torch._VF.gru``: what
+torch.nn.LSTM and torch.nn.GRU call (on a CPU oneDNN for the LSTM, torch's own C++ implementation for the GRU and
+for an LSTM with projections; cuDNN on a GPU). Our parameters are laid out as torch.nn's, so the kernel takes them
+as they are (:meth:`_flat_weights`: no copy, the state_dict unchanged), a padded batch with ``lengths=`` runs
+packed, and dropout between layers draws the same masks as the loop on the same tensors. With ``fused=False``, and
+always for a cell torch has no kernel for (Seq2Seq's peephole LSTM, RNNsearch's gated hidden unit), the layer runs
+the loop over time of :meth:`_run` and the subclass's :meth:`cell`: the equations a student reads, and the
+reference that ``tests/test_recurrent.py`` holds the kernel equal to (outputs, final states, gradients of the
+input, the initial state and every parameter; layers with dropout between them, both directions, projections,
+padded and packed batches), and both equal to torch.nn. The kernel runs on the meta device and is traced by
+``torch.compile`` (``fullgraph=True``) and ``torch.export`` (as ``aten.lstm.input``/``aten.gru.input``), so no
+input needs the loop as a fallback. On a GPU cuDNN wants the weights in one buffer, which torch.nn's
+``flatten_parameters`` makes and ours (a no-op) does not, so cuDNN compacts them at every call (not measured: no
+GPU here).
+
+Why the kernel is the default: it is torch.nn's speed by construction, and the loop's own cost is not. Measured on
+one CPU thread of a 2-core machine shared with other jobs (so noisy: a ratio within about 0.1 of 1 is not told
+apart from 1 here), ``paperzoo bench lstm gru --train --threads 1 --repeats 7`` at the cards' input (2 × 35 steps,
+256 → 512 units), five runs of the loop interleaved with five of the kernel, median ratio ours / torch.nn: LSTM
+forward 1.05 on the loop, 0.99 on the kernel; LSTM training step 1.04 and 1.00; GRU forward 1.24 and 1.00; GRU
+training step 0.66 and 0.99. ``benchmarks/bench_rnn.py --threads 1 --repeats 5``, the loop over torch.nn: at 32
+sequences the LSTM 1.43 in inference and 1.06 per training step, two bidirectional layers 1.25 and 1.34, the GRU
+1.06 and 1.54; one sequence of 100 steps of 64 units (Python and dispatch at every step, against one call) the
+LSTM 8.9 and 7.3, the GRU 2.3 and 1.4. Two cases went the other way, and a caller who meets them can pass
+``fused=False``: the GRU's training step at the cards' input (the loop forms W_hh's gradient in one product,
+below; 25.7 ms against the kernel's 36 to 37 ms in the two quietest runs, torch.nn.GRU's own 37 to 39 ms), and
+oneDNN's LSTM at few tokens through large layers (4 layers of 1000 units, 2 × 8 tokens, inference: torch.nn 191 ms,
+ours on the kernel 196 ms, on the kernel with oneDNN switched off 78 ms, on the loop 78 ms; at 16 × 30 tokens all
+four within 480 ± 25 ms). That second case is a Seq2Seq without peepholes: ``benchmarks/bench_rnn.py --models``
+(vocabularies of 1000 words) timed its inference at 574 ms on the kernel against 262 ms on the loop at 2 × 8 tokens,
+3157 against 2225 ms at 16 × 30, its training step 1793 against 990 ms and 4633 against 4303 ms. Seq2Seq as
+registered (peephole LSTMs) and RNNsearch run the loop on either setting: their default / loop ratios in that run,
+0.87 to 1.01, are the noise.
+
+How the loop is kept fast: the input projection W_ih x_t + b does not depend on the state, so it is computed for
+every step and both directions in one matrix product before the time loop; the loop over time is the only Python
+loop, and both directions advance in the same iteration, one batched product (``baddbmm``) per step. In training,
+the gradient of W_hh is one matrix product over every step (:class:`_RecurrentWeightGradient`), as torch.nn's
+fused kernels form it, instead of one outer product per step summed T times (half the LSTM's training step at its
 canonical shape on one CPU thread). It needs the gradient of each step's recurrent product W_hh h_{t-1}: the
 LSTM adds that product to the input gates, so theirs is the same; the GRU's reset gate scales part of it first,
-so its cell adds a zero "port" to the product, whose gradient is the product's.
-
-What that buys, against torch.nn's fused kernels (oneDNN on a CPU), one thread, ``benchmarks/bench_rnn.py``: at
-the canonical layer (256 → 512 units, 35 steps) and 32 sequences, the LSTM's training step takes 1.2 times
-torch.nn's and the GRU's 0.9; at 1 or 2 sequences the loop's own cost (about 25 µs of Python and dispatch per step
-for the cell's ten operations) and a matrix-vector product slower than oneDNN's packed one make inference 2 to 9
-times slower. A ``torch.compile``d cell was measured and is not used: a compiled graph's call costs as much as the
-ten eager operations it replaces (inference 5.7 ms against 4.5 ms eager at 1 × 100 steps × 64 units), and
-compiling the whole loop unrolls it, one graph per sequence length.
+so its cell adds a zero "port" to the product, whose gradient is the product's. A ``torch.compile``d cell was
+measured and is not used: a compiled graph's call costs as much as the ten eager operations it replaces (inference
+5.7 ms against 4.5 ms eager at 1 × 100 steps × 64 units), and compiling the whole loop unrolls it, one graph per
+sequence length.
 """
 
 from __future__ import annotations
@@ -44,7 +74,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
-from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from paperzoo.layers.validation import check_feature_sequence, check_sequence_lengths
 
@@ -95,9 +125,12 @@ class RecurrentLayers(nn.Module):
         dropout: probability of dropout on the outputs of every layer but the last, in training mode.
         bidirectional: add a second direction per layer that reads the sequence from its end.
         proj_size: if > 0, the cell's output h is projected to this size (LSTM only, Sak et al. 2014).
+        fused (keyword only, ours): run torch's fused kernel where the cell has one (``fused_kernel``), as torch.nn
+            does; False runs the loop over time of :meth:`_run` and :meth:`cell`, the reference that the tests hold
+            the kernel equal to. An attribute too: ``layer.fused = False`` switches a built layer.
 
     A subclass sets ``gate_count`` and ``state_names`` and writes :meth:`cell`; it may change
-    :meth:`parameter_shapes` and :meth:`project_inputs`.
+    :meth:`parameter_shapes` and :meth:`project_inputs`, and name torch's operator for its cell in ``fused_kernel``.
     """
 
     gate_count: ClassVar[int] = 1  # pre-activations per unit in weight_ih's rows: 4 for an LSTM, 3 for a GRU
@@ -109,11 +142,15 @@ class RecurrentLayers(nn.Module):
     # True where the cell adds ``weights["recurrent_port"]`` (zeros, given in training) to its W_hh h_{t-1}: the
     # gradient reaching the port is the recurrent product's, so W_hh's gradient is again one product (the GRU).
     recurrent_gradient_port: ClassVar[bool] = False
+    # The name of torch's fused operator that computes this cell over a whole sequence (``torch._VF.lstm`` or
+    # ``torch._VF.gru``, what torch.nn.LSTM and torch.nn.GRU call), or None where torch has none for the cell.
+    fused_kernel: ClassVar[str | None] = None
     model_name = "recurrent layers"
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
-                 device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None, *,
+                 fused: bool = True) -> None:
         super().__init__()
         for name, value, low in (("input_size", input_size, 1), ("hidden_size", hidden_size, 1),
                                  ("num_layers", num_layers, 1), ("proj_size", proj_size, 0)):
@@ -135,6 +172,7 @@ class RecurrentLayers(nn.Module):
         self.bidirectional = bidirectional
         self.proj_size = proj_size
         self.num_directions = 2 if bidirectional else 1
+        self.fused = fused
         self._kinds = [kind for kind, _ in self.parameter_shapes(input_size)]
         self._all_weights: list[list[str]] = []
         for layer in range(num_layers):
@@ -186,6 +224,10 @@ class RecurrentLayers(nn.Module):
         :meth:`project_inputs`, ``state`` the previous state (each ``(D, N, size)``) → the new state."""
         raise NotImplementedError
 
+    def fused_kernel_applies(self) -> bool:
+        """Whether ``fused_kernel`` computes this layer (a subclass says no for a cell option torch lacks)."""
+        return self.fused_kernel is not None
+
     # --- torch.nn's interface ----------------------------------------------------------------------------
 
     def forward(self, input: torch.Tensor | PackedSequence, hx: torch.Tensor | State | None = None,
@@ -197,12 +239,18 @@ class RecurrentLayers(nn.Module):
         ``(T, N, D * H_out)`` (batch first if batch_first; a PackedSequence for a PackedSequence input).
         ``lengths`` (N integers in [1, T]), our addition, makes a padded batch variable-length, as packing does.
         """
+        fused = self.fused and self.fused_kernel_applies()
         if isinstance(input, PackedSequence):
             if lengths is not None:
                 raise ValueError(f"{self.model_name} expects either a PackedSequence or lengths, not both")
             check_feature_sequence(input.data, name=self.model_name, input_size=self.input_size)
+            if fused:
+                state = self._initial_state(hx, input.data, int(input.batch_sizes[0]), batched=True)
+                data, state = self._run_fused_packed(input, state)
+                return PackedSequence(data, input.batch_sizes, input.sorted_indices,
+                                      input.unsorted_indices), self._public_state(state)
             padded, lengths = pad_packed_sequence(input)  # (T, N, F) in the caller's batch order
-            state = self._initial_state(hx, padded, batched=True)
+            state = self._initial_state(hx, padded, padded.shape[1], batched=True)
             output, state = self._run(padded, state, lengths.to(padded.device))
             # Back to the packed layout: the batch sorted by length, then step by step, only the live rows.
             if input.sorted_indices is not None:
@@ -219,17 +267,57 @@ class RecurrentLayers(nn.Module):
                 raise ValueError(f"{self.model_name} expects lengths only with a batch (N, T, F); got one "
                                  f"sequence {tuple(input.shape)}")
             input = input.unsqueeze(0 if self.batch_first else 1)
-        # (T, N, F): time-major inside, copied contiguous: a matrix product over a transposed 3-D view takes a slow
-        # path (the input projection was 4 times slower on a (N, T, F) batch viewed as (T, N, F))
-        x = input.transpose(0, 1).contiguous() if self.batch_first else input
-        state = self._initial_state(hx, x, batched)
-        output, state = self._run(x, state, self._check_lengths(lengths, x))
-        if self.batch_first:
-            output = output.transpose(0, 1)
+        steps, batch = (input.shape[1], input.shape[0]) if self.batch_first else input.shape[:2]
+        state = self._initial_state(hx, input, batch, batched)
+        lengths = self._check_lengths(lengths, input, steps, batch)
+        if fused:
+            output, state = self._run_fused(input, state, lengths)
+        else:
+            # (T, N, F): time-major inside, copied contiguous: a matrix product over a transposed 3-D view takes a
+            # slow path (the input projection was 4 times slower on a (N, T, F) batch viewed as (T, N, F))
+            x = input.transpose(0, 1).contiguous() if self.batch_first else input
+            output, state = self._run(x, state, lengths)
+            if self.batch_first:
+                output = output.transpose(0, 1)
         if not batched:
             output = output.squeeze(0 if self.batch_first else 1)
             state = tuple(s.squeeze(1) for s in state)
         return output, self._public_state(state)
+
+    def _run_fused(self, x: torch.Tensor, state: State, lengths: torch.Tensor | None) -> tuple[torch.Tensor, State]:
+        """What :meth:`_run` computes, by torch's fused kernel: ``x`` and the output in the layer's layout (batch
+        first or not), the state ``(L * D, N, size)`` each, in the caller's batch order."""
+        if lengths is None:
+            result = getattr(torch._VF, self.fused_kernel)(
+                x, self._public_state(state), self._flat_weights(), self.bias, self.num_layers, self.dropout,
+                self.training, self.bidirectional, self.batch_first)
+            return result[0], tuple(result[1:])
+        # A padded batch with lengths is run packed, as torch.nn runs a PackedSequence; padding it back gives
+        # zeros past each sequence's end, as the loop's mask does.
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=self.batch_first, enforce_sorted=False)
+        data, state = self._run_fused_packed(packed, state)
+        packed = PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+        output, _ = pad_packed_sequence(packed, batch_first=self.batch_first,
+                                        total_length=x.shape[1 if self.batch_first else 0])
+        return output, state
+
+    def _run_fused_packed(self, packed: PackedSequence, state: State) -> tuple[torch.Tensor, State]:
+        """The fused kernel over a PackedSequence: its data ``(sum of lengths, D * H_out)`` and the final state,
+        in the caller's batch order (the kernel takes and returns it in the packed, length-sorted order)."""
+        if packed.sorted_indices is not None:
+            state = tuple(s.index_select(1, packed.sorted_indices) for s in state)
+        result = getattr(torch._VF, self.fused_kernel)(
+            packed.data, packed.batch_sizes, self._public_state(state), self._flat_weights(), self.bias,
+            self.num_layers, self.dropout, self.training, self.bidirectional)
+        state = tuple(result[1:])
+        if packed.unsorted_indices is not None:
+            state = tuple(s.index_select(1, packed.unsorted_indices) for s in state)
+        return result[0], state
+
+    def _flat_weights(self) -> list[torch.Tensor]:
+        """The parameters as the fused kernels take them (torch.nn's ``_flat_weights``): for each layer and
+        direction, in order, ``weight_ih, weight_hh[, bias_ih, bias_hh][, weight_hr]`` (our names, our order)."""
+        return [getattr(self, name) for names in self._all_weights for name in names]
 
     def _public_state(self, state: State) -> torch.Tensor | State:
         """The state as torch.nn returns it: h_n alone, or the tuple (h_n, c_n)."""
@@ -304,9 +392,9 @@ class RecurrentLayers(nn.Module):
     def _suffixes(self) -> tuple[str, ...]:
         return ("", "_reverse")[:self.num_directions]
 
-    def _initial_state(self, hx: torch.Tensor | State | None, x: torch.Tensor, batched: bool) -> State:
-        """The given initial state, checked, as a tuple of ``(L * D, N, size)`` tensors; zeros if None."""
-        batch = x.shape[1]
+    def _initial_state(self, hx: torch.Tensor | State | None, x: torch.Tensor, batch: int, batched: bool) -> State:
+        """The given initial state, checked, as a tuple of ``(L * D, N, size)`` tensors; zeros (of ``x``'s dtype
+        and device) if None."""
         layers = self.num_layers * self.num_directions
         if hx is None:
             return tuple(x.new_zeros(layers, batch, size) for size in self.state_sizes)
@@ -329,11 +417,11 @@ class RecurrentLayers(nn.Module):
             state.append(part if batched else part.unsqueeze(1))
         return tuple(state)
 
-    def _check_lengths(self, lengths: torch.Tensor | Sequence[int] | None, x: torch.Tensor) -> torch.Tensor | None:
+    def _check_lengths(self, lengths: torch.Tensor | Sequence[int] | None, x: torch.Tensor, steps: int,
+                       batch: int) -> torch.Tensor | None:
         """``lengths`` (N integers in [1, T]) as an int64 tensor on the input's device."""
         if lengths is None:
             return None
-        steps, batch = x.shape[:2]
         check_sequence_lengths(lengths, name=self.model_name, batch_size=batch, max_length=steps)
         return torch.as_tensor(lengths).to(device=x.device, dtype=torch.int64)
 
@@ -353,4 +441,6 @@ class RecurrentLayers(nn.Module):
                               ("bidirectional", False), ("proj_size", 0)):
             if getattr(self, name) != default:
                 text += f", {name}={getattr(self, name)}"
+        if not self.fused and self.fused_kernel_applies():
+            text += ", fused=False"
         return text

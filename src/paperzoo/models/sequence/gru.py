@@ -38,9 +38,11 @@ Data flow at the canonical input (the registered ``gru``: 256 features, 512 unit
                       h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
     output = h_1..h_35 (N, 35, 512);  state h_n (1, N, 512)
 
-Layers, directions, dropout between layers, variable lengths (``lengths=`` or a PackedSequence) and the state
-layout ``(num_layers * num_directions, N, H)`` are torch.nn.RNNBase's bookkeeping, written once in
-``paperzoo.layers.recurrent``; this file holds the cell.
+Layers, directions, dropout between layers, variable lengths (``lengths=`` or a PackedSequence) and the state layout
+``(num_layers * num_directions, N, H)`` are torch.nn.RNNBase's bookkeeping, written once in
+``paperzoo.layers.recurrent``; this file holds the cell. The GRU runs, by default, torch.nn.GRU's own fused kernel
+(``torch._VF.gru``) on these parameters, at torch.nn's speed; the cell below, in a loop over time (``fused=False``),
+is what it computes, and the tests hold the two equal.
 
 A drop-in replacement for ``torch.nn.GRU``: the same constructor keywords and defaults (``batch_first=False``,
 as torch.nn), call signature ``(input, h_0) → (output, h_n)``, parameter names and initialisation
@@ -84,6 +86,8 @@ class GRU(RecurrentLayers):
         batch_first: input and output ``(N, T, F)`` instead of ``(T, N, F)``.
         dropout: dropout on the outputs of every layer but the last, in training mode.
         bidirectional: a second direction per layer that reads the sequence from its end.
+        fused: run torch.nn.GRU's fused kernel (the default); False runs :meth:`cell` in a loop over time, the
+            reference that the tests hold the kernel equal to.
 
     ``forward(input, h_0=None, lengths=None) → (output, h_n)``, as torch.nn.GRU; ``lengths`` (N integers)
     makes a padded batch variable-length, as a PackedSequence input does.
@@ -92,13 +96,15 @@ class GRU(RecurrentLayers):
     gate_count = 3  # r, z, n: the rows of weight_ih and weight_hh, in torch.nn's order
     state_names = ("h",)
     recurrent_gradient_port = True  # the reset gate scales W_hn h_{t-1}, so the port sits on the recurrent product
+    fused_kernel = "gru"  # torch._VF.gru, torch.nn.GRU's kernel: the default path; cell() is its reference
     model_name = "gru"
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None, *,
+                 fused: bool = True) -> None:
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device=device, dtype=dtype)
+                         device=device, dtype=dtype, fused=fused)
 
     def cell(self, input_gates: torch.Tensor, state: State, weights: LayerWeights) -> State:
         """One step of every direction: ``input_gates`` = W_i· x_t + b_i·, ``(D, N, 3H)``; h_{t-1} → h_t."""

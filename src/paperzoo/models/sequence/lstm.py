@@ -34,11 +34,13 @@ Data flow at the canonical input (the registered ``lstm``: 256 features, 512 uni
                       c_t = f ⊙ c_{t-1} + i ⊙ g,  h_t = o ⊙ tanh(c_t)
     output = h_1..h_35 (N, 35, 512);  state (h_n, c_n), each (1, N, 512)
 
-With ``num_layers`` > 1 layer k reads the outputs of layer k - 1 (dropout between layers in training mode);
-with ``bidirectional`` a second direction reads the sequence from its end and the outputs of the two are
-concatenated, (N, T, 2H); the state is ``(num_layers * num_directions, N, H)``, layer-major, as torch.nn. The
-stacking, the directions, variable lengths (``lengths=`` or a PackedSequence) and the state layout are
-torch.nn.RNNBase's bookkeeping, written once in ``paperzoo.layers.recurrent``; this file holds the cell.
+With ``num_layers`` > 1 layer k reads the outputs of layer k - 1 (dropout between layers in training mode); with
+``bidirectional`` a second direction reads the sequence from its end and the outputs of the two are concatenated,
+(N, T, 2H); the state is ``(num_layers * num_directions, N, H)``, layer-major, as torch.nn. The stacking, the
+directions, variable lengths (``lengths=`` or a PackedSequence) and the state layout are torch.nn.RNNBase's
+bookkeeping, written once in ``paperzoo.layers.recurrent``; this file holds the cell. The LSTM without peepholes
+runs, by default, torch.nn.LSTM's own fused kernel (``torch._VF.lstm``) on these parameters, at torch.nn's speed;
+the cell below, in a loop over time (``fused=False``), is what it computes, and the tests hold the two equal.
 
 A drop-in replacement for ``torch.nn.LSTM``: the same constructor keywords and defaults (``batch_first=False``,
 as torch.nn), call signature ``(input, (h_0, c_0)) → (output, (h_n, c_n))``, parameter names and
@@ -86,7 +88,9 @@ class LSTM(RecurrentLayers):
         bidirectional: a second direction per layer that reads the sequence from its end.
         proj_size: if > 0, h_t = W_hr (o_t ⊙ tanh(c_t)) has this size (LSTMP, Sak et al. 2014).
         peephole: add Gers & Schmidhuber's diagonal peephole weights ``weight_ci``, ``weight_cf``, ``weight_co``
-            (not in torch.nn; off by default).
+            (not in torch.nn; off by default). A peephole LSTM always runs the loop over time (torch has no kernel).
+        fused: run torch.nn.LSTM's fused kernel (the default); False runs :meth:`cell` in a loop over time, the
+            reference that the tests hold the kernel equal to.
 
     ``forward(input, (h_0, c_0)=None, lengths=None) → (output, (h_n, c_n))``, as torch.nn.LSTM; ``lengths``
     (N integers) makes a padded batch variable-length, as a PackedSequence input does.
@@ -95,15 +99,16 @@ class LSTM(RecurrentLayers):
     gate_count = 4  # i, f, g, o: the rows of weight_ih and weight_hh, in torch.nn's order
     state_names = ("h", "c")
     recurrent_product_joins_input_gates = True  # gates = (W_i· x_t + b) + W_h· h_{t-1}, then the nonlinearities
+    fused_kernel = "lstm"  # torch._VF.lstm, torch.nn.LSTM's kernel: the default path; cell() is its reference
     model_name = "lstm"
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None, *,
-                 peephole: bool = False) -> None:
+                 peephole: bool = False, fused: bool = True) -> None:
         self.peephole = peephole  # read by parameter_shapes during the base class's __init__
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
-                         device=device, dtype=dtype)
+                         device=device, dtype=dtype, fused=fused)
 
     @property
     def state_sizes(self) -> tuple[int, ...]:
@@ -114,6 +119,9 @@ class LSTM(RecurrentLayers):
         if self.peephole:  # w_ci, w_cf, w_co: one weight per cell, from its own state to its gates (diagonal)
             shapes += [(f"weight_c{gate}", (self.hidden_size,)) for gate in "ifo"]
         return shapes
+
+    def fused_kernel_applies(self) -> bool:
+        return not self.peephole  # torch's kernel has no peephole weights: a peephole LSTM runs the loop
 
     def project_inputs(self, x: torch.Tensor, weights: LayerWeights) -> torch.Tensor:
         # Both biases are added before any nonlinearity, so they fold into the input projection that is
