@@ -127,18 +127,43 @@ def test_run():
     assert "input (2, 3, 224, 224) → output (2, 1000)" in result.stdout
 
 
-@pytest.mark.heavy
 def test_tour_checks_every_canonical_model():
-    result = run("tour")
+    """The README's first command, over every canonical model, on the meta device: each one built, counted and
+    traced to its output's shape, in seconds. The forward with values is the contract tests' (the same example
+    input, at full size); the command's own CPU path is the next test's."""
+    result = run("tour", "--device", "meta")
     assert result.returncode == 0, result.stdout + result.stderr
     canonical = paperzoo.list_models(canonical_only=True)
     assert f"all {len(canonical)} canonical models match" in result.stdout
+    assert "on the meta device (structure only)" in result.stdout
     for name in canonical:
         card = paperzoo.model_card(name)
         with torch.device("meta"):
             measured = re.escape(f"{paperzoo.count_parameters(paperzoo.create_model(name)):,}")
         published = re.escape(f"{card.params:,}")  # equal, or the paper's rounded figure within its precision
         assert re.search(rf"│ {name}\s.*{published}\s*│\s*{measured}\s*│ ✓ │", result.stdout), name
+        if card.task == "image-classification":
+            assert re.search(rf"│ {name}\s.*│ ✓ │ \(1, {card_classes(name)}\)", result.stdout), name
+
+
+def card_classes(name: str) -> int:
+    with torch.device("meta"):
+        return paperzoo.create_model(name).num_classes
+
+
+def test_tour_runs_each_model_forward_on_the_cpu():
+    result = run("tour", "squeezenet1_0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"│ squeezenet1_0\s.*│ ✓ │ \(1, 1000\)\s*│\s*\d+ ms │", result.stdout), result.stdout
+    assert "the canonical model matches its published parameter count" in result.stdout
+
+
+def test_tour_refuses_a_device_it_cannot_use(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli.main(["tour", "alexnet", "--device", "cuda"]) == 2
+    assert "--device cuda: CUDA is not available here" in capsys.readouterr().err
+    assert cli.main(["tour", "alexnet", "--device", "tpu9"]) == 2
+    assert "--device tpu9: expected cpu, cuda, cuda:N or meta" in capsys.readouterr().err
 
 
 def test_tour_fails_on_a_parameter_mismatch(monkeypatch, capsys):

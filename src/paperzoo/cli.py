@@ -213,7 +213,9 @@ def _tour(args: argparse.Namespace, console: Console) -> int:
     from paperzoo.measure import count_parameters, run_example
 
     names = matching_models(args.pattern, canonical_only=True)
-    table = Table(title="the zoo: canonical models")
+    device = _tour_device(args.device)
+    table = Table(title="the zoo: canonical models" + (" on the meta device (structure only)" if device.type == "meta"
+                                                      else f" on {device}" if device.type != "cpu" else ""))
     for column in ("name", "architecture", "year", "published", "measured", "", "output", "forward"):
         table.add_column(column, justify="right" if column in ("published", "measured", "forward") else "left",
                          no_wrap=column != "output")
@@ -226,12 +228,19 @@ def _tour(args: argparse.Namespace, console: Console) -> int:
             card = model_card(name)
             model = None
             try:
-                model = create_model(name).eval()
+                with device:  # built where it runs: on the meta device no weights are drawn at all
+                    model = create_model(name).eval()
                 params = count_parameters(model)
                 with torch.no_grad():
                     start = time.perf_counter()
-                    output = describe_result(run_example(model, card.example_input(1)))
-                    elapsed = f"{(time.perf_counter() - start) * 1000:.0f} ms"
+                    try:
+                        output = describe_result(run_example(model, card.example_input(1, device=device)))
+                    except NotImplementedError:
+                        if device.type != "meta":
+                            raise
+                        # A detector's score threshold and NMS keep a number of boxes that only values decide.
+                        output = "(detections depend on values: run on a real device to see them)"
+                    elapsed = (f"{(time.perf_counter() - start) * 1000:.0f} ms" if device.type != "meta" else "-")
                 ok = card.params_match(params)
                 measured = f"{params:,}"
             except Exception as err:  # a tour reports every model, then fails at the end
@@ -249,6 +258,20 @@ def _tour(args: argparse.Namespace, console: Console) -> int:
     console.print("[green]" + (f"all {len(names)} canonical models match their published parameter counts"
                                if len(names) > 1 else "the canonical model matches its published parameter count"))
     return 0
+
+
+def _tour_device(name: str):
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name}: expected cpu, cuda, cuda:N or meta") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available here; use cpu, or meta for the structure only")
+    if device.type not in ("cpu", "cuda", "meta"):
+        raise ValueError(f"--device {name}: expected cpu, cuda, cuda:N or meta")
+    return device
 
 
 def _train(args: argparse.Namespace, console: Console) -> int:
@@ -394,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("tour", help="every canonical model: published vs measured parameters, a forward pass")
     p.add_argument("pattern", nargs="?", default="*",
                    help="only the canonical models matching this wildcard (a plain word: the names it begins)")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda or cuda:N; meta checks the structure only (parameters counted, output shapes "
+                        "traced, nothing computed: every model in seconds)")
     p.set_defaults(handler=_tour)
 
     p = commands.add_parser("bench", help="time ours against the reference implementations, with the same weights")
