@@ -163,13 +163,15 @@ def timm_entries(name: str, card: paperzoo.ModelCard) -> list[dict]:
     default = timm.models.get_pretrained_cfg(model_name)  # the architecture's first (default) tag
     for tag in tags:
         cfg = get_pretrained_cfg(f"{model_name}.{tag}").to_dict()
-        if cfg.get("num_classes", 1000) != 1000 or not cfg.get("hf_hub_id"):
+        if cfg.get("num_classes", 1000) != 1000 or not (cfg.get("hf_hub_id") or cfg.get("url")):
             continue  # self-supervised (fcmae: no classifier) or 21k-class tags: not ImageNet-1k classifiers
         crop = cfg["input_size"][-1]
+        # Most timm weights live on the Hub; a few legacy ones (legacy_senet154, legacy_xception) only at a GitHub
+        # release URL, which timm reads with torch.hub as torchvision's.
+        location = ({"hub_repo": cfg["hf_hub_id"], "hub_file": cfg.get("hf_hub_filename") or "model.safetensors"}
+                    if cfg.get("hf_hub_id") else {"url": cfg["url"]})
         entries.append({
-            "tag": tag, "default": default is not None and tag == default.tag, "source": "timm",
-            "hub_repo": cfg["hf_hub_id"] if "/" in cfg["hf_hub_id"].strip("/") else f"timm/{model_name}.{tag}",
-            "hub_file": cfg.get("hf_hub_filename") or "model.safetensors",
+            "tag": tag, "default": default is not None and tag == default.tag, "source": "timm", **location,
             "categories": "imagenet-1k", "metrics": {}, "file_size_mb": None, "recipe": cfg.get("origin_url", ""),
             "preprocessing": {"mean": list(cfg["mean"]), "std": list(cfg["std"]),
                               "resize": int(crop / cfg["crop_pct"]), "crop": crop,

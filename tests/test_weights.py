@@ -189,7 +189,7 @@ def test_a_pickle_that_hides_code_is_refused(caches: Path) -> None:
 # --- torchvision: the builders' own quirks, compared with torchvision reading the same cached file ----------------
 
 @pytest.mark.parametrize("name, tag", [pytest.param("googlenet", "IMAGENET1K_V1", marks=pytest.mark.heavy),
-                                       ("densenet121", "IMAGENET1K_V1")])
+                                       pytest.param("densenet121", "IMAGENET1K_V1", marks=pytest.mark.heavy)])
 def test_torchvision_classifier_equals_torchvision_loading_the_same_file(caches: Path, name: str, tag: str) -> None:
     """GoogLeNet's file holds the auxiliary heads and its builder turns ``transform_input`` on; DenseNet's file has
     the pre-0.4 key names. torchvision's builder reads the file we placed, so both load exactly the same."""
@@ -259,6 +259,7 @@ def place_in_hub_cache(cache: Path, repo: str, files: dict[str, Path]) -> None:
         shutil.copy(source, snapshot / name)
 
 
+@pytest.mark.heavy
 def test_timm_weights_from_the_hub_cache_equal_timm_pretrained(caches: Path) -> None:
     import timm
     from safetensors.torch import save_file
@@ -353,24 +354,36 @@ def test_torchvision_entries_match_torchvision_weights_enums() -> None:
 def test_timm_entries_match_timm_pretrained_cfgs() -> None:
     from timm.models import get_pretrained_cfg
 
+    from paperzoo.interop.references import parse_reference
+
     for name in _published.PUBLISHED:
         for weights in (w for w in published_weights(name) if w.source == "timm"):
-            cfg = get_pretrained_cfg(weights.hub_repo.removeprefix("timm/"))
-            assert cfg.hf_hub_id == weights.hub_repo
+            builder = parse_reference(paperzoo.model_card(name).reference)[1]
+            cfg = get_pretrained_cfg(f"{builder}.{weights.tag}")
+            assert (cfg.hf_hub_id, cfg.url if not cfg.hf_hub_id else "") == (weights.hub_repo or None, weights.url)
             assert weights.preprocessing.crop == cfg.input_size[-1]
             assert weights.preprocessing.interpolation == cfg.interpolation
             assert weights.preprocessing.mean == tuple(cfg.mean)
 
 
-def test_every_torchvision_or_timm_classifier_has_weights_or_a_reason() -> None:
+def test_every_variant_whose_reference_publishes_weights_has_them() -> None:
+    import timm
+
+    from paperzoo.interop.references import parse_reference
     from paperzoo.weights import no_weights_reason
 
     for name in paperzoo.list_models():
-        reference = paperzoo.model_card(name).reference
+        library, builder, _ = parse_reference(paperzoo.model_card(name).reference)
         reason = no_weights_reason(name)
         assert (reason is None) == bool(published_weights(name)), name
-        if reference.startswith(("torchvision.models.", "timm:")) and name not in ("ssd512_vgg16",):
-            assert reason is None, f"{name}: {reason}"
+        if library == "timm":
+            publishes = any(tag.split(".")[0] == builder for tag in timm.list_pretrained(builder))
+        elif library == "torchvision":
+            publishes = builder in torchvision.models.list_models() and any(
+                w.meta.get("categories") for w in torchvision.models.get_model_weights(builder))
+        else:
+            publishes = library == "transformers"
+        assert publishes == (reason is None), f"{name}: {reason}"
 
 
 # --- preprocessing ----------------------------------------------------------------------------------------------
@@ -388,7 +401,12 @@ def test_transforms_equal_torchvision_weights_transforms(name: str, tag: str | N
     enum = torchvision.models.get_model_weights(builder)
     theirs = (enum[tag] if tag else enum.DEFAULT).transforms()
     image = photo()
-    torch.testing.assert_close(paperzoo.transforms(name, tag)(image), theirs(image))
+    ours = paperzoo.transforms(name, tag)
+    torch.testing.assert_close(ours(image.float() / 255), theirs(image.float() / 255))
+    # On uint8 images transforms.v2's antialiased resize rounds a few pixels to another grey level than v1's.
+    differ = (ours(image) - theirs(image)).abs() > 1e-5
+    assert differ.float().mean() < 0.2
+    assert (ours(image) - theirs(image)).abs().mean() < 1e-2
 
 
 def test_transforms_equal_timms_create_transform() -> None:

@@ -223,16 +223,16 @@ def transforms(name_or_model: str | nn.Module, tag: str | None = None) -> Any:
     if isinstance(name_or_model, nn.Module):
         loaded = getattr(name_or_model, "pretrained_weights", None)
         if loaded is not None and tag is None:
-            return _preprocessing(loaded).transforms()
+            return image_preprocessing(loaded).transforms()
         name = getattr(name_or_model, "model_name", None)
         if name is None:
             raise ValueError("transforms() needs a registered name or a model built by paperzoo.create_model")
     else:
         name = name_or_model
-    return _preprocessing(get_weights(name, True if tag is None else tag)).transforms()
+    return image_preprocessing(get_weights(name, True if tag is None else tag)).transforms()
 
 
-def _preprocessing(weights: PublishedWeights) -> Preprocessing:
+def image_preprocessing(weights: PublishedWeights) -> Preprocessing:
     if weights.preprocessing is None:
         if weights.categories is None:
             raise ValueError(f"the {weights.tag} weights of {weights.model} take no images; they have no image "
@@ -242,4 +242,4 @@ def _preprocessing(weights: PublishedWeights) -> Preprocessing:
 
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Preprocessing", "PublishedWeights", "create_pretrained", "get_weights",
-           "no_weights_reason", "published_weights", "transforms"]
+           "image_preprocessing", "no_weights_reason", "published_weights", "transforms"]

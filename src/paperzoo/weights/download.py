@@ -33,14 +33,16 @@ def torch_hub_path(url: str) -> Path:
 def fetch_state_dict(weights: PublishedWeights) -> StateDict:
     """The tensors of ``weights``' file, in its library's layout (downloaded once, then read from the cache)."""
     if weights.url:
-        return _from_url(weights.url)
+        # torchvision names its files by their sha256 and checks it; timm's few URL files are read unchecked, as timm
+        # reads them (the digits in some of their names are not a hash prefix).
+        return _from_url(weights.url, check_hash=weights.source == "torchvision")
     return read_state_dict(_from_hub(weights.hub_repo, weights.hub_file))
 
 
-def _from_url(url: str) -> StateDict:
+def _from_url(url: str, check_hash: bool) -> StateDict:
     path = torch_hub_path(url)
     try:
-        state_dict = torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True, weights_only=True,
+        state_dict = torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=check_hash, weights_only=True,
                                                         progress=True)
     except RuntimeError as err:
         if "invalid hash value" not in str(err):
