@@ -21,21 +21,11 @@ import torchvision
 import paperzoo
 from paperzoo.weights import _published, get_weights, published_weights
 from paperzoo.weights.download import torch_hub_path
+from weights_helpers import caches, photo, place_in_torch_cache, randomize_batchnorm
+
+__all__ = ["caches"]  # a fixture, used by name
 
 TOLERANCE = dict(rtol=1e-5, atol=1e-5)
-
-
-@pytest.fixture
-def caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Empty torch.hub and Hugging Face caches under ``tmp_path``; the Hub offline (nothing leaves this machine)."""
-    import huggingface_hub.constants as hub
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
-    return tmp_path
 
 
 class _Server:
@@ -96,26 +86,6 @@ def serve_as(monkeypatch: pytest.MonkeyPatch, name: str, url: str) -> None:
     """Point ``name``'s default weights at ``url`` (the test's server) instead of download.pytorch.org."""
     rows = [dict(row, url=url) if row["default"] else row for row in _published.PUBLISHED[name]]
     monkeypatch.setitem(_published.PUBLISHED, name, rows)
-
-
-def place_in_torch_cache(model: torch.nn.Module, name: str, tag: str) -> Path:
-    """Save ``model``'s weights in torch.hub's cache under the real file name of ``name``'s ``tag``, where
-    torchvision's own builder finds them too (a cached file is not hashed again, by torch.hub or by us)."""
-    path = torch_hub_path(get_weights(name, tag).url)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), path)
-    return path
-
-
-def randomize_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
-    """Non-trivial BatchNorm statistics, so that a forgotten buffer or epsilon shows in the outputs."""
-    generator = torch.Generator().manual_seed(0)
-    for name, buffer in model.named_buffers():
-        if name.endswith("running_mean"):
-            buffer.copy_(torch.randn(buffer.shape, generator=generator) * 0.1)
-        elif name.endswith("running_var"):
-            buffer.copy_(torch.rand(buffer.shape, generator=generator) + 0.5)
-    return model
 
 
 # --- torchvision: download, verify, cache, convert ---------------------------------------------------------------
@@ -387,12 +357,6 @@ def test_every_variant_whose_reference_publishes_weights_has_them() -> None:
 
 
 # --- preprocessing ----------------------------------------------------------------------------------------------
-
-def photo() -> torch.Tensor:
-    from sklearn.datasets import load_sample_image
-
-    return torch.from_numpy(load_sample_image("china.jpg")).permute(2, 0, 1).contiguous()  # uint8 (3, 427, 640)
-
 
 @pytest.mark.parametrize("name, tag", [("resnet50", "IMAGENET1K_V2"), ("vit_b_16", "IMAGENET1K_SWAG_E2E_V1"),
                                        ("inception_v3", None), ("fcn_resnet50", None)])

@@ -391,6 +391,7 @@ def _predict(args: argparse.Namespace, console: Console) -> int:
                     if present else pixels
                 found = ", ".join(f"{label(c)} {(classes == c).float().mean().item():.1%}" for c in present)
                 summary = f"{len(present)} classes: {found}" if present else "background only"
+                details = []
             else:
                 detections = model([transform(image)])[0]
                 keep = detections["scores"] >= args.threshold
@@ -404,12 +405,15 @@ def _predict(args: argparse.Namespace, console: Console) -> int:
                 texts = [f"{label(int(c))} {s:.2f}" for c, s in zip(labels, scores.tolist(), strict=True)]
                 drawn = draw_bounding_boxes(drawn, boxes, labels=texts, width=3,
                                             colors=[_label_color(int(c)) for c in labels])
-                summary = f"{len(boxes)} detections with score >= {args.threshold:g}" + (
-                    ": " + ", ".join(texts) if texts else "")
+                summary = f"{len(boxes)} detections with score >= {args.threshold:g}"
+                details = [f"{text} at ({', '.join(f'{v:.0f}' for v in box.tolist())})"
+                           for text, box in zip(texts, boxes, strict=True)]
             out.mkdir(parents=True, exist_ok=True)
             target = out / f"{Path(path).stem}_{args.name}.png"
             TF.to_pil_image(drawn).save(target)
             console.print(f"[bold]{path}[/]: {summary} → {target}", highlight=False)
+            for line in details:
+                console.print(f"  {line}", highlight=False)
     return 0
 
 
