@@ -388,3 +388,48 @@ def test_transforms_of_a_pretrained_model_are_its_own_weights(caches: Path) -> N
     model = paperzoo.create_model("resnet50")
     assert paperzoo.transforms(model).transforms[1].size == [232]  # no weights loaded: the default's (V2)
     assert paperzoo.transforms(model, "IMAGENET1K_V1").transforms[1].size == [256]
+
+
+def test_info_shows_the_weights_or_why_there_are_none(capsys: pytest.CaptureFixture[str]) -> None:
+    from paperzoo.cli import main
+
+    assert main(["info", "resnet50"]) == 0
+    shown = capsys.readouterr().out
+    for fact in ("IMAGENET1K_V2 (default)", "acc@1 80.858", "97.8 MB", "resnet50-11ad3fa6.pth", "resize 232"):
+        assert fact in shown
+    assert main(["info", "unet"]) == 0
+    assert "none published: its reference is the paper" in capsys.readouterr().out
+
+
+# --- fine-tuning --------------------------------------------------------------------------------------------------
+
+@pytest.mark.heavy
+def test_train_pretrained_starts_from_the_weights_with_a_new_head(caches: Path, tmp_path: Path) -> None:
+    """``paperzoo train resnet18 --pretrained --data folder PATH``: the images normalised with the weights' mean and
+    std; every layer but the classifier starts from the file (a learning rate of 1e-12 leaves them where they
+    started), the classifier is new, for the folder's two classes."""
+    from PIL import Image
+    from safetensors.torch import load_file
+
+    from paperzoo.training.loop import TrainConfig, plan, train
+
+    place_in_torch_cache(randomize_batchnorm(torchvision.models.resnet18()), "resnet18", "IMAGENET1K_V1")
+    for index, name in enumerate(("china", "flower")):  # 8 tiles of each photo: a two-class ImageFolder
+        (tmp_path / "data" / name).mkdir(parents=True)
+        picture = photo() if name == "china" else photo().flip(-1).roll(200, 1)
+        for tile in range(8):
+            pixels = picture[:, 40 * tile: 40 * tile + 64, 60 * index: 60 * index + 64]
+            Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(tmp_path / "data" / name / f"{tile}.png")
+    config = TrainConfig(model="resnet18", data="folder", data_path=str(tmp_path / "data"), epochs=1, image_size=32,
+                         batch_size=4, pretrained=True, out=str(tmp_path / "run"))
+    planned = plan(config)
+    assert planned.lr == pytest.approx(0.1 * paperzoo.model_card("resnet18").recipe.lr)
+    assert min(planned.train_set[i][0].min() for i in range(4)) < 0  # normalised, no longer in [0, 1]
+
+    train(TrainConfig(**{**config.__dict__, "lr": 1e-12}))
+    trained = load_file(tmp_path / "run" / "model.safetensors")
+    start = paperzoo.create_model("resnet18", pretrained=True).state_dict()
+    assert trained["fc.weight"].shape == (2, 512)
+    for key, value in start.items():
+        if "running" not in key and "num_batches" not in key and not key.startswith("fc."):
+            torch.testing.assert_close(trained[key], value, rtol=0, atol=1e-6, msg=key)

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from paperzoo.measure import count_parameters, measure_gmacs, run_example
+from paperzoo.weights import describe_weights
 from paperzoo.registry import (
     TASKS,
     TrainingRecipe,
@@ -141,6 +142,7 @@ def _info(args: argparse.Namespace, console: Console) -> int:
         "\n(the dense network up to the first data-dependent step: backbone, neck, dense heads)"
         if card.input.kind == "image-list" else ""))
     table.add_row("reference", card.reference)
+    table.add_row("weights", describe_weights(args.name))
     if card.recipe is not None:
         table.add_row("recipe", describe_recipe(card.recipe))
     if card.notes:
@@ -222,7 +224,7 @@ def _train(args: argparse.Namespace, console: Console) -> int:
     config = TrainConfig(model=args.name, data=data, data_path=args.data[1] if len(args.data) == 2 else None,
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size,
                          device=args.device, amp=args.amp, out=args.out, resume=args.resume, seed=args.seed,
-                         workers=args.workers)
+                         workers=args.workers, pretrained=args.pretrained)
     main_process = distributed.Context(int(os.environ.get("RANK", "0"))).is_main
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[accuracy]:.2%}  "
@@ -452,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint.pt of an earlier run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    p.add_argument("--pretrained", nargs="?", const=True, default=False, metavar="TAG",
+                   help="fine-tune from the published weights (TAG picks others than the default): a new head for "
+                   "the data's classes, the weights' input size and normalisation, a tenth of the recipe's lr")
     p.set_defaults(handler=_train)
 
     p = commands.add_parser("predict", help="classify images, or draw a detector's boxes or a segmentation's mask")

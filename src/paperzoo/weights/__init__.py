@@ -232,6 +232,21 @@ def transforms(name_or_model: str | nn.Module, tag: str | None = None) -> Any:
     return image_preprocessing(get_weights(name, True if tag is None else tag)).transforms()
 
 
+def describe_weights(name: str) -> str:
+    """What ``paperzoo info`` shows: every published set of weights with its metric, size, licence, location and
+    preprocessing, or why there is none."""
+    available = published_weights(name)
+    if not available:
+        return f"none published: {no_weights_reason(name)}"
+    lines = []
+    for weights in available:
+        lines.append(weights.describe())
+        if weights.preprocessing is not None:
+            lines.append(f"  preprocessing: {weights.preprocessing.describe()}")
+    lines.append('create_model(name, pretrained=True) loads the default, pretrained="TAG" another')
+    return "\n".join(lines)
+
+
 def image_preprocessing(weights: PublishedWeights) -> Preprocessing:
     if weights.preprocessing is None:
         if weights.categories is None:
@@ -241,5 +256,6 @@ def image_preprocessing(weights: PublishedWeights) -> Preprocessing:
     return weights.preprocessing
 
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Preprocessing", "PublishedWeights", "create_pretrained", "get_weights",
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Preprocessing", "PublishedWeights", "create_pretrained", "describe_weights",
+           "get_weights",
            "image_preprocessing", "no_weights_reason", "published_weights", "transforms"]
