@@ -31,7 +31,6 @@ import torch
 from torch import nn
 
 from paperzoo.interop import convert_state_dict
-from paperzoo.interop.references import parse_reference
 from paperzoo.registry import create_model, model_card
 from paperzoo.weights._categories import CATEGORIES
 from paperzoo.weights._published import PUBLISHED
@@ -135,6 +134,8 @@ def no_weights_reason(name: str) -> str | None:
     """Why ``name`` has no published weights (``None`` if it has some)."""
     if PUBLISHED.get(name):
         return None
+    from paperzoo.interop.references import parse_reference  # `import paperzoo` loads no interop module
+
     card = model_card(name)
     library = parse_reference(card.reference)[0]
     if library == "paper":
