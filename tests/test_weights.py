@@ -433,3 +433,38 @@ def test_train_pretrained_starts_from_the_weights_with_a_new_head(caches: Path, 
     for key, value in start.items():
         if "running" not in key and "num_batches" not in key and not key.startswith("fc."):
             torch.testing.assert_close(trained[key], value, rtol=0, atol=1e-6, msg=key)
+
+
+def test_bert_from_a_pretraining_checkpoint_with_legacy_layernorm_names(caches: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """google-bert/bert-base-uncased holds a BertForPreTraining state_dict (``bert.`` prefix, MLM and NSP heads) with
+    the TensorFlow port's LayerNorm ``gamma``/``beta``: ``bert_base`` takes its encoder, as BertModel.from_pretrained
+    does from the same cached files."""
+    import transformers
+    from safetensors.torch import save_file
+
+    small = dict(vocab_size=100, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, max_positions=40)
+    monkeypatch.setitem(_published.PUBLISHED, "bert_base",
+                        [dict(row, model_kwargs=small) for row in _published.PUBLISHED["bert_base"]])
+    config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=64, max_position_embeddings=40)
+    source = randomize_batchnorm(transformers.BertForPreTraining(config))
+    with torch.no_grad():
+        for name, parameter in source.named_parameters():
+            if "LayerNorm" in name:  # not the 1 and 0 they start at, so that a lost one shows
+                parameter.normal_(1.0 if name.endswith("weight") else 0.0, 0.2)
+    legacy = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+              for k, v in source.state_dict().items()
+              if k not in ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")}  # tied: not stored
+    save_file({k: v.contiguous() for k, v in legacy.items()}, caches / "model.safetensors")
+    config.save_pretrained(caches)
+    place_in_hub_cache(caches, "google-bert/bert-base-uncased",
+                       {"model.safetensors": caches / "model.safetensors", "config.json": caches / "config.json"})
+
+    reference = transformers.BertModel.from_pretrained("google-bert/bert-base-uncased").eval()
+    ours = paperzoo.create_model("bert_base", pretrained=True).eval()
+    ids, segments = torch.randint(0, 100, (2, 12)), torch.zeros(2, 12, dtype=torch.long)
+    with torch.no_grad():
+        expected = reference(input_ids=ids, token_type_ids=segments).last_hidden_state
+        actual = ours(ids, torch.ones_like(ids), segments)["last_hidden_state"]
+    torch.testing.assert_close(actual, expected, **TOLERANCE)
