@@ -468,3 +468,31 @@ def test_bert_from_a_pretraining_checkpoint_with_legacy_layernorm_names(caches: 
         expected = reference(input_ids=ids, token_type_ids=segments).last_hidden_state
         actual = ours(ids, torch.ones_like(ids), segments)["last_hidden_state"]
     torch.testing.assert_close(actual, expected, **TOLERANCE)
+
+
+def test_wav2vec2_base_from_the_pretraining_checkpoint_facebook_publishes(caches: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """facebook/wav2vec2-base publishes a Wav2Vec2ForPreTraining ``pytorch_model.bin`` (``wav2vec2.`` prefix, the
+    quantizer and projections): ``wav2vec2_base`` takes its encoder, as Wav2Vec2Model.from_pretrained does."""
+    import transformers
+
+    small = dict(hidden_size=32, num_layers=2, num_heads=4, ffn_dim=64, feature_channels=32, position_kernel_size=16,
+                 position_groups=4)
+    monkeypatch.setitem(_published.PUBLISHED, "wav2vec2_base",
+                        [dict(row, model_kwargs=small) for row in _published.PUBLISHED["wav2vec2_base"]])
+    config = transformers.Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                         intermediate_size=64, conv_dim=(32,) * 7, num_conv_pos_embeddings=16,
+                                         num_conv_pos_embedding_groups=4, num_codevectors_per_group=8,
+                                         codevector_dim=16, proj_codevector_dim=12)
+    source = randomize_batchnorm(transformers.Wav2Vec2ForPreTraining(config))
+    torch.save(source.state_dict(), caches / "pytorch_model.bin")
+    config.save_pretrained(caches)
+    place_in_hub_cache(caches, "facebook/wav2vec2-base",
+                       {"pytorch_model.bin": caches / "pytorch_model.bin", "config.json": caches / "config.json"})
+
+    reference = transformers.Wav2Vec2Model.from_pretrained("facebook/wav2vec2-base").eval()
+    ours = paperzoo.create_model("wav2vec2_base", pretrained=True).eval()
+    waveform = torch.randn(2, 4000)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(waveform)["last_hidden_state"], reference(waveform).last_hidden_state,
+                                   **TOLERANCE)
