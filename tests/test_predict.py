@@ -47,7 +47,8 @@ def test_classifier_prints_the_models_top_k_labels(caches: Path, photos: list[Pa
         with torch.no_grad():
             probabilities = model(preprocess(Image.open(path).convert("RGB")).unsqueeze(0)).softmax(-1)[0]
         top = probabilities.topk(3)
-        expected = [(categories[i], f"{100 * p:.2f}") for p, i in zip(top.values.tolist(), top.indices.tolist())]
+        expected = [(categories[i], f"{100 * p:.2f}")
+                    for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
         assert rows[3 * index: 3 * index + 3] == expected
 
 

@@ -22,7 +22,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from paperzoo.measure import count_parameters, measure_gmacs, run_example
-from paperzoo.weights import describe_weights
 from paperzoo.registry import (
     TASKS,
     TrainingRecipe,
@@ -32,6 +31,7 @@ from paperzoo.registry import (
     model_builder,
     model_card,
 )
+from paperzoo.weights import describe_weights
 
 
 def describe_output(output: Any) -> str:

@@ -162,7 +162,8 @@ def get_weights(name: str, pretrained: bool | str = True) -> PublishedWeights:
                      f"{', '.join(w.tag + (' (default)' if w.default else '') for w in available)}")
 
 
-_DENSENET_LEGACY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+_DENSENET_LEGACY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
 
 
 def _file_layout(weights: PublishedWeights, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -257,6 +258,6 @@ def image_preprocessing(weights: PublishedWeights) -> Preprocessing:
     return weights.preprocessing
 
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Preprocessing", "PublishedWeights", "create_pretrained", "describe_weights",
-           "get_weights",
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Preprocessing", "PublishedWeights", "create_pretrained",
+           "describe_weights", "get_weights",
            "image_preprocessing", "no_weights_reason", "published_weights", "transforms"]

@@ -42,8 +42,8 @@ def fetch_state_dict(weights: PublishedWeights) -> StateDict:
 def _from_url(url: str, check_hash: bool) -> StateDict:
     path = torch_hub_path(url)
     try:
-        state_dict = torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=check_hash, weights_only=True,
-                                                        progress=True)
+        state_dict = torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=check_hash,
+                                                        weights_only=True, progress=True)
     except RuntimeError as err:
         if "invalid hash value" not in str(err):
             raise
