@@ -32,8 +32,6 @@ from torch import nn
 
 from paperzoo.interop import convert_state_dict
 from paperzoo.registry import create_model, model_card
-from paperzoo.weights._categories import CATEGORIES
-from paperzoo.weights._published import PUBLISHED
 from paperzoo.weights.download import fetch_state_dict
 
 # ImageNet's statistics, the normalisation every classifier in the zoo was trained with, for a model without weights.
@@ -101,6 +99,8 @@ class PublishedWeights:
 
     @property
     def category_names(self) -> list[str] | None:
+        from paperzoo.weights._categories import CATEGORIES  # 17 kB of names, read when asked for
+
         return CATEGORIES[self.categories] if self.categories else None
 
     def describe(self) -> str:
@@ -123,16 +123,23 @@ def _entry(name: str, row: dict[str, Any]) -> PublishedWeights:
                             **row)
 
 
+def _published() -> dict[str, list[dict[str, Any]]]:
+    """The table, imported on first use: ``import paperzoo`` stays as fast as before (it is 160 kB of Python)."""
+    from paperzoo.weights._published import PUBLISHED
+
+    return PUBLISHED
+
+
 def published_weights(name: str) -> tuple[PublishedWeights, ...]:
     """Every published set of weights of the registered variant ``name`` (empty if there is none), default first."""
     model_card(name)  # an unknown name raises the registry's "did you mean" error
-    entries = tuple(_entry(name, row) for row in PUBLISHED.get(name, ()))
+    entries = tuple(_entry(name, row) for row in _published().get(name, ()))
     return tuple(sorted(entries, key=lambda w: not w.default))
 
 
 def no_weights_reason(name: str) -> str | None:
     """Why ``name`` has no published weights (``None`` if it has some)."""
-    if PUBLISHED.get(name):
+    if _published().get(name):
         return None
     from paperzoo.interop.references import parse_reference  # `import paperzoo` loads no interop module
 
