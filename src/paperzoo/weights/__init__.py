@@ -123,7 +123,7 @@ def _entry(name: str, row: dict[str, Any]) -> PublishedWeights:
                             **row)
 
 
-def _published() -> dict[str, list[dict[str, Any]]]:
+def _table() -> dict[str, list[dict[str, Any]]]:
     """The table, imported on first use: ``import paperzoo`` stays as fast as before (it is 160 kB of Python)."""
     from paperzoo.weights._published import PUBLISHED
 
@@ -133,13 +133,13 @@ def _published() -> dict[str, list[dict[str, Any]]]:
 def published_weights(name: str) -> tuple[PublishedWeights, ...]:
     """Every published set of weights of the registered variant ``name`` (empty if there is none), default first."""
     model_card(name)  # an unknown name raises the registry's "did you mean" error
-    entries = tuple(_entry(name, row) for row in _published().get(name, ()))
+    entries = tuple(_entry(name, row) for row in _table().get(name, ()))
     return tuple(sorted(entries, key=lambda w: not w.default))
 
 
 def no_weights_reason(name: str) -> str | None:
     """Why ``name`` has no published weights (``None`` if it has some)."""
-    if _published().get(name):
+    if _table().get(name):
         return None
     from paperzoo.interop.references import parse_reference  # `import paperzoo` loads no interop module
 
