@@ -499,3 +499,12 @@ def test_wav2vec2_base_from_the_pretraining_checkpoint_facebook_publishes(caches
     with torch.no_grad():
         torch.testing.assert_close(ours(waveform)["last_hidden_state"], reference(waveform).last_hidden_state,
                                    **TOLERANCE)
+
+
+def test_features_only_backbone_loads_the_weights_of_its_layers(caches: Path) -> None:
+    place_in_torch_cache(randomize_batchnorm(torchvision.models.resnet18()), "resnet18", "IMAGENET1K_V1")
+    full = paperzoo.create_model("resnet18", pretrained=True).state_dict()
+    backbone = paperzoo.create_model("resnet18", pretrained=True, features_only=True).state_dict()
+    assert len(backbone) > 0.9 * (len(full) - 2)  # everything but the classifier
+    for key, value in backbone.items():
+        torch.testing.assert_close(value, full[key], rtol=0, atol=0, msg=key)
