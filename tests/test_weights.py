@@ -356,7 +356,7 @@ def test_every_variant_whose_reference_publishes_weights_has_them() -> None:
                 w.meta.get("categories") for w in torchvision.models.get_model_weights(builder))
         else:
             publishes = library == "transformers"
-        assert publishes == (reason is None), f"{name}: {reason}"
+        assert publishes == (reason is None), f"{name}: {reason} (rerun scripts/generate_weights_table.py)"
 
 
 # --- preprocessing ----------------------------------------------------------------------------------------------
