@@ -2,7 +2,8 @@
 
 The whole public API::
 
-    create_model(name, **kwargs)   build a registered variant
+    create_model(name, **kwargs)   build a registered variant; pretrained=True | "TAG" loads published weights
+    transforms(name_or_model, tag) the preprocessing those weights were evaluated with
     list_models(pattern, task)     the registered names
     model_card(name)               what a variant is: paper, published parameters, reference, input
     load_weights(model, source)    load a reference implementation's weights into ours
@@ -22,11 +23,12 @@ from paperzoo.registry import InputSpec, ModelCard, Paper, create_model, list_mo
 if TYPE_CHECKING:
     from paperzoo.interop import load_weights
     from paperzoo.measure import count_parameters
+    from paperzoo.weights import transforms
 
 __version__ = "0.1.0"
 
 # What needs torch, imported on first use: the functions, and the modules as ``paperzoo.interop`` finds them.
-_LAZY = {"load_weights": "paperzoo.interop", "count_parameters": "paperzoo.measure",
+_LAZY = {"load_weights": "paperzoo.interop", "count_parameters": "paperzoo.measure", "transforms": "paperzoo.weights",
          "interop": "paperzoo.interop", "measure": "paperzoo.measure"}
 
 
@@ -46,4 +48,5 @@ __all__ = [
     "list_models",
     "load_weights",
     "model_card",
+    "transforms",
 ]

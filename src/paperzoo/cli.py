@@ -1,4 +1,4 @@
-"""The ``paperzoo`` command: ``list``, ``info``, ``run``, ``tour``, ``train`` and ``bench``.
+"""The ``paperzoo`` command: ``list``, ``info``, ``run``, ``tour``, ``train``, ``bench`` and ``predict``.
 
 Built on the public API only. Every command that takes a model name exits with status 2 and a
 "did you mean" line for an unknown name; ``tour`` exits with status 1 if any canonical model's measured
@@ -35,6 +35,7 @@ from paperzoo.registry import (
     model_card,
     model_module,
 )
+from paperzoo.weights import describe_weights
 
 if TYPE_CHECKING:
     import torch
@@ -171,6 +172,7 @@ def _info(args: argparse.Namespace, console: Console) -> int:
         "\n(the dense network up to the first data-dependent step: backbone, neck, dense heads)"
         if card.input.kind == "image-list" else ""))
     table.add_row("reference", escape(card.reference))
+    table.add_row("weights", escape(describe_weights(args.name)))
     if card.recipe is not None:
         table.add_row("recipe", escape(describe_recipe(card.recipe)))
     if card.notes:
@@ -284,7 +286,7 @@ def _train(args: argparse.Namespace, console: Console) -> int:
     config = TrainConfig(model=args.name, data=data, data_path=args.data[1] if len(args.data) == 2 else None,
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size,
                          device=args.device, amp=args.amp, out=args.out, resume=args.resume, seed=args.seed,
-                         workers=args.workers)
+                         workers=args.workers, pretrained=args.pretrained)
     main_process = distributed.Context(int(os.environ.get("RANK", "0"))).is_main
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[accuracy]:.2%}  "
@@ -373,6 +375,115 @@ def _bench(args: argparse.Namespace, console: Console) -> int:
     return 1 if any(result.status == "error" for result in results) else 0
 
 
+PREDICT_TASKS = ("image-classification", "semantic-segmentation", "object-detection", "instance-segmentation")
+
+
+def _read_images(paths: Sequence[str]) -> list[Any]:
+    """The images at ``paths`` as RGB PIL images; a missing or unreadable file is a one-line ``ValueError``."""
+    from PIL import Image, UnidentifiedImageError
+
+    images = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise ValueError(f"no image file at {path}")
+        try:
+            with Image.open(path) as image:
+                images.append(image.convert("RGB"))
+        except (UnidentifiedImageError, OSError) as err:
+            raise ValueError(f"cannot read {path} as an image ({type(err).__name__}); Pillow reads JPEG, PNG, "
+                             "BMP, GIF, TIFF, WebP and more") from None
+    return images
+
+
+def _label_color(label: int) -> tuple[int, int, int]:
+    """A fixed, distinct colour per class index (the same class gets the same colour in every image)."""
+    return tuple((c * (label + 3)) % 230 + 25 for c in (37, 17, 101))  # type: ignore[return-value]
+
+
+def _predict(args: argparse.Namespace, console: Console) -> int:
+    import torch
+    from torchvision.transforms.v2 import functional as TF
+    from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+
+    from paperzoo.weights import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, image_preprocessing, published_weights
+    from paperzoo.weights._categories import CATEGORIES
+
+    card = model_card(args.name)
+    if card.task not in PREDICT_TASKS:
+        raise ValueError(f"{args.name} is a {card.task} model; paperzoo predict takes image classifiers, detectors "
+                         "and segmentation models")
+    images = _read_images(args.inputs)
+    if args.pretrained is not None:
+        model = create_model(args.name, pretrained=args.pretrained).eval()
+        weights = model.pretrained_weights
+        console.print(f"{args.name} with the {weights.tag} weights ({weights.source})", highlight=False)
+        preprocessing, names = image_preprocessing(weights), weights.category_names
+    else:
+        model = create_model(args.name).eval()
+        available = published_weights(args.name)
+        hint = (f"pass --pretrained for the {available[0].tag} weights" if available
+                else "it has no published weights")
+        console.print(f"[yellow]{args.name} with random weights: its predictions mean nothing ({hint})[/]",
+                      highlight=False)
+        size = card.input.shape[-1]
+        preprocessing = {"image-classification": Preprocessing(resize=size, crop=size, mean=IMAGENET_MEAN,
+                                                               std=IMAGENET_STD),
+                         "semantic-segmentation": Preprocessing(resize=size, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+                         }.get(card.task, Preprocessing())
+        names = CATEGORIES["imagenet-1k"] if card.task == "image-classification" and model.num_classes == 1000 else None
+    transform = preprocessing.transforms()
+
+    def label(index: int) -> str:
+        return names[index] if names is not None and index < len(names) else f"class {index}"
+
+    out = Path(args.out)
+    with torch.no_grad():
+        for path, image in zip(args.inputs, images, strict=True):
+            pixels = TF.pil_to_tensor(image)  # uint8 (3, H, W), what the drawings are made on
+            if card.task == "image-classification":
+                probabilities = model(transform(image).unsqueeze(0)).softmax(-1)[0]
+                top = probabilities.topk(min(args.top_k, len(probabilities)))
+                console.print(f"[bold]{path}[/]", highlight=False)
+                for rank, (p, index) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True), 1):
+                    console.print(f"  {rank}. {label(index):<30} {p:7.2%}", highlight=False)
+                continue
+            if card.task == "semantic-segmentation":
+                logits = model(transform(image).unsqueeze(0))["out"]
+                logits = torch.nn.functional.interpolate(logits, size=pixels.shape[1:], mode="bilinear",
+                                                         align_corners=False)
+                classes = logits[0].argmax(0)  # (H, W)
+                present = [c for c in classes.unique().tolist() if c != 0]  # 0: background, left undrawn
+                drawn = draw_segmentation_masks(pixels, classes[None] == torch.tensor(present).view(-1, 1, 1),
+                                                alpha=0.6, colors=[_label_color(c) for c in present]) \
+                    if present else pixels
+                found = ", ".join(f"{label(c)} {(classes == c).float().mean().item():.1%}" for c in present)
+                summary = f"{len(present)} classes: {found}" if present else "background only"
+                details = []
+            else:
+                detections = model([transform(image)])[0]
+                keep = detections["scores"] >= args.threshold
+                boxes, scores, labels = (detections[k][keep] for k in ("boxes", "scores", "labels"))
+                drawn = pixels
+                if "masks" in detections:
+                    masks = detections["masks"][keep][:, 0] > 0.5
+                    if len(masks):
+                        drawn = draw_segmentation_masks(drawn, masks, alpha=0.5,
+                                                        colors=[_label_color(int(c)) for c in labels])
+                texts = [f"{label(int(c))} {s:.2f}" for c, s in zip(labels, scores.tolist(), strict=True)]
+                drawn = draw_bounding_boxes(drawn, boxes, labels=texts, width=3,
+                                            colors=[_label_color(int(c)) for c in labels])
+                summary = f"{len(boxes)} detections with score >= {args.threshold:g}"
+                details = [f"{text} at ({', '.join(f'{v:.0f}' for v in box.tolist())})"
+                           for text, box in zip(texts, boxes, strict=True)]
+            out.mkdir(parents=True, exist_ok=True)
+            target = out / f"{Path(path).stem}_{args.name}.png"
+            TF.to_pil_image(drawn).save(target)
+            console.print(f"[bold]{path}[/]: {summary} → {target}", highlight=False)
+            for line in details:
+                console.print(f"  {line}", highlight=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paperzoo", description="Landmark neural networks, each "
                                      "readable like its paper and proven equal to its reference.")
@@ -412,7 +523,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint.pt of an earlier run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    p.add_argument("--pretrained", nargs="?", const=True, default=False, metavar="TAG",
+                   help="fine-tune from the published weights (TAG picks others than the default): a new head for "
+                   "the data's classes, the weights' input size and normalisation, a tenth of the recipe's lr")
     p.set_defaults(handler=_train)
+
+    p = commands.add_parser("predict", help="classify images, or draw a detector's boxes or a segmentation's mask")
+    p.add_argument("name")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (any format Pillow reads)")
+    p.add_argument("--pretrained", nargs="?", const=True, metavar="TAG",
+                   help="load the published weights (default: the reference's; TAG picks others); without it the "
+                   "model has random weights")
+    p.add_argument("--top-k", type=int, default=5, help="classifiers: how many labels to print")
+    p.add_argument("--threshold", type=float, default=0.5, help="detectors: the lowest score drawn")
+    p.add_argument("--out", default="predictions", help="where detectors and segmentation models write their images")
+    p.set_defaults(handler=_predict)
 
     p = commands.add_parser("tour", help="every canonical model: published vs measured parameters, a forward pass")
     p.add_argument("pattern", nargs="?", default="*",

@@ -199,7 +199,11 @@ def _wav2vec2_rules(prefix: str, layer_norm_first: bool) -> list[tuple[str, str]
 
 
 def wav2vec2(state_dict: StateDict, model: nn.Module) -> StateDict:
-    """transformers' ``Wav2Vec2Model`` → :class:`paperzoo.models.audio.wav2vec2.Wav2Vec2`."""
+    """transformers' ``Wav2Vec2Model`` → :class:`paperzoo.models.audio.wav2vec2.Wav2Vec2`. A
+    ``Wav2Vec2ForPreTraining`` state_dict (what ``facebook/wav2vec2-base`` publishes) loads too: its quantizer and
+    projections are left out."""
+    if any(k.startswith("wav2vec2.") for k in state_dict):
+        state_dict = {k.removeprefix("wav2vec2."): v for k, v in state_dict.items() if k.startswith("wav2vec2.")}
     return rename(_pack_wav2vec2_qkv(state_dict), _wav2vec2_rules("", model.layer_norm_first))
 
 

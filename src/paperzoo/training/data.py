@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -19,12 +20,13 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tif
 
 
 def digits(split: str = "train", image_size: int = 8, channels: int = 1, test_fraction: float = 0.2,
-           seed: int = 0) -> TensorDataset:
+           seed: int = 0, normalize: tuple[Sequence[float], Sequence[float]] | None = None) -> TensorDataset:
     """scikit-learn's digits as a ``TensorDataset`` of ``(images (N, channels, size, size) in [0, 1], labels)``.
 
     The split is fixed by ``seed`` and stratified (the same share of each digit in both parts), so every run,
     resumed or distributed, sees the same train and test images. Images are scaled from 0–16 to [0, 1],
-    resized bilinearly to ``image_size`` and repeated to ``channels``.
+    resized bilinearly to ``image_size`` and repeated to ``channels``; ``normalize=(mean, std)`` then normalises
+    them per channel, as the published weights a fine-tuning run starts from expect.
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -46,13 +48,19 @@ def digits(split: str = "train", image_size: int = 8, channels: int = 1, test_fr
     if image_size != 8:
         images = F.interpolate(images, size=(image_size, image_size), mode="bilinear", align_corners=False)
         images = images.clamp_(0.0, 1.0)
-    return TensorDataset(images.expand(-1, channels, -1, -1).contiguous(), labels)
+    images = images.expand(-1, channels, -1, -1).contiguous()
+    if normalize is not None:
+        mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in normalize)
+        images = (images - mean) / std
+    return TensorDataset(images, labels)
 
 
 def image_folder(root: str | Path, image_size: int, channels: int = 3, test_fraction: float = 0.2,
-                 seed: int = 0) -> tuple[Dataset, Dataset, list[str]]:
+                 seed: int = 0, normalize: tuple[Sequence[float], Sequence[float]] | None = None
+                 ) -> tuple[Dataset, Dataset, list[str]]:
     """Train and test parts of an ImageFolder tree: ``root/train`` and ``root/val`` (or ``root/test``) if they
-    exist, else a fixed random split of ``root``. Returns ``(train, test, class_names)``."""
+    exist, else a fixed random split of ``root``; ``normalize=(mean, std)`` normalises the images per channel.
+    Returns ``(train, test, class_names)``."""
     from torchvision import datasets, transforms
 
     root = Path(root)
@@ -63,7 +71,10 @@ def image_folder(root: str | Path, image_size: int, channels: int = 3, test_frac
     steps = [transforms.Resize((image_size, image_size))]
     if channels == 1:
         steps.append(transforms.Grayscale(num_output_channels=1))
-    transform = transforms.Compose([*steps, transforms.ToTensor()])  # RGB images → (3, H, W) in [0, 1]
+    steps.append(transforms.ToTensor())  # RGB images → (3, H, W) in [0, 1]
+    if normalize is not None:
+        steps.append(transforms.Normalize(*normalize))
+    transform = transforms.Compose(steps)
 
     def read(folder: Path) -> datasets.ImageFolder:
         try:

@@ -49,6 +49,7 @@ class TrainConfig:
     resume: str | None = None
     seed: int = 0
     workers: int = 0
+    pretrained: bool | str = False  # fine-tune from published weights: True (the default ones) or a tag
 
 
 @dataclass
@@ -76,22 +77,33 @@ def plan(config: TrainConfig) -> Plan:
                          "(`paperzoo list --task image-classification` lists them)")
     if config.epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {config.epochs}")
-    image_size = config.image_size or card.input.shape[-1]
+    # Fine-tuning: the weights' input size and normalisation, RGB (the digits repeated to three channels).
+    normalize, pretrained_size, lr_scale = None, None, 1.0
+    if config.pretrained:
+        from paperzoo.weights import get_weights
+
+        preprocessing = get_weights(config.model, config.pretrained).preprocessing  # an unknown tag fails here
+        if preprocessing is not None and preprocessing.mean:
+            normalize = (preprocessing.mean, preprocessing.std)
+        pretrained_size = preprocessing.crop if preprocessing is not None else None
+        lr_scale = 0.1  # only the new head starts from scratch: a tenth of the recipe's rate, as transfer recipes do
+    image_size = config.image_size or pretrained_size or card.input.shape[-1]
     if image_size < card.input.min_size:
         raise ValueError(f"{config.model} takes images of at least {card.input.min_size}x{card.input.min_size}; "
                          f"--image-size {image_size} is too small")
     if config.data == "digits":
         if config.data_path is not None:
             raise ValueError("the digits data ships with scikit-learn and takes no path; use --data folder PATH")
-        channels = 1
-        train_set = datasets.digits("train", image_size, channels, seed=config.seed)
-        test_set = datasets.digits("test", image_size, channels, seed=config.seed)
+        channels = 3 if config.pretrained else 1
+        train_set = datasets.digits("train", image_size, channels, seed=config.seed, normalize=normalize)
+        test_set = datasets.digits("test", image_size, channels, seed=config.seed, normalize=normalize)
         classes = [str(d) for d in range(10)]
     elif config.data == "folder":
         if config.data_path is None:
             raise ValueError("--data folder needs the path of an ImageFolder tree: --data folder PATH")
         channels = 3
-        train_set, test_set, classes = datasets.image_folder(config.data_path, image_size, channels, seed=config.seed)
+        train_set, test_set, classes = datasets.image_folder(config.data_path, image_size, channels, seed=config.seed,
+                                                             normalize=normalize)
     else:
         raise ValueError(f"unknown data {config.data!r}: use digits or folder PATH")
     with torch.device("meta"):  # the model's own input check, at no cost: some networks take only some sizes
@@ -103,8 +115,8 @@ def plan(config: TrainConfig) -> Plan:
     if config.resume is not None:
         checkpoints.load_checkpoint(config.resume, config.model)  # a bad checkpoint fails here, before writing
     recipe = card.recipe or DEFAULT_RECIPE
-    return Plan(config, recipe, config.batch_size or recipe.batch_size, config.lr or recipe.lr, image_size,
-                channels, Path(config.out or f"runs/{config.model}"), train_set, test_set, classes)
+    return Plan(config, recipe, config.batch_size or recipe.batch_size, config.lr or recipe.lr * lr_scale,
+                image_size, channels, Path(config.out or f"runs/{config.model}"), train_set, test_set, classes)
 
 
 def make_optimizer(model: nn.Module, recipe: TrainingRecipe, lr: float) -> torch.optim.Optimizer:
@@ -228,7 +240,9 @@ def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, 
     device = torch.device(f"cuda:{context.local_rank}" if config.device == "cuda" and context.distributed
                           else config.device)
     torch.manual_seed(config.seed)  # the same initial weights on every process
-    model = create_model(config.model, num_classes=len(p.classes), in_chans=p.channels).to(device)
+    # With pretrained weights, everything but the classifier (reshaped for these classes) starts from them.
+    model = create_model(config.model, pretrained=config.pretrained, num_classes=len(p.classes),
+                         in_chans=p.channels).to(device)
     optimizer = make_optimizer(model, p.recipe, p.lr)
     schedule = make_schedule(optimizer, p.recipe, config.epochs)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")

@@ -1,0 +1,108 @@
+"""``paperzoo predict`` end to end on real photographs that ship with scikit-learn (china.jpg, flower.jpg), with
+weights placed in a temporary torch.hub cache as torchvision publishes them (random values: the test checks that
+the command reports what the model computes, not that a temple is recognised)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+import paperzoo
+from paperzoo.cli import main
+from weights_helpers import caches, photo, place_in_torch_cache, randomize_batchnorm
+
+__all__ = ["caches"]  # a fixture, used by name
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> list[Path]:
+    from sklearn.datasets import load_sample_image
+
+    paths = []
+    for name in ("china.jpg", "flower.jpg"):
+        Image.fromarray(load_sample_image(name)).save(tmp_path / name)
+        paths.append(tmp_path / name)
+    return paths
+
+
+def test_classifier_prints_the_models_top_k_labels(caches: Path, photos: list[Path],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    place_in_torch_cache(randomize_batchnorm(torchvision.models.resnet18()), "resnet18", "IMAGENET1K_V1")
+    assert main(["predict", "resnet18", *map(str, photos), "--pretrained", "--top-k", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "IMAGENET1K_V1 weights" in printed and "random" not in printed
+
+    model = paperzoo.create_model("resnet18", pretrained=True).eval()
+    preprocess = paperzoo.transforms(model)
+    categories = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
+    rows = re.findall(r"^\s+\d\. (.+?)\s+([\d.]+)%$", printed, flags=re.M)
+    assert len(rows) == 6  # 3 per photo
+    for index, path in enumerate(photos):
+        with torch.no_grad():
+            probabilities = model(preprocess(Image.open(path).convert("RGB")).unsqueeze(0)).softmax(-1)[0]
+        top = probabilities.topk(3)
+        expected = [(categories[i], f"{100 * p:.2f}")
+                    for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
+        assert rows[3 * index: 3 * index + 3] == expected
+
+
+def test_random_weights_work_and_say_so(photos: list[Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["predict", "resnet18", str(photos[0]), "--top-k", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "random weights" in printed and "--pretrained" in printed
+    assert len(re.findall(r"^\s+\d\. ", printed, flags=re.M)) == 2
+
+
+@pytest.mark.parametrize("make_input, message", [
+    (lambda folder: folder / "missing.jpg", "no image file at"),
+    (lambda folder: (folder / "notes.jpg").write_text("not a picture") and folder / "notes.jpg", "cannot read"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], make_input,
+                                          message: str) -> None:
+    assert main(["predict", "resnet18", str(make_input(tmp_path))]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and "\n" not in error
+
+
+def test_a_model_that_takes_no_images_is_refused(photos: list[Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["predict", "gpt2", str(photos[0])]) == 2
+    assert "language-model" in capsys.readouterr().err
+
+
+@pytest.mark.heavy
+def test_detector_draws_its_boxes(caches: Path, tmp_path: Path, photos: list[Path],
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    detector = torchvision.models.detection.fasterrcnn_resnet50_fpn(
+        weights=None, weights_backbone=None, num_classes=91, norm_layer=torchvision.ops.misc.FrozenBatchNorm2d)
+    with torch.no_grad():
+        randomize_batchnorm(detector)
+        detector.roi_heads.box_predictor.cls_score.bias[18] += 12.0  # "dog" wins most proposals
+    place_in_torch_cache(detector, "fasterrcnn_resnet50_fpn", "COCO_V1")
+    out = tmp_path / "drawn"
+    assert main(["predict", "fasterrcnn_resnet50_fpn", str(photos[0]), "--pretrained", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    count = int(re.search(r"(\d+) detections with score >= 0.5", printed)[1])
+    assert count > 0 and len(re.findall(r"^  .+ [01]\.\d\d at \(\d+, \d+, \d+, \d+\)$", printed, flags=re.M)) == count
+    drawn = Image.open(out / "china_fasterrcnn_resnet50_fpn.png")
+    assert drawn.size == (640, 427)
+    changed = (torch.from_numpy(np.asarray(drawn)).permute(2, 0, 1) != photo()).any(0)  # (H, W)
+    x1, y1, x2, y2 = map(int, re.search(r" at \((\d+), (\d+), (\d+), (\d+)\)$", printed, flags=re.M).groups())
+    assert changed[min(y2, 426), (x1 + x2) // 2]  # the bottom edge of a reported box is drawn
+    assert not changed.all()
+
+
+@pytest.mark.heavy
+def test_segmentation_writes_a_colour_overlay(tmp_path: Path, photos: list[Path],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "drawn"
+    assert main(["predict", "fcn_resnet50", str(photos[1]), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "random weights" in printed and "classes:" in printed or "background only" in printed
+    drawn = Image.open(out / "flower_fcn_resnet50.png")
+    assert drawn.size == Image.open(photos[1]).size
