@@ -231,9 +231,9 @@ def contract_input(name: str, batch: int):
     for a language model whose context is longer than ``MAX_TOKENS``, its first ``MAX_TOKENS`` tokens.
 
     For the backward and determinism checks: whether every parameter gets a gradient, and whether eval output is a
-    function of the input and the state_dict, does not depend on the image size or the sequence length. At 473 to 572 pixels the
-    segmentation models (FCN-8s, DeepLabV3, PSPNet, U-Net) cost 4 minutes of CPU in these two tests (measured in
-    CI); the example-input test above keeps the canonical size."""
+    function of the input and the state_dict, does not depend on the image size or the sequence length. At 473 to
+    572 pixels the segmentation models (FCN-8s, DeepLabV3, PSPNet, U-Net) cost 4 minutes of CPU in these two tests
+    (measured in CI); the example-input test above keeps the canonical size."""
     card = paperzoo.model_card(name)
     spec = card.input
     if spec.kind == "image" and max(spec.shape[1:]) > 256:
