@@ -128,11 +128,13 @@ def architectures() -> list[Architecture]:
 # ------------------------------------------------------------------------------------- docstrings into markdown
 
 _ROLE = re.compile(r":(?:meth|func|class|attr|mod|data|obj|exc|const):`~?([^`]+)`")
-_CODE_SPAN = re.compile(r"(``.+?``|`[^`]+`)")
+# Code spans and equations pass through untouched: ``code``, `code`, $$display$$ and $inline$ TeX (the delimiters
+# of pymdownx.arithmatex: an inline equation neither starts nor ends with a space, so "$5 and $6" is no equation).
+_CODE_SPAN = re.compile(r"(``.+?``|`[^`]+`|\$\$.+?\$\$|(?<![\\$])\$(?!\s)(?:\\.|[^\\$])+?(?<!\s)\$)")
 
 
 def _inline(text: str) -> str:
-    """RST inline markup into markdown: roles become code, ``<`` outside code is escaped."""
+    """RST inline markup into markdown: roles become code, ``<`` outside code and equations is escaped."""
     text = _ROLE.sub(lambda m: f"`{m.group(1)}`", text)
     parts = _CODE_SPAN.split(text)
     return "".join(part if i % 2 else part.replace("<", "&lt;") for i, part in enumerate(parts))
