@@ -1,9 +1,9 @@
-"""ODE-Net, the MNIST classifier of Neural Ordinary Differential Equations, and its ResNet baseline.
+r"""ODE-Net, the MNIST classifier of Neural Ordinary Differential Equations, and its ResNet baseline.
 
 Paper: "Neural Ordinary Differential Equations", Ricky T. Q. Chen, Yulia Rubanova, Jesse Bettencourt, David
 Duvenaud, NeurIPS 2018. https://arxiv.org/abs/1806.07366
 
-A residual network updates its hidden state in discrete steps, h_{t+1} = h_t + f(h_t, θ_t) (eq. 1): an Euler
+A residual network updates its hidden state in discrete steps, $h_{t+1} = h_t + f(h_t, \theta_t)$ (eq. 1): an Euler
 step of a differential equation. The paper takes the limit of ever more, ever smaller steps and parametrises
 the *derivative* of the hidden state with a neural network (eq. 2):
 

@@ -1,4 +1,4 @@
-"""PyramidNet: deep pyramidal residual networks.
+r"""PyramidNet: deep pyramidal residual networks.
 
 Paper: "Deep Pyramidal Residual Networks", Dongyoon Han, Jiwhan Kim, Junmo Kim, CVPR 2017 (arXiv 2016).
 https://arxiv.org/abs/1610.02915
@@ -8,7 +8,7 @@ Veit et al. found that deleting one of those downsampling units hurts a ResNet f
 other unit. PyramidNet spreads the widening over every unit instead, so that no unit is special:
 
 * Additive widening (eq. 2/3). With N units in all and a total widening factor α, unit k has
-  D_k = ⌊D_{k−1} + α/N⌋ channels: the width climbs like a pyramid from the stem's width (16 on CIFAR, 64 on
+  $D_k = \lfloor D_{k-1} + \alpha / N \rfloor$ channels: the width climbs like a pyramid from the stem's width (16 on CIFAR, 64 on
   ImageNet) to that plus α, whatever the stage. (The paper also tries multiplicative widening; additive
   does better, §4.)
 * Zero-padded identity shortcuts (§3, Figure 5(d)). The width changes at every unit, yet no shortcut is a
@@ -39,7 +39,7 @@ and four stages of [3, 24, 36, 3] bottleneck units widening from 64 by α = 300.
 
 Deviations from the paper:
 
-* The widths are D_k = ⌊D_{k−1} + α/N⌋ with the running sum D carried in floating point, as a direct
+* The widths are $D_k = \lfloor D_{k-1} + \alpha / N \rfloor$ with the running sum D carried in floating point, as a direct
   implementation of eq. (2) carries it. Where k·α/N is a whole number the sum lands a hair below it and the
   floor gives one channel fewer (PyramidNet-200's unit 22 has 163, not 164; PyramidNet-110's last unit 63,
   not 64). We keep this because it reproduces the paper's parameter counts: computed in exact arithmetic
