@@ -320,7 +320,7 @@ _GPT2_PAPER = Paper(
 _GPT_INNOVATIONS = (
     "generative pre-training of a language model on unlabelled text, then fine-tuning the same network per task",
     "a Transformer decoder: masked self-attention, each position sees only the tokens before it",
-    "maximise sum_i log P(u_i | u_{i-k} ... u_{i-1}); the output layer is the transposed token embedding",
+    r"maximise $\sum_i \log P(u_i \mid u_{i-k} \dots u_{i-1})$; the output layer is the transposed token embedding",
     "structured task inputs written as one token sequence with start, delimiter and extract tokens",
 )
 _GPT2_INNOVATIONS = (
