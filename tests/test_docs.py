@@ -107,17 +107,23 @@ def test_equations_reach_the_page_as_tex_untouched():
     import markdown
 
     text = ("* The box is\n\n  $$b_w = p_w e^{t_w}, \\quad p(y_i \\mid y_{<i})$$\n\n  The sigmoid keeps "
-            "$\\sigma(t_x) < 1$; 2 < 3 and `a<b`.\n* $h_{t-1}$ and $x_\\ell = H_\\ell([x_0, \\dots, x_{\\ell-1}])$.\n")
+            "$\\sigma(t_x) < 1$; 2 < 3 and `a<b`.\n* $h_{t-1}$ and $x_\\ell = H_\\ell([x_0, \\dots, x_{\\ell-1}])$.\n\n"
+            "  $$\n  p(y_i \\mid y_{<i}) = g(y_{i-1}, s_i, c_i) \\\\\n  a_{ij} = \\hat u_{j|i} \\cdot v_j\n  $$\n")
     md = docsite.rst_to_markdown(text)
     assert "* The box is\n\n    $$b_w = p_w e^{t_w}, \\quad p(y_i \\mid y_{<i})$$\n\n    The sigmoid keeps" in md
     assert "$\\sigma(t_x) < 1$" in md and "2 &lt; 3" in md and "`a<b`" in md
     assert "* $h_{t-1}$ and $x_\\ell = H_\\ell([x_0, \\dots, x_{\\ell-1}])$." in md
+    display = ("    $$\n    p(y_i \\mid y_{<i}) = g(y_{i-1}, s_i, c_i) \\\\\n"
+               "    a_{ij} = \\hat u_{j|i} \\cdot v_j\n    $$")
+    assert display in md
     assert docsite._inline("costs $5 and $6 < $7") == "costs $5 and $6 &lt; $7"  # dollars, not an equation
     html = markdown.markdown(md, extensions=["pymdownx.arithmatex", docsite.makeExtension()],
                              extension_configs={"pymdownx.arithmatex": {"generic": True}})
     assert '<div class="arithmatex">\\[b_w = p_w e^{t_w}, \\quad p(y_i \\mid y_{&lt;i})\\]</div>' in html
     assert '<span class="arithmatex">\\(\\sigma(t_x) &lt; 1\\)</span>' in html
     assert '<span class="arithmatex">\\(x_\\ell = H_\\ell([x_0, \\dots, x_{\\ell-1}])\\)</span>' in html
+    assert ('<div class="arithmatex">\\[\np(y_i \\mid y_{&lt;i}) = g(y_{i-1}, s_i, c_i) \\\\\na_{ij} = \\hat u_{j|i} '
+            '\\cdot v_j\n\\]</div>') in html
     assert not raw_tex(PageText.of(html).prose)
 
 

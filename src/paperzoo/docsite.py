@@ -149,7 +149,8 @@ def rst_to_markdown(text: str) -> str:
 
     Literal blocks (a paragraph ending in ``::`` and the indented lines after it) become fenced code blocks;
     bullet lists keep their markers with the indentation doubled (markdown nests lists at 4 spaces, RST at 2);
-    ``:role:`name``` becomes ```name```.
+    ``:role:`name``` becomes ```name```. Equations (``$...$``, ``$$...$$``, and a display between two lines
+    of ``$$``) keep their TeX as written, for pymdownx.arithmatex and KaTeX.
     """
     lines = text.splitlines()
     out: list[str] = []
@@ -174,6 +175,11 @@ def rst_to_markdown(text: str) -> str:
             out += ["", "```text", *(b[cut:] for b in block), "```", ""]
             continue
         indent = _indent(line)
+        if line.strip() == "$$":  # a display equation over several lines: its TeX passes as it is
+            end = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == "$$"), i)
+            out += [" " * (2 * indent) + b.strip() for b in lines[i:end + 1]]
+            i = end + 1
+            continue
         out.append(" " * (2 * indent) + _inline(line.strip()) if line.strip() else "")
         i += 1
     return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip() + "\n"

@@ -23,7 +23,10 @@ transcribed speech are enough for a usable recogniser). Its parts (§2, Figure 1
   entries are concatenated into $q_t$. The choice is made differentiable with the straight-through Gumbel
   softmax (eq. 1),
 
-  $$p_{g,v} = \frac{\exp((l_{g,v} + n_v)/\tau)}{\sum_k \exp((l_{g,k} + n_k)/\tau)}, \quad n = -\log(-\log(u)), \quad u \sim U(0, 1);$$
+  $$
+  p_{g,v} = \frac{\exp((l_{g,v} + n_v)/\tau)}{\sum_k \exp((l_{g,k} + n_k)/\tau)},
+  \quad n = -\log(-\log(u)), \quad u \sim U(0, 1);
+  $$
 
   the forward pass takes the argmax, the backward pass the gradient of the soft p (:class:`GumbelProductQuantizer`).
 * Objective (§3.2): $L = L_m + \alpha L_d$ (eq. 2), $\alpha = 0.1$.
@@ -31,7 +34,10 @@ transcribed speech are enough for a usable recogniser). Its parts (§2, Figure 1
       latent q_t among K = 100 distractors sampled uniformly from the other masked steps of the same
       utterance (:func:`sample_negatives`),
 
-      $$L_m = -\log \frac{\exp(\text{sim}(c_t, q_t)/\kappa)}{\sum_{\tilde q \in Q_t} \exp(\text{sim}(c_t, \tilde q)/\kappa)},$$
+      $$
+      L_m = -\log \frac{\exp(\text{sim}(c_t, q_t)/\kappa)}
+                        {\sum_{\tilde q \in Q_t} \exp(\text{sim}(c_t, \tilde q)/\kappa)},
+      $$
 
       with cosine similarity sim and temperature $\kappa = 0.1$ (:func:`contrastive_loss`).
     - Diversity loss (eq. 4): maximise the entropy of the codebooks' average softmax distribution $\bar p_g$ over
@@ -640,10 +646,10 @@ def check_time_mask(mask: Any, shape: tuple[int, int], *, name: str) -> torch.Te
 class GumbelProductQuantizer(nn.Module):
     r"""Product quantisation with the straight-through Gumbel softmax (§2, eq. 1).
 
-    ``to_logits`` maps each $z_t$ to logits $l \in \mathbb{R}^{G \times V}$; one entry of each of the G codebooks ``codebooks``
-    ``(G, V, d / G)`` is chosen and the G entries are concatenated into a d-dimensional vector. Training: the
-    hard Gumbel softmax at temperature ``temperature`` (one-hot forward, the soft probabilities' gradient
-    backward). Evaluation: the argmax, no noise. Returns ``(quantized (N, T, d), perplexity)``.
+    ``to_logits`` maps each $z_t$ to logits $l \in \mathbb{R}^{G \times V}$; one entry of each of the G codebooks
+    ``codebooks`` ``(G, V, d / G)`` is chosen and the G entries are concatenated into a d-dimensional vector. Training:
+    the hard Gumbel softmax at temperature ``temperature`` (one-hot forward, the soft probabilities' gradient backward).
+    Evaluation: the argmax, no noise. Returns ``(quantized (N, T, d), perplexity)``.
     """
 
     def __init__(self, input_dim: int = 512, num_groups: int = 2, num_entries: int = 320, codevector_dim: int = 256,

@@ -382,8 +382,8 @@ _RECIPE = TrainingRecipe(optimizer="adamw", lr=1e-3, weight_decay=0.0, schedule=
         "capsules: vectors whose length is the probability an entity exists and whose orientation its pose",
         r"squash non-linearity: $v = \frac{\|s\|^2}{1 + \|s\|^2} \frac{s}{\|s\|}$ keeps the direction, maps the length "
         "into [0, 1)",
-        r"routing by agreement: coupling $c_{ij} = \text{softmax}_j(b_{ij})$, $b_{ij}$ grows by $\hat u_{j|i} \cdot v_j$, "
-        "3 iterations",
+        r"routing by agreement: coupling $c_{ij} = \text{softmax}_j(b_{ij})$, $b_{ij}$ grows by "
+        r"$\hat u_{j|i} \cdot v_j$, 3 iterations",
         "margin loss per class capsule (m+ 0.9, m- 0.1, lambda 0.5), so several digits can be present",
         "a reconstruction decoder on the masked digit capsule regularises the capsules (loss weight 0.0005)",
     ),

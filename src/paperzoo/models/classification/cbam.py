@@ -16,7 +16,10 @@ cheap attention maps that re-weight the block's output: first *what* to look at 
   both C-vectors through one shared MLP with a hidden layer of C/r units (reduction ratio r = 16, ReLU after
   the first layer W0); add the two outputs and squash:
 
-  $$M_c(F) = \sigma(\text{MLP}(\text{AvgPool}(F)) + \text{MLP}(\text{MaxPool}(F))) = \sigma(W_1(W_0(F^c_{avg})) + W_1(W_0(F^c_{max}))).$$
+  $$
+  M_c(F) = \sigma(\text{MLP}(\text{AvgPool}(F)) + \text{MLP}(\text{MaxPool}(F)))
+         = \sigma(W_1(W_0(F^c_{avg})) + W_1(W_0(F^c_{max}))).
+  $$
 
   Squeeze-and-Excitation uses the average alone; the paper shows (Table 1) that the max-pooled descriptor,
   the most salient response of each channel, adds accuracy at no extra parameters.

@@ -20,11 +20,14 @@ were needed, designed together:
   norm of each channel over H×W; (2) normalization, each channel's share of the total response;
   (3) calibration:
 
-  $$G(X) = \{\|X_1\|, \|X_2\|, \dots, \|X_C\|\} \in \mathbb{R}^C, \qquad N(\|X_i\|) = \frac{\|X_i\|}{\sum_j \|X_j\|}, \qquad X_i = X_i \cdot N(G(X)_i),$$
+  $$
+  G(X) = \{\|X_1\|, \|X_2\|, \dots, \|X_C\|\} \in \mathbb{R}^C, \qquad N(\|X_i\|) = \frac{\|X_i\|}{\sum_j \|X_j\|},
+  \qquad X_i = X_i \cdot N(G(X)_i),
+  $$
 
   and, to ease optimisation, two learned per-channel parameters γ and β, both initialised to zero, and a
-  residual connection, $X_i \leftarrow \gamma_i \cdot X_i \cdot N(G(X)_i) + \beta_i + X_i$, so a fresh GRN is the identity. GRN has no
-  other parameters and costs almost nothing.
+  residual connection, $X_i \leftarrow \gamma_i \cdot X_i \cdot N(G(X)_i) + \beta_i + X_i$, so a fresh GRN is the
+  identity. GRN has no other parameters and costs almost nothing.
 
 The ConvNeXt V2 block is V1's with a GRN after the GELU of the MLP (on the 4C-wide layer), and without V1's layer
 scale γ (with GRN it became redundant, the paper finds)::

@@ -20,9 +20,10 @@ width and depth) and derives cheaper Inception modules from them:
   stride-2 pooling run in parallel and their outputs are concatenated.
 * Auxiliary classifiers as regularisers (§4, Figure 8): one side classifier on the last 17×17 layer, with batch
   normalisation, helps near the end of training (removing GoogLeNet's lower one costs nothing).
-* Label-smoothing regularisation (§7): train against $q'(k) = (1 - \varepsilon) \delta_{k,y} + \varepsilon / K$ with $\varepsilon = 0.1$ instead of the
-  one-hot label, so the logits cannot grow without bound; and the first 7×7 convolution is factorised into 3×3
-  ones (§10). Inception-v3 is the best of the paper's variants: all of the above plus RMSProp (§8).
+* Label-smoothing regularisation (§7): train against $q'(k) = (1 - \varepsilon) \delta_{k,y} + \varepsilon / K$ with
+  $\varepsilon = 0.1$ instead of the one-hot label, so the logits cannot grow without bound; and the first 7×7
+  convolution is factorised into 3×3 ones (§10). Inception-v3 is the best of the paper's variants: all of the above plus
+  RMSProp (§8).
 
 Data flow (channels × size at 299×299)::
 
@@ -373,7 +374,8 @@ class InceptionV3(nn.Module):
              aux_weight: float = 0.4, label_smoothing: float = 0.1) -> torch.Tensor:
         r"""The training loss: cross-entropy with label smoothing ε = 0.1
         (§7: $q'(k) = (1 - \varepsilon) \delta_{k,y} + \varepsilon / K$), plus ``aux_weight`` (0.4, from Google's
-        training code) times the auxiliary classifier's, when ``output`` carries it (training mode with ``aux_logits``)."""
+        training code) times the auxiliary classifier's, when ``output`` carries it (training mode with
+        ``aux_logits``)."""
         criterion = partial(F.cross_entropy, target=target, label_smoothing=label_smoothing)
         if isinstance(output, torch.Tensor):
             return criterion(output)

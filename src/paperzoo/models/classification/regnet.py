@@ -20,7 +20,8 @@ empirical distribution function of eq. 1), and narrows the space step by step wh
 
   is written as a power of $w_m$, $u_j = w_0 \cdot w_m^{s_j}$ (eq. 3), and $s_j$ is rounded, so that the widths
   form a geometric series $w_j = w_0 \cdot w_m^{\lfloor s_j \rceil}$ (eq. 4), rounded to a multiple of 8.
-  Blocks of equal width form a stage. :func:`regnet_stages` does exactly this, so every variant below is six numbers, not a width list.
+  Blocks of equal width form a stage. :func:`regnet_stages` does exactly this, so every variant below is six numbers,
+  not a width list.
 * The good RegNets have no bottleneck (b = 1), about 20 blocks and w_m ≈ 2.5. *RegNetY* adds
   squeeze-and-excitation (Hu et al. 2018) with ratio 1/4 to the X block, with consistent gains.
   Variants are named by their FLOPs: ``regnet_x_400mf`` has 400 MFLOPs (multiply-adds), ``regnet_y_16gf``

@@ -16,7 +16,10 @@ which unifies ResNeXt's multi-path design with SENet's and SKNet's channel atten
   splits with weights computed from it, per channel (eq. 3), $V^k_c = \sum_{i=1}^{R} a^k_i(c)\, U_{R(k-1)+i}$,
   where (eq. 4; the "r-Softmax" over the splits, an SE gate when R = 1)
 
-  $$a^k_i(c) = \frac{\exp(G^c_i(s^k))}{\sum_{j=1}^{R} \exp(G^c_j(s^k))} \text{ if } R > 1, \qquad a^k_i(c) = \frac{1}{1 + \exp(-G^c_i(s^k))} \text{ if } R = 1.$$
+  $$
+  a^k_i(c) = \frac{\exp(G^c_i(s^k))}{\sum_{j=1}^{R} \exp(G^c_j(s^k))} \text{ if } R > 1, \qquad
+  a^k_i(c) = \frac{1}{1 + \exp(-G^c_i(s^k))} \text{ if } R = 1.
+  $$
 
   G is two fully-connected layers (with BatchNorm and ReLU between them). The R splits of a channel compete
   for it, as the branches of SKNet do; with R = 1 the unit is an SE block on each cardinal group.

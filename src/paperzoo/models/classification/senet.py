@@ -12,8 +12,8 @@ three steps on the output U = [u_1, …, u_C] of any transformation F_tr (§3):
 * Excitation (§3.2): a gating mechanism learns non-mutually-exclusive channel dependencies,
   $s = F_{ex}(z, W) = \sigma(W_2\, \delta(W_1 z))$ (eq. 3),
   a bottleneck of two fully-connected layers, $W_1 \in \mathbb{R}^{C/r \times C}$ with ReLU $\delta$ and
-  $W_2 \in \mathbb{R}^{C \times C/r}$ with a sigmoid $\sigma$, so that several channels can be emphasised at once (a softmax would pick one). The reduction
-  ratio r = 16 balances accuracy and cost (the paper's ablation over r).
+  $W_2 \in \mathbb{R}^{C \times C/r}$ with a sigmoid $\sigma$, so that several channels can be emphasised at once (a
+  softmax would pick one). The reduction ratio r = 16 balances accuracy and cost (the paper's ablation over r).
 * Scale: each channel is multiplied by its gate, $\tilde x_c = F_{scale}(u_c, s_c) = s_c \cdot u_c$ (eq. 4).
 
 The block drops into existing architectures: in a ResNet (Figure 3) it recalibrates the residual branch,

@@ -23,7 +23,10 @@ Transformer a general backbone with two changes (§3):
 
   $$\hat z^l = \text{W-MSA}(\text{LN}(z^{l-1})) + z^{l-1}, \qquad z^l = \text{MLP}(\text{LN}(\hat z^l)) + \hat z^l,$$
 
-  $$\hat z^{l+1} = \text{SW-MSA}(\text{LN}(z^l)) + z^l, \qquad z^{l+1} = \text{MLP}(\text{LN}(\hat z^{l+1})) + \hat z^{l+1}.$$
+  $$
+  \hat z^{l+1} = \text{SW-MSA}(\text{LN}(z^l)) + z^l, \qquad
+  z^{l+1} = \text{MLP}(\text{LN}(\hat z^{l+1})) + \hat z^{l+1}.
+  $$
 
   The shifted partition is computed as efficiently as the regular one by a cyclic shift (Figure 4): roll
   the map up and left by ⌊M/2⌋, partition regularly, and mask attention between the pieces that the roll

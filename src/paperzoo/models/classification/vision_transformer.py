@@ -18,7 +18,10 @@ The standard Transformer encoder of NLP, applied to an image with as few changes
 
   $$z_0 = [x_{class}; x_p^1 E; \dots; x_p^N E] + E_{pos},$$
 
-  $$z'_\ell = \text{MSA}(\text{LN}(z_{\ell-1})) + z_{\ell-1}, \qquad z_\ell = \text{MLP}(\text{LN}(z'_\ell)) + z'_\ell, \qquad \ell = 1 \dots L,$$
+  $$
+  z'_\ell = \text{MSA}(\text{LN}(z_{\ell-1})) + z_{\ell-1}, \qquad z_\ell = \text{MLP}(\text{LN}(z'_\ell)) + z'_\ell,
+  \qquad \ell = 1 \dots L,
+  $$
 
   $$y = \text{LN}(z_L^0).$$
 

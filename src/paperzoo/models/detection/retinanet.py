@@ -70,8 +70,8 @@ outputs and losses match:
 * ``num_classes`` counts torchvision's 91 COCO category ids, 0 included, which is never a label ("background" in
   torchvision's convention): the classification subnet has 91·9 outputs, where the paper's K = 80 gives 80·9.
   Labels are in [1, num_classes).
-* The anchor sizes are truncated to whole pixels before use ($32 \cdot 2^{1/3} \to 40$, $32 \cdot 2^{2/3} \to 50$), and each anchor
-  is rounded and placed at the top-left corner of its stride cell (see ``anchors.py``).
+* The anchor sizes are truncated to whole pixels before use ($32 \cdot 2^{1/3} \to 40$, $32 \cdot 2^{2/3} \to 50$), and
+  each anchor is rounded and placed at the top-left corner of its stride cell (see ``anchors.py``).
 * Up to 300 detections per image are returned (torchvision); the paper does not say how many (COCO evaluates
   100).
 * Without pretrained weights (none can be loaded here), torchvision builds the backbone with ordinary, trainable

@@ -16,8 +16,8 @@ and a box offset for each of a fixed set of *default boxes* tiled over several f
   $s_k = s_{min} + \frac{s_{max} - s_{min}}{m - 1}(k - 1)$ relative to the image, with aspect ratios
   $a_r \in \{1, 2, 3, \frac{1}{2}, \frac{1}{3}\}$ ($w = s_k \sqrt{a_r}$, $h = s_k / \sqrt{a_r}$), plus for
   $a_r = 1$ a box of scale $s'_k = \sqrt{s_k s_{k+1}}$, centred on each cell
-  $(\frac{i + 0.5}{|f_k|}, \frac{j + 0.5}{|f_k|})$. Maps whose cells see regions near a box's size learn it; the set covers
-  scales and shapes densely (8732 boxes for SSD300).
+  $(\frac{i + 0.5}{|f_k|}, \frac{j + 0.5}{|f_k|})$. Maps whose cells see regions near a box's size learn it; the set
+  covers scales and shapes densely (8732 boxes for SSD300).
 * Matching (§2.3). Each ground-truth box is matched to the default box of best Jaccard overlap (IoU), and then
   every default box to any ground truth with IoU above 0.5 (here, as torchvision, IoU ≥ 0.5): several default
   boxes may predict one object, which is easier to learn than picking the single best.
@@ -67,7 +67,8 @@ whose weights convert) unless said otherwise:
 * The default-box scales are those of the paper's COCO models (§3.4): s_min = 0.15, s_max = 0.9, conv4_3 alone
   at 0.07. The step (s_max − s_min)/(m − 1) is rounded down to a whole percent, as the authors' released code does
   and torchvision copies: 0.15, 0.33, 0.51, 0.69, 0.87 for SSD300, where eq. 4 gives 0.15, 0.3375, … (SSD512's
-  step, 0.15, is exact). $s'_k$ of the last map uses $s_{m+1} = s_{max} + \text{step}$ (1.05), which the paper leaves open.
+  step, 0.15, is exact). $s'_k$ of the last map uses $s_{m+1} = s_{max} + \text{step}$ (1.05), which the paper leaves
+  open.
 * SSD300's box centres use the released code's steps (8, 16, 32, 64, 100, 300 pixels: (i + 0.5)·step / 300)
   rather than (i + 0.5)/|f_k| (38 cells × 8 pixels = 304 ≠ 300), and its box widths and heights are clipped to
   the image (at most 1), as torchvision; SSD512's steps 8 … 512 equal the paper's centres, and it follows the

@@ -9,7 +9,10 @@ paper fits a recognition model $q_\phi(z \mid x)$ (the probabilistic *encoder*) 
 model $p_\theta(x \mid z)$ (the *decoder*) by maximising, by stochastic gradient ascent, a lower bound on the
 log-likelihood of each datapoint (eq. 3):
 
-$$\log p_\theta(x) \ge \mathcal{L}(\theta, \phi; x) = -D_{KL}(q_\phi(z \mid x) \,\|\, p_\theta(z)) + \mathbb{E}_{q_\phi(z \mid x)}[\log p_\theta(x \mid z)].$$
+$$
+\log p_\theta(x) \ge \mathcal{L}(\theta, \phi; x)
+  = -D_{KL}(q_\phi(z \mid x) \,\|\, p_\theta(z)) + \mathbb{E}_{q_\phi(z \mid x)}[\log p_\theta(x \mid z)].
+$$
 
 * The reparameterisation trick (§2.4): a sample $z \sim q_\phi(z \mid x) = N(\mu, \sigma^2 I)$ is written as a
   differentiable function of φ and an independent noise, $z = \mu + \sigma \odot \varepsilon$ with

@@ -20,7 +20,10 @@ delimiter and extract tokens, so the architecture never changes.
 * The model is a Transformer *decoder*: masked (causal) multi-head self-attention, so position i sees only the
   tokens up to i, then a position-wise feed-forward network, each sub-layer in a residual connection (eq. 2):
 
-  $$h_0 = U W_e + W_p, \qquad h_l = \text{transformer\_block}(h_{l-1}) \text{ for } l = 1 \dots n, \qquad P(u) = \text{softmax}(h_n W_e^T),$$
+  $$
+  h_0 = U W_e + W_p, \qquad h_l = \text{transformer\_block}(h_{l-1}) \text{ for } l = 1 \dots n, \qquad
+  P(u) = \text{softmax}(h_n W_e^T),
+  $$
 
   where U is the one-hot context, W_e the token embedding (reused, transposed, as the output layer) and W_p the
   learned position embedding.

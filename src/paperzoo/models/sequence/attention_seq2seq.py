@@ -13,10 +13,11 @@ quickly as sentences grow longer than those it was trained on (Figure 2). RNNsea
 * The decoder (§3.1) computes a distinct context vector $c_i$ for each target word, a weighted sum of the
   annotations, $c_i = \sum_j \alpha_{ij} h_j$ (eq. 5), with weights $\alpha_{ij} = \text{softmax}_j(e_{ij})$
   (eq. 6) from an alignment model $e_{ij} = a(s_{i-1}, h_j)$ that scores how well the source around position j
-  matches the output at position i. The alignment model is a small feed-forward network trained jointly with the rest ("jointly
-  learning to align and translate"); α is a soft alignment that can be inspected (Figure 3).
+  matches the output at position i. The alignment model is a small feed-forward network trained jointly with the rest
+  ("jointly learning to align and translate"); α is a soft alignment that can be inspected (Figure 3).
 * The new state $s_i = f(s_{i-1}, y_{i-1}, c_i)$ and the output distribution
-  $p(y_i \mid y_{<i}, x) = g(y_{i-1}, s, c_i)$ both read the context; the output is a deep output layer with a single maxout hidden layer (appendix A.2.2).
+  $p(y_i \mid y_{<i}, x) = g(y_{i-1}, s, c_i)$ both read the context; the output is a deep output layer with a single
+  maxout hidden layer (appendix A.2.2).
 
 The equations of appendix A, with the paper's names (n = 1000 hidden units, m = 620-d embeddings, n' = 1000
 alignment units, l = 500 maxout units, K_x = K_y = 30,000 words; the paper omits bias terms "to make the

@@ -54,9 +54,9 @@ is what it computes, and the tests hold the two equal.
 
 A drop-in replacement for ``torch.nn.GRU``: the same constructor keywords and defaults (``batch_first=False``,
 as torch.nn), call signature ``(input, h_0) → (output, h_n)``, parameter names and initialisation
-($U(-1/\sqrt{H}, 1/\sqrt{H})$), so a torch.nn.GRU state_dict loads as it is (``load_weights(..., source="torch")``) and the
-outputs equal torch.nn's. The registered builder ``create_model("gru", ...)`` defaults to ``batch_first=True``,
-the zoo's convention for sequence inputs.
+($U(-1/\sqrt{H}, 1/\sqrt{H})$), so a torch.nn.GRU state_dict loads as it is (``load_weights(..., source="torch")``) and
+the outputs equal torch.nn's. The registered builder ``create_model("gru", ...)`` defaults to ``batch_first=True``, the
+zoo's convention for sequence inputs.
 
 Deviations from the paper, all torch.nn.GRU's, kept so that its weights load and its outputs match:
 

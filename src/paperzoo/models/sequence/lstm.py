@@ -59,7 +59,8 @@ Deviations from the 1997 paper, all torch.nn.LSTM's, kept so that its weights lo
 * The forget gate (Gers et al. 2000): the 1997 cell has none, its carousel weight is fixed at 1.0.
 * Squashing functions: the 1997 paper's g (a sigmoid scaled to [-2, 2]) and h (scaled to [-1, 1]) are tanh.
 * Every cell has its own gates; the paper groups cells into "memory cell blocks" that share them (§4).
-* Two bias vectors per gate ($b_{i\cdot}$ and $b_{h\cdot}$, cuDNN's layout), of which only the sum matters; the paper has one.
+* Two bias vectors per gate ($b_{i\cdot}$ and $b_{h\cdot}$, cuDNN's layout), of which only the sum matters; the paper
+  has one.
 * Training is by full backpropagation through time (autograd); the paper truncated the error flow outside
   the cells to make learning local in time (§4, "truncated backprop").
 * No peephole connections by default (torch.nn has none). ``peephole=True``, our addition, adds the diagonal
