@@ -112,6 +112,7 @@ def test_equations_reach_the_page_as_tex_untouched():
     md = docsite.rst_to_markdown(text)
     assert "* The box is\n\n    $$b_w = p_w e^{t_w}, \\quad p(y_i \\mid y_{<i})$$\n\n    The sigmoid keeps" in md
     assert "$\\sigma(t_x) < 1$" in md and "2 &lt; 3" in md and "`a<b`" in md
+    assert "`a<b`.\n\n* $h_{t-1}$" in md  # a blank line ends the item that holds the display: the list goes on
     assert "* $h_{t-1}$ and $x_\\ell = H_\\ell([x_0, \\dots, x_{\\ell-1}])$." in md
     display = ("    $$\n    p(y_i \\mid y_{<i}) = g(y_{i-1}, s_i, c_i) \\\\\n"
                "    a_{ij} = \\hat u_{j|i} \\cdot v_j\n    $$")
@@ -124,7 +125,10 @@ def test_equations_reach_the_page_as_tex_untouched():
     assert '<span class="arithmatex">\\(x_\\ell = H_\\ell([x_0, \\dots, x_{\\ell-1}])\\)</span>' in html
     assert ('<div class="arithmatex">\\[\np(y_i \\mid y_{&lt;i}) = g(y_{i-1}, s_i, c_i) \\\\\na_{ij} = \\hat u_{j|i} '
             '\\cdot v_j\n\\]</div>') in html
+    assert html.count("<li>") == 2, "the display ended the list: the second bullet became the first one's text"
     assert not raw_tex(PageText.of(html).prose)
+    plain = docsite.rst_to_markdown("* one\n  more\n* two\n  * nested\n  * nested too\n* three\n")
+    assert plain == "* one\n    more\n* two\n    * nested\n    * nested too\n* three\n"  # tight lists stay tight
 
 
 def test_site_renders_equations_with_its_own_katex():

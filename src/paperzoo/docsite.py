@@ -144,13 +144,27 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" "))
 
 
+_BULLET = re.compile(r"\s*[*-] ")
+
+
+def _item_has_blank_line(out: list[str], indent: int) -> bool:
+    """Whether the list item before, the last bullet at ``indent`` in ``out``, holds a blank line."""
+    blank = False
+    for line in reversed(out):
+        if not line.strip():
+            blank = True
+        elif _BULLET.match(line) and _indent(line) <= indent:
+            return blank and _indent(line) == indent
+    return False
+
+
 def rst_to_markdown(text: str) -> str:
     """The subset of reStructuredText the model docstrings use, as markdown.
 
     Literal blocks (a paragraph ending in ``::`` and the indented lines after it) become fenced code blocks;
     bullet lists keep their markers with the indentation doubled (markdown nests lists at 4 spaces, RST at 2);
-    ``:role:`name``` becomes ```name```. Equations (``$...$``, ``$$...$$``, and a display between two lines
-    of ``$$``) keep their TeX as written, for pymdownx.arithmatex and KaTeX.
+    ``:role:`name``` becomes ```name```. Equations (TeX between single or double dollar signs, and a display
+    between two lines of two dollar signs each) keep their TeX as written, for pymdownx.arithmatex and KaTeX.
     """
     lines = text.splitlines()
     out: list[str] = []
@@ -180,6 +194,10 @@ def rst_to_markdown(text: str) -> str:
             out += [" " * (2 * indent) + b.strip() for b in lines[i:end + 1]]
             i = end + 1
             continue
+        if _BULLET.match(line) and out and out[-1] and _item_has_blank_line(out, 2 * indent):
+            # The item before holds a blank line (a display equation, a second paragraph): without a blank line
+            # of its own this bullet would be read as that item's text, and the list would end there.
+            out.append("")
         out.append(" " * (2 * indent) + _inline(line.strip()) if line.strip() else "")
         i += 1
     return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip() + "\n"
