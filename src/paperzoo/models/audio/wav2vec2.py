@@ -10,13 +10,13 @@ transcribed speech are enough for a usable recogniser). Its parts (§2, Figure 1
 
 * Feature encoder f: X → Z. A stack of seven temporal convolutions (512 channels, kernel widths
   (10, 3, 3, 3, 3, 2, 2), strides (5, 2, 2, 2, 2, 2, 2)), each followed by a normalisation and a GELU, maps
-  the 16 kHz waveform to one latent vector z_t every 320 samples (20 ms), each seeing 400 samples (25 ms).
+  the 16 kHz waveform to one latent vector $z_t$ every 320 samples (20 ms), each seeing 400 samples (25 ms).
 * Context network g: Z → C, a Transformer. Instead of absolute position embeddings it adds the output of one
   wide grouped convolution over time (kernel 128, 16 groups) followed by a GELU: a *relative* positional
   embedding that works for any length (:class:`ConvolutionalPositionEmbedding`).
 * Masking (§3.1). A proportion p = 0.065 of all time steps is sampled, without replacement, as starting
   indices, and the M = 10 steps from each are masked (spans may overlap; about 49% of the steps end up
-  masked): the context network sees one learned mask vector there instead of z_t (:func:`compute_span_mask`).
+  masked): the context network sees one learned mask vector there instead of $z_t$ (:func:`compute_span_mask`).
   The quantisation module sees the unmasked features.
 * Quantisation module (§2, "Quantization module"). Product quantisation: G = 2 codebooks of V = 320 entries
   each; $z_t$ is mapped to logits $l \in \mathbb{R}^{G \times V}$, one entry is chosen per codebook and the G
@@ -30,8 +30,8 @@ transcribed speech are enough for a usable recogniser). Its parts (§2, Figure 1
 
   the forward pass takes the argmax, the backward pass the gradient of the soft p (:class:`GumbelProductQuantizer`).
 * Objective (§3.2): $L = L_m + \alpha L_d$ (eq. 2), $\alpha = 0.1$.
-    - Contrastive loss (eq. 3): at every masked step t the context vector c_t must pick the true quantised
-      latent q_t among K = 100 distractors sampled uniformly from the other masked steps of the same
+    - Contrastive loss (eq. 3): at every masked step t the context vector $c_t$ must pick the true quantised
+      latent $q_t$ among K = 100 distractors sampled uniformly from the other masked steps of the same
       utterance (:func:`sample_negatives`),
 
       $$

@@ -7,8 +7,8 @@ YOLO ("You Only Look Once") detects in one pass of one convolutional network: ev
 image predicts a few boxes directly, with no proposals and no region-wise second stage. YOLOv3 is YOLOv2 with a
 handful of changes that each helped (§2):
 
-* Bounding box prediction (§2.1, from YOLOv2). A cell at grid offset (c_x, c_y) predicts, for each of its box
-  priors (anchors) of size (p_w, p_h), four numbers t_x, t_y, t_w, t_h, and the box is
+* Bounding box prediction (§2.1, from YOLOv2). A cell at grid offset $(c_x, c_y)$ predicts, for each of its box
+  priors (anchors) of size $(p_w, p_h)$, four numbers $t_x, t_y, t_w, t_h$, and the box is
 
   $$b_x = \sigma(t_x) + c_x, \quad b_y = \sigma(t_y) + c_y, \quad b_w = p_w e^{t_w}, \quad b_h = p_h e^{t_h}.$$
 
