@@ -100,6 +100,62 @@ def test_rst_docstring_becomes_markdown():
     assert "* a point that\n    continues" in md and "\n    * a nested point" in md
 
 
+def test_equations_reach_the_page_as_tex_untouched():
+    """A docstring's TeX passes the RST conversion as written (no "<" escaped inside it), a display equation in a
+    bullet stays its own paragraph (it does not run into the next sentence), and arithmatex hands it to KaTeX in
+    its container, escaped only as HTML."""
+    import markdown
+
+    text = ("* The box is\n\n  $$b_w = p_w e^{t_w}, \\quad p(y_i \\mid y_{<i})$$\n\n  The sigmoid keeps "
+            "$\\sigma(t_x) < 1$; 2 < 3 and `a<b`.\n* $h_{t-1}$ and $x_\\ell = H_\\ell([x_0, \\dots, x_{\\ell-1}])$.\n\n"
+            "  $$\n  p(y_i \\mid y_{<i}) = g(y_{i-1}, s_i, c_i) \\\\\n  a_{ij} = \\hat u_{j|i} \\cdot v_j\n  $$\n")
+    md = docsite.rst_to_markdown(text)
+    assert "* The box is\n\n    $$b_w = p_w e^{t_w}, \\quad p(y_i \\mid y_{<i})$$\n\n    The sigmoid keeps" in md
+    assert "$\\sigma(t_x) < 1$" in md and "2 &lt; 3" in md and "`a<b`" in md
+    assert "`a<b`.\n\n* $h_{t-1}$" in md  # a blank line ends the item that holds the display: the list goes on
+    assert "* $h_{t-1}$ and $x_\\ell = H_\\ell([x_0, \\dots, x_{\\ell-1}])$." in md
+    display = ("    $$\n    p(y_i \\mid y_{<i}) = g(y_{i-1}, s_i, c_i) \\\\\n"
+               "    a_{ij} = \\hat u_{j|i} \\cdot v_j\n    $$")
+    assert display in md
+    assert docsite._inline("costs $5 and $6 < $7") == "costs $5 and $6 &lt; $7"  # dollars, not an equation
+    html = markdown.markdown(md, extensions=["pymdownx.arithmatex", docsite.makeExtension()],
+                             extension_configs={"pymdownx.arithmatex": {"generic": True}})
+    assert '<div class="arithmatex">\\[b_w = p_w e^{t_w}, \\quad p(y_i \\mid y_{&lt;i})\\]</div>' in html
+    assert '<span class="arithmatex">\\(\\sigma(t_x) &lt; 1\\)</span>' in html
+    assert '<span class="arithmatex">\\(x_\\ell = H_\\ell([x_0, \\dots, x_{\\ell-1}])\\)</span>' in html
+    assert ('<div class="arithmatex">\\[\np(y_i \\mid y_{&lt;i}) = g(y_{i-1}, s_i, c_i) \\\\\na_{ij} = \\hat u_{j|i} '
+            '\\cdot v_j\n\\]</div>') in html
+    assert html.count("<li>") == 2, "the display ended the list: the second bullet became the first one's text"
+    assert not raw_tex(PageText.of(html).prose)
+    plain = docsite.rst_to_markdown("* one\n  more\n* two\n  * nested\n  * nested too\n* three\n")
+    assert plain == "* one\n    more\n* two\n    * nested\n    * nested too\n* three\n"  # tight lists stay tight
+
+
+def test_site_renders_equations_with_its_own_katex():
+    """mkdocs.yml turns arithmatex on and loads KaTeX from the site itself: every stylesheet and script it names is
+    a file under docs/, none a URL (a reader may be offline), and the vendored copy has its fonts and licence."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):  # mkdocs.yml may hold !!python/name tags; this test reads only plain keys
+        pass
+
+    Loader.add_multi_constructor("", lambda loader, suffix, node: None)
+    config = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=Loader)
+    extensions = {next(iter(e)) if isinstance(e, dict) else e: e for e in config["markdown_extensions"]}
+    assert extensions["pymdownx.arithmatex"] == {"pymdownx.arithmatex": {"generic": True}}
+    assets = config["extra_css"] + config["extra_javascript"]
+    for asset in assets:
+        assert "//" not in asset and (ROOT / "docs" / asset).is_file(), asset
+    assert {"vendor/katex/katex.min.css", "vendor/katex/katex.min.js", "vendor/katex/contrib/auto-render.min.js",
+            "javascripts/katex-init.js"} <= set(assets)
+    assert assets.index("vendor/katex/katex.min.js") < assets.index("javascripts/katex-init.js")
+    katex = ROOT / "docs" / "vendor" / "katex"
+    fonts = set(re.findall(r"url\((fonts/[^)]+\.woff2)\)", (katex / "katex.min.css").read_text()))
+    assert fonts and all((katex / font).is_file() for font in fonts)
+    assert "MIT" in (katex / "LICENSE").read_text()
+    assert not re.search(r"https?://", (ROOT / "docs" / "javascripts" / "katex-init.js").read_text())
+
+
 def test_api_reference_reads_rst_roles_as_code():
     import markdown
 
@@ -355,17 +411,39 @@ def test_every_canonical_model_has_a_page_with_its_diagram_and_variants(built_si
     assert (site / "overview" / "scale.svg").stat().st_size > 10_000
 
 
+@pytest.mark.heavy
+def test_no_raw_tex_left_in_any_page(built_site):
+    """Every equation of the docstrings reaches KaTeX: no page's prose (its text outside code and outside the
+    containers arithmatex makes for KaTeX) shows TeX such as ``e^{t_h}``, ``s_{i-1}`` or ``\\frac``, and the model
+    pages that have equations hand them over in those containers."""
+    site = Path(built_site["dir"])
+    pages = sorted(site.rglob("*.html"))
+    assert len(pages) > 50
+    left = {str(page.relative_to(site)): found for page in pages
+            if (found := raw_tex(PageText.of(page.read_text()).prose))}
+    assert not left, "raw TeX on the site:\n" + "\n".join(f"{page}: {found}" for page, found in left.items())
+    with_equations = [page.parent.name for page in sorted(site.glob("models/*/index.html"))
+                      if 'class="arithmatex"' in page.read_text()]
+    assert {"capsnet", "swin_transformer", "yolov3", "gpt", "lstm"} <= set(with_equations), with_equations
+
+
 class PageText(HTMLParser):
     """The text a reader sees on a built page, with entities decoded and tags dropped: the code blocks (each
-    ``<pre>``'s text) and the tables (rows of cell texts, the header row first). Tests read the page through it so
+    ``<pre>``'s text), the tables (rows of cell texts, the header row first) and the prose (all the text outside
+    code, scripts, drawings and the equations that arithmatex wraps for KaTeX). Tests read the page through it so
     that they check what it says, not how one version of Markdown or Pygments happened to escape or wrap it."""
+
+    NOT_PROSE = ("pre", "code", "script", "style", "svg", "textarea")
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.code_blocks: list[str] = []
         self.tables: list[list[list[str]]] = []
+        self.prose = ""
         self._pre_depth = 0
         self._cell: list[str] | None = None
+        self._hidden: dict[str, int] = {}  # open NOT_PROSE elements, by tag
+        self._equation: str | None = None  # the tag of the open arithmatex container (it holds only text)
 
     @classmethod
     def of(cls, page: str) -> PageText:
@@ -375,6 +453,10 @@ class PageText(HTMLParser):
         return parser
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag in self.NOT_PROSE:
+            self._hidden[tag] = self._hidden.get(tag, 0) + 1
+        if self._equation is None and "arithmatex" in (dict(attrs).get("class") or "").split():
+            self._equation = tag
         if tag == "pre":
             self._pre_depth += 1
             if self._pre_depth == 1:
@@ -385,8 +467,14 @@ class PageText(HTMLParser):
             self.tables[-1].append([])
         elif tag in ("td", "th"):
             self._cell = []
+        elif tag in ("p", "li", "div", "br", "tr", "h1", "h2", "h3", "h4", "dt", "dd"):
+            self.prose += "\n"
 
     def handle_endtag(self, tag: str) -> None:
+        if self._hidden.get(tag):
+            self._hidden[tag] -= 1
+        if tag == self._equation:
+            self._equation = None
         if tag == "pre":
             self._pre_depth = max(0, self._pre_depth - 1)
         elif tag in ("td", "th") and self._cell is not None:
@@ -399,6 +487,18 @@ class PageText(HTMLParser):
             self.code_blocks[-1] += data
         if self._cell is not None:
             self._cell.append(data)
+        if self._equation is None and not any(self._hidden.values()):
+            self.prose += data
+
+
+# TeX that KaTeX should have rendered: a brace after ^ or _, a TeX command, or the $ delimiters themselves.
+_RAW_TEX = re.compile(r"[\^_]\{|\\(?:frac|sqrt|sum|prod|mathbb|mathrm|text|hat|tilde|bar|odot|cdot|sigma|alpha|"
+                      r"lambda|theta|ell|left|right|begin|end|quad|lfloor|dots|log|exp|tanh|in)\b|\$\$|\$[^\s$]+\$")
+
+
+def raw_tex(text: str) -> list[str]:
+    """Each piece of raw TeX in ``text``, with a little of its context."""
+    return [text[max(0, m.start() - 40):m.end() + 30].replace("\n", " ") for m in _RAW_TEX.finditer(text)]
 
 
 def test_page_text_reads_what_the_reader_sees_however_it_is_escaped():
@@ -417,6 +517,10 @@ def test_page_text_reads_what_the_reader_sees_however_it_is_escaped():
         assert text.tables == [[["variant", "GMACs"], ["alexnet", "0.71"]]]
     empty = PageText.of("<p>create_model(&quot;alexnet&quot;)</p><p>alexnet</p>")
     assert empty.code_blocks == [] and empty.tables == []
+    equation = PageText.of('<p>Box <span class="arithmatex">\\(b_w = p_w e^{t_w}\\)</span>, then <code>x_{t}</code>'
+                           '<svg><text>h_{t-1}</text></svg>.</p><p>Raw: s_{i-1}</p>')
+    assert " ".join(equation.prose.split()) == "Box , then . Raw: s_{i-1}"
+    assert [found.strip() for found in raw_tex(equation.prose)] == ["Box , then . Raw: s_{i-1}"]
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

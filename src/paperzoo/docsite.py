@@ -128,11 +128,13 @@ def architectures() -> list[Architecture]:
 # ------------------------------------------------------------------------------------- docstrings into markdown
 
 _ROLE = re.compile(r":(?:meth|func|class|attr|mod|data|obj|exc|const):`~?([^`]+)`")
-_CODE_SPAN = re.compile(r"(``.+?``|`[^`]+`)")
+# Code spans and equations pass through untouched: ``code``, `code`, $$display$$ and $inline$ TeX (the delimiters
+# of pymdownx.arithmatex: an inline equation neither starts nor ends with a space, so "$5 and $6" is no equation).
+_CODE_SPAN = re.compile(r"(``.+?``|`[^`]+`|\$\$.+?\$\$|(?<![\\$])\$(?!\s)(?:\\.|[^\\$])+?(?<!\s)\$)")
 
 
 def _inline(text: str) -> str:
-    """RST inline markup into markdown: roles become code, ``<`` outside code is escaped."""
+    """RST inline markup into markdown: roles become code, ``<`` outside code and equations is escaped."""
     text = _ROLE.sub(lambda m: f"`{m.group(1)}`", text)
     parts = _CODE_SPAN.split(text)
     return "".join(part if i % 2 else part.replace("<", "&lt;") for i, part in enumerate(parts))
@@ -142,12 +144,27 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" "))
 
 
+_BULLET = re.compile(r"\s*[*-] ")
+
+
+def _item_has_blank_line(out: list[str], indent: int) -> bool:
+    """Whether the list item before, the last bullet at ``indent`` in ``out``, holds a blank line."""
+    blank = False
+    for line in reversed(out):
+        if not line.strip():
+            blank = True
+        elif _BULLET.match(line) and _indent(line) <= indent:
+            return blank and _indent(line) == indent
+    return False
+
+
 def rst_to_markdown(text: str) -> str:
     """The subset of reStructuredText the model docstrings use, as markdown.
 
     Literal blocks (a paragraph ending in ``::`` and the indented lines after it) become fenced code blocks;
     bullet lists keep their markers with the indentation doubled (markdown nests lists at 4 spaces, RST at 2);
-    ``:role:`name``` becomes ```name```.
+    ``:role:`name``` becomes ```name```. Equations (TeX between single or double dollar signs, and a display
+    between two lines of two dollar signs each) keep their TeX as written, for pymdownx.arithmatex and KaTeX.
     """
     lines = text.splitlines()
     out: list[str] = []
@@ -172,6 +189,15 @@ def rst_to_markdown(text: str) -> str:
             out += ["", "```text", *(b[cut:] for b in block), "```", ""]
             continue
         indent = _indent(line)
+        if line.strip() == "$$":  # a display equation over several lines: its TeX passes as it is
+            end = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == "$$"), i)
+            out += [" " * (2 * indent) + b.strip() for b in lines[i:end + 1]]
+            i = end + 1
+            continue
+        if _BULLET.match(line) and out and out[-1] and _item_has_blank_line(out, 2 * indent):
+            # The item before holds a blank line (a display equation, a second paragraph): without a blank line
+            # of its own this bullet would be read as that item's text, and the list would end there.
+            out.append("")
         out.append(" " * (2 * indent) + _inline(line.strip()) if line.strip() else "")
         i += 1
     return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip() + "\n"

@@ -54,7 +54,7 @@ every step and both directions in one matrix product before the time loop; the l
 loop, and both directions advance in the same iteration, one batched product (``baddbmm``) per step. In training,
 the gradient of W_hh is one matrix product over every step (:class:`_RecurrentWeightGradient`), as torch.nn's
 fused kernels form it, instead of one outer product per step summed T times (half the LSTM's training step at its
-canonical shape on one CPU thread). It needs the gradient of each step's recurrent product W_hh h_{t-1}: the
+canonical shape on one CPU thread). It needs the gradient of each step's recurrent product $W_{hh} h_{t-1}$: the
 LSTM adds that product to the input gates, so theirs is the same; the GRU's reset gate scales part of it first,
 so its cell adds a zero "port" to the product, whose gradient is the product's. A ``torch.compile``d cell was
 measured and is not used: a compiled graph's call costs as much as the ten eager operations it replaces (inference

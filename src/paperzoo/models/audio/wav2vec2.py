@@ -1,4 +1,4 @@
-"""wav2vec 2.0.
+r"""wav2vec 2.0.
 
 Paper: "wav2vec 2.0: A Framework for Self-Supervised Learning of Speech Representations", Alexei Baevski,
 Henry Zhou, Abdelrahman Mohamed, Michael Auli, NeurIPS 2020. https://arxiv.org/abs/2006.11477
@@ -10,25 +10,37 @@ transcribed speech are enough for a usable recogniser). Its parts (§2, Figure 1
 
 * Feature encoder f: X → Z. A stack of seven temporal convolutions (512 channels, kernel widths
   (10, 3, 3, 3, 3, 2, 2), strides (5, 2, 2, 2, 2, 2, 2)), each followed by a normalisation and a GELU, maps
-  the 16 kHz waveform to one latent vector z_t every 320 samples (20 ms), each seeing 400 samples (25 ms).
+  the 16 kHz waveform to one latent vector $z_t$ every 320 samples (20 ms), each seeing 400 samples (25 ms).
 * Context network g: Z → C, a Transformer. Instead of absolute position embeddings it adds the output of one
   wide grouped convolution over time (kernel 128, 16 groups) followed by a GELU: a *relative* positional
   embedding that works for any length (:class:`ConvolutionalPositionEmbedding`).
 * Masking (§3.1). A proportion p = 0.065 of all time steps is sampled, without replacement, as starting
   indices, and the M = 10 steps from each are masked (spans may overlap; about 49% of the steps end up
-  masked): the context network sees one learned mask vector there instead of z_t (:func:`compute_span_mask`).
+  masked): the context network sees one learned mask vector there instead of $z_t$ (:func:`compute_span_mask`).
   The quantisation module sees the unmasked features.
 * Quantisation module (§2, "Quantization module"). Product quantisation: G = 2 codebooks of V = 320 entries
-  each; z_t is mapped to logits l ∈ R^{G×V}, one entry is chosen per codebook and the G entries are
-  concatenated into q_t. The choice is made differentiable with the straight-through Gumbel softmax (eq. 1):
-  p_{g,v} = exp((l_{g,v} + n_v)/τ) / Σ_k exp((l_{g,k} + n_k)/τ), n = −log(−log(u)), u ~ U(0, 1); the forward
-  pass takes the argmax, the backward pass the gradient of the soft p (:class:`GumbelProductQuantizer`).
-* Objective (§3.2): L = L_m + α L_d (eq. 2), α = 0.1.
-    - Contrastive loss (eq. 3): at every masked step t the context vector c_t must pick the true quantised
-      latent q_t among K = 100 distractors sampled uniformly from the other masked steps of the same
-      utterance (:func:`sample_negatives`): L_m = −log exp(sim(c_t, q_t)/κ) / Σ_{q̃ ∈ Q_t} exp(sim(c_t, q̃)/κ),
-      with cosine similarity sim and temperature κ = 0.1 (:func:`contrastive_loss`).
-    - Diversity loss (eq. 4): maximise the entropy of the codebooks' average softmax distribution p̄_g over
+  each; $z_t$ is mapped to logits $l \in \mathbb{R}^{G \times V}$, one entry is chosen per codebook and the G
+  entries are concatenated into $q_t$. The choice is made differentiable with the straight-through Gumbel
+  softmax (eq. 1),
+
+  $$
+  p_{g,v} = \frac{\exp((l_{g,v} + n_v)/\tau)}{\sum_k \exp((l_{g,k} + n_k)/\tau)},
+  \quad n = -\log(-\log(u)), \quad u \sim U(0, 1);
+  $$
+
+  the forward pass takes the argmax, the backward pass the gradient of the soft p (:class:`GumbelProductQuantizer`).
+* Objective (§3.2): $L = L_m + \alpha L_d$ (eq. 2), $\alpha = 0.1$.
+    - Contrastive loss (eq. 3): at every masked step t the context vector $c_t$ must pick the true quantised
+      latent $q_t$ among K = 100 distractors sampled uniformly from the other masked steps of the same
+      utterance (:func:`sample_negatives`),
+
+      $$
+      L_m = -\log \frac{\exp(\text{sim}(c_t, q_t)/\kappa)}
+                        {\sum_{\tilde q \in Q_t} \exp(\text{sim}(c_t, \tilde q)/\kappa)},
+      $$
+
+      with cosine similarity sim and temperature $\kappa = 0.1$ (:func:`contrastive_loss`).
+    - Diversity loss (eq. 4): maximise the entropy of the codebooks' average softmax distribution $\bar p_g$ over
       a batch, so that all V entries get used (:func:`diversity_loss`).
 * After pre-training the quantiser is dropped and a linear CTC layer on C is fine-tuned on transcripts.
 
@@ -207,7 +219,8 @@ def contrastive_loss(
     negative_indices: torch.Tensor,
     temperature: float = 0.1,
 ) -> torch.Tensor:
-    """Eq. 3, summed over the masked steps: −log exp(sim(c_t, q_t)/κ) / Σ_{q̃ ∈ Q_t} exp(sim(c_t, q̃)/κ).
+    r"""Eq. 3, summed over the masked steps:
+    $-\log \exp(\text{sim}(c_t, q_t)/\kappa) / \sum_{\tilde q \in Q_t} \exp(\text{sim}(c_t, \tilde q)/\kappa)$.
 
     Args:
         context: c_t, the projected context vectors ``(N, T, D)``.
@@ -631,12 +644,12 @@ def check_time_mask(mask: Any, shape: tuple[int, int], *, name: str) -> torch.Te
 
 
 class GumbelProductQuantizer(nn.Module):
-    """Product quantisation with the straight-through Gumbel softmax (§2, eq. 1).
+    r"""Product quantisation with the straight-through Gumbel softmax (§2, eq. 1).
 
-    ``to_logits`` maps each z_t to logits l ∈ R^{G×V}; one entry of each of the G codebooks ``codebooks``
-    ``(G, V, d / G)`` is chosen and the G entries are concatenated into a d-dimensional vector. Training: the
-    hard Gumbel softmax at temperature ``temperature`` (one-hot forward, the soft probabilities' gradient
-    backward). Evaluation: the argmax, no noise. Returns ``(quantized (N, T, d), perplexity)``.
+    ``to_logits`` maps each $z_t$ to logits $l \in \mathbb{R}^{G \times V}$; one entry of each of the G codebooks
+    ``codebooks`` ``(G, V, d / G)`` is chosen and the G entries are concatenated into a d-dimensional vector. Training:
+    the hard Gumbel softmax at temperature ``temperature`` (one-hot forward, the soft probabilities' gradient backward).
+    Evaluation: the argmax, no noise. Returns ``(quantized (N, T, d), perplexity)``.
     """
 
     def __init__(self, input_dim: int = 512, num_groups: int = 2, num_entries: int = 320, codevector_dim: int = 256,

@@ -1,4 +1,4 @@
-"""CapsNet.
+r"""CapsNet.
 
 Paper: "Dynamic Routing Between Capsules", Sara Sabour, Nicholas Frosst, Geoffrey E. Hinton, NIPS 2017.
 https://arxiv.org/abs/1710.09829
@@ -7,17 +7,23 @@ A capsule is a group of neurons whose activity *vector* stands for one entity: i
 that the entity is present, its orientation the entity's instantiation parameters (pose, deformation, stroke
 thickness). The paper's ideas:
 
-* The squash non-linearity (eq. 1): v_j = ‖s_j‖² / (1 + ‖s_j‖²) · s_j / ‖s_j‖ shrinks short vectors to almost
-  zero and long vectors to a length just below 1, keeping the direction, so that a length is a probability.
-* Prediction vectors (eq. 2): each capsule i of the layer below predicts the output of each capsule j above
-  through its own transformation matrix, û_j|i = W_ij u_i, and capsule j's total input is the weighted sum
-  s_j = Σ_i c_ij û_j|i.
-* Routing by agreement (Procedure 1): the coupling coefficients c_ij are a softmax over the parents j of
-  routing logits b_ij (eq. 3), which start at 0 and grow by the agreement a_ij = û_j|i · v_j between a
-  prediction and the parent's output. A child thus sends its output to the parents whose outputs its
-  prediction agrees with, iterated three times. b_ij are not learned: they are recomputed for every image.
+* The squash non-linearity (eq. 1) shrinks short vectors to almost zero and long vectors to a length just
+  below 1, keeping the direction, so that a length is a probability:
+
+  $$v_j = \frac{\|s_j\|^2}{1 + \|s_j\|^2} \frac{s_j}{\|s_j\|}.$$
+
+* Prediction vectors (eq. 2): each capsule $i$ of the layer below predicts the output of each capsule $j$ above
+  through its own transformation matrix, $\hat u_{j|i} = W_{ij} u_i$, and capsule $j$'s total input is the
+  weighted sum $s_j = \sum_i c_{ij} \hat u_{j|i}$.
+* Routing by agreement (Procedure 1): the coupling coefficients $c_{ij}$ are a softmax over the parents $j$ of
+  routing logits $b_{ij}$ (eq. 3), which start at 0 and grow by the agreement $a_{ij} = \hat u_{j|i} \cdot v_j$
+  between a prediction and the parent's output. A child thus sends its output to the parents whose outputs its
+  prediction agrees with, iterated three times. $b_{ij}$ are not learned: they are recomputed for every image.
 * The margin loss (eq. 4), one per digit capsule, so that several digits can be present at once:
-  L_k = T_k max(0, m⁺ − ‖v_k‖)² + λ (1 − T_k) max(0, ‖v_k‖ − m⁻)², m⁺ = 0.9, m⁻ = 0.1, λ = 0.5.
+
+  $$L_k = T_k \max(0, m^+ - \|v_k\|)^2 + \lambda (1 - T_k) \max(0, \|v_k\| - m^-)^2,$$
+
+  with $m^+ = 0.9$, $m^- = 0.1$, $\lambda = 0.5$.
 * A reconstruction decoder (§4.1, Figure 2) as a regulariser: three fully-connected layers rebuild the image
   from the DigitCaps output with every capsule but one masked to zero (the true digit in training); its sum of
   squared errors is added to the loss, scaled by 0.0005 so that it does not dominate the margin loss.
@@ -374,8 +380,10 @@ _RECIPE = TrainingRecipe(optimizer="adamw", lr=1e-3, weight_decay=0.0, schedule=
     paper=_PAPER,
     innovations=(
         "capsules: vectors whose length is the probability an entity exists and whose orientation its pose",
-        "squash non-linearity: v = |s|^2 / (1 + |s|^2) * s / |s| keeps the direction, maps the length into [0, 1)",
-        "routing by agreement: coupling c_ij = softmax_j(b_ij), b_ij grows by u_hat_j|i . v_j, 3 iterations",
+        r"squash non-linearity: $v = \frac{\|s\|^2}{1 + \|s\|^2} \frac{s}{\|s\|}$ keeps the direction, maps the length "
+        "into [0, 1)",
+        r"routing by agreement: coupling $c_{ij} = \text{softmax}_j(b_{ij})$, $b_{ij}$ grows by "
+        r"$\hat u_{j|i} \cdot v_j$, 3 iterations",
         "margin loss per class capsule (m+ 0.9, m- 0.1, lambda 0.5), so several digits can be present",
         "a reconstruction decoder on the masked digit capsule regularises the capsules (loss weight 0.0005)",
     ),

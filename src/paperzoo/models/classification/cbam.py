@@ -1,11 +1,11 @@
-"""CBAM: the Convolutional Block Attention Module, and the ResNet-50 built with it.
+r"""CBAM: the Convolutional Block Attention Module, and the ResNet-50 built with it.
 
 Paper: "CBAM: Convolutional Block Attention Module", Sanghyun Woo, Jongchan Park, Joon-Young Lee, In So Kweon,
 ECCV 2018. https://arxiv.org/abs/1807.06521
 
 A convolution mixes channels and neighbouring positions in one step. CBAM adds, inside every block, two
 cheap attention maps that re-weight the block's output: first *what* to look at (a weight per channel), then
-*where* (a weight per position). For an intermediate feature map F ∈ R^{C×H×W} (§3, eq. 1)::
+*where* (a weight per position). For an intermediate feature map $F \in \mathbb{R}^{C \times H \times W}$ (§3, eq. 1)::
 
     F'  = M_c(F)  ⊗ F       channel attention  M_c ∈ R^{C×1×1}
     F'' = M_s(F') ⊗ F'      spatial attention  M_s ∈ R^{1×H×W}
@@ -15,11 +15,17 @@ cheap attention maps that re-weight the block's output: first *what* to look at 
 * Channel attention (eq. 2). Squeeze the spatial axes two ways, average pooling and max pooling, and send
   both C-vectors through one shared MLP with a hidden layer of C/r units (reduction ratio r = 16, ReLU after
   the first layer W0); add the two outputs and squash:
-  M_c(F) = σ(MLP(AvgPool(F)) + MLP(MaxPool(F))) = σ(W1(W0(F^c_avg)) + W1(W0(F^c_max))).
+
+  $$
+  M_c(F) = \sigma(\text{MLP}(\text{AvgPool}(F)) + \text{MLP}(\text{MaxPool}(F)))
+         = \sigma(W_1(W_0(F^c_{avg})) + W_1(W_0(F^c_{max}))).
+  $$
+
   Squeeze-and-Excitation uses the average alone; the paper shows (Table 1) that the max-pooled descriptor,
   the most salient response of each channel, adds accuracy at no extra parameters.
 * Spatial attention (eq. 3). Squeeze the channel axis the same two ways, average and max over channels, stack
-  the two H×W maps and convolve them with one 7×7 filter: M_s(F) = σ(f^{7×7}([AvgPool(F); MaxPool(F)])).
+  the two H×W maps and convolve them with one 7×7 filter:
+  $M_s(F) = \sigma(f^{7 \times 7}([\text{AvgPool}(F); \text{MaxPool}(F)]))$.
   The 7×7 kernel beats 3×3 (Table 2): deciding where to look needs a wide receptive field.
 * Sequential, channel first (Table 3: better than spatial first or both in parallel).
 * In a ResNet (Figure 3) CBAM refines the output of each block's residual branch, after its last BN and
@@ -100,7 +106,8 @@ class ChannelAttention(nn.Module):
 
 
 class SpatialAttention(nn.Module):
-    """The spatial attention map M_s(F) = σ(f^{k×k}([AvgPool(F); MaxPool(F)])) (eq. 3), shape (N, 1, H, W).
+    r"""The spatial attention map $M_s(F) = \sigma(f^{k \times k}([\text{AvgPool}(F); \text{MaxPool}(F)]))$ (eq. 3),
+    shape (N, 1, H, W).
 
     Args:
         kernel_size: k, the size of the convolution over the pooled maps (7 in the paper).

@@ -1,4 +1,4 @@
-"""ConvNeXt V2.
+r"""ConvNeXt V2.
 
 Paper: "ConvNeXt V2: Co-designing and Scaling ConvNets with Masked Autoencoders", Sanghyun Woo, Shoubhik Debnath,
 Ronghang Hu, Xinlei Chen, Zhuang Liu, In So Kweon, Saining Xie, CVPR 2023. https://arxiv.org/abs/2301.00808
@@ -16,15 +16,18 @@ were needed, designed together:
 * Global Response Normalization, GRN. Pre-trained with FCMAE, ConvNeXt V1 shows *feature collapse* in its
   blocks' wide MLP layer: many channels are dead or saturated and the rest are redundant (the paper shows the
   activations, and a low pairwise cosine distance between the channels). GRN makes the channels compete, like
-  lateral inhibition between biological neurons, in three steps on an H×W×C map X:
+  lateral inhibition between biological neurons, in three steps on an H×W×C map X: (1) aggregation, the L2
+  norm of each channel over H×W; (2) normalization, each channel's share of the total response;
+  (3) calibration:
 
-      (1) aggregation:    G(X) = gx = {‖X_1‖, ‖X_2‖, …, ‖X_C‖} ∈ R^C, the L2 norm of each channel over H×W;
-      (2) normalization:  N(‖X_i‖) = ‖X_i‖ / Σ_j ‖X_j‖, each channel's share of the total response;
-      (3) calibration:    X_i = X_i · N(G(X)_i),
+  $$
+  G(X) = \{\|X_1\|, \|X_2\|, \dots, \|X_C\|\} \in \mathbb{R}^C, \qquad N(\|X_i\|) = \frac{\|X_i\|}{\sum_j \|X_j\|},
+  \qquad X_i = X_i \cdot N(G(X)_i),
+  $$
 
   and, to ease optimisation, two learned per-channel parameters γ and β, both initialised to zero, and a
-  residual connection: X_i ← γ_i · X_i · N(G(X)_i) + β_i + X_i, so a fresh GRN is the identity. GRN has no
-  other parameters and costs almost nothing.
+  residual connection, $X_i \leftarrow \gamma_i \cdot X_i \cdot N(G(X)_i) + \beta_i + X_i$, so a fresh GRN is the
+  identity. GRN has no other parameters and costs almost nothing.
 
 The ConvNeXt V2 block is V1's with a GRN after the GELU of the MLP (on the 4C-wide layer), and without V1's layer
 scale γ (with GRN it became redundant, the paper finds)::

@@ -1,4 +1,4 @@
-"""CoordConv: convolution that knows where it is.
+r"""CoordConv: convolution that knows where it is.
 
 Paper: "An Intriguing Failing of Convolutional Neural Networks and the CoordConv Solution", Rosanne Liu, Joel
 Lehman, Piero Molino, Felipe Petroski Such, Eric Frank, Alex Sergeev, Jason Yosinski, NeurIPS 2018.
@@ -14,7 +14,7 @@ a whole quadrant of positions is held out (§4).
 
 * The CoordConv layer (§3, Figure 3). Before the convolution, concatenate hard-coded coordinate channels to
   its input: an i channel (row r holds r) and a j channel (column c holds c), both scaled linearly to
-  [−1, 1], and optionally a radius channel r = √(i² + j²), the distance from the centre. The filter can
+  [−1, 1], and optionally a radius channel $r = \sqrt{i^2 + j^2}$, the distance from the centre. The filter can
   now use position, or learn to ignore it (zero weights on those channels) and stay translation-invariant.
   The cost is 2 or 3 extra input channels: (c + 2)·c'·k² weights instead of c·c'·k².
 * With coordinates the coordinate transform is easy: a stack of 1×1 CoordConvs compares, at every pixel, the

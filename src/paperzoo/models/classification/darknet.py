@@ -1,4 +1,4 @@
-"""Darknet-53.
+r"""Darknet-53.
 
 Paper: "YOLOv3: An Incremental Improvement", Joseph Redmon, Ali Farhadi, 2018 (tech report).
 https://arxiv.org/abs/1804.02767
@@ -41,8 +41,8 @@ Deviations from the paper and from Darknet (the authors' C framework, whose cfg 
   its ImageNet weights were trained with 0.01: build ours with ``negative_slope=0.01`` to use them. With that
   one argument the two give the same outputs from the same (converted) weights (tests/test_yolov3.py). The card's
   reference is therefore the paper, not timm: the generic timm parity test builds our default, Darknet's 0.1.
-* Initialisation as Darknet's: convolution weights He-normal with fan-in (σ = √(2 / (k²·C_in))), BatchNorm scale
-  1 and shift 0, the connected layer uniform in ±√(2 / inputs) with zero bias.
+* Initialisation as Darknet's: convolution weights He-normal with fan-in ($\sigma = \sqrt{2 / (k^2 C_{in})}$), BatchNorm
+  scale 1 and shift 0, the connected layer uniform in $\pm\sqrt{2 / \text{inputs}}$ with zero bias.
 """
 
 from __future__ import annotations

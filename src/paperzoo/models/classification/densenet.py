@@ -1,4 +1,4 @@
-"""DenseNet.
+r"""DenseNet.
 
 Paper: "Densely Connected Convolutional Networks", Gao Huang, Zhuang Liu, Laurens van der Maaten, Kilian Q.
 Weinberger, CVPR 2017 (arXiv 2016). https://arxiv.org/abs/1608.06993
@@ -7,8 +7,8 @@ ResNet showed that short paths from early to late layers make deep networks trai
 idea to its limit: inside a block, every layer is connected to every later layer.
 
 * Dense connectivity (§3, Figure 1). Layer ℓ receives the feature maps of *all* preceding layers of its
-  block, concatenated along the channels:  x_ℓ = H_ℓ([x_0, x_1, …, x_{ℓ−1}])   (eq. 2).
-  ResNet adds instead, x_ℓ = H_ℓ(x_{ℓ−1}) + x_{ℓ−1} (eq. 1), and the paper argues that the summation
+  block, concatenated along the channels, $x_\ell = H_\ell([x_0, x_1, \dots, x_{\ell-1}])$ (eq. 2).
+  ResNet adds instead, $x_\ell = H_\ell(x_{\ell-1}) + x_{\ell-1}$ (eq. 1), and the paper argues that the summation
   may impede the information flow; concatenation keeps every earlier map intact, so a layer can reuse
   any of them as it is, and the loss gradient reaches each layer directly ("implicit deep supervision").
 * The growth rate k (§3, "Growth rate"). Each H_ℓ produces only k feature maps (k = 32 or 48 here), so the

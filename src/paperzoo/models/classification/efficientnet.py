@@ -1,4 +1,4 @@
-"""EfficientNet.
+r"""EfficientNet.
 
 Paper: "EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks", Mingxing Tan, Quoc V. Le,
 ICML 2019. https://arxiv.org/abs/1905.11946
@@ -8,10 +8,15 @@ higher resolution, and each alone saturates quickly (Figure 3). The paper's poin
 coupled (a larger image needs more layers for the larger receptive field and more channels for the finer
 patterns), so they should grow together, by fixed ratios:
 
-* Compound scaling (§3.3, eq. 3). One coefficient φ sets all three:
-  depth d = α^φ, width w = β^φ, resolution r = γ^φ,  subject to α · β² · γ² ≈ 2 and α, β, γ ≥ 1,
-  so that the FLOPS (∝ d · w² · r²) grow by about 2^φ. A small grid search at φ = 1 found α = 1.2, β = 1.1,
-  γ = 1.15 (step 1); fixing them and raising φ gives EfficientNet-B1 … B7 (step 2). Channel counts are
+* Compound scaling (§3.3, eq. 3). One coefficient φ sets all three,
+
+  $$
+  \text{depth } d = \alpha^\phi, \quad \text{width } w = \beta^\phi, \quad \text{resolution } r = \gamma^\phi, \qquad
+  \text{subject to } \alpha \cdot \beta^2 \cdot \gamma^2 \approx 2,\ \alpha, \beta, \gamma \ge 1,
+  $$
+
+  so that the FLOPS ($\propto d \cdot w^2 \cdot r^2$) grow by about $2^\phi$. A small grid search at φ = 1 found
+  α = 1.2, β = 1.1, γ = 1.15 (step 1); fixing them and raising φ gives EfficientNet-B1 … B7 (step 2). Channel counts are
   rounded to multiples of 8 and numbers of layers rounded up (:func:`round_channels`, :func:`round_layers`).
 * The baseline EfficientNet-B0 (Table 1) was found by a neural architecture search (as MnasNet, optimising
   accuracy and FLOPS). Its block is MobileNetV2's inverted residual, "MBConv", with squeeze-and-excitation
@@ -41,14 +46,14 @@ B1 … B7 scale every stage's width and number of layers, the stem and the head,
 
 Deviations from the paper, all torchvision's (kept so that its weights load and its outputs match):
 
-* B1 … B7 do not use α^φ, β^φ, γ^φ: the released code (and torchvision, and timm) scale by a table of rounded
-  coefficients, :data:`RELEASED_SCALING`, and so does this file. Bk is not eq. 3 at φ = k. B1 sits between
-  φ = 0 and 1 (d = 1.1, 240 px, but w = 1.0); B2 and B3 are eq. 3 at φ = 1 and 2 to one decimal (w = 1.1,
-  1.2; d = 1.2, 1.4; 260 and 300 px against 258 and 296); from B4 on, the three coefficients imply three
-  different φ, depth lagging most: B7 has w = 2.0 and 600 px, about φ = 7 (β⁷ = 1.95, 224 · γ⁷ = 596), but
-  d = 3.1, α^6.2 rather than α⁷ = 3.58. The table's FLOPS factor d · w² · r² is 1.3, 2.0, 3.6, 10, 23, 47, 89
-  for B1 … B7, where eq. 3 would give 1.92^φ. :func:`compound_scaling` gives the pure eq. 3 coefficients,
-  which the constructor takes as well (φ = 1 builds B2's network exactly); ``tests/test_efficientnet.py``
+* B1 … B7 do not use $\alpha^\phi, \beta^\phi, \gamma^\phi$: the released code (and torchvision, and timm) scale by a
+  table of rounded coefficients, :data:`RELEASED_SCALING`, and so does this file. Bk is not eq. 3 at φ = k. B1 sits
+  between φ = 0 and 1 (d = 1.1, 240 px, but w = 1.0); B2 and B3 are eq. 3 at φ = 1 and 2 to one decimal (w = 1.1, 1.2; d
+  = 1.2, 1.4; 260 and 300 px against 258 and 296); from B4 on, the three coefficients imply three different φ, depth
+  lagging most: B7 has w = 2.0 and 600 px, about φ = 7 ($\beta^7 = 1.95$, $224 \cdot \gamma^7 = 596$), but d = 3.1,
+  $\alpha^{6.2}$ rather than $\alpha^7 = 3.58$. The table's FLOPS factor $d \cdot w^2 \cdot r^2$ is 1.3, 2.0, 3.6, 10,
+  23, 47, 89 for B1 … B7, where eq. 3 would give $1.92^\phi$. :func:`compound_scaling` gives the pure eq. 3
+  coefficients, which the constructor takes as well (φ = 1 builds B2's network exactly); ``tests/test_efficientnet.py``
   compares the two.
 * BatchNorm: B0 … B4 use PyTorch's defaults (eps 1e-5, momentum 0.1) because torchvision's weights for them
   were trained in PyTorch (timm, torchvision); B5 … B7, whose weights are ports of the TensorFlow originals,

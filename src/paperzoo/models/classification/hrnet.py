@@ -1,4 +1,4 @@
-"""HRNet: the High-Resolution Network.
+r"""HRNet: the High-Resolution Network.
 
 Papers: "Deep High-Resolution Representation Learning for Visual Recognition", Jingdong Wang, Ke Sun, Tianheng
 Cheng, Borui Jiang, Chaorui Deng, Yang Zhao, Dong Liu, Yadong Mu, Mingkui Tan, Xinggang Wang, Wenyu Liu, Bin Xiao,
@@ -15,9 +15,9 @@ through the whole network:
   parallel, at 1/4, 1/8, 1/16, 1/32 of the input with C, 2C, 4C, 8C channels ("HRNet-W32": C = 32).
 * Repeated multi-resolution fusion (the pose paper's *exchange unit*). After every few residual units each output
   stream k receives the sum of all input streams, each resampled to resolution k (pose paper, eq. 3):
-  Y_k = Σ_i a(X_i, k), where a(X_i, k) is the identity for i = k, (k − i) strided 3×3 convolutions for a
+  $Y_k = \sum_i a(X_i, k)$, where $a(X_i, k)$ is the identity for i = k, (k − i) strided 3×3 convolutions for a
   higher-resolution input (i < k), and a 1×1 convolution (to k's width) then nearest-neighbour upsampling by
-  2^(i−k) for a lower-resolution input (i > k). Every stream sees every other, again and again.
+  $2^{i-k}$ for a lower-resolution input (i > k). Every stream sees every other, again and again.
 * Modules and stages. A *module* (the pose paper's exchange block) is a few residual units on every stream followed
   by one fusion. Stages 2, 3, 4 repeat 1, 4, 3 modules; the transition into a stage opens the new stream with a
   strided 3×3 convolution of the lowest-resolution stream.

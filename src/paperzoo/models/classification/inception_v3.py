@@ -1,4 +1,4 @@
-"""Inception v3.
+r"""Inception v3.
 
 Paper: "Rethinking the Inception Architecture for Computer Vision", Christian Szegedy, Vincent Vanhoucke,
 Sergey Ioffe, Jonathon Shlens, Zbigniew Wojna, CVPR 2016 (arXiv 2015). https://arxiv.org/abs/1512.00567
@@ -20,9 +20,10 @@ width and depth) and derives cheaper Inception modules from them:
   stride-2 pooling run in parallel and their outputs are concatenated.
 * Auxiliary classifiers as regularisers (§4, Figure 8): one side classifier on the last 17×17 layer, with batch
   normalisation, helps near the end of training (removing GoogLeNet's lower one costs nothing).
-* Label-smoothing regularisation (§7): train against q'(k) = (1 − ε) δ_{k,y} + ε / K with ε = 0.1 instead of the
-  one-hot label, so the logits cannot grow without bound; and the first 7×7 convolution is factorised into 3×3
-  ones (§10). Inception-v3 is the best of the paper's variants: all of the above plus RMSProp (§8).
+* Label-smoothing regularisation (§7): train against $q'(k) = (1 - \varepsilon) \delta_{k,y} + \varepsilon / K$ with
+  $\varepsilon = 0.1$ instead of the one-hot label, so the logits cannot grow without bound; and the first 7×7
+  convolution is factorised into 3×3 ones (§10). Inception-v3 is the best of the paper's variants: all of the above plus
+  RMSProp (§8).
 
 Data flow (channels × size at 299×299)::
 
@@ -371,9 +372,10 @@ class InceptionV3(nn.Module):
 
     def loss(self, output: torch.Tensor | tuple[torch.Tensor, torch.Tensor], target: torch.Tensor,
              aux_weight: float = 0.4, label_smoothing: float = 0.1) -> torch.Tensor:
-        """The training loss: cross-entropy with label smoothing ε = 0.1 (§7: q'(k) = (1 − ε) δ_{k,y} + ε/K),
-        plus ``aux_weight`` (0.4, from Google's training code) times the auxiliary classifier's, when
-        ``output`` carries it (training mode with ``aux_logits``)."""
+        r"""The training loss: cross-entropy with label smoothing ε = 0.1
+        (§7: $q'(k) = (1 - \varepsilon) \delta_{k,y} + \varepsilon / K$), plus ``aux_weight`` (0.4, from Google's
+        training code) times the auxiliary classifier's, when ``output`` carries it (training mode with
+        ``aux_logits``)."""
         criterion = partial(F.cross_entropy, target=target, label_smoothing=label_smoothing)
         if isinstance(output, torch.Tensor):
             return criterion(output)

@@ -13,7 +13,7 @@ CIFAR-10, and builds the ImageNet network by stacking copies of it:
   spatial size is halved, so a cell found on 32×32 images transfers to 331×331 ones by stacking more cells
   (N normal cells between reductions) with more filters. A network is written "N @ F", F being the filter
   count of the penultimate layer: NASNet-A (6 @ 4032) is the large ImageNet model, (4 @ 1056) the mobile one.
-* A cell (Figure 3) takes two hidden states, h_i (the previous cell's output) and h_{i−1} (the one before
+* A cell (Figure 3) takes two hidden states, $h_i$ (the previous cell's output) and $h_{i-1}$ (the one before
   it), and builds B = 5 *blocks*. Each block picks two hidden states from those available (the two inputs and
   the earlier blocks' outputs), applies an operation to each (identity, 3×3 average or max pooling, 3×3, 5×5 or
   7×7 depthwise-separable convolution, …) and combines the two results, by element-wise addition or by

@@ -1,24 +1,28 @@
-"""ODE-Net, the MNIST classifier of Neural Ordinary Differential Equations, and its ResNet baseline.
+r"""ODE-Net, the MNIST classifier of Neural Ordinary Differential Equations, and its ResNet baseline.
 
 Paper: "Neural Ordinary Differential Equations", Ricky T. Q. Chen, Yulia Rubanova, Jesse Bettencourt, David
 Duvenaud, NeurIPS 2018. https://arxiv.org/abs/1806.07366
 
-A residual network updates its hidden state in discrete steps, h_{t+1} = h_t + f(h_t, θ_t) (eq. 1): an Euler
+A residual network updates its hidden state in discrete steps, $h_{t+1} = h_t + f(h_t, \theta_t)$ (eq. 1): an Euler
 step of a differential equation. The paper takes the limit of ever more, ever smaller steps and parametrises
 the *derivative* of the hidden state with a neural network (eq. 2):
 
-    dh(t)/dt = f(h(t), t, θ),        h(T) = h(0) + ∫_0^T f(h(t), t, θ) dt = ODESolve(h(0), f, 0, T, θ).
+$$
+\frac{dh(t)}{dt} = f(h(t), t, \theta), \qquad
+h(T) = h(0) + \int_0^T f(h(t), t, \theta)\, dt = \text{ODESolve}(h(0), f, 0, T, \theta).
+$$
 
 * The output is whatever a black-box ODE solver returns: an adaptive one (here dopri5, Dormand–Prince 5(4))
   evaluates f as often as the error tolerance asks, so the depth (the number of function evaluations, NFE) is
   chosen per input, and a looser tolerance trades accuracy for speed (§3, Figure 3).
 * The parameters are shared over "depth": one f, with the time t as an input (here an extra constant channel
   of f's convolutions, ``ConcatConv2d``), replaces the 6 residual blocks: 0.21M parameters instead of 0.58M.
-* Gradients by the adjoint method (§2, eq. 4–5): the adjoint a(t) = ∂L/∂h(t) obeys
-  da/dt = −a(t)ᵀ ∂f/∂h, solved backwards from T to 0 together with h(t) and dL/dθ = −∫_T^0 a(t)ᵀ ∂f/∂θ dt,
-  so training needs O(1) memory in the depth instead of storing every solver step (``adjoint=True``).
-  The other way, backpropagating through the solver's operations (``adjoint=False``, the authors' default
-  and the paper's "RK-Net" of Table 1), is exact for the computed solution and stores every step.
+* Gradients by the adjoint method (§2, eq. 4–5): the adjoint $a(t) = \partial L / \partial h(t)$ obeys
+  $da/dt = -a(t)^T \partial f / \partial h$, solved backwards from T to 0 together with $h(t)$ and
+  $dL/d\theta = -\int_T^0 a(t)^T \partial f / \partial \theta \, dt$, so training needs O(1) memory in the depth instead
+  of storing every solver step (``adjoint=True``). The other way, backpropagating through the solver's operations
+  (``adjoint=False``, the authors' default and the paper's "RK-Net" of Table 1), is exact for the computed solution and
+  stores every step.
 
 The MNIST network (§3, Table 1; the layers of the authors' ``examples/odenet_mnist.py``): downsample twice,
 then the ODE block (or, for the ResNet baseline, 6 standard pre-activation residual blocks), then the head.

@@ -1,4 +1,4 @@
-"""PyramidNet: deep pyramidal residual networks.
+r"""PyramidNet: deep pyramidal residual networks.
 
 Paper: "Deep Pyramidal Residual Networks", Dongyoon Han, Jiwhan Kim, Junmo Kim, CVPR 2017 (arXiv 2016).
 https://arxiv.org/abs/1610.02915
@@ -8,8 +8,8 @@ Veit et al. found that deleting one of those downsampling units hurts a ResNet f
 other unit. PyramidNet spreads the widening over every unit instead, so that no unit is special:
 
 * Additive widening (eq. 2/3). With N units in all and a total widening factor α, unit k has
-  D_k = ⌊D_{k−1} + α/N⌋ channels: the width climbs like a pyramid from the stem's width (16 on CIFAR, 64 on
-  ImageNet) to that plus α, whatever the stage. (The paper also tries multiplicative widening; additive
+  $D_k = \lfloor D_{k-1} + \alpha / N \rfloor$ channels: the width climbs like a pyramid from the stem's width (16 on
+  CIFAR, 64 on ImageNet) to that plus α, whatever the stage. (The paper also tries multiplicative widening; additive
   does better, §4.)
 * Zero-padded identity shortcuts (§3, Figure 5(d)). The width changes at every unit, yet no shortcut is a
   projection: the shortcut is the identity with zeros appended for the new channels, and a 2×2 average
@@ -39,14 +39,13 @@ and four stages of [3, 24, 36, 3] bottleneck units widening from 64 by α = 300.
 
 Deviations from the paper:
 
-* The widths are D_k = ⌊D_{k−1} + α/N⌋ with the running sum D carried in floating point, as a direct
-  implementation of eq. (2) carries it. Where k·α/N is a whole number the sum lands a hair below it and the
-  floor gives one channel fewer (PyramidNet-200's unit 22 has 163, not 164; PyramidNet-110's last unit 63,
-  not 64). We keep this because it reproduces the paper's parameter counts: computed in exact arithmetic
-  PyramidNet-200 has 62.15M parameters, outside the paper's 62.1M; with the float sum 62.12M, and 116.42M
-  for α = 450 (paper: 116.4M). The authors' released code instead rounds to the nearest integer
-  (``width_rounding="round"``), which gives 26.21M and 1.77M for the CIFAR nets, against the paper's 26.0M and
-  1.7M; the paper's counts are the floor's.
+* The widths are $D_k = \lfloor D_{k-1} + \alpha / N \rfloor$ with the running sum D carried in floating point, as a
+  direct implementation of eq. (2) carries it. Where k·α/N is a whole number the sum lands a hair below it and the floor
+  gives one channel fewer (PyramidNet-200's unit 22 has 163, not 164; PyramidNet-110's last unit 63, not 64). We keep
+  this because it reproduces the paper's parameter counts: computed in exact arithmetic PyramidNet-200 has 62.15M
+  parameters, outside the paper's 62.1M; with the float sum 62.12M, and 116.42M for α = 450 (paper: 116.4M). The
+  authors' released code instead rounds to the nearest integer (``width_rounding="round"``), which gives 26.21M and
+  1.77M for the CIFAR nets, against the paper's 26.0M and 1.7M; the paper's counts are the floor's.
 * Global average pooling where the authors' code has a fixed 8×8 (CIFAR) or 7×7 (ImageNet) pool: the same
   at the canonical sizes, and other sizes work. The shortcut's 2×2 average pool uses ceil mode so that odd
   sizes keep the residual branch's shape (the strided 3×3 convolution rounds up); identical on even sizes.

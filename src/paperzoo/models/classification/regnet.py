@@ -1,4 +1,4 @@
-"""RegNet (RegNetX and RegNetY).
+r"""RegNet (RegNetX and RegNetY).
 
 Paper: "Designing Network Design Spaces", Ilija Radosavovic, Raj Prateek Kosaraju, Ross Girshick, Kaiming He,
 Piotr Dollár, CVPR 2020. https://arxiv.org/abs/2003.13678
@@ -14,11 +14,14 @@ empirical distribution function of eq. 1), and narrows the space step by step wh
   stage to stage improves it. The good models' widths lie close to a line in the block index j; the
   *RegNet* design space keeps only such networks.
 * The quantized linear parametrisation (§3.3), six numbers for a whole network: depth d, initial width w_0,
-  slope w_a, width multiplier w_m, group width g and bottleneck ratio b. A continuous width per block,
-      u_j = w_0 + w_a·j,  0 <= j < d                               (eq. 2)
-  is written as a power of w_m, u_j = w_0·w_m^{s_j} (eq. 3), and s_j is rounded, so that the widths form a
-  geometric series w_j = w_0·w_m^{⌊s_j⌉} (eq. 4), rounded to a multiple of 8. Blocks of equal width form a
-  stage. :func:`regnet_stages` does exactly this, so every variant below is six numbers, not a width list.
+  slope w_a, width multiplier w_m, group width g and bottleneck ratio b. A continuous width per block (eq. 2),
+
+  $$u_j = w_0 + w_a \cdot j, \quad 0 \le j < d,$$
+
+  is written as a power of $w_m$, $u_j = w_0 \cdot w_m^{s_j}$ (eq. 3), and $s_j$ is rounded, so that the widths
+  form a geometric series $w_j = w_0 \cdot w_m^{\lfloor s_j \rceil}$ (eq. 4), rounded to a multiple of 8.
+  Blocks of equal width form a stage. :func:`regnet_stages` does exactly this, so every variant below is six numbers,
+  not a width list.
 * The good RegNets have no bottleneck (b = 1), about 20 blocks and w_m ≈ 2.5. *RegNetY* adds
   squeeze-and-excitation (Hu et al. 2018) with ratio 1/4 to the X block, with consistent gains.
   Variants are named by their FLOPs: ``regnet_x_400mf`` has 400 MFLOPs (multiply-adds), ``regnet_y_16gf``

@@ -1,4 +1,4 @@
-"""ResNeSt: Split-Attention Networks.
+r"""ResNeSt: Split-Attention Networks.
 
 Paper: "ResNeSt: Split-Attention Networks", Hang Zhang, Chongruo Wu, Zhongyue Zhang, Yi Zhu, Haibin Lin, Zhi Zhang,
 Yue Sun, Tong He, Jonas Mueller, R. Manmatha, Mu Li, Alexander Smola, 2020. https://arxiv.org/abs/2004.08955
@@ -10,16 +10,21 @@ which unifies ResNeXt's multi-path design with SENet's and SKNet's channel atten
 * Feature-map groups. As in ResNeXt the features are divided into K *cardinal groups* (the
   cardinality K); each cardinal group is further divided into R *splits* (the radix R), G = K·R groups in
   all. Each split is its own transformation F_i (a 1×1 and a 3×3 convolution), U_i = F_i(X), i ∈ {1, …, G}.
-* Split attention in a cardinal group (Figure 2). Sum the group's R splits,
-  Û^k = Σ_{j=R(k−1)+1}^{Rk} U_j   (eq. 1),  Û^k ∈ R^{H×W×C/K},
-  pool them to a global context s^k_c = 1/(H·W) Σ_{i,j} Û^k_c(i, j)   (eq. 2), and recombine the splits
-  with weights computed from it, per channel: V^k_c = Σ_{i=1}^{R} a^k_i(c) U_{R(k−1)+i}   (eq. 3), where
-  a^k_i(c) = exp(G^c_i(s^k)) / Σ_{j=1}^{R} exp(G^c_j(s^k))   if R > 1   (the "r-Softmax" over the splits),
-  a^k_i(c) = 1 / (1 + exp(−G^c_i(s^k)))                        if R = 1   (eq. 4; an SE gate).
+* Split attention in a cardinal group (Figure 2). Sum the group's R splits (eq. 1),
+  $\hat U^k = \sum_{j=R(k-1)+1}^{Rk} U_j \in \mathbb{R}^{H \times W \times C/K}$,
+  pool them to a global context (eq. 2), $s^k_c = \frac{1}{H W} \sum_{i,j} \hat U^k_c(i, j)$, and recombine the
+  splits with weights computed from it, per channel (eq. 3), $V^k_c = \sum_{i=1}^{R} a^k_i(c)\, U_{R(k-1)+i}$,
+  where (eq. 4; the "r-Softmax" over the splits, an SE gate when R = 1)
+
+  $$
+  a^k_i(c) = \frac{\exp(G^c_i(s^k))}{\sum_{j=1}^{R} \exp(G^c_j(s^k))} \text{ if } R > 1, \qquad
+  a^k_i(c) = \frac{1}{1 + \exp(-G^c_i(s^k))} \text{ if } R = 1.
+  $$
+
   G is two fully-connected layers (with BatchNorm and ReLU between them). The R splits of a channel compete
   for it, as the branches of SKNet do; with R = 1 the unit is an SE block on each cardinal group.
-* The ResNeSt block: the cardinal groups are concatenated, V = Concat{V^1, …, V^K}, and added to the
-  shortcut, Y = V + X, or V + T(X) with a strided projection T where the shape changes.
+* The ResNeSt block: the cardinal groups are concatenated, $V = \text{Concat}\{V^1, \dots, V^K\}$, and added to the
+  shortcut, $Y = V + X$, or V + T(X) with a strided projection T where the shape changes.
 * Radix-major implementation. The G transformations are one 1×1 convolution (each split reads its own
   slice of its output, as ResNeXt's paths do) and one 3×3 convolution with G groups; the attention's dense
   layers are 1×1 convolutions with K groups. The groups are laid out *radix-major*: the R splits are R

@@ -1,4 +1,4 @@
-"""ResNeXt.
+r"""ResNeXt.
 
 Paper: "Aggregated Residual Transformations for Deep Neural Networks", Saining Xie, Ross Girshick, Piotr
 Dollár, Zhuowen Tu, Kaiming He, CVPR 2017 (arXiv 2016). https://arxiv.org/abs/1611.05431
@@ -7,9 +7,9 @@ Inception modules showed that splitting an input, transforming the pieces and me
 ("split-transform-merge") gives accurate networks at low cost, but each module is hand-tailored. ResNeXt keeps
 the idea and drops the tailoring:
 
-* A neuron already is split-transform-merge: Σ_i w_i x_i (eq. 1). Replace the elementary transform w_i x_i
-  by a small network T_i, all of the *same topology*, and aggregate F(x) = Σ_{i=1}^{C} T_i(x) (eq. 2).
-  In a residual block:  y = x + Σ_{i=1}^{C} T_i(x)   (eq. 3).
+* A neuron already is split-transform-merge: $\sum_i w_i x_i$ (eq. 1). Replace the elementary transform
+  $w_i x_i$ by a small network $T_i$, all of the *same topology*, and aggregate $F(x) = \sum_{i=1}^{C} T_i(x)$
+  (eq. 2). In a residual block, $y = x + \sum_{i=1}^{C} T_i(x)$ (eq. 3).
 * The number of paths C is the *cardinality*, a dimension beside depth and width. At equal parameters and
   FLOPs, raising C beats going deeper or wider (Tables 3 and 4): ResNeXt-50 (32×4d) costs what ResNet-50
   costs and cuts its top-1 error by 1.7 points (Table 3).

@@ -1,4 +1,4 @@
-"""SENet: Squeeze-and-Excitation Networks (SE-ResNet-50 and SENet-154).
+r"""SENet: Squeeze-and-Excitation Networks (SE-ResNet-50 and SENet-154).
 
 Paper: "Squeeze-and-Excitation Networks", Jie Hu, Li Shen, Samuel Albanie, Gang Sun, Enhua Wu, CVPR 2018
 (arXiv 2017). https://arxiv.org/abs/1709.01507
@@ -8,17 +8,17 @@ the same. The SE block lets the network recalibrate its channels from *global* i
 three steps on the output U = [u_1, …, u_C] of any transformation F_tr (§3):
 
 * Squeeze (§3.1): global average pooling turns each channel into one descriptor of its whole map,
-  z_c = F_sq(u_c) = 1/(H·W) Σ_i Σ_j u_c(i, j)   (eq. 2).
+  $z_c = F_{sq}(u_c) = \frac{1}{H W} \sum_i \sum_j u_c(i, j)$ (eq. 2).
 * Excitation (§3.2): a gating mechanism learns non-mutually-exclusive channel dependencies,
-  s = F_ex(z, W) = σ(W_2 δ(W_1 z))   (eq. 3),
-  a bottleneck of two fully-connected layers, W_1 ∈ R^{C/r × C} with ReLU δ and W_2 ∈ R^{C × C/r} with a
-  sigmoid σ, so that several channels can be emphasised at once (a softmax would pick one). The reduction
-  ratio r = 16 balances accuracy and cost (the paper's ablation over r).
-* Scale: each channel is multiplied by its gate, x̃_c = F_scale(u_c, s_c) = s_c · u_c   (eq. 4).
+  $s = F_{ex}(z, W) = \sigma(W_2\, \delta(W_1 z))$ (eq. 3),
+  a bottleneck of two fully-connected layers, $W_1 \in \mathbb{R}^{C/r \times C}$ with ReLU $\delta$ and
+  $W_2 \in \mathbb{R}^{C \times C/r}$ with a sigmoid $\sigma$, so that several channels can be emphasised at once (a
+  softmax would pick one). The reduction ratio r = 16 balances accuracy and cost (the paper's ablation over r).
+* Scale: each channel is multiplied by its gate, $\tilde x_c = F_{scale}(u_c, s_c) = s_c \cdot u_c$ (eq. 4).
 
 The block drops into existing architectures: in a ResNet (Figure 3) it recalibrates the residual branch,
-after its last BatchNorm and before the sum with the identity. It adds (2/r) Σ_s N_s · C_s² weights (eq. 5:
-N_s blocks of C_s output channels in stage s), about 10% for ResNet-50 (2.5M on top of 25.6M), and under 1% of
+after its last BatchNorm and before the sum with the identity. It adds $\frac{2}{r} \sum_s N_s C_s^2$ weights (eq. 5:
+$N_s$ blocks of $C_s$ output channels in stage $s$), about 10% for ResNet-50 (2.5M on top of 25.6M), and under 1% of
 the computation (0.26% for ResNet-50). SE-ResNet-50 approaches the accuracy of ResNet-101 at half its cost
 (Table 2).
 

@@ -1,4 +1,4 @@
-"""ShuffleNet V2.
+r"""ShuffleNet V2.
 
 Paper: "ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture Design", Ningning Ma, Xiangyu Zhang,
 Hai-Tao Zheng, Jian Sun, ECCV 2018. https://arxiv.org/abs/1807.11164
@@ -7,10 +7,10 @@ FLOPs are an indirect measure of speed: two networks of equal FLOPs can run at v
 memory access cost (MAC) and the degree of parallelism count too. Measuring speed on the target platforms
 (GPU and ARM), the paper derives four guidelines (§2):
 
-* G1, equal channel width minimises MAC: a 1×1 convolution with c1 inputs and c2 outputs on an h×w map has
-  B = hw·c1·c2 FLOPs and MAC ≥ 2·sqrt(hw·B) + B/(hw) (eq. 1), the bound reached when c1 = c2.
+* G1, equal channel width minimises MAC: a 1×1 convolution with $c_1$ inputs and $c_2$ outputs on an h×w map has
+  $B = hw c_1 c_2$ FLOPs and $\text{MAC} \ge 2\sqrt{hwB} + B/hw$ (eq. 1), the bound reached when $c_1 = c_2$.
 * G2, excessive group convolution increases MAC: at fixed FLOPs, g groups allow g times more channels, and
-  MAC = hw(c1 + c2) + c1·c2/g grows with g (eq. 2).
+  $\text{MAC} = hw(c_1 + c_2) + c_1 c_2 / g$ grows with g (eq. 2).
 * G3, network fragmentation (many small parallel or sequential operators) reduces parallelism.
 * G4, element-wise operations (ReLU, additions, depthwise convolutions) are not negligible: few FLOPs,
   much memory traffic.

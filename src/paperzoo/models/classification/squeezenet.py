@@ -1,4 +1,4 @@
-"""SqueezeNet.
+r"""SqueezeNet.
 
 Paper: "SqueezeNet: AlexNet-level accuracy with 50x fewer parameters and <0.5MB model size", Forrest N.
 Iandola, Song Han, Matthew W. Moskewicz, Khalid Ashraf, William J. Dally, Kurt Keutzer, 2016.
@@ -21,8 +21,9 @@ three design strategies (§3.1):
   stride-2 max pool after conv1, fire4 and fire8 only (strategy 3), dropout (50%) after fire9.
 * No fully-connected layer (after Network-in-Network): conv10 is a 1×1 convolution with one filter per
   class, producing a class map at every position, and a global average pool turns the maps into logits.
-* The widths follow five metaparameters (§5.1): Fire module i = 0 … 7 has e_i = base_e + incr_e·⌊i / freq⌋
-  expand filters, e_i,3x3 = pct_3x3·e_i of them 3×3, and s_i,1x1 = SR·e_i squeeze filters; SqueezeNet uses
+* The widths follow five metaparameters (§5.1): Fire module i = 0 … 7 has
+  $e_i = base_e + incr_e \cdot \lfloor i / freq \rfloor$ expand filters, $e_{i,3\times3} = pct_{3\times3} \cdot e_i$
+  of them 3×3, and $s_{i,1\times1} = SR \cdot e_i$ squeeze filters; SqueezeNet uses
   base_e = 128, incr_e = 128, pct_3x3 = 0.5, freq = 2 and the squeeze ratio SR = 0.125.
 
 Data flow of SqueezeNet 1.0 at 224×224::

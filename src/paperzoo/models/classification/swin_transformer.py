@@ -1,4 +1,4 @@
-"""Swin Transformer (v1).
+r"""Swin Transformer (v1).
 
 Paper: "Swin Transformer: Hierarchical Vision Transformer using Shifted Windows", Ze Liu, Yutong Lin, Yue Cao,
 Han Hu, Yixuan Wei, Zheng Zhang, Stephen Lin, Baining Guo, ICCV 2021 (arXiv 2021).
@@ -13,21 +13,31 @@ Transformer a general backbone with two changes (§3):
   2×2 group of neighbouring patches (4C) and reduces them linearly to 2C. The four stages see H/4, H/8,
   H/16 and H/32, the strides of a ResNet, so FPN or U-Net heads plug in unchanged.
 * Self-attention in local windows (W-MSA). Attention is computed within non-overlapping M×M windows
-  (M = 7), so the cost is linear in the image size:
-      Ω(MSA) = 4hwC² + 2(hw)²C,    Ω(W-MSA) = 4hwC² + 2M²hwC                  (eqs. 1, 2)
+  (M = 7), so the cost is linear in the image size (eqs. 1, 2):
+
+  $$\Omega(\text{MSA}) = 4hwC^2 + 2(hw)^2 C, \qquad \Omega(\text{W-MSA}) = 4hwC^2 + 2M^2 hwC.$$
+
 * Shifted windows (SW-MSA). Consecutive blocks alternate the regular partition and one displaced by
   (⌊M/2⌋, ⌊M/2⌋), so that each window of the second block straddles four windows of the first and
-  information crosses window borders:
-      ẑ^l   = W-MSA(LN(z^{l−1})) + z^{l−1},    z^l   = MLP(LN(ẑ^l)) + ẑ^l
-      ẑ^l+1 = SW-MSA(LN(z^l)) + z^l,           z^l+1 = MLP(LN(ẑ^l+1)) + ẑ^l+1     (eq. 3)
+  information crosses window borders (eq. 3):
+
+  $$\hat z^l = \text{W-MSA}(\text{LN}(z^{l-1})) + z^{l-1}, \qquad z^l = \text{MLP}(\text{LN}(\hat z^l)) + \hat z^l,$$
+
+  $$
+  \hat z^{l+1} = \text{SW-MSA}(\text{LN}(z^l)) + z^l, \qquad
+  z^{l+1} = \text{MLP}(\text{LN}(\hat z^{l+1})) + \hat z^{l+1}.
+  $$
+
   The shifted partition is computed as efficiently as the regular one by a cyclic shift (Figure 4): roll
   the map up and left by ⌊M/2⌋, partition regularly, and mask attention between the pieces that the roll
   brought together from opposite borders; roll back afterwards.
 * Relative position bias. Each head adds a learned bias B to its attention logits, indexed by the relative
-  position of query and key within the window:
-      Attention(Q, K, V) = SoftMax(QKᵀ/√d + B) V                               (eq. 4)
-  Offsets along each axis lie in [−M + 1, M − 1], so B ∈ R^{M²×M²} is read from a table
-  B̂ ∈ R^{(2M−1)×(2M−1)} per head. Here B (plus the shift mask) is the additive mask of
+  position of query and key within the window (eq. 4):
+
+  $$\text{Attention}(Q, K, V) = \text{SoftMax}(QK^T / \sqrt{d} + B)\, V.$$
+
+  Offsets along each axis lie in $[-M + 1, M - 1]$, so $B \in \mathbb{R}^{M^2 \times M^2}$ is read from a table
+  $\hat B \in \mathbb{R}^{(2M-1) \times (2M-1)}$ per head. Here B (plus the shift mask) is the additive mask of
   ``F.scaled_dot_product_attention``, through the zoo's one attention module.
 
 Data flow of Swin-T at 224×224 (tokens are channels-last, N×H×W×C, where LayerNorm works)::

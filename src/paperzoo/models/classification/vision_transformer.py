@@ -1,4 +1,4 @@
-"""Vision Transformer (ViT).
+r"""Vision Transformer (ViT).
 
 Paper: "An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale", Alexey Dosovitskiy,
 Lucas Beyer, Alexander Kolesnikov, Dirk Weissenborn, Xiaohua Zhai, Thomas Unterthiner, Mostafa Dehghani,
@@ -7,18 +7,24 @@ https://arxiv.org/abs/2010.11929
 
 The standard Transformer encoder of NLP, applied to an image with as few changes as possible (§3.1):
 
-* Patch embedding. The image x ∈ R^{H×W×C} is cut into N = HW/P² patches of P×P pixels, each flattened
-  and projected by one trainable linear map E to the model width D. The patches are the "words".
-* Class token. A learned embedding x_class is prepended to the sequence (as BERT's [class] token); its
-  state at the encoder's output, z_L^0, is the image representation the classifier reads.
-* Position embeddings. Learned 1-D embeddings E_pos are added, one per position (2-D-aware ones did not
+* Patch embedding. The image $x \in \mathbb{R}^{H \times W \times C}$ is cut into $N = HW/P^2$ patches of P×P
+  pixels, each flattened and projected by one trainable linear map E to the model width D. The patches are the "words".
+* Class token. A learned embedding $x_{class}$ is prepended to the sequence (as BERT's [class] token); its
+  state at the encoder's output, $z_L^0$, is the image representation the classifier reads.
+* Position embeddings. Learned 1-D embeddings $E_{pos}$ are added, one per position (2-D-aware ones did not
   help, Appendix D.4). They are the only place where the model learns the image's 2-D layout.
 * Pre-norm encoder. L blocks of multi-head self-attention (MSA) and a two-layer GELU MLP, each preceded by
-  LayerNorm and wrapped in a residual connection:
-      z_0  = [x_class; x_p^1 E; …; x_p^N E] + E_pos           (eq. 1)
-      z'_ℓ = MSA(LN(z_{ℓ−1})) + z_{ℓ−1},   ℓ = 1 … L           (eq. 2)
-      z_ℓ  = MLP(LN(z'_ℓ)) + z'_ℓ                              (eq. 3)
-      y    = LN(z_L^0)                                         (eq. 4)
+  LayerNorm and wrapped in a residual connection (eqs. 1 to 4):
+
+  $$z_0 = [x_{class}; x_p^1 E; \dots; x_p^N E] + E_{pos},$$
+
+  $$
+  z'_\ell = \text{MSA}(\text{LN}(z_{\ell-1})) + z_{\ell-1}, \qquad z_\ell = \text{MLP}(\text{LN}(z'_\ell)) + z'_\ell,
+  \qquad \ell = 1 \dots L,
+  $$
+
+  $$y = \text{LN}(z_L^0).$$
+
 * The MLP head: a hidden tanh layer at pre-training (``representation_size``), a single linear layer when
   fine-tuning, the layer torchvision's models have.
 * Little image-specific inductive bias: given enough data (ImageNet-21k, JFT-300M), scale beats it.

@@ -1,4 +1,4 @@
-"""RetinaNet.
+r"""RetinaNet.
 
 Paper: "Focal Loss for Dense Object Detection", Tsung-Yi Lin, Priya Goyal, Ross Girshick, Kaiming He, Piotr
 Dollár, ICCV 2017. https://arxiv.org/abs/1708.02002
@@ -10,20 +10,24 @@ and although each contributes a small cross-entropy, together they dominate the 
 detectors escape it through the proposal stage and 1:3 sampling; RetinaNet keeps every anchor and reshapes the
 loss instead:
 
-* Focal loss (§3, eq. 5): with p_t the probability the model gives the true class of an anchor (p for a positive,
-  1 − p for a negative),  FL(p_t) = −α_t (1 − p_t)^γ log(p_t).  The modulating factor (1 − p_t)^γ shrinks the loss
-  of well-classified anchors (γ = 2: an anchor at p_t = 0.9 weighs 100× less than in cross-entropy, at 0.968
-  ~1000× less), so training concentrates on the hard ones; α_t (α = 0.25 for positives, 0.75 for negatives)
+* Focal loss (§3, eq. 5): with $p_t$ the probability the model gives the true class of an anchor (p for a
+  positive, 1 − p for a negative),
+
+  $$\text{FL}(p_t) = -\alpha_t (1 - p_t)^\gamma \log(p_t).$$
+
+  The modulating factor $(1 - p_t)^\gamma$ shrinks the loss of well-classified anchors ($\gamma = 2$: an anchor
+  at $p_t = 0.9$ weighs 100× less than in cross-entropy, at 0.968 ~1000× less), so training concentrates on the
+  hard ones; $\alpha_t$ (α = 0.25 for positives, 0.75 for negatives)
   balances the two. The loss of an image is the sum over all anchors (except those ignored by the matching),
   normalised by the number of anchors assigned to a ground-truth box (not by the number of anchors: most
   contribute nearly nothing).
 * Prior-probability initialisation (§3.3): the final classification layer starts with bias
-  b = −log((1 − π)/π), π = 0.01, so that every anchor is first predicted as foreground with confidence ~0.01.
+  $b = -\log((1 - \pi)/\pi)$, $\pi = 0.01$, so that every anchor is first predicted as foreground with confidence ~0.01.
   With the usual b = 0 (p = 0.5), the loss of the many background anchors would be huge in the first iterations
   and destabilise training.
 * The network (§4, Fig. 3) is deliberately plain: a ResNet with a Feature Pyramid Network giving levels P3–P7
   (P6, P7 by stride-2 3×3 convolutions, so that large objects have a coarse level), A = 9 anchors per position
-  (areas 32²…512² on P3…P7, each at 3 scales {2^0, 2^(1/3), 2^(2/3)} and 3 aspect ratios {1:2, 1:1, 2:1}), and
+  (areas 32²…512² on P3…P7, each at 3 scales $\{2^0, 2^{1/3}, 2^{2/3}\}$ and 3 aspect ratios {1:2, 1:1, 2:1}), and
   two small fully convolutional subnets shared by all levels: a classification subnet (four 3×3 convolutions of
   256 channels with ReLU, then a 3×3 convolution to K·A sigmoid outputs, one binary classifier per class and
   anchor) and a box subnet (the same, with separate weights, ending in 4·A class-agnostic box offsets).
@@ -66,8 +70,8 @@ outputs and losses match:
 * ``num_classes`` counts torchvision's 91 COCO category ids, 0 included, which is never a label ("background" in
   torchvision's convention): the classification subnet has 91·9 outputs, where the paper's K = 80 gives 80·9.
   Labels are in [1, num_classes).
-* The anchor sizes are truncated to whole pixels before use (32·2^(1/3) → 40, 32·2^(2/3) → 50), and each anchor
-  is rounded and placed at the top-left corner of its stride cell (see ``anchors.py``).
+* The anchor sizes are truncated to whole pixels before use ($32 \cdot 2^{1/3} \to 40$, $32 \cdot 2^{2/3} \to 50$), and
+  each anchor is rounded and placed at the top-left corner of its stride cell (see ``anchors.py``).
 * Up to 300 detections per image are returned (torchvision); the paper does not say how many (COCO evaluates
   100).
 * Without pretrained weights (none can be loaded here), torchvision builds the backbone with ordinary, trainable
@@ -78,7 +82,7 @@ outputs and losses match:
   parameters: the 53,120 BatchNorm scales and shifts become constants).
 
 Initialisation is the paper's and torchvision's: the subnets' convolutions N(0, 0.01²) with zero bias, except
-the classification output's bias, the prior −log((1 − π)/π); the FPN Kaiming-uniform (a = 1); the ResNet as its
+the classification output's bias, the prior $-\log((1 - \pi)/\pi)$; the FPN Kaiming-uniform (a = 1); the ResNet as its
 classifier file.
 """
 

@@ -1,4 +1,4 @@
-"""SSD: the Single Shot MultiBox Detector.
+r"""SSD: the Single Shot MultiBox Detector.
 
 Paper: "SSD: Single Shot MultiBox Detector", Wei Liu, Dragomir Anguelov, Dumitru Erhan, Christian Szegedy,
 Scott Reed, Cheng-Yang Fu, Alexander C. Berg, ECCV 2016 (arXiv 2015). https://arxiv.org/abs/1512.02325
@@ -13,16 +13,17 @@ and a box offset for each of a fixed set of *default boxes* tiled over several f
 * Convolutional predictors (§2.1). On a map of p channels, a small 3×3×p kernel predicts, for each of the k
   default boxes at each location, c class scores and 4 offsets: (c + 4)·k filters per map.
 * Default boxes and aspect ratios (§2.1, §2.2). Map k of m carries boxes of scale (eq. 4)
-  s_k = s_min + (s_max − s_min)(k − 1)/(m − 1) relative to the image, with aspect ratios a_r ∈ {1, 2, 3, 1/2, 1/3}
-  (w = s_k·√a_r, h = s_k/√a_r), plus for a_r = 1 a box of scale s'_k = √(s_k s_{k+1}), centred on each cell
-  ((i + 0.5)/|f_k|, (j + 0.5)/|f_k|). Maps whose cells see regions near a box's size learn it; the set covers
-  scales and shapes densely (8732 boxes for SSD300).
+  $s_k = s_{min} + \frac{s_{max} - s_{min}}{m - 1}(k - 1)$ relative to the image, with aspect ratios
+  $a_r \in \{1, 2, 3, \frac{1}{2}, \frac{1}{3}\}$ ($w = s_k \sqrt{a_r}$, $h = s_k / \sqrt{a_r}$), plus for
+  $a_r = 1$ a box of scale $s'_k = \sqrt{s_k s_{k+1}}$, centred on each cell
+  $(\frac{i + 0.5}{|f_k|}, \frac{j + 0.5}{|f_k|})$. Maps whose cells see regions near a box's size learn it; the set
+  covers scales and shapes densely (8732 boxes for SSD300).
 * Matching (§2.3). Each ground-truth box is matched to the default box of best Jaccard overlap (IoU), and then
   every default box to any ground truth with IoU above 0.5 (here, as torchvision, IoU ≥ 0.5): several default
   boxes may predict one object, which is easier to learn than picking the single best.
-* The MultiBox objective (§2.3, eq. 1–3): L = (L_conf + α L_loc) / N over the N matched boxes (0 if N = 0);
-  L_loc is a smooth L1 loss on the offsets of matched boxes, encoded relative to their default box as in
-  Faster R-CNN; L_conf a softmax cross-entropy over the c classes, background included.
+* The MultiBox objective (§2.3, eq. 1–3): $L = (L_{conf} + \alpha L_{loc}) / N$ over the N matched boxes (0 if
+  N = 0); $L_{loc}$ is a smooth L1 loss on the offsets of matched boxes, encoded relative to their default box
+  as in Faster R-CNN; $L_{conf}$ a softmax cross-entropy over the c classes, background included.
 * Hard negative mining (§2.3). Most default boxes are background. Instead of all of them, the negatives of
   highest confidence loss are kept, at most 3 for each positive: faster, more stable training.
 * The base network (§3): VGG16 with pool5 changed from 2×2 stride 2 to 3×3 stride 1, and fc6 and fc7 turned
@@ -66,7 +67,8 @@ whose weights convert) unless said otherwise:
 * The default-box scales are those of the paper's COCO models (§3.4): s_min = 0.15, s_max = 0.9, conv4_3 alone
   at 0.07. The step (s_max − s_min)/(m − 1) is rounded down to a whole percent, as the authors' released code does
   and torchvision copies: 0.15, 0.33, 0.51, 0.69, 0.87 for SSD300, where eq. 4 gives 0.15, 0.3375, … (SSD512's
-  step, 0.15, is exact). s'_k of the last map uses s_{m+1} = s_max + step (1.05), which the paper leaves open.
+  step, 0.15, is exact). $s'_k$ of the last map uses $s_{m+1} = s_{max} + \text{step}$ (1.05), which the paper leaves
+  open.
 * SSD300's box centres use the released code's steps (8, 16, 32, 64, 100, 300 pixels: (i + 0.5)·step / 300)
   rather than (i + 0.5)/|f_k| (38 cells × 8 pixels = 304 ≠ 300), and its box widths and heights are clipped to
   the image (at most 1), as torchvision; SSD512's steps 8 … 512 equal the paper's centres, and it follows the

@@ -1,4 +1,4 @@
-"""YOLOv3.
+r"""YOLOv3.
 
 Paper: "YOLOv3: An Incremental Improvement", Joseph Redmon, Ali Farhadi, 2018 (tech report).
 https://arxiv.org/abs/1804.02767
@@ -7,9 +7,11 @@ YOLO ("You Only Look Once") detects in one pass of one convolutional network: ev
 image predicts a few boxes directly, with no proposals and no region-wise second stage. YOLOv3 is YOLOv2 with a
 handful of changes that each helped (§2):
 
-* Bounding box prediction (§2.1, from YOLOv2). A cell at grid offset (c_x, c_y) predicts, for each of its box
-  priors (anchors) of size (p_w, p_h), four numbers t_x, t_y, t_w, t_h, and the box is
-      b_x = σ(t_x) + c_x      b_y = σ(t_y) + c_y      b_w = p_w e^{t_w}      b_h = p_h e^{t_h}
+* Bounding box prediction (§2.1, from YOLOv2). A cell at grid offset $(c_x, c_y)$ predicts, for each of its box
+  priors (anchors) of size $(p_w, p_h)$, four numbers $t_x, t_y, t_w, t_h$, and the box is
+
+  $$b_x = \sigma(t_x) + c_x, \quad b_y = \sigma(t_y) + c_y, \quad b_w = p_w e^{t_w}, \quad b_h = p_h e^{t_h}.$$
+
   The sigmoid keeps the predicted centre inside its own cell, which made YOLOv2's training stable. Training uses a
   sum of squared errors on these coordinates.
 * Objectness by logistic regression: 1 for the one prior that overlaps a ground-truth object best (each object is
@@ -81,7 +83,7 @@ Deviations from the paper and from Darknet:
   (He-normal with fan-in) except for the three output convolutions: weights N(0, 0.01²), zero biases but for
   objectness, which starts at −log((1 − π)/π), π = 0.01 (RetinaNet's prior-probability initialisation, Lin et
   al. 2017). Darknet draws them He-normal like every other layer, so its first boxes are the priors scaled by
-  e^{±1.4} at random and half of the 10,647 predictions claim an object; Darknet then trains for 500k steps
+  $e^{\pm 1.4}$ at random and half of the 10,647 predictions claim an object; Darknet then trains for 500k steps
   from an ImageNet backbone. On the learning test's data (tests/test_yolov3.py, one class, 64×64) the He-normal
   output layer reached mAP@0.5 0.10 after 300 steps, this one 0.42 after 150.
 """

@@ -1,4 +1,4 @@
-"""Deep autoencoder.
+r"""Deep autoencoder.
 
 Paper: "Reducing the Dimensionality of Data with Neural Networks", Geoffrey E. Hinton, Ruslan R. Salakhutdinov,
 Science 313(5786), 504-507, 2006. https://doi.org/10.1126/science.1127647
@@ -14,8 +14,8 @@ generalisation of PCA, and the paper shows that a deep one finds far better code
   from small ones the gradients in the early layers are tiny. The paper's remedy is pretraining: a stack of
   restricted Boltzmann machines, each trained on the previous one's hidden activities, whose weights are then
   "unrolled" into the encoder and, transposed, the decoder, and fine-tuned by backpropagation (Figure 1).
-* Fine-tuning minimises the cross-entropy error for MNIST, -Σ_i [x_i log x̂_i + (1 - x_i) log(1 - x̂_i)],
-  pixel intensities treated as probabilities.
+* Fine-tuning minimises the cross-entropy error for MNIST,
+  $-\sum_i [x_i \log \hat x_i + (1 - x_i) \log(1 - \hat x_i)]$, pixel intensities treated as probabilities.
 * The units are logistic, except for the 30 units of the code layer, which are linear: the code is not
   squashed into (0, 1) and can spread along each direction as PCA's components do.
 

@@ -1,4 +1,4 @@
-"""Deep Convolutional Generative Adversarial Networks (DCGAN).
+r"""Deep Convolutional Generative Adversarial Networks (DCGAN).
 
 Paper: "Unsupervised Representation Learning with Deep Convolutional Generative Adversarial Networks", Alec
 Radford, Luke Metz, Soumith Chintala, ICLR 2016 (arXiv 2015). https://arxiv.org/abs/1511.06434
@@ -71,8 +71,9 @@ Deviations:
 * The release batch-normalises the projection per unit, over the 16,384 outputs of its matrix product
   (32,768 BN parameters); here per channel over the 1,024 maps (2,048), as every other BatchNorm of the
   network, which the paper's "project and reshape ... the start of the convolution stack" describes.
-* D's sigmoid output is kept as its logit a(x), D(x) = σ(a(x)), so that log D = log σ(a) and
-  log(1 - D) = log σ(-a) are computed without rounding D to 0 or 1: the same quantities, numerically safe.
+* D's sigmoid output is kept as its logit a(x), $D(x) = \sigma(a(x))$, so that $\log D = \log \sigma(a)$ and
+  $\log(1 - D) = \log \sigma(-a)$ are computed without rounding D to 0 or 1: the same quantities, numerically
+  safe.
 * The release adds L2 weight decay of 1e-5 to Adam's updates: training, not the model, so not here.
 """
 

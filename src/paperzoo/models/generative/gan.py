@@ -1,4 +1,4 @@
-"""Generative Adversarial Networks (GAN).
+r"""Generative Adversarial Networks (GAN).
 
 Paper: "Generative Adversarial Nets", Ian J. Goodfellow, Jean Pouget-Abadie, Mehdi Mirza, Bing Xu, David
 Warde-Farley, Sherjil Ozair, Aaron Courville, Yoshua Bengio, NeurIPS 2014. https://arxiv.org/abs/1406.2661
@@ -7,18 +7,18 @@ Two networks play a game. The generator G maps noise z drawn from a prior p_z to
 discriminator D maps a sample x to D(x), the probability that x came from the data rather than from G.
 D is trained to tell the two apart, G to fool D: the two-player minimax game of eq. 1,
 
-    min_G max_D V(D, G) = E_{x ~ p_data}[log D(x)] + E_{z ~ p_z}[log(1 - D(G(z)))].
+$$\min_G \max_D V(D, G) = \mathbb{E}_{x \sim p_{data}}[\log D(x)] + \mathbb{E}_{z \sim p_z}[\log(1 - D(G(z)))].$$
 
 Both are plain multilayer perceptrons trained with backpropagation alone: no Markov chain and no approximate
 inference, neither to train nor to sample (§1). The paper's results:
 
-* For a fixed G the best discriminator is D*(x) = p_data(x) / (p_data(x) + p_g(x)) (Proposition 1), and
-  with it the game's value is C(G) = -log 4 + 2 JSD(p_data || p_g), whose only minimum is p_g = p_data
-  (Theorem 1): the game recovers the data distribution.
+* For a fixed G the best discriminator is $D^*(x) = p_{data}(x) / (p_{data}(x) + p_g(x))$ (Proposition 1),
+  and with it the game's value is $C(G) = -\log 4 + 2\, \text{JSD}(p_{data} \,\|\, p_g)$, whose only minimum
+  is $p_g = p_{data}$ (Theorem 1): the game recovers the data distribution.
 * Training alternates k steps of gradient ascent on V for D with one step of descent for G (Algorithm 1;
   the experiments use k = 1).
-* Early on, when G is poor, D rejects its samples confidently and log(1 - D(G(z))) saturates: its gradient
-  vanishes. So G is trained to maximise log D(G(z)) instead (§3): the same fixed point, much stronger
+* Early on, when G is poor, D rejects its samples confidently and $\log(1 - D(G(z)))$ saturates: its
+  gradient vanishes. So G is trained to maximise $\log D(G(z))$ instead (§3): the same fixed point, much stronger
   gradients early in learning. :meth:`GAN.generator_loss` computes both.
 
 The MNIST networks (§5: "the generator nets used a mixture of rectifier linear activations and sigmoid
@@ -53,8 +53,9 @@ Deviations:
   at 0 like every other bias. The weights follow the release: uniform on ±0.05 in G, ±0.005 in D.
 * The release halves the discriminator's cost (the mean of the two cross-entropies); this file minimises
   -V(D, G) of eq. 1 as written. Only the scale differs (a learning rate twice the release's is the same).
-* D's sigmoid output is kept as its logit a(x), D(x) = σ(a(x)), so that log D = log σ(a) and
-  log(1 - D) = log σ(-a) are computed without rounding D to 0 or 1: the same quantities, numerically safe.
+* D's sigmoid output is kept as its logit a(x), $D(x) = \sigma(a(x))$, so that $\log D = \log \sigma(a)$ and
+  $\log(1 - D) = \log \sigma(-a)$ are computed without rounding D to 0 or 1: the same quantities, numerically
+  safe.
 """
 
 from __future__ import annotations

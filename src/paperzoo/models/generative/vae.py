@@ -1,20 +1,26 @@
-"""Variational Autoencoder (VAE).
+r"""Variational Autoencoder (VAE).
 
 Paper: "Auto-Encoding Variational Bayes", Diederik P. Kingma, Max Welling, ICLR 2014 (arXiv 2013).
 https://arxiv.org/abs/1312.6114
 
-A latent-variable model p_θ(x, z) = p_θ(z) p_θ(x | z) with a continuous latent z has an intractable posterior
-p_θ(z | x), so neither maximum likelihood nor exact inference is possible. The paper fits a recognition model
-q_φ(z | x) (the probabilistic *encoder*) together with the generative model p_θ(x | z) (the *decoder*) by
-maximising, by stochastic gradient ascent, a lower bound on the log-likelihood of each datapoint (eq. 3):
+A latent-variable model $p_\theta(x, z) = p_\theta(z)\, p_\theta(x \mid z)$ with a continuous latent z has an
+intractable posterior $p_\theta(z \mid x)$, so neither maximum likelihood nor exact inference is possible. The
+paper fits a recognition model $q_\phi(z \mid x)$ (the probabilistic *encoder*) together with the generative
+model $p_\theta(x \mid z)$ (the *decoder*) by maximising, by stochastic gradient ascent, a lower bound on the
+log-likelihood of each datapoint (eq. 3):
 
-    log p_θ(x) >= L(θ, φ; x) = -D_KL(q_φ(z | x) || p_θ(z)) + E_{q_φ(z | x)}[log p_θ(x | z)].
+$$
+\log p_\theta(x) \ge \mathcal{L}(\theta, \phi; x)
+  = -D_{KL}(q_\phi(z \mid x) \,\|\, p_\theta(z)) + \mathbb{E}_{q_\phi(z \mid x)}[\log p_\theta(x \mid z)].
+$$
 
-* The reparameterisation trick (§2.4): a sample z ~ q_φ(z | x) = N(μ, σ² I) is written as a differentiable
-  function of φ and an independent noise, z = μ + σ ⊙ ε with ε ~ N(0, I), so the expectation's gradient is
+* The reparameterisation trick (§2.4): a sample $z \sim q_\phi(z \mid x) = N(\mu, \sigma^2 I)$ is written as a
+  differentiable function of φ and an independent noise, $z = \mu + \sigma \odot \varepsilon$ with
+  $\varepsilon \sim N(0, I)$, so the expectation's gradient is
   estimated with ordinary backpropagation through the sample, with low variance (the SGVB estimator).
-* With a Gaussian q and prior p_θ(z) = N(0, I) the KL term is analytic (Appendix B):
-  -D_KL = ½ Σ_j (1 + log σ_j² - μ_j² - σ_j²); only the reconstruction term is sampled (eq. 10). With
+* With a Gaussian q and prior $p_\theta(z) = N(0, I)$ the KL term is analytic (Appendix B),
+  $-D_{KL} = \frac{1}{2} \sum_j (1 + \log \sigma_j^2 - \mu_j^2 - \sigma_j^2)$; only the reconstruction term is
+  sampled (eq. 10). With
   minibatches of M = 100, one sample per datapoint (L = 1) suffices (§2.3).
 * Encoder and decoder are MLPs trained jointly (the AEVB algorithm): an autoencoder whose code is a
   distribution and whose regulariser, the KL term, comes out of the variational bound.

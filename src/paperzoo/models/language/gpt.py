@@ -1,4 +1,4 @@
-"""GPT and GPT-2: generatively pre-trained Transformer decoders.
+r"""GPT and GPT-2: generatively pre-trained Transformer decoders.
 
 Papers:
 
@@ -15,10 +15,16 @@ structured inputs (entailment pairs, multiple-choice answers) written out as one
 delimiter and extract tokens, so the architecture never changes.
 
 * The unsupervised objective is the standard language-modelling likelihood over a context window of k tokens
-  (eq. 1):  L_1(U) = Σ_i log P(u_i | u_{i−k}, …, u_{i−1}; Θ)  (:meth:`GPT.loss`, the mean negative of it).
+  (eq. 1), $L_1(U) = \sum_i \log P(u_i \mid u_{i-k}, \dots, u_{i-1}; \Theta)$ (:meth:`GPT.loss`, the mean
+  negative of it).
 * The model is a Transformer *decoder*: masked (causal) multi-head self-attention, so position i sees only the
   tokens up to i, then a position-wise feed-forward network, each sub-layer in a residual connection (eq. 2):
-      h_0 = U W_e + W_p,   h_l = transformer_block(h_{l−1}) for l = 1 … n,   P(u) = softmax(h_n W_eᵀ)
+
+  $$
+  h_0 = U W_e + W_p, \qquad h_l = \text{transformer\_block}(h_{l-1}) \text{ for } l = 1 \dots n, \qquad
+  P(u) = \text{softmax}(h_n W_e^T),
+  $$
+
   where U is the one-hot context, W_e the token embedding (reused, transposed, as the output layer) and W_p the
   learned position embedding.
 * GPT (§4.1): 12 layers, 768-wide states, 12 heads, a 3072-wide feed-forward layer, GELU, 512 positions, a
@@ -317,7 +323,7 @@ _GPT2_PAPER = Paper(
 _GPT_INNOVATIONS = (
     "generative pre-training of a language model on unlabelled text, then fine-tuning the same network per task",
     "a Transformer decoder: masked self-attention, each position sees only the tokens before it",
-    "maximise sum_i log P(u_i | u_{i-k} ... u_{i-1}); the output layer is the transposed token embedding",
+    r"maximise $\sum_i \log P(u_i \mid u_{i-k} \dots u_{i-1})$; the output layer is the transposed token embedding",
     "structured task inputs written as one token sequence with start, delimiter and extract tokens",
 )
 _GPT2_INNOVATIONS = (

@@ -1,4 +1,4 @@
-"""The Transformer.
+r"""The Transformer.
 
 Paper: "Attention Is All You Need", Ashish Vaswani, Noam Shazeer, Niki Parmar, Jakob Uszkoreit, Llion Jones,
 Aidan N. Gomez, Łukasz Kaiser, Illia Polosukhin, NeurIPS 2017. https://arxiv.org/abs/1706.03762
@@ -14,16 +14,20 @@ and convolutions entirely". The ideas, in the paper's terms:
   self-attention and a position-wise feed-forward network; a decoder layer inserts a third, multi-head attention
   over the encoder's output, and masks its self-attention so that, with the output embeddings offset by one
   position, the prediction for position i depends only on the known outputs at positions less than i.
-* Scaled dot-product attention (eq. 1), Attention(Q, K, V) = softmax(QKᵀ / √d_k) V, and multi-head attention
-  (§3.2.2), h = 8 heads on d_k = d_v = d_model / h = 64 wide projections: ``paperzoo.layers.MultiHeadAttention``
-  on ``F.scaled_dot_product_attention``, with the padding and causal masks passed to it.
-* Position-wise feed-forward networks (eq. 2): FFN(x) = max(0, xW₁ + b₁)W₂ + b₂, d_model = 512 → d_ff = 2048 → 512,
-  the same at every position.
+* Scaled dot-product attention (eq. 1), $\text{Attention}(Q, K, V) = \text{softmax}(QK^T / \sqrt{d_k})\, V$, and
+  multi-head attention (§3.2.2), h = 8 heads on d_k = d_v = d_model / h = 64 wide projections:
+  ``paperzoo.layers.MultiHeadAttention`` on ``F.scaled_dot_product_attention``, with the padding and causal masks passed
+  to it.
+* Position-wise feed-forward networks (eq. 2): $\text{FFN}(x) = \max(0, x W_1 + b_1) W_2 + b_2$, d_model = 512 → d_ff =
+  2048 → 512, the same at every position.
 * Shared embeddings (§3.4). One weight matrix E serves the source embedding, the target embedding and the
-  pre-softmax linear transformation; the embeddings are multiplied by √d_model.
-* Sinusoidal positional encodings (§3.5), added to the embeddings: PE(pos, 2i) = sin(pos / 10000^(2i/d_model)),
-  PE(pos, 2i+1) = cos(pos / 10000^(2i/d_model)). For a fixed offset k, PE(pos + k) is a linear function of
-  PE(pos), and the model may extrapolate to lengths longer than those seen in training. No parameters.
+  pre-softmax linear transformation; the embeddings are multiplied by $\sqrt{d_{model}}$.
+* Sinusoidal positional encodings (§3.5), added to the embeddings:
+
+  $$PE_{(pos, 2i)} = \sin(pos / 10000^{2i / d_{model}}), \qquad PE_{(pos, 2i+1)} = \cos(pos / 10000^{2i / d_{model}}).$$
+
+  For a fixed offset k, $PE_{pos + k}$ is a linear function of $PE_{pos}$, and the model may extrapolate to lengths
+  longer than those seen in training. No parameters.
 * Training (§5): Adam (β₁ = 0.9, β₂ = 0.98, ε = 10⁻⁹) with a learning rate that rises linearly for the first
   warmup_steps = 4000 steps and then decays with the inverse square root of the step (eq. 3, :func:`learning_rate`);
   residual dropout P_drop = 0.1 on every sub-layer's output and on the sums of embeddings and positional

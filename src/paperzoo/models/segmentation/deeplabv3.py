@@ -1,4 +1,4 @@
-"""DeepLabV3.
+r"""DeepLabV3.
 
 Paper: "Rethinking Atrous Convolution for Semantic Image Segmentation", Liang-Chieh Chen, George Papandreou,
 Florian Schroff, Hartwig Adam, 2017. https://arxiv.org/abs/1706.05587
@@ -7,7 +7,7 @@ Repeated pooling and striding make a classification network's features 32 times 
 which loses the detail that segmentation needs; objects also appear at many scales. DeepLabV3 answers both
 with atrous (dilated) convolution:
 
-* Atrous convolution (§3.1): y[i] = Σ_k x[i + r·k] w[k] with rate r samples the input r pixels apart, so a
+* Atrous convolution (§3.1): $y[i] = \sum_k x[i + r \cdot k]\, w[k]$ with rate r samples the input r pixels apart, so a
   3×3 filter sees a (2r + 1)² field of view at the cost of 3×3 weights. Removing the strides of the last
   ResNet blocks and dilating their convolutions instead keeps the features at an *output stride* of 16 or 8
   (the ratio of input to feature resolution) while reusing the classifier's weights unchanged.

@@ -1,4 +1,4 @@
-"""U-Net.
+r"""U-Net.
 
 Paper: "U-Net: Convolutional Networks for Biomedical Image Segmentation", Olaf Ronneberger, Philipp Fischer,
 Thomas Brox, MICCAI 2015. https://arxiv.org/abs/1505.04597
@@ -18,7 +18,7 @@ fully convolutional network (Long et al. 2015) and makes its upsampling path as 
   overlapping tiles, the missing context at the image border extrapolated by mirroring (Figure 2). A tile
   must be chosen so that every 2×2 pooling meets an even size.
 * A weighted loss (eq. 1, 2): the pixel-wise softmax with cross entropy, each pixel's term scaled by a weight
-  map w(x) = w_c(x) + w_0·exp(−(d_1(x) + d_2(x))² / 2σ²) that balances the class frequencies and puts a large
+  map $w(x) = w_c(x) + w_0 \exp(-(d_1(x) + d_2(x))^2 / 2\sigma^2)$ that balances the class frequencies and puts a large
   weight on the thin background gaps between touching cells (d_1, d_2: distances to the nearest and the
   second nearest cell; w_0 = 10, σ ≈ 5 pixels). :func:`separation_weight_map` computes it.
 * Strong data augmentation with elastic deformations, so that a few dozen annotated images suffice (§3.1),

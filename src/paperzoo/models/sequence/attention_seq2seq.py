@@ -1,4 +1,4 @@
-"""Attention Seq2Seq: RNNsearch.
+r"""Attention Seq2Seq: RNNsearch.
 
 Paper: "Neural Machine Translation by Jointly Learning to Align and Translate", Dzmitry Bahdanau, Kyunghyun Cho,
 Yoshua Bengio, ICLR 2015 (arXiv 2014). https://arxiv.org/abs/1409.0473
@@ -6,16 +6,18 @@ Yoshua Bengio, ICLR 2015 (arXiv 2014). https://arxiv.org/abs/1409.0473
 An encoder-decoder that squeezes the source sentence into one fixed-length vector (Seq2Seq, RNNencdec) degrades
 quickly as sentences grow longer than those it was trained on (Figure 2). RNNsearch drops the fixed vector:
 
-* The encoder (§3.2) is a bidirectional RNN: a forward RNN reads x_1 … x_Tx, a backward RNN reads x_Tx … x_1,
-  and the annotation of word j concatenates their states, h_j = [h→_j; h←_j], a summary of the whole sentence
-  focused on the words around x_j.
-* The decoder (§3.1) computes a distinct context vector c_i for each target word, a weighted sum of the
-  annotations, c_i = Σ_j α_ij h_j (eq. 5), with weights α_ij = softmax_j(e_ij) (eq. 6) from an alignment
-  model e_ij = a(s_{i-1}, h_j) that scores how well the source around position j matches the output at
-  position i. The alignment model is a small feed-forward network trained jointly with the rest ("jointly
-  learning to align and translate"); α is a soft alignment that can be inspected (Figure 3).
-* The new state s_i = f(s_{i-1}, y_{i-1}, c_i) and the output distribution p(y_i | y_<i, x) = g(y_{i-1}, s, c_i)
-  both read the context; the output is a deep output layer with a single maxout hidden layer (appendix A.2.2).
+* The encoder (§3.2) is a bidirectional RNN: a forward RNN reads $x_1 \dots x_{T_x}$, a backward RNN reads
+  $x_{T_x} \dots x_1$, and the annotation of word j concatenates their states,
+  $h_j = [\overrightarrow{h}_j; \overleftarrow{h}_j]$, a summary of the whole sentence focused on the words
+  around $x_j$.
+* The decoder (§3.1) computes a distinct context vector $c_i$ for each target word, a weighted sum of the
+  annotations, $c_i = \sum_j \alpha_{ij} h_j$ (eq. 5), with weights $\alpha_{ij} = \text{softmax}_j(e_{ij})$
+  (eq. 6) from an alignment model $e_{ij} = a(s_{i-1}, h_j)$ that scores how well the source around position j
+  matches the output at position i. The alignment model is a small feed-forward network trained jointly with the rest
+  ("jointly learning to align and translate"); α is a soft alignment that can be inspected (Figure 3).
+* The new state $s_i = f(s_{i-1}, y_{i-1}, c_i)$ and the output distribution
+  $p(y_i \mid y_{<i}, x) = g(y_{i-1}, s, c_i)$ both read the context; the output is a deep output layer with a single
+  maxout hidden layer (appendix A.2.2).
 
 The equations of appendix A, with the paper's names (n = 1000 hidden units, m = 620-d embeddings, n' = 1000
 alignment units, l = 500 maxout units, K_x = K_y = 30,000 words; the paper omits bias terms "to make the
@@ -59,7 +61,7 @@ Parameters (the paper gives no total; derived from appendix A and B with one bia
     W_o (+ bias)                  30000·500 + 30000                        15,030,000
                                                                     total 80,443,000
 
-What a call does: ``forward(src, tgt)`` is teacher forcing: ``tgt`` is the decoder's input y_0 … y_{T-1},
+What a call does: ``forward(src, tgt)`` is teacher forcing: ``tgt`` is the decoder's input $y_0 \dots y_{T-1}$,
 starting with the start token (``bos_id``), and ``logits[:, i]`` scores the word that follows ``tgt[:, :i + 1]``;
 ``forward(src, tgt, return_attention=True)`` also returns the soft alignment α, ``(N, T, S)``.
 ``beam_search(src)`` translates. ``src_lengths`` makes the source batch variable-length (no annotation of the
@@ -73,16 +75,16 @@ Deviations:
 * The gated hidden unit keeps the paper's form, the reset gate applied to the state before the recurrent
   product (U [r ∘ h]), so the encoder is not ``torch.nn.GRU`` (which computes r ∘ (U h + b)); it runs on the
   same torch.nn-style recurrent bookkeeping (``paperzoo.layers.recurrent``), with the paper's cell.
-* v_a is drawn from N(0, 0.01²) instead of starting at zero (B.1): with v_a = 0 every score e_ij is 0 and W_a,
-  U_a get no gradient from the first update (the zoo's contract checks that one backward pass reaches every
+* $v_a$ is drawn from $N(0, 0.01^2)$ instead of starting at zero (B.1): with $v_a = 0$ every score $e_{ij}$ is 0
+  and $W_a$, $U_a$ get no gradient from the first update (the zoo's contract checks that one backward pass reaches every
   parameter); after one update of v_a the two schemes train alike.
 * The additive alignment model is not ``paperzoo.layers.MultiHeadAttention``: that module computes scaled
   dot-product scores; the paper's scores come from a feed-forward network (a nonlinearity between query
   and key), which is its contribution.
-* The decoder's first input y_0 is a start token of the target vocabulary (``bos_id``): appendix A does not say
-  what E y_0 is.
-* The readout uses s_{i-1}, as appendix A.2.2 writes it (the main text's eq. 4 writes g(y_{i-1}, s_i, c_i)).
-* One bias per pre-activation, an assumption (the paper omits biases): none on the score v_aᵀ(·), which the
+* The decoder's first input $y_0$ is a start token of the target vocabulary (``bos_id``): appendix A does not say
+  what $E y_0$ is.
+* The readout uses $s_{i-1}$, as appendix A.2.2 writes it (the main text's eq. 4 writes $g(y_{i-1}, s_i, c_i)$).
+* One bias per pre-activation, an assumption (the paper omits biases): none on the score $v_a^T(\cdot)$, which the
   softmax over j would cancel.
 * Training (Adadelta, ε = 10⁻⁶, ρ = 0.95, minibatches of 80 sentences, gradient norm clipped at 1, §B.2) and
   the [UNK] shortlist of 30,000 words are the data pipeline's and the trainer's, not the model's.
@@ -337,7 +339,7 @@ class RNNsearch(nn.Module):
     ),
     innovations=(
         "no fixed-length bottleneck: a distinct context vector c_i for every target word",
-        "additive attention: an alignment network scores s_{i-1} against every annotation, softmax-weighted sum",
+        "additive attention: an alignment network scores $s_{i-1}$ against every annotation, softmax-weighted sum",
         "a bidirectional RNN encoder: each annotation summarises the words before and after x_j",
         "alignment learned jointly with translation; the soft alignment can be inspected",
         "a deep output layer with a maxout hidden layer",

@@ -1,4 +1,4 @@
-"""Gated Recurrent Unit (GRU), as ``torch.nn.GRU`` computes it.
+r"""Gated Recurrent Unit (GRU), as ``torch.nn.GRU`` computes it.
 
 Paper: "Learning Phrase Representations using RNN Encoder–Decoder for Statistical Machine Translation",
 Kyunghyun Cho, Bart van Merriënboer, Caglar Gulcehre, Dzmitry Bahdanau, Fethi Bougares, Holger Schwenk,
@@ -16,19 +16,27 @@ to compute (§2.3): no memory cell separate from the state, two gates instead of
   z ≈ 1 the state is copied forward unchanged, so information (and gradient) travels over long spans (a
   long-term dependency unit has an active update gate).
 
-The paper's unit (eqs. 5-8, for unit j; φ = tanh)::
+The paper's unit (eqs. 5-8, for unit j; $\phi = \tanh$):
 
-    r_j = σ([W_r x]_j + [U_r h_{t-1}]_j)            reset gate
-    z_j = σ([W_z x]_j + [U_z h_{t-1}]_j)            update gate
-    h̃_j = φ([W x]_j + [U (r ⊙ h_{t-1})]_j)         candidate state
-    h_j = z_j h_{t-1, j} + (1 - z_j) h̃_j            new state
+$$
+\begin{aligned}
+r_j &= \sigma([W_r x]_j + [U_r h_{t-1}]_j) && \text{reset gate} \\
+z_j &= \sigma([W_z x]_j + [U_z h_{t-1}]_j) && \text{update gate} \\
+\tilde h_j &= \phi([W x]_j + [U (r \odot h_{t-1})]_j) && \text{candidate state} \\
+h_j &= z_j h_{t-1, j} + (1 - z_j) \tilde h_j && \text{new state}
+\end{aligned}
+$$
 
-and torch.nn.GRU's, with its biases (r, z, n are the rows of ``weight_ih`` and ``weight_hh``, in this order)::
+and torch.nn.GRU's, with its biases (r, z, n are the rows of ``weight_ih`` and ``weight_hh``, in this order):
 
-    r_t = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
-    z_t = σ(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
-    n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t-1} + b_hn))
-    h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}
+$$
+\begin{aligned}
+r_t &= \sigma(W_{ir} x_t + b_{ir} + W_{hr} h_{t-1} + b_{hr}) \\
+z_t &= \sigma(W_{iz} x_t + b_{iz} + W_{hz} h_{t-1} + b_{hz}) \\
+n_t &= \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn})) \\
+h_t &= (1 - z_t) \odot n_t + z_t \odot h_{t-1}
+\end{aligned}
+$$
 
 Data flow at the canonical input (the registered ``gru``: 256 features, 512 units, one layer, batch first)::
 
@@ -46,18 +54,18 @@ is what it computes, and the tests hold the two equal.
 
 A drop-in replacement for ``torch.nn.GRU``: the same constructor keywords and defaults (``batch_first=False``,
 as torch.nn), call signature ``(input, h_0) → (output, h_n)``, parameter names and initialisation
-(U(-1/√H, 1/√H)), so a torch.nn.GRU state_dict loads as it is (``load_weights(..., source="torch")``) and the
-outputs equal torch.nn's. The registered builder ``create_model("gru", ...)`` defaults to ``batch_first=True``,
-the zoo's convention for sequence inputs.
+($U(-1/\sqrt{H}, 1/\sqrt{H})$), so a torch.nn.GRU state_dict loads as it is (``load_weights(..., source="torch")``) and
+the outputs equal torch.nn's. The registered builder ``create_model("gru", ...)`` defaults to ``batch_first=True``, the
+zoo's convention for sequence inputs.
 
 Deviations from the paper, all torch.nn.GRU's, kept so that its weights load and its outputs match:
 
-* The reset gate multiplies the recurrent product, r ⊙ (W_hn h_{t-1} + b_hn), instead of the state before
-  it, U (r ⊙ h_{t-1}) (eq. 8). This is cuDNN's formulation: the recurrent products of all three gates are
+* The reset gate multiplies the recurrent product, $r \odot (W_{hn} h_{t-1} + b_{hn})$, instead of the state
+  before it, $U (r \odot h_{t-1})$ (eq. 8). This is cuDNN's formulation: the recurrent products of all three gates are
   then one matrix product per step. The two are different functions (not a reparametrisation); RNNsearch
   (``attention_seq2seq.py``) keeps the paper's form.
-* Two bias vectors per gate (b_i· and b_h·); the paper writes none (its equations omit biases). b_hn is not
-  redundant here: it sits inside the reset gate's product.
+* Two bias vectors per gate ($b_{i\cdot}$ and $b_{h\cdot}$); the paper writes none (its equations omit
+  biases). $b_{hn}$ is not redundant here: it sits inside the reset gate's product.
 * Layers, directions and dropout between layers are torch.nn's generalisation; the paper's encoder and
   decoder each had one layer of 1000 units.
 * ``lengths=`` is our addition: a padded batch becomes variable-length without packing it.
@@ -107,7 +115,8 @@ class GRU(RecurrentLayers):
                          device=device, dtype=dtype, fused=fused)
 
     def cell(self, input_gates: torch.Tensor, state: State, weights: LayerWeights) -> State:
-        """One step of every direction: ``input_gates`` = W_i· x_t + b_i·, ``(D, N, 3H)``; h_{t-1} → h_t."""
+        r"""One step of every direction: ``input_gates`` = $W_{i\cdot} x_t + b_{i\cdot}$, ``(D, N, 3H)``;
+        $h_{t-1} \to h_t$."""
         (h,) = state  # (D, N, H)
         recurrent = weights["weight_hh"].transpose(1, 2)
         if self.bias:  # W_h· h_{t-1} + b_h·: (D, N, 3H), one product for the three gates

@@ -1,4 +1,4 @@
-"""Long Short-Term Memory (LSTM), as ``torch.nn.LSTM`` computes it.
+r"""Long Short-Term Memory (LSTM), as ``torch.nn.LSTM`` computes it.
 
 Paper: "Long Short-Term Memory", Sepp Hochreiter, Jürgen Schmidhuber, Neural Computation 9(8), 1997.
 https://doi.org/10.1162/neco.1997.9.8.1735
@@ -10,21 +10,27 @@ Backpropagated error in a recurrent net is multiplied at each step by the recurr
 activation's slope, so over long time lags it vanishes or explodes (§3). The paper's remedy:
 
 * The constant error carousel (§3.2, §4): a linear memory cell whose self-connection has weight 1.0,
-  s_c(t) = s_c(t-1) + y^in(t) g(net_c(t)), so error flowing back through s_c is neither scaled nor squashed.
-* Multiplicative gates (§4): an input gate y^in decides when new input is written into the cell (protecting
-  its content from irrelevant inputs), an output gate y^out decides when the cell's content
-  y^c = y^out h(s_c) reaches the rest of the network (protecting the others from the cell).
+  $s_c(t) = s_c(t-1) + y^{in}(t)\, g(net_c(t))$, so error flowing back through $s_c$ is neither scaled nor
+  squashed.
+* Multiplicative gates (§4): an input gate $y^{in}$ decides when new input is written into the cell
+  (protecting its content from irrelevant inputs), an output gate $y^{out}$ decides when the cell's content
+  $y^c = y^{out} h(s_c)$ reaches the rest of the network (protecting the others from the cell).
 * Gers et al. (2000) added a forget gate f: without it the cell state of a continual input stream grows
-  without bound; with it a cell learns to reset itself, s_c(t) = f(t) s_c(t-1) + y^in(t) g(net_c(t)).
+  without bound; with it a cell learns to reset itself, $s_c(t) = f(t)\, s_c(t-1) + y^{in}(t)\, g(net_c(t))$.
 
-The modern cell, in torch.nn's notation (i ↔ y^in, o ↔ y^out, g ↔ g(net_c), c ↔ s_c, h ↔ y^c), for each step::
+The modern cell, in torch.nn's notation ($i \leftrightarrow y^{in}$, $o \leftrightarrow y^{out}$,
+$g \leftrightarrow g(net_c)$, $c \leftrightarrow s_c$, $h \leftrightarrow y^c$), for each step:
 
-    i_t = σ(W_ii x_t + b_ii + W_hi h_{t-1} + b_hi)          input gate
-    f_t = σ(W_if x_t + b_if + W_hf h_{t-1} + b_hf)          forget gate
-    g_t = tanh(W_ig x_t + b_ig + W_hg h_{t-1} + b_hg)       cell input
-    o_t = σ(W_io x_t + b_io + W_ho h_{t-1} + b_ho)          output gate
-    c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t                         the carousel, gated
-    h_t = o_t ⊙ tanh(c_t)                                   (h_t = W_hr (o_t ⊙ tanh(c_t)) with proj_size)
+$$
+\begin{aligned}
+i_t &= \sigma(W_{ii} x_t + b_{ii} + W_{hi} h_{t-1} + b_{hi}) && \text{input gate} \\
+f_t &= \sigma(W_{if} x_t + b_{if} + W_{hf} h_{t-1} + b_{hf}) && \text{forget gate} \\
+g_t &= \tanh(W_{ig} x_t + b_{ig} + W_{hg} h_{t-1} + b_{hg}) && \text{cell input} \\
+o_t &= \sigma(W_{io} x_t + b_{io} + W_{ho} h_{t-1} + b_{ho}) && \text{output gate} \\
+c_t &= f_t \odot c_{t-1} + i_t \odot g_t && \text{the carousel, gated} \\
+h_t &= o_t \odot \tanh(c_t) && (h_t = W_{hr} (o_t \odot \tanh(c_t)) \text{ with proj\_size})
+\end{aligned}
+$$
 
 Data flow at the canonical input (the registered ``lstm``: 256 features, 512 units, one layer, batch first)::
 
@@ -44,7 +50,7 @@ the cell below, in a loop over time (``fused=False``), is what it computes, and 
 
 A drop-in replacement for ``torch.nn.LSTM``: the same constructor keywords and defaults (``batch_first=False``,
 as torch.nn), call signature ``(input, (h_0, c_0)) → (output, (h_n, c_n))``, parameter names and
-initialisation (U(-1/√H, 1/√H)), so a torch.nn.LSTM state_dict loads as it is (``load_weights(...,
+initialisation ($U(-1/\sqrt{H}, 1/\sqrt{H})$), so a torch.nn.LSTM state_dict loads as it is (``load_weights(...,
 source="torch")``) and the outputs equal torch.nn's. The registered builder ``create_model("lstm", ...)``
 defaults to ``batch_first=True``, the zoo's convention for sequence inputs.
 
@@ -53,12 +59,13 @@ Deviations from the 1997 paper, all torch.nn.LSTM's, kept so that its weights lo
 * The forget gate (Gers et al. 2000): the 1997 cell has none, its carousel weight is fixed at 1.0.
 * Squashing functions: the 1997 paper's g (a sigmoid scaled to [-2, 2]) and h (scaled to [-1, 1]) are tanh.
 * Every cell has its own gates; the paper groups cells into "memory cell blocks" that share them (§4).
-* Two bias vectors per gate (b_i· and b_h·, cuDNN's layout), of which only the sum matters; the paper has one.
+* Two bias vectors per gate ($b_{i\cdot}$ and $b_{h\cdot}$, cuDNN's layout), of which only the sum matters; the paper
+  has one.
 * Training is by full backpropagation through time (autograd); the paper truncated the error flow outside
   the cells to make learning local in time (§4, "truncated backprop").
 * No peephole connections by default (torch.nn has none). ``peephole=True``, our addition, adds the diagonal
   peephole weights of Gers & Schmidhuber (2000) in Graves' (2013) formulation, the one Seq2Seq uses:
-  i_t and f_t also see w_ci ⊙ c_{t-1} and w_cf ⊙ c_{t-1}, o_t sees w_co ⊙ c_t.
+  $i_t$ and $f_t$ also see $w_{ci} \odot c_{t-1}$ and $w_{cf} \odot c_{t-1}$, $o_t$ sees $w_{co} \odot c_t$.
 * ``lengths=`` is our addition: a padded batch becomes variable-length without packing it.
 """
 
@@ -76,7 +83,7 @@ __all__ = ["LSTM"]
 
 
 class LSTM(RecurrentLayers):
-    """Multi-layer (bidirectional) LSTM with torch.nn.LSTM's interface, parameters and outputs.
+    r"""Multi-layer (bidirectional) LSTM with torch.nn.LSTM's interface, parameters and outputs.
 
     Args (torch.nn.LSTM's, with its defaults):
         input_size: features per step, F.
@@ -86,7 +93,7 @@ class LSTM(RecurrentLayers):
         batch_first: input and output ``(N, T, F)`` instead of ``(T, N, F)``.
         dropout: dropout on the outputs of every layer but the last, in training mode.
         bidirectional: a second direction per layer that reads the sequence from its end.
-        proj_size: if > 0, h_t = W_hr (o_t ⊙ tanh(c_t)) has this size (LSTMP, Sak et al. 2014).
+        proj_size: if > 0, $h_t = W_{hr} (o_t \odot \tanh(c_t))$ has this size (LSTMP, Sak et al. 2014).
         peephole: add Gers & Schmidhuber's diagonal peephole weights ``weight_ci``, ``weight_cf``, ``weight_co``
             (not in torch.nn; off by default). A peephole LSTM always runs the loop over time (torch has no kernel).
         fused: run torch.nn.LSTM's fused kernel (the default); False runs :meth:`cell` in a loop over time, the
@@ -130,8 +137,8 @@ class LSTM(RecurrentLayers):
         return F.linear(x, weights["weight_ih"].flatten(0, 1), bias)
 
     def cell(self, input_gates: torch.Tensor, state: State, weights: LayerWeights) -> State:
-        """One step of every direction: ``input_gates`` = W_i· x_t + b_i· + b_h·, ``(D, N, 4H)``; state
-        (h_{t-1} ``(D, N, H_out)``, c_{t-1} ``(D, N, H)``) → (h_t, c_t)."""
+        r"""One step of every direction: ``input_gates`` = $W_{i\cdot} x_t + b_{i\cdot} + b_{h\cdot}$, ``(D, N, 4H)``;
+        state ($h_{t-1}$ ``(D, N, H_out)``, $c_{t-1}$ ``(D, N, H)``) → ($h_t$, $c_t$)."""
         h, c = state
         gates = torch.baddbmm(input_gates, h, weights["weight_hh"].transpose(1, 2))  # + W_h· h_{t-1}: (D, N, 4H)
         i, f, g, o = gates.chunk(4, dim=-1)
@@ -168,7 +175,7 @@ _INPUT_SIZE, _HIDDEN_SIZE, _STEPS = 256, 512, 35  # 35 steps: the unrolled lengt
         "the constant error carousel: a linear memory cell with a self-connection of weight 1 carries error back "
         "through time without vanishing",
         "multiplicative input and output gates decide when the cell is written and when it is read",
-        "the forget gate (Gers et al. 2000): c_t = f_t * c_{t-1} + i_t * g_t lets a cell reset itself",
+        r"the forget gate (Gers et al. 2000): $c_t = f_t \odot c_{t-1} + i_t \odot g_t$ lets a cell reset itself",
         "a drop-in torch.nn.LSTM: its keywords (layers, bidirectional, dropout, proj_size), weights and outputs",
     ),
     input=InputSpec(kind="features", shape=(_STEPS, _INPUT_SIZE)),

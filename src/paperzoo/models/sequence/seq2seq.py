@@ -1,4 +1,4 @@
-"""Sequence to Sequence Learning (Seq2Seq).
+r"""Sequence to Sequence Learning (Seq2Seq).
 
 Paper: "Sequence to Sequence Learning with Neural Networks", Ilya Sutskever, Oriol Vinyals, Quoc V. Le,
 NeurIPS 2014. https://arxiv.org/abs/1409.3215
@@ -8,7 +8,7 @@ a sentence of another, unknown length. The paper's answer is plain: one LSTM rea
 token per step, into a fixed-dimensional vector v (its final state), and a second LSTM, a language model whose
 initial state is v, writes the target sentence (eq. 1):
 
-    p(y_1, …, y_T' | x_1, …, x_T) = Π_t p(y_t | v, y_1, …, y_{t-1})
+$$p(y_1, \dots, y_{T'} \mid x_1, \dots, x_T) = \prod_{t=1}^{T'} p(y_t \mid v, y_1, \dots, y_{t-1}).$$
 
 * Two different LSTMs for the input and the output sequence (§2): more parameters at negligible cost, and the
   decoder can be trained on several language pairs at once.
