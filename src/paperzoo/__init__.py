@@ -5,12 +5,15 @@ The whole public API::
     create_model(name, **kwargs)   build a registered variant
     list_models(pattern, task)     the registered names
     model_card(name)               what a variant is: paper, published parameters, reference, input
-    load_weights(model, source)    load a reference implementation's weights into ours
+    load_weights(model, weights)   load weights (ours or a reference implementation's) into a model
+    from_pretrained(path_or_id)    build and load a Hugging Face (transformers or timm) model folder or Hub id
+    tokenizer(path_or_id)          the tokenizer of such a folder (the tokenizers library)
 
 ``import paperzoo`` imports no model file; each loads the first time one of its names is asked for.
 """
 
 from paperzoo.interop import load_weights
+from paperzoo.interop.huggingface import from_pretrained, tokenizer
 from paperzoo.measure import count_parameters
 from paperzoo.registry import InputSpec, ModelCard, Paper, create_model, list_models, model_card
 
@@ -22,7 +25,9 @@ __all__ = [
     "Paper",
     "count_parameters",
     "create_model",
+    "from_pretrained",
     "list_models",
     "load_weights",
     "model_card",
+    "tokenizer",
 ]
