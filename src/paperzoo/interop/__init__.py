@@ -126,7 +126,11 @@ def best_fit(model: nn.Module, state_dict: StateDict, sources: list[str]) -> Fit
     """The reading of ``state_dict`` (prefix removed, source layout) that fits ``model`` best: a perfect one
     if any, else the one matching the most tensors (then the fewest unexpected keys)."""
     best: Fit | None = None
-    for prefix, reading in _unwrapped(state_dict):
+    # A model that keeps its weights under a submodule (BERTPreTraining's ``bert.``) also reads that submodule's
+    # weights alone, the prefix added: an encoder checkpoint then starts the model with heads (strict=False).
+    nested = [(f"+{name}.", {f"{name}.{k}": v for k, v in state_dict.items()})
+              for name, child in model.named_children() if next(child.parameters(), None) is not None]
+    for prefix, reading in _unwrapped(state_dict) + nested:
         for source in sources:
             try:
                 candidate = fit(model, reading, source, prefix)

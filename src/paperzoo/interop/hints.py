@@ -124,7 +124,10 @@ def mismatch_lines(found: Fit, limit: int = 20) -> list[str]:
 def mismatch_message(model: nn.Module, state_dict: StateDict, found: Fit, explicit_source: bool) -> str:
     """The error for weights that do not fit: what differs, read in the best layout, and what would fit."""
     name = getattr(model, "model_name", "")
-    reading = f"read in {found.source}'s layout" + (f" with the prefix {found.prefix!r} removed" if found.prefix else "")
+    reading = f"read in {found.source}'s layout"
+    if found.prefix:
+        added = found.prefix.startswith("+")
+        reading += f" with the prefix {found.prefix.lstrip('+')!r} {'added' if added else 'removed'}"
     lines = [f"the weights do not fit {type(model).__name__}" + (f" ({name})" if name else "") + f", {reading}",
              *mismatch_lines(found)]
     if explicit_source:

@@ -12,6 +12,7 @@ checkpoint never loads into a model that computes something other than what it w
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -248,7 +249,12 @@ def resolve_folder(path_or_repo_id: str | Path) -> Path:
     except ImportError:
         raise ImportError(f"{text!r} is not a local folder; loading it from the Hugging Face Hub needs "
                           'huggingface_hub: pip install "paperzoo[hub]"') from None
-    return Path(snapshot_download(text, allow_patterns=_HUB_FILES))
+    try:
+        return Path(snapshot_download(text, allow_patterns=_HUB_FILES))
+    except Exception as err:  # huggingface_hub's many errors: offline, not cached, unknown repo, no network
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise FileNotFoundError(f"{text!r} is not a local folder, and the Hugging Face Hub did not give it: "
+                                f"{reason}") from None
 
 
 def read_config(folder: Path) -> dict[str, Any]:
@@ -285,9 +291,10 @@ def from_pretrained(path_or_repo_id: str | Path, *, architecture: str | None = N
     model = create_model(variant, **arguments)
     if architecture is not None and architecture != saved:  # a head's checkpoint read for its encoder only
         result = load_weights(model, folder, source="transformers", strict=False)
-        if result.missing_keys:
-            raise ValueError(f"the weights in {folder} ({saved}) lack {len(result.missing_keys)} tensors of "
-                             f"{architecture}: {', '.join(result.missing_keys[:10])}")
+        if result.missing_keys:  # e.g. BertForMaskedLM has no pooler: transformers, too, initialises it and warns
+            warnings.warn(f"the weights in {folder} ({saved}) lack {len(result.missing_keys)} tensors of "
+                          f"{architecture}, which keep their initialisation: {', '.join(result.missing_keys[:10])}",
+                          stacklevel=2)
     else:
         load_weights(model, folder, source="transformers")
     return model.eval()
