@@ -126,6 +126,7 @@ def best_fit(model: nn.Module, state_dict: StateDict, sources: list[str]) -> Fit
     """The reading of ``state_dict`` (prefix removed, source layout) that fits ``model`` best: a perfect one
     if any, else the one matching the most tensors (then the fewest unexpected keys)."""
     best: Fit | None = None
+    refusal: Exception | None = None  # why the source's converter refused the weights as given
     # A model that keeps its weights under a submodule (BERTPreTraining's ``bert.``) also reads that submodule's
     # weights alone, the prefix added: an encoder checkpoint then starts the model with heads (strict=False).
     nested = [(f"+{name}.", {f"{name}.{k}": v for k, v in state_dict.items()})
@@ -134,12 +135,16 @@ def best_fit(model: nn.Module, state_dict: StateDict, sources: list[str]) -> Fit
         for source in sources:
             try:
                 candidate = fit(model, reading, source, prefix)
-            except (ValueError, KeyError, IndexError, RuntimeError):  # a converter that cannot read this layout
+            except (ValueError, KeyError, IndexError, RuntimeError) as err:  # a converter refusing this reading
+                if prefix == "" and refusal is None:
+                    refusal = err
                 continue
             if candidate.perfect:
                 return candidate
             if best is None or (candidate.matched, -len(candidate.unexpected)) > (best.matched, -len(best.unexpected)):
                 best = candidate
+    if refusal is not None and len(sources) == 1:  # one source named: its converter's reason is the answer
+        raise refusal
     if best is None:  # every converter refused: report the plain reading in the first layout
         return fit(model, state_dict, sources[0]) if sources[0] == "paperzoo" else fit(model, state_dict, "paperzoo")
     return best

@@ -67,7 +67,7 @@ def arguments_from_shapes(model: nn.Module, found: Fit) -> dict[str, Any]:
     reader = SHAPE_READERS.get(type(model).__name__)
     if reader is not None:
         theirs, ours = reader(found.state_dict), reader(model.state_dict())
-        return {k: v for k, v in theirs.items() if v is not None and v != ours[k]}
+        return {k: v for k, v in theirs.items() if v not in (None, 0) and v != ours[k]}  # 0: no such keys read
     num_classes = getattr(model, "num_classes", None)
     own = model.state_dict()
     classes = {int(found.state_dict[k].shape[0]) for k in own if k in found.state_dict
