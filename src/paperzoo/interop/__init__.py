@@ -30,22 +30,27 @@ class WeightsMismatchError(ValueError):
     """The (converted) state_dict does not fit the model: names what is missing, extra, or mis-shaped."""
 
 
-def convert_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> StateDict:
-    """Rename ``state_dict`` from the ``source`` library's layout to ``model``'s."""
+def converter_for(model: nn.Module, source: str) -> Converter | None:
+    """The converter from ``source``'s layout to ``model``'s, or ``None`` where the names are already ours."""
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
-    state_dict = dict(state_dict)
     if source == "paperzoo":
-        return state_dict
+        return None
     module = "torch_nn" if source == "torch" else source  # interop/torch_nn.py: the torch.nn classes it renames
     converters: dict[str, Converter] = importlib.import_module(f"paperzoo.interop.{module}").CONVERTERS
     kind = type(model).__name__
     if kind not in converters:
         if source == "torch":  # torch.nn's own names, which our layers keep unless a converter says otherwise
-            return state_dict
+            return None
         raise ValueError(f"no {source} converter for {kind}; {source} converters exist for: "
                          f"{', '.join(sorted(converters)) or 'none yet'}")
-    return converters[kind](state_dict, model)
+    return converters[kind]
+
+
+def convert_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> StateDict:
+    """Rename ``state_dict`` from the ``source`` library's layout to ``model``'s."""
+    converter = converter_for(model, source)
+    return dict(state_dict) if converter is None else converter(dict(state_dict), model)
 
 
 # Wrappers that training code puts around a model's own names: DistributedDataParallel's ``module.``,
@@ -178,7 +183,7 @@ def load_weights(model: nn.Module, weights: str | Path | Mapping[str, torch.Tens
     if source == "auto":
         found = best_fit(model, state_dict, candidate_sources(model))
     else:
-        convert_state_dict(model, {}, source)  # an unknown converter is named before any fitting
+        converter_for(model, source)  # a missing converter is named before any fitting
         found = best_fit(model, state_dict, [source])
     if found.conflicts or (strict and not found.perfect) or found.matched == 0:
         from paperzoo.interop.hints import mismatch_message

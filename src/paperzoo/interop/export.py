@@ -100,80 +100,98 @@ def reference_for(model: nn.Module, library: str) -> nn.Module:
     """The reference model ``model`` exports to in ``library``, built on the meta device: transformers' from
     :func:`transformers_config`; torchvision's, timm's or torch.nn's as the model's card names it (the
     registered name for timm when the card names torchvision), with the model's ``num_classes``."""
+    try:
+        with torch.device("meta"):
+            return _build_reference(model, library)
+    except (NotImplementedError, RuntimeError):  # an initialiser that reads values (torchvision's RegNet)
+        return _build_reference(model, library)
+
+
+def _build_reference(model: nn.Module, library: str) -> nn.Module:
+    """:func:`reference_for` on the current device."""
     from paperzoo.interop.references import parse_reference
     from paperzoo.registry import model_card
 
-    with torch.device("meta"):
-        if library == "transformers":
-            import transformers
+    if library == "transformers":
+        import transformers
 
-            config = transformers_config(model)
-            model_class = getattr(transformers, config["architectures"][0])
-            fields = {k: v for k, v in config.items() if k not in ("model_type", "architectures")}
-            return model_class(model_class.config_class(**fields))
-        name = getattr(model, "model_name", None)
-        try:
-            card_library, constructor, kwargs = parse_reference(model_card(name).reference)
-        except (KeyError, TypeError):
-            raise ValueError(f"{type(model).__name__} was not built by create_model: its {library} reference "
-                             "is unknown") from None
-        if card_library != {"torch": "torch.nn"}.get(library, library):
-            if library != "timm":
-                raise ValueError(f"{name}'s reference is {model_card(name).reference}, not a {library} model")
-            constructor, kwargs = name, {}  # timm knows most of torchvision's classifiers by our names
-        if isinstance(getattr(model, "num_classes", None), int):
-            kwargs["num_classes"] = model.num_classes
-        if library == "torchvision":
-            import torchvision
+        config = transformers_config(model)
+        model_class = getattr(transformers, config["architectures"][0])
+        fields = {k: v for k, v in config.items() if k not in ("model_type", "architectures")}
+        return model_class(model_class.config_class(**fields))
+    name = getattr(model, "model_name", None)
+    try:
+        card_library, constructor, kwargs = parse_reference(model_card(name).reference)
+    except (KeyError, TypeError):
+        raise ValueError(f"{type(model).__name__} was not built by create_model: its {library} reference "
+                         "is unknown") from None
+    if card_library != {"torch": "torch.nn"}.get(library, library):
+        if library != "timm":
+            raise ValueError(f"{name}'s reference is {model_card(name).reference}, not a {library} model")
+        constructor, kwargs = name, {}  # timm knows most of torchvision's classifiers by our names
+    if isinstance(getattr(model, "num_classes", None), int):
+        kwargs["num_classes"] = model.num_classes
+    if library == "torchvision":
+        import torchvision
 
-            return torchvision.models.get_model(constructor, **{"weights": None, **kwargs})
-        if library == "timm":
-            import timm
+        return torchvision.models.get_model(constructor, **{"weights": None, **kwargs})
+    if library == "timm":
+        import timm
 
-            return timm.create_model(constructor, pretrained=False, **kwargs)
-        return getattr(nn, constructor)(**kwargs)
+        return timm.create_model(constructor, pretrained=False, **kwargs)
+    return getattr(nn, constructor)(**kwargs)
+
+
+def export_positions(model: nn.Module, library: str) -> tuple[StateDict, StateDict, int, dict[str, torch.dtype]]:
+    """The measured inverse (module docstring): ``(probe, positions, total, dtypes)``, where ``probe`` is the
+    reference's state_dict with each tensor holding its elements' positions (tied tensors share them),
+    ``positions`` is that converted to our layout, ``total`` the number of positions and ``dtypes`` the
+    reference's. Reads only ``model``'s structure, so
+    a model on the meta device will do."""
+    if library not in LIBRARIES:
+        raise ValueError(f"unknown library {library!r}; expected one of {', '.join(LIBRARIES)}")
+    template = reference_for(model, library).state_dict(keep_vars=True)
+    index_type = torch.int32 if sum(t.numel() for t in template.values()) < 2**31 else torch.int64
+    probe: dict[str, torch.Tensor] = {}
+    first_key: dict[int, str] = {}
+    total = 0
+    for key, tensor in template.items():
+        if id(tensor) in first_key:  # a tied tensor (GPT's lm_head is its token embedding): the same positions
+            probe[key] = probe[first_key[id(tensor)]]
+            continue
+        first_key[id(tensor)] = key
+        probe[key] = torch.arange(total, total + tensor.numel(), dtype=index_type).view(tensor.shape)
+        total += tensor.numel()
+    positions = convert_state_dict(model, probe, library)
+    own = {k: v.shape for k, v in model.state_dict().items()}
+    wrong = sorted(positions.keys() ^ own.keys()) + [k for k in own if k in positions and positions[k].shape != own[k]]
+    if wrong:
+        raise ValueError(f"the {library} reference built for this {type(model).__name__} does not have its "
+                         f"layout ({len(wrong)} keys differ: {', '.join(wrong[:8])}); was it built with arguments "
+                         "its reference does not take?")
+    return probe, positions, total, {k: t.dtype for k, t in template.items()}
 
 
 def export_weights(model: nn.Module, library: str) -> StateDict:
     """``model``'s state_dict in ``library``'s layout (``"torchvision"``, ``"timm"``, ``"transformers"`` or
     ``"torch"``): the inverse of ``load_weights(..., source=library)``, measured (module docstring). The
-    reference library must be installed: the layout is read from its model."""
-    if library not in LIBRARIES:
-        raise ValueError(f"unknown library {library!r}; expected one of {', '.join(LIBRARIES)}")
-    reference = reference_for(model, library)
-    template = reference.state_dict(keep_vars=True)
-    total = sum(t.numel() for t in template.values())
-    index_type = torch.int32 if total < 2**31 else torch.int64
-    probe, starts, shared = {}, {}, {}
-    offset = 0
-    for key, tensor in template.items():
-        if id(tensor) in shared:  # a tied tensor (GPT's lm_head is its token embedding): the same positions
-            probe[key] = probe[shared[id(tensor)]]
-            continue
-        shared[id(tensor)] = key
-        probe[key] = torch.arange(offset, offset + tensor.numel(), dtype=index_type).view(tensor.shape)
-        starts[key] = offset
-        offset += tensor.numel()
-    positions = convert_state_dict(model, probe, "torch" if library == "torch" else library)
+    reference library must be installed: the layout is read from its model. Takes about the model's size in
+    memory once more while it runs."""
+    probe, positions, total, dtypes = export_positions(model, library)
     own = model.state_dict()
-    wrong = sorted(set(positions) ^ set(own)) + [k for k in own if k in positions and positions[k].shape != own[k].shape]
-    if wrong:
-        raise ValueError(f"the {library} reference built for this {type(model).__name__} does not have its "
-                         f"layout ({len(wrong)} keys differ: {', '.join(wrong[:8])}); was it built with arguments "
-                         "its reference does not take?")
-    flat = torch.cat([p.flatten() for p in positions.values()]).long()
-    values = torch.cat([own[k].detach().flatten().to(torch.float64) for k in positions])  # exact for fp32/16/bf16
-    by_position = torch.empty(offset, dtype=torch.float64)
-    covered = torch.zeros(offset, dtype=torch.bool)
-    by_position[flat], covered[flat] = values, True
+    by_position = torch.empty(total, dtype=torch.float64)  # float64 holds fp32, fp16, bf16 and counters exactly
+    covered = torch.zeros(total, dtype=torch.bool)
+    for key, where in positions.items():
+        by_position[where.flatten().long()] = own[key].detach().flatten().to(torch.float64)
+        covered[where.flatten().long()] = True
     dtype = next((t.dtype for t in own.values() if t.is_floating_point()), torch.float32)
     exported: StateDict = {}
-    for key, tensor in template.items():
-        index = probe[key].flatten().long()
+    for key, where in probe.items():
+        index = where.flatten().long()
         if not bool(covered[index].all()):
             continue  # a buffer the converter drops (nothing of ours becomes it): the reference makes its own
-        kind = dtype if tensor.dtype.is_floating_point else tensor.dtype  # num_batches_tracked stays int64
-        exported[key] = by_position[index].view(tensor.shape).to(kind)
+        kind = dtype if dtypes[key].is_floating_point else dtypes[key]  # counters stay integers
+        exported[key] = by_position[index].view(where.shape).to(kind)
     return exported
 
 
