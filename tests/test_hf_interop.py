@@ -365,3 +365,16 @@ def test_read_state_dict_reads_a_sharded_index(tmp_path):
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
     with pytest.raises(ValueError, match="lack 1 of its tensors: extra"):
         read_state_dict(tmp_path)
+
+
+def test_the_card_lists_the_accepted_configuration_fields(capsys):
+    from paperzoo.cli import main
+    from paperzoo.interop.huggingface import accepted_config_fields
+
+    assert "GPT2Config: vocab_size → vocab_size, n_positions → max_positions" in accepted_config_fields("gpt2_medium")
+    assert "activation_function ∈ ['gelu_new', 'gelu_pytorch_tanh']" in accepted_config_fields("gpt2")
+    assert "num_hidden_layers → num_layers" in accepted_config_fields("bert_large_pretraining")
+    assert "conv_dim → feature_channels" in accepted_config_fields("wav2vec2_base")
+    assert accepted_config_fields("resnet18") == ""
+    assert main(["info", "gpt"]) == 0
+    assert "n_layer → num_layers" in capsys.readouterr().out

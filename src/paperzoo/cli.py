@@ -141,6 +141,10 @@ def _info(args: argparse.Namespace, console: Console) -> int:
         "\n(the dense network up to the first data-dependent step: backbone, neck, dense heads)"
         if card.input.kind == "image-list" else ""))
     table.add_row("reference", card.reference)
+    from paperzoo.interop.huggingface import accepted_config_fields
+
+    if fields := accepted_config_fields(card.name):  # what from_pretrained reads, the reference's names first
+        table.add_row("config fields", fields)
     if card.recipe is not None:
         table.add_row("recipe", describe_recipe(card.recipe))
     if card.notes:

@@ -230,6 +230,22 @@ def constructor_arguments(config: dict[str, Any], architecture: str) -> tuple[st
     return variant, arguments
 
 
+def accepted_config_fields(name: str) -> str:
+    """The configuration fields ``from_pretrained`` reads for the registered variant ``name``, the reference's
+    name beside ours, and the values it checks ("" for a variant with no transformers configuration)."""
+    from paperzoo.interop.references import parse_reference
+    from paperzoo.registry import model_card
+
+    library, reference_class, _ = parse_reference(model_card(name).reference)
+    for mapping in CONFIGS.values():
+        if library == "transformers" and reference_class in mapping.architectures:
+            mapped = ", ".join(f"{theirs} → {ours if isinstance(ours, str) else ours[0]}"
+                               for theirs, ours in mapping.fields.items())
+            checked = ", ".join(f"{theirs} ∈ {list(values)}" for theirs, values in mapping.required.items())
+            return f"{mapping.config_class}: {mapped}\nchecked: {checked}"
+    return ""
+
+
 # --- files and Hub ids ----------------------------------------------------------------------------------------
 
 _HUB_FILES = ["*.json", "*.safetensors", "*.bin", "vocab.txt", "merges.txt", "*.model"]
