@@ -1,11 +1,14 @@
 """Loading weights: our own files, and the state_dicts of the reference implementations, converted.
 
-``load_weights(model, weights, source=...)`` takes a path (``.safetensors``, or ``.pt``/``.pth``/``.bin``
-read with ``torch.load(weights_only=True)``: never an unrestricted pickle), a state_dict, or a reference
-``nn.Module``; converts its keys from the ``source`` library's layout to ours with the converter that
-``interop/<source>.py`` registers for the model's class (for ``source="torch"``: ``interop/torch_nn.py``, and
-a class it does not list keeps torch.nn's names as they are); and loads the result strictly. A mismatch raises a
-:class:`WeightsMismatchError` that lists the missing keys, the unexpected keys and the shape conflicts.
+``load_weights(model, weights, source="auto")`` takes a path (a file in either format, whatever its suffix, a
+sharded checkpoint's index or a model folder: :mod:`paperzoo.interop.files`, never an unrestricted pickle), a
+state_dict, or a reference ``nn.Module``; converts its keys from the ``source`` library's layout to ours with
+the converter that ``interop/<source>.py`` registers for the model's class (for ``source="torch"``:
+``interop/torch_nn.py``, and a class it does not list keeps torch.nn's names as they are), or, with ``"auto"``,
+with whichever of them fits; and loads the result strictly. A mismatch raises a :class:`WeightsMismatchError`
+that lists the missing keys, the unexpected keys and the shape conflicts, and says what would fit
+(:mod:`paperzoo.interop.hints`). The way back is :mod:`paperzoo.interop.export`; Hugging Face folders with their
+configuration are :mod:`paperzoo.interop.huggingface`.
 """
 
 from __future__ import annotations
