@@ -49,7 +49,8 @@ def test_save_pretrained_writes_a_folder_transformers_loads_with_our_outputs(tmp
     assert transformers.AutoConfig.from_pretrained(tmp_path).architectures == [architecture]
     reference = getattr(transformers, architecture).from_pretrained(tmp_path).eval()
     transformers.AutoModel.from_pretrained(tmp_path)  # the base class reads the folder too
-    x = torch.randn(2, 1600) if "wav2vec2" in name else torch.tensor([[2, 36, 5, 17, 0, 9, 30], [1, 4, 4, 22, 35, 8, 13]])
+    ids = torch.tensor([[2, 36, 5, 17, 0, 9, 30], [1, 4, 4, 22, 35, 8, 13]])
+    x = torch.randn(2, 1600) if "wav2vec2" in name else ids
     theirs, ours = outputs
     with torch.no_grad():
         expected, got = getattr(reference(x), theirs), model(x)

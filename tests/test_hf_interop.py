@@ -211,7 +211,8 @@ def test_a_hub_id_is_read_from_the_cache_without_network(tmp_path, folders, monk
         monkeypatch.setattr(huggingface_hub.constants, name, value)
     expected = paperzoo.from_pretrained(folders["BertModel"])
     model = paperzoo.from_pretrained("someone/tiny-bert")
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), expected.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), expected.state_dict().values(),
+                                                     strict=True))
     with pytest.raises(FileNotFoundError, match="someone/absent"):  # offline and not cached: never a download
         paperzoo.from_pretrained("someone/absent")
 

@@ -36,7 +36,8 @@ def _arguments_of(model: nn.Module) -> tuple[str, str, dict[str, Any]]:
         bert = model.bert if kind == "BERTPreTraining" else model
         arguments = _bert(bert.state_dict())
         arguments.update(num_heads=bert.layers[0].attention.num_heads, layer_norm_eps=bert.embeddings.norm.eps,
-                         dropout=bert.embeddings.dropout.p, attention_dropout=bert.layers[0].attention.attention_dropout,
+                         dropout=bert.embeddings.dropout.p,
+                         attention_dropout=bert.layers[0].attention.attention_dropout,
                          pad_token_id=bert.embeddings.token_embedding.padding_idx)
         return "bert", "BertModel" if kind == "BERT" else "BertForPreTraining", arguments
     if kind == "GPT":
@@ -55,7 +56,8 @@ def _arguments_of(model: nn.Module) -> tuple[str, str, dict[str, Any]]:
         encoder = model.wav2vec2 if kind == "Wav2Vec2PreTraining" else model
         arguments = _wav2vec2(encoder.state_dict())
         layer, context = encoder.context_network.layers[0], encoder.context_network
-        arguments.update(num_heads=layer.attention.num_heads, position_kernel_size=context.position_embedding.kernel_size,
+        arguments.update(num_heads=layer.attention.num_heads,
+                         position_kernel_size=context.position_embedding.kernel_size,
                          position_groups=context.position_embedding.groups, dropout=context.dropout.p,
                          attention_dropout=layer.attention.attention_dropout,
                          activation_dropout=layer.feed_forward.activation_dropout.p,

@@ -38,7 +38,8 @@ def _bert(sd: StateDict, p: str = "") -> dict[str, Any]:
 
 def _gpt(sd: StateDict) -> dict[str, Any]:
     return dict(vocab_size=_rows(sd, "token_embedding.weight"), hidden_size=_rows(sd, "token_embedding.weight", 1),
-                num_layers=_count(sd, r"blocks\.(\d+)\."), intermediate_size=_rows(sd, "blocks.0.feed_forward.fc1.weight"),
+                num_layers=_count(sd, r"blocks\.(\d+)\."),
+                intermediate_size=_rows(sd, "blocks.0.feed_forward.fc1.weight"),
                 max_positions=_rows(sd, "position_embedding.weight"), pre_norm="final_norm.weight" in sd)
 
 

@@ -354,7 +354,8 @@ def tokenizer(path_or_repo_id: str | Path) -> Any:
     try:
         import tokenizers
     except ImportError:
-        raise ImportError('paperzoo.tokenizer needs the tokenizers library: pip install "paperzoo[tokenizers]"') from None
+        raise ImportError('paperzoo.tokenizer needs the tokenizers library: '
+                          'pip install "paperzoo[tokenizers]"') from None
     folder = resolve_folder(path_or_repo_id)
     if (folder / "tokenizer.json").is_file():
         return tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
