@@ -175,6 +175,10 @@ def test_bookkeeping_fields_are_ignored_and_overrides_apply(tmp_path, folders):
     config.update(_name_or_path="someone/tiny-bert", torch_dtype="float32", transformers_version="4.0.0",
                   id2label={"0": "a"}, initializer_range=0.5, use_cache=False)
     (folder / "config.json").write_text(json.dumps(config))
+    config.pop("position_embedding_type", None)  # a field the folder lacks is still the reference's name for it
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UnsupportedConfigError, match="position_embedding_type='relative_key'"):
+        paperzoo.from_pretrained(folder, position_embedding_type="relative_key")
     model = paperzoo.from_pretrained(folder, hidden_dropout_prob=0.25, attention_dropout=0.125)
     assert model.embeddings.dropout.p == 0.25  # a config field, by the reference's name
     assert model.layers[0].attention.attention_dropout == 0.125  # a constructor argument, by ours
@@ -251,6 +255,9 @@ def test_tokenizers_match_transformers(tmp_path):
     reference.save_pretrained(tmp_path / "fast")  # tokenizer.json
     assert paperzoo.tokenizer(tmp_path / "fast").encode(text).ids == reference(text)["input_ids"]
     assert ours.decode(ours.encode(text).ids) == text
+    (gpt_folder / "config.json").write_text(json.dumps({"model_type": "openai-gpt"}))  # not byte-level: refused
+    with pytest.raises(ValueError, match="OpenAIGPTTokenizerFast"):
+        paperzoo.tokenizer(gpt_folder)
 
 
 # --- load_weights ------------------------------------------------------------------------------------------------

@@ -299,7 +299,9 @@ def from_pretrained(path_or_repo_id: str | Path, *, architecture: str | None = N
     config = read_config(folder)
     if "architecture" in config and "pretrained_cfg" in config:
         return _from_timm_folder(folder, config, overrides)
-    config_overrides = {k: v for k, v in overrides.items() if k in config}
+    mapping = CONFIGS.get(config.get("model_type"))
+    known = () if mapping is None else (*mapping.fields, *mapping.required, *mapping.unused)
+    config_overrides = {k: v for k, v in overrides.items() if k in config or k in known}
     config.update(config_overrides)
     saved = (config.get("architectures") or [None])[0]
     variant, arguments = constructor_arguments(config, architecture or saved)
@@ -366,6 +368,11 @@ def tokenizer(path_or_repo_id: str | Path) -> Any:
 
         return BertWordPieceTokenizer(str(folder / "vocab.txt"), lowercase=settings.get("do_lower_case", True))
     if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+        config_file = folder / "config.json"
+        if config_file.is_file() and json.loads(config_file.read_text()).get("model_type") == "openai-gpt":
+            raise ValueError(f"{folder} holds OpenAI GPT's vocab.json and merges.txt, a BPE over lower-cased, "
+                             "ftfy-fixed words with '</w>' ends that the tokenizers library does not reproduce: "
+                             "save the tokenizer as tokenizer.json with transformers (OpenAIGPTTokenizerFast)")
         from tokenizers.implementations import ByteLevelBPETokenizer
 
         return ByteLevelBPETokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
