@@ -114,7 +114,7 @@ CONFIGS: dict[str, ConfigMap] = {
         config_class="OpenAIGPTConfig",
         fields=_GPT_FIELDS,
         # transformers' OpenAIGPT "gelu" is the tanh approximation (its ACT_FNS), which our GPT computes.
-        required={"afn": ("gelu",), "tie_word_embeddings": (True,)},
+        required={"afn": ("gelu",), "tie_word_embeddings": (True,), "n_special": (0,)},
         unused=_GPT_UNUSED,
         architectures={"OpenAIGPTLMHeadModel": "gpt", "OpenAIGPTModel": "gpt"},
         refused_heads={"OpenAIGPTDoubleHeadsModel": "OpenAIGPTModel",
@@ -170,7 +170,14 @@ CONFIGS: dict[str, ConfigMap] = {
                 "tdnn_dim": "Wav2Vec2ForXVector's head, not built here",
                 "tdnn_kernel": "Wav2Vec2ForXVector's head, not built here",
                 "tdnn_dilation": "Wav2Vec2ForXVector's head, not built here",
-                "xvector_output_dim": "Wav2Vec2ForXVector's head, not built here"},
+                "xvector_output_dim": "Wav2Vec2ForXVector's head, not built here",
+                # fairseq-era fields that the released configs (facebook/wav2vec2-base) still carry and that
+                # transformers' Wav2Vec2 never reads: ignoring them is what the reference does
+                **{name: "a fairseq-era field that transformers' Wav2Vec2 does not read" for name in (
+                    "freeze_feat_extract_train", "hidden_dropout_prob", "feat_extract_dropout", "mask_channel_length",
+                    "mask_channel_min_space", "mask_channel_other", "mask_channel_prob", "mask_channel_selection",
+                    "mask_time_min_space", "mask_time_other", "mask_time_selection", "no_mask_channel_overlap",
+                    "no_mask_time_overlap")}},
         architectures={"Wav2Vec2Model": "wav2vec2_base", "Wav2Vec2ForPreTraining": "wav2vec2_base_pretraining"},
         refused_heads={"Wav2Vec2ForCTC": "Wav2Vec2Model", "Wav2Vec2ForSequenceClassification": "Wav2Vec2Model",
                        "Wav2Vec2ForAudioFrameClassification": "Wav2Vec2Model", "Wav2Vec2ForXVector": "Wav2Vec2Model"},
