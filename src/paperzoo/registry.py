@@ -15,6 +15,7 @@ forgotten in either.
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import functools
 import importlib
@@ -475,6 +476,31 @@ def list_models(pattern: str = "*", task: str | None = None, *, canonical_only: 
     if canonical_only:
         names = [n for n in names if model_card(n).canonical]
     return names
+
+
+def parse_reference(reference: str) -> tuple[str, str, dict]:
+    """Split a card's ``reference`` into (library, constructor name, keyword arguments).
+
+    ``torchvision.models.googlenet(aux_logits=False)`` → ("torchvision", "googlenet", {"aux_logits": False});
+    ``timm:seresnet50`` → ("timm", "seresnet50", {}); ``torch.nn.LSTM(input_size=8, hidden_size=16)`` →
+    ("torch.nn", "LSTM", {"input_size": 8, "hidden_size": 16}); ``transformers:BertModel(hidden_size=1024)`` →
+    ("transformers", "BertModel", {"hidden_size": 1024}). The keyword values are Python literals. A torchvision
+    submodule (``torchvision.models.segmentation.fcn_resnet50``) is dropped: ``get_model`` knows every builder by
+    its name alone. ``paper`` (no implementation) gives ("paper", "", {}).
+    """
+    if reference.startswith("torchvision.models."):
+        library, call = "torchvision", reference.removeprefix("torchvision.models.")
+    elif reference.startswith("torch.nn."):
+        library, call = "torch.nn", reference.removeprefix("torch.nn.")
+    elif ":" in reference:
+        library, call = reference.split(":", 1)
+    else:
+        return reference, "", {}
+    parsed = ast.parse(call if "(" in call else call + "()", mode="eval").body
+    if not (isinstance(parsed, ast.Call) and isinstance(parsed.func, (ast.Name, ast.Attribute))):
+        raise ValueError(f"unreadable reference {reference!r}")
+    name = parsed.func.id if isinstance(parsed.func, ast.Name) else parsed.func.attr
+    return library, name, {kw.arg: ast.literal_eval(kw.value) for kw in parsed.keywords}
 
 
 def registered_in(module: str) -> list[str]:

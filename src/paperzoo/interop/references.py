@@ -6,38 +6,14 @@ The parity tests and the benchmark (``paperzoo.benchmark``) build exactly what t
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 
 from torch import nn
 
+from paperzoo.registry import parse_reference  # noqa: F401 (the card's reference string; imported from here too)
+
 # The library a card's reference names → the ``source`` that ``load_weights`` converts its state_dict from.
 WEIGHT_SOURCES = {"torchvision": "torchvision", "timm": "timm", "torch.nn": "torch", "transformers": "transformers"}
-
-
-def parse_reference(reference: str) -> tuple[str, str, dict]:
-    """Split a card's ``reference`` into (library, constructor name, keyword arguments).
-
-    ``torchvision.models.googlenet(aux_logits=False)`` → ("torchvision", "googlenet", {"aux_logits": False});
-    ``timm:seresnet50`` → ("timm", "seresnet50", {}); ``torch.nn.LSTM(input_size=8, hidden_size=16)`` →
-    ("torch.nn", "LSTM", {"input_size": 8, "hidden_size": 16}); ``transformers:BertModel(hidden_size=1024)`` →
-    ("transformers", "BertModel", {"hidden_size": 1024}). The keyword values are Python literals. A torchvision
-    submodule (``torchvision.models.segmentation.fcn_resnet50``) is dropped: ``get_model`` knows every builder by
-    its name alone. ``paper`` (no implementation) gives ("paper", "", {}).
-    """
-    if reference.startswith("torchvision.models."):
-        library, call = "torchvision", reference.removeprefix("torchvision.models.")
-    elif reference.startswith("torch.nn."):
-        library, call = "torch.nn", reference.removeprefix("torch.nn.")
-    elif ":" in reference:
-        library, call = reference.split(":", 1)
-    else:
-        return reference, "", {}
-    parsed = ast.parse(call if "(" in call else call + "()", mode="eval").body
-    if not (isinstance(parsed, ast.Call) and isinstance(parsed.func, (ast.Name, ast.Attribute))):
-        raise ValueError(f"unreadable reference {reference!r}")
-    name = parsed.func.id if isinstance(parsed.func, ast.Name) else parsed.func.attr
-    return library, name, {kw.arg: ast.literal_eval(kw.value) for kw in parsed.keywords}
 
 
 def reference_unavailable(reference: str) -> str | None:

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from paperzoo.registry import create_model, model_card
+from paperzoo.registry import create_model, model_card, parse_reference
 
 if TYPE_CHECKING:  # torch is imported where weights are loaded, not where `paperzoo info` describes them
     import torch
@@ -141,7 +141,6 @@ def no_weights_reason(name: str) -> str | None:
     """Why ``name`` has no published weights (``None`` if it has some)."""
     if _table().get(name):
         return None
-    from paperzoo.interop.references import parse_reference  # `import paperzoo` loads no interop module
 
     card = model_card(name)
     library = parse_reference(card.reference)[0]

@@ -1,0 +1,183 @@
+"""Export back to the references: save_pretrained folders that transformers and timm load with our outputs,
+export_weights bit-identical round trips (reference → ours → reference), and the measured inverse of every
+converter over the registry."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers
+
+import paperzoo
+from conftest import assert_close_rel, randomize_weights
+from paperzoo.interop import convert_state_dict
+from paperzoo.interop.export import export_positions, reference_for
+from paperzoo.interop.references import WEIGHT_SOURCES, build_reference, parse_reference, reference_unavailable
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+TEXT = dict(vocab_size=37, hidden_size=30, num_layers=3, num_heads=5, max_positions=19)
+AUDIO = dict(hidden_size=30, num_layers=3, num_heads=5, ffn_dim=41, feature_channels=16, position_kernel_size=12,
+             position_groups=3)
+# (variant, odd arguments, transformers class save_pretrained writes, its output ↔ ours)
+TRANSFORMERS_CASES = [
+    ("bert_base", {**TEXT, "intermediate_size": 41, "type_vocab_size": 3}, "BertModel",
+     ("last_hidden_state", "last_hidden_state")),
+    ("bert_base_pretraining", {**TEXT, "intermediate_size": 41}, "BertForPreTraining",
+     ("prediction_logits", "mlm_logits")),
+    ("gpt2", {**TEXT, "intermediate_size": 23}, "GPT2LMHeadModel", ("logits", None)),
+    ("gpt", TEXT, "OpenAIGPTLMHeadModel", ("logits", None)),
+    ("wav2vec2_base", AUDIO, "Wav2Vec2Model", ("last_hidden_state", "last_hidden_state")),
+    ("wav2vec2_large_pretraining", {**AUDIO, "codevector_dim": 12, "final_dim": 10, "codebook_size": 7},
+     "Wav2Vec2ForPreTraining", ("projected_states", "projected_states")),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "architecture", "outputs"), TRANSFORMERS_CASES,
+                         ids=[c[0] for c in TRANSFORMERS_CASES])
+def test_save_pretrained_writes_a_folder_transformers_loads_with_our_outputs(tmp_path, name, kwargs, architecture,
+                                                                           outputs):
+    torch.manual_seed(0)
+    model = randomize_weights(paperzoo.create_model(name, **kwargs)).eval()
+    paperzoo.save_pretrained(model, tmp_path)
+    assert transformers.AutoConfig.from_pretrained(tmp_path).architectures == [architecture]
+    reference = getattr(transformers, architecture).from_pretrained(tmp_path).eval()
+    transformers.AutoModel.from_pretrained(tmp_path)  # the base class reads the folder too
+    ids = torch.tensor([[2, 36, 5, 17, 0, 9, 30], [1, 4, 4, 22, 35, 8, 13]])
+    x = torch.randn(2, 1600) if "wav2vec2" in name else ids
+    theirs, ours = outputs
+    with torch.no_grad():
+        expected, got = getattr(reference(x), theirs), model(x)
+    assert_close_rel(got if ours is None else got[ours], expected)
+    back = paperzoo.from_pretrained(tmp_path)  # and our own loader reads it back, bit for bit
+    assert type(back) is type(model)
+    assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), model.state_dict().values(), strict=True))
+
+
+@pytest.mark.parametrize(("name", "kwargs", "architecture", "outputs"), TRANSFORMERS_CASES,
+                         ids=[c[0] for c in TRANSFORMERS_CASES])
+def test_transformers_weights_round_trip_bit_identically(name, kwargs, architecture, outputs):
+    from paperzoo.interop.export import transformers_config
+
+    config = transformers_config(paperzoo.create_model(name, **kwargs))
+    model_class = getattr(transformers, architecture)
+    fields = {k: v for k, v in config.items() if k not in ("model_type", "architectures")}
+    torch.manual_seed(0)
+    reference = randomize_weights(model_class(model_class.config_class(**fields)))
+    model = paperzoo.load_weights(paperzoo.create_model(name, **kwargs), reference, source="transformers")
+    exported, expected = paperzoo.export_weights(model, "transformers"), reference.state_dict()
+    assert exported.keys() == expected.keys()
+    assert all(torch.equal(exported[k], expected[k]) for k in expected)
+
+
+@pytest.mark.parametrize("num_classes", [1000, 7])
+def test_save_pretrained_writes_a_folder_timm_loads_with_our_outputs(tmp_path, num_classes):
+    import timm
+
+    model = randomize_weights(paperzoo.create_model("resnet18", num_classes=num_classes)).eval()
+    paperzoo.save_pretrained(model, tmp_path)
+    overlay = dict(file=str(tmp_path / "model.safetensors"), num_classes=num_classes)  # timm's own default: 1000
+    reference = timm.create_model("resnet18", pretrained=True, num_classes=num_classes,
+                                  pretrained_cfg_overlay=overlay).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert_close_rel(model(x), reference(x))
+    assert all(torch.equal(a, b) for a, b in zip(paperzoo.from_pretrained(tmp_path).state_dict().values(),
+                                                 model.state_dict().values(), strict=True))
+
+
+def round_trip(name: str, **kwargs) -> None:
+    """reference → ours → reference, bit-identical, with every reference key back."""
+    card = paperzoo.model_card(name)
+    library = parse_reference(card.reference)[0]
+    torch.manual_seed(0)
+    reference = randomize_weights(build_reference(card.reference))
+    source = WEIGHT_SOURCES[library]
+    model = paperzoo.load_weights(paperzoo.create_model(name, **kwargs), reference, source=source)
+    exported = paperzoo.export_weights(model, source)
+    expected = reference.state_dict()
+    dropped = expected.keys() - exported.keys()
+    assert not (exported.keys() - expected.keys())
+    assert all(not k.endswith(("weight", "bias")) for k in dropped), f"weights lost on the way: {sorted(dropped)}"
+    for key, value in exported.items():
+        assert value.dtype == expected[key].dtype and torch.equal(value, expected[key]), key
+
+
+SMALL = ["resnet18", "squeezenet1_1", "mobilenet_v2", "shufflenet_v2_x0_5", "densenet121", "lstm",
+         "regnet_y_400mf", "ghostnet", "mixnet_s"]
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_small_variants_round_trip_bit_identically(name):
+    if name not in paperzoo.list_models():
+        pytest.skip(f"{name} is not registered")
+    round_trip(name)
+
+
+def test_a_torchvision_model_holding_exported_weights_gives_our_outputs():
+    import torchvision
+
+    model = randomize_weights(paperzoo.create_model("shufflenet_v2_x0_5")).eval()
+    reference = torchvision.models.shufflenet_v2_x0_5()
+    reference.load_state_dict(paperzoo.export_weights(model, "torchvision"))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert_close_rel(model(x), reference.eval()(x))
+
+
+def test_export_refuses_a_library_that_is_not_the_models_reference():
+    with pytest.raises(ValueError, match="not a torchvision model"):
+        paperzoo.export_weights(paperzoo.create_model("lstm"), "torchvision")
+    with pytest.raises(ValueError, match="unknown library 'keras'"):
+        paperzoo.export_weights(paperzoo.create_model("lstm"), "keras")
+
+
+def referenced_variants(max_params: int | None = None) -> list[str]:
+    names = []
+    for name in paperzoo.list_models():
+        card = paperzoo.model_card(name)
+        if reference_unavailable(card.reference) is None and (max_params is None or card.params <= max_params):
+            names.append(name)
+    return names
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("name", referenced_variants())
+def test_every_reference_layout_converts_to_ours(name):
+    """On the meta device, for every variant with a reference: the reference's names and shapes, converted,
+    are ours exactly (what export_weights relies on)."""
+    card = paperzoo.model_card(name)
+    library = WEIGHT_SOURCES[parse_reference(card.reference)[0]]
+    with torch.device("meta"):
+        model = paperzoo.create_model(name)
+    reference = reference_for(model, library)
+    converted = convert_state_dict(model, reference.state_dict(), library)
+    own = model.state_dict()
+    assert converted.keys() == own.keys()
+    assert all(converted[k].shape == own[k].shape for k in own)
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("name", referenced_variants(max_params=15_000_000))
+def test_every_converter_has_an_exact_inverse(name):
+    """Every reference element becomes exactly one of ours and the other way round (a buffer the converter
+    drops, such as a causal mask, may become none): the export, which puts each value back where it came from,
+    is then exact for any values. Checked where the position tensors stay small (up to 15M parameters)."""
+    card = paperzoo.model_card(name)
+    library = WEIGHT_SOURCES[parse_reference(card.reference)[0]]
+    with torch.device("meta"):
+        model = paperzoo.create_model(name)
+    probe, positions, total, _ = export_positions(model, library)
+    used = torch.cat([p.flatten().long() for p in positions.values()])
+    assert used.numel() == torch.unique(used).numel(), "two of our elements come from one reference element"
+    covered = torch.zeros(total, dtype=torch.bool)
+    covered[used] = True
+    lost = [k for k, p in probe.items() if not covered[p.flatten().long()].all() and k.endswith(("weight", "bias"))]
+    assert not lost, f"reference weights that no tensor of ours becomes: {lost}"
