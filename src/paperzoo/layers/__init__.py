@@ -8,7 +8,7 @@ once, and its module says whose idea it is.
 
 from paperzoo.layers.attention import KeyValueCache, MultiHeadAttention
 from paperzoo.layers.conv import ConvNormAct
-from paperzoo.layers.decoding import Hypothesis, beam_search
+from paperzoo.layers.decoding import Hypothesis, beam_search, filter_logits, generate
 from paperzoo.layers.features import FeatureInfo, stage_outputs
 from paperzoo.layers.inverted_residual import InvertedResidual
 from paperzoo.layers.recurrent import RecurrentLayers
@@ -30,7 +30,8 @@ from paperzoo.layers.validation import (
 )
 
 __all__ = ["ConvNormAct", "FCNHead", "FeatureInfo", "Hypothesis", "InvertedResidual", "KeyValueCache",
-           "MultiHeadAttention", "RecurrentLayers", "SqueezeExcite", "StochasticDepth", "beam_search",
+           "MultiHeadAttention", "RecurrentLayers", "SqueezeExcite", "StochasticDepth", "beam_search", "filter_logits",
+           "generate",
            "check_attention_mask", "check_detection_targets", "check_feature_sequence", "check_image_batch",
            "check_image_list", "check_latent_batch",
            "check_segmentation_target", "check_sequence_lengths", "check_token_batch", "check_token_pair",
