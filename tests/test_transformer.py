@@ -426,6 +426,45 @@ def test_beam_search_goes_on_while_a_live_hypothesis_can_still_win(monkeypatch):
     assert out[0].tolist() == expected[1] and best.item() == pytest.approx(expected[0])
 
 
+def test_greedy_generate_equals_the_step_by_step_argmax_and_a_beam_of_one():
+    model = randomize_weights(small_model(seed=3)).eval()
+    src = torch.tensor([[5, 6, 7, 8, 2], [9, 10, 11, 2, PAD], [3, 4, 2, PAD, PAD]])
+    greedy = model.generate(src, num_beams=1)
+    for i in range(len(src)):
+        prefix = [BOS]
+        while len(prefix) <= int((src[i] != PAD).sum()) + 50 and prefix[-1] != EOS:
+            with torch.no_grad():
+                logits = model(src[i:i + 1, :int((src[i] != PAD).sum())], torch.tensor([prefix]))[0, -1]
+            logits[[BOS, PAD]] = -math.inf  # never generated
+            prefix.append(int(logits.argmax()))
+        assert greedy[i, :len(prefix)].tolist() == prefix
+        assert (greedy[i, len(prefix):] == PAD).all()
+    assert torch.equal(model.beam_search(src, beam_size=1), greedy[:, 1:])
+
+
+def test_beam_search_finds_a_more_likely_translation_than_greedy(monkeypatch):
+    """First word 3 (0.6) or 4 (0.4); after 3 every token is equally likely, after 4 </s> has 0.99: greedy takes
+    3 and ends with P = 0.6 / 3, the beam finds "4 </s>" with P = 0.396."""
+    model = small_model(vocab_size=6)
+
+    def next_token_log_probs(tokens, *args):
+        out = torch.full((len(tokens), 6), -math.inf)
+        for row, prefix in enumerate(tokens.tolist()):
+            if len(prefix) == 1:
+                out[row, 3], out[row, 4] = math.log(0.6), math.log(0.4)
+            elif prefix[1] == 3:
+                out[row, [EOS, 3, 4, 5]] = math.log(0.25)
+            else:
+                out[row, EOS], out[row, 5] = math.log(0.99), math.log(0.01)
+        return out
+
+    monkeypatch.setattr(model, "_next_token_log_probs", next_token_log_probs)
+    src = torch.tensor([[3, 4]])
+    assert model.generate(src, num_beams=1)[0, :3].tolist() == [BOS, 3, EOS]
+    assert model.generate(src, num_beams=2, length_penalty=0.0)[0].tolist() == [BOS, 4, EOS]
+    assert model.generate(src)[0].tolist() == [BOS, 4, EOS]  # the paper's beam of 4, alpha 0.6
+
+
 def test_cached_and_uncached_decoding_agree_on_a_random_model(monkeypatch):
     """</s> is forbidden here, so that every hypothesis runs to the maximum length and the beams overtake one
     another (a trained model's first beam tends to stay first): a cache that did not follow its beam would show."""
