@@ -19,6 +19,7 @@ from paperzoo.layers.validation import (
     check_attention_mask,
     check_detection_targets,
     check_feature_sequence,
+    check_finite,
     check_image_batch,
     check_image_list,
     check_latent_batch,
@@ -32,7 +33,8 @@ from paperzoo.layers.validation import (
 __all__ = ["ConvNormAct", "FCNHead", "FeatureInfo", "Hypothesis", "InvertedResidual", "KeyValueCache",
            "MultiHeadAttention", "RecurrentLayers", "SqueezeExcite", "StochasticDepth", "beam_search", "filter_logits",
            "generate",
-           "check_attention_mask", "check_detection_targets", "check_feature_sequence", "check_image_batch",
+           "check_attention_mask", "check_detection_targets", "check_feature_sequence", "check_finite",
+           "check_image_batch",
            "check_image_list", "check_latent_batch",
            "check_segmentation_target", "check_sequence_lengths", "check_token_batch", "check_token_pair",
            "check_waveform_batch", "pixelwise_cross_entropy", "stage_outputs", "values_are_known"]

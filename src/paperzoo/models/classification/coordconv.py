@@ -154,7 +154,7 @@ class CoordConvResNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → the backbone's last feature map."""
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
         return self.backbone.forward_features(self.coord_conv(x))  # (N, 8, H, W) into the backbone
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -245,7 +245,7 @@ class CoordinateRegressor(nn.Module):
         _init_he_normal(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans)
+        check_image_batch(x, model=self, in_chans=self.in_chans)
         return self.layers(x).amax(dim=(2, 3))  # global max pool: (N, 2, H, W) → (N, 2)
 
 
