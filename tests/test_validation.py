@@ -279,3 +279,11 @@ def test_bernoulli_models_example_input_is_pixels_in_0_1(name):
     x = paperzoo.model_card(name).input.example_input(4, generator=torch.Generator().manual_seed(0))
     assert 0 <= float(x.min()) and float(x.max()) <= 1
     paperzoo.create_model(name).loss(x)
+
+
+def test_a_model_specific_input_check_shares_the_dtype_check():
+    model = paperzoo.create_model("coordconv_classifier").eval()
+    coords = torch.zeros(2, 2)
+    model(coords)
+    with pytest.raises(ValueError, match=r"^coordconv_classifier expects .* dtype float64, but the model's weights"):
+        model(coords.double())

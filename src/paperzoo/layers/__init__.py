@@ -22,6 +22,7 @@ from paperzoo.layers.validation import (
     check_finite,
     check_image_batch,
     check_image_list,
+    check_input_values,
     check_latent_batch,
     check_sequence_lengths,
     check_token_batch,
@@ -35,6 +36,6 @@ __all__ = ["ConvNormAct", "FCNHead", "FeatureInfo", "Hypothesis", "InvertedResid
            "generate",
            "check_attention_mask", "check_detection_targets", "check_feature_sequence", "check_finite",
            "check_image_batch",
-           "check_image_list", "check_latent_batch",
+           "check_image_list", "check_input_values", "check_latent_batch",
            "check_segmentation_target", "check_sequence_lengths", "check_token_batch", "check_token_pair",
            "check_waveform_batch", "pixelwise_cross_entropy", "stage_outputs", "values_are_known"]

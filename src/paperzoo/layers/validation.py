@@ -89,6 +89,16 @@ def values_are_known(x: torch.Tensor) -> bool:
     return x.device.type != "meta" and not torch.compiler.is_compiling()
 
 
+def check_input_values(x: torch.Tensor, *, model: nn.Module, expected: str,
+                       value_range: tuple[float, float] | None = None) -> None:
+    """The dtype and value checks of the checks below, for a model's own check of an input kind of its own (whose
+    shape it has checked): raise ``ValueError(f"{expected}; got {shape}: ...")`` on a dtype other than the
+    weights', or values outside ``value_range``."""
+    problem = _value_problem(x, model, value_range=value_range)
+    if problem is not None:
+        raise ValueError(f"{expected}; got {tuple(x.shape)}: {problem}")
+
+
 def check_image_batch(x: object, *, model: nn.Module | None = None, name: str | None = None, in_chans: int,
                       min_size: int = 1, size: int | None = None, size_reason: str = "",
                       value_range: tuple[float, float] | None = None) -> None:
