@@ -87,8 +87,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from paperzoo.layers import KeyValueCache, MultiHeadAttention, check_attention_mask, check_token_batch, decoding
-from paperzoo.layers.decoding import filter_logits
 from paperzoo.layers.checkpoint import checkpoint_module, checkpointing
+from paperzoo.layers.decoding import filter_logits
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
 __all__ = ["GPT", "DecoderBlock", "filter_logits"]  # filter_logits: paperzoo.layers.decoding's
