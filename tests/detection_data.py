@@ -120,7 +120,7 @@ class TinyDetector(nn.Module):
             BalancedSampler(64, 0.5)
 
     def forward(self, images, targets=None):
-        check_image_list(images, name=self.model_name, min_size=self.min_input_size)
+        check_image_list(images, model=self, min_size=self.min_input_size)
         if self.training:
             check_detection_targets(targets, images, name=self.model_name, num_classes=self.num_classes,
                                     needs_masks=self.with_masks)

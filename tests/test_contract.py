@@ -336,6 +336,13 @@ def bad_inputs(name: str) -> dict[str, torch.Tensor]:
     return cases
 
 
+def as_float64(x: object) -> object:
+    """The example input with every tensor in float64 (token ids too: float ids are as wrong as float32 ones)."""
+    if isinstance(x, torch.Tensor):
+        return x.to(torch.float64)
+    return type(x)(as_float64(item) for item in x)
+
+
 @pytest.mark.parametrize("name", CANONICAL + list(TINY_DETECTORS))
 def test_bad_input_raises_value_error_naming_the_expected_shape(name):
     with torch.device("meta"):  # the check runs before any computation, so no weights are needed
@@ -345,7 +352,10 @@ def test_bad_input_raises_value_error_naming_the_expected_shape(name):
                 "features": f"(N, T, {spec.shape[-1]})", "waveform": "(N, samples)",
                 "image-list": f"({spec.shape[0]}, H, W)"}.get(
         spec.kind, f"(N, {spec.shape[0]}, H, W)")
-    for reason, x in bad_inputs(name).items():
+    cases = bad_inputs(name)
+    # weights in float32, the input in float64: the message says so
+    cases["float64 instead of the weights' float32"] = as_float64(spec.example_input(2, max_image_size=64))
+    for reason, x in cases.items():
         with pytest.raises(ValueError) as info:
             run_example(model, x)
         message = str(info.value)
@@ -353,6 +363,8 @@ def test_bad_input_raises_value_error_naming_the_expected_shape(name):
         assert expected in message, f"{name}, {reason}: {message}"
         if isinstance(x, torch.Tensor):
             assert str(tuple(x.shape)) in message, f"{name}, {reason}: the message must show what it got"
+        if reason.startswith("float64") and spec.kind not in ("tokens", "token-pairs"):
+            assert "float64" in message and ".to(torch.float32)" in message, f"{name}, {reason}: {message}"
 
 
 @pytest.mark.heavy

@@ -22,7 +22,8 @@ import paperzoo
 from conftest import assert_close_rel, assert_output_depends_on_input, parse_reference, randomize_weights
 from paperzoo.interop import check_state_dict, convert_state_dict
 from paperzoo.layers import attention as attention_module
-from paperzoo.models.language.gpt import GPT, filter_logits
+from paperzoo.layers.decoding import filter_logits
+from paperzoo.models.language.gpt import GPT
 
 transformers.logging.set_verbosity_error()  # tiny test vocabularies do not hold GPT-2's special token ids
 
@@ -192,6 +193,61 @@ def test_greedy_generation_equals_transformers_generate():
     expected = reference.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=25,
                                   do_sample=False, pad_token_id=0)
     assert torch.equal(model.generate(prompt, 25), expected)
+
+
+def test_beam_search_equals_transformers_generate():
+    """Beam search with a length penalty and an end token, step for step as transformers': the same tokens,
+    including where a beam ends early and the others are padded."""
+    model, reference = tiny_pair(pre_norm=True, seed=1)
+    prompt = random_ids(3, 4, 97, seed=1)
+    with torch.no_grad():  # an end token the model does choose: the second row's greedy 3rd token
+        eos = int(model.generate(prompt, 3)[1, -1])
+    for num_beams, length_penalty in [(3, 1.0), (3, 0.0), (3, 2.0), (1, 1.0)]:
+        expected = reference.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=12,
+                                      num_beams=num_beams, length_penalty=length_penalty, eos_token_id=eos,
+                                      pad_token_id=96, do_sample=False, early_stopping=False)
+        actual = model.generate(prompt, 12, num_beams=num_beams, length_penalty=length_penalty, eos_token_id=eos,
+                                pad_token_id=96)  # not 0: transformers' beam search fills with the end token then
+        assert torch.equal(actual, expected), (num_beams, length_penalty)
+    assert (actual[:, 4:] == eos).any(), "some row should end at the end token"
+
+
+def test_generation_stops_at_the_end_token_and_pads():
+    model, _ = tiny_pair(pre_norm=True)
+    prompt = random_ids(3, 4, 97)
+    free = model.generate(prompt, 10)
+    eos = int(free[0, 6])  # row 0's third generated token
+    ended = model.generate(prompt, 10, eos_token_id=eos, pad_token_id=96)
+    row = free[0].tolist()
+    first = row.index(eos, 4)
+    assert ended[0, :first + 1].tolist() == row[:first + 1]
+    assert (ended[0, first + 1:] == 96).all()
+    everyone = model.generate(prompt, 10, eos_token_id=int(free[0, 4]))  # every row's end: stops when all ended
+    assert everyone.shape[1] <= 14
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_left_padded_prompts_with_the_attention_mask_equal_unpadded_ones(num_beams):
+    model, reference = tiny_pair(pre_norm=True)
+    short, long = random_ids(1, 3, 97, seed=2), random_ids(1, 6, 97, seed=3)
+    padded = torch.cat([torch.cat([torch.full((1, 3), 5), short], dim=1), long])  # pad on the left
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1], [1] * 6])
+    together = model.generate(padded, 8, num_beams=num_beams, attention_mask=mask)
+    assert torch.isfinite(model(padded, mask)).all()
+    assert torch.equal(together[0, 3:], model.generate(short, 8, num_beams=num_beams)[0])
+    assert torch.equal(together[1], model.generate(long, 8, num_beams=num_beams)[0])
+    expected = reference.generate(padded, attention_mask=mask, max_new_tokens=8, num_beams=num_beams,
+                                  do_sample=False, pad_token_id=0)
+    assert torch.equal(together, expected)
+    without_cache = model.generate(padded, 8, num_beams=num_beams, attention_mask=mask, use_cache=False)
+    assert torch.equal(together, without_cache)
+
+
+def test_sampling_arguments_without_do_sample_are_refused():
+    model, _ = tiny_pair(pre_norm=True)
+    for kwargs in ({"top_k": 5}, {"top_p": 0.9}, {"temperature": 0.7}):
+        with pytest.raises(ValueError, match="do_sample=True"):
+            model.generate(random_ids(1, 3, 97), 4, **kwargs)
 
 
 def test_cache_with_a_padding_mask_equals_the_full_pass():

@@ -144,42 +144,49 @@ def test_rnnsearch_backward_rnn_reads_the_sentence_back_to_front():
 
 # --- decoding ---------------------------------------------------------------------------------------------
 
-def greedy_by_recomputing(model: torch.nn.Module, src: torch.Tensor, steps: int) -> tuple[list[int], float]:
-    """Greedy decoding without carrying any decoder state: the whole prefix is run again for every new token; the
-    last of ``steps`` steps appends <eos>."""
+def greedy_by_recomputing(model: torch.nn.Module, src: torch.Tensor, steps: int) -> tuple[list[int], float, bool]:
+    """Greedy decoding without carrying any decoder state: the whole prefix is run again for every new token, for
+    at most ``steps`` tokens. Returns the tokens (without <eos>), their log-probability and whether <eos> ended it."""
     prefix, log_probability = [model.bos_id], 0.0
-    for step in range(steps):
+    for _ in range(steps):
         with torch.no_grad():
             log_probs = F.log_softmax(model(src, torch.tensor([prefix]))[0, -1], dim=-1)
-        token = int(log_probs.argmax()) if step + 1 < steps else model.eos_id
+        token = int(log_probs.argmax())
         log_probability += float(log_probs[token])
         if token == model.eos_id:
-            break
+            return prefix[1:], log_probability, True
         prefix.append(token)
-    return prefix[1:], log_probability
+    return prefix[1:], log_probability, False
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_decoding_with_the_state_equals_recomputing_the_prefix(name):
-    """Greedy decoding (a beam of 1) carries the decoder's recurrent state from step to step, its cache; it gives
-    the tokens and log-probabilities of recomputing every prefix from scratch."""
+    """Greedy decoding, by ``generate`` and by a beam of 1, carries the decoder's recurrent state from step to step,
+    its cache; it gives the tokens and log-probabilities of recomputing every prefix from scratch."""
     model = small(name)
     src = torch.randint(0, 11, (4, 5))
     lengths = set()
     for eos_id in range(2, model.target_vocab_size):  # each word in turn as the end token: outputs of many lengths
         model.eos_id = eos_id
         hypotheses = model.beam_search(src, beam_size=1, max_length=7)
+        greedy = model.generate(src, 7, num_beams=1, pad_token_id=0)
+        assert (greedy[:, 0] == model.bos_id).all()
         for n in range(len(src)):
-            tokens, log_probability = greedy_by_recomputing(model, src[n:n + 1], steps=7)
+            tokens, log_probability, finished = greedy_by_recomputing(model, src[n:n + 1], steps=7)
             (best,) = hypotheses[n]
-            assert best.tokens == tokens
+            assert best.tokens == tokens and best.finished == finished
             assert best.log_probability == pytest.approx(log_probability, abs=1e-5)
+            ended = tokens + [eos_id] * finished
+            assert greedy[n, 1:1 + len(ended)].tolist() == ended
+            assert (greedy[n, 1 + len(ended):] == 0).all()  # padding after <eos>
             lengths.add(len(tokens))
-    assert min(lengths) < 6 and max(lengths) == 6, "some outputs ended by the model, some by max_length"
+    assert min(lengths) < 7 and max(lengths) == 7, "some outputs ended by the model, some by max_length"
 
 
-def every_output(model: torch.nn.Module, src: torch.Tensor, max_length: int) -> dict[tuple[int, ...], float]:
-    """log p(y, <eos> | src) of every output y that ends within max_length steps, by teacher forcing."""
+def every_output(model: torch.nn.Module, src: torch.Tensor,
+                 max_length: int) -> dict[tuple[tuple[int, ...], bool], float]:
+    """log p(y | src) of every output y (y, finished) that fits max_length tokens, by teacher forcing: y then <eos>
+    (finished), or max_length words cut there (not finished)."""
     words = [token for token in range(model.target_vocab_size) if token != model.eos_id]
     scores = {}
     for length in range(max_length):
@@ -187,31 +194,74 @@ def every_output(model: torch.nn.Module, src: torch.Tensor, max_length: int) -> 
             tgt = torch.tensor([[model.bos_id, *output]])
             with torch.no_grad():
                 log_probs = F.log_softmax(model(src, tgt)[0], dim=-1)  # (length + 1, V)
-            targets = torch.tensor([*output, model.eos_id])
-            scores[output] = float(log_probs.gather(1, targets[:, None]).sum())
+            so_far = float(log_probs[:-1].gather(1, torch.tensor(output, dtype=torch.long)[:, None]).sum())
+            scores[output, True] = so_far + float(log_probs[-1, model.eos_id])
+            if length == max_length - 1:
+                for word in words:
+                    scores[(*output, word), False] = so_far + float(log_probs[-1, word])
     return scores
 
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("length_penalty", [0.0, 1.0])
 def test_beam_search_finds_the_most_likely_output(name, length_penalty):
-    """A 7-word vocabulary and 3 steps allow 1 + 6 + 6² outputs; a beam wider than the 6·7 extensions of the second
-    step misses none of them, so its best hypothesis is the best of all outputs, enumerated, and every hypothesis
-    carries its true log-probability."""
+    """A 7-word vocabulary and 3 steps allow 1 + 6 + 6² finished outputs and 6³ cut ones; a beam wider than the 6·7
+    extensions of the second step misses none before the last step, where all extensions have one length, so its
+    best hypothesis is the best of all outputs, enumerated, and every hypothesis carries its true log-probability."""
     model = small(name)
     src = torch.randint(0, 11, (1, 4))
     scores = every_output(model, src, max_length=3)
-    ranked = {output: score / (len(output) + 1) ** length_penalty for output, score in scores.items()}
+    ranked = {key: score / (len(key[0]) + key[1]) ** length_penalty for key, score in scores.items()}
     hypotheses = model.beam_search(src, beam_size=64, max_length=3, length_penalty=length_penalty)[0]
-    assert hypotheses and all(h.finished for h in hypotheses)
+    assert len(hypotheses) == 64
     assert [h.score for h in hypotheses] == sorted((h.score for h in hypotheses), reverse=True)
     for hypothesis in hypotheses:
-        assert hypothesis.log_probability == pytest.approx(scores[tuple(hypothesis.tokens)], abs=1e-5)
-        assert hypothesis.score == pytest.approx(ranked[tuple(hypothesis.tokens)], abs=1e-5)
+        key = tuple(hypothesis.tokens), hypothesis.finished
+        assert hypothesis.log_probability == pytest.approx(scores[key], abs=1e-5)
+        assert hypothesis.score == pytest.approx(ranked[key], abs=1e-5)
     assert hypotheses[0].score == pytest.approx(max(ranked.values()), abs=1e-5)
     # A beam of 2 (the paper's "most of the benefit") keeps at most 2 and never beats the exhaustive search.
     narrow = model.beam_search(src, beam_size=2, max_length=3, length_penalty=length_penalty)[0]
     assert 1 <= len(narrow) <= 2 and narrow[0].score <= hypotheses[0].score + 1e-6
+
+
+def output_log_probability(model: torch.nn.Module, src: torch.Tensor, output: torch.Tensor) -> float:
+    """log p(output | src) of ``generate``'s output row (<s> first; up to and with <eos>), by teacher forcing."""
+    tokens = output[1:].tolist()
+    if model.eos_id in tokens:
+        tokens = tokens[:tokens.index(model.eos_id) + 1]
+    with torch.no_grad():
+        log_probs = F.log_softmax(model(src, torch.tensor([[model.bos_id, *tokens[:-1]]]))[0], dim=-1)
+    return float(log_probs.gather(1, torch.tensor(tokens)[:, None]).sum())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_generate_with_a_beam_finds_more_likely_outputs_than_greedy(name):
+    """The paper's reason for the beam: over random sources, a beam of 4 never finds a less likely output than
+    greedy decoding (same length bound, no length penalty) and finds a more likely one for some."""
+    model = small(name)
+    generator = torch.Generator().manual_seed(0)
+    better = 0
+    for _ in range(20):
+        src = torch.randint(0, 11, (1, 4), generator=generator)
+        greedy = output_log_probability(model, src, model.generate(src, 5, num_beams=1)[0])
+        beam = output_log_probability(model, src, model.generate(src, 5, num_beams=4)[0])
+        assert beam >= greedy - 1e-5
+        better += beam > greedy + 1e-5
+    assert better > 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_generate_takes_the_attention_mask_of_a_padded_source(name):
+    model = small(name)
+    src = torch.randint(0, 11, (2, 5))
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1] * 5])
+    padded = model.generate(src, 6, attention_mask=mask, num_beams=3)
+    assert torch.equal(padded, model.generate(src, 6, src_lengths=torch.tensor([3, 5]), num_beams=3))
+    alone = model.generate(src[:1, :3], 6, num_beams=3)[0]
+    assert padded[0, :len(alone)].tolist() == alone.tolist()
+    with pytest.raises(ValueError, match="padding on the right"):
+        model.generate(src, 6, attention_mask=mask.flip(1))
 
 
 def test_beam_search_batches_examples_independently():
@@ -224,18 +274,16 @@ def test_beam_search_batches_examples_independently():
 
 
 def test_max_length_bounds_the_output():
+    """At the maximum length the best live hypotheses end as they are, without <eos> (as transformers' beam
+    search), their log-probability that of their tokens alone."""
     model = small("seq2seq")
     src = torch.randint(0, 11, (1, 3))
     with torch.no_grad():
-        model.output.bias[model.eos_id] = -30.0  # the end token is very unlikely, but possible
+        model.output.bias[model.eos_id] = -30.0  # the end token is very unlikely
         hypotheses = model.beam_search(src, beam_size=3, max_length=4)[0]
-        # at the last step every hypothesis ends, its log p(<eos>) counted
-        assert len(hypotheses) == 3 and all(h.finished and len(h.tokens) == 3 for h in hypotheses)
-        assert all(h.log_probability < -30 for h in hypotheses)
-        model.output.bias[model.eos_id] = float("-inf")  # the end token is impossible
-        hypotheses = model.beam_search(src, beam_size=3, max_length=4)[0]
-    assert len(hypotheses) == 3 and not any(h.finished for h in hypotheses)
-    assert all(len(h.tokens) == 4 for h in hypotheses)
+    assert len(hypotheses) == 3 and all(not h.finished and len(h.tokens) == 4 for h in hypotheses)
+    assert all(h.log_probability > -30 for h in hypotheses)
+    assert model.generate(src, 4, num_beams=3).shape == (1, 5)  # <s> and 4 tokens
 
 
 # --- bad input --------------------------------------------------------------------------------------------

@@ -372,11 +372,13 @@ def test_decoding_stops_at_the_source_length_plus_50(monkeypatch):
         return never_end(*args).index_fill(1, torch.tensor([EOS]), -math.inf)
 
     monkeypatch.setattr(model, "_next_token_log_probs", without_eos)
-    for out in (model.generate(src), model.beam_search(src, beam_size=2)):
+    for out in (model.generate(src, num_beams=1)[:, 1:], model.beam_search(src, beam_size=2),
+                model.generate(src)[:, 1:]):
         assert out.shape == (2, 54)
         assert (out[0] > EOS).all()  # 54 generated tokens
         assert (out[1, :52] > EOS).all() and (out[1, 52:] == PAD).all()  # 52, then padding
-    assert model.generate(src, extra_length=3).shape == (2, 7)
+    assert model.beam_search(src, beam_size=1, extra_length=3).shape == (2, 7)
+    assert model.generate(src, 3).shape == (2, 4)  # <s> and 3 tokens
 
 
 def sequence_log_prob(model: Transformer, src: torch.Tensor, hypothesis: list[int]) -> float:
@@ -390,14 +392,14 @@ def sequence_log_prob(model: Transformer, src: torch.Tensor, hypothesis: list[in
 @pytest.mark.parametrize("alpha", [0.0, 0.6, 2.0, 5.0])
 def test_beam_search_finds_the_best_length_penalised_translation(alpha):
     """On a vocabulary of two words and a maximum length of 4, a beam of 16 never has to drop a hypothesis, so it
-    must return the exhaustive optimum of log P(Y|X) / lp(Y), lp(Y) = ((5 + |Y|) / 6)^α (§6.1, Wu et al. eq. 14)."""
+    must return the exhaustive optimum of log P(Y|X) / |Y|^α (transformers' length penalty; the paper's α = 0.6)."""
     model = randomize_weights(small_model(seed=2, vocab_size=5)).eval()
     words = [3, 4]
     for src in (torch.tensor([[3]]), torch.tensor([[4]])):
         limit = 1 + 3  # one source token + extra_length
         hypotheses = [[*prefix, EOS] for k in range(limit) for prefix in itertools.product(words, repeat=k)]
         hypotheses += [list(prefix) for prefix in itertools.product(words, repeat=limit)]  # cut at the limit
-        scored = sorted(((sequence_log_prob(model, src, h) / ((5 + len(h)) / 6) ** alpha, h) for h in hypotheses),
+        scored = sorted(((sequence_log_prob(model, src, h) / len(h) ** alpha, h) for h in hypotheses),
                         reverse=True)
         assert scored[0][0] - scored[1][0] > 1e-4, "a near tie would make this test fragile: pick another seed"
         out, score = model.beam_search(src, beam_size=16, length_penalty=alpha, extra_length=3, return_scores=True)
@@ -416,12 +418,51 @@ def test_beam_search_goes_on_while_a_live_hypothesis_can_still_win(monkeypatch):
 
     def score(k: int, ended: bool) -> float:  # k words, then </s> if ended
         log_p = k * math.log(0.45) + (math.log(0.5) if ended else 0.0)
-        return log_p / ((5 + k + ended) / 6) ** alpha
+        return log_p / (k + ended) ** alpha
 
     expected = max([(score(k, True), [3] * k + [EOS]) for k in range(4)] + [(score(4, False), [3] * 4)])
     assert expected[1] == [3, 3, 3, EOS] and score(0, True) < expected[0]
     out, best = model.beam_search(src, beam_size=2, length_penalty=alpha, extra_length=3, return_scores=True)
     assert out[0].tolist() == expected[1] and best.item() == pytest.approx(expected[0])
+
+
+def test_greedy_generate_equals_the_step_by_step_argmax_and_a_beam_of_one():
+    model = randomize_weights(small_model(seed=3)).eval()
+    src = torch.tensor([[5, 6, 7, 8, 2], [9, 10, 11, 2, PAD], [3, 4, 2, PAD, PAD]])
+    greedy = model.generate(src, num_beams=1)
+    for i in range(len(src)):
+        prefix = [BOS]
+        while len(prefix) <= int((src[i] != PAD).sum()) + 50 and prefix[-1] != EOS:
+            with torch.no_grad():
+                logits = model(src[i:i + 1, :int((src[i] != PAD).sum())], torch.tensor([prefix]))[0, -1]
+            logits[[BOS, PAD]] = -math.inf  # never generated
+            prefix.append(int(logits.argmax()))
+        assert greedy[i, :len(prefix)].tolist() == prefix
+        assert (greedy[i, len(prefix):] == PAD).all()
+    assert torch.equal(model.beam_search(src, beam_size=1), greedy[:, 1:])
+
+
+def test_beam_search_finds_a_more_likely_translation_than_greedy(monkeypatch):
+    """First word 3 (0.6) or 4 (0.4); after 3 every token is equally likely, after 4 </s> has 0.99: greedy takes
+    3 and ends with P = 0.6 / 3, the beam finds "4 </s>" with P = 0.396."""
+    model = small_model(vocab_size=6)
+
+    def next_token_log_probs(tokens, *args):
+        out = torch.full((len(tokens), 6), -math.inf)
+        for row, prefix in enumerate(tokens.tolist()):
+            if len(prefix) == 1:
+                out[row, 3], out[row, 4] = math.log(0.6), math.log(0.4)
+            elif prefix[1] == 3:
+                out[row, [EOS, 3, 4, 5]] = math.log(0.25)
+            else:
+                out[row, EOS], out[row, 5] = math.log(0.99), math.log(0.01)
+        return out
+
+    monkeypatch.setattr(model, "_next_token_log_probs", next_token_log_probs)
+    src = torch.tensor([[3, 4]])
+    assert model.generate(src, num_beams=1)[0, :3].tolist() == [BOS, 3, EOS]
+    assert model.generate(src, num_beams=2, length_penalty=0.0)[0].tolist() == [BOS, 4, EOS]
+    assert model.generate(src)[0].tolist() == [BOS, 4, EOS]  # the paper's beam of 4, alpha 0.6
 
 
 def test_cached_and_uncached_decoding_agree_on_a_random_model(monkeypatch):
@@ -432,7 +473,7 @@ def test_cached_and_uncached_decoding_agree_on_a_random_model(monkeypatch):
     monkeypatch.setattr(model, "_next_token_log_probs",
                         lambda *args: log_probs(*args).index_fill(1, torch.tensor([EOS]), -math.inf))
     src = torch.tensor([[5, 6, 7, 8, 2], [9, 10, 11, 2, PAD]])
-    assert torch.equal(model.generate(src, extra_length=6), model.generate(src, extra_length=6, use_cache=False))
+    assert torch.equal(model.generate(src, 6, num_beams=1), model.generate(src, 6, num_beams=1, use_cache=False))
     cached, cached_scores = model.beam_search(src, extra_length=6, return_scores=True)
     uncached, uncached_scores = model.beam_search(src, extra_length=6, use_cache=False, return_scores=True)
     assert torch.equal(cached, uncached)
@@ -498,7 +539,7 @@ def reverser() -> Transformer:
 @pytest.mark.heavy
 def test_learns_to_reverse_digit_sequences(reverser):
     src, tgt = reversal_batch(500, torch.Generator().manual_seed(99))  # a fresh draw (most of them never seen)
-    greedy = exact_match(reverser.generate(src), tgt[:, 1:])
+    greedy = exact_match(reverser.generate(src, num_beams=1)[:, 1:], tgt[:, 1:])
     beam = exact_match(reverser.beam_search(src[:200]), tgt[:200, 1:])
     assert greedy >= 0.98, f"greedy: {greedy:.1%} of the reversals exactly right"
     assert beam >= 0.98, f"beam search: {beam:.1%} of the reversals exactly right"
@@ -507,5 +548,5 @@ def test_learns_to_reverse_digit_sequences(reverser):
 @pytest.mark.heavy
 def test_cached_and_uncached_decoding_agree_on_the_trained_model(reverser):
     src, _ = reversal_batch(64, torch.Generator().manual_seed(7))
-    assert torch.equal(reverser.generate(src), reverser.generate(src, use_cache=False))
+    assert torch.equal(reverser.generate(src, num_beams=1), reverser.generate(src, num_beams=1, use_cache=False))
     assert torch.equal(reverser.beam_search(src), reverser.beam_search(src, use_cache=False))

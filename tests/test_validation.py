@@ -7,9 +7,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import paperzoo
 from paperzoo.layers import (
     check_feature_sequence,
+    check_finite,
     check_image_batch,
+    check_image_list,
     check_latent_batch,
     check_token_batch,
     check_waveform_batch,
@@ -199,3 +202,95 @@ def test_exact_size_accepts_only_that_size_and_says_why(size, ok):
         check_image_batch(x, name="capsnet", in_chans=1, min_size=28, size=28, size_reason="weights")
     assert str(info.value) == (f"capsnet expects a float tensor of shape (N, 1, H, W) with H = W = 28; got (1, 1, "
                                f"{size}, {size}): an image of {size}x{size}; resize it to exactly 28x28 (weights)")
+
+
+# --- dtypes and values ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_a_dtype_other_than_the_weights_gets_one_line_with_the_fix(dtype):
+    model = paperzoo.create_model("resnet18", num_classes=3).eval()
+    x = torch.zeros(1, 3, 32, 32, dtype=dtype)
+    name = str(dtype).removeprefix("torch.")
+    with pytest.raises(ValueError) as info:
+        model(x)
+    message = str(info.value)
+    assert message.startswith("resnet18 expects a float tensor of shape (N, 3, H, W)") and "\n" not in message
+    assert f"dtype {name}, but the model's weights are float32" in message
+    assert "x.to(torch.float32)" in message and f"model.to(torch.{name})" in message
+    # The model in the input's dtype takes it; under autocast mixed dtypes are intended.
+    assert model.to(dtype)(x).dtype == dtype or dtype != torch.float64
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        paperzoo.create_model("resnet18", num_classes=3).eval()(torch.zeros(1, 3, 32, 32, dtype=torch.bfloat16))
+
+
+def test_the_dtype_check_reaches_every_float_input_kind():
+    checks = [
+        lambda x, m: check_image_batch(x, model=m, in_chans=1),
+        lambda x, m: check_latent_batch(x.flatten(1), model=m, latent_dim=4),
+        lambda x, m: check_feature_sequence(x[:, 0], model=m, input_size=2),
+        lambda x, m: check_waveform_batch(x.flatten(1), model=m),
+        lambda x, m: check_image_list(list(x.expand(-1, 3, -1, -1)), model=m),
+    ]
+    model = torch.nn.Linear(2, 2)
+    model.model_name = "net"
+    x = torch.rand(2, 1, 2, 2, dtype=torch.float64)
+    for check in checks:
+        with pytest.raises(ValueError, match=r"^net expects .*dtype float64, but the model's weights are float32"):
+            check(x, model)
+        check(x.float(), model)  # the weights' dtype passes
+        with torch.device("meta"):  # and the check runs on the meta device, where there are no values
+            meta_model = torch.nn.Linear(2, 2)
+        with pytest.raises(ValueError, match="float64"):
+            check(x.to("meta"), meta_model)
+
+
+def test_detectors_refuse_0_to_255_and_non_finite_images():
+    image = torch.rand(3, 20, 20)
+    check_image_list([image, image * 1.2], name="det")  # a resize's overshoot passes
+    with pytest.raises(ValueError, match=r"values in \[.*\]; the model takes pixels in \[0, 1\]: divide 0..255 images "
+                                         r"with x / 255"):
+        check_image_list([image, image * 255], name="det")
+    with pytest.raises(ValueError, match="image 1: NaN or infinite values"):
+        check_image_list([image, image.clone().index_fill_(1, torch.tensor([3]), float("nan"))], name="det")
+    with pytest.raises(ValueError, match="values in"):  # normalised with mean and std: the detector does it itself
+        check_image_list([(image - 0.45) / 0.225], name="det")
+    with torch.device("meta"):
+        check_image_list([torch.empty(3, 20, 20)], name="det")  # no values to read
+
+
+def test_non_finite_values_are_an_opt_in_check():
+    x = torch.zeros(1, 1, 4, 4)
+    x[0, 0, 1, 1] = float("inf")
+    check_image_batch(x, name="net", in_chans=1)  # off by default: a pass over every input costs time
+    with check_finite(), pytest.raises(ValueError, match="NaN or infinite values"):
+        check_image_batch(x, name="net", in_chans=1)
+    with check_finite(), pytest.raises(ValueError, match="NaN or infinite values"):
+        check_latent_batch(torch.tensor([[float("nan"), 0.0]]), name="net", latent_dim=2)
+    check_image_batch(x, name="net", in_chans=1)
+
+
+@pytest.mark.parametrize("name", ["vae", "autoencoder", "gan", "dcgan"])
+def test_generative_losses_refuse_0_to_255_pixels(name):
+    model = paperzoo.create_model(name)
+    low, high = getattr(model, "output_range", (0.0, 1.0))
+    spec = paperzoo.model_card(name).input
+    shape = (2, *model.image_shape) if hasattr(model, "image_shape") else (2, *spec.shape)
+    pixels = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    model.loss(pixels * (high - low) + low)  # in range
+    with pytest.raises(ValueError, match=rf"the model takes pixels in \[{low:g}, {high:g}\]: divide 0..255 images"):
+        model.loss(pixels * 255)
+
+
+@pytest.mark.parametrize("name", ["vae", "autoencoder"])
+def test_bernoulli_models_example_input_is_pixels_in_0_1(name):
+    x = paperzoo.model_card(name).input.example_input(4, generator=torch.Generator().manual_seed(0))
+    assert 0 <= float(x.min()) and float(x.max()) <= 1
+    paperzoo.create_model(name).loss(x)
+
+
+def test_a_model_specific_input_check_shares_the_dtype_check():
+    model = paperzoo.create_model("coordconv_classifier").eval()
+    coords = torch.zeros(2, 2)
+    model(coords)
+    with pytest.raises(ValueError, match=r"^coordconv_classifier expects .* dtype float64, but the model's weights"):
+        model(coords.double())

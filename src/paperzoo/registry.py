@@ -192,6 +192,8 @@ class InputSpec:
         fixed_size: the network takes images of exactly ``shape``'s H and W and no other (its weights fix the
             size: a fully-connected layer on the flattened pixels, CapsNet's per-capsule transformation matrices,
             ViT's learned position embeddings); its input check refuses any other size with a ValueError.
+        value_range: the range an ``"image"`` input's pixels lie in where the model defines one (a Bernoulli
+            likelihood's [0, 1]); ``example_input`` then draws them uniformly from it instead of from N(0, 1).
     """
 
     kind: str
@@ -201,6 +203,7 @@ class InputSpec:
     vocab_size: int = 0
     target_vocab_size: int = 0
     fixed_size: bool = False
+    value_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in INPUT_KINDS:
@@ -238,6 +241,10 @@ class InputSpec:
             target = torch.randint(0, self.target_vocab_size, (batch_size, target_length), device=device,
                                    generator=generator)
             return source, target
+        if self.kind == "image" and self.value_range is not None:
+            low, high = self.value_range
+            uniform = torch.rand((batch_size, *shape), dtype=self.dtype, device=device, generator=generator)
+            return uniform * (high - low) + low
         if self.kind in ("image", "latent", "features", "waveform"):
             return torch.randn((batch_size, *shape), dtype=self.dtype, device=device, generator=generator)
         if self.kind == "image-list":  # pixel values in [0, 1], as a detector's transform expects them
@@ -263,6 +270,8 @@ class InputSpec:
         if self.kind == "tokens":
             return f"int64 ({dims}) ids < {self.vocab_size}"
         text = f"{dtype} ({dims})"
+        if self.value_range is not None:
+            text += f" in [{self.value_range[0]:g}, {self.value_range[1]:g}]"
         if self.kind == "image" and self.fixed_size:
             text += f", H = W = {self.shape[-1]} only"
         elif self.kind == "image" and self.min_size > 1:

@@ -8,7 +8,7 @@ once, and its module says whose idea it is.
 
 from paperzoo.layers.attention import KeyValueCache, MultiHeadAttention
 from paperzoo.layers.conv import ConvNormAct
-from paperzoo.layers.decoding import Hypothesis, beam_search
+from paperzoo.layers.decoding import Hypothesis, beam_search, filter_logits, generate
 from paperzoo.layers.features import FeatureInfo, stage_outputs
 from paperzoo.layers.inverted_residual import InvertedResidual
 from paperzoo.layers.recurrent import RecurrentLayers
@@ -19,8 +19,10 @@ from paperzoo.layers.validation import (
     check_attention_mask,
     check_detection_targets,
     check_feature_sequence,
+    check_finite,
     check_image_batch,
     check_image_list,
+    check_input_values,
     check_latent_batch,
     check_sequence_lengths,
     check_token_batch,
@@ -30,8 +32,10 @@ from paperzoo.layers.validation import (
 )
 
 __all__ = ["ConvNormAct", "FCNHead", "FeatureInfo", "Hypothesis", "InvertedResidual", "KeyValueCache",
-           "MultiHeadAttention", "RecurrentLayers", "SqueezeExcite", "StochasticDepth", "beam_search",
-           "check_attention_mask", "check_detection_targets", "check_feature_sequence", "check_image_batch",
-           "check_image_list", "check_latent_batch",
+           "MultiHeadAttention", "RecurrentLayers", "SqueezeExcite", "StochasticDepth", "beam_search", "filter_logits",
+           "generate",
+           "check_attention_mask", "check_detection_targets", "check_feature_sequence", "check_finite",
+           "check_image_batch",
+           "check_image_list", "check_input_values", "check_latent_batch",
            "check_segmentation_target", "check_sequence_lengths", "check_token_batch", "check_token_pair",
            "check_waveform_batch", "pixelwise_cross_entropy", "stage_outputs", "values_are_known"]

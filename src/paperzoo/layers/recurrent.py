@@ -243,7 +243,7 @@ class RecurrentLayers(nn.Module):
         if isinstance(input, PackedSequence):
             if lengths is not None:
                 raise ValueError(f"{self.model_name} expects either a PackedSequence or lengths, not both")
-            check_feature_sequence(input.data, name=self.model_name, input_size=self.input_size)
+            check_feature_sequence(input.data, model=self, input_size=self.input_size)
             if fused:
                 state = self._initial_state(hx, input.data, int(input.batch_sizes[0]), batched=True)
                 data, state = self._run_fused_packed(input, state)
@@ -260,7 +260,7 @@ class RecurrentLayers(nn.Module):
             packed = PackedSequence(data, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
             return packed, self._public_state(state)
 
-        check_feature_sequence(input, name=self.model_name, input_size=self.input_size, batch_first=self.batch_first)
+        check_feature_sequence(input, model=self, input_size=self.input_size, batch_first=self.batch_first)
         batched = input.ndim == 3
         if not batched:
             if lengths is not None:

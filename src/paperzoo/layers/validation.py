@@ -2,11 +2,80 @@
 network expects and how to fix the call, instead of a shape error from deep inside a convolution.
 
 Each check raises ``ValueError("<model> expects <what>; got <shape>: <what is wrong, how to fix it>")``.
+
+The checks of float inputs take the model itself (``model=self``): its ``model_name`` names it in the message,
+and its weights' dtype is the dtype the input must have. A float64 or float16 input to a float32 model would
+otherwise fail deep inside a layer with torch's "expected scalar type" error; here it gets one line with the
+fix. Under ``torch.autocast`` mixed dtypes are intended, and the check lets them through.
+
+Values, not only shapes: NaN and infinite inputs are refused where the user asked for it (:func:`check_finite`,
+a pass over every input costs time) and always where they would otherwise pass silently into a plausible
+output (a detector's NaN image gives finite boxes). Where the model defines the range of its inputs (a
+detector's [0, 1] images, a Bernoulli likelihood's [0, 1] pixels, a GAN's real images in its generator's
+output range), 0..255 images are refused with the division that fixes them.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+
 import torch
+from torch import nn
+
+_check_finite: ContextVar[bool] = ContextVar("paperzoo_check_finite", default=False)
+
+
+@contextlib.contextmanager
+def check_finite(enabled: bool = True) -> Iterator[None]:
+    """Within this block, every model's input check also refuses NaN and infinite values (``with
+    check_finite(): model(x)``). Off by default: it reads every value of every input, which costs a pass over
+    the data; detectors check their images always."""
+    token = _check_finite.set(enabled)
+    try:
+        yield
+    finally:
+        _check_finite.reset(token)
+
+
+def _model_name(name: str | None, model: nn.Module | None) -> str:
+    if name is not None:
+        return name
+    if model is None:
+        raise TypeError("an input check needs the model (model=self) or its name")
+    return getattr(model, "model_name", type(model).__name__)
+
+
+def _autocast(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:  # a device autocast does not know (meta): no autocast there
+        return False
+
+
+def _value_problem(x: torch.Tensor, model: nn.Module | None, *, always_finite: bool = False,
+                   value_range: tuple[float, float] | None = None, tolerance: float = 1e-3,
+                   what: str = "x") -> str | None:
+    """What is wrong with a float input's dtype (against ``model``'s weights) or values, or ``None``."""
+    if model is not None and not _autocast(x.device.type):
+        weights = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+        if weights is not None and x.dtype != weights:
+            given, wanted = str(x.dtype).removeprefix("torch."), str(weights).removeprefix("torch.")
+            return (f"dtype {given}, but the model's weights are {wanted}; convert the input with "
+                    f"{what}.to(torch.{wanted}), or the model with model.to(torch.{given})")
+    if not values_are_known(x) or x.numel() == 0:
+        return None
+    if (always_finite or _check_finite.get()) and not bool(torch.isfinite(x).all()):
+        return "NaN or infinite values; find where they come from (a division by zero, a failed load)"
+    if value_range is not None:
+        low, high = value_range
+        smallest, largest = float(x.min()), float(x.max())
+        if smallest < low - tolerance or largest > high + tolerance:
+            scale = "x / 255" if low == 0 else f"x / 255 * {high - low:g} + {low:g}"
+            return (f"values in [{smallest:.4g}, {largest:.4g}]; the model takes pixels in [{low:g}, {high:g}]"
+                    + (f": divide 0..255 images with {scale}" if largest > 2 * high else ""))
+    return None
 
 
 def values_are_known(x: torch.Tensor) -> bool:
@@ -24,14 +93,28 @@ def _channels(count: int) -> str:
     return f"{count} channel{'s' if count != 1 else ''}"
 
 
-def check_image_batch(x: object, *, name: str, in_chans: int, min_size: int = 1, size: int | None = None,
-                      size_reason: str = "") -> None:
-    """Check a batch of images for a CNN: a float tensor of shape ``(N, in_chans, H, W)``, H, W ``>= min_size``.
+def check_input_values(x: torch.Tensor, *, model: nn.Module, expected: str,
+                       value_range: tuple[float, float] | None = None) -> None:
+    """The dtype and value checks of the checks below, for a model's own check of an input kind of its own (whose
+    shape it has checked): raise ``ValueError(f"{expected}; got {shape}: ...")`` on a dtype other than the
+    weights', or values outside ``value_range``."""
+    problem = _value_problem(x, model, value_range=value_range)
+    if problem is not None:
+        raise ValueError(f"{expected}; got {tuple(x.shape)}: {problem}")
+
+
+def check_image_batch(x: object, *, model: nn.Module | None = None, name: str | None = None, in_chans: int,
+                      min_size: int = 1, size: int | None = None, size_reason: str = "",
+                      value_range: tuple[float, float] | None = None) -> None:
+    """Check a batch of images for a CNN: a float tensor of shape ``(N, in_chans, H, W)``, H, W ``>= min_size``,
+    of ``model``'s dtype (the module docstring).
 
     ``size``, if given, is the only H = W the network takes: its weights fix the input size (a fully-connected
     network on the flattened pixels; CapsNet, whose DigitCaps holds one weight matrix per primary capsule of the
-    grid a 28×28 image gives). ``size_reason`` says why, in the message.
+    grid a 28×28 image gives). ``size_reason`` says why, in the message. ``value_range``, if given, is the range
+    the pixels must lie in (a Bernoulli likelihood's [0, 1]).
     """
+    name = _model_name(name, model)
     expected = f"{name} expects a float tensor of shape (N, {in_chans}, H, W)"
     if size is not None:
         expected += f" with H = W = {size}"
@@ -59,12 +142,17 @@ def check_image_batch(x: object, *, name: str, in_chans: int, min_size: int = 1,
                    + (f" ({size_reason})" if size_reason else ""))
     elif min(shape[2], shape[3]) < min_size:
         problem = f"an image of {shape[2]}x{shape[3]}; resize or pad it to at least {min_size}x{min_size}"
+    else:
+        problem = _value_problem(x, model, value_range=value_range)
     if problem is not None:
         raise ValueError(f"{expected}; got {shape}: {problem}")
 
 
-def check_latent_batch(z: object, *, name: str, latent_dim: int) -> None:
-    """Check a batch of latent vectors for a generator: a float tensor of shape ``(N, latent_dim)``."""
+def check_latent_batch(z: object, *, model: nn.Module | None = None, name: str | None = None,
+                       latent_dim: int) -> None:
+    """Check a batch of latent vectors for a generator: a float tensor of shape ``(N, latent_dim)``, of
+    ``model``'s dtype."""
+    name = _model_name(name, model)
     expected = f"{name} expects a float tensor of shape (N, {latent_dim})"
     if not isinstance(z, torch.Tensor):
         raise ValueError(f"{expected}; got {type(z).__name__}: convert it with torch.as_tensor")
@@ -83,6 +171,8 @@ def check_latent_batch(z: object, *, name: str, latent_dim: int) -> None:
         problem = f"dtype {str(z.dtype).removeprefix('torch.')}; convert with z.float()"
     elif shape[0] == 0:
         problem = "an empty batch; pass at least one latent vector"
+    else:
+        problem = _value_problem(z, model, what="z")
     if problem is not None:
         raise ValueError(f"{expected}; got {shape}: {problem}")
 
@@ -165,10 +255,12 @@ def check_sequence_lengths(lengths: object, *, name: str, batch_size: int, max_l
     if problem is not None:
         raise ValueError(f"{expected}; got {shape}: {problem}")
 
-def check_feature_sequence(x: object, *, name: str, input_size: int, batch_first: bool = True) -> None:
+def check_feature_sequence(x: object, *, model: nn.Module | None = None, name: str | None = None,
+                           input_size: int, batch_first: bool = True) -> None:
     """Check a batch of feature sequences for a recurrent layer: a float tensor ``(N, T, input_size)``
     (``(T, N, input_size)`` when ``batch_first`` is false, as torch.nn's recurrent layers), or one unbatched
-    sequence ``(T, input_size)``, with ``T >= 1``."""
+    sequence ``(T, input_size)``, with ``T >= 1``, of ``model``'s dtype."""
+    name = _model_name(name, model)
     layout = "(N, T, F)" if batch_first else "(T, N, F)"
     expected = (f"{name} expects a float tensor of shape {layout.replace('F', str(input_size))} "
                 f"(or (T, {input_size}) for one sequence)")
@@ -185,13 +277,17 @@ def check_feature_sequence(x: object, *, name: str, input_size: int, batch_first
         problem = f"dtype {str(x.dtype).removeprefix('torch.')}; convert with x.float() (embed token ids first)"
     elif 0 in shape:
         problem = "an empty batch or empty sequences; pass at least one step of one sequence"
+    else:
+        problem = _value_problem(x, model)
     if problem is not None:
         raise ValueError(f"{expected}; got {shape}: {problem}")
 
 
-def check_waveform_batch(x: object, *, name: str, min_samples: int = 1, sample_rate: int = 16000) -> None:
+def check_waveform_batch(x: object, *, model: nn.Module | None = None, name: str | None = None,
+                         min_samples: int = 1, sample_rate: int = 16000) -> None:
     """Check a batch of raw waveforms: a float tensor ``(N, samples)`` at ``sample_rate`` with at least
-    ``min_samples`` samples (the receptive field of the first frame)."""
+    ``min_samples`` samples (the receptive field of the first frame), of ``model``'s dtype."""
+    name = _model_name(name, model)
     expected = (f"{name} expects a float tensor of shape (N, samples) of {sample_rate // 1000} kHz audio "
                 f"with samples >= {min_samples}")
     if not isinstance(x, torch.Tensor):
@@ -211,6 +307,8 @@ def check_waveform_batch(x: object, *, name: str, min_samples: int = 1, sample_r
         problem = "an empty batch; pass at least one waveform"
     elif shape[1] < min_samples:
         problem = f"{shape[1]} samples; pad the waveform to at least {min_samples} samples"
+    else:
+        problem = _value_problem(x, model)
     if problem is not None:
         raise ValueError(f"{expected}; got {shape}: {problem}")
 
@@ -239,9 +337,17 @@ def check_attention_mask(mask: object, *, name: str, shape: tuple[int, int]) -> 
         raise ValueError(f"{expected}; got {got}: {problem}")
 
 
-def check_image_list(images: object, *, name: str, in_chans: int = 3, min_size: int = 1) -> None:
+def check_image_list(images: object, *, model: nn.Module | None = None, name: str | None = None, in_chans: int = 3,
+                     min_size: int = 1) -> None:
     """Check a detector's input: a non-empty list of float tensors ``(in_chans, H, W)`` (each its own size, values
-    in [0, 1]), H, W ``>= min_size``, as torchvision's detection convention."""
+    in [0, 1]), H, W ``>= min_size``, as torchvision's detection convention, of ``model``'s dtype.
+
+    The values are checked too, where torchvision does not: a 0..255 image (the detector normalises [0, 1] images
+    itself, so it would see every pixel saturated and find nothing) and a NaN or infinite pixel (which passes
+    through the network into finite, confident boxes) are refused. Values a little above 1 (a resize's
+    overshoot) pass.
+    """
+    name = _model_name(name, model)
     expected = f"{name} expects a list of float tensors of shape ({in_chans}, H, W)"
     if min_size > 1:
         expected += f" with H, W >= {min_size}"
@@ -274,6 +380,9 @@ def check_image_list(images: object, *, name: str, in_chans: int = 3, min_size: 
         elif min(shape[1], shape[2]) < max(min_size, 1):
             problem = (f"an image of {shape[1]}x{shape[2]}; pass images of at least "
                        f"{max(min_size, 1)}x{max(min_size, 1)} pixels")
+        else:
+            # 0.5 of slack: a resize's overshoot passes, 0..255 and mean/std-normalised images do not
+            problem = _value_problem(image, model, always_finite=True, value_range=(0.0, 1.0), tolerance=0.5)
         if problem is not None:
             raise ValueError(f"{expected}; got {shape} as {where}: {problem}")
 

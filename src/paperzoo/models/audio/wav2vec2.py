@@ -563,7 +563,7 @@ class Wav2Vec2(nn.Module):
         """Raise ValueError unless ``waveform`` is ``(N, samples)`` float audio within the length limits and
         ``attention_mask`` (if given) is ``(N, samples)`` of 1 at the audio and 0 at the padding that follows."""
         name = name or self.model_name
-        check_waveform_batch(waveform, name=name, min_samples=self.min_input_size)
+        check_waveform_batch(waveform, model=self, name=name, min_samples=self.min_input_size)
         samples = waveform.shape[1]
         if self.max_samples is not None and samples > self.max_samples:
             raise ValueError(

@@ -302,7 +302,7 @@ class CapsNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, 28, 28)`` → primary capsules u_i ``(N, 1152, 8)``."""
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size,
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size,
                           size=self.image_size,
                           size_reason="DigitCaps has one weight matrix W_ij for each of the 6x6x32 primary "
                                       "capsules that a 28x28 image gives, and the decoder draws 28x28 images")

@@ -268,7 +268,7 @@ class ConvNeXt(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → res5 feature map ``(N, widths[-1], H/32, W/32)``."""
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
         x = self.stem(x)
         if checkpointing(self):  # each downsampling layer and each block on its own
             return checkpoint_seq([m for stage in self.stages for m in (stage.downsample, *stage.blocks)], x)
@@ -281,7 +281,7 @@ class ConvNeXt(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if self.features_only:
-            check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
             x = self.stem(x)
             return stage_outputs(x, self.stages, self.out_indices)
         return self.forward_head(self.forward_features(x))

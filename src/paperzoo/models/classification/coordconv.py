@@ -70,7 +70,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from paperzoo.layers import check_image_batch
+from paperzoo.layers import check_image_batch, check_input_values
 from paperzoo.registry import InputSpec, ModelCard, Paper, create_model, register
 
 __all__ = [
@@ -154,7 +154,7 @@ class CoordConvResNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → the backbone's last feature map."""
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
         return self.backbone.forward_features(self.coord_conv(x))  # (N, 8, H, W) into the backbone
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -213,7 +213,7 @@ class CoordinateClassifier(nn.Module):
         _init_he_normal(self)
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        _check_coordinates(coords, self.model_name)
+        _check_coordinates(coords, self)
         size = self.canvas_size
         tiled = coords[:, :, None, None].expand(-1, -1, size, size)  # (N, 2) → (N, 2, S, S)
         return self.layers(tiled).flatten(1)  # (N, 1, S, S) → (N, S·S)
@@ -245,13 +245,13 @@ class CoordinateRegressor(nn.Module):
         _init_he_normal(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans)
+        check_image_batch(x, model=self, in_chans=self.in_chans)
         return self.layers(x).amax(dim=(2, 3))  # global max pool: (N, 2, H, W) → (N, 2)
 
 
-def _check_coordinates(x: object, name: str) -> None:
-    """A batch of coordinate pairs: a float tensor of shape (N, 2)."""
-    expected = f"{name} expects a float tensor of shape (N, 2) of (i, j) coordinates in [-1, 1]"
+def _check_coordinates(x: object, model: nn.Module) -> None:
+    """A batch of coordinate pairs: a float tensor of shape (N, 2), of the model's dtype."""
+    expected = f"{model.model_name} expects a float tensor of shape (N, 2) of (i, j) coordinates in [-1, 1]"
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{expected}; got {type(x).__name__}: convert it with torch.as_tensor")
     problem = None
@@ -263,6 +263,7 @@ def _check_coordinates(x: object, name: str) -> None:
         problem = "integer pixel indices; scale them with normalize_coordinates(x, canvas_size)"
     if problem is not None:
         raise ValueError(f"{expected}; got {tuple(x.shape)}: {problem}")
+    check_input_values(x, model=model, expected=expected)
 
 
 _PAPER = Paper(

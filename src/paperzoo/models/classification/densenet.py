@@ -281,7 +281,7 @@ class DenseNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → the normalised, rectified last block ``(N, num_features, H/32, W/32)``."""
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
         return self.final_norm(self.blocks(self.pool0(self.conv0(x))))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -291,7 +291,7 @@ class DenseNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if self.features_only:
-            check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
             taps = {info.module for info in self.feature_info}
             x = self.pool0(self.conv0(x))
             features = []

@@ -285,7 +285,7 @@ class EfficientNetV2(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → head convolution's map ``(N, head_channels, H/32, W/32)``."""
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
         x = self.stem(x)
         stages = checkpoint_seq(self.stages, x, flatten=True) if checkpointing(self) else self.stages(x)
         return self.head_conv(stages)
@@ -297,7 +297,7 @@ class EfficientNetV2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if self.features_only:
-            check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
             x = self.stem(x)
             return stage_outputs(x, self.stages, self._returned_stages)
         return self.forward_head(self.forward_features(x))

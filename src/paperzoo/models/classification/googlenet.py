@@ -253,7 +253,7 @@ class GoogLeNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → inception (5b)'s feature map ``(N, 1024, H/32, W/32)``."""
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
         return self._trunk(x, with_aux=False)[0]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -265,7 +265,7 @@ class GoogLeNet(nn.Module):
         """Logits; in training mode with ``aux_logits``, ``(logits, (aux_4a, aux_4d))``."""
         if not (self.training and self.aux_logits):
             return self.forward_head(self.forward_features(x))
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
         features, aux = self._trunk(x, with_aux=True)
         return self.forward_head(features), aux
 

@@ -292,7 +292,7 @@ class HighResolutionNetwork(nn.Module):
         return streams
 
     def _check(self, x: torch.Tensor) -> None:
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
         check_stream_sizes(x, name=self.model_name, in_chans=self.in_chans)
 
 
@@ -350,7 +350,7 @@ class HRNet(HighResolutionNetwork):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → the merged representation ``(N, 2048, H/32, W/32)``."""
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
         check_stream_sizes(x, name=self.model_name, in_chans=self.in_chans)
         streams = self.forward_streams(self.stem(x))
         merged = self.increase[0](streams[0])

@@ -354,7 +354,7 @@ class InceptionV3(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → the last 8×8 module's feature map ``(N, 2048, 8, 8)`` at 299×299."""
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
         return self._trunk(x, with_aux=False)[0]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -366,7 +366,7 @@ class InceptionV3(nn.Module):
         """Logits; in training mode with ``aux_logits``, ``(logits, aux_logits)``."""
         if not (self.training and self.aux_logits):
             return self.forward_head(self.forward_features(x))
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.aux_min_input_size)
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.aux_min_input_size)
         features, aux = self._trunk(x, with_aux=True)
         return self.forward_head(features), aux
 

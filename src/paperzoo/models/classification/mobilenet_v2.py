@@ -180,7 +180,7 @@ class MobileNetV2(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → head convolution's map ``(N, 1280, H/32, W/32)``."""
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
         x = self.stem(x)
         stages = checkpoint_seq(self.stages, x, flatten=True) if checkpointing(self) else self.stages(x)
         return self.head_conv(stages)
@@ -192,7 +192,7 @@ class MobileNetV2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if self.features_only:
-            check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
             x = self.stem(x)
             return stage_outputs(x, self.stages, self._returned_stages)
         return self.forward_head(self.forward_features(x))

@@ -564,7 +564,7 @@ class NASNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → the rectified last cell output ``(N, F, 11, 11)`` at 331×331."""
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
         return self.final_act(self._trunk(x)[0])
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -576,11 +576,11 @@ class NASNet(nn.Module):
         """Logits; in training mode with ``aux_logits``, ``(logits, aux_logits)``; with ``features_only``, the
         list of maps in ``out_indices``."""
         if self.features_only:
-            check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
             return self._trunk(x)[2]
         if not (self.training and self.aux_logits):
             return self.forward_head(self.forward_features(x))
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.aux_min_input_size)
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.aux_min_input_size)
         h, aux, _ = self._trunk(x, with_aux=True)
         return self.forward_head(self.final_act(h)), aux
 

@@ -255,7 +255,7 @@ class ODENet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → the final state h(1) ``(N, 64, H', W')`` (6×6 at 28×28)."""
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
         h0 = self.downsampling(x)
         return self.ode_block(h0) if self.ode_block is not None else self.residual_blocks(h0)
 

@@ -217,7 +217,7 @@ class PyramidNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → the last unit's map after the final BN-ReLU ``(N, num_features, h, w)``."""
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
         x = self.maxpool(self.conv1(x))
         stages = checkpoint_seq(self.stages, x, flatten=True) if checkpointing(self) else self.stages(x)
         return self.final_norm(stages)

@@ -245,7 +245,7 @@ class RegNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → last stage's map ``(N, num_features, H/32, W/32)``."""
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
         x = self.stem(x)
         stages = checkpoint_seq(self.stages, x, flatten=True) if checkpointing(self) else self.stages(x)
         return stages
@@ -257,7 +257,7 @@ class RegNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if self.features_only:
-            check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
             x = self.stem(x)
             return stage_outputs(x, self.stages, self.out_indices)
         return self.forward_head(self.forward_features(x))

@@ -209,7 +209,7 @@ class SqueezeNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → fire9's map ``(N, 512, h, w)`` (13×13 at 224×224)."""
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
         return self.features(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

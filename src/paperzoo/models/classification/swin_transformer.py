@@ -347,7 +347,7 @@ class SwinTransformer(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → the normalised stage-4 map, channels-last ``(N, H/32, W/32, 8C)``."""
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
         x = self.patch_embed(x)
         if checkpointing(self):  # each patch merging and each block on its own
             return self.norm(checkpoint_seq([m for stage in self.stages for m in (*stage[:-1], *stage.blocks)], x))
@@ -360,7 +360,7 @@ class SwinTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if self.features_only:
-            check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
             x = self.patch_embed(x)
             features = []
             for i, stage in enumerate(self.stages):

@@ -288,7 +288,7 @@ class VisionTransformer(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → every token after the final LayerNorm, ``(N, 1 + L, D)``, class token first."""
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans)  # everything but the size, which
+        check_image_batch(x, model=self, in_chans=self.in_chans)  # everything but the size, which
         self._check_image_size(x)  # must be exactly img_size: this check says so, and how to allow others
         patches = self.patch_embed(x)  # (N, L, D)
         class_token = self.class_token.expand(x.shape[0], -1, -1)  # (N, 1, D); len(x) would fix N in export

@@ -296,7 +296,7 @@ class RetinaNet(nn.Module):
         """``images``: a list of ``[3, H_i, W_i]`` float tensors in [0, 1]; ``targets`` (training): per image
         ``boxes`` ``[K_i, 4]`` (xyxy, pixels) and ``labels`` ``[K_i]``. Returns the losses in training mode, the
         detections per image in eval mode."""
-        check_image_list(images, name=self.model_name, min_size=self.min_input_size)
+        check_image_list(images, model=self, min_size=self.min_input_size)
         if self.training:
             check_detection_targets(targets, images, name=self.model_name, num_classes=self.num_classes)
         original_sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]

@@ -464,7 +464,7 @@ class SSD(nn.Module):
                 ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         """Training (with ``targets``: ``boxes`` ``[K, 4]`` xyxy pixels, ``labels`` ``[K]`` in [1, num_classes)):
         the losses. Evaluation: one dict of ``boxes``, ``labels``, ``scores`` per image."""
-        check_image_list(images, name=self.model_name, min_size=self.min_input_size)
+        check_image_list(images, model=self, min_size=self.min_input_size)
         if self.training:
             check_detection_targets(targets, images, name=self.model_name, num_classes=self.num_classes)
         original_sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]

@@ -108,7 +108,7 @@ class TwoStageDetector(nn.Module):
 
         Returns the batch, the resized targets (``None`` in eval mode), the input images' sizes, the features,
         the proposals per image and the RPN's losses (empty in eval mode)."""
-        check_image_list(images, name=self.model_name, min_size=self.min_input_size)
+        check_image_list(images, model=self, min_size=self.min_input_size)
         if self.training:
             check_detection_targets(targets, images, name=self.model_name, num_classes=self.num_classes,
                                     needs_masks=needs_masks)

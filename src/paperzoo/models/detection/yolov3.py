@@ -278,7 +278,7 @@ class YOLOv3(nn.Module):
 
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
                 ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
-        check_image_list(images, name=self.model_name, in_chans=3, min_size=self.min_input_size)
+        check_image_list(images, model=self, in_chans=3, min_size=self.min_input_size)
         if self.training:  # labels are class indices from 0: objectness, not a class, says "no object"
             check_detection_targets(targets, images, name=self.model_name, num_classes=self.num_classes,
                                     first_label=0)

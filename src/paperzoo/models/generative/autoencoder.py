@@ -124,7 +124,7 @@ class Autoencoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, 1, 28, 28)`` → codes ``(N, 30)``."""
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size,
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size,
                           size=self.image_shape[1])
         return self.encoder(torch.flatten(x, 1))  # (N, 1, 28, 28) → (N, 784) → (N, 30)
 
@@ -133,7 +133,7 @@ class Autoencoder(nn.Module):
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:
         """Codes ``(N, 30)`` → reconstructed images ``(N, 1, 28, 28)`` in (0, 1)."""
-        check_latent_batch(code, name=self.model_name, latent_dim=self.code_size)
+        check_latent_batch(code, model=self, latent_dim=self.code_size)
         return torch.sigmoid(self._decode_logits(code))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,6 +143,9 @@ class Autoencoder(nn.Module):
     def loss(self, batch: torch.Tensor) -> torch.Tensor:
         """The cross-entropy error -Σ_i [x_i log x̂_i + (1 - x_i) log(1 - x̂_i)] per image, averaged over the
         batch of images ``(N, 1, 28, 28)`` in [0, 1]."""
+        # the cross-entropy against logistic outputs in (0, 1) is an error only for targets in [0, 1]
+        check_image_batch(batch, model=self, in_chans=self.in_chans, min_size=self.min_input_size,
+                          size=self.image_shape[1], value_range=(0.0, 1.0))
         logits = self._decode_logits(self.encode(batch))
         return F.binary_cross_entropy_with_logits(logits, batch, reduction="none").flatten(1).sum(1).mean()
 
@@ -163,7 +166,8 @@ class Autoencoder(nn.Module):
         "logistic units with a linear 30-d code layer, trained on the cross-entropy reconstruction error",
         "30-d codes reconstruct MNIST far better than PCA or logistic PCA with 30 components",
     ),
-    input=InputSpec(kind="image", shape=(1, 28, 28), min_size=Autoencoder.min_input_size, fixed_size=True),
+    input=InputSpec(kind="image", shape=(1, 28, 28), min_size=Autoencoder.min_input_size, fixed_size=True,
+                    value_range=(0.0, 1.0)),
     params=2_837_314,
     params_source="derived from the paper's MNIST configuration (784-1000-500-250-30, mirrored decoder, untied "
                   "weights); the paper states no count. This build reproduces it exactly",

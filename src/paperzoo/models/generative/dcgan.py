@@ -214,7 +214,7 @@ class DCGAN(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """The generator: latent vectors ``(N, latent_dim)`` → images ``(N, C, 64, 64)`` in [-1, 1]."""
-        check_latent_batch(z, name=self.model_name, latent_dim=self.latent_dim)
+        check_latent_batch(z, model=self, latent_dim=self.latent_dim)
         return self.generator(z)
 
     def discriminate(self, x: torch.Tensor) -> torch.Tensor:
@@ -242,7 +242,7 @@ class DCGAN(nn.Module):
 
     def generator_loss(self, z: torch.Tensor) -> torch.Tensor:
         """-E[log D(G(z))]: G maximises log D(G(z)), the non-saturating objective the paper trains with."""
-        check_latent_batch(z, name=self.model_name, latent_dim=self.latent_dim)
+        check_latent_batch(z, model=self, latent_dim=self.latent_dim)
         return -F.logsigmoid(self.discriminator(self.generator(z))).mean()
 
     def loss(self, batch: torch.Tensor, z: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -256,12 +256,14 @@ class DCGAN(nn.Module):
         return {"discriminator": self.discriminator_loss(batch, z), "generator": self.generator_loss(z)}
 
     def _check_images(self, x: torch.Tensor) -> None:
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=IMAGE_SIZE, size=IMAGE_SIZE)
+        # real images in the range of the generator's output, or D tells them apart by their scale alone
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=IMAGE_SIZE, size=IMAGE_SIZE,
+                          value_range=self.output_range)
 
     def _latents(self, z: torch.Tensor | None, n: int) -> torch.Tensor:
         if z is None:
             return self.prior(n)
-        check_latent_batch(z, name=self.model_name, latent_dim=self.latent_dim)
+        check_latent_batch(z, model=self, latent_dim=self.latent_dim)
         return z
 
 

@@ -177,7 +177,7 @@ class GAN(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """The generator: latent vectors ``(N, latent_dim)`` → images ``(N, *image_shape)`` in [0, 1]."""
-        check_latent_batch(z, name=self.model_name, latent_dim=self.latent_dim)
+        check_latent_batch(z, model=self, latent_dim=self.latent_dim)
         return self.generator(z)
 
     def discriminate(self, x: torch.Tensor) -> torch.Tensor:
@@ -210,7 +210,7 @@ class GAN(nn.Module):
         ``non_saturating=True`` (§3, what the paper trains with): -E[log D(G(z))], maximising log D(G(z)).
         ``False``: eq. 1's E[log(1 - D(G(z)))], whose gradient vanishes while D rejects G's samples.
         """
-        check_latent_batch(z, name=self.model_name, latent_dim=self.latent_dim)
+        check_latent_batch(z, model=self, latent_dim=self.latent_dim)
         fake_logit = self.discriminator(self.generator(z))
         if non_saturating:
             return -F.logsigmoid(fake_logit).mean()  # -E[log D(G(z))]
@@ -227,13 +227,14 @@ class GAN(nn.Module):
         return {"discriminator": self.discriminator_loss(batch, z), "generator": self.generator_loss(z)}
 
     def _check_images(self, x: torch.Tensor) -> None:
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.image_shape[1],
-                          size=self.image_shape[1])
+        # real images in the range of the generator's output, or D tells them apart by their scale alone
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.image_shape[1],
+                          size=self.image_shape[1], value_range=self.output_range)
 
     def _latents(self, z: torch.Tensor | None, n: int) -> torch.Tensor:
         if z is None:
             return self.prior(n)
-        check_latent_batch(z, name=self.model_name, latent_dim=self.latent_dim)
+        check_latent_batch(z, model=self, latent_dim=self.latent_dim)
         return z
 
 

@@ -138,7 +138,7 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images ``(N, 1, 28, 28)`` → the posterior's mean μ and log-variance log σ², each ``(N, latent_dim)``."""
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size,
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size,
                           size=self.image_shape[1])
         return self.encoder(x)
 
@@ -152,7 +152,7 @@ class VAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latent vectors ``(N, latent_dim)`` → Bernoulli means y ``(N, 1, 28, 28)`` in (0, 1)."""
-        check_latent_batch(z, name=self.model_name, latent_dim=self.latent_dim)
+        check_latent_batch(z, model=self, latent_dim=self.latent_dim)
         return torch.sigmoid(self.decoder(z))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -163,6 +163,9 @@ class VAE(nn.Module):
 
     def elbo(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """The lower bound L(θ, φ; x) of eq. 10 per image, ``(N,)`` nats, with one sample z per image."""
+        # Bernoulli pixels: x_i log y_i + (1 - x_i) log(1 - y_i) is a log-likelihood only for x_i in [0, 1]
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size,
+                          size=self.image_shape[1], value_range=(0.0, 1.0))
         mu, logvar = self.encode(x)
         z = self.reparameterize(mu, logvar, generator)
         logits = self.decoder(z)
@@ -198,7 +201,8 @@ class VAE(nn.Module):
         "the reparameterisation trick z = mu + sigma * eps: low-variance gradients through the sample (SGVB)",
         "an analytic KL term for Gaussian posterior and prior (Appendix B); one sample per datapoint suffices",
     ),
-    input=InputSpec(kind="image", shape=(1, 28, 28), min_size=VAE.min_input_size, fixed_size=True),
+    input=InputSpec(kind="image", shape=(1, 28, 28), min_size=VAE.min_input_size, fixed_size=True,
+                    value_range=(0.0, 1.0)),
     params=815_824,
     params_source="derived from the paper's MNIST configuration (§5, Appendix C: 500 tanh hidden units, N_z = 20); "
                   "the paper states no count. This build reproduces it exactly",

@@ -59,10 +59,10 @@ Data flow of GPT at 512 tokens (GPT-2: 1024 tokens, 50,257-token vocabulary)::
 
 Generating (:meth:`GPT.generate`): feed the prompt, pick the next token from the last position's distribution,
 append it, repeat. A :class:`~paperzoo.layers.KeyValueCache` per layer keeps the keys and values of the
-positions already seen, so each new token costs one query instead of re-running the whole sequence; greedy
-decoding takes the most likely token, sampling draws from softmax(logits / temperature) restricted to the k
-most likely tokens (top-k; GPT-2 §3.6 samples with k = 2) or to the smallest set holding probability p
-(nucleus or top-p sampling, Holtzman et al. 2019, https://arxiv.org/abs/1904.09751): :func:`filter_logits`.
+positions already seen, so each new token costs one query instead of re-running the whole sequence. The
+strategies (greedy, sampling with temperature, top-k (GPT-2 §3.6 samples with k = 2) and top-p, beam search)
+are the zoo's one decoding routine, :func:`paperzoo.layers.decoding.generate`, which equals transformers'
+``generate``; this file gives it only the next-token step.
 
 Deviations, each to match transformers' ``OpenAIGPTLMHeadModel`` and ``GPT2LMHeadModel`` (whose weights load
 here and whose logits this model reproduces) or stated otherwise:
@@ -77,7 +77,10 @@ here and whose logits this model reproduces) or stated otherwise:
   transformers' GPT-2 default; the GPT-2 paper states no dropout (pass ``dropout=0, attention_dropout=0``).
 * Only the pre-trained language model is built: GPT's fine-tuning heads and auxiliary objective (§3.2) are not.
 * ``attention_mask`` removes padding from the keys; positions count from the first token of each row, as in
-  transformers' forward, so pad on the right. ``generate`` takes prompts of one length, without padding.
+  transformers' forward, so pad on the right (or pass ``position_ids``). ``generate`` takes prompts padded on
+  the left with their ``attention_mask`` and counts positions from each row's first real token, as transformers'
+  ``generate`` does. A query that sees no real token (left padding) attends to every key before it, as in
+  transformers, instead of to nothing (NaN); its output is padding and is never read.
 """
 
 from __future__ import annotations
@@ -89,35 +92,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from paperzoo.layers import KeyValueCache, MultiHeadAttention, check_attention_mask, check_token_batch
+from paperzoo.layers import KeyValueCache, MultiHeadAttention, check_attention_mask, check_token_batch, decoding
 from paperzoo.layers.checkpoint import checkpoint_module, checkpointing
+from paperzoo.layers.decoding import filter_logits
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
-__all__ = ["GPT", "DecoderBlock", "filter_logits"]
-
-
-def filter_logits(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | None = None,
-                  top_p: float | None = None) -> torch.Tensor:
-    """Next-token logits ``(..., vocab)`` → the logits to sample from: divided by ``temperature``, then every
-    token outside the ``top_k`` most likely, then every token outside the nucleus (the smallest set of most
-    likely tokens whose probability reaches ``top_p``), set to −∞. The most likely token always stays."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature} (greedy decoding: do_sample=False)")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be at least 1, got {top_k}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
-    logits = logits / temperature  # < 1 sharpens the distribution, > 1 flattens it
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth_largest = logits.topk(top_k, dim=-1).values[..., -1:]  # (..., 1)
-        logits = logits.masked_fill(logits < kth_largest, -math.inf)
-    if top_p is not None and top_p < 1:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        probabilities = sorted_logits.softmax(dim=-1)
-        mass_before = probabilities.cumsum(dim=-1) - probabilities  # the probability of the tokens ranked above
-        outside = mass_before >= top_p  # the tokens above already reach p: this one is outside the nucleus
-        logits = logits.masked_fill(outside.scatter(-1, order, outside), -math.inf)  # back to vocabulary order
-    return logits
+__all__ = ["GPT", "DecoderBlock", "filter_logits"]  # filter_logits: paperzoo.layers.decoding's
 
 
 class FeedForward(nn.Module):
@@ -176,7 +156,7 @@ class GPT(nn.Module):
             ``False``: GPT's, after each residual sum.
         scaled_residual_init: GPT-2's initialisation of the residual projections, scaled by 1/√(2·num_layers).
 
-    ``forward(input_ids, attention_mask=None, *, cache=None)`` takes ids ``(N, T)`` and an optional mask
+    ``forward(input_ids, attention_mask=None, *, cache=None, position_ids=None)`` takes ids ``(N, T)`` and a mask
     ``(N, T)`` (1 at real tokens, 0 at padding) and returns logits ``(N, T, vocab_size)``: the logits at
     position t predict token t + 1. ``cache`` (from :meth:`new_cache`) makes the call continue a sequence whose
     earlier positions it holds (the mask then covers those positions too: ``(N, cached + T)``).
@@ -241,7 +221,7 @@ class GPT(nn.Module):
         return [KeyValueCache() for _ in self.blocks]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
-                cache: list[KeyValueCache] | None = None) -> torch.Tensor:
+                cache: list[KeyValueCache] | None = None, position_ids: torch.Tensor | None = None) -> torch.Tensor:
         if cache is not None and len(cache) != len(self.blocks):
             raise ValueError(f"{self.model_name} expects one KeyValueCache per block ({len(self.blocks)}); got "
                              f"{len(cache)}: make it with model.new_cache()")
@@ -253,9 +233,16 @@ class GPT(nn.Module):
             check_attention_mask(attention_mask, name=self.model_name, shape=(input_ids.shape[0], length))
 
         positions = torch.arange(past, past + input_ids.shape[1], device=input_ids.device)  # (T,)
+        if position_ids is not None:  # (N, T): left-padded prompts count from their first real token
+            positions = position_ids
+        padding_mask = None
+        if attention_mask is not None:
+            keys = attention_mask.bool()[:, None, None, :]  # (N, 1, 1, S): True at the keys a query may attend to
+            # A query with no real token at or before it (left padding) would attend to nothing and put NaN into
+            # the keys and values later positions read through zero weights; it attends to everything instead.
+            unattended = attention_mask.cumsum(-1)[:, -input_ids.shape[1]:] == 0  # (N, T)
+            padding_mask = keys | unattended[:, None, :, None]  # (N, 1, T, S); the blocks add the causal mask
         h = self.embedding_dropout(self.token_embedding(input_ids) + self.position_embedding(positions))  # h_0
-        # (N, S) → (N, 1, 1, S): True at the keys a query may attend to; the blocks add the causal mask.
-        padding_mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
         for i, block in enumerate(self.blocks):
             if cache is None and checkpointing(self):
                 h = checkpoint_module(block, h, padding_mask)  # (N, T, hidden_size)
@@ -279,33 +266,48 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int, *, do_sample: bool = False,
-                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                 use_cache: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Continue each prompt of ``input_ids`` ``(N, T)`` by ``max_new_tokens`` tokens: ``(N, T + max_new_tokens)``.
+                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, num_beams: int = 1,
+                 length_penalty: float = 1.0, eos_token_id: int | None = None, pad_token_id: int | None = None,
+                 attention_mask: torch.Tensor | None = None, use_cache: bool = True,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Continue each prompt of ``input_ids`` ``(N, T)`` by up to ``max_new_tokens`` tokens: ``(N, T + L)``.
 
-        Greedy (the most likely token) unless ``do_sample``, which draws from :func:`filter_logits`'s
-        ``temperature``, ``top_k`` and ``top_p``. ``use_cache`` keeps each block's keys and values (the output is
-        the same without it, only slower). Put the model in eval mode first, or dropout stays on.
+        The keywords are transformers' (:func:`paperzoo.layers.decoding.generate`): greedy unless ``do_sample``
+        (``temperature``, ``top_k``, ``top_p``, drawn with ``generator``) or ``num_beams`` > 1 (beam search, scored
+        log p / length ** ``length_penalty``); a row ends at ``eos_token_id`` and is then filled with
+        ``pad_token_id`` (default: the end token). Prompts of different lengths are padded on the left, with
+        ``attention_mask`` (1 at real tokens). ``use_cache`` keeps each block's keys and values (the output is the
+        same without it, only slower). Put the model in eval mode first, or dropout stays on.
         """
         check_token_batch(input_ids, name=self.model_name, vocab_size=self.vocab_size, max_length=self.max_positions)
         if max_new_tokens < 0 or input_ids.shape[1] + max_new_tokens > self.max_positions:
             raise ValueError(f"{self.model_name} expects a prompt and max_new_tokens that fit its "
                              f"{self.max_positions} positions; got a prompt of shape {tuple(input_ids.shape)} and "
                              f"max_new_tokens={max_new_tokens}: shorten the prompt or generate fewer tokens")
-        if do_sample:  # check the sampling arguments now, not at the first step
-            filter_logits(torch.zeros(1, 1), temperature=temperature, top_k=top_k, top_p=top_p)
-        cache = self.new_cache() if use_cache else None
-        ids, step_input = input_ids, input_ids
-        for _ in range(max_new_tokens):
-            logits = self(step_input, cache=cache)[:, -1]  # the distribution of the next token: (N, vocab_size)
-            if do_sample:
-                probabilities = filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p).softmax(-1)
-                next_token = torch.multinomial(probabilities, 1, generator=generator)  # (N, 1)
-            else:
-                next_token = logits.argmax(dim=-1, keepdim=True)  # (N, 1)
-            ids = torch.cat([ids, next_token], dim=1)
-            step_input = next_token if use_cache else ids  # the cache holds everything before the new token
-        return ids
+        if attention_mask is not None:
+            check_attention_mask(attention_mask, name=self.model_name, shape=tuple(input_ids.shape))
+        state = (self.new_cache() if use_cache else None, attention_mask)
+
+        def step(ids: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
+            cache, mask = state
+            past = 0 if cache is None else len(cache[0])  # the cache holds every position but the newest
+            positions = None
+            if mask is not None:
+                mask = torch.cat([mask, mask.new_ones(len(ids), ids.shape[1] - mask.shape[1])], dim=1)  # (R, T + t)
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, past:]  # each row counts from its first token
+            logits = self(ids[:, past:], mask, cache=cache, position_ids=positions)[:, -1]  # (R, vocab_size)
+            return F.log_softmax(logits.float(), dim=-1), (cache, mask)
+
+        def reorder(state: tuple, rows: torch.Tensor) -> tuple:
+            cache, mask = state
+            for layer in cache or ():
+                layer.reorder(rows)
+            return cache, None if mask is None else mask.index_select(0, rows)
+
+        return decoding.generate(step, input_ids, state, reorder, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                 temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,
+                                 length_penalty=length_penalty, eos_token_id=eos_token_id,
+                                 pad_token_id=pad_token_id, generator=generator)
 
 
 _GPT_PAPER = Paper(

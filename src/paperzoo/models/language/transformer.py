@@ -33,8 +33,9 @@ and convolutions entirely". The ideas, in the paper's terms:
   residual dropout P_drop = 0.1 on every sub-layer's output and on the sums of embeddings and positional
   encodings; label smoothing ε_ls = 0.1 (:func:`label_smoothed_cross_entropy`).
 * Inference (§6.1): beam search with a beam of 4 and length penalty α = 0.6 (Wu et al. 2016), maximum output
-  length input length + 50 (:meth:`Transformer.beam_search`; :meth:`Transformer.generate` is greedy). Both keep a
-  key/value cache per decoder layer, so a step costs one new query per layer instead of re-running the prefix.
+  length input length + 50: :meth:`Transformer.generate`'s defaults (``num_beams=1`` decodes greedily;
+  :meth:`Transformer.beam_search` returns the best translation and its score). A key/value cache per decoder
+  layer makes a step cost one new query per layer instead of re-running the prefix.
 
 Data flow of ``transformer_base`` at the canonical input, source and target of 16 tokens (N sentences)::
 
@@ -79,12 +80,14 @@ Deviations from the paper (and what the paper does not state):
   attention); a source made only of padding is rejected (every query would attend to nothing). Targets are
   padded on the right, so the causal mask already hides their padding from every real token; the loss ignores
   padded positions.
-* Decoding never emits ``<pad>`` or ``<s>`` (their log-probabilities are −∞). The paper says only "terminate
-  early when possible": a sentence's beam search stops when no live hypothesis can still beat its best finished
-  one, bounding a live one's final score by its log-probability now over the length penalty at the maximum
-  length (tensor2tensor's rule, the authors' code). The length penalty is Wu et al.'s
-  lp(Y) = ((5 + |Y|) / 6)^α with |Y| counting ``</s>``, as tensor2tensor, without their coverage penalty, which
-  the paper does not use.
+* Decoding never emits ``<pad>`` or ``<s>`` (their log-probabilities are −∞). It is the zoo's one decoding
+  routine (``paperzoo.layers.decoding``), which follows transformers' ``generate``: the length penalty divides
+  log P(Y | X) by |Y|^α (|Y| counting ``</s>``), not by Wu et al.'s lp(Y) = ((5 + |Y|) / 6)^α that the paper
+  cites and tensor2tensor uses; both favour longer translations as α grows, but the same α weighs length
+  differently. The paper says only "terminate early when possible": a sentence's search stops once it holds
+  4 finished translations and its best live one, scored at its current length, cannot beat the worst of them
+  (transformers' rule; tensor2tensor bounds a live one by the penalty at the maximum length instead). At the
+  maximum length the best live hypotheses end as they are, without ``</s>``.
 * Batch first: ids are ``(N, S)`` and ``(N, T)``; the paper's equations are per sentence.
 """
 
@@ -98,7 +101,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from paperzoo.layers import KeyValueCache, MultiHeadAttention, check_token_batch, values_are_known
+from paperzoo.layers import (
+    KeyValueCache,
+    MultiHeadAttention,
+    check_attention_mask,
+    check_token_batch,
+    decoding,
+    values_are_known,
+)
 from paperzoo.layers.checkpoint import checkpoint_module, checkpointing
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
@@ -347,9 +357,12 @@ class Transformer(nn.Module):
         encoding = positional_encoding(ids.shape[1], self.d_model, offset=offset, device=ids.device)  # (L, d_model)
         return self.dropout(x + encoding.to(x.dtype))
 
-    def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Source ids (N, S) → the memory (N, S, d_model) and the source padding mask (N, 1, 1, S)."""
-        source_mask = (src != self.pad_id)[:, None, None, :]  # True = may be attended to; broadcasts over heads
+    def encode(self, src: torch.Tensor,
+               attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Source ids (N, S) → the memory (N, S, d_model) and the source padding mask (N, 1, 1, S): the source's
+        non-``<pad>`` tokens, or ``attention_mask``'s ones."""
+        real = (src != self.pad_id) if attention_mask is None else attention_mask.bool()
+        source_mask = real[:, None, None, :]  # True = may be attended to; broadcasts over heads
         return self.encoder(self.embed(src), source_mask), source_mask
 
     def decode(self, tgt: torch.Tensor, memory: torch.Tensor, source_mask: torch.Tensor,
@@ -388,119 +401,79 @@ class Transformer(nn.Module):
         log_probs[:, [self.bos_id, self.pad_id]] = -math.inf  # never generated
         return log_probs
 
-    def _length_limits(self, src: torch.Tensor, extra_length: int) -> torch.Tensor:
-        return (src != self.pad_id).sum(dim=1) + extra_length  # "maximum output length to input length + 50" (§6.1)
+    def _decoder(self, src: torch.Tensor, attention_mask: torch.Tensor | None,
+                 use_cache: bool) -> tuple[Any, decoding.Step, decoding.Reorder]:
+        """The decoder as the shared decoding routine sees it: its state after encoding ``src``, the step (the
+        next-token log-probabilities of each row) and the reordering of the state between beams."""
+        self._check_source(src)
+        if attention_mask is not None:
+            check_attention_mask(attention_mask, name=self.model_name, shape=tuple(src.shape))
+        memory, source_mask = self.encode(src, attention_mask)
+        state = (memory, source_mask, DecoderCache(len(self.decoder.layers)) if use_cache else None)
+
+        def step(ids: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
+            return self._next_token_log_probs(ids, *state), state
+
+        def reorder(state: tuple, rows: torch.Tensor) -> tuple:
+            memory, source_mask, cache = state
+            if cache is not None:
+                cache.reorder(rows)
+            if len(rows) != len(memory):  # each sentence to its beams; later, rows move only among a sentence's beams,
+                memory, source_mask = memory.index_select(0, rows), source_mask.index_select(0, rows)  # one memory
+            return memory, source_mask, cache
+
+        return state, step, reorder
+
+    def _length_limits(self, src: torch.Tensor, attention_mask: torch.Tensor | None,
+                       extra_length: int) -> torch.Tensor:
+        real = (src != self.pad_id) if attention_mask is None else attention_mask.bool()
+        return real.sum(dim=1) + extra_length  # "maximum output length to input length + 50" (§6.1)
 
     @torch.no_grad()
-    def generate(self, src: torch.Tensor, *, extra_length: int = 50, use_cache: bool = True) -> torch.Tensor:
-        """Greedy decoding: the most probable next token at every step, until ``</s>`` or the maximum length
-        (each sentence's source length + ``extra_length``).
+    def generate(self, input_ids: torch.Tensor, max_new_tokens: int | torch.Tensor | None = None, *,
+                 do_sample: bool = False, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, num_beams: int = 4, length_penalty: float = 0.6,
+                 eos_token_id: int | None = None, pad_token_id: int | None = None,
+                 attention_mask: torch.Tensor | None = None, use_cache: bool = True,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Translate the source ids ``input_ids`` ``(N, S)``: the target ids ``(N, 1 + L)``, from ``<s>`` to
+        ``</s>``, padded with ``<pad>`` after it.
 
-        Returns the generated ids (N, L) without ``<s>``, each sentence ending with ``</s>`` (unless cut at its
-        maximum length) and padded with ``<pad>`` after it.
+        The keywords are transformers' (:func:`paperzoo.layers.decoding.generate`); the defaults are the paper's
+        (§6.1): a beam of 4, length penalty α = 0.6, at most each sentence's source length + 50 tokens.
+        ``num_beams=1`` decodes greedily, ``do_sample`` samples. ``attention_mask`` (1 at real source tokens)
+        replaces the mask of the source's ``<pad>`` tokens.
         """
-        self._check_source(src)
-        memory, source_mask = self.encode(src)
-        limits = self._length_limits(src, extra_length)
-        tokens = src.new_full((src.shape[0], 1), self.bos_id)  # (N, 1): every translation starts with <s>
-        finished = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
-        cache = DecoderCache(len(self.decoder.layers)) if use_cache else None
-        for length in range(1, int(limits.max()) + 1):
-            next_token = self._next_token_log_probs(tokens, memory, source_mask, cache).argmax(dim=-1)  # (N,)
-            next_token = next_token.masked_fill(finished, self.pad_id)
-            tokens = torch.cat([tokens, next_token[:, None]], dim=1)  # (N, 1 + length)
-            finished |= (next_token == self.eos_id) | (length >= limits)
-            if bool(finished.all()):
-                break
-        return tokens[:, 1:]
+        state, step, reorder = self._decoder(input_ids, attention_mask, use_cache)
+        if max_new_tokens is None:
+            max_new_tokens = self._length_limits(input_ids, attention_mask, 50)
+        start = input_ids.new_full((input_ids.shape[0], 1), self.bos_id)  # every translation starts with <s>
+        return decoding.generate(step, start, state, reorder, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                 temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,
+                                 length_penalty=length_penalty,
+                                 eos_token_id=self.eos_id if eos_token_id is None else eos_token_id,
+                                 pad_token_id=self.pad_id if pad_token_id is None else pad_token_id,
+                                 generator=generator)
 
     @torch.no_grad()
     def beam_search(self, src: torch.Tensor, *, beam_size: int = 4, length_penalty: float = 0.6,
                     extra_length: int = 50, use_cache: bool = True,
                     return_scores: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Beam search (§6.1): keep the ``beam_size`` most probable partial translations of each sentence. A
-        hypothesis that ends with ``</s>`` is finished and scored log P(Y | X) / lp(Y), with Wu et al.'s length
-        penalty lp(Y) = ((5 + |Y|) / 6)^α, α = ``length_penalty``; the best-scoring finished one is the
-        translation. A sentence stops at its maximum length (source length + ``extra_length``), where its live
-        hypotheses are finished as they are, or earlier, as soon as no live hypothesis can beat its best finished
-        one any more (tensor2tensor's bound, below).
-
-        Returns ids (N, L) as :meth:`generate`, and with ``return_scores`` also their scores (N,).
-        """
-        self._check_source(src)
-        if beam_size < 1:
-            raise ValueError(f"beam_size must be at least 1, got {beam_size}")
-        n, beams = src.shape[0], beam_size
-        memory, source_mask = self.encode(src)
-        memory = memory.repeat_interleave(beams, dim=0)  # (N·B, S, d_model): row i·B + b is sentence i's beam b
-        source_mask = source_mask.repeat_interleave(beams, dim=0)  # (N·B, 1, 1, S)
-        limits = self._length_limits(src, extra_length).tolist()
-        tokens = src.new_full((n * beams, 1), self.bos_id)  # (N·B, 1)
-        scores = torch.full((n, beams), -math.inf, device=src.device)  # log P of each live hypothesis
-        scores[:, 0] = 0.0  # one hypothesis, <s>, to start from
-        best: list[tuple[float, torch.Tensor] | None] = [None] * n  # the best finished: (log P / lp, ids)
-        done = [False] * n
-        cache = DecoderCache(len(self.decoder.layers)) if use_cache else None
-        offsets = torch.arange(n, device=src.device)[:, None] * beams  # (N, 1): each sentence's first row
-
-        def penalty(length: int) -> float:
-            return ((5 + length) / 6) ** length_penalty  # lp(Y), Wu et al. 2016, eq. 14
-
-        def finish(i: int, score: float, prefix: torch.Tensor, token: int, length: int) -> None:
-            if best[i] is None or score / penalty(length) > best[i][0]:
-                best[i] = (score / penalty(length), torch.cat([prefix, prefix.new_tensor([token])]))
-
-        for length in range(1, max(limits) + 1):
-            log_probs = self._next_token_log_probs(tokens, memory, source_mask, cache)  # (N·B, V)
-            vocab = log_probs.shape[-1]
-            candidates = (scores[:, :, None] + log_probs.view(n, beams, vocab)).view(n, beams * vocab)
-            # 2B candidates: even if B of them end with </s>, B others carry on.
-            top_scores, top_index = candidates.topk(min(2 * beams, beams * vocab), dim=1)  # (N, 2B), best first
-            top = zip(top_scores.tolist(), (top_index // vocab).tolist(), (top_index % vocab).tolist(), strict=True)
-            new_scores = torch.full_like(scores, -math.inf)
-            new_origin = torch.zeros(n, beams, dtype=torch.long)
-            new_token = torch.full((n, beams), self.pad_id, dtype=torch.long)
-            for i, (row_scores, row_origins, row_tokens) in enumerate(top):
-                if done[i]:
-                    continue
-                live = 0
-                for score, origin, token in zip(row_scores, row_origins, row_tokens, strict=True):
-                    if score == -math.inf:
-                        break
-                    if token == self.eos_id:
-                        finish(i, score, tokens[i * beams + origin, 1:], token, length)
-                    elif live < beams:
-                        new_scores[i, live], new_origin[i, live], new_token[i, live] = score, origin, token
-                        live += 1
-                if length >= limits[i]:  # the maximum length: the live hypotheses end here, as they are
-                    for b in range(live):
-                        finish(i, float(new_scores[i, b]), tokens[i * beams + int(new_origin[i, b]), 1:],
-                               int(new_token[i, b]), length)
-                    done[i] = True
-                elif live == 0:
-                    done[i] = True
-                else:
-                    # A live hypothesis only loses probability as it grows, and lp grows with length, so its score
-                    # can never exceed (its log P now) / lp(maximum length): once the best finished score is above
-                    # that for the best live one, the search of this sentence is over.
-                    done[i] = best[i] is not None and best[i][0] > float(new_scores[i, 0]) / penalty(limits[i])
-                if done[i]:
-                    new_scores[i] = -math.inf
-            if all(done):
-                break
-            rows = (offsets + new_origin.to(src.device)).flatten()  # (N·B,): the row each new hypothesis extends
-            tokens = torch.cat([tokens[rows], new_token.to(src.device).view(-1, 1)], dim=1)
-            if cache is not None:
-                cache.reorder(rows)
-            scores = new_scores
-
-        finished = [hypothesis for hypothesis in best if hypothesis is not None]
-        assert len(finished) == n, "every sentence ends with a finished hypothesis at the latest at its limit"
-        out = src.new_full((n, max(len(ids) for _, ids in finished)), self.pad_id)
-        for i, (_, ids) in enumerate(finished):
-            out[i, :len(ids)] = ids
+        """Beam search as the paper (§6.1), through :meth:`generate`'s routine: the best translation of each
+        sentence without ``<s>`` ``(N, L)``, padded with ``<pad>``, and with ``return_scores`` its score
+        log P(Y | X) / |Y|^α ``(N,)``. A sentence stops at its source length + ``extra_length`` tokens."""
+        state, step, reorder = self._decoder(src, None, use_cache)
+        start = src.new_full((src.shape[0], 1), self.bos_id)
+        results = decoding.beam_search(step, start, state, reorder, num_beams=beam_size,
+                                       max_new_tokens=self._length_limits(src, None, extra_length),
+                                       length_penalty=length_penalty, eos_token_id=self.eos_id)
+        best = [hypotheses[0] for hypotheses in results]
+        outputs = [h.tokens + ([self.eos_id] if h.finished else []) for h in best]
+        out = src.new_full((len(outputs), max(map(len, outputs))), self.pad_id)
+        for i, tokens in enumerate(outputs):
+            out[i, :len(tokens)] = torch.tensor(tokens, dtype=out.dtype)
         if return_scores:
-            return out, torch.tensor([score for score, _ in finished])
+            return out, torch.tensor([h.score for h in best])
         return out
 
 
@@ -582,7 +555,7 @@ def _card(name: str, architecture: str, params: int, derivation: str, paper_para
         canonical=canonical,
         notes="forward(src, tgt) takes source ids and the target shifted right (<s> = 0, <pad> = 1, </s> = 2) and "
               "returns next-token logits over the shared vocabulary; loss(src, tgt) is the label-smoothed "
-              "objective; generate(src) decodes greedily and beam_search(src) as the paper (beam 4, alpha 0.6).",
+              "objective; generate(src) translates as the paper (beam 4, length penalty 0.6; num_beams=1 is greedy).",
     )
 
 

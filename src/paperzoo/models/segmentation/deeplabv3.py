@@ -146,7 +146,7 @@ class DeepLabV3(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Images ``(N, C, H, W)`` → ``{"out": scores (N, K, H, W)}`` (and ``"aux"``, from conv4_x)."""
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
         size = x.shape[-2:]
         features = self.backbone(x)  # [conv4_x,] conv5_x at the output stride
         # Upsample the logits, not the features: the loss sees the full-resolution ground truth (§4.1).

@@ -198,7 +198,7 @@ class FCN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Images ``(N, C, H, W)`` → ``{"out": class scores (N, num_classes, H, W)}``."""
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
         size = tuple(x.shape[-2:])
         pad = INPUT_PADDING - 1  # VGG's conv1_1 pads the last pixel itself
         *skips, pool5 = self.backbone(F.pad(x, (pad, pad, pad, pad)))  # [pool3], [pool4], pool5
@@ -248,7 +248,7 @@ class FCNResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Images ``(N, C, H, W)`` → ``{"out": scores (N, K, H, W)}`` (and ``"aux"``, from conv4_x)."""
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
         size = x.shape[-2:]
         features = self.backbone(x)  # [conv4_x,] conv5_x, both at stride 8
         outputs = {"out": F.interpolate(self.head(features[-1]), size=size, mode="bilinear", align_corners=False)}

@@ -206,7 +206,7 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Tiles ``(N, in_chans, H, W)`` → ``{"out": class scores (N, num_classes, h, w)}``, h = H − 184 at depth 4
         (the centre of the tile), or h = H when padded."""
-        check_image_batch(x, name=self.model_name, in_chans=self.in_chans, min_size=self.min_input_size)
+        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
         self._check_size(x)
         copies = []
         for level, step in enumerate(self.contracting):

@@ -64,8 +64,8 @@ Parameters (the paper gives no total; derived from appendix A and B with one bia
 What a call does: ``forward(src, tgt)`` is teacher forcing: ``tgt`` is the decoder's input $y_0 \dots y_{T-1}$,
 starting with the start token (``bos_id``), and ``logits[:, i]`` scores the word that follows ``tgt[:, :i + 1]``;
 ``forward(src, tgt, return_attention=True)`` also returns the soft alignment α, ``(N, T, S)``.
-``beam_search(src)`` translates. ``src_lengths`` makes the source batch variable-length (no annotation of the
-padding is attended to).
+``generate(src)`` translates (``beam_search(src)`` returns the complete hypotheses). ``src_lengths`` makes the
+source batch variable-length (no annotation of the padding is attended to).
 
 Initialisation as appendix B.1: the recurrent matrices U, U_z, U_r (of both encoder directions and the decoder)
 random orthogonal, W_a and U_a from N(0, 0.001²), biases zero, every other weight matrix from N(0, 0.01²).
@@ -86,6 +86,9 @@ Deviations:
 * The readout uses $s_{i-1}$, as appendix A.2.2 writes it (the main text's eq. 4 writes $g(y_{i-1}, s_i, c_i)$).
 * One bias per pre-activation, an assumption (the paper omits biases): none on the score $v_a^T(\cdot)$, which the
   softmax over j would cancel.
+* Decoding is the zoo's shared routine (``paperzoo.layers.decoding``, as transformers' ``generate``): the beam
+  width (12, Sutskever et al.'s) and the maximum length (2 S + 10) are not the paper's, which states neither; at
+  the maximum length the best live hypotheses end as they are, without <EOS>.
 * Training (Adadelta, ε = 10⁻⁶, ρ = 0.95, minibatches of 80 sentences, gradient norm clipped at 1, §B.2) and
   the [UNK] shortlist of 30,000 words are the data pipeline's and the trainer's, not the model's.
 """
@@ -98,7 +101,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paperzoo.layers import Hypothesis, beam_search, check_token_pair
+from paperzoo.layers import Hypothesis, check_token_pair, decoding
 from paperzoo.layers.recurrent import LayerWeights, RecurrentLayers, State
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
@@ -227,7 +230,7 @@ class RNNsearch(nn.Module):
         hidden_size: n, the hidden units of each encoder direction and of the decoder (1000).
         alignment_size: n', the hidden units of the alignment model (1000).
         maxout_size: l, the maxout units of the deep output layer (500).
-        bos_id, eos_id: the target vocabulary's start and end tokens, for ``beam_search``.
+        bos_id, eos_id: the target vocabulary's start and end tokens, for ``generate``.
     """
 
     model_name = "attention_seq2seq"
@@ -299,32 +302,67 @@ class RNNsearch(nn.Module):
         logits = self.decoder.readout(torch.stack(previous_states, 1), embedded, torch.stack(contexts, 1))
         return (logits, torch.stack(weights, 1)) if return_attention else logits
 
-    @torch.no_grad()
-    def beam_search(self, src: torch.Tensor, beam_size: int = 12, max_length: int | None = None,
-                    src_lengths: torch.Tensor | None = None, length_penalty: float = 0.0) -> list[list[Hypothesis]]:
-        """Translate ``src`` ``(N, S)`` with a left-to-right beam search (§4.2 used one, after Sutskever et al.):
-        for each example the complete hypotheses, best first. ``max_length`` (decoding steps, <eos> included)
-        defaults to 2 S + 10. Call ``model.eval()`` first."""
+    def _decoder(self, src: torch.Tensor,
+                 src_lengths: torch.Tensor | None) -> tuple[tuple, decoding.Step, decoding.Reorder]:
+        """The decoder as the shared decoding routine sees it: (s_0, the annotations, their keys U_a h_j and the
+        source mask), the step (the next-word log-probabilities from y_{i-1} and s_{i-1}) and the reordering
+        between beams."""
         check_token_pair(src, None, name=self.model_name, vocab_size=self.vocab_size,
                          target_vocab_size=self.target_vocab_size, src_lengths=src_lengths)
         annotations, state, mask = self.encode(src, src_lengths)
-        keys = self.decoder.alignment.key(annotations)
-        # Row n·B + b is beam b of example n; the beams of one example share its annotations, keys and mask.
-        annotations, keys, state = (t.repeat_interleave(beam_size, dim=0) for t in (annotations, keys, state))
-        mask = mask.repeat_interleave(beam_size, dim=0) if mask is not None else None
+        keys = self.decoder.alignment.key(annotations)  # once per sentence
 
-        def step(tokens: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            embedded = self.decoder.embedding(tokens)  # E y_{i-1}: (R, m)
-            new_state, context, _ = self.decoder.step(state, self.decoder.input_gates(embedded), annotations, keys,
-                                                      mask)
-            return F.log_softmax(self.decoder.readout(state, embedded, context), dim=-1), new_state
+        def step(ids: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
+            previous, annotations, keys, mask = state
+            embedded = self.decoder.embedding(ids[:, -1])  # E y_{i-1}: (R, m)
+            new_state, context, _ = self.decoder.step(previous, self.decoder.input_gates(embedded), annotations,
+                                                      keys, mask)
+            log_probs = F.log_softmax(self.decoder.readout(previous, embedded, context), dim=-1)
+            return log_probs, (new_state, annotations, keys, mask)
 
-        def reorder(state: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-            return state.index_select(0, rows)  # rows stay within an example: its annotations need no reordering
+        def reorder(state: tuple, rows: torch.Tensor) -> tuple:
+            previous, annotations, keys, mask = state
+            if len(rows) != len(annotations):  # each example to its beams; later, rows move only among an
+                annotations, keys = annotations.index_select(0, rows), keys.index_select(0, rows)  # example's beams
+                mask = None if mask is None else mask.index_select(0, rows)
+            return previous.index_select(0, rows), annotations, keys, mask
 
-        return beam_search(step, state, reorder, batch_size=len(src), beam_size=beam_size,
-                           max_length=max_length or 2 * src.shape[1] + 10, bos_id=self.bos_id, eos_id=self.eos_id,
-                           length_penalty=length_penalty, device=src.device)
+        return (state, annotations, keys, mask), step, reorder
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, max_new_tokens: int | None = None, *, do_sample: bool = False,
+                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                 num_beams: int = 12, length_penalty: float = 0.0, eos_token_id: int | None = None,
+                 pad_token_id: int | None = None, attention_mask: torch.Tensor | None = None,
+                 src_lengths: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Translate the source ids ``input_ids`` ``(N, S)``: the target ids ``(N, 1 + L)``, from ``bos_id`` to
+        ``eos_id`` and padded after it (with ``pad_token_id``, default the end token).
+
+        The keywords are transformers' (:func:`paperzoo.layers.decoding.generate`); the defaults are a
+        left-to-right beam search ranking hypotheses by their log-probability (§4.2 uses one, after Sutskever et
+        al.; the beam width, 12, is theirs); ``num_beams=1`` decodes greedily. ``max_new_tokens`` defaults to
+        2 S + 10. A right-padded source takes ``attention_mask`` or ``src_lengths``. Call ``model.eval()`` first.
+        """
+        lengths = decoding.source_lengths(attention_mask, input_ids, self.model_name)
+        state, step, reorder = self._decoder(input_ids, src_lengths if lengths is None else lengths)
+        start = input_ids.new_full((input_ids.shape[0], 1), self.bos_id)
+        return decoding.generate(step, start, state, reorder,
+                                 max_new_tokens=max_new_tokens or 2 * input_ids.shape[1] + 10, do_sample=do_sample,
+                                 temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,
+                                 length_penalty=length_penalty,
+                                 eos_token_id=self.eos_id if eos_token_id is None else eos_token_id,
+                                 pad_token_id=pad_token_id, generator=generator)
+
+    @torch.no_grad()
+    def beam_search(self, src: torch.Tensor, beam_size: int = 12, max_length: int | None = None,
+                    src_lengths: torch.Tensor | None = None, length_penalty: float = 0.0) -> list[list[Hypothesis]]:
+        """The beam search of :meth:`generate`, returning for each example its ``beam_size`` complete hypotheses,
+        best first. ``max_length`` (decoding steps, <eos> included) defaults to 2 S + 10."""
+        state, step, reorder = self._decoder(src, src_lengths)
+        start = src.new_full((src.shape[0], 1), self.bos_id)
+        return decoding.beam_search(step, start, state, reorder, num_beams=beam_size,
+                                    max_new_tokens=max_length or 2 * src.shape[1] + 10,
+                                    length_penalty=length_penalty, eos_token_id=self.eos_id)
 
 
 @register(ModelCard(
@@ -353,7 +391,7 @@ class RNNsearch(nn.Module):
     canonical=True,
     notes="forward(src, tgt, src_lengths=None, return_attention=False) is teacher-forced: tgt starts with bos_id and "
           "logits[:, i] scores the word after tgt[:, :i+1]; return_attention=True also returns alpha (N, T, S); "
-          "beam_search(src, beam_size=12) translates.",
+          "generate(src) translates with a beam search (12 beams).",
 ))
 def attention_seq2seq(**kwargs: Any) -> RNNsearch:
     """RNNsearch at the paper's size: bidirectional encoder of 2 × 1000 units, 620-d embeddings, 1000-unit

@@ -17,7 +17,7 @@ $$p(y_1, \dots, y_{T'} \mid x_1, \dots, x_T) = \prod_{t=1}^{T'} p(y_t \mid v, y_
   many short-term dependencies make optimisation much easier (test perplexity 5.8 → 4.7, BLEU 25.9 → 30.6),
   although the mean distance between corresponding words is unchanged.
 * A left-to-right beam search (§3.2) finds the most likely translation; beam size 1 already does well, 2 gives
-  most of the benefit (``paperzoo.layers.beam_search``).
+  most of the benefit (:meth:`Seq2Seq.generate`, the zoo's one decoding routine, ``paperzoo.layers.decoding``).
 
 The paper's model (§3.4): "deep LSTMs with 4 layers, with 1000 cells at each layer and 1000 dimensional word
 embeddings, with an input vocabulary of 160,000 and an output vocabulary of 80,000". The LSTM formulation is
@@ -37,7 +37,8 @@ connections", 32M per LSTM, are the weights); softmax 80,000,000 + 80,000: 384,1
 
 What a call does: ``forward(src, tgt)`` is teacher forcing: ``tgt`` is the decoder's input, starting with the
 start token (``bos_id``), and ``logits[:, t]`` scores the token that follows ``tgt[:, :t + 1]``; to train, feed
-``<s> y_1 … y_k`` and take the cross-entropy against ``y_1 … y_k <eos>``. ``beam_search(src)`` translates.
+``<s> y_1 … y_k`` and take the cross-entropy against ``y_1 … y_k <eos>``. ``generate(src)`` translates
+(``beam_search(src)`` returns the complete hypotheses with their log-probabilities).
 ``src_lengths`` makes the source batch variable-length (padding at the end; the reversal keeps it there).
 
 Initialisation as §3.4: every parameter from U(-0.08, 0.08).
@@ -49,6 +50,9 @@ Deviations:
   all, within the paper's rounded "384M".
 * The decoder's first input is a start token, ``bos_id``, of the target vocabulary: the paper does not say what
   the decoder reads before the first target word (its Figure 1 shows one LSTM that reads "<EOS>" there).
+* Decoding (the zoo's shared routine, which follows transformers' ``generate``): at the maximum length, which
+  the paper does not give (2 S + 10 here), the best live hypotheses end as they are, without <EOS>; the search
+  of an example stops once it holds B complete hypotheses and no live one scores higher than the worst of them.
 * The training recipe of §3.4 (SGD at 0.7 halved every half epoch after the fifth, batches of 128 sentences of
   similar length, gradient norm clipped at 5) belongs to training, not to the model. The paper's 8-GPU model
   parallelism (§3.5) is not reproduced.
@@ -62,7 +66,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paperzoo.layers import Hypothesis, beam_search, check_token_pair
+from paperzoo.layers import Hypothesis, check_token_pair, decoding
 from paperzoo.registry import InputSpec, ModelCard, Paper, create_model, register
 
 __all__ = ["Seq2Seq"]
@@ -82,7 +86,7 @@ class Seq2Seq(nn.Module):
         dropout: dropout between LSTM layers in training mode (the paper uses none).
         reverse_source: read the source back to front (§3.3).
         peephole: Graves' peephole connections in the LSTMs (the paper's formulation).
-        bos_id, eos_id: the target vocabulary's start and end tokens, for ``beam_search``.
+        bos_id, eos_id: the target vocabulary's start and end tokens, for ``generate``.
         init_range: parameters are drawn from U(-init_range, init_range) (0.08).
     """
 
@@ -125,28 +129,57 @@ class Seq2Seq(nn.Module):
         output, _ = self.decoder(self.target_embedding(tgt), self.encode(src, src_lengths))  # (N, T, H)
         return self.output(output)  # (N, T, V): log p(y_t | v, y_<t) up to the softmax's normaliser
 
-    @torch.no_grad()
-    def beam_search(self, src: torch.Tensor, beam_size: int = 12, max_length: int | None = None,
-                    src_lengths: torch.Tensor | None = None, length_penalty: float = 0.0) -> list[list[Hypothesis]]:
-        """Translate ``src`` ``(N, S)`` with the paper's left-to-right beam search (§3.2; its best results use
-        B = 12): for each example the complete hypotheses, best first (tokens without <s> and <eos>, and
-        their log-probabilities). ``max_length`` (decoding steps, <eos> included) defaults to 2 S + 10.
-        Call ``model.eval()`` first (dropout)."""
+    def _decoder(self, src: torch.Tensor,
+                 src_lengths: torch.Tensor | None) -> tuple[State, decoding.Step, decoding.Reorder]:
+        """The decoder as the shared decoding routine sees it: v, the step (the next-token log-probabilities from
+        the last token and (h, c)) and the reordering of (h, c) between beams."""
         check_token_pair(src, None, name=self.model_name, vocab_size=self.vocab_size,
                          target_vocab_size=self.target_vocab_size, src_lengths=src_lengths)
-        encoded = self.encode(src, src_lengths)
-        state = tuple(s.repeat_interleave(beam_size, dim=1) for s in encoded)  # row n·B + b: beam b of example n
 
-        def step(tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-            output, state = self.decoder(self.target_embedding(tokens).unsqueeze(1), state)  # one step: (R, 1, H)
+        def step(ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+            output, state = self.decoder(self.target_embedding(ids[:, -1:]), state)  # one step: (R, 1, H)
             return F.log_softmax(self.output(output[:, 0]), dim=-1), state
 
         def reorder(state: State, rows: torch.Tensor) -> State:
-            return tuple(s.index_select(1, rows) for s in state)
+            return tuple(s.index_select(1, rows) for s in state)  # (layers, R, H): the batch is dim 1
 
-        return beam_search(step, state, reorder, batch_size=len(src), beam_size=beam_size,
-                           max_length=max_length or 2 * src.shape[1] + 10, bos_id=self.bos_id, eos_id=self.eos_id,
-                           length_penalty=length_penalty, device=src.device)
+        return self.encode(src, src_lengths), step, reorder
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, max_new_tokens: int | None = None, *, do_sample: bool = False,
+                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                 num_beams: int = 12, length_penalty: float = 0.0, eos_token_id: int | None = None,
+                 pad_token_id: int | None = None, attention_mask: torch.Tensor | None = None,
+                 src_lengths: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Translate the source ids ``input_ids`` ``(N, S)``: the target ids ``(N, 1 + L)``, from ``bos_id`` to
+        ``eos_id`` and padded after it (with ``pad_token_id``, default the end token).
+
+        The keywords are transformers' (:func:`paperzoo.layers.decoding.generate`); the defaults are the paper's
+        left-to-right beam search (§3.2): 12 beams (its best results), hypotheses ranked by their log-probability
+        (``length_penalty=0``); ``num_beams=1`` decodes greedily. ``max_new_tokens`` defaults to 2 S + 10. A
+        right-padded source takes ``attention_mask`` or ``src_lengths``. Call ``model.eval()`` first (dropout).
+        """
+        lengths = decoding.source_lengths(attention_mask, input_ids, self.model_name)
+        state, step, reorder = self._decoder(input_ids, src_lengths if lengths is None else lengths)
+        start = input_ids.new_full((input_ids.shape[0], 1), self.bos_id)
+        return decoding.generate(step, start, state, reorder,
+                                 max_new_tokens=max_new_tokens or 2 * input_ids.shape[1] + 10, do_sample=do_sample,
+                                 temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,
+                                 length_penalty=length_penalty,
+                                 eos_token_id=self.eos_id if eos_token_id is None else eos_token_id,
+                                 pad_token_id=pad_token_id, generator=generator)
+
+    @torch.no_grad()
+    def beam_search(self, src: torch.Tensor, beam_size: int = 12, max_length: int | None = None,
+                    src_lengths: torch.Tensor | None = None, length_penalty: float = 0.0) -> list[list[Hypothesis]]:
+        """The beam search of :meth:`generate`, returning for each example its ``beam_size`` complete hypotheses,
+        best first (tokens without ``bos_id`` and ``eos_id``, their log-probabilities and scores).
+        ``max_length`` (decoding steps, <eos> included) defaults to 2 S + 10."""
+        state, step, reorder = self._decoder(src, src_lengths)
+        start = src.new_full((src.shape[0], 1), self.bos_id)
+        return decoding.beam_search(step, start, state, reorder, num_beams=beam_size,
+                                    max_new_tokens=max_length or 2 * src.shape[1] + 10,
+                                    length_penalty=length_penalty, eos_token_id=self.eos_id)
 
 
 def reverse_sequences(ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -186,8 +219,8 @@ def reverse_sequences(ids: torch.Tensor, lengths: torch.Tensor | None = None) ->
     gmacs=1.152,
     canonical=True,
     notes="forward(src, tgt, src_lengths=None) is teacher-forced: tgt starts with bos_id and logits[:, t] scores "
-          "the token after tgt[:, :t+1]; beam_search(src, beam_size=12) translates. Short example sequences "
-          "(8 tokens) keep the 384M-parameter model affordable on a CPU.",
+          "the token after tgt[:, :t+1]; generate(src) translates with the paper's beam search (12 beams). Short "
+          "example sequences (8 tokens) keep the 384M-parameter model affordable on a CPU.",
 ))
 def seq2seq(**kwargs: Any) -> Seq2Seq:
     """The paper's model: 4-layer LSTMs of 1000 cells, 1000-d embeddings, 160k source and 80k target words."""
