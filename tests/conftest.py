@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 from torch import nn
 
@@ -13,6 +14,16 @@ from paperzoo.interop.references import build_reference, parse_reference  # noqa
 # and on 2 cores 4 busy threads are several times slower than 2 (measured: a DenseNet parity test 64 s → 3 s).
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for a small model's test: on the busy 2-core machine a second thread costs more than it
+    gives, and a result does not depend on how many cores the machine has."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def assert_close_rel(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1e-5) -> None:

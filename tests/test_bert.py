@@ -24,15 +24,7 @@ TINY_CONFIG = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_atte
                    max_position_embeddings=40)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models (and the full-size ones as under ``pytest -n 2``): on a busy 2-core machine a second intra-op
-    thread costs more than it gives."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small models, one thread
 
 def transformers_reference(name: str) -> torch.nn.Module:
     """The card's reference, randomly initialised: ``transformers:BertModel(hidden_size=1024, ...)`` builds

@@ -177,16 +177,6 @@ def train_and_score(model: nn.Module, seed: int, steps: int, lr: float) -> tuple
     return correct[~held_out].float().mean().item(), correct[held_out].float().mean().item()
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models gain nothing from threads and lose much to contention; one thread also makes the result
-    independent of the machine's core count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_coordconv_generalises_to_a_held_out_quadrant_where_deconvolution_fails(one_thread):
     """Thresholds: CoordConv, the mean held-out accuracy of five seeds >= 0.75 (measured 0.97: three seeds
     paint every held-out pixel, the others 88% and 97%; which solution a seed finds varies, the mean does

@@ -24,15 +24,6 @@ from paperzoo.models.generative.vae import VAE, gaussian_kl_to_standard_normal
 from paperzoo.training.data import digits
 
 
-@pytest.fixture
-def one_thread():
-    """These networks are small: on a busy 2-core machine a second intra-op thread costs more than it gives."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def digit_images(split: str, size: int = 28, channels: int = 1) -> torch.Tensor:
     return digits(split, image_size=size, channels=channels).tensors[0]  # (N, C, size, size) in [0, 1]
 

@@ -28,15 +28,7 @@ from paperzoo.models.language.gpt import GPT
 transformers.logging.set_verbosity_error()  # tiny test vocabularies do not hold GPT-2's special token ids
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny (or, at full size, run as under ``pytest -n 2``): on a busy 2-core machine a second
-    intra-op thread costs more than it gives (measured: a 30-token generation 0.06 s on one thread, 10 s on two)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small models, one thread
 
 VARIANTS = ["gpt", "gpt2", "gpt2_medium", "gpt2_large", "gpt2_xl"]
 TINY = dict(vocab_size=97, max_positions=40, hidden_size=32, num_layers=2, num_heads=4)

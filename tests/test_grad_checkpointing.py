@@ -29,15 +29,7 @@ from paperzoo.layers.checkpoint import checkpoint_seq
 from paperzoo.measure import _tensors, peak_training_memory, run_example
 from paperzoo.registry import model_builder, model_card
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models: on a busy 2-core machine a second intra-op thread costs more than it gives."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small models, one thread
 
 def _images(size: int, batch: int = 2) -> Callable[[], torch.Tensor]:
     return lambda: torch.randn(batch, 3, size, size)

@@ -14,14 +14,7 @@ from paperzoo.interop import convert_state_dict
 from paperzoo.interop.export import export_positions, reference_for
 from paperzoo.interop.references import WEIGHT_SOURCES, build_reference, parse_reference, reference_unavailable
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small models, one thread
 
 TEXT = dict(vocab_size=37, hidden_size=30, num_layers=3, num_heads=5, max_positions=19)
 AUDIO = dict(hidden_size=30, num_layers=3, num_heads=5, ffn_dim=41, feature_channels=16, position_kernel_size=12,

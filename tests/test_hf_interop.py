@@ -19,14 +19,7 @@ from paperzoo.interop import LoadResult, WeightsMismatchError, read_state_dict
 from paperzoo.interop.huggingface import UnsupportedConfigError
 from paperzoo.models.audio.wav2vec2 import compute_span_mask, sample_negatives
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small models, one thread
 
 # Odd sizes everywhere, none of them a registered variant's: depth 3, width 30, 5 heads, feed-forward 41,
 # vocabulary 37, 19 positions, 3 segments.

@@ -30,15 +30,7 @@ INPUT, HIDDEN, BATCH, STEPS = 5, 7, 3, 6
 KINDS = {"lstm": (LSTM, nn.LSTM), "gru": (GRU, nn.GRU)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The models here are tiny: a second thread only adds synchronisation to each small operation of the time loop
-    (measured on a busy 2-core machine: this file's tests take several times longer with two threads)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small models, one thread
 
 def pair(kind: str, seed: int = 0, fused: bool = True, **options) -> tuple[nn.Module, nn.Module]:
     """A randomly initialised torch.nn layer and ours holding its weights (loaded as torch.nn's state_dict), ours on

@@ -418,14 +418,6 @@ def mean_iou(predicted: torch.Tensor, target: torch.Tensor, num_classes: int) ->
     return torch.stack(ious).mean().item()
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small_variant(architecture: str) -> tuple[nn.Module, int]:
     """A narrow variant of each architecture for 3 classes on grey images, and its input size."""
     if architecture == "unet":  # the paper's valid convolutions, 3 poolings: 140 → 52, 8 … 64 channels

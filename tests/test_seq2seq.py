@@ -24,15 +24,7 @@ NAMES = ["seq2seq", "attention_seq2seq"]
 PAD, BOS, EOS, FIRST_DIGIT = 0, 1, 2, 3  # the digit tasks' vocabulary: 3 special tokens, then the digits 0-9
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The models here are tiny: a second thread only adds synchronisation to each small operation of the time loop
-    (measured on a busy 2-core machine: this file's tests take several times longer with two threads)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small models, one thread
 
 def small(name: str, vocab_size: int = 11, target_vocab_size: int = 7, seed: int = 0) -> torch.nn.Module:
     """A small model of the architecture, its weights redrawn at a scale where every part shapes the output."""

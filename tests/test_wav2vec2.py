@@ -30,16 +30,6 @@ from paperzoo.models.audio.wav2vec2 import (
 VARIANTS = ["wav2vec2_base", "wav2vec2_large", "wav2vec2_base_pretraining", "wav2vec2_large_pretraining"]
 
 
-@pytest.fixture
-def one_thread():
-    """These networks are small: on a busy 2-core machine a second intra-op thread costs more than it gives
-    (the learning test: 6 s on one thread, over 100 s on two under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --- small twins of the two layouts ----------------------------------------------------------------------
 
 def small_config(layer_norm_first: bool) -> tuple[dict, dict]:
