@@ -298,7 +298,7 @@ def test_bad_input_and_targets_raise_value_error():
 
     cases = {
         "an empty list": ([], targets, "empty list"),
-        "wrong channel count": ([torch.rand(1, 64, 64)] * 2, targets, "1 channels"),
+        "wrong channel count": ([torch.rand(1, 64, 64)] * 2, targets, "1 channel;"),
         "no targets in training": (images, None, "got None"),
         "x2 < x1": (images, first(boxes=box[:, [2, 1, 0, 3]]), "x2 <= x1"),
         "a box outside the image": (images, first(boxes=box + torch.tensor([0.0, 0.0, 64.0, 0.0])), "outside"),

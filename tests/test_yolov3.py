@@ -352,9 +352,10 @@ def test_small_yolov3_learns_the_shapes():
     64 held-out images. Small: Darknet of widths 8 … 128 with one residual unit per stage; images resized to 128
     (grids 16, 8, 4) and nine priors for these objects (16 … 68 pixels at 128); the same head, loss, assignment
     and post-processing as the full model. As in the paper, the backbone is first trained as a classifier (the
-    paper: ImageNet; here: the training objects' crops, 100 steps), then the detector (400 steps of 8 images,
-    AdamW with a one-cycle schedule). Measured: mAP 0.859 in 95 s on one core of a 2-core machine at load average
-    ~7 (shared by other jobs; a step measured alone takes about a third as long). 300 steps gave 0.793."""
+    paper: ImageNet; here: the training objects' crops, 100 steps), then the detector (600 steps of 8 images,
+    AdamW with a one-cycle schedule). The trajectory depends on the CPU's kernels: 400 steps gave mAP 0.859 on the
+    machine the test was written on (300 steps 0.793) and 0.738 on CI's current one, where 600 steps give 0.914 in
+    51 s on one core (800 steps 0.934), clear of the threshold."""
     torch.manual_seed(0)
     start = time.perf_counter()
     images, targets = make_shapes_dataset(576, size=64, num_classes=2, seed=0)
@@ -377,7 +378,7 @@ def test_small_yolov3_learns_the_shapes():
                                   score_threshold=0.05)
     pretrained = {k: v for k, v in classifier.state_dict().items() if not k.startswith("fc.")}
     model.backbone.load_state_dict(pretrained)
-    steps = 400
+    steps = 600
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=5e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps, pct_start=0.1)
     generator = torch.Generator().manual_seed(0)
