@@ -49,13 +49,17 @@ def test_list_markdown_is_the_readme_table():
 
 
 def test_list_info_and_help_import_no_model_file_and_no_torch():
-    code = ("import sys; from paperzoo import cli; cli.main(['list']); cli.main(['info', 'maskrcnn_resnet50_fpn'])\n"
+    # info on a model with weights, one without (the reason read from its reference), one whose reference is a
+    # transformers class (the configuration fields from_pretrained reads) and a layer
+    code = ("import sys; from paperzoo import cli; cli.main(['list'])\n"
+            "for name in ('maskrcnn_resnet50_fpn', 'unet', 'bert_base', 'lstm'): cli.main(['info', name])\n"
             "try: cli.main(['--help'])\nexcept SystemExit: pass\n"
             "print(sorted(m for m, module in sys.modules.items() if m.split('.')[0] in ('torch', 'torchvision') "
             "or m.startswith('paperzoo.models.') and not hasattr(module, '__path__')))")  # files, not packages
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "Mask R-CNN" in result.stdout and "usage: paperzoo" in result.stdout
+    assert "BertConfig: " in result.stdout and "none published" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 

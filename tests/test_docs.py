@@ -555,8 +555,8 @@ def _assert_real_picture(path: Path) -> None:
 @pytest.mark.heavy
 def test_browser_reads_the_site(built_site):
     """Headless Chromium on the built site, served on localhost: from the home page through the navigation to
-    the models by category, an architecture page (its diagram and variant table render, a block opens on a click)
-    and the chart; a screenshot of each step is left in build/docs-screenshots/ for a person to look at."""
+    the models by category, an architecture page (its diagram and variant table render, a block opens on a click),
+    the chart and a page of equations; a screenshot of each step is left in build/docs-screenshots/ for a person to look at."""
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -633,6 +633,20 @@ def test_browser_reads_the_site(built_site):
         assert chart.size["width"] > 300
         _full_page_screenshot(browser, SCREENSHOTS / "5-parameters-and-compute.png")
 
+        # The equations, typeset by the site's own KaTeX: CapsNet's squash and routing. Every equation container
+        # holds KaTeX's rendering and none its error box, and nothing came from outside the site (offline reader).
+        browser.get(url + "models/capsnet/")
+        wait.until(expected.presence_of_element_located((By.CSS_SELECTOR, "article .arithmatex .katex")))
+        containers = browser.find_elements(By.CSS_SELECTOR, "article .arithmatex")
+        assert len(containers) >= 5, len(containers)
+        unrendered = [c.text for c in containers if not c.find_elements(By.CSS_SELECTOR, ".katex")]
+        assert not unrendered, f"equations left as TeX: {unrendered[:3]}"
+        assert not browser.find_elements(By.CSS_SELECTOR, ".katex-error")
+        fetched = browser.execute_script("return performance.getEntriesByType('resource').map(r => r.name)")
+        assert fetched and all(name.startswith(url) for name in fetched), [n for n in fetched if not n.startswith(url)]
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", containers[0])
+        browser.save_screenshot(str(SCREENSHOTS / "6-equations.png"))
+
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors
     finally:
@@ -640,4 +654,4 @@ def test_browser_reads_the_site(built_site):
         server.shutdown()
     for shot in sorted(SCREENSHOTS.glob("*.png")):
         _assert_real_picture(shot)
-    assert len(list(SCREENSHOTS.glob("*.png"))) == 5
+    assert len(list(SCREENSHOTS.glob("*.png"))) == 6

@@ -173,11 +173,10 @@ def _info(args: argparse.Namespace, console: Console) -> int:
         if card.input.kind == "image-list" else ""))
     table.add_row("reference", escape(card.reference))
     table.add_row("weights", escape(describe_weights(args.name)))
-    if card.reference.startswith("transformers:"):  # the field table's module imports torch: only where it applies
-        from paperzoo.interop.huggingface import accepted_config_fields
+    from paperzoo.interop.huggingface import accepted_config_fields
 
-        if fields := accepted_config_fields(card.name):  # what from_pretrained reads, the reference's names first
-            table.add_row("config fields", escape(fields))
+    if fields := accepted_config_fields(card.name):  # what from_pretrained reads, the reference's names first
+        table.add_row("config fields", escape(fields))
     if card.recipe is not None:
         table.add_row("recipe", escape(describe_recipe(card.recipe)))
     if card.notes:

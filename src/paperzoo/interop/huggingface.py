@@ -16,9 +16,10 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:  # annotations only: `paperzoo info` reads the configuration tables below without torch
+    from torch import nn
 
 # Fields that record where a configuration came from or how transformers' Python API returns outputs; none
 # changes a computed value.
@@ -240,8 +241,7 @@ def constructor_arguments(config: dict[str, Any], architecture: str) -> tuple[st
 def accepted_config_fields(name: str) -> str:
     """The configuration fields ``from_pretrained`` reads for the registered variant ``name``, the reference's
     name beside ours, and the values it checks ("" for a variant with no transformers configuration)."""
-    from paperzoo.interop.references import parse_reference
-    from paperzoo.registry import model_card
+    from paperzoo.registry import model_card, parse_reference
 
     library, reference_class, _ = parse_reference(model_card(name).reference)
     for mapping in CONFIGS.values():
@@ -331,8 +331,7 @@ _TIMM_BOOKKEEPING = ("pretrained_cfg", "label_names", "label_descriptions", "num
 
 def _from_timm_folder(folder: Path, config: dict[str, Any], overrides: dict[str, Any]) -> nn.Module:
     from paperzoo.interop import load_weights
-    from paperzoo.interop.references import parse_reference
-    from paperzoo.registry import create_model, list_models, model_card
+    from paperzoo.registry import create_model, list_models, model_card, parse_reference
 
     name = config["architecture"]
     variants = [n for n in list_models() if parse_reference(model_card(n).reference)[:2] == ("timm", name)]
