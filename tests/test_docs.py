@@ -556,7 +556,8 @@ def _assert_real_picture(path: Path) -> None:
 def test_browser_reads_the_site(built_site):
     """Headless Chromium on the built site, served on localhost: from the home page through the navigation to
     the models by category, an architecture page (its diagram and variant table render, a block opens on a click),
-    the chart and a page of equations; a screenshot of each step is left in build/docs-screenshots/ for a person to look at."""
+    the chart and a page of equations; a screenshot of each step is left in build/docs-screenshots/ for a person to
+    look at."""
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
