@@ -64,6 +64,34 @@ MODEL_CONFIGS = [
 ]
 
 
+CallFor = Callable[[bool], Callable[[], None]]
+
+
+def _model_calls(model: torch.nn.Module, layers: list, optimizer: torch.optim.Optimizer, src: torch.Tensor,
+                 tgt: torch.Tensor) -> tuple[CallFor, CallFor]:
+    """The timed calls of one model and input: ``infer(fused)`` and ``train(fused)`` each give a call that sets
+    every recurrent layer's path, then runs a forward pass (no grad) or a training step."""
+
+    def infer(fused: bool) -> Callable[[], None]:
+        def call() -> None:
+            for layer in layers:
+                layer.fused = fused
+            with torch.no_grad():
+                model(src, tgt)
+        return call
+
+    def train(fused: bool) -> Callable[[], None]:
+        def call() -> None:
+            for layer in layers:
+                layer.fused = fused
+            optimizer.zero_grad(set_to_none=True)
+            model(src, tgt).logsumexp(-1).mean().backward()
+            optimizer.step()
+        return call
+
+    return infer, train
+
+
 def time_models(repeats: int, device: torch.device) -> None:
     """Seq2Seq and RNNsearch with their recurrent layers on the default path and on the loop (``fused=False``)."""
     from paperzoo.benchmark import time_interleaved
@@ -81,23 +109,7 @@ def time_models(repeats: int, device: torch.device) -> None:
             src = torch.randint(3, 1000, (batch, steps), device=device)
             tgt = torch.randint(3, 1000, (batch, steps), device=device)
 
-            def infer(fused: bool) -> Callable[[], None]:
-                def call() -> None:
-                    for layer in layers:
-                        layer.fused = fused
-                    with torch.no_grad():
-                        model(src, tgt)
-                return call
-
-            def train(fused: bool) -> Callable[[], None]:
-                def call() -> None:
-                    for layer in layers:
-                        layer.fused = fused
-                    optimizer.zero_grad(set_to_none=True)
-                    model(src, tgt).logsumexp(-1).mean().backward()
-                    optimizer.step()
-                return call
-
+            infer, train = _model_calls(model, layers, optimizer, src, tgt)
             model.eval()
             inference = time_interleaved({"default": infer(True), "loop": infer(False)}, device, repeats=repeats)
             model.train()
