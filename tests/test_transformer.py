@@ -392,14 +392,14 @@ def sequence_log_prob(model: Transformer, src: torch.Tensor, hypothesis: list[in
 @pytest.mark.parametrize("alpha", [0.0, 0.6, 2.0, 5.0])
 def test_beam_search_finds_the_best_length_penalised_translation(alpha):
     """On a vocabulary of two words and a maximum length of 4, a beam of 16 never has to drop a hypothesis, so it
-    must return the exhaustive optimum of log P(Y|X) / |Y|^α (transformers' length penalty; the paper's α = 0.6)."""
+    must return the exhaustive optimum of log P(Y|X) / lp(Y), lp(Y) = ((5 + |Y|) / 6)^α (§6.1, Wu et al. eq. 14)."""
     model = randomize_weights(small_model(seed=2, vocab_size=5)).eval()
     words = [3, 4]
     for src in (torch.tensor([[3]]), torch.tensor([[4]])):
         limit = 1 + 3  # one source token + extra_length
         hypotheses = [[*prefix, EOS] for k in range(limit) for prefix in itertools.product(words, repeat=k)]
         hypotheses += [list(prefix) for prefix in itertools.product(words, repeat=limit)]  # cut at the limit
-        scored = sorted(((sequence_log_prob(model, src, h) / len(h) ** alpha, h) for h in hypotheses),
+        scored = sorted(((sequence_log_prob(model, src, h) / ((5 + len(h)) / 6) ** alpha, h) for h in hypotheses),
                         reverse=True)
         assert scored[0][0] - scored[1][0] > 1e-4, "a near tie would make this test fragile: pick another seed"
         out, score = model.beam_search(src, beam_size=16, length_penalty=alpha, extra_length=3, return_scores=True)
@@ -418,7 +418,7 @@ def test_beam_search_goes_on_while_a_live_hypothesis_can_still_win(monkeypatch):
 
     def score(k: int, ended: bool) -> float:  # k words, then </s> if ended
         log_p = k * math.log(0.45) + (math.log(0.5) if ended else 0.0)
-        return log_p / (k + ended) ** alpha
+        return log_p / ((5 + k + ended) / 6) ** alpha
 
     expected = max([(score(k, True), [3] * k + [EOS]) for k in range(4)] + [(score(4, False), [3] * 4)])
     assert expected[1] == [3, 3, 3, EOS] and score(0, True) < expected[0]
@@ -550,3 +550,26 @@ def test_cached_and_uncached_decoding_agree_on_the_trained_model(reverser):
     src, _ = reversal_batch(64, torch.Generator().manual_seed(7))
     assert torch.equal(reverser.generate(src, num_beams=1), reverser.generate(src, num_beams=1, use_cache=False))
     assert torch.equal(reverser.beam_search(src), reverser.beam_search(src, use_cache=False))
+
+
+def test_the_stopping_rule_decides_whether_a_longer_translation_can_still_win():
+    """The shared beam search's stopping rules on the same constant distribution as above (</s> 0.5, word 3 0.45),
+    with the paper's length penalty at α = 5: transformers' heuristic (False) and True stop at the first full beam
+    and keep a short translation; "never" (the Transformer's) goes on to "3 3 3 </s>"; another value is refused."""
+    from paperzoo.layers import decoding
+
+    step_log_probs = torch.tensor([-math.inf, -math.inf, math.log(0.5), math.log(0.45), math.log(0.05)])
+
+    def step(ids, state):
+        return step_log_probs.expand(len(ids), -1), state
+
+    def search(early_stopping):
+        (best, *_), = decoding.beam_search(step, torch.tensor([[BOS]]), None, lambda state, rows: state, num_beams=2,
+                                           max_new_tokens=4, early_stopping=early_stopping, eos_token_id=EOS,
+                                           length_penalty=lambda length: ((5 + length) / 6) ** 5.0)
+        return best.tokens
+
+    assert search("never") == [3, 3, 3]
+    assert len(search(False)) < 3 and len(search(True)) < 3
+    with pytest.raises(ValueError, match="early_stopping must be False, True or 'never'"):
+        search("sometimes")

@@ -25,14 +25,17 @@ Beam search follows transformers' ``generate`` step for step, so that GPT-2 deco
 
 * a hypothesis scores its log-probability (the <EOS> token's included) divided by length ** ``length_penalty``,
   the length counting the generated tokens and the <EOS>; α = 0 ranks by the log-probability (the papers of
-  Seq2Seq and RNNsearch), α > 0 favours longer outputs (the Transformer's α = 0.6);
+  Seq2Seq and RNNsearch), α > 0 favours longer outputs. A model whose paper divides by another function of the
+  length passes that function as ``length_penalty`` (the Transformer: Wu et al.'s ((5 + |Y|) / 6)^α);
 * each step keeps the 2B best extensions, so that B go on even if B of them end; an extension that ends is
   complete if it ranks among the B best; the B best complete hypotheses are kept;
 * at the maximum length the B best extensions are complete as they are, without <EOS> (``finished=False``);
 * an example stops early once it holds B complete hypotheses and its best live hypothesis, scored at its current
   length, no longer beats the worst of them (transformers' ``early_stopping=False``). Without a length penalty
   this is exact, as log-probabilities only fall; with α > 0 it is transformers' heuristic, which can stop before
-  a longer hypothesis would have won.
+  a longer hypothesis would have won. ``early_stopping="never"`` (transformers' name) scores the best live one
+  at the maximum length's penalty instead, a bound no continuation can beat (log p < 0 only falls, lp only
+  grows), so that the search stops only when nothing left can win; ``True`` stops at B complete hypotheses.
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ class Hypothesis:
     Attributes:
         tokens: the generated tokens, after the prompt (or the start token), without the end token.
         log_probability: log p(tokens, <EOS> | prompt) for a finished hypothesis (of the tokens alone if not).
-        score: what ranks hypotheses: log_probability / length ** length_penalty, length counting the <EOS>.
+        score: what ranks hypotheses: log_probability / lp(length), length counting the <EOS> (lp: see
+            :func:`generate`'s ``length_penalty``).
         finished: whether it ended with the end token (False where the maximum length cut it).
     """
 
@@ -121,7 +125,8 @@ def _limits(max_new_tokens: int | torch.Tensor, batch_size: int) -> list[int]:
 @torch.no_grad()
 def generate(step: Step, input_ids: torch.Tensor, state: Any, reorder: Reorder, *,
              max_new_tokens: int | torch.Tensor, do_sample: bool = False, temperature: float = 1.0,
-             top_k: int | None = None, top_p: float | None = None, num_beams: int = 1, length_penalty: float = 1.0,
+             top_k: int | None = None, top_p: float | None = None, num_beams: int = 1,
+             length_penalty: float | Callable[[int], float] = 1.0, early_stopping: bool | str = False,
              eos_token_id: int | None = None, pad_token_id: int | None = None,
              generator: torch.Generator | None = None) -> torch.Tensor:
     """Continue each row of ``input_ids`` ``(N, T)``: the prompt and the generated tokens, ``(N, T + L)``.
@@ -138,7 +143,10 @@ def generate(step: Step, input_ids: torch.Tensor, state: Any, reorder: Reorder, 
         do_sample: draw each token from :func:`filter_logits`'s distribution instead of taking the most likely.
         temperature, top_k, top_p: the sampling distribution (only with ``do_sample``).
         num_beams: B; above 1, beam search (greedy otherwise).
-        length_penalty: α of beam search's score log p / length ** α.
+        length_penalty: α of beam search's score log p / length ** α (transformers' definition); or the
+            function lp(length) itself, for a paper that divides by another one.
+        early_stopping: when beam search stops an example (the module docstring): ``False``, ``"never"`` or
+            ``True``, as transformers.
         eos_token_id: the token that ends a row (``None``: rows end at ``max_new_tokens`` only).
         pad_token_id: what fills a row after it ended (default ``eos_token_id``).
         generator: the random numbers of sampling, for reproducible draws.
@@ -159,7 +167,8 @@ def generate(step: Step, input_ids: torch.Tensor, state: Any, reorder: Reorder, 
         raise ValueError("rows of different max_new_tokens need a pad_token_id to fill the shorter ones")
     if num_beams > 1:
         results = beam_search(step, input_ids, state, reorder, num_beams=num_beams, max_new_tokens=max_new_tokens,
-                              length_penalty=length_penalty, eos_token_id=eos_token_id)
+                              length_penalty=length_penalty, early_stopping=early_stopping,
+                              eos_token_id=eos_token_id)
         outputs = [best.tokens + ([eos_token_id] if best.finished else []) for best, *_ in results]
         out = input_ids.new_full((len(outputs), max(map(len, outputs))), -1 if pad_token_id is None else pad_token_id)
         for row, tokens in enumerate(outputs):
@@ -190,11 +199,15 @@ def generate(step: Step, input_ids: torch.Tensor, state: Any, reorder: Reorder, 
 
 @torch.no_grad()
 def beam_search(step: Step, input_ids: torch.Tensor, state: Any, reorder: Reorder, *, num_beams: int,
-                max_new_tokens: int | torch.Tensor, length_penalty: float = 1.0,
-                eos_token_id: int | None = None) -> list[list[Hypothesis]]:
+                max_new_tokens: int | torch.Tensor, length_penalty: float | Callable[[int], float] = 1.0,
+                early_stopping: bool | str = False, eos_token_id: int | None = None) -> list[list[Hypothesis]]:
     """The complete hypotheses of each of the N examples of ``input_ids`` ``(N, T)``, best first (up to
     ``num_beams`` each); ``step``, ``state``, ``reorder`` and the rest as :func:`generate`."""
     n, b, prompt_length = input_ids.shape[0], num_beams, input_ids.shape[1]
+    lp = length_penalty if callable(length_penalty) else lambda length: length ** length_penalty
+    if early_stopping not in (False, True, "never"):
+        raise ValueError(f"early_stopping must be False, True or 'never' (transformers' values); "
+                         f"got {early_stopping!r}")
     limits = _limits(max_new_tokens, n)
     if min(limits, default=1) < 1:
         raise ValueError(f"beam search needs max_new_tokens of at least 1, got {max_new_tokens}")
@@ -224,7 +237,7 @@ def beam_search(step: Step, input_ids: torch.Tensor, state: Any, reorder: Reorde
             prefix = ids[example * b + top_beam[example, rank].item(), prompt_length:].tolist()
             finished = token == eos_token_id
             complete[example].append(Hypothesis(prefix + ([] if finished else [token]), log_probability,
-                                                log_probability / length ** length_penalty, finished))
+                                                log_probability / lp(length), finished))
         for example in range(n):  # the B best complete ones (a stable sort: the earlier one wins a tie)
             complete[example] = sorted(complete[example], key=lambda h: h.score, reverse=True)[:b]
         # The new beam: the B best extensions that did not end.
@@ -239,7 +252,11 @@ def beam_search(step: Step, input_ids: torch.Tensor, state: Any, reorder: Reorde
             if length >= limits[example]:
                 searching[example] = False
             elif searching[example] and len(complete[example]) == b:
-                best_live = scores[example, 0].item() / length ** length_penalty
+                if early_stopping is True:
+                    searching[example] = False
+                    continue
+                horizon = limits[example] if early_stopping == "never" else length
+                best_live = scores[example, 0].item() / lp(horizon)
                 searching[example] = best_live > complete[example][-1].score
         if not any(searching):
             break

@@ -81,18 +81,19 @@ Deviations from the paper (and what the paper does not state):
   padded on the right, so the causal mask already hides their padding from every real token; the loss ignores
   padded positions.
 * Decoding never emits ``<pad>`` or ``<s>`` (their log-probabilities are −∞). It is the zoo's one decoding
-  routine (``paperzoo.layers.decoding``), which follows transformers' ``generate``: the length penalty divides
-  log P(Y | X) by |Y|^α (|Y| counting ``</s>``), not by Wu et al.'s lp(Y) = ((5 + |Y|) / 6)^α that the paper
-  cites and tensor2tensor uses; both favour longer translations as α grows, but the same α weighs length
-  differently. The paper says only "terminate early when possible": a sentence's search stops once it holds
-  4 finished translations and its best live one, scored at its current length, cannot beat the worst of them
-  (transformers' rule; tensor2tensor bounds a live one by the penalty at the maximum length instead). At the
-  maximum length the best live hypotheses end as they are, without ``</s>``.
+  routine (``paperzoo.layers.decoding``), given the paper's length penalty: log P(Y | X) / lp(Y), Wu et al.'s
+  lp(Y) = ((5 + |Y|) / 6)^α (:func:`gnmt_length_penalty`, |Y| counting ``</s>``, as tensor2tensor, without their
+  coverage penalty), where transformers divides by |Y|^α. The paper says only "terminate early when possible":
+  a sentence's search stops once it holds 4 finished translations and its best live one cannot beat the worst of
+  them even at the maximum length's penalty (tensor2tensor's bound, transformers' ``early_stopping="never"``:
+  exact, as log P only falls and lp only grows). At the maximum length the best live hypotheses end as they
+  are, without ``</s>``.
 * Batch first: ids are ``(N, S)`` and ``(N, T)``; the paper's equations are per sentence.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -117,6 +118,12 @@ __all__ = [
     "TransformerEncoder", "TransformerEncoderLayer", "adam_optimizer", "label_smoothed_cross_entropy",
     "learning_rate", "lr_scheduler", "positional_encoding",
 ]
+
+
+def gnmt_length_penalty(length: int, alpha: float) -> float:
+    """lp(Y) = ((5 + |Y|) / (5 + 1))^α, Wu et al. 2016 eq. 14, which the paper's beam search uses with α = 0.6
+    (§6.1): beam search ranks translations by log P(Y | X) / lp(Y), so a larger α favours longer ones."""
+    return ((5 + length) / 6) ** alpha
 
 
 def positional_encoding(length: int, d_model: int, *, offset: int = 0,
@@ -440,7 +447,8 @@ class Transformer(nn.Module):
         ``</s>``, padded with ``<pad>`` after it.
 
         The keywords are transformers' (:func:`paperzoo.layers.decoding.generate`); the defaults are the paper's
-        (§6.1): a beam of 4, length penalty α = 0.6, at most each sentence's source length + 50 tokens.
+        (§6.1): a beam of 4, length penalty α = 0.6 (Wu et al.'s lp, :func:`gnmt_length_penalty`), at most each
+        sentence's source length + 50 tokens.
         ``num_beams=1`` decodes greedily, ``do_sample`` samples. ``attention_mask`` (1 at real source tokens)
         replaces the mask of the source's ``<pad>`` tokens.
         """
@@ -450,7 +458,8 @@ class Transformer(nn.Module):
         start = input_ids.new_full((input_ids.shape[0], 1), self.bos_id)  # every translation starts with <s>
         return decoding.generate(step, start, state, reorder, max_new_tokens=max_new_tokens, do_sample=do_sample,
                                  temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,
-                                 length_penalty=length_penalty,
+                                 length_penalty=functools.partial(gnmt_length_penalty, alpha=length_penalty),
+                                 early_stopping="never",
                                  eos_token_id=self.eos_id if eos_token_id is None else eos_token_id,
                                  pad_token_id=self.pad_id if pad_token_id is None else pad_token_id,
                                  generator=generator)
@@ -461,12 +470,14 @@ class Transformer(nn.Module):
                     return_scores: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Beam search as the paper (§6.1), through :meth:`generate`'s routine: the best translation of each
         sentence without ``<s>`` ``(N, L)``, padded with ``<pad>``, and with ``return_scores`` its score
-        log P(Y | X) / |Y|^α ``(N,)``. A sentence stops at its source length + ``extra_length`` tokens."""
+        log P(Y | X) / lp(Y) ``(N,)``. A sentence stops at its source length + ``extra_length`` tokens."""
         state, step, reorder = self._decoder(src, None, use_cache)
         start = src.new_full((src.shape[0], 1), self.bos_id)
         results = decoding.beam_search(step, start, state, reorder, num_beams=beam_size,
                                        max_new_tokens=self._length_limits(src, None, extra_length),
-                                       length_penalty=length_penalty, eos_token_id=self.eos_id)
+                                       length_penalty=functools.partial(gnmt_length_penalty, alpha=length_penalty),
+                                       early_stopping="never",
+                                       eos_token_id=self.eos_id)
         best = [hypotheses[0] for hypotheses in results]
         outputs = [h.tokens + ([self.eos_id] if h.finished else []) for h in best]
         out = src.new_full((len(outputs), max(map(len, outputs))), self.pad_id)
