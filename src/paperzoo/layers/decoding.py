@@ -47,7 +47,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Hypothesis", "beam_search", "filter_logits", "generate", "source_lengths"]
+__all__ = ["Hypothesis", "beam_search", "filter_logits", "generate", "generate_from_source", "source_lengths"]
 
 Step = Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]]
 Reorder = Callable[[Any, torch.Tensor], Any]
@@ -195,6 +195,22 @@ def generate(step: Step, input_ids: torch.Tensor, state: Any, reorder: Reorder, 
             finished = finished | (next_token == eos_token_id)
         finished = finished | (length >= limit)
     return ids
+
+
+@torch.no_grad()
+def generate_from_source(model: Any, input_ids: torch.Tensor, *, max_new_tokens: int | None,
+                         attention_mask: torch.Tensor | None, src_lengths: torch.Tensor | None,
+                         eos_token_id: int | None, **search: Any) -> torch.Tensor:
+    """:func:`generate` for a recurrent encoder-decoder whose source lives in its decoder's state (Seq2Seq,
+    RNNsearch): ``model._decoder(src, src_lengths) → (state, step, reorder)`` and its ``bos_id`` and ``eos_id``.
+    A right-padded source's lengths come from ``attention_mask`` or ``src_lengths``; the output starts with
+    ``bos_id`` and has at most ``max_new_tokens`` (default 2 S + 10) more; ``search`` are :func:`generate`'s
+    keywords."""
+    lengths = source_lengths(attention_mask, input_ids, model.model_name)
+    state, step, reorder = model._decoder(input_ids, src_lengths if lengths is None else lengths)
+    start = input_ids.new_full((input_ids.shape[0], 1), model.bos_id)
+    return generate(step, start, state, reorder, max_new_tokens=max_new_tokens or 2 * input_ids.shape[1] + 10,
+                    eos_token_id=model.eos_id if eos_token_id is None else eos_token_id, **search)
 
 
 @torch.no_grad()

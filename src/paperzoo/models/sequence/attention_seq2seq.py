@@ -343,15 +343,10 @@ class RNNsearch(nn.Module):
         al.; the beam width, 12, is theirs); ``num_beams=1`` decodes greedily. ``max_new_tokens`` defaults to
         2 S + 10. A right-padded source takes ``attention_mask`` or ``src_lengths``. Call ``model.eval()`` first.
         """
-        lengths = decoding.source_lengths(attention_mask, input_ids, self.model_name)
-        state, step, reorder = self._decoder(input_ids, src_lengths if lengths is None else lengths)
-        start = input_ids.new_full((input_ids.shape[0], 1), self.bos_id)
-        return decoding.generate(step, start, state, reorder,
-                                 max_new_tokens=max_new_tokens or 2 * input_ids.shape[1] + 10, do_sample=do_sample,
-                                 temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,
-                                 length_penalty=length_penalty,
-                                 eos_token_id=self.eos_id if eos_token_id is None else eos_token_id,
-                                 pad_token_id=pad_token_id, generator=generator)
+        return decoding.generate_from_source(
+            self, input_ids, max_new_tokens=max_new_tokens, attention_mask=attention_mask, src_lengths=src_lengths,
+            eos_token_id=eos_token_id, do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
+            num_beams=num_beams, length_penalty=length_penalty, pad_token_id=pad_token_id, generator=generator)
 
     @torch.no_grad()
     def beam_search(self, src: torch.Tensor, beam_size: int = 12, max_length: int | None = None,
