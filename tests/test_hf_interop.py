@@ -212,6 +212,8 @@ def test_a_hub_id_is_read_from_the_cache_without_network(tmp_path, folders, monk
                                                      strict=True))
     with pytest.raises(FileNotFoundError, match="someone/absent"):  # offline and not cached: never a download
         paperzoo.from_pretrained("someone/absent")
+    with pytest.raises(ValueError, match="someone/absent"):  # and, as every bad input, a ValueError (CLI: exit 2)
+        paperzoo.from_pretrained("someone/absent")
 
 
 def test_a_timm_folder_loads(tmp_path):

@@ -72,7 +72,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
 
 def test_a_model_that_takes_no_images_is_refused(photos: list[Path], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["predict", "gpt2", str(photos[0])]) == 2
-    assert "language-model" in capsys.readouterr().err
+    assert "gpt2's task is language-model; paperzoo predict takes image classifiers" in capsys.readouterr().err
 
 
 @pytest.mark.heavy

@@ -414,7 +414,7 @@ def _predict(args: argparse.Namespace, console: Console) -> int:
 
     card = model_card(args.name)
     if card.task not in PREDICT_TASKS:
-        raise ValueError(f"{args.name} is a {card.task} model; paperzoo predict takes image classifiers, detectors "
+        raise ValueError(f"{args.name}'s task is {card.task}; paperzoo predict takes image classifiers, detectors "
                          "and segmentation models")
     images = _read_images(args.inputs)
     if args.pretrained is not None:

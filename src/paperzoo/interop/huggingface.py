@@ -72,6 +72,11 @@ class UnsupportedConfigError(ValueError):
     """A configuration value that paperzoo does not compute: names the field, its value and what is supported."""
 
 
+class MissingFilesError(ValueError, FileNotFoundError):
+    """A folder, Hub id or file that is not there: a ``ValueError`` like every bad input (the CLI's one line, exit
+    2), and a ``FileNotFoundError`` for code that catches missing files."""
+
+
 def _gpt_check(config: dict[str, Any]) -> None:
     if config.get("embd_pdrop", 0.1) != config.get("resid_pdrop", 0.1):
         raise UnsupportedConfigError(f"embd_pdrop={config['embd_pdrop']!r}: paperzoo's GPT has one dropout for the "
@@ -266,7 +271,7 @@ def resolve_folder(path_or_repo_id: str | Path) -> Path:
         return path
     text = str(path_or_repo_id)
     if path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1:
-        raise FileNotFoundError(f"no model folder at {path_or_repo_id}")
+        raise MissingFilesError(f"no model folder at {path_or_repo_id}")
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
@@ -276,14 +281,14 @@ def resolve_folder(path_or_repo_id: str | Path) -> Path:
         return Path(snapshot_download(text, allow_patterns=_HUB_FILES))
     except Exception as err:  # huggingface_hub's many errors: offline, not cached, unknown repo, no network
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise FileNotFoundError(f"{text!r} is not a local folder, and the Hugging Face Hub did not give it: "
+        raise MissingFilesError(f"{text!r} is not a local folder, and the Hugging Face Hub did not give it: "
                                 f"{reason}") from None
 
 
 def read_config(folder: Path) -> dict[str, Any]:
     path = folder / "config.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no config.json in {folder}: from_pretrained reads a Hugging Face model folder "
+        raise MissingFilesError(f"no config.json in {folder}: from_pretrained reads a Hugging Face model folder "
                                 "(config.json and the weights); for weights alone use load_weights")
     return json.loads(path.read_text())
 
@@ -382,5 +387,5 @@ def tokenizer(path_or_repo_id: str | Path) -> Any:
         from tokenizers.implementations import ByteLevelBPETokenizer
 
         return ByteLevelBPETokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
-    raise FileNotFoundError(f"no tokenizer in {folder}: expected tokenizer.json, vocab.txt, or vocab.json with "
+    raise MissingFilesError(f"no tokenizer in {folder}: expected tokenizer.json, vocab.txt, or vocab.json with "
                             "merges.txt")

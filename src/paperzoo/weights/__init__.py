@@ -145,8 +145,10 @@ def no_weights_reason(name: str) -> str | None:
     card = model_card(name)
     library = parse_reference(card.reference)[0]
     if library == "paper":
-        return ("its reference is the paper, not an implementation that publishes weights; train it with "
-                "`paperzoo train` or load your own with load_weights")
+        # `paperzoo train` trains the image classifiers only, so far (issue 25 is the other tasks)
+        how = ("train it with `paperzoo train` or load your own" if card.task == "image-classification"
+               else "train it and load your weights")
+        return f"its reference is the paper, not an implementation that publishes weights; {how} with load_weights"
     if library == "torch.nn":
         return "it is a layer (the reference is torch.nn), which has no trained weights of its own"
     return f"its reference ({card.reference}) publishes no weights for this configuration"
