@@ -17,9 +17,17 @@ from PIL import Image
 
 import paperzoo
 from paperzoo import cli, registry
-from paperzoo.training import checkpoints, distributed
+from paperzoo.training import checkpoints, distributed, tasks
 from paperzoo.training.data import digits, image_folder
-from paperzoo.training.loop import Objective, TrainConfig, epoch_batches, make_optimizer, make_schedule, train
+from paperzoo.training.loop import (
+    Objective,
+    TrainConfig,
+    epoch_batches,
+    make_optimizer,
+    make_schedule,
+    plan,
+    train,
+)
 
 ENV = {**os.environ, "COLUMNS": "200"}
 
@@ -252,7 +260,9 @@ def test_bad_input_exits_non_zero_and_writes_nothing(tmp_path, capsys):
         (["train", "resnet18", "--data", "folder", "--out", str(out)], "needs the path"),
         (["train", "resnet18", "--image-size", "16", "--out", str(out)], "at least 32x32"),
         (["train", "resnet18", "--resume", str(tmp_path / "none.pt"), "--out", str(out)], "does not exist"),
-        (["train", "resnet18", "--epochs", "0", "--out", str(out)], "at least 1"),
+        (["train", "resnet18", "--out", str(out), "--device", "meta"], "runs on cpu or cuda"),
+        (["train", "resnet18", "--out", str(out), "--device", "warp"], "unknown device"),
+        (["train", "resnet18", "--out", str(out), "--batch-size", "1"], "at least 2 examples"),
         (["train", "vit_b_16", "--image-size", "240", "--out", str(out)], "does not suit vit_b_16"),
     ]
     (tmp_path / "empty" / "cats").mkdir(parents=True)
@@ -263,13 +273,84 @@ def test_bad_input_exits_non_zero_and_writes_nothing(tmp_path, capsys):
         assert not out.exists(), f"{args} wrote into the output folder"
 
 
-def test_a_model_that_is_not_a_classifier_is_refused(monkeypatch, tmp_path, capsys):
+def test_a_model_that_no_task_trains_is_refused(monkeypatch, tmp_path, capsys):
     entry = registry._entry("resnet18")
-    segmenter = dataclasses.replace(entry.card, task="semantic-segmentation")
-    monkeypatch.setitem(registry._REGISTRY, "resnet18", dataclasses.replace(entry, card=segmenter))
+    unknown = dataclasses.replace(entry.card, task="semantic-segmentation")
+    monkeypatch.setitem(registry._REGISTRY, "resnet18", dataclasses.replace(entry, card=unknown))
+    monkeypatch.delitem(tasks.TASK_MODULES, "semantic-segmentation", raising=False)
     assert cli.main(["train", "resnet18", "--out", str(tmp_path / "out")]) == 2
-    assert "trains image classifiers" in capsys.readouterr().err
+    assert "does not train semantic-segmentation models" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "resnet18", "--batch-size", "0"], "must be positive, got 0"),
+    (["train", "resnet18", "--batch-size", "-5"], "must be positive, got -5"),
+    (["train", "resnet18", "--lr", "0"], "must be positive, got 0"),
+    (["train", "resnet18", "--image-size", "0"], "must be positive, got 0"),
+    (["train", "resnet18", "--epochs", "0"], "must be positive, got 0"),
+    (["train", "resnet18", "--threads", "0"], "must be positive, got 0"),
+    (["train", "resnet18", "--workers", "-1"], "must be 0 or more"),
+    (["train", "resnet18", "--lr", "fast"], "expected a float, got 'fast'"),
+    (["run", "resnet18", "--batch-size", "-1"], "must be positive, got -1"),
+])
+def test_bad_numbers_are_a_usage_error_not_the_recipes_value(args, message, tmp_path, capsys):
+    """They used to become the recipe's values silently (0) or crash in the loop (1, -5: ZeroDivisionError)."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*args, "--out", str(tmp_path / "out")] if args[0] == "train" else args)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_plan_refuses_what_would_fail_later(tmp_path):
+    """Checked before anything is written: a GPU that is not there, an option of another task, an output folder
+    that cannot be written, a global batch that does not split over the processes."""
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            plan(TrainConfig("resnet18", device="cuda", out=str(tmp_path / "a")))
+    with pytest.raises(ValueError, match="does not apply to image-classification models"):
+        plan(TrainConfig("resnet18", options={"seq_len": 8}, out=str(tmp_path / "a")))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="cannot write the output folder"):
+        plan(TrainConfig("resnet18", out=str(tmp_path / "file" / "run")))
+    with pytest.raises(ValueError, match="global batch: it must split into equal parts"):
+        plan(TrainConfig("resnet18", batch_size=63, out=str(tmp_path / "a")), distributed.Context(0, 2))
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_global_batch_is_the_same_examples_on_any_number_of_processes():
+    """Under torchrun --batch-size is the global batch: step by step, the processes' parts together are the
+    one-process batch (it used to be per process, so 2 processes trained another run)."""
+    one = epoch_batches(104, 16, seed=3, epoch=2, context=distributed.Context())
+    parts = [epoch_batches(104, 16, seed=3, epoch=2, context=distributed.Context(r, 4)) for r in range(4)]
+    assert all(len(p) == len(one) for p in parts)
+    for step, batch in enumerate(one):
+        assert sum((p[step] for p in parts), []) == batch
+
+
+def test_resume_refuses_a_changed_run_and_records_the_environment(tmp_path):
+    """A resume with another learning rate, epoch count or seed would train another run under the old name (the
+    lr used to be ignored, the others accepted); with nothing left to train it used to claim it wrote files."""
+    data = str(make_folder(tmp_path / "shapes"))
+    config = TrainConfig("resnet18", data="folder", data_path=data, epochs=1, image_size=32, batch_size=4,
+                         out=str(tmp_path / "run"), threads=1)
+    train(config)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["environment"]["threads"] == 1 and saved["environment"]["torch"] == torch.__version__
+    assert saved["run"]["lr"] == 0.1 and saved["run"]["batch_size"] == 4  # resolved: the recipe's lr
+    checkpoint = str(tmp_path / "run" / "checkpoint.pt")
+    resume = dataclasses.replace(config, resume=checkpoint)
+    with pytest.raises(ValueError, match="has already trained 1 of 1 epochs"):
+        train(resume)
+    with pytest.raises(ValueError, match=r"differs from the checkpoint's run in epochs 1 → 2; lr 0.1 → 0.05"):
+        train(dataclasses.replace(resume, epochs=2, lr=0.05))
+    with pytest.warns(UserWarning, match=r"resuming under another threads \(1 → 2\)"):
+        summary = train(dataclasses.replace(resume, epochs=2, override=True, threads=2))
+    assert summary["epochs"] == 2
+    log = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in log] == [1, 2]
 
 
 # --- the objective: the paper's loss where the model has one ---------------------------------------------

@@ -15,6 +15,7 @@ import importlib.util
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -283,42 +284,65 @@ def _tour_device(name: str):
 def _train(args: argparse.Namespace, console: Console) -> int:
     from paperzoo.training import distributed
     from paperzoo.training.loop import TrainConfig, train
+    from paperzoo.training.tasks import all_options
 
-    data = args.data[0]
-    if len(args.data) > 2 or (data == "digits" and len(args.data) != 1):
-        raise ValueError("--data takes `digits` or `folder PATH`")
-    config = TrainConfig(model=args.name, data=data, data_path=args.data[1] if len(args.data) == 2 else None,
-                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size,
-                         device=args.device, amp=args.amp, out=args.out, resume=args.resume, seed=args.seed,
-                         workers=args.workers, pretrained=args.pretrained)
+    if len(args.data) > 2:
+        raise ValueError("--data takes a kind and at most one path: --data KIND [PATH]")
+    options = {name: getattr(args, name) for name in all_options() if getattr(args, name, None) is not None}
+    config = TrainConfig(model=args.name, data=args.data[0] if args.data else None,
+                         data_path=args.data[1] if len(args.data) == 2 else None, epochs=args.epochs,
+                         batch_size=args.batch_size, lr=args.lr, image_size=args.image_size, device=args.device,
+                         amp=args.amp, out=args.out, resume=args.resume, seed=args.seed, workers=args.workers,
+                         pretrained=args.pretrained, threads=args.threads, override=args.override, options=options)
     main_process = distributed.Context(int(os.environ.get("RANK", "0"))).is_main
-    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[accuracy]:.2%}  "
-                          "{task.fields[rate]:.0f} img/s"),
-               TimeElapsedColumn()]
+    shown: dict[str, str] = {}  # the progress bar's fields: the loss, then the task's own metric
 
     def report(row: dict[str, Any]) -> None:
-        console.print(f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.2%} | "
-                      f"test loss {row['test_loss']:.4f} acc {row['test_accuracy']:.2%} | "
-                      f"{row['images_per_second']:.0f} img/s, lr {row['lr']:.3g}")
+        def part(split: str) -> str:
+            return " ".join(f"{key[len(split) + 1:]} {_number(value)}" for key, value in row.items()
+                            if key.startswith(split + "_"))
+        rate = next(key for key in row if key.endswith("_per_second"))
+        console.print(f"epoch {row['epoch']}: train {part('train')} | test {part('test')} | "
+                      f"{row[rate]:.0f} {rate.removesuffix('_per_second')}/s, lr {row['lr']:.3g}")
 
     class _Fields(Progress):  # every epoch's bar starts with its metric fields at zero
         def add_task(self, description: str, **kwargs: Any) -> Any:
-            return super().add_task(description, loss=0.0, accuracy=0.0, rate=0.0, **kwargs)
+            return super().add_task(description, loss=0.0, rate=0.0, **dict.fromkeys(shown, 0.0), **kwargs)
 
+    from paperzoo.registry import model_card as card_of
+    from paperzoo.training.tasks import task_for
+
+    task = task_for(config, card_of(config.model))  # for the progress bar's columns; train() checks it all
+    metric = ""
+    if task.progress_metric is not None:
+        key, label, spec = task.progress_metric
+        shown[key] = label
+        metric = f"{label} {{task.fields[{key}]:{spec}}}  "
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TextColumn("loss {task.fields[loss]:.4f}  " + metric + "{task.fields[rate]:.0f} " + task.unit + "/s"),
+               TimeElapsedColumn()]
     with _Fields(*columns, console=console, disable=not main_process) as progress:
-        summary = train(config, on_epoch=report, progress=progress if main_process else None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            summary = train(config, on_epoch=report, progress=progress if main_process else None)
+    for warning in caught if main_process else ():  # after the bars, which would overwrite them
+        console.print(f"[yellow]warning:[/] {escape(str(warning.message))}", highlight=False)
     if main_process:
         table = Table(title=f"trained {summary['model']}", show_header=False)
-        accuracy, best = summary["final_test_accuracy"], summary["best_test_accuracy"]
-        table.add_row("test accuracy", f"{accuracy:.2%} (best {best:.2%})")
+        metric = summary["metric"]
+        final, best = summary[f"final_test_{metric}"], summary[f"best_test_{metric}"]
+        table.add_row(f"test {metric.replace('_', ' ')}", f"{_number(final)} (best {_number(best)})")
         table.add_row("train loss", f"{summary['first_train_loss']:.4f} → {summary['final_train_loss']:.4f}")
         table.add_row("processes", f"{summary['world_size']} (replicas identical: {summary['replicas_identical']})")
         table.add_row("time", f"{summary['seconds_this_run']:.1f} s")
-        table.add_row("written to", f"{summary['out']}: checkpoint.pt, model.safetensors, metrics.jsonl, "
-                                    "metrics.png, summary.json")
+        table.add_row("written to", f"{summary['out']}: {', '.join(summary['files'])}")
         console.print(table)
     return 0
+
+
+def _number(value: float) -> str:
+    """A metric as people read it: a fraction as a percentage, anything else with four significant digits."""
+    return f"{value:.2%}" if 0.0 <= value <= 1.0 else f"{value:.4g}"
 
 
 def _bench(args: argparse.Namespace, console: Console) -> int:
@@ -488,7 +512,31 @@ def _predict(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def positive(kind: type) -> Any:
+    """An argparse type: a number above zero, else the one-line usage error (exit 2)."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def build_parser(with_task_options: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paperzoo", description="Landmark neural networks, each "
                                      "readable like its paper and proven equal to its reference.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -510,26 +558,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("run", help="build one model, count it, and run its example input")
     p.add_argument("name")
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--batch-size", type=positive(int), default=1)
     p.set_defaults(handler=_run)
 
-    p = commands.add_parser("train", help="train an image classifier on the bundled digits or your own images")
+    p = commands.add_parser("train", help="train any model: its paper's recipe on built-in data or yours")
     p.add_argument("name")
-    p.add_argument("--data", nargs="+", default=["digits"], metavar="digits|folder PATH",
-                   help="scikit-learn's bundled digits (default), or an ImageFolder tree: --data folder PATH")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, help="per process (default: the paper's recipe on the card)")
-    p.add_argument("--lr", type=float, help="peak learning rate (default: the paper's recipe on the card)")
-    p.add_argument("--image-size", type=int, help="input height and width (default: the card's input)")
+    p.add_argument("--data", nargs="+", default=[], metavar="KIND [PATH]",
+                   help="the task's built-in data (default; classifiers: digits) or a kind of folder with its path, "
+                   "e.g. --data folder PATH for an ImageFolder tree")
+    p.add_argument("--epochs", type=positive(int), default=10)
+    p.add_argument("--batch-size", type=positive(int), help="the global batch: under torchrun each of N processes "
+                   "takes 1/N of it (default: the paper's recipe on the card)")
+    p.add_argument("--lr", type=positive(float), help="peak learning rate (default: the paper's recipe on the card)")
+    p.add_argument("--image-size", type=positive(int), help="input height and width (default: the card's input)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under torchrun: cuda picks the local rank)")
     p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
     p.add_argument("--out", help="output folder (default: runs/NAME)")
-    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint.pt of an earlier run")
+    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint.pt of an earlier run (with the same "
+                   "settings: a changed one is refused unless --override)")
+    p.add_argument("--override", action="store_true", help="resume with settings that differ from the checkpoint's")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    p.add_argument("--threads", type=positive(int), help="torch's CPU threads (results depend on it; recorded in "
+                   "config.json; default: torch's)")
+    p.add_argument("--workers", type=non_negative_int, default=0, help="data-loading worker processes")
     p.add_argument("--pretrained", nargs="?", const=True, default=False, metavar="TAG",
                    help="fine-tune from the published weights (TAG picks others than the default): a new head for "
                    "the data's classes, the weights' input size and normalisation, a tenth of the recipe's lr")
+    if with_task_options:  # each task's own options (importing the tasks imports torch: only for `train`)
+        from paperzoo.training.tasks import all_options
+
+        for name, option in all_options().items():
+            p.add_argument("--" + name.replace("_", "-"), dest=name, type=str, choices=None,
+                           help=option.help + (f" (default {option.default})" if option.default is not None else ""))
     p.set_defaults(handler=_train)
 
     p = commands.add_parser("predict", help="classify images, or draw a detector's boxes or a segmentation's mask")
@@ -579,7 +639,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(with_task_options="train" in argv[:1]).parse_args(argv)
     console = Console()
     if not console.is_terminal:  # piped or captured: rich would assume 80 columns and cut the numbers
         console = Console(width=max(console.width, 160))

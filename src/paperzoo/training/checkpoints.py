@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 FORMAT = "paperzoo-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: optimizers and schedules as lists, the run's settings and environment
 
 
 def atomic_write(path: Path, write: Any) -> None:

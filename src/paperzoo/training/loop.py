@@ -1,43 +1,49 @@
-"""Training an image classifier from the registry: the loop behind ``paperzoo train``.
+"""The loop behind ``paperzoo train``, the same for every task.
 
-One run: check everything that can be checked before anything is written (the model exists and classifies
-images, the data is there, the input size suits the network); build the model for the data (``num_classes``,
-``in_chans``); take the optimizer and schedule from the card's paper recipe (AdamW with cosine decay where the
-card has none); then, per epoch, train on a shuffled order fixed by ``(seed, epoch)``, evaluate, and write a
-checkpoint, the metrics log (JSONL) and a plot into the output folder.
+One run: check everything that can be checked before anything is written (the model exists, a task trains it,
+the options and the data are valid, the output folder is writable, a resumed checkpoint belongs to this very
+run); build the model for the data; take the optimizer and schedule from the card's paper recipe (AdamW with
+cosine decay where the card has none); then, per epoch, train on a shuffled order fixed by ``(seed, epoch)``,
+evaluate, and write a checkpoint, the metrics log (JSONL) and a plot into the output folder. What differs
+between tasks (data, objective, metrics, pictures) is a :class:`~paperzoo.training.tasks.Task`.
 
 Resuming is exact: the data order depends only on ``(seed, epoch)`` and the checkpoint restores the model,
-the optimizer, the scheduler and the random generators, so a run interrupted after epoch k and resumed ends
-with the same weights as one that never stopped.
+the optimizers, the schedules and the random generators, so a run interrupted after epoch k and resumed (at the
+same thread count, torch version and device) ends with the same weights as one that never stopped.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import math
+import os
 import time
+import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from paperzoo.registry import DEFAULT_RECIPE, TrainingRecipe, create_model, model_card
+from paperzoo.registry import model_card
 from paperzoo.training import checkpoints, distributed
-from paperzoo.training import data as datasets
+from paperzoo.training.recipes import make_optimizer, make_schedule  # noqa: F401  (public here too)
+from paperzoo.training.tasks import Task, autocast, task_for  # noqa: F401  (autocast: public here too)
+from paperzoo.training.tasks.classification import Objective  # noqa: F401  (the classifiers' objective, public)
 
 
 @dataclass
 class TrainConfig:
     """Everything ``paperzoo train`` takes. ``None`` means "from the card": its recipe's batch size and
-    learning rate, its input size."""
+    learning rate, its input size. ``batch_size`` is the global batch: under torchrun each of the N processes
+    takes ``batch_size / N`` examples a step, so the same command trains the same run on any number of
+    processes."""
 
     model: str
-    data: str = "digits"  # "digits" or "folder"
+    data: str | None = None  # the task's embedded default, or a kind that reads data_path (e.g. "folder")
     data_path: str | None = None
     epochs: int = 10
     batch_size: int | None = None
@@ -50,6 +56,13 @@ class TrainConfig:
     seed: int = 0
     workers: int = 0
     pretrained: bool | str = False  # fine-tune from published weights: True (the default ones) or a tag
+    threads: int | None = None  # torch's intra-op threads; results depend on it, so config.json records it
+    override: bool = False  # resume even where the run's settings differ from the checkpoint's
+    options: dict[str, Any] = field(default_factory=dict)  # the task's own options (Task.options)
+
+
+# The run's settings a resume must not change silently (the task adds its own, e.g. the image size).
+RUN_FIELDS = ("model", "data", "data_path", "epochs", "batch_size", "lr", "seed", "amp", "pretrained")
 
 
 @dataclass
@@ -57,171 +70,125 @@ class Plan:
     """A checked configuration: what will be trained on what, decided before anything is written."""
 
     config: TrainConfig
-    recipe: TrainingRecipe
+    task: Task
     batch_size: int
     lr: float
-    image_size: int
-    channels: int
     out: Path
-    train_set: Dataset
-    test_set: Dataset
-    classes: list[str]
+    run: dict[str, Any]  # the settings that define the run (written to config.json, compared on resume)
 
 
-def plan(config: TrainConfig) -> Plan:
+def check_device(device: str) -> torch.device:
+    """The device as torch names it; one that does not exist here is a ``ValueError`` with the choices."""
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: this machine has no CUDA GPU that torch can use; use --device cpu")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: there are {torch.cuda.device_count()} GPUs (cuda:0 ...)")
+    elif parsed.type not in ("cpu", "mps"):
+        raise ValueError(f"--device {device}: paperzoo train runs on cpu or cuda")
+    return parsed
+
+
+def check_writable(out: Path) -> None:
+    """Refuse an output folder that cannot be written before any work is done, not after the first epoch."""
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write the output folder {out}: {existing} is not a writable folder (--out PATH)")
+
+
+def plan(config: TrainConfig, context: distributed.Context | None = None) -> Plan:
     """Check the configuration and load the data; raises ``ValueError`` (or the registry's ``KeyError``)."""
+    context = context or distributed.Context()
     card = model_card(config.model)
-    if card.task != "image-classification":
-        article = "an" if card.task[0] in "aeiou" else "a"
-        raise ValueError(f"{config.model} is {article} {card.task} model; paperzoo train trains image classifiers "
-                         "(`paperzoo list --task image-classification` lists them)")
-    if config.epochs < 1:
-        raise ValueError(f"--epochs must be at least 1, got {config.epochs}")
-    # Fine-tuning: the weights' input size and normalisation, RGB (the digits repeated to three channels).
-    normalize, pretrained_size, lr_scale = None, None, 1.0
-    if config.pretrained:
-        from paperzoo.weights import get_weights
-
-        preprocessing = get_weights(config.model, config.pretrained).preprocessing  # an unknown tag fails here
-        if preprocessing is not None and preprocessing.mean:
-            normalize = (preprocessing.mean, preprocessing.std)
-        pretrained_size = preprocessing.crop if preprocessing is not None else None
-        lr_scale = 0.1  # only the new head starts from scratch: a tenth of the recipe's rate, as transfer recipes do
-    image_size = config.image_size or pretrained_size or card.input.shape[-1]
-    if image_size < card.input.min_size:
-        raise ValueError(f"{config.model} takes images of at least {card.input.min_size}x{card.input.min_size}; "
-                         f"--image-size {image_size} is too small")
-    if config.data == "digits":
-        if config.data_path is not None:
-            raise ValueError("the digits data ships with scikit-learn and takes no path; use --data folder PATH")
-        channels = 3 if config.pretrained else 1
-        train_set = datasets.digits("train", image_size, channels, seed=config.seed, normalize=normalize)
-        test_set = datasets.digits("test", image_size, channels, seed=config.seed, normalize=normalize)
-        classes = [str(d) for d in range(10)]
-    elif config.data == "folder":
-        if config.data_path is None:
-            raise ValueError("--data folder needs the path of an ImageFolder tree: --data folder PATH")
-        channels = 3
-        train_set, test_set, classes = datasets.image_folder(config.data_path, image_size, channels, seed=config.seed,
-                                                             normalize=normalize)
-    else:
-        raise ValueError(f"unknown data {config.data!r}: use digits or folder PATH")
-    with torch.device("meta"):  # the model's own input check, at no cost: some networks take only some sizes
-        probe = create_model(config.model, num_classes=len(classes), in_chans=channels).eval()
-        try:
-            probe(torch.empty(2, channels, image_size, image_size))
-        except ValueError as err:
-            raise ValueError(f"--image-size {image_size} does not suit {config.model}: {err}") from None
+    task = task_for(config, card)  # a model no task trains, or an option of another task, fails here
+    for name in ("epochs", "batch_size", "lr", "image_size", "threads"):
+        value = getattr(config, name)
+        if value is not None and value <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if config.workers < 0:
+        raise ValueError(f"--workers must be 0 or more, got {config.workers}")
+    check_device(config.device)
+    data = config.data or task.data_kinds[0]
+    if data not in task.data_kinds:
+        raise ValueError(f"unknown data {data!r} for {card.task} models: use "
+                         + " or ".join(f"{k} PATH" if k in task.takes_path else k for k in task.data_kinds))
+    if data in task.takes_path and config.data_path is None:
+        raise ValueError(f"--data {data} needs the path of the data: --data {data} PATH")
+    if data not in task.takes_path and config.data_path is not None:
+        raise ValueError(f"the {data} data ships with paperzoo's dependencies and takes no path; "
+                         f"use --data {' or '.join(task.takes_path) or data} PATH")
+    config = replace(config, data=data)
+    task.config = config
+    out = Path(config.out or f"runs/{config.model}")
+    check_writable(out)
+    if importlib.util.find_spec("matplotlib") is None:  # the plot is drawn after the first epoch: say it now
+        raise ValueError("paperzoo train draws metrics.png with matplotlib: pip install 'paperzoo[train]'")
+    task.prepare()
+    batch_size, lr = task.batch_size, task.lr
+    if batch_size % context.world_size or batch_size // context.world_size < 2:
+        raise ValueError(f"--batch-size {batch_size} is the global batch: it must split into equal parts of at least "
+                         f"2 examples over the {context.world_size} processes (e.g. {2 * context.world_size * 16})")
+    run = {**{name: getattr(config, name) for name in RUN_FIELDS}, "batch_size": batch_size, "lr": lr,
+           **task.settings()}
     if config.resume is not None:
-        checkpoints.load_checkpoint(config.resume, config.model)  # a bad checkpoint fails here, before writing
-    recipe = card.recipe or DEFAULT_RECIPE
-    return Plan(config, recipe, config.batch_size or recipe.batch_size, config.lr or recipe.lr * lr_scale,
-                image_size, channels, Path(config.out or f"runs/{config.model}"), train_set, test_set, classes)
+        state = checkpoints.load_checkpoint(config.resume, config.model)  # a bad checkpoint fails here
+        check_resume(state, run, config)
+    return Plan(config, task, batch_size, lr, out, run)
 
 
-def make_optimizer(model: nn.Module, recipe: TrainingRecipe, lr: float) -> torch.optim.Optimizer:
-    """The recipe's optimiser. RMSProp is torch's, whose ε sits outside the square root where TensorFlow's (the
-    one MobileNetV2, EfficientNet and Inception v3 were trained with) puts it inside; with Inception v3's ε = 1.0
-    the two differ in scale early in training, a difference a short run can absorb."""
-    params = model.parameters()
-    if recipe.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
-                               nesterov=recipe.nesterov)
-    if recipe.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=recipe.rmsprop_decay, eps=recipe.eps,
-                                   momentum=recipe.momentum, weight_decay=recipe.weight_decay)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=recipe.weight_decay, eps=recipe.eps)
+def environment(device: torch.device, context: distributed.Context) -> dict[str, Any]:
+    """What a run's numbers depend on besides its settings: the same seed gives other weights on another thread
+    count, torch version or device, so config.json records them and a resume warns where they differ."""
+    return {"threads": torch.get_num_threads(), "torch": str(torch.__version__), "device": str(device),
+            "world_size": context.world_size}
 
 
-def make_schedule(optimizer: torch.optim.Optimizer, recipe: TrainingRecipe,
-                  epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-epoch learning-rate factor: the recipe's warm-up, then its steps at fractions of the run, an
-    exponential decay, a linear decay to 0, or a cosine decay to 0."""
-    if recipe.schedule == "step":
-        milestones = [round(f * epochs) for f in recipe.milestones]
-
-        def decay(epoch: int) -> float:
-            return recipe.gamma ** sum(epoch >= m for m in milestones)
-    elif recipe.schedule == "exponential":
-        def decay(epoch: int) -> float:
-            return recipe.gamma ** math.floor(epoch / recipe.decay_every)  # lr_e = lr · γ^⌊e / every⌋
-    elif recipe.schedule == "linear":
-        def decay(epoch: int) -> float:
-            return 1.0 - epoch / epochs  # lr_e = lr · (1 − e / E)
-    else:
-        def decay(epoch: int) -> float:
-            return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))  # lr_e = lr · ½(1 + cos(π e / E))
-
-    def factor(epoch: int) -> float:
-        return recipe.warmup_factor if epoch < recipe.warmup_epochs else decay(epoch)
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+def check_resume(state: dict[str, Any], run: dict[str, Any], config: TrainConfig) -> None:
+    """A resume continues the checkpoint's run: a changed setting would train another run under the same name
+    (and a changed epoch count another schedule), so it is refused, naming the fields, unless ``--override``."""
+    saved = state.get("run", {})
+    changed = [f"{name} {saved.get(name)!r} → {value!r}" for name, value in run.items() if saved.get(name) != value]
+    if changed and not config.override:
+        raise ValueError(f"--resume {config.resume}: this command differs from the checkpoint's run in "
+                         f"{'; '.join(changed)}. Repeat the original settings, or pass --override to continue "
+                         "with the new ones")
+    if state["epoch"] >= config.epochs:
+        raise ValueError(f"--resume {config.resume}: the checkpoint has already trained {state['epoch']} of "
+                         f"{config.epochs} epochs; nothing is left to train (more epochs: --epochs N --override)")
 
 
 def epoch_batches(num_examples: int, batch_size: int, seed: int, epoch: int,
                   context: distributed.Context) -> list[list[int]]:
-    """This process's batches for one epoch: a permutation fixed by (seed, epoch), cut into equal shards so
-    that every process takes the same number of steps (DDP steps in lockstep), then into batches. A last
-    batch of one example is dropped: BatchNorm cannot normalise a single value per channel."""
-    order = torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-    per_process = num_examples // context.world_size
-    shard = order[context.rank * per_process: (context.rank + 1) * per_process].tolist()
-    batches = [shard[i: i + batch_size] for i in range(0, len(shard), batch_size)]
-    return [b for b in batches if len(b) > 1]
+    """This process's batches for one epoch: a permutation fixed by (seed, epoch) cut into global batches of
+    ``batch_size``, each split into equal parts, one per process. So N processes take, step by step, the same
+    examples as one process would (DDP averages their gradients into the one-process step), and every process
+    takes the same number of steps. A part of fewer than two examples is dropped: BatchNorm cannot normalise a
+    single value per channel."""
+    order = torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
+    batches = []
+    for start in range(0, num_examples, batch_size):
+        part = len(order[start: start + batch_size]) // context.world_size
+        if part > 1:
+            first = start + context.rank * part
+            batches.append(order[first: first + part])
+    return batches
 
 
-class Objective(nn.Module):
-    """The training objective around a classifier, as one module so that DistributedDataParallel wraps the
-    whole of it (a loss computed outside the wrapped forward would skip DDP's gradient synchronisation hooks).
-
-    ``forward(images, labels) -> (loss, logits)``, with the paper's loss where the model has one:
-
-    - ``model.training_loss(images, labels) -> (loss, output)`` when the objective needs the labels inside the
-      network (CapsNet's decoder reconstructs from the true class's capsule);
-    - else ``model.loss(output, labels)`` on the training-mode output (GoogLeNet and Inception v3 add their
-      auxiliary classifiers' weighted losses, Inception v3 smooths the labels);
-    - else cross-entropy on the logits.
-
-    A training-mode output that is a tuple carries the logits first (``(logits, aux_logits)``).
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if hasattr(self.model, "training_loss"):
-            loss, output = self.model.training_loss(images, labels)
-        else:
-            output = self.model(images)
-            if hasattr(self.model, "loss"):
-                loss = self.model.loss(output, labels)
-            else:
-                loss = F.cross_entropy((output[0] if isinstance(output, tuple) else output).float(), labels)
-        logits = output[0] if isinstance(output, tuple) else output
-        return loss.float(), logits
-
-
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, context: distributed.Context,
-             amp: bool) -> tuple[float, float]:
-    """Mean loss and accuracy over this process's part of the test set, summed over all processes."""
-    model.eval()
-    loss_sum = correct = count = 0.0
-    with torch.no_grad(), autocast(device, amp):
-        for images, labels in loader:
-            images, labels = images.to(device), labels.to(device)
-            logits = model(images).float()
-            loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
-            correct += (logits.argmax(1) == labels).sum().item()
-            count += len(labels)
-    loss_sum, correct, count = distributed.all_sum([loss_sum, correct, count], context, device)
-    return loss_sum / count, correct / count
-
-
-def autocast(device: torch.device, enabled: bool) -> torch.autocast:
-    """Mixed precision: bfloat16 on CPUs, float16 on GPUs (the loss scaler guards float16's small range)."""
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
+def to_device(batch: Any, device: torch.device) -> Any:
+    """A batch's tensors on ``device``, through tuples, lists and dicts (detection targets are dicts)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
 
 
 def train(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None = None,
@@ -229,91 +196,105 @@ def train(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None
     """Run one training; returns the summary (also written to ``summary.json``)."""
     context = distributed.start(config.device)
     try:
-        return _train(plan(config), context, on_epoch, progress)
+        return _train(plan(config, context), context, on_epoch, progress)
     finally:
         distributed.stop(context)
 
 
 def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, Any]], None] | None,
            progress: Any) -> dict[str, Any]:
-    config = p.config
+    config, task = p.config, p.task
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     device = torch.device(f"cuda:{context.local_rank}" if config.device == "cuda" and context.distributed
                           else config.device)
     torch.manual_seed(config.seed)  # the same initial weights on every process
-    # With pretrained weights, everything but the classifier (reshaped for these classes) starts from them.
-    model = create_model(config.model, pretrained=config.pretrained, num_classes=len(p.classes),
-                         in_chans=p.channels).to(device)
-    optimizer = make_optimizer(model, p.recipe, p.lr)
-    schedule = make_schedule(optimizer, p.recipe, config.epochs)
+    model = task.build_model().to(device)
+    optimizers = task.optimizers(model, p.lr)
+    steps_per_epoch = len(epoch_batches(len(task.train_set), p.batch_size, config.seed, 0, context))
+    schedules = [make_schedule(optimizer, task.recipe, config.epochs, steps_per_epoch) for optimizer in optimizers]
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
+    env = environment(device, context)
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if config.resume is not None:
         state = checkpoints.load_checkpoint(config.resume, config.model)
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
+        for optimizer, saved in zip(optimizers, state["optimizers"], strict=True):
+            optimizer.load_state_dict(saved)
+        for schedule, saved in zip(schedules, state["schedules"], strict=True):
+            schedule.load_state_dict(saved)
         checkpoints.set_rng_state(state["rng"])
         start_epoch, history = state["epoch"], list(state["history"])
-    objective = Objective(model)
+        differs = {k: (state["environment"].get(k), v) for k, v in env.items() if state["environment"].get(k) != v}
+        if differs and context.is_main:
+            warnings.warn("resuming under another " + ", ".join(f"{k} ({a} → {b})" for k, (a, b) in differs.items())
+                          + ": the run continues, but its weights will not equal an uninterrupted run's bit for bit",
+                          stacklevel=2)
+    objective = task.objective(model)
     trained = nn.parallel.DistributedDataParallel(objective) if context.distributed else objective
-    test_loader = DataLoader(p.test_set, batch_size=256, num_workers=config.workers,
-                             sampler=list(range(context.rank, len(p.test_set), context.world_size)))
+    test_loader = DataLoader(task.test_set, batch_size=256, num_workers=config.workers, collate_fn=task.collate,
+                             sampler=list(range(context.rank, len(task.test_set), context.world_size)))
     if context.is_main:
         p.out.mkdir(parents=True, exist_ok=True)
-        (p.out / "config.json").write_text(json.dumps({**asdict(config), "recipe": asdict(p.recipe),
-                                                        "batch_size": p.batch_size, "lr": p.lr,
-                                                        "image_size": p.image_size}, indent=2))
+        (p.out / "config.json").write_text(json.dumps({**asdict(config), "run": p.run, "environment": env,
+                                                        "recipe": asdict(task.recipe)}, indent=2, default=str))
     started = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):
-        batches = epoch_batches(len(p.train_set), p.batch_size, config.seed, epoch, context)
-        loader = DataLoader(p.train_set, batch_sampler=batches, num_workers=config.workers)
+        batches = epoch_batches(len(task.train_set), p.batch_size, config.seed, epoch, context)
+        loader = DataLoader(task.train_set, batch_sampler=batches, num_workers=config.workers,
+                            collate_fn=task.collate)
         trained.train()
-        loss_sum = correct = count = 0.0
+        totals: dict[str, float] = {"loss": 0.0}
+        count = 0
         epoch_start = time.perf_counter()
-        task = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=len(batches)) if progress else None
-        for step, (images, labels) in enumerate(loader):
-            images, labels = images.to(device), labels.to(device)
+        bar = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=len(batches)) if progress else None
+        lr = optimizers[0].param_groups[0]["lr"]
+        for step, batch in enumerate(loader):
+            batch = to_device(batch, device)
             if hasattr(model, "set_drop_path_progress"):  # NASNet's ScheduledDropPath ramps with training done
                 model.set_drop_path_progress((epoch + step / len(batches)) / config.epochs)
-            with autocast(device, config.amp):
-                loss, logits = trained(images, labels)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            loss_sum += loss.item() * len(labels)
-            correct += (logits.argmax(1) == labels).sum().item()
-            count += len(labels)
-            if task is not None:
-                rate = count / (time.perf_counter() - epoch_start)
-                progress.update(task, advance=1, loss=loss_sum / count, accuracy=correct / count, rate=rate)
-        loss_sum, correct, count = distributed.all_sum([loss_sum, correct, count], context, device)
+            loss, sums, n = task.train_step(trained, batch, optimizers, scaler, device, config.amp)
+            for schedule in schedules:
+                schedule.step()
+            # The progress shows every process's examples: summed over processes at each step.
+            values = distributed.all_sum([loss.item() * n, float(n), *(float(v) for v in sums.values())],
+                                         context, device)
+            totals["loss"] += values[0]
+            count += int(values[1])
+            for key, value in zip(sums, values[2:], strict=True):
+                totals[key] = totals.get(key, 0.0) + value
+            if bar is not None:
+                fields = {key: total / count for key, total in totals.items()}
+                progress.update(bar, advance=1, rate=count / (time.perf_counter() - epoch_start), **fields)
         seconds = time.perf_counter() - epoch_start
-        lr = optimizer.param_groups[0]["lr"]
-        schedule.step()
         distributed.sync_buffers(model, context)
-        test_loss, test_accuracy = evaluate(model, test_loader, device, context, config.amp)
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / count, "train_accuracy": correct / count,
-               "test_loss": test_loss, "test_accuracy": test_accuracy, "lr": lr, "seconds": seconds,
-               "images_per_second": count / seconds}
+        metrics = task.evaluate(model, test_loader, device, context, config.amp)
+        row = {"epoch": epoch + 1, **{f"train_{k}": v / count for k, v in totals.items()},
+               **{f"test_{k}": v for k, v in metrics.items()}, "lr": lr, "seconds": seconds,
+               f"{task.unit}_per_second": count / seconds}
         history.append(row)
         if context.is_main:
             checkpoints.save_checkpoint(p.out / "checkpoint.pt", {
                 "model_name": config.model, "epoch": epoch + 1, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                "rng": checkpoints.rng_state(), "history": history, "classes": p.classes})
+                "optimizers": [o.state_dict() for o in optimizers], "schedules": [s.state_dict() for s in schedules],
+                "rng": checkpoints.rng_state(), "history": history, "run": p.run, "environment": env,
+                **task.checkpoint_extra()})
             write_log(p.out, history)
             write_plot(p.out / "metrics.png", history, config.model)
+            task.after_epoch(model, p.out, epoch + 1)
         if on_epoch is not None and context.is_main:
             on_epoch(row)
     identical = distributed.replicas_identical(model, context)
-    summary = {"model": config.model, "epochs": config.epochs, "world_size": context.world_size,
-               "final_test_accuracy": history[-1]["test_accuracy"],
-               "best_test_accuracy": max(r["test_accuracy"] for r in history),
+    best = (max if task.higher_is_better else min)(r[f"test_{task.metric}"] for r in history)
+    summary = {"model": config.model, "task": task.card.task, "epochs": config.epochs,
+               "world_size": context.world_size, "metric": task.metric,
+               f"final_test_{task.metric}": history[-1][f"test_{task.metric}"], f"best_test_{task.metric}": best,
                "final_train_loss": history[-1]["train_loss"], "first_train_loss": history[0]["train_loss"],
                "seconds_this_run": time.perf_counter() - started, "replicas_identical": identical,
-               "parameter_digest": distributed.parameter_digest(model), "out": str(p.out)}
+               "parameter_digest": distributed.parameter_digest(model), "out": str(p.out),
+               "files": ["checkpoint.pt", "model.safetensors", "metrics.jsonl", "metrics.png", "summary.json",
+                         "config.json", *task.outputs()]}
     if context.is_main:
         from safetensors.torch import save_file
 
@@ -331,20 +312,24 @@ def write_log(out: Path, history: list[dict[str, Any]]) -> None:
 
 
 def write_plot(path: Path, history: list[dict[str, Any]], title: str) -> None:
-    """Loss and accuracy per epoch, train and test, as a PNG."""
+    """The loss and every metric per epoch, train and test where both exist, as a PNG with one panel each."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: render to a file
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
+    names = ["loss"] + sorted({key.split("_", 1)[1] for key in history[0] if key.startswith("test_")} - {"loss"})
     epochs = [row["epoch"] for row in history]
-    figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(10, 4))
-    for split in ("train", "test"):
-        loss_axes.plot(epochs, [row[f"{split}_loss"] for row in history], marker="o", label=split)
-        accuracy_axes.plot(epochs, [row[f"{split}_accuracy"] for row in history], marker="o", label=split)
-    loss_axes.set(xlabel="epoch", ylabel="cross-entropy loss", title=f"{title}: loss")
-    accuracy_axes.set(xlabel="epoch", ylabel="accuracy", title=f"{title}: accuracy", ylim=(0, 1))
-    for axes in (loss_axes, accuracy_axes):
+    figure, panels = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False)
+    for name, axes in zip(names, panels[0], strict=True):
+        for split in ("train", "test"):
+            if f"{split}_{name}" in history[0]:
+                axes.plot(epochs, [row[f"{split}_{name}"] for row in history], marker="o", label=split)
+        axes.set(xlabel="epoch", ylabel=name.replace("_", " "), title=f"{title}: {name.replace('_', ' ')}")
+        if "accuracy" in name or name in ("miou", "map", "map50"):
+            axes.set_ylim(0, 1)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         axes.grid(alpha=0.3)
         axes.legend()
     figure.tight_layout()

@@ -1,0 +1,185 @@
+"""What differs between tasks in ``paperzoo train``: the data, the objective, the metrics. Everything else
+(epochs, checkpoints, resume, torchrun, the progress bar, the log, the plot, the summary) is the one loop in
+:mod:`paperzoo.training.loop`.
+
+A task is a :class:`Task` subclass in a module of this package, named in :data:`TASK_MODULES` for each card
+``task`` it trains. The loop calls, in order:
+
+1. ``prepare()``: check the task's options and read the data (``self.train_set``, ``self.test_set``: any
+   ``torch.utils.data.Dataset``), raising ``ValueError`` before anything is written;
+2. ``build_model()``: the registered model, shaped for the data (classes, vocabulary, channels);
+3. ``optimizers(model, lr)`` and, every step, ``train_step(...)``: by default one optimizer and
+   ``objective(model)(batch) -> (loss, sums, count)``, a module so that DistributedDataParallel wraps the whole
+   objective; a task with two players (the GANs) overrides ``train_step``;
+4. after each epoch ``evaluate(...) -> {metric: value}`` on the test set, and ``after_epoch(...)`` for any
+   picture the task draws (samples, reconstructions).
+
+``sums`` are per-batch totals (e.g. ``{"accuracy": correct}``) that the loop adds up and divides by the summed
+``count``: the train metrics of the epoch, averaged over every example on every process.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from paperzoo.registry import DEFAULT_RECIPE, ModelCard, TrainingRecipe, create_model
+from paperzoo.training.recipes import make_optimizer
+
+if TYPE_CHECKING:
+    from paperzoo.training import distributed
+    from paperzoo.training.loop import TrainConfig
+
+# card.task -> the module (in this package) whose TASK trains it.
+TASK_MODULES: dict[str, str] = {
+    "image-classification": "classification",
+}
+
+
+@dataclass(frozen=True)
+class Option:
+    """A task's own ``paperzoo train`` option (``--name value``), e.g. a language model's context length."""
+
+    type: type
+    default: Any
+    help: str
+    choices: tuple[Any, ...] | None = None
+
+    def check(self, name: str, value: Any) -> Any:
+        """The value as ``type``; a wrong one is a ``ValueError`` naming the option."""
+        flag = "--" + name.replace("_", "-")
+        try:
+            value = self.type(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{flag} takes a {self.type.__name__}, got {value!r}") from None
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"{flag} must be one of {', '.join(map(str, self.choices))}, got {value!r}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+            raise ValueError(f"{flag} must be positive, got {value}")
+        return value
+
+
+class Task:
+    """One kind of model's training. Subclasses set the class attributes and implement ``prepare``,
+    ``build_model`` (or ``model_kwargs``), ``objective`` and ``evaluate``."""
+
+    # the --data kinds this task reads; the first is the embedded default, those in `takes_path` need a PATH
+    data_kinds: ClassVar[tuple[str, ...]] = ()
+    takes_path: ClassVar[tuple[str, ...]] = ()
+    # the test metric the summary reports (final and best), and which way is better
+    metric: ClassVar[str] = "accuracy"
+    higher_is_better: ClassVar[bool] = True
+    # what the progress bar shows besides the loss: (sum key, label, format), e.g. ("accuracy", "acc", ".2%")
+    progress_metric: ClassVar[tuple[str, str, str] | None] = None
+    unit: ClassVar[str] = "examples"  # what count counts, for the throughput ("images", "tokens", ...)
+    options: ClassVar[Mapping[str, Option]] = {}
+    # what the task adds to the run's settings that a resume must not change (besides the loop's own)
+    train_set: Dataset
+    test_set: Dataset
+
+    def __init__(self, config: TrainConfig, card: ModelCard) -> None:
+        self.config, self.card = config, card
+        self.recipe: TrainingRecipe = card.recipe or DEFAULT_RECIPE
+        self.option_values = {name: option.default for name, option in self.options.items()}
+        for name, value in config.options.items():
+            if name not in self.options:
+                known = ", ".join("--" + n.replace("_", "-") for n in self.options) or "none"
+                raise ValueError(f"--{name.replace('_', '-')} does not apply to {card.task} models "
+                                 f"(their options: {known})")
+            self.option_values[name] = self.options[name].check(name, value)
+
+    # --- what every task defines -----------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        raise NotImplementedError
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def build_model(self) -> nn.Module:
+        return create_model(self.config.model, pretrained=self.config.pretrained, **self.model_kwargs())
+
+    def objective(self, model: nn.Module) -> nn.Module:
+        """A module whose ``forward(batch)`` returns ``(loss, sums, count)``."""
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device, context: distributed.Context,
+                 amp: bool) -> dict[str, float]:
+        raise NotImplementedError
+
+    # --- what a task may change ------------------------------------------------------------------------------
+
+    def collate(self, examples: Sequence[Any]) -> Any:
+        return default_collate(examples)
+
+    @property
+    def batch_size(self) -> int:
+        return self.config.batch_size or self.recipe.batch_size
+
+    @property
+    def lr(self) -> float:
+        return self.config.lr or self.recipe.lr
+
+    def optimizers(self, model: nn.Module, lr: float) -> list[torch.optim.Optimizer]:
+        """The recipe's optimizer (a task with two players returns one per player)."""
+        return [make_optimizer(model, self.recipe, lr)]
+
+    def train_step(self, trained: nn.Module, batch: Any, optimizers: list[torch.optim.Optimizer], scaler: Any,
+                   device: torch.device, amp: bool) -> tuple[torch.Tensor, dict[str, Any], int]:
+        """One step of one optimizer on the objective's loss (a task with two players overrides ``train_step``)."""
+        with autocast(device, amp):
+            loss, sums, count = trained(batch)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        for optimizer in optimizers:
+            scaler.step(optimizer)
+        scaler.update()
+        return loss, sums, count
+
+    def settings(self) -> dict[str, Any]:
+        """What defines this run beyond the loop's own fields (written to config.json, compared on resume)."""
+        return dict(self.option_values)
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        """Plain data the checkpoint keeps for using the model later (class names, a vocabulary)."""
+        return {}
+
+    def after_epoch(self, model: nn.Module, out: Path, epoch: int) -> list[str]:
+        """Files drawn after an epoch (rank 0 only); returns their names."""
+        return []
+
+    def outputs(self) -> list[str]:
+        """The files a finished run leaves beside checkpoint.pt, model.safetensors, metrics.* and summary.json."""
+        return []
+
+
+def autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    """Mixed precision: bfloat16 on CPUs, float16 on GPUs (the loss scaler guards float16's small range)."""
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
+
+
+def task_for(config: TrainConfig, card: ModelCard) -> Task:
+    """The task that trains ``card``'s model; a model no task trains yet is a ``ValueError`` that says so."""
+    module = TASK_MODULES.get(card.task)
+    if module is None:
+        trained = sorted(TASK_MODULES)
+        raise ValueError(f"paperzoo train does not train {card.task} models yet (it trains: {', '.join(trained)}); "
+                         f"`paperzoo list --task {trained[0]}` lists those models")
+    return importlib.import_module(f"{__name__}.{module}").TASK(config, card)
+
+
+def all_options() -> dict[str, Option]:
+    """Every task's options, for the command line (each applies only to its own task)."""
+    options: dict[str, Option] = {}
+    for module in sorted(set(TASK_MODULES.values())):
+        options.update(importlib.import_module(f"{__name__}.{module}").TASK.options)
+    return options
