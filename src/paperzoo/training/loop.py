@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 
 from paperzoo.registry import model_card
@@ -212,7 +211,7 @@ def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, 
     model = task.build_model().to(device)
     optimizers = task.optimizers(model, p.lr)
     steps_per_epoch = len(epoch_batches(len(task.train_set), p.batch_size, config.seed, 0, context))
-    schedules = [make_schedule(optimizer, task.recipe, config.epochs, steps_per_epoch) for optimizer in optimizers]
+    schedules = task.schedules(optimizers, config.epochs, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
     env = environment(device, context)
     history: list[dict[str, Any]] = []
@@ -232,7 +231,7 @@ def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, 
                           + ": the run continues, but its weights will not equal an uninterrupted run's bit for bit",
                           stacklevel=2)
     objective = task.objective(model)
-    trained = nn.parallel.DistributedDataParallel(objective) if context.distributed else objective
+    trained = task.distribute(objective) if context.distributed else objective
     test_loader = DataLoader(task.test_set, batch_size=256, num_workers=config.workers, collate_fn=task.collate,
                              sampler=list(range(context.rank, len(task.test_set), context.world_size)))
     if context.is_main:

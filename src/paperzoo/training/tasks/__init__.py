@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from paperzoo.registry import DEFAULT_RECIPE, ModelCard, TrainingRecipe, create_model
-from paperzoo.training.recipes import make_optimizer
+from paperzoo.training.recipes import make_optimizer, make_schedule
 
 if TYPE_CHECKING:
     from paperzoo.training import distributed
@@ -130,6 +130,17 @@ class Task:
     def optimizers(self, model: nn.Module, lr: float) -> list[torch.optim.Optimizer]:
         """The recipe's optimizer (a task with two players returns one per player)."""
         return [make_optimizer(model, self.recipe, lr)]
+
+    def schedules(self, optimizers: list[torch.optim.Optimizer], epochs: int,
+                  steps_per_epoch: int) -> list[torch.optim.lr_scheduler.LRScheduler]:
+        """One learning-rate schedule per optimizer, stepped after every step: the recipe's (a task whose paper
+        schedules by step, like the Transformer's warm-up, returns its own)."""
+        return [make_schedule(optimizer, self.recipe, epochs, steps_per_epoch) for optimizer in optimizers]
+
+    def distribute(self, objective: nn.Module) -> nn.Module:
+        """The objective wrapped for several processes (a task whose steps leave some parameters unused, such
+        as one player's, passes ``find_unused_parameters=True``)."""
+        return nn.parallel.DistributedDataParallel(objective)
 
     def train_step(self, trained: nn.Module, batch: Any, optimizers: list[torch.optim.Optimizer], scaler: Any,
                    device: torch.device, amp: bool) -> tuple[torch.Tensor, dict[str, Any], int]:
