@@ -299,7 +299,7 @@ def _train(args: argparse.Namespace, console: Console) -> int:
 
     def report(row: dict[str, Any]) -> None:
         def part(split: str) -> str:
-            return " ".join(f"{key[len(split) + 1:]} {_number(value)}" for key, value in row.items()
+            return " ".join(f"{key[len(split) + 1:]} {_number(key, value)}" for key, value in row.items()
                             if key.startswith(split + "_"))
         rate = next(key for key in row if key.endswith("_per_second"))
         console.print(f"epoch {row['epoch']}: train {part('train')} | test {part('test')} | "
@@ -324,14 +324,16 @@ def _train(args: argparse.Namespace, console: Console) -> int:
     with _Fields(*columns, console=console, disable=not main_process) as progress:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
-            summary = train(config, on_epoch=report, progress=progress if main_process else None)
+            summary = train(config, on_epoch=report, progress=progress if main_process else None,
+                            on_start=lambda plan: [console.print(f"note: {escape(note)}", highlight=False)
+                                                   for note in plan.notes])
     for warning in caught if main_process else ():  # after the bars, which would overwrite them
         console.print(f"[yellow]warning:[/] {escape(str(warning.message))}", highlight=False)
     if main_process:
         table = Table(title=f"trained {summary['model']}", show_header=False)
         metric = summary["metric"]
         final, best = summary[f"final_test_{metric}"], summary[f"best_test_{metric}"]
-        table.add_row(f"test {metric.replace('_', ' ')}", f"{_number(final)} (best {_number(best)})")
+        table.add_row(f"test {metric.replace('_', ' ')}", f"{_number(metric, final)} (best {_number(metric, best)})")
         table.add_row("train loss", f"{summary['first_train_loss']:.4f} → {summary['final_train_loss']:.4f}")
         table.add_row("processes", f"{summary['world_size']} (replicas identical: {summary['replicas_identical']})")
         table.add_row("time", f"{summary['seconds_this_run']:.1f} s")
@@ -340,9 +342,12 @@ def _train(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _number(value: float) -> str:
+FRACTIONS = ("accuracy", "iou", "map")  # metrics that are fractions, shown as percentages
+
+
+def _number(name: str, value: float) -> str:
     """A metric as people read it: a fraction as a percentage, anything else with four significant digits."""
-    return f"{value:.2%}" if 0.0 <= value <= 1.0 else f"{value:.4g}"
+    return f"{value:.2%}" if any(word in name for word in FRACTIONS) else f"{value:.4g}"
 
 
 def _bench(args: argparse.Namespace, console: Console) -> int:

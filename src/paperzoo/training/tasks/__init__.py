@@ -80,6 +80,8 @@ class Task:
     progress_metric: ClassVar[tuple[str, str, str] | None] = None
     unit: ClassVar[str] = "examples"  # what count counts, for the throughput ("images", "tokens", ...)
     options: ClassVar[Mapping[str, Option]] = {}
+    # recompute BatchNorm statistics exactly before each evaluation (see recipes.precise_batchnorm)
+    precise_bn: ClassVar[bool] = False
     # what the task adds to the run's settings that a resume must not change (besides the loop's own)
     train_set: Dataset
     test_set: Dataset
@@ -154,6 +156,14 @@ class Task:
             scaler.step(optimizer)
         scaler.update()
         return loss, sums, count
+
+    def statistics_forward(self, model: nn.Module, batch: Any) -> None:
+        """The evaluation-time forward of a training batch, for recomputing BatchNorm statistics."""
+        raise NotImplementedError
+
+    def notes(self) -> list[str]:
+        """Where this run departs from the paper's training (printed before it starts, kept in config.json)."""
+        return []
 
     def settings(self) -> dict[str, Any]:
         """What defines this run beyond the loop's own fields (written to config.json, compared on resume)."""
