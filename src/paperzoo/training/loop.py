@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from paperzoo.registry import model_card
+from paperzoo.registry import DEFAULT_RECIPE, create_model, model_card
 from paperzoo.training import checkpoints, distributed
 from paperzoo.training.recipes import make_optimizer, make_schedule, precise_batchnorm  # noqa: F401  (public)
 from paperzoo.training.tasks import Task, autocast, task_for  # noqa: F401  (autocast: public here too)
@@ -58,10 +58,11 @@ class TrainConfig:
     threads: int | None = None  # torch's intra-op threads; results depend on it, so config.json records it
     override: bool = False  # resume even where the run's settings differ from the checkpoint's
     options: dict[str, Any] = field(default_factory=dict)  # the task's own options (Task.options)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to create_model (timm's --model-kwargs)
 
 
 # The run's settings a resume must not change silently (the task adds its own, e.g. the image size).
-RUN_FIELDS = ("model", "data", "data_path", "epochs", "batch_size", "lr", "seed", "amp", "pretrained")
+RUN_FIELDS = ("model", "model_kwargs", "data", "data_path", "epochs", "batch_size", "lr", "seed", "amp", "pretrained")
 
 
 @dataclass
@@ -129,10 +130,16 @@ def plan(config: TrainConfig, context: distributed.Context | None = None) -> Pla
     check_writable(out)
     if importlib.util.find_spec("matplotlib") is None:  # the plot is drawn after the first epoch: say it now
         raise ValueError("paperzoo train draws metrics.png with matplotlib: pip install 'paperzoo[train]'")
+    if config.model_kwargs:  # a wrong keyword fails here, on the meta device, not after the data is read
+        try:
+            with torch.device("meta"):
+                create_model(config.model, **config.model_kwargs)
+        except TypeError as err:
+            raise ValueError(f"--model-kwargs: {config.model} does not take {err}".rstrip(".")) from None
     task.prepare()
     batch_size, lr = task.batch_size, task.lr
     notes = list(task.notes())
-    if task.card.recipe is None:
+    if task.recipe is DEFAULT_RECIPE:
         notes.append(f"the card has no training recipe from the paper: {task.recipe.source}")
     if config.lr is None and batch_size != task.recipe.batch_size and task.recipe.optimizer in ("sgd", "rmsprop"):
         # The linear scaling rule (Goyal et al. 2017, §2.1): the same lr per example as the paper's batch.

@@ -139,7 +139,7 @@ from paperzoo.registry import InputSpec, ModelCard, Paper, register
 __all__ = [
     "ContextNetwork", "ConvolutionalPositionEmbedding", "FeatureEncoder", "FeatureEncoderBlock", "FeatureProjection",
     "GumbelProductQuantizer", "TransformerLayer", "Wav2Vec2", "Wav2Vec2PreTraining", "compute_span_mask",
-    "contrastive_loss", "diversity_loss", "gumbel_temperature", "sample_negatives",
+    "contrastive_logits", "contrastive_loss", "diversity_loss", "gumbel_temperature", "sample_negatives",
 ]
 
 # (kernel width, stride) of the seven convolutions of the feature encoder (§4.2); 512 channels each.
@@ -212,6 +212,26 @@ def sample_negatives(
     return negatives.to(mask_time_indices.device)
 
 
+def contrastive_logits(
+    context: torch.Tensor,
+    quantized: torch.Tensor,
+    mask_time_indices: torch.Tensor,
+    negative_indices: torch.Tensor,
+    temperature: float = 0.1,
+) -> torch.Tensor:
+    """The scores of eq. 3 at the M masked steps, ``(M, 1 + K)``: sim(c_t, q̃) / κ for the true q_t (column 0) and
+    its K distractors; a distractor with the same code as q_t is the same vector, cannot be told apart, and
+    scores −∞ (it leaves the sum). Arguments as :func:`contrastive_loss`."""
+    batch, time = mask_time_indices.nonzero(as_tuple=True)  # the M masked (utterance, step) pairs
+    c = context[batch, time]  # (M, D)
+    positive = quantized[batch, time]  # (M, D)
+    distractors = quantized[batch[:, None], negative_indices[batch, time]]  # (M, K, D)
+    candidates = torch.cat([positive[:, None], distractors], dim=1)  # Q_t = {q_t} ∪ distractors: (M, 1 + K, D)
+    logits = F.cosine_similarity(c[:, None], candidates, dim=-1) / temperature  # sim(c_t, q̃) / κ: (M, 1 + K)
+    same_as_positive = (distractors == positive[:, None]).all(dim=-1)  # (M, K)
+    return torch.cat([logits[:, :1], logits[:, 1:].masked_fill(same_as_positive, -math.inf)], dim=1)
+
+
 def contrastive_loss(
     context: torch.Tensor,
     quantized: torch.Tensor,
@@ -229,15 +249,7 @@ def contrastive_loss(
         negative_indices: ``(N, T, K)`` time indices of each step's distractors in its own utterance.
         temperature: κ.
     """
-    batch, time = mask_time_indices.nonzero(as_tuple=True)  # the M masked (utterance, step) pairs
-    c = context[batch, time]  # (M, D)
-    positive = quantized[batch, time]  # (M, D)
-    distractors = quantized[batch[:, None], negative_indices[batch, time]]  # (M, K, D)
-    candidates = torch.cat([positive[:, None], distractors], dim=1)  # Q_t = {q_t} ∪ distractors: (M, 1 + K, D)
-    logits = F.cosine_similarity(c[:, None], candidates, dim=-1) / temperature  # sim(c_t, q̃) / κ: (M, 1 + K)
-    # A distractor with the same code as q_t is the same vector: it cannot be told apart, so it leaves the sum.
-    same_as_positive = (distractors == positive[:, None]).all(dim=-1)  # (M, K)
-    logits = torch.cat([logits[:, :1], logits[:, 1:].masked_fill(same_as_positive, -math.inf)], dim=1)
+    logits = contrastive_logits(context, quantized, mask_time_indices, negative_indices, temperature)
     target = torch.zeros(len(logits), dtype=torch.long, device=logits.device)  # the true q_t is candidate 0
     return F.cross_entropy(logits, target, reduction="sum")
 

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 # card.task -> the module (in this package) whose TASK trains it.
 TASK_MODULES: dict[str, str] = {
     "image-classification": "classification",
+    "speech": "speech",
 }
 
 
@@ -106,7 +107,11 @@ class Task:
         return {}
 
     def build_model(self) -> nn.Module:
-        return create_model(self.config.model, pretrained=self.config.pretrained, **self.model_kwargs())
+        return create_model(self.config.model, pretrained=self.config.pretrained, **self.build_kwargs())
+
+    def build_kwargs(self) -> dict[str, Any]:
+        """The task's keywords for the data (classes, vocabulary), then the user's ``--model-kwargs``."""
+        return {**self.model_kwargs(), **self.config.model_kwargs}
 
     def objective(self, model: nn.Module) -> nn.Module:
         """A module whose ``forward(batch)`` returns ``(loss, sums, count)``."""

@@ -97,7 +97,7 @@ class ClassificationTask(Task):
             self.train_set, self.test_set, self.classes = datasets.image_folder(
                 config.data_path, self.image_size, self.channels, seed=config.seed, normalize=normalize)
         with torch.device("meta"):  # the model's own input check, at no cost: some networks take only some sizes
-            probe = create_model(config.model, **self.model_kwargs()).eval()
+            probe = create_model(config.model, **self.build_kwargs()).eval()
             try:
                 probe(torch.empty(2, self.channels, self.image_size, self.image_size))
             except ValueError as err:
