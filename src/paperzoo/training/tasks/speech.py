@@ -1,4 +1,5 @@
-"""Speech: wav2vec 2.0's self-supervised pre-training on unlabelled audio (§3.2, eq. 2–4).
+"""Speech: wav2vec 2.0's self-supervised pre-training on unlabelled audio (§3.2, eq. 2–4), and its fine-tuning
+for speech recognition with CTC (§3.3) on transcribed audio.
 
 The model masks spans of its latent speech representations and learns, by the contrastive loss, to pick each
 masked step's true quantised latent among distractors from the same utterance, with the codebook-diversity
@@ -16,6 +17,7 @@ classifier recipes do.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -152,4 +154,179 @@ class SpeechPreTrainingTask(Task):
         return ["the Gumbel temperature anneals over this run's updates as the paper's over 400k (2 → 0.5)"]
 
 
-TASK = SpeechPreTrainingTask
+BLANK = "<blank>"
+WORD_BOUNDARY = "|"  # between words, as the paper's character vocabulary and transformers' tokenizer
+FINE_TUNING = TrainingRecipe(optimizer="adamw", lr=1e-4, weight_decay=0.0, schedule="linear", batch_size=8,
+                             source="Baevski et al. 2020, §4.3 and Appendix B: Adam with a tri-state schedule (10% "
+                                    "warm-up, 40% constant, 50% linear decay) peaking at 5e-5 to 1e-4")
+
+
+class _CTCStep(nn.Module):
+    """The CTC loss per utterance (the word error rate needs decoding: it is measured on the test set)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict, int]:
+        waveforms, mask, labels = batch
+        loss = self.model(waveforms, mask, labels=labels)["loss"]
+        return loss / len(waveforms), {}, len(waveforms)
+
+
+def greedy_ctc(logits: torch.Tensor, frames: torch.Tensor, blank_id: int = 0) -> list[list[int]]:
+    """Best-path decoding: the most likely class per frame, repeats merged, blanks dropped (Graves et al. 2006)."""
+    paths = []
+    for best, length in zip(logits.argmax(-1).tolist(), frames.tolist(), strict=True):
+        path = torch.unique_consecutive(torch.tensor(best[:length])).tolist()
+        paths.append([c for c in path if c != blank_id])
+    return paths
+
+
+class SpeechTask(SpeechPreTrainingTask):
+    """Pre-training for the ``*_pretraining`` variants, CTC fine-tuning for the ``*_ctc`` ones."""
+
+    options = {
+        **SpeechPreTrainingTask.options,
+        "encoder": Option(str, None, "CTC: start the encoder from a pre-training run's model.safetensors (the "
+                          "paper's fine-tuning; the convolutional feature encoder is then frozen, §4.3)"),
+    }
+
+    def __init__(self, config: Any, card: Any) -> None:
+        super().__init__(config, card)
+        self.ctc = card.name.endswith("_ctc")
+        if self.ctc:
+            self.metric, self.higher_is_better, self.progress_metric, self.unit = "wer", False, None, "utterances"
+
+    def prepare(self) -> None:
+        config = self.config
+        if not self.ctc:
+            if self.option_values["encoder"] is not None:
+                raise ValueError("--encoder starts a CTC model (wav2vec2_base_ctc) from a pre-training run")
+            return super().prepare()
+        if not config.model.endswith("_ctc"):
+            raise ValueError(f"{config.model} has no CTC head")
+        try:
+            import jiwer  # noqa: F401  (the word error rate)
+        except ImportError:
+            raise ValueError("the word error rate needs jiwer: pip install 'paperzoo[train]'") from None
+        self.recipe = FINE_TUNING
+        if config.data == "spoken-digits":
+            count = self.option_values["utterances"]
+            self.train_set = audio_data.spoken_digits("train", count, seed=config.seed)
+            self.test_set = audio_data.spoken_digits("test", max(count // 4, 8), seed=config.seed)
+        else:
+            self.train_set, self.test_set = audio_data.audio_folder(config.data_path, seed=config.seed)
+            untranscribed = [i for i, t in enumerate(self.train_set.transcripts) if not t]
+            if untranscribed:
+                raise ValueError(f"CTC fine-tuning needs a transcript beside every audio file (name.txt); "
+                                 f"{len(untranscribed)} training files have none")
+        letters = sorted(set("".join(self.train_set.transcripts)) - {" "})
+        self.vocabulary = [BLANK, WORD_BOUNDARY, *letters]
+        for name, dataset in (("training", self.train_set), ("test", self.test_set)):
+            for i, transcript in enumerate(dataset.transcripts):
+                unknown = set(transcript) - set(letters) - {" "}
+                if unknown:
+                    raise ValueError(f"the {name} transcript {i} ({transcript!r}) has characters outside the "
+                                     f"vocabulary of the training transcripts: {''.join(sorted(unknown))!r}")
+        encoder = self.option_values["encoder"]
+        if encoder is not None and not Path(encoder).is_file():
+            raise ValueError(f"--encoder {encoder} does not exist (a pre-training run's model.safetensors)")
+
+    def model_kwargs(self) -> dict[str, Any]:
+        if not self.ctc:
+            return super().model_kwargs()
+        return {"mask_prob": self.option_values["mask_prob"], "vocab_size": len(self.vocabulary), "blank_id": 0}
+
+    def build_model(self) -> nn.Module:
+        model = super().build_model()
+        encoder = self.option_values["encoder"] if self.ctc else None
+        if encoder is not None:  # the pre-trained encoder; the CTC layer starts from scratch (§3.3)
+            from safetensors.torch import load_file
+
+            weights = {k: v for k, v in load_file(encoder).items() if k.startswith("wav2vec2.")}
+            missing, _ = model.load_state_dict(weights, strict=False)
+            if any(k.startswith("wav2vec2.") for k in missing):
+                raise ValueError(f"--encoder {encoder} does not fit {self.config.model}{self.config.model_kwargs or ''}"
+                                 " (pass the same --model-kwargs as the pre-training run)")
+            model.freeze_feature_encoder()
+        return model
+
+    def encode_transcript(self, transcript: str) -> list[int]:
+        index = {c: i for i, c in enumerate(self.vocabulary)}
+        return [index[WORD_BOUNDARY if c == " " else c] for c in transcript]
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.vocabulary[i] for i in ids).replace(WORD_BOUNDARY, " ").strip()
+
+    def collate(self, examples: Sequence[tuple[torch.Tensor, str]]) -> Any:
+        waveforms, mask, transcripts = collate(examples)
+        if not self.ctc:
+            return waveforms, mask, transcripts
+        ids = [self.encode_transcript(t) for t in transcripts]
+        labels = torch.full((len(ids), max(len(i) for i in ids)), -100, dtype=torch.long)  # transformers' padding
+        for row, sequence in enumerate(ids):
+            labels[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+        return waveforms, mask, labels
+
+    def objective(self, model: nn.Module) -> nn.Module:
+        return _CTCStep(model) if self.ctc else super().objective(model)
+
+    def schedules(self, optimizers: list[torch.optim.Optimizer], epochs: int,
+                  steps_per_epoch: int) -> list[torch.optim.lr_scheduler.LRScheduler]:
+        if not self.ctc:
+            return super().schedules(optimizers, epochs, steps_per_epoch)
+        total = epochs * steps_per_epoch
+        warmup, hold = max(1, round(0.1 * total)), round(0.4 * total)
+
+        def factor(step: int) -> float:  # the tri-state schedule: 10% warm-up, 40% constant, 50% linear decay
+            if step < warmup:
+                return (step + 1) / warmup
+            if step < warmup + hold:
+                return 1.0
+            return max(0.0, (total - step) / max(total - warmup - hold, 1))
+
+        return [torch.optim.lr_scheduler.LambdaLR(optimizer, factor) for optimizer in optimizers]
+
+    def train_step(self, trained: nn.Module, batch: Any, optimizers: list[torch.optim.Optimizer], scaler: Any,
+                   device: torch.device, amp: bool) -> tuple[torch.Tensor, dict[str, Any], int]:
+        if self.ctc:
+            return Task.train_step(self, trained, batch, optimizers, scaler, device, amp)
+        return super().train_step(trained, batch, optimizers, scaler, device, amp)
+
+    def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device, context: distributed.Context,
+                 amp: bool) -> dict[str, float]:
+        if not self.ctc:
+            return super().evaluate(model, loader, device, context, amp)
+        import jiwer
+
+        model.eval()
+        references, hypotheses, loss_sum = [], [], 0.0
+        with torch.no_grad(), autocast(device, amp):
+            for waveforms, mask, labels in loader:
+                waveforms, mask, labels = waveforms.to(device), mask.to(device), labels.to(device)
+                out = model(waveforms, mask, labels=labels)
+                loss_sum += out["loss"].float().item()
+                frames = model.wav2vec2.num_frames(mask.sum(1)).cpu()
+                hypotheses += [self.decode(ids) for ids in greedy_ctc(out["logits"].float().cpu(), frames)]
+                references += [self.decode([i for i in row if i != -100]) for row in labels.tolist()]
+        # The word error rate over the whole test set: (substitutions + deletions + insertions) / reference words.
+        measures = jiwer.process_words(references, [h or "" for h in hypotheses])
+        errors = measures.substitutions + measures.deletions + measures.insertions
+        words = sum(len(r.split()) for r in references)
+        loss_sum, errors, words, count = distributed.all_sum([loss_sum, errors, words, len(references)], context,
+                                                             device)
+        self.examples = list(zip(references[:3], hypotheses[:3], strict=True))
+        return {"loss": loss_sum / count, "wer": errors / words}
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {"vocabulary": self.vocabulary} if self.ctc else {}
+
+    def notes(self) -> list[str]:
+        if self.ctc:
+            return [] if self.option_values["encoder"] else [
+                "no --encoder: the CTC model trains from random weights, not from a pre-trained encoder (§3.3)"]
+        return super().notes()
+
+
+TASK = SpeechTask
