@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import wave
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 import torch
 
 from paperzoo.training import audio_data
-from paperzoo.training.loop import TrainConfig, plan
+from paperzoo.training.loop import TrainConfig, plan, train
 from paperzoo.training.tasks.speech import greedy_ctc
 
 WORDS = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
@@ -91,3 +93,38 @@ def test_speech_runs_are_checked_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match="needs a transcript beside every audio file"):
         plan(TrainConfig("wav2vec2_base_ctc", data="audio", data_path=str(tmp_path / "audio"), out=out))
     assert not (tmp_path / "out").exists()
+
+
+SMALL = dict(hidden_size=32, num_layers=2, num_heads=4, ffn_dim=64, feature_channels=32, position_kernel_size=16,
+             position_groups=4, dropout=0.0, attention_dropout=0.0, feature_dropout=0.0)
+SMALL_PRETRAINING = dict(SMALL, codebook_size=8, codevector_dim=16, final_dim=12, num_negatives=20,
+                         quantizer_dropout=0.0)
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.mark.heavy
+def test_pretraining_learns_the_contrastive_task_on_spoken_digits_and_resumes_exactly(tmp_path):
+    """A small wav2vec 2.0 (width 32, 2 layers, 2 codebooks of 8) pre-trained by `paperzoo train` on 200 spoken
+    utterances: the contrastive accuracy on the held-out voices (the same masks and distractors every epoch)
+    rises from 0.105 after the first epoch to 0.216 after the fifth with this seed (measured on this project's
+    machine; 0.247 after 8). This replaces the test's own loop over synthetic tones."""
+    config = TrainConfig("wav2vec2_base_pretraining", epochs=5, lr=2e-3, threads=1, options={"utterances": 200},
+                         model_kwargs=SMALL_PRETRAINING)
+    whole = train(dataclasses.replace(config, out=str(tmp_path / "whole")))
+    history = [json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
+    first, last = history[0]["test_accuracy"], history[-1]["test_accuracy"]
+    assert last >= 0.17 and last >= 1.5 * first, history
+    assert history[-1]["test_loss"] < history[0]["test_loss"] and whole["metric"] == "accuracy"
+
+    def interrupt(row):
+        if row["epoch"] == 2:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(dataclasses.replace(config, out=str(tmp_path / "cut")), on_epoch=interrupt)
+    resumed = train(dataclasses.replace(config, out=str(tmp_path / "cut"), resume=str(tmp_path / "cut" /
+                                                                                        "checkpoint.pt")))
+    assert resumed["parameter_digest"] == whole["parameter_digest"]  # masks, distractors, temperature restored

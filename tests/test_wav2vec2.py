@@ -320,40 +320,6 @@ def test_pretraining_in_training_mode_samples_masks_and_every_parameter_learns(o
     assert "loss" not in first and torch.equal(first["projected_states"], second["projected_states"])
 
 
-def test_pretraining_loss_falls_on_synthetic_audio(one_thread):
-    """A small pre-training model (width 32, 2 layers, 2 codebooks of 8) learns the contrastive task on synthetic
-    "speech": each half-second utterance four steady 125 ms tones (phone-like segments) drawn from six
-    frequencies, plus noise. 300 Adam steps: the loss per masked step falls by more than 15% while the codebooks'
-    perplexity rises (the codes spread out; a collapse onto one code per codebook, which would also empty the
-    contrastive loss, gives perplexity 2).
-
-    The trajectory depends on the CPU's kernels, so the run is long enough to end clear of the threshold. At 150
-    steps this seed ended at 0.74 of the first loss on the machine the test was written on and at 0.86 (a failure)
-    on CI's current one; there, at 300 steps with the annealing spread over them: 0.62, perplexity 5.0 → 10.3
-    (~25 s on one core). Other seeds there gave 0.55 and 0.55, and one collapsed onto two codes (the perplexity
-    check's case)."""
-    ours_kwargs, _ = small_config(True)
-    torch.manual_seed(0)
-    model = Wav2Vec2PreTraining(**ours_kwargs, codebook_size=8, codevector_dim=16, final_dim=12, num_negatives=20,
-                                dropout=0.0, attention_dropout=0.0, feature_dropout=0.0, quantizer_dropout=0.0).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    frequencies = torch.tensor([250.0, 350.0, 500.0, 700.0, 1000.0, 1400.0])
-    losses, perplexities = [], []
-    for step in range(300):
-        tones = frequencies[torch.randint(0, 6, (8, 4))].repeat_interleave(2000, dim=1)  # (8, 8000) Hz per sample
-        audio = torch.sin(2 * torch.pi * torch.cumsum(tones, dim=1) / 16000) + 0.05 * torch.randn(8, 8000)
-        model.quantizer.temperature = gumbel_temperature(step * 2500)  # the paper's annealing, sped up
-        out = model(audio)
-        loss = out["loss"] / out["mask_time_indices"].sum()  # per masked step
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-        perplexities.append(out["codevector_perplexity"].item())
-    assert np.mean(losses[-10:]) < 0.85 * np.mean(losses[:10]), losses
-    assert np.mean(perplexities[-10:]) > max(np.mean(perplexities[:10]), 4.0), perplexities
-
-
 # --- inputs ----------------------------------------------------------------------------------------------
 
 def test_bad_inputs_raise_value_errors():
