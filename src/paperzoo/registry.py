@@ -444,14 +444,21 @@ def closest_names(name: str, known: list[str], limit: int = 5) -> list[str]:
 
 def create_model(name: str, pretrained: bool | str = False, **kwargs: Any) -> nn.Module:
     """Build the registered variant ``name``; ``kwargs`` go to its constructor (``num_classes``,
-    ``in_chans``, ``features_only``, ...). Build on the meta device with ``with torch.device("meta"):``.
+    ``in_chans``, ``features_only``, ...); a variant whose reference is a transformers class also takes its
+    configuration's names (``num_hidden_layers=6``, a ``config.json``'s contents). Build on the meta device with ``with torch.device("meta"):``.
     ``pretrained=True`` loads the reference's default published weights, a tag (``"IMAGENET1K_V1"``) others
     (:mod:`paperzoo.weights`)."""
     if pretrained:
         from paperzoo.weights import create_pretrained  # downloads and converters: only when weights are asked for
 
         return create_pretrained(name, pretrained, **kwargs)
-    model = _entry(name).builder(**kwargs)
+    entry = _entry(name)
+    if kwargs and entry.card.reference.startswith("transformers:"):
+        # the reference's configuration names (BertConfig's num_hidden_layers) → ours (num_layers)
+        from paperzoo.interop.huggingface import our_keywords
+
+        kwargs = our_keywords(name, kwargs)
+    model = entry.builder(**kwargs)
     model.model_name = name  # read by the shared input check, so its errors name the variant
     return model
 
