@@ -97,7 +97,10 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.classification.senet": ("seresnet50", "senet154"),
     "paperzoo.models.classification.resnest": ("resnest50", "resnest101", "resnest200", "resnest269"),
     "paperzoo.models.classification.xception": ("xception",),
-    "paperzoo.models.language.bert": ("bert_base", "bert_large", "bert_base_pretraining", "bert_large_pretraining"),
+    "paperzoo.models.language.bert": (
+        "bert_base", "bert_large", "bert_base_pretraining", "bert_large_pretraining", "bert_base_masked_lm",
+        "bert_base_sequence_classification",
+    ),
     "paperzoo.models.language.gpt": ("gpt", "gpt2", "gpt2_medium", "gpt2_large", "gpt2_xl"),
     "paperzoo.models.segmentation.unet": ("unet", "unet_padded"),
     "paperzoo.models.segmentation.fcn": (
@@ -119,6 +122,7 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.detection.yolov3": ("yolov3",),
     "paperzoo.models.audio.wav2vec2": (
         "wav2vec2_base", "wav2vec2_large", "wav2vec2_base_pretraining", "wav2vec2_large_pretraining",
+        "wav2vec2_base_ctc", "wav2vec2_large_ctc",
     ),
     "paperzoo.models.detection.ssd": ("ssd300_vgg16", "ssd512_vgg16"),
     "paperzoo.models.detection.retinanet": ("retinanet_resnet50_fpn",),

@@ -148,7 +148,7 @@ CONFIGS: dict[str, ConfigMap] = {
                        "BertForSequenceClassification": "bert_base_sequence_classification"},
         # id2label's length is the number of classes (transformers' num_labels); an explicit num_labels wins
         head_fields={"BertForSequenceClassification": {
-            "id2label": ("num_classes", len), "num_labels": "num_classes", "classifier_dropout": "classifier_dropout",
+            "num_labels": "num_classes", "id2label": ("num_classes", len), "classifier_dropout": "classifier_dropout",
             "problem_type": "problem_type"}},
         refused_heads={"BertForTokenClassification": "BertModel", "BertForQuestionAnswering": "BertModel",
                        "BertForNextSentencePrediction": "BertModel", "BertForMultipleChoice": "BertModel",
