@@ -187,7 +187,8 @@ def test_ctc_labels_are_checked_and_the_feature_encoder_freezes(one_thread):
     model.freeze_feature_encoder()
     model.train()(x, labels=LABELS[:, :1])["loss"].backward()
     assert all(p.grad is None for p in model.wav2vec2.feature_encoder.parameters())
-    assert model.ctc_head.weight.grad is not None and model.wav2vec2.feature_projection.projection.weight.grad is not None
+    assert model.ctc_head.weight.grad is not None
+    assert model.wav2vec2.feature_projection.projection.weight.grad is not None
 
 
 def tones(ids: list[int], samples: int) -> torch.Tensor:

@@ -449,9 +449,9 @@ def closest_names(name: str, known: list[str], limit: int = 5) -> list[str]:
 def create_model(name: str, pretrained: bool | str = False, **kwargs: Any) -> nn.Module:
     """Build the registered variant ``name``; ``kwargs`` go to its constructor (``num_classes``,
     ``in_chans``, ``features_only``, ...); a variant whose reference is a transformers class also takes its
-    configuration's names (``num_hidden_layers=6``, a ``config.json``'s contents). Build on the meta device with ``with torch.device("meta"):``.
-    ``pretrained=True`` loads the reference's default published weights, a tag (``"IMAGENET1K_V1"``) others
-    (:mod:`paperzoo.weights`)."""
+    configuration's names (``num_hidden_layers=6``, a ``config.json``'s contents). Build on the meta device
+    with ``with torch.device("meta"):``. ``pretrained=True`` loads the reference's default published weights, a
+    tag (``"IMAGENET1K_V1"``) others (:mod:`paperzoo.weights`)."""
     if pretrained:
         from paperzoo.weights import create_pretrained  # downloads and converters: only when weights are asked for
 

@@ -994,8 +994,8 @@ def wav2vec2_base_ctc(**kwargs: Any) -> Wav2Vec2CTC:
     return Wav2Vec2CTC(**kwargs)
 
 
-@register(_card("wav2vec2_large_ctc", "wav2vec 2.0 LARGE (LV-60k, CTC)", f"transformers:Wav2Vec2ForCTC({_LARGE_CONFIG})",
-                params=315_471_520, gmacs=17.812, notes=_CTC_NOTES))
+@register(_card("wav2vec2_large_ctc", "wav2vec 2.0 LARGE (LV-60k, CTC)",
+                f"transformers:Wav2Vec2ForCTC({_LARGE_CONFIG})", params=315_471_520, gmacs=17.812, notes=_CTC_NOTES))
 def wav2vec2_large_ctc(**kwargs: Any) -> Wav2Vec2CTC:
     """LARGE (LV-60k) with a linear CTC layer over the vocabulary, for speech recognition."""
     return Wav2Vec2CTC(**{**_LARGE, **kwargs})
