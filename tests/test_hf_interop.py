@@ -327,9 +327,36 @@ def test_tokenizers_match_transformers(tmp_path):
     reference.save_pretrained(tmp_path / "fast")  # tokenizer.json
     assert paperzoo.tokenizer(tmp_path / "fast").encode(text).ids == reference(text)["input_ids"]
     assert ours.decode(ours.encode(text).ids) == text
-    (gpt_folder / "config.json").write_text(json.dumps({"model_type": "openai-gpt"}))  # not byte-level: refused
-    with pytest.raises(ValueError, match="OpenAIGPTTokenizerFast"):
-        paperzoo.tokenizer(gpt_folder)
+
+
+def openai_gpt_vocabulary(folder) -> None:
+    """A small vocabulary of GPT's kind: characters with and without the ``</w>`` end-of-word mark, and merges
+    that build a few words (a word-final merge makes ``cat</w>``, a medial one ``ca`` and ``cat``)."""
+    vocab = {"<unk>": 0}
+    for character in "abcdefghijklmnopqrstuvwxyz.,!'":
+        vocab[character] = len(vocab)
+        vocab[character + "</w>"] = len(vocab)
+    merges = ["t h", "th e</w>", "c a", "ca t</w>", "s a", "sa t</w>", "o n</w>", "m a", "ma t</w>", "d o", "do g</w>",
+              "ca t", "cat s</w>"]
+    for merge in merges:
+        vocab.setdefault(merge.replace(" ", ""), len(vocab))
+    folder.mkdir()
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+
+
+def test_gpt_tokenizer_matches_transformers_openai_gpt_tokenizer(tmp_path):
+    """GPT's vocab.json + merges.txt (words ending in </w>, lower-cased, BERT's basic splitting) load with the
+    tokenizers library and give transformers' OpenAIGPTTokenizer's ids; it was refused before."""
+    openai_gpt_vocabulary(tmp_path / "gpt")
+    (tmp_path / "gpt" / "config.json").write_text(json.dumps({"model_type": "openai-gpt"}))
+    reference = transformers.OpenAIGPTTokenizer.from_pretrained(tmp_path / "gpt")
+    ours = paperzoo.tokenizer(tmp_path / "gpt")
+    for text in ["The cats sat on the dog's mat.", "THE CAT,  café!\tüber zzz", "catsat\x00 on€mat"]:
+        expected = reference(text)["input_ids"]
+        assert ours.encode(text).ids == expected, text
+        assert ours.decode(expected) == reference.decode(expected)
+    assert ours.encode("The cats").tokens == ["the</w>", "cats</w>"]
 
 
 # --- load_weights ------------------------------------------------------------------------------------------------

@@ -467,7 +467,8 @@ def _from_timm_folder(folder: Path, config: dict[str, Any], overrides: dict[str,
 def tokenizer(path_or_repo_id: str | Path) -> Any:
     """The ``tokenizers.Tokenizer`` of a model folder or Hub id: ``tokenizer.json`` as it is; otherwise
     ``vocab.txt`` as BERT's WordPiece (lower-cased unless ``tokenizer_config.json`` says ``do_lower_case:
-    false``) or ``vocab.json`` + ``merges.txt`` as GPT-2's byte-level BPE."""
+    false``), ``vocab.json`` + ``merges.txt`` as GPT-2's byte-level BPE, or as GPT's BPE over words (a vocabulary
+    whose word-final pieces end in ``</w>``: ``openai-community/openai-gpt``)."""
     try:
         import tokenizers
     except ImportError:
@@ -483,13 +484,30 @@ def tokenizer(path_or_repo_id: str | Path) -> Any:
 
         return BertWordPieceTokenizer(str(folder / "vocab.txt"), lowercase=settings.get("do_lower_case", True))
     if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
-        config_file = folder / "config.json"
-        if config_file.is_file() and json.loads(config_file.read_text()).get("model_type") == "openai-gpt":
-            raise ValueError(f"{folder} holds OpenAI GPT's vocab.json and merges.txt, a BPE over lower-cased, "
-                             "ftfy-fixed words with '</w>' ends that the tokenizers library does not reproduce: "
-                             "save the tokenizer as tokenizer.json with transformers (OpenAIGPTTokenizerFast)")
+        vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+        if any(token.endswith("</w>") for token in vocab):  # GPT's words end in </w>; GPT-2's bytes never do
+            return _openai_gpt_tokenizer(folder, settings.get("unk_token", "<unk>"))
         from tokenizers.implementations import ByteLevelBPETokenizer
 
         return ByteLevelBPETokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
     raise MissingFilesError(f"no tokenizer in {folder}: expected tokenizer.json, vocab.txt, or vocab.json with "
                             "merges.txt")
+
+
+def _openai_gpt_tokenizer(folder: Path, unk_token: str) -> Any:
+    """GPT's tokenizer as transformers' ``OpenAIGPTTokenizer`` builds it: text normalised and split into words and
+    punctuation as BERT's basic tokenizer does (lower case, accents stripped, control characters removed), then a
+    BPE over each word whose last piece carries the ``</w>`` end-of-word mark, decoded by joining the words with
+    spaces. The original release instead fixed the text with ftfy and split it with spaCy, which transformers
+    (and so this) does not reproduce: a few punctuation and spacing cases tokenise differently from 2018's."""
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers
+    from tokenizers.models import BPE
+
+    vocab, merges = BPE.read_file(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    bpe = BPE(vocab, merges, unk_token=unk_token, continuing_subword_prefix="", end_of_word_suffix="</w>",
+              fuse_unk=False)
+    tokenizer = Tokenizer(bpe)
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.BPEDecoder(suffix="</w>")
+    return tokenizer
