@@ -21,6 +21,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # annotations only: `paperzoo info` reads the configuration tables below without torch
     from torch import nn
 
+Supported = tuple[Any, ...]
+# our argument's name, or (its name, a conversion of the reference's value)
+Target = str | tuple[str, Callable[[Any], Any]]
+
 # Fields that record where a configuration came from or how transformers' Python API returns outputs; none
 # changes a computed value.
 BOOKKEEPING = (
@@ -43,10 +47,6 @@ FRESH_REQUIRED: dict[str, Supported] = {"initializer_range": (0.02,)}
 # Fields of every transformers configuration (PretrainedConfig's), with the one value our models compute.
 COMMON_REQUIRED: dict[str, Supported] = {"is_encoder_decoder": (False,)}
 
-Supported = tuple[Any, ...]
-# our argument's name, or (its name, a conversion of the reference's value)
-Target = str | tuple[str, Callable[[Any], Any]]
-
 
 @dataclass(frozen=True)
 class ConfigMap:
@@ -58,7 +58,8 @@ class ConfigMap:
     takes the arguments); ``head_fields``: transformers model class → the fields only its head reads (mapped as
     ``fields`` for that class, ignored for the others, as transformers ignores them); ``refused_heads``: task
     heads we do not have → the class whose weights they contain; ``adjust(config, arguments)``: checks that
-    span several fields, and arguments computed from several fields.
+    span several fields, and arguments computed from several fields, which ``derived`` describes (reference
+    field → how our argument is computed from it).
     """
 
     config_class: str
@@ -69,6 +70,7 @@ class ConfigMap:
     head_fields: dict[str, dict[str, Target]] = field(default_factory=dict)
     refused_heads: dict[str, str] = field(default_factory=dict)
     adjust: Callable[[dict[str, Any], dict[str, Any]], None] | None = None
+    derived: dict[str, str] = field(default_factory=dict)
 
     def fields_of(self, architecture: str) -> dict[str, Target]:
         """The fields that become ``architecture``'s constructor arguments: the common ones and its head's."""
@@ -146,7 +148,7 @@ CONFIGS: dict[str, ConfigMap] = {
         architectures={"BertModel": "bert_base", "BertForPreTraining": "bert_base_pretraining",
                        "BertForMaskedLM": "bert_base_masked_lm",
                        "BertForSequenceClassification": "bert_base_sequence_classification"},
-        # id2label's length is the number of classes (transformers' num_labels); an explicit num_labels wins
+        # id2label's length is the number of classes (transformers' num_labels); the two must agree
         head_fields={"BertForSequenceClassification": {
             "num_labels": "num_classes", "id2label": ("num_classes", len), "classifier_dropout": "classifier_dropout",
             "problem_type": "problem_type"}},
@@ -192,9 +194,7 @@ CONFIGS: dict[str, ConfigMap] = {
                   "num_feat_extract_layers": (7,), "conv_kernel": ((10, 3, 3, 3, 3, 2, 2),),
                   "conv_stride": ((5, 2, 2, 2, 2, 2, 2),), "mask_feature_prob": (0.0, 0),
                   "add_adapter": (False,), "apply_spec_augment": (True, False)},
-        unused={"mask_time_prob": "mask_prob = mask_time_prob / mask_time_length (transformers' is p·M, ours the "
-                                  "paper's p)",
-                "mask_feature_length": "feature masking is off (mask_feature_prob = 0, checked)",
+        unused={"mask_feature_length": "feature masking is off (mask_feature_prob = 0, checked)",
                 "mask_feature_min_masks": "feature masking is off (mask_feature_prob = 0, checked)",
                 "adapter_kernel_size": "no adapter (add_adapter = False, checked)",
                 "adapter_stride": "no adapter (add_adapter = False, checked)",
@@ -229,6 +229,8 @@ CONFIGS: dict[str, ConfigMap] = {
         refused_heads={"Wav2Vec2ForSequenceClassification": "Wav2Vec2Model",
                        "Wav2Vec2ForAudioFrameClassification": "Wav2Vec2Model", "Wav2Vec2ForXVector": "Wav2Vec2Model"},
         adjust=_wav2vec2_adjust,
+        derived={"mask_time_prob": "mask_prob = mask_time_prob / mask_time_length (transformers' is p·M, ours the "
+                                   "paper's p)"},
     ),
 }
 
@@ -274,7 +276,8 @@ def translate(config: dict[str, Any], mapping: ConfigMap, architecture: str, *, 
             _check_supported(name, value, supported, mapping.config_class)
         elif not weights_loaded and name in FRESH_REQUIRED:
             _check_supported(name, value, FRESH_REQUIRED[name], mapping.config_class)
-        elif name in BOOKKEEPING or name in NO_EFFECT or name in mapping.unused or name in other_heads:
+        elif (name in BOOKKEEPING or name in NO_EFFECT or name in mapping.unused or name in other_heads
+              or name in mapping.derived):  # derived: read by mapping.adjust
             continue
         elif unknown == "keep":
             rest[name] = value
@@ -352,8 +355,10 @@ def accepted_config_fields(name: str) -> str:
     mapping, architecture = found
     mapped = ", ".join(f"{theirs} → {ours if isinstance(ours, str) else ours[0]}"
                        for theirs, ours in mapping.fields_of(architecture).items())
-    checked = ", ".join(f"{theirs} ∈ {list(values)}" for theirs, values in mapping.required.items())
-    return f"{mapping.config_class}: {mapped}\nchecked: {checked}"
+    checked, fresh = (", ".join(f"{theirs} ∈ {list(values)}" for theirs, values in table.items())
+                      for table in ({**mapping.required, **COMMON_REQUIRED}, FRESH_REQUIRED))
+    mapped += "".join(f", {how}" for how in mapping.derived.values())
+    return f"{mapping.config_class}: {mapped}\nchecked: {checked}; for a new model (create_model): {fresh}"
 
 
 # --- files and Hub ids ----------------------------------------------------------------------------------------
@@ -413,7 +418,8 @@ def from_pretrained(path_or_repo_id: str | Path, *, architecture: str | None = N
     targets = {} if mapping is None else {theirs: t if isinstance(t, str) else t[0]
                                           for fields in (mapping.fields, *mapping.head_fields.values())
                                           for theirs, t in fields.items()}
-    known = () if mapping is None else (*targets, *mapping.required, *mapping.unused, *BOOKKEEPING, *NO_EFFECT)
+    known = () if mapping is None else (*targets, *mapping.required, *mapping.unused, *mapping.derived, *BOOKKEEPING,
+                                        *NO_EFFECT)
     config_overrides = {k: v for k, v in overrides.items() if k in config or k in known}
     for name in config_overrides:  # an override replaces every saved field that sets its argument (id2label)
         for other in [k for k in config if k != name and name in targets and targets.get(k) == targets[name]]:

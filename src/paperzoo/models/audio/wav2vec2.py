@@ -930,7 +930,8 @@ _LARGE_PRETRAINING = dict(codevector_dim=768, final_dim=768, quantizer_dropout=0
 
 _NOTES = ("input: 16 kHz mono waveforms (N, samples), 400 <= samples <= max_samples (one minute by default), "
           "optional attention_mask (N, samples), 1 at audio, 0 at right padding. Keyword arguments in the reference "
-          "are transformers' Wav2Vec2Config; the reference's defaults are BASE's")
+          "are transformers' Wav2Vec2Config; the reference's defaults are BASE's. create_model takes them too, beside "
+          "ours (num_hidden_layers or num_layers; `paperzoo info` lists the mapping)")
 
 
 def _card(name: str, architecture: str, reference: str, params: int, gmacs: float, canonical: bool = False,
