@@ -14,6 +14,9 @@ happen:
   that they are indeed the tied tensors. Buffers that transformers keeps (position ids, causal masks) are dropped.
 * wav2vec 2.0 keeps separate ``q_proj``, ``k_proj``, ``v_proj`` layers, packed into ``qkv`` as BERT's; its
   quantizer's flat ``codevectors`` are reshaped to one codebook per group.
+* The task heads keep the encoder under its prefix (``bert.``, ``wav2vec2.``) and rename only their own layers:
+  BERT's masked-LM head as in pre-training, its sequence classifier as it is (``classifier``), wav2vec 2.0's CTC
+  projection ``lm_head`` → ``ctc_head``.
 """
 
 from __future__ import annotations
