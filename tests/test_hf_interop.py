@@ -226,6 +226,30 @@ def test_create_model_takes_the_references_configuration_names():
         paperzoo.create_model("bert_base", num_layer=3)
 
 
+def test_a_reference_field_named_as_one_of_our_arguments_means_that_argument():
+    """create_model passes our own argument names through untranslated: that is right only if no reference field
+    spells one of our arguments while meaning another (wav2vec 2.0's intermediate_size is our ffn_dim, and we
+    have no intermediate_size there)."""
+    import inspect
+
+    from paperzoo.interop.huggingface import BOOKKEEPING, CONFIGS, NO_EFFECT
+    from paperzoo.models.audio.wav2vec2 import Wav2Vec2, Wav2Vec2CTC, Wav2Vec2PreTraining
+    from paperzoo.models.language.bert import BERT, BERTSequenceClassification
+    from paperzoo.models.language.gpt import GPT
+
+    classes = {"bert": [BERT, BERTSequenceClassification], "openai-gpt": [GPT], "gpt2": [GPT],
+               "wav2vec2": [Wav2Vec2, Wav2Vec2CTC, Wav2Vec2PreTraining]}
+    for model_type, mapping in CONFIGS.items():
+        ours = {name for cls in classes[model_type] for name in inspect.signature(cls).parameters} - {"kwargs",
+                                                                                                      "wav2vec2_kwargs"}
+        for architecture in mapping.architectures:
+            for theirs, target in mapping.fields_of(architecture).items():
+                assert theirs not in ours or theirs == (target if isinstance(target, str) else target[0]), theirs
+        heads = {name for fields in mapping.head_fields.values() for name in fields}  # mapped first (above)
+        ignored = {*mapping.required, *mapping.unused, *mapping.derived, *BOOKKEEPING, *NO_EFFECT} - heads
+        assert not ignored & ours, f"{model_type}: {sorted(ignored & ours)}"
+
+
 @pytest.mark.parametrize("model_class", ["BertModel", "BertForSequenceClassification", "OpenAIGPTLMHeadModel",
                                          "GPT2LMHeadModel", "Wav2Vec2ForCTC", "Wav2Vec2ForPreTraining"])
 def test_a_config_json_as_keywords_builds_what_from_pretrained_builds(tmp_path, model_class):
