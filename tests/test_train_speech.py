@@ -80,18 +80,17 @@ def test_speech_runs_are_checked_before_anything_is_written(tmp_path):
         plan(TrainConfig("wav2vec2_base", out=out))
     with pytest.raises(ValueError, match="--encoder starts a CTC model"):
         plan(TrainConfig("wav2vec2_base_pretraining", options={"encoder": "x"}, out=out))
-    (tmp_path / "audio").mkdir()
     tone = np.sin(np.linspace(0, 400 * np.pi, 8000)) * 0.5
-    for i in range(3):
-        write_wav(tmp_path / "audio" / f"{i}.wav", tone)
-        (tmp_path / "audio" / f"{i}.txt").write_text("one two")
-    (tmp_path / "audio" / "2.txt").write_text("one två")
-    with pytest.raises(ValueError, match="characters outside the vocabulary of the training transcripts: 'å'"):
-        plan(TrainConfig("wav2vec2_base_ctc", data="audio", data_path=str(tmp_path / "audio"), out=out,
-                         seed=3))
-    (tmp_path / "audio" / "2.txt").unlink()
+    for split, name, text in (("train", "0", "one two"), ("train", "1", "two one"), ("val", "0", "one två")):
+        write_wav(tmp_path / "audio" / split / f"{name}.wav", tone)
+        (tmp_path / "audio" / split / f"{name}.txt").write_text(text)
+    audio = str(tmp_path / "audio")
+    with pytest.raises(ValueError, match=r"test transcript 0 \('one två'\) has characters outside the vocabulary "
+                                         r"of the training transcripts: 'vå'"):
+        plan(TrainConfig("wav2vec2_base_ctc", data="audio", data_path=audio, out=out))
+    (tmp_path / "audio" / "train" / "1.txt").unlink()
     with pytest.raises(ValueError, match="needs a transcript beside every audio file"):
-        plan(TrainConfig("wav2vec2_base_ctc", data="audio", data_path=str(tmp_path / "audio"), out=out))
+        plan(TrainConfig("wav2vec2_base_ctc", data="audio", data_path=audio, out=out))
     assert not (tmp_path / "out").exists()
 
 
