@@ -412,6 +412,55 @@ def test_every_canonical_model_has_a_page_with_its_diagram_and_variants(built_si
 
 
 @pytest.mark.heavy
+def test_every_model_page_shows_its_whole_file_numbered_as_in_the_file(built_site):
+    """The code beside the explanation (issue 24, item 3): every model page holds its model file, definition by
+    definition in folding blocks, each line under the number it has in the file, so that together the blocks are
+    the file after its module docstring; each class's docstring prose stands above its code; and the page links to
+    the file, published beside it unchanged."""
+    import ast
+    import importlib.util
+
+    site = Path(built_site["dir"])
+    for arch in docsite.architectures():
+        html = (site / "models" / arch.slug / "index.html").read_text()
+        source = Path(importlib.util.find_spec(arch.module).origin).read_text()
+        lines = source.splitlines()
+        tree = ast.parse(source)
+        after_docstring = tree.body[0].end_lineno  # every model file opens with its docstring (DESIGN.md)
+        shown: dict[int, str] = {}
+        for block in re.findall(r'<details class="pz-code".*?</details>', html, flags=re.S):
+            numbers, code = PageText.of(block).code_blocks
+            numbered = [int(n) for n in numbers.split()]
+            assert numbered == list(range(numbered[0], numbered[0] + len(numbered))), arch.slug
+            for number, line in zip(numbered, code.splitlines(), strict=True):
+                shown[number] = line
+        assert shown, f"{arch.slug}: no code on the page"
+        wrong = [n for n, line in shown.items() if line.rstrip() != lines[n - 1].rstrip()]
+        assert not wrong, f"{arch.slug}: lines {wrong[:5]} differ from the file's"
+        missing = [n for n, line in enumerate(lines, 1) if n > after_docstring and line.strip() and n not in shown]
+        assert not missing, f"{arch.slug}: lines {missing[:5]} of {arch.source} are not on the page"
+        assert 'href="../' + arch.slug + '.py"' in html, f"{arch.slug}: no link to its file"
+        assert (site / "models" / f"{arch.slug}.py").read_text() == source
+        text = PageText.of(html).prose
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and ast.get_docstring(node):
+                first = " ".join(ast.get_docstring(node).split("\n\n")[0].split())
+                if "$" not in first and "`" not in first and ":" not in first.split(" ")[0]:
+                    assert first in " ".join(text.split()), f"{arch.slug}: {node.name}'s explanation is not shown"
+
+
+def test_code_links_point_into_the_repository_when_the_site_names_one(archs):
+    googlenet = next(a for a in archs if a.slug == "googlenet")
+    page = docsite.architecture_page(googlenet, diagrams=None, repo_url="https://github.com/owner/paperzoo/")
+    source = (ROOT / googlenet.source).read_text()
+    inception = next(c for c in docsite.code_chunks(source) if c.title == "class InceptionModule")
+    assert source.splitlines()[inception.first - 1].startswith("class InceptionModule(")
+    assert (f"(https://github.com/owner/paperzoo/blob/main/src/paperzoo/models/classification/googlenet.py"
+            f"#L{inception.first}-L{inception.last})") in page
+    assert "](googlenet.py)" not in page  # with a repository, no link to the copy beside the page
+
+
+@pytest.mark.heavy
 def test_no_raw_tex_left_in_any_page(built_site):
     """Every equation of the docstrings reaches KaTeX: no page's prose (its text outside code and outside the
     containers arithmatex makes for KaTeX) shows TeX such as ``e^{t_h}``, ``s_{i-1}`` or ``\\frac``, and the model

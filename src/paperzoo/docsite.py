@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib
+import importlib.util
 import inspect
 import io
 import json
@@ -307,9 +308,9 @@ def _paper_block(card: ModelCard) -> str:
             f"{paper.year}")
 
 
-def architecture_page(arch: Architecture, diagrams: list | None) -> str:
+def architecture_page(arch: Architecture, diagrams: list | None, repo_url: str | None = None) -> str:
     """The page of one architecture: paper, key ideas, diagram, variants, how to run it, the source's account
-    of the paper and its deviations, and the API of its network class."""
+    of the paper and its deviations, its code beside the explanation, and the API of its network class."""
     sections = split_docstring(arch.doc)
     card = arch.canonical
     parts = [f"# {arch.title}", "",
@@ -352,6 +353,7 @@ def architecture_page(arch: Architecture, diagrams: list | None) -> str:
               else "*The module docstring has no Deviations paragraph.*", ""]
     if sections.rest:
         parts += ["## Further notes", "", rst_to_markdown(sections.rest), ""]
+    parts += [code_section(arch, repo_url), ""]
     network_class = _network_class(arch)
     parts += ["## API", "", f"::: {network_class}", "    options:", "      heading_level: 3", ""]
     return "\n".join(parts)
@@ -371,6 +373,116 @@ def _network_class(arch: Architecture) -> str:
 def _figure(diagram) -> str:
     note = f'<p class="pz-note">{diagram.note}</p>' if diagram.note else ""
     return f'<div class="pz-figure" data-diagram="{diagram.anchor}">\n{diagram.svg}\n</div>{note}'
+
+
+# ------------------------------------------------------------------------------- the code beside the explanation
+
+# Where a docstring's reference part starts (Google style): the prose before it explains, the rest the API lists.
+_DOC_REFERENCE = re.compile(r"^\s*(Args|Arguments|Returns|Raises|Attributes|Yields|Shapes?|Examples?):\s*$", re.M)
+
+
+@dataclass(frozen=True)
+class CodeChunk:
+    """A stretch of a model file: one top-level class or function (with its decorators and the comments above
+    it), or the statements between them (imports, constants, the example)."""
+
+    title: str  # "class InceptionModule", "def googlenet", "imports and constants", "constants", "the example"
+    anchor: str  # the heading's id on the page: "code-class-inceptionmodule"
+    first: int  # line numbers in the file, 1-based, inclusive
+    last: int
+    code: str
+    explanation: str  # the docstring's prose, before its Args/Returns sections ("" if it has none)
+
+
+def code_chunks(source: str) -> list[CodeChunk]:
+    """The file after its module docstring (which the page shows above, section by section), cut at every
+    top-level class and function, so that each can be read under its own explanation. The chunks cover the file
+    to its last line, in order: put together they are the file."""
+    import ast
+
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    body = list(tree.body)
+    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        start = body.pop(0).end_lineno + 1
+    else:
+        start = 1
+    groups: list[list[ast.stmt]] = []
+    for node in body:
+        definition = isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        if definition or not groups or _is_definition(groups[-1][0]):
+            groups.append([node])
+        else:
+            groups[-1].append(node)
+    chunks: list[CodeChunk] = []
+    for index, group in enumerate(groups):
+        node = group[0]
+        last = len(lines) if index == len(groups) - 1 else _first_line(groups[index + 1][0]) - 1
+        while last > start and not lines[last - 1].strip() and index < len(groups) - 1:
+            last -= 1  # the blank lines before the next definition belong to nobody
+        while start < last and not lines[start - 1].strip():
+            start += 1
+        code = "\n".join(lines[start - 1:last]).rstrip()
+        if _is_definition(node):
+            kind = "class" if isinstance(node, ast.ClassDef) else "def"
+            title, anchor = f"{kind} {node.name}", f"code-{kind}-{node.name.lower().strip('_')}"
+            doc = ast.get_docstring(node) or ""
+            explanation = _DOC_REFERENCE.split(doc, maxsplit=1)[0].strip()
+        else:
+            example = any(isinstance(n, ast.If) and "__main__" in ast.unparse(n.test) for n in group)
+            constants = all(isinstance(n, (ast.Assign, ast.AnnAssign)) for n in group)
+            title = "the example" if example and len(group) == 1 else "imports and constants" if index == 0 \
+                else "constants" if constants else "module-level code"
+            anchor, explanation = "code-" + title.replace(" ", "-"), ""
+        if code:
+            taken = sum(c.anchor == anchor or c.anchor.startswith(anchor + "-") for c in chunks)
+            chunks.append(CodeChunk(title, anchor + (f"-{taken + 1}" if taken else ""), start, last, code,
+                                    explanation))
+        start = last + 1
+    return chunks
+
+
+def _is_definition(node) -> bool:
+    import ast
+
+    return isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+
+
+def _first_line(node) -> int:
+    return min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])
+
+
+def source_link(arch: Architecture, first: int, last: int, repo_url: str | None) -> str:
+    """Where a stretch of the model file can be read: the repository's page of the file at those lines when the
+    site names its repository (mkdocs.yml's ``repo_url``), else the file's copy published beside the page."""
+    if repo_url:
+        return f"{repo_url.rstrip('/')}/blob/main/{arch.source}#L{first}-L{last}"
+    return f"{arch.slug}.py"
+
+
+def code_section(arch: Architecture, repo_url: str | None = None) -> str:
+    """The model file, definition by definition: each class's and function's own explanation (its docstring's
+    prose, equations included) above the lines that implement it, numbered as in the file, with a link to the
+    file at those lines. Open by default; a block folds away with a click, which keeps long pages navigable."""
+    source = Path(importlib.util.find_spec(arch.module).origin).read_text()
+    total = len(source.splitlines())
+    parts = ["## The code", "",
+             f"The whole of [`{arch.source}`]({source_link(arch, 1, total, repo_url)}) ({total} lines) after its "
+             "docstring (shown above), one class or function at a time: its explanation, then the lines that "
+             "compute it, numbered as in the file.", ""]
+    for chunk in code_chunks(source):
+        folded = chunk.title == "imports and constants"
+        parts += [f"### `{chunk.title}` {{#{chunk.anchor}}}", ""]
+        if chunk.explanation:
+            parts += [rst_to_markdown(chunk.explanation), ""]
+        where = f"lines {chunk.first}–{chunk.last}" if chunk.last > chunk.first else f"line {chunk.first}"
+        parts += [f'{"???" if folded else "???+"} pz-code "{where} of {arch.slug}.py"',
+                  "", f'    ```python linenums="{chunk.first}"',
+                  *(f"    {line}" if line.strip() else "" for line in chunk.code.splitlines()),
+                  "    ```", "", f"    [{where} in the file]({source_link(arch, chunk.first, chunk.last, repo_url)})",
+                  ""]
+    return "\n".join(parts)
 
 
 # --------------------------------------------------------------------------------------------------- overviews
@@ -669,10 +781,12 @@ def _api_title(path: str) -> str:
     return {"api/layers.md": "Shared layers", "api/training.md": "Training"}.get(path, path)
 
 
-def site_files(root: Path | str = ".", *, diagrams: bool = True) -> dict[str, str]:
-    """Every generated page (and the chart), ``{path under docs/: text}``.
+def site_files(root: Path | str = ".", *, diagrams: bool = True, repo_url: str | None = None) -> dict[str, str]:
+    """Every generated page (and the chart, and a copy of each model file beside its page),
+    ``{path under docs/: text}``.
 
-    ``diagrams=False`` leaves the architecture diagrams out (a quick build for checking pages and links).
+    ``diagrams=False`` leaves the architecture diagrams out (a quick build for checking pages and links);
+    ``repo_url`` (mkdocs.yml's) makes the code sections link to the repository's files at their lines.
     """
     from paperzoo.diagram import architecture_diagrams
 
@@ -686,7 +800,8 @@ def site_files(root: Path | str = ".", *, diagrams: bool = True) -> dict[str, st
              "overview/benchmarks.md": benchmarks_page(Path(root))}
     for arch in archs:
         drawn = architecture_diagrams(arch.canonical.name) if diagrams else None
-        files[f"models/{arch.slug}.md"] = architecture_page(arch, drawn)
+        files[f"models/{arch.slug}.md"] = architecture_page(arch, drawn, repo_url)
+        files[f"models/{arch.slug}.py"] = Path(importlib.util.find_spec(arch.module).origin).read_text()
     api = api_pages()
     files.update(api)
     files["SUMMARY.md"] = summary(archs, api)
