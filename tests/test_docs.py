@@ -67,13 +67,18 @@ def test_architecture_page_has_every_part_the_issue_asks_for(archs):
         assert f'paperzoo.create_model("{card.name}")' in page
 
 
-def test_snippet_runs(archs):
-    """The page's snippet, as printed, for the smallest canonical model (the same template serves every page)."""
-    arch = min(archs, key=lambda a: a.canonical.gmacs * 1e3 + a.canonical.params / 1e6)
-    code = re.search(r"```python\n(.*?)```", docsite.snippet(arch, "(2, 10)"), flags=re.S).group(1)
-    namespace: dict = {}
-    exec(compile(code, f"{arch.slug} snippet", "exec"), namespace)
-    assert namespace["card"].name == arch.canonical.name
+def test_example_prints_on_the_page_what_it_prints_on_a_cpu(archs, capsys):
+    """The "Run it" snippet is run when the site is built, on the meta device, and its printed output goes on the
+    page; run here for real on the CPU, the same snippet prints the same lines (two quick models of two output
+    kinds: a classifier's tensor, and a recurrent layer's (output, state) tuple)."""
+    for arch in (a for a in archs if a.slug in ("squeezenet", "gru")):
+        example = docsite.run_example(arch)
+        assert f'paperzoo.create_model("{arch.canonical.name}")' in example.code
+        exec(compile(example.code, f"{arch.slug} snippet", "exec"), {})
+        assert capsys.readouterr().out.rstrip("\n") == example.printed, arch.slug
+        assert f"{arch.canonical.params:,} parameters" in example.printed
+    page = docsite.architecture_page(arch, diagrams=None, example=example)
+    assert f"```text\n{example.printed}\n```" in page
 
 
 def test_parity_status_follows_the_reference():
@@ -458,6 +463,39 @@ def test_code_links_point_into_the_repository_when_the_site_names_one(archs):
     assert (f"(https://github.com/owner/paperzoo/blob/main/src/paperzoo/models/classification/googlenet.py"
             f"#L{inception.first}-L{inception.last})") in page
     assert "](googlenet.py)" not in page  # with a repository, no link to the copy beside the page
+
+
+@pytest.mark.heavy
+def test_model_pages_show_the_recipe_and_the_published_weights_with_their_metric(built_site):
+    """Item 5: the card's training recipe and every published set of weights, with the metric its publisher
+    measured (read here from torchvision's own weight enums), on the page; a paper-only model says it has none."""
+    import torchvision
+
+    site = Path(built_site["dir"])
+
+    def page(slug: str) -> PageText:
+        return PageText.of((site / "models" / slug / "index.html").read_text())
+
+    resnet = page("resnet")
+    (table,) = [t for t in resnet.tables if t and "published metric" in t[0]]
+    header, rows = table[0], table[1:]
+    enums = {"resnet18": torchvision.models.ResNet18_Weights, "resnet50": torchvision.models.ResNet50_Weights,
+             "resnet152": torchvision.models.ResNet152_Weights}
+    for name, enum in enums.items():
+        for weights in enum:
+            (row,) = [r for r in rows if r[0] == name and r[1].split()[0] == weights.name]
+            top1 = weights.meta["_metrics"]["ImageNet-1K"]["acc@1"]
+            assert f"acc@1 {top1:g}" in row[header.index("published metric")], (name, weights.name, row)
+            assert ("(default)" in row[1]) == (weights == enum.DEFAULT)
+            assert f"crop {weights.transforms().crop_size[0]}" in row[header.index("preprocessing")]
+    assert any('paperzoo.create_model("resnet50", pretrained=True)' in block for block in resnet.code_blocks)
+    prose = " ".join(resnet.prose.split())
+    recipe = paperzoo.model_card("resnet50").recipe
+    assert f"sgd (momentum {recipe.momentum:g}), lr {recipe.lr:g} at batch {recipe.batch_size}" in prose
+    unet = " ".join(page("unet").prose.split())
+    assert "None published: its reference is the paper" in unet
+    for arch in docsite.architectures():
+        assert "Training and weights" in (site / "models" / arch.slug / "index.html").read_text(), arch.slug
 
 
 @pytest.mark.heavy

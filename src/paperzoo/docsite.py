@@ -284,12 +284,39 @@ def variant_table(arch: Architecture) -> str:
     return "\n".join(rows)
 
 
-def snippet(arch: Architecture, output: str) -> str:
+# Tasks whose forward pass ends in value-dependent steps (score thresholds, non-maximum suppression), which the
+# meta device cannot run: it computes shapes, not the values that decide how many boxes survive.
+VALUE_DEPENDENT_TASKS = ("object-detection", "instance-segmentation", "keypoint-detection")
+
+
+@dataclass(frozen=True)
+class Example:
+    """The page's "Run it" snippet and what it printed when the site was built (``None``: not run, ``note``
+    says why)."""
+
+    code: str
+    printed: str | None
+    note: str = ""
+
+
+def example_code(arch: Architecture, output=None) -> str:
+    """The snippet: build the canonical variant, run its example input, print its size and its output's
+    structure (``output``, the model's output when known, picks how to print it)."""
+    import torch
+
     card = arch.canonical
     call = "model(*x)" if card.input.kind == "token-pairs" else "model(x)"
     comment = "  # a (source, target) pair: spread over the arguments" if card.input.kind == "token-pairs" else ""
-    return f'''```python
-import torch
+    if card.task in VALUE_DEPENDENT_TASKS:
+        show = 'print([{k: tuple(v.shape) for k, v in d.items()} for d in y])  # one dict per image'
+    elif isinstance(output, dict):
+        show = 'print("output:", {k: tuple(v.shape) for k, v in y.items()})'
+    elif isinstance(output, (tuple, list)):
+        show = 'print("output:", tuple(y[0].shape))  # y[1]: the final state, as torch.nn returns it'
+    else:
+        show = 'print("output:", tuple(y.shape))'
+    assert output is None or isinstance(output, (torch.Tensor, dict, tuple, list)), type(output)
+    return f'''import torch
 import paperzoo
 
 model = paperzoo.create_model("{card.name}").eval()
@@ -297,9 +324,125 @@ card = paperzoo.model_card("{card.name}")
 x = card.example_input(batch_size=2)  # {card.input.describe()}
 with torch.no_grad():
     y = {call}{comment}
-print(card.architecture, f"{{paperzoo.count_parameters(model):,}} parameters")  # {card.params:,}
-# y: {output}
-```'''
+print(card.architecture, f"{{paperzoo.count_parameters(model):,}} parameters")
+{show}
+'''
+
+
+def run_example(arch: Architecture) -> Example:
+    """Run the page's snippet as it stands, on the meta device (every shape computed, no arithmetic, nothing
+    allocated: seconds for the whole zoo, where the CPU would take minutes), and keep what it prints. A snippet
+    that fails fails the build. Detectors are not run (:data:`VALUE_DEPENDENT_TASKS`)."""
+    import contextlib
+
+    import torch
+
+    if arch.canonical.task in VALUE_DEPENDENT_TASKS:
+        return Example(example_code(arch), None, "Not run when this site was built: a detector's post-processing "
+                       "(score thresholds, non-maximum suppression) depends on values, which the meta device does "
+                       "not compute, and on a CPU the example takes about ten seconds.")
+    # Run once (a meta forward pass is slow Python: seconds for a ResNet-50): the snippet up to its two print
+    # lines, then those lines, chosen by what the model returned, in the same namespace. Together they are the code.
+    *body, _, _ = example_code(arch).rstrip("\n").splitlines()
+    namespace: dict = {}
+    printed = io.StringIO()
+    with torch.device("meta"), contextlib.redirect_stdout(printed):
+        exec(compile("\n".join(body), f"{arch.slug} example", "exec"), namespace)
+        code = example_code(arch, namespace["y"])
+        assert code.startswith("\n".join(body) + "\n")
+        exec(compile("\n".join(code.rstrip("\n").splitlines()[-2:]), f"{arch.slug} example", "exec"), namespace)
+    return Example(code, printed.getvalue().rstrip("\n"))
+
+
+def example_section(arch: Architecture, example: Example | None) -> str:
+    card = arch.canonical
+    example = example or Example(example_code(arch), None)
+    parts = ["## Run it", "", "```python", example.code.rstrip("\n"), "```", ""]
+    if example.printed is not None:
+        parts += ["It printed, when this site was built (the snippet as it stands, run on the meta device: the "
+                  "same shapes and counts as on a CPU, without the arithmetic):", "", "```text", example.printed,
+                  "```", ""]
+    elif example.note:
+        parts += [f"*{example.note}*", ""]
+    parts += [f"From a shell: `paperzoo info {card.name} --measure` prints the card with the measured parameters "
+              f"and GMACs, `paperzoo run {card.name}` builds it and times one forward pass on a CPU or GPU.", ""]
+    return "\n".join(parts)
+
+
+def _metrics(weights) -> str:
+    return "; ".join(f"{dataset}: " + ", ".join(f"{metric} {value:g}" for metric, value in values.items())
+                     for dataset, values in weights.metrics.items()) or "none published"
+
+
+def _preprocessing(preprocessing) -> str:
+    """Short, for a table cell: ``resize 232, crop 224 (bilinear), ImageNet mean/std``."""
+    from paperzoo.weights import IMAGENET_MEAN, IMAGENET_STD
+
+    if preprocessing is None:
+        return "—"
+    parts = [f"resize {preprocessing.resize}"] if preprocessing.resize else []
+    parts += [f"crop {preprocessing.crop}"] if preprocessing.crop else []
+    text = ", ".join(parts) + (f" ({preprocessing.interpolation})" if parts else "")
+    if (preprocessing.mean, preprocessing.std) == (IMAGENET_MEAN, IMAGENET_STD):
+        normalise = "ImageNet mean/std"
+    elif preprocessing.mean:
+        normalise = f"mean {list(preprocessing.mean)}, std {list(preprocessing.std)}"
+    else:
+        normalise = "[0, 1]"
+    return ", ".join(p for p in (text, normalise) if p)
+
+
+def training_section(arch: Architecture) -> str:
+    """The paper's training recipe from the cards (what ``paperzoo train`` follows) and the published weights of
+    every variant (``paperzoo.weights``): tag, published metric, preprocessing, size, licence, how they were
+    trained, and the line that loads them; or why there are none."""
+    from paperzoo.cli import describe_recipe
+    from paperzoo.weights import no_weights_reason, published_weights
+
+    card = arch.canonical
+    parts = ["## Training and weights", "", "### The paper's recipe", ""]
+    recipes: dict[str, list[str]] = {}
+    for variant in arch.cards:
+        if variant.recipe is not None:
+            recipes.setdefault(describe_recipe(variant.recipe), []).append(variant.name)
+    if recipes:
+        for text, names in recipes.items():
+            settings, _, source = text.partition("\n")
+            who = "" if len(recipes) == 1 else " (" + ", ".join(f"`{n}`" for n in names) + ")"
+            source = source.removeprefix("(").removesuffix(")")
+            parts += [f"- {_inline(settings)}{who}. *Source: {_inline(source)}.*"]
+        trains = ("`paperzoo train " + card.name + "` follows it on a short run (the schedule's steps at the same "
+                  "fractions of the run)." if card.task == "image-classification" else
+                  "`paperzoo train` trains the image classifiers only, so far.")
+        parts += ["", trains, ""]
+    else:
+        parts += ["No variant's card carries a training recipe from its paper"
+                  + (" (`paperzoo train` uses AdamW with cosine decay)." if card.task == "image-classification"
+                     else "."), ""]
+    rows = ["| variant | weights | published metric | preprocessing | size | licence | training |",
+            "| --- | --- | --- | --- | ---: | --- | --- |"]
+    for variant in arch.cards:
+        for weights in published_weights(variant.name):
+            preprocessing = _preprocessing(weights.preprocessing) if weights.preprocessing or not weights.categories \
+                else "[0, 1] (the model resizes and normalises)"
+            size = f"{weights.file_size_mb:,.1f} MB" if weights.file_size_mb else "—"
+            recipe = f"[how]({weights.recipe})" if weights.recipe.startswith("http") else _cell(weights.recipe)
+            rows.append(f"| `{variant.name}` | `{weights.tag}`{' (default)' if weights.default else ''} | "
+                        f"{_cell(_metrics(weights))} | {_cell(preprocessing)} | {size} | {_cell(weights.licence)} | "
+                        f"{recipe} |")
+    parts += ["### Published weights", ""]
+    if len(rows) > 2:
+        loaded = next(c for c in (card, *arch.cards) if published_weights(c.name))
+        default = published_weights(loaded.name)[0]
+        lines = [f'model = paperzoo.create_model("{loaded.name}", pretrained=True).eval()  # {default.tag}']
+        if default.preprocessing is not None or default.categories:
+            lines.append("preprocess = paperzoo.transforms(model)  # the preprocessing the metric was measured with")
+        parts += ["The references' own files, converted on load and kept in their caches (torch.hub's, the "
+                  "Hugging Face Hub's); the metrics are the ones they publish.", "", "\n".join(rows), "",
+                  "```python", "import paperzoo", "", *lines, "```", ""]
+    else:
+        parts += [f"None published: {_inline(no_weights_reason(card.name) or '')}.", ""]
+    return "\n".join(parts)
 
 
 def _paper_block(card: ModelCard) -> str:
@@ -308,7 +451,8 @@ def _paper_block(card: ModelCard) -> str:
             f"{paper.year}")
 
 
-def architecture_page(arch: Architecture, diagrams: list | None, repo_url: str | None = None) -> str:
+def architecture_page(arch: Architecture, diagrams: list | None, repo_url: str | None = None,
+                      example: Example | None = None) -> str:
     """The page of one architecture: paper, key ideas, diagram, variants, how to run it, the source's account
     of the paper and its deviations, its code beside the explanation, and the API of its network class."""
     sections = split_docstring(arch.doc)
@@ -319,10 +463,8 @@ def architecture_page(arch: Architecture, diagrams: list | None, repo_url: str |
     if sections.paper.startswith("Papers"):
         parts += [rst_to_markdown(sections.paper), ""]
     parts += ["## Key ideas", "", *(f"- {_inline(line)}" for line in card.innovations), ""]
-    output = "see `paperzoo run " + card.name + "`"
     if diagrams is not None:
         network, *blocks = diagrams
-        output = network.output or output
         parts += ["## Architecture", "",
                   f"`{card.name}` at its example input, drawn from the model itself (one forward pass on the meta "
                   "device: shapes, no arithmetic). Boxes are the paper's blocks; a highlighted box (⊕) opens "
@@ -344,9 +486,8 @@ def architecture_page(arch: Architecture, diagrams: list | None, repo_url: str |
     notes = [c for c in arch.cards if c.notes]
     if notes:
         parts += [f"- `{c.name}`: {_inline(c.notes)}" for c in notes] + [""]
-    parts += ["## Run it", "", snippet(arch, output), "",
-              f"From a shell: `paperzoo info {card.name} --measure` prints the card with the measured parameters "
-              f"and GMACs, `paperzoo run {card.name}` builds it and times one forward pass.", ""]
+    parts += [example_section(arch, example), ""]
+    parts += [training_section(arch), ""]
     parts += ["## From the source", "", rst_to_markdown(sections.body) if sections.body else "", ""]
     parts += ["## Deviations", "",
               rst_to_markdown(sections.deviations) if sections.deviations
@@ -800,7 +941,7 @@ def site_files(root: Path | str = ".", *, diagrams: bool = True, repo_url: str |
              "overview/benchmarks.md": benchmarks_page(Path(root))}
     for arch in archs:
         drawn = architecture_diagrams(arch.canonical.name) if diagrams else None
-        files[f"models/{arch.slug}.md"] = architecture_page(arch, drawn, repo_url)
+        files[f"models/{arch.slug}.md"] = architecture_page(arch, drawn, repo_url, run_example(arch))
         files[f"models/{arch.slug}.py"] = Path(importlib.util.find_spec(arch.module).origin).read_text()
     api = api_pages()
     files.update(api)
