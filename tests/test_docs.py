@@ -349,6 +349,74 @@ def test_googlenet_draws_inception_modules_as_boxes_that_open():
     ET.fromstring(inception.svg)
 
 
+def _off_the_flow(graph: diagram.Graph) -> list[str]:
+    """The boxes not on a path from an input to an output."""
+    incoming, outgoing = diagram._in_out(graph)
+
+    def reach(starts: list[int], step: dict[int, list[int]]) -> set[int]:
+        seen, todo = set(starts), list(starts)
+        while todo:
+            for other in step[todo.pop()]:
+                if other not in seen:
+                    seen.add(other)
+                    todo.append(other)
+        return seen
+
+    forward = reach([n.id for n in graph.nodes if n.kind == "input"], outgoing)
+    backward = reach([n.id for n in graph.nodes if n.kind == "output"], incoming)
+    return [f"{n.title} ({n.path})" for n in graph.nodes if n.id not in forward & backward]
+
+
+def _calls(name: str, path: str) -> int:
+    """How many times the forward pass of ``name``'s example calls its module at ``path`` (meta device)."""
+    with torch.device("meta"):
+        model = paperzoo.create_model(name).eval()
+        x = paperzoo.model_card(name).example_input(2)
+        calls = []
+        model.get_submodule(path).register_forward_hook(lambda *_: calls.append(1))
+        with torch.no_grad():
+            model(x)
+    return len(calls)
+
+
+def test_unet_draws_its_one_max_pool_at_each_of_its_four_places():
+    """Issue 24, item 2: U-Net's single ``pool`` module, called between every two levels, was one box whose
+    edges back were dropped, so the contracting path became four parallel branches and the bottom led nowhere.
+    Each call is now a box in the chain level → pool → next level, and every box lies on the input→output flow."""
+    network = diagram.architecture_diagrams("unet")[0].graph
+    pools = sorted((n for n in network.nodes if n.path == "pool"), key=lambda n: n.order)
+    assert len(pools) == _calls("unet", "pool") == 4
+    assert [n.use for n in pools] == [(k, 4) for k in range(1, 5)]
+    edges = {(network.node(a).path, network.node(b).path) for a, b in network.edges}
+    for level in range(3):
+        assert (f"contracting.{level}", "pool") in edges and ("pool", f"contracting.{level + 1}") in edges
+    assert ("pool", "bottom") in edges
+    for a, b in network.edges:
+        if network.node(a).path == "pool":  # each pool feeds the next level down only, not every level
+            assert network.node(b).path in ("contracting.1", "contracting.2", "contracting.3", "bottom")
+    assert not _off_the_flow(network), _off_the_flow(network)
+    assert "use 2 of 4" in diagram.render_svg(network, title="U-Net")
+
+
+def test_bert_layer_draws_both_residual_sub_layers():
+    """Issue 24, item 2: BERT's encoder layer applies its one dropout after attention and after the
+    feed-forward network; drawn as one box, the feed-forward output led nowhere and the second residual addition
+    was missing. Both sub-layers now end in their own addition and LayerNorm, on the path to the output."""
+    layer = next(d for d in diagram.architecture_diagrams("bert_base") if d.anchor == "block-encoderlayer").graph
+    assert _calls("bert_base", "layers.0.dropout") == 2
+    additions = sorted((n for n in layer.nodes if n.title == "+"), key=lambda n: n.order)
+    assert len(additions) == 2
+    incoming, outgoing = diagram._in_out(layer)
+    titles = {n.id: n.path or n.title for n in layer.nodes}
+    assert [titles[b] for b in outgoing[additions[0].id]] == ["attention_norm"]
+    assert [titles[b] for b in outgoing[additions[1].id]] == ["feed_forward_norm"]
+    feed_forward = next(n for n in layer.nodes if n.path == "feed_forward")
+    assert [titles[b] for b in outgoing[feed_forward.id]] == ["dropout"]  # the dropout's second use
+    assert [titles[b] for b in outgoing[outgoing[feed_forward.id][0]]] == ["+"]
+    assert "attention_norm" in [titles[a] for a in incoming[additions[1].id]]  # the residual around the FFN
+    assert not _off_the_flow(layer), _off_the_flow(layer)
+
+
 # --------------------------------------------------------------------------------- the built site (heavy)
 
 

@@ -116,7 +116,7 @@ def architectures() -> list[Architecture]:
         cards = tuple(model_card(n) for n in names)
         canonical = next((c for c in cards if c.canonical), cards[0])
         doc = inspect.getdoc(module) or canonical.architecture
-        title = doc.strip().splitlines()[0].strip().rstrip(".")
+        title = _title(doc)
         short = re.split(r"[:,]| - ", title)[0].strip()
         acronym = re.fullmatch(r"(.{20,}) \((\S+)\)", short)  # "Variational Autoencoder (VAE)" → "VAE"
         if acronym:
@@ -124,6 +124,13 @@ def architectures() -> list[Architecture]:
         found.append(Architecture(module=module_name, slug=module_name.rsplit(".", 1)[1], title=title,
                                   short_title=short, doc=doc, cards=cards, canonical=canonical))
     return found
+
+
+def _title(doc: str) -> str:
+    """The docstring's first paragraph, the architecture's name; where it opens with a citation instead
+    (``Faster R-CNN: "Faster R-CNN: Towards ...", Ren, ...``) the name before the citation."""
+    first = " ".join(doc.strip().split("\n\n")[0].split())
+    return first.split(': "')[0].strip().rstrip(".")
 
 
 # ------------------------------------------------------------------------------------- docstrings into markdown
@@ -273,13 +280,19 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _wrapping_code(text: str) -> str:
+    """Code in a table cell that may break across lines (a reference with its arguments can be 300 characters
+    long: on one line it pushed the table's last columns out of sight at 1400 px)."""
+    return f'<span class="pz-ref">`{_cell(text)}`</span>'
+
+
 def variant_table(arch: Architecture) -> str:
     rows = ["| variant | name | parameters | GMACs | input | reference | status |",
             "| --- | --- | ---: | ---: | --- | --- | --- |"]
     for card in arch.cards:
         star = " ★" if card.canonical else ""
         rows.append(f"| {_cell(card.architecture)}{star} | `{card.name}` | {format_params(card)} | "
-                    f"{format_gmacs(card.gmacs)} | {_cell(card.input.describe())} | `{_cell(card.reference)}` | "
+                    f"{format_gmacs(card.gmacs)} | {_cell(card.input.describe())} | {_wrapping_code(card.reference)} | "
                     f"{parity_status(card)} |")
     return "\n".join(rows)
 
