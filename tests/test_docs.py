@@ -567,6 +567,41 @@ def test_model_pages_show_the_recipe_and_the_published_weights_with_their_metric
 
 
 @pytest.mark.heavy
+def test_titles_parameters_navigation_and_sitemap_are_sound(built_site):
+    """Item 6's smaller defects: a page title is the architecture's name, not a citation cut at its first line;
+    every documented parameter is one real parameter (no "a, b" rows, no prose for a name), and none that has a
+    default in the class's signature is listed as required; the navigation file is not a page; and no empty
+    sitemap is published (one needs site_url)."""
+    import importlib
+    import inspect
+
+    site = Path(built_site["dir"])
+    for arch in docsite.architectures():
+        html = (site / "models" / arch.slug / "index.html").read_text()
+        heading = re.search(r"<h1[^>]*>(.*?)</h1>", html, flags=re.S).group(1)
+        title = " ".join(PageText.of(heading).prose.split())
+        assert not title.endswith(",") and '"' not in title, f"{arch.slug}: title {title!r}"
+        module_name, _, class_name = docsite._network_class(arch).rpartition(".")
+        cls = getattr(importlib.import_module(module_name), class_name)
+        defaults = {name for name, p in inspect.signature(cls).parameters.items() if p.default is not p.empty}
+        methods = {name for _, member in inspect.getmembers(cls, inspect.isfunction) if member.__name__ != "__init__"
+                   for name in inspect.signature(member).parameters}
+        for table in PageText.of(html).tables:
+            if table and table[0][:2] == ["Name", "Type"]:
+                for row in table[1:]:
+                    name = row[0]
+                    assert re.fullmatch(r"\*{0,2}[A-Za-z_]\w*", name), f"{arch.slug}: parameter row {name!r}"
+                    assert not (row[-1] == "required" and name in defaults and name not in methods), (
+                        f"{arch.slug}: {name} has a default but is listed as required")
+    assert "Faster R-CNN" == docsite.architectures()[[a.slug for a in docsite.architectures()].index(
+        "faster_rcnn")].title
+    assert not (site / "SUMMARY").exists(), "the navigation file is published as a page"
+    sitemap = site / "sitemap.xml"
+    if sitemap.exists():
+        assert sitemap.read_text().count("<loc>") >= len(docsite.architectures()), "an empty sitemap"
+
+
+@pytest.mark.heavy
 def test_no_raw_tex_left_in_any_page(built_site):
     """Every equation of the docstrings reaches KaTeX: no page's prose (its text outside code and outside the
     containers arithmatex makes for KaTeX) shows TeX such as ``e^{t_h}``, ``s_{i-1}`` or ``\\frac``, and the model
@@ -698,11 +733,11 @@ def _full_page_screenshot(driver, path: Path) -> None:
     path.write_bytes(base64.b64decode(shot["data"]))
 
 
-def _assert_real_picture(path: Path) -> None:
+def _assert_real_picture(path: Path, min_width: int = 800) -> None:
     from PIL import Image
 
     with Image.open(path) as image:
-        assert image.format == "PNG" and image.width >= 800 and image.height >= 600, (path, image.size)
+        assert image.format == "PNG" and image.width >= min_width and image.height >= 600, (path, image.size)
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
         assert colours is None or len(colours) > 100, f"{path} is nearly blank"
 
@@ -803,11 +838,34 @@ def test_browser_reads_the_site(built_site):
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", containers[0])
         browser.save_screenshot(str(SCREENSHOTS / "6-equations.png"))
 
+        # Nothing cut off at 1400 px: every table fits its column (the widest ones: wav2vec 2.0's references,
+        # BERT's, the nine-column benchmark tables), and at a phone's 390 px no page is wider than the screen
+        # (tables, code, diagrams and equations scroll inside their own boxes).
+        browser.set_window_size(1400, 1000)
+        too_wide = """return Array.from(document.querySelectorAll('article table')).filter(t =>
+            t.scrollWidth > (t.closest('.md-typeset__scrollwrap') || t.parentElement).clientWidth + 1)
+            .map(t => t.rows[0].innerText.slice(0, 60))"""
+        for page in ("models/wav2vec2/", "models/bert/", "models/faster_rcnn/", "overview/benchmarks/"):
+            browser.get(url + page)
+            wait.until(expected.presence_of_element_located((By.CSS_SELECTOR, "article table")))
+            assert not browser.execute_script(too_wide), (page, browser.execute_script(too_wide))
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
+        for page in ("models/wav2vec2/", "models/googlenet/", "overview/benchmarks/"):
+            browser.get(url + page)
+            wait.until(expected.presence_of_element_located((By.CSS_SELECTOR, "article .arithmatex .katex, "
+                                                                               "article table")))
+            widths = browser.execute_script("return [document.documentElement.scrollWidth, "
+                                            "document.documentElement.clientWidth]")
+            assert widths[0] <= widths[1], (page, widths)
+        browser.save_screenshot(str(SCREENSHOTS / "7-phone.png"))
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors
     finally:
         browser.quit()
         server.shutdown()
     for shot in sorted(SCREENSHOTS.glob("*.png")):
-        _assert_real_picture(shot)
-    assert len(list(SCREENSHOTS.glob("*.png"))) == 6
+        _assert_real_picture(shot, min_width=390 if "phone" in shot.name else 800)
+    assert len(list(SCREENSHOTS.glob("*.png"))) == 7

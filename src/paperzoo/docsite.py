@@ -804,7 +804,8 @@ def benchmarks_page(root: Path) -> str:
     that nothing has been measured yet. Nothing is estimated or filled in."""
     results = root / "benchmarks" / "results"
     files = sorted(p for p in results.glob("*") if p.suffix in (".csv", ".json", ".md")) if results.is_dir() else []
-    parts = ["# Benchmarks", "",
+    # Its nine-column tables need the width of the page's table of contents, which lists only the tables anyway.
+    parts = ["---", "hide:", "  - toc", "---", "", "# Benchmarks", "",
              "Side-by-side speed of paperzoo's models and their reference implementations, the same weights in "
              "both, as measured by `paperzoo bench` (or `benchmarks/compare.py`) and stored in `benchmarks/results/`: "
              "medians of interleaved repeats and the ratio ours / reference (> 1: ours is slower). The numbers "
