@@ -593,6 +593,14 @@ def test_titles_parameters_navigation_and_sitemap_are_sound(built_site):
                     assert re.fullmatch(r"\*{0,2}[A-Za-z_]\w*", name), f"{arch.slug}: parameter row {name!r}"
                     assert not (row[-1] == "required" and name in defaults and name not in methods), (
                         f"{arch.slug}: {name} has a default but is listed as required")
+    # API signatures are formatted, one parameter a line (mkdocstrings with Ruff), not one unbroken line.
+    from paperzoo.models.classification.googlenet import GoogLeNet
+
+    html = (site / "models" / "googlenet" / "index.html").read_text()
+    signature = next(b for b in PageText.of(html).code_blocks if b.lstrip().startswith("GoogLeNet("))
+    lines = [line.strip() for line in signature.splitlines()]
+    for name in inspect.signature(GoogLeNet).parameters:
+        assert any(line.startswith(f"{name}:") for line in lines), f"{name} is not on a line of its own:\n{signature}"
     assert "Faster R-CNN" == docsite.architectures()[[a.slug for a in docsite.architectures()].index(
         "faster_rcnn")].title
     assert not (site / "SUMMARY").exists(), "the navigation file is published as a page"
