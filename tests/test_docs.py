@@ -50,6 +50,8 @@ def test_architecture_page_has_every_part_the_issue_asks_for(archs):
     for arch in archs:
         page = docsite.architecture_page(arch, diagrams=None)
         card = arch.canonical
+        front_matter, page = page.split("\n---\n\n", 1)  # the search tag, then the page
+        assert front_matter == f"---\ntags:\n  - {json.dumps(arch.short_title)}"
         assert page.startswith(f"# {arch.title}\n")
         assert f"[{docsite._inline(card.paper.title)}]({card.paper.url})" in page and card.paper.authors in page
         assert str(card.paper.year) in page
@@ -845,6 +847,19 @@ def test_browser_reads_the_site(built_site):
         assert fetched and all(name.startswith(url) for name in fetched), [n for n in fetched if not n.startswith(url)]
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", containers[0])
         browser.save_screenshot(str(SCREENSHOTS / "6-equations.png"))
+
+        # Search ranks the page whose title is the query first (it ranked CBAM and ODE-Net, whose long titles mention
+        # ResNet, above ResNet's own page).
+        for query, slug_wanted in (("resnet", "resnet"), ("densenet", "densenet")):
+            browser.get(url)
+            browser.find_element(By.CSS_SELECTOR, "label.md-search__icon, .md-search__input").click()
+            box = wait.until(expected.element_to_be_clickable((By.CSS_SELECTOR, "input.md-search__input")))
+            box.send_keys(query)
+            # Results update at every keystroke: wait for those of the whole word (their links highlight it).
+            first = wait.until(lambda b, q=query: next(
+                (link for link in b.find_elements(By.CSS_SELECTOR, ".md-search-result__item > .md-search-result__link")
+                 [:1] if f"h={q}" in (link.get_attribute("href") or "")), None))
+            assert f"/models/{slug_wanted}/" in first.get_attribute("href"), (query, first.get_attribute("href"))
 
         # Nothing cut off at 1400 px: every table fits its column (the widest ones: wav2vec 2.0's references,
         # BERT's, the nine-column benchmark tables), and at a phone's 390 px no page is wider than the screen

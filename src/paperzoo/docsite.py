@@ -470,7 +470,9 @@ def architecture_page(arch: Architecture, diagrams: list | None, repo_url: str |
     of the paper and its deviations, its code beside the explanation, and the API of its network class."""
     sections = split_docstring(arch.doc)
     card = arch.canonical
-    parts = [f"# {arch.title}", "",
+    # The architecture's name as the page's search tag, which Material's search weighs above titles and text: a
+    # search for "resnet" finds the ResNet page first, not the pages that mention ResNet in their long titles.
+    parts = ["---", "tags:", f"  - {json.dumps(arch.short_title)}", "---", "", f"# {arch.title}", "",
              f"*{TASK_TITLES.get(arch.task, arch.task)}, {arch.year}. Source: `{arch.source}` "
              f"(`python -m {arch.module}` runs its example).*", "", _paper_block(card), ""]
     if sections.paper.startswith("Papers"):
@@ -849,8 +851,10 @@ parameter count. This site is generated from the code: today it holds **{len(arc
   [parameters and compute](overview/scale.md) plots their size against their year.
 - The [learning path](overview/learning-path.md) is an order to read them in, from beginner to advanced.
 - An architecture's page gives the paper, its key ideas, a diagram drawn from the model itself (open a block by
-  clicking it), the variants with their parameter counts, GMACs and parity status, a snippet that runs it, the
-  source file's account of the paper, and every deviation from it.
+  clicking it), the variants with their parameter counts, GMACs and parity status, the paper's training recipe
+  and the published weights with their metrics, a snippet that runs it (and what it printed when this site was
+  built), the source file's account of the paper, every deviation from it, and the file itself, class by class
+  under each one's explanation.
 - The [API reference](api/index.md) is generated from the docstrings.
 
 ## Quick start
