@@ -52,7 +52,9 @@ _OP_NAMES = {"cat": "concat", "concat": "concat", "concatenate": "concat", "stac
              "matmul": "matmul", "__matmul__": "matmul", "bmm": "matmul", "einsum": "einsum",
              "div": "÷", "__truediv__": "÷"}
 _MAX_OP_NODES = 40  # functional merges drawn as nodes; beyond this (a solver's loop) tensors just carry their sources
-_MAX_USES = 16  # boxes for one module called at several places; the calls after these are counted on the last box
+# A module called at up to this many places gets a box at each (U-Net's max-pool: 4); one called more often is in a
+# loop (a decoder's step, a detection head per pyramid level) and is drawn once, with its call count.
+_MAX_USES = 4
 
 
 def _is_container(module: nn.Module) -> bool:
@@ -315,21 +317,29 @@ def trace_graph(root: nn.Module, args: tuple, kwargs: dict | None = None, *, bat
     ``first_inputs`` of the returned graph's block nodes hold what they were first called with, so that a
     block can be traced on its own (see :func:`architecture_diagrams`). A box that the forward pass skips while
     it runs the box's parts (``self.backbone.forward_features(x)`` calls the backbone's stages, not the
-    backbone) is opened, and the pass run again.
+    backbone) is opened, and the pass run again; so is a pass in which a module called more than
+    :data:`_MAX_USES` times was drawn at each place, with that module drawn once.
     """
     opened: frozenset[int] = frozenset()
-    for _ in range(4):
-        graph, ran = _trace_once(root, args, kwargs or {}, batch_size, opened)
+    looping: frozenset[int] = frozenset()
+    for _ in range(6):
+        graph, ran = _trace_once(root, args, kwargs or {}, batch_size, opened, looping)
         bypassed = {id(n.module) for n in graph.nodes if n.kind == "module" and n.calls == 0 and n.module is not None
                     and any(id(m) in ran for m in n.module.modules())}
-        if not bypassed:
+        calls: dict[int, list[Node]] = {}
+        for n in graph.nodes:
+            if n.kind == "module" and n.module is not None:
+                calls.setdefault(id(n.module), []).append(n)
+        loops = {key for key, nodes in calls.items() if len(nodes) > 1 and sum(n.calls for n in nodes) > _MAX_USES}
+        if not bypassed and loops <= looping:
             break
         opened |= bypassed
+        looping |= loops
     return graph
 
 
 def _trace_once(root: nn.Module, args: tuple, kwargs: dict, batch_size: int,
-                opened: frozenset[int]) -> tuple[Graph, set[int]]:
+                opened: frozenset[int], looping: frozenset[int] = frozenset()) -> tuple[Graph, set[int]]:
     trace = _Trace(batch_size)
     flat_inputs = [(f"input {i}" if len(_tensors((args, kwargs))) > 1 else "input", t)
                    for i, t in enumerate(_tensors((args, kwargs)))]
@@ -347,7 +357,8 @@ def _trace_once(root: nn.Module, args: tuple, kwargs: dict, batch_size: int,
                 return
             uses = trace.uses[id(module)]
             node = uses[-1]
-            if node.calls and len(uses) < _MAX_USES and not trace.recurs((m_args, m_kwargs), node):
+            if (node.calls and id(module) not in looping and len(uses) < _MAX_USES
+                    and not trace.recurs((m_args, m_kwargs), node)):
                 # The same module at a new place in the data flow: a box of its own, so that every edge of the
                 # flow is drawn (one box for all of U-Net's max-pools lost the path between them).
                 node = trace.add_node(kind="module", title=node.title, path=node.path, parent=node.parent,
