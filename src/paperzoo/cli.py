@@ -104,13 +104,19 @@ def describe_recipe(recipe: TrainingRecipe) -> str:
 
 
 def markdown_table(names: Sequence[str]) -> str:
-    """The README's model table: one row per registered variant."""
-    rows = ["| name | architecture | year | task | parameters | reference |",
-            "| --- | --- | --- | --- | ---: | --- |"]
+    """The README's model table: one row per registered variant, with the tag that ``pretrained=True`` loads
+    (and how many other published weights there are), or "—" where none are published."""
+    from paperzoo.weights import published_weights
+
+    rows = ["| name | architecture | year | task | parameters | reference | pretrained |",
+            "| --- | --- | --- | --- | ---: | --- | --- |"]
     for name in names:
         card = model_card(name)
+        weights = published_weights(name)
+        pretrained = f"`{weights[0].tag}`" + (f" (+{len(weights) - 1})" if len(weights) > 1 else "") if weights \
+            else "—"
         rows.append(f"| `{name}` | {card.architecture} | {card.paper.year} | {card.task} | "
-                    f"{card.params:,} | {card.reference} |")
+                    f"{card.params:,} | {card.reference} | {pretrained} |")
     return "\n".join(rows)
 
 
