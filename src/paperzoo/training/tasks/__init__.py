@@ -52,6 +52,8 @@ class Option:
     default: Any
     help: str
     choices: tuple[Any, ...] | None = None
+    minimum: float = 0.0  # numbers must exceed it (or equal it where ``inclusive``)
+    inclusive: bool = False
 
     def check(self, name: str, value: Any) -> Any:
         """The value as ``type``; a wrong one is a ``ValueError`` naming the option."""
@@ -62,8 +64,10 @@ class Option:
             raise ValueError(f"{flag} takes a {self.type.__name__}, got {value!r}") from None
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"{flag} must be one of {', '.join(map(str, self.choices))}, got {value!r}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
-            raise ValueError(f"{flag} must be positive, got {value}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                value < self.minimum or (value == self.minimum and not self.inclusive)):
+            bound = "at least" if self.inclusive else "above"
+            raise ValueError(f"{flag} must be {bound} {self.minimum:g}, got {value}")
         return value
 
 

@@ -80,7 +80,8 @@ class SpeechPreTrainingTask(Task):
     unit = "masked steps"
     options = {
         "utterances": Option(int, 400, "spoken-digits: training utterances made (test: a quarter as many)"),
-        "mask_prob": Option(float, 0.065, "p, the probability that a latent step starts a masked span (§4.2)"),
+        "mask_prob": Option(float, 0.065, "p, the probability that a latent step starts a masked span (§4.2)",
+                            inclusive=True),
     }
 
     def prepare(self) -> None:
