@@ -28,6 +28,7 @@ from paperzoo.layers.validation import (
     check_token_batch,
     check_token_pair,
     check_waveform_batch,
+    skip_on_fx_proxies,
     values_are_known,
 )
 
@@ -38,4 +39,4 @@ __all__ = ["ConvNormAct", "FCNHead", "FeatureInfo", "Hypothesis", "InvertedResid
            "check_image_batch",
            "check_image_list", "check_input_values", "check_latent_batch",
            "check_segmentation_target", "check_sequence_lengths", "check_token_batch", "check_token_pair",
-           "check_waveform_batch", "pixelwise_cross_entropy", "stage_outputs", "values_are_known"]
+           "check_waveform_batch", "pixelwise_cross_entropy", "skip_on_fx_proxies", "stage_outputs", "values_are_known"]

@@ -123,7 +123,8 @@ class MixConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         groups = torch.split(x, self.in_splits, dim=1)  # X = <X̂_1, …, X̂_g>, (N, c_t, H, W) each
         # Ŷ_t = X̂_t ⊛ Ŵ_t, Y = Concat(Ŷ_1, …, Ŷ_g): (N, out_channels, H', W').
-        return torch.cat([conv(group) for conv, group in zip(self.convs, groups, strict=True)], dim=1)
+        # groups[t], not zip(..., groups): torch.fx cannot iterate the traced tuple of splits
+        return torch.cat([conv(groups[t]) for t, conv in enumerate(self.convs)], dim=1)
 
 
 def _mixconv_norm_act(in_channels: int, out_channels: int, kernel_sizes: Sequence[int], *, stride: int = 1,

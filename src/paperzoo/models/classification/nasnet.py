@@ -178,6 +178,11 @@ def tf_same_padding(x: torch.Tensor, kernel_size: int, stride: int, value: float
     return F.pad(x, pads, value=value)
 
 
+# The padding depends on the input's size, which torch.fx's symbolic trace does not know: it records the call
+# as one operation instead (torch.export and torch.compile see the sizes and trace through it).
+torch.fx.wrap("tf_same_padding")
+
+
 class SeparableConv(nn.Module):
     """A depthwise-separable convolution: one k×k filter per input channel (``depthwise``), then a 1×1
     convolution that mixes the channels (``pointwise``). With stride 2 it pads the TensorFlow way."""

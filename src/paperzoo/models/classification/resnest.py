@@ -119,7 +119,7 @@ class SplitAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, r, k = x.shape[0], self.radix, self.cardinality
         u = self.conv(x)  # the splits U_i, radix-major: (N, R·C, H, W)
-        u = u.view(n, r, -1, *u.shape[2:])  # (N, R, C, H, W); C = K cardinal groups of C/K side by side
+        u = u.unflatten(1, (r, -1))  # (N, R, C, H, W); C = K cardinal groups of C/K side by side
         u_hat = u.sum(dim=1)  # Û^k = Σ_j U_j for every k at once (eq. 1): (N, C, H, W)
         s = u_hat.mean(dim=(2, 3), keepdim=True)  # s^k_c, global average pooling (eq. 2): (N, C, 1, 1)
         logits = self.fc2(self.fc1(s))  # G^c_i(s^k), grouped by cardinal group: (N, K·R·C/K, 1, 1)

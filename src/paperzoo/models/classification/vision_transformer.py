@@ -81,7 +81,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from paperzoo.layers import MultiHeadAttention, check_image_batch
+from paperzoo.layers import MultiHeadAttention, check_image_batch, skip_on_fx_proxies
 from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
@@ -274,6 +274,7 @@ class VisionTransformer(nn.Module):
             old_grid = (side, side)
         return resample_position_embedding(embedding, old_grid, self.grid_size)
 
+    @skip_on_fx_proxies  # as every input check: nothing to check on torch.fx's symbolic input
     def _check_image_size(self, x: torch.Tensor) -> None:
         height, width = x.shape[-2:]
         if (height, width) != self.img_size:
