@@ -7,6 +7,7 @@ once, and its module says whose idea it is.
 """
 
 from paperzoo.layers.attention import KeyValueCache, MultiHeadAttention
+from paperzoo.layers.class_layers import ClassLayersMixin
 from paperzoo.layers.conv import ConvNormAct
 from paperzoo.layers.decoding import Hypothesis, beam_search, filter_logits, generate
 from paperzoo.layers.features import FeatureInfo, stage_outputs
@@ -32,7 +33,8 @@ from paperzoo.layers.validation import (
     values_are_known,
 )
 
-__all__ = ["ConvNormAct", "FCNHead", "FeatureInfo", "Hypothesis", "InvertedResidual", "KeyValueCache",
+__all__ = ["ClassLayersMixin", "ConvNormAct", "FCNHead", "FeatureInfo", "Hypothesis", "InvertedResidual",
+           "KeyValueCache",
            "MultiHeadAttention", "RecurrentLayers", "SqueezeExcite", "StochasticDepth", "beam_search", "filter_logits",
            "generate",
            "check_attention_mask", "check_detection_targets", "check_feature_sequence", "check_finite",
