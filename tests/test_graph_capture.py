@@ -25,6 +25,7 @@ Cost: about NN CPU seconds on one core of the 2-core CI machine (measured: see t
 from __future__ import annotations
 
 import functools
+import inspect
 
 import pytest
 import torch
@@ -32,6 +33,7 @@ from torchvision.models.feature_extraction import create_feature_extractor
 
 import paperzoo
 from conftest import assert_close_rel, assert_output_depends_on_input, randomize_weights
+from paperzoo.registry import model_builder
 
 CLASSIFIERS = paperzoo.list_models(task="image-classification")
 CANONICAL = paperzoo.list_models(task="image-classification", canonical_only=True)
@@ -55,18 +57,29 @@ def meta_model(name: str) -> torch.nn.Module:
         return paperzoo.create_model(name).eval()
 
 
-def called_once_children(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The outputs of the model's top-level submodules that run exactly once in an eager forward pass of ``x``."""
-    outputs: dict[str, list] = {name: [] for name, _ in model.named_children()}
-    hooks = [child.register_forward_hook(lambda module, args, output, name=name: outputs[name].append(output))
-             for name, child in model.named_children()]
+def stages_run_once(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The outputs of the shallowest submodules (top-level ones, or the next level where fewer than two of those
+    qualify) that run exactly once in an eager forward pass of ``x`` and compute a new tensor, in the order they ran."""
+    calls: dict[str, list] = {}
+
+    def record(name: str, args: tuple, output: object) -> None:  # a copy: a later in-place op must not change it
+        new = isinstance(output, torch.Tensor) and not any(output is arg for arg in args)
+        calls.setdefault(name, []).append(output.clone() if new else None)
+
+    hooks = [module.register_forward_hook(lambda module, args, output, name=name: record(name, args, output))
+             for name, module in model.named_modules() if name]
     try:
         with torch.no_grad():
             model(x)
     finally:
         for hook in hooks:
             hook.remove()
-    return {name: out[0] for name, out in outputs.items() if len(out) == 1 and isinstance(out[0], torch.Tensor)}
+    once = {name: outputs[0] for name, outputs in calls.items() if len(outputs) == 1 and outputs[0] is not None}
+    for depth in range(1, 1 + max(name.count(".") + 1 for name in once)):
+        stages = {name: output for name, output in once.items() if name.count(".") + 1 == depth}
+        if len(stages) >= 2:
+            return stages
+    return {}
 
 
 # --- (b) every other classifier, on the meta device ---------------------------------------------------------------
@@ -105,11 +118,11 @@ def check_fx_trace(name: str) -> None:
 
 
 def check_feature_extractor(name: str) -> None:
-    """Two stages (top-level submodules) asked for by name, as torchvision's documentation does
-    (``{"layer2": "feat2"}``): the extractor returns those two, each what a forward hook on it records."""
+    """Two stages (submodules) asked for by name, as torchvision's documentation does (``{"layer2": "feat2"}``):
+    the extractor returns those two, each what a forward hook on it records."""
     model, x, _ = weighted_case(name)
-    recorded = called_once_children(model, x)
-    assert len(recorded) >= 2, f"{name}: fewer than two top-level submodules run once"
+    recorded = stages_run_once(model, x)
+    assert len(recorded) >= 2, f"{name}: fewer than two submodules of one depth run once"
     names = list(recorded)
     requested = {names[len(names) // 3]: "early", names[2 * len(names) // 3]: "late"}
     extractor = create_feature_extractor(model, return_nodes=requested)
@@ -177,3 +190,19 @@ def test_every_canonical_classifier_is_exported_somewhere():
     missing = [name for name in CANONICAL if name not in exported and name not in export.EXPORT_EXCLUDED
                and export.CHEAPER_STAND_IN.get(name) not in exported]
     assert not missing, f"canonical classifiers that no test exports: {missing}"
+
+
+# --- TorchScript: what the module docstrings say ----------------------------------------------------------------
+
+def _says_it_does_not_script(name: str) -> bool:
+    return "TorchScript:" in (inspect.getmodule(model_builder(name)).__doc__ or "")
+
+
+@pytest.mark.parametrize("name", [name for name in CANONICAL if _says_it_does_not_script(name)])
+def test_a_model_whose_docstring_says_it_does_not_script_does_not(name):
+    """Each file whose reference compiles with torch.jit.script says whether this one does (issue 21): it does
+    not, and the statement names the reference library of the card."""
+    library = paperzoo.model_card(name).reference.split(":")[0].split(".")[0]  # "torchvision" or "timm"
+    assert f"TorchScript: {library}'s " in inspect.getmodule(model_builder(name)).__doc__
+    with pytest.raises(Exception):  # noqa: B017 (TorchScript raises several types of its frontend errors)
+        torch.jit.script(meta_model(name))

@@ -63,6 +63,11 @@ Deviations from the paper, all timm's (``mixnet_s``/``_m``/``_l``, the reference
   zero biases.
 * ``features_only`` returns, at each stride 2, 4, 8, 16 and 32, the output of the last stage at that stride
   (stages 1, 2, 3, 5 and 6, as timm does); head_conv belongs to the classifier and is not built.
+
+TorchScript: timm's MixNet compiles with ``torch.jit.script``; this one does not (its input check and the shared
+classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations

@@ -96,6 +96,11 @@ the paper does not state; we follow them so that timm's weights load and its out
   is 0, as in timm.
 * Initialisation: PyTorch's defaults, as timm leaves them (TF-slim drew convolution and fully-connected weights
   with fan-out variance scaling).
+
+TorchScript: timm's NASNet-A compiles with ``torch.jit.script``; this one does not (its input check and the shared
+classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations

@@ -74,6 +74,11 @@ its outputs match:
 * Stochastic depth grows linearly with the block index to 0.2 / 0.3 / 0.5 (T / S / B), the paper's rates.
 * Initialisation is torchvision's: every linear layer truncated normal with std 0.02 and zero bias, B̂
   truncated normal with std 0.02, the convolution and LayerNorms at PyTorch's defaults.
+
+TorchScript: torchvision's Swin Transformer compiles with ``torch.jit.script``; this one does not (its input check
+and the shared classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated
+upstream). ``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead
+(tests/test_export.py, tests/test_graph_capture.py).
 """
 
 from __future__ import annotations

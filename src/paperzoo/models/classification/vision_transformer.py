@@ -69,6 +69,11 @@ match:
   starts it at zero, which passes no gradient to the rest of a fresh network on its first step; this model
   starts it truncated-normal with std 0.02 (timm's ViT head), and ``zero_init_head=True`` gives the zeros.
 * LayerNorm's ε is 1e-6 (the authors' JAX code; the paper does not state it).
+
+TorchScript: torchvision's ViT compiles with ``torch.jit.script``; this one does not (its input check and the shared
+classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations
