@@ -7,6 +7,7 @@ once, and its module says whose idea it is.
 """
 
 from paperzoo.layers.attention import KeyValueCache, MultiHeadAttention
+from paperzoo.layers.class_layers import ClassLayersMixin
 from paperzoo.layers.conv import ConvNormAct
 from paperzoo.layers.decoding import Hypothesis, beam_search, filter_logits, generate
 from paperzoo.layers.features import FeatureInfo, stage_outputs
@@ -28,14 +29,16 @@ from paperzoo.layers.validation import (
     check_token_batch,
     check_token_pair,
     check_waveform_batch,
+    skip_on_fx_proxies,
     values_are_known,
 )
 
-__all__ = ["ConvNormAct", "FCNHead", "FeatureInfo", "Hypothesis", "InvertedResidual", "KeyValueCache",
+__all__ = ["ClassLayersMixin", "ConvNormAct", "FCNHead", "FeatureInfo", "Hypothesis", "InvertedResidual",
+           "KeyValueCache",
            "MultiHeadAttention", "RecurrentLayers", "SqueezeExcite", "StochasticDepth", "beam_search", "filter_logits",
            "generate",
            "check_attention_mask", "check_detection_targets", "check_feature_sequence", "check_finite",
            "check_image_batch",
            "check_image_list", "check_input_values", "check_latent_batch",
            "check_segmentation_target", "check_sequence_lengths", "check_token_batch", "check_token_pair",
-           "check_waveform_batch", "pixelwise_cross_entropy", "stage_outputs", "values_are_known"]
+           "check_waveform_batch", "pixelwise_cross_entropy", "skip_on_fx_proxies", "stage_outputs", "values_are_known"]

@@ -18,13 +18,28 @@ output range), 0..255 images are refused with the division that fixes them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
+from typing import ParamSpec
 
 import torch
 from torch import nn
 
 _check_finite: ContextVar[bool] = ContextVar("paperzoo_check_finite", default=False)
+
+_P = ParamSpec("_P")
+
+
+def skip_on_fx_proxies(check: Callable[_P, None]) -> Callable[_P, None]:
+    """``check``, doing nothing when an argument is a ``torch.fx.Proxy`` (symbolic tracing: the module docstring).
+    Every check here has it, and so has a model's own input check (of a size only its architecture takes)."""
+    @functools.wraps(check)
+    def checked(*args: _P.args, **kwargs: _P.kwargs) -> None:
+        if any(isinstance(arg, torch.fx.Proxy) for arg in args):
+            return
+        check(*args, **kwargs)
+    return checked
 
 
 @contextlib.contextmanager
@@ -93,6 +108,7 @@ def _channels(count: int) -> str:
     return f"{count} channel{'s' if count != 1 else ''}"
 
 
+@skip_on_fx_proxies
 def check_input_values(x: torch.Tensor, *, model: nn.Module, expected: str,
                        value_range: tuple[float, float] | None = None) -> None:
     """The dtype and value checks of the checks below, for a model's own check of an input kind of its own (whose
@@ -103,6 +119,7 @@ def check_input_values(x: torch.Tensor, *, model: nn.Module, expected: str,
         raise ValueError(f"{expected}; got {tuple(x.shape)}: {problem}")
 
 
+@skip_on_fx_proxies
 def check_image_batch(x: object, *, model: nn.Module | None = None, name: str | None = None, in_chans: int,
                       min_size: int = 1, size: int | None = None, size_reason: str = "",
                       value_range: tuple[float, float] | None = None) -> None:
@@ -148,6 +165,7 @@ def check_image_batch(x: object, *, model: nn.Module | None = None, name: str | 
         raise ValueError(f"{expected}; got {shape}: {problem}")
 
 
+@skip_on_fx_proxies
 def check_latent_batch(z: object, *, model: nn.Module | None = None, name: str | None = None,
                        latent_dim: int) -> None:
     """Check a batch of latent vectors for a generator: a float tensor of shape ``(N, latent_dim)``, of
@@ -177,6 +195,7 @@ def check_latent_batch(z: object, *, model: nn.Module | None = None, name: str |
         raise ValueError(f"{expected}; got {shape}: {problem}")
 
 
+@skip_on_fx_proxies
 def check_token_batch(ids: object, *, name: str, vocab_size: int, max_length: int | None = None,
                       what: str = "token ids") -> None:
     """Check a batch of token ids for a sequence model: an integer tensor ``(N, T)`` with ``1 <= T``
@@ -215,6 +234,7 @@ def check_token_batch(ids: object, *, name: str, vocab_size: int, max_length: in
 
 
 
+@skip_on_fx_proxies
 def check_token_pair(src: object, tgt: object, *, name: str, vocab_size: int, target_vocab_size: int,
                      src_lengths: object = None) -> None:
     """Check a translation model's source and target: ids ``(N, S)`` in ``[0, vocab_size)`` and ``(N, T)`` in
@@ -231,6 +251,7 @@ def check_token_pair(src: object, tgt: object, *, name: str, vocab_size: int, ta
                                what="src_lengths")
 
 
+@skip_on_fx_proxies
 def check_sequence_lengths(lengths: object, *, name: str, batch_size: int, max_length: int,
                            what: str = "lengths") -> None:
     """Check the lengths of a padded batch of sequences: N = ``batch_size`` integers in ``[1, max_length]``."""
@@ -255,6 +276,7 @@ def check_sequence_lengths(lengths: object, *, name: str, batch_size: int, max_l
     if problem is not None:
         raise ValueError(f"{expected}; got {shape}: {problem}")
 
+@skip_on_fx_proxies
 def check_feature_sequence(x: object, *, model: nn.Module | None = None, name: str | None = None,
                            input_size: int, batch_first: bool = True) -> None:
     """Check a batch of feature sequences for a recurrent layer: a float tensor ``(N, T, input_size)``
@@ -283,6 +305,7 @@ def check_feature_sequence(x: object, *, model: nn.Module | None = None, name: s
         raise ValueError(f"{expected}; got {shape}: {problem}")
 
 
+@skip_on_fx_proxies
 def check_waveform_batch(x: object, *, model: nn.Module | None = None, name: str | None = None,
                          min_samples: int = 1, sample_rate: int = 16000) -> None:
     """Check a batch of raw waveforms: a float tensor ``(N, samples)`` at ``sample_rate`` with at least
@@ -313,6 +336,7 @@ def check_waveform_batch(x: object, *, model: nn.Module | None = None, name: str
         raise ValueError(f"{expected}; got {shape}: {problem}")
 
 
+@skip_on_fx_proxies
 def check_attention_mask(mask: object, *, name: str, shape: tuple[int, int]) -> None:
     """Check the padding mask that goes with a batch of token ids: a tensor of ``shape`` ``(N, S)`` (one entry per
     token, S = T, or the cached positions plus T for a model that generates with a key/value cache) holding 1 (or

@@ -38,6 +38,11 @@ Deviations from the 2012 paper, all torchvision's, kept so that its weights load
 
 Initialisation follows the paper (§5): weights from N(0, 0.01²), biases 1 in conv2, conv4, conv5 and the
 hidden fully-connected layers (to give the ReLUs positive inputs early on), 0 elsewhere.
+
+TorchScript: torchvision's AlexNet compiles with ``torch.jit.script``; this one does not (its input check and the
+shared classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations

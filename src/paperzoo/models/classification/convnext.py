@@ -79,6 +79,11 @@ layout up to names). Worth knowing:
   ``depths=(3, 3, 27, 3)`` build it).
 * ``kernel_size`` and ``expansion`` are exposed so that the §2.4/§2.5 ablations can be built; the
   registered variants use the paper's 7 and 4.
+
+TorchScript: torchvision's ConvNeXt compiles with ``torch.jit.script``; this one does not (its input check and the
+shared classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations

@@ -70,6 +70,11 @@ Deviations from the paper:
 * timm builds Atto … Nano with 1×1 ``nn.Conv2d`` layers on channels-first maps (its ``conv_mlp``) and the larger
   ones with ``nn.Linear``: the same function; this file uses ``nn.Linear`` for all, and the timm converter
   reshapes the 1×1 kernels.
+
+TorchScript: timm's ConvNeXt V2 compiles with ``torch.jit.script``; this one does not (its input check and the
+shared classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations

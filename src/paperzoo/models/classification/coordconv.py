@@ -70,7 +70,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from paperzoo.layers import check_image_batch, check_input_values
+from paperzoo.layers import check_image_batch, check_input_values, skip_on_fx_proxies
 from paperzoo.registry import InputSpec, ModelCard, Paper, create_model, register
 
 __all__ = [
@@ -249,6 +249,7 @@ class CoordinateRegressor(nn.Module):
         return self.layers(x).amax(dim=(2, 3))  # global max pool: (N, 2, H, W) → (N, 2)
 
 
+@skip_on_fx_proxies  # as every input check: nothing to check on torch.fx's symbolic input
 def _check_coordinates(x: object, model: nn.Module) -> None:
     """A batch of coordinate pairs: a float tensor of shape (N, 2), of the model's dtype."""
     expected = f"{model.model_name} expects a float tensor of shape (N, 2) of (i, j) coordinates in [-1, 1]"

@@ -69,6 +69,11 @@ dense_block2 and dense_block3 (256, 512, 1024 channels at strides 4, 8, 16: each
 taken before the transition that follows it normalises and halves it, as timm takes them), and the output
 of ``final_norm`` (1024 channels at stride 32): dense_block4 after torchvision's ``norm5`` and ReLU, the
 map the classifier pools, since the bare concatenation of a pre-activation network is not normalised.
+
+TorchScript: torchvision's DenseNet compiles with ``torch.jit.script``; this one does not (its input check and the
+shared classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations

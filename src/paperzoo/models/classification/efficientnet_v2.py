@@ -58,6 +58,11 @@ Deviations from the paper, all torchvision's (kept so that its weights load and 
 * ``features_only`` returns, at each stride 2, 4, 8, 16 and 32, the output of the last stage at that stride
   (V2-S: stages 1, 2, 3, 5, 6, as timm's backbones do); the head convolution belongs to the classifier and is
   not built.
+
+TorchScript: torchvision's EfficientNetV2 compiles with ``torch.jit.script``; this one does not (its input check and
+the shared classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations

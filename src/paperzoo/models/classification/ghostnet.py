@@ -66,6 +66,11 @@ Deviations from the paper: none in the architecture; the details below are the r
   160 channels at 1.0×), the last block at each resolution. timm's feature maps differ: it takes the stem's
   convolution before its BN and ReLU, and at strides 4 … 32 the output of the first, downsampling block of
   each resolution. final_conv belongs to the classifier here and is not built.
+
+TorchScript: timm's GhostNet compiles with ``torch.jit.script``; this one does not (its input check and the shared
+classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations

@@ -64,6 +64,11 @@ Deviations from the paper, all torchvision's, kept so that its weights load and 
 Initialisation as torchvision's: convolution and linear weights from a normal distribution with σ = 0.01
 (truncated at ±2, i.e. at 200σ, which in effect is not truncated), BatchNorm scale 1 and shift 0, and the linear
 biases at PyTorch's default.
+
+TorchScript: torchvision's GoogLeNet compiles with ``torch.jit.script``; this one does not (its input check and the
+shared classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations

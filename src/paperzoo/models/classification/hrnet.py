@@ -81,7 +81,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch
+from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch, skip_on_fx_proxies
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["HRNet", "PoseHRNet", "HighResolutionModule", "ExchangeUnit", "gaussian_heatmaps",
@@ -230,6 +230,7 @@ class HighResolutionStage(nn.Module):
 
 # --- the body both networks share -------------------------------------------------------------------------------
 
+@skip_on_fx_proxies  # as every input check: nothing to check on torch.fx's symbolic input
 def check_stream_sizes(x: torch.Tensor, *, name: str, in_chans: int) -> None:
     """The fusion adds a stream upsampled by 2^j to one 2^j times larger: every stream must be exactly half the
     previous one. The first stream is ceil(H/4) × ceil(W/4), the fourth is 1/8 of it, so ceil(H/4) and ceil(W/4)

@@ -76,6 +76,11 @@ Initialisation as torchvision's: convolution and linear weights from a normal di
 BatchNorm scale 1 and shift 0, linear biases at PyTorch's default. torchvision also marks the auxiliary 5×5
 convolution for σ = 0.01, but on its conv-BN wrapper, which its initialisation loop never reads, so that
 convolution gets σ = 0.1; we do the same.
+
+TorchScript: torchvision's Inception v3 compiles with ``torch.jit.script``; this one does not (its input check and
+the shared classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations

@@ -63,6 +63,11 @@ Deviations from the paper, all timm's (``mixnet_s``/``_m``/``_l``, the reference
   zero biases.
 * ``features_only`` returns, at each stride 2, 4, 8, 16 and 32, the output of the last stage at that stride
   (stages 1, 2, 3, 5 and 6, as timm does); head_conv belongs to the classifier and is not built.
+
+TorchScript: timm's MixNet compiles with ``torch.jit.script``; this one does not (its input check and the shared
+classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations
@@ -123,7 +128,8 @@ class MixConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         groups = torch.split(x, self.in_splits, dim=1)  # X = <X̂_1, …, X̂_g>, (N, c_t, H, W) each
         # Ŷ_t = X̂_t ⊛ Ŵ_t, Y = Concat(Ŷ_1, …, Ŷ_g): (N, out_channels, H', W').
-        return torch.cat([conv(group) for conv, group in zip(self.convs, groups, strict=True)], dim=1)
+        # groups[t], not zip(..., groups): torch.fx cannot iterate the traced tuple of splits
+        return torch.cat([conv(groups[t]) for t, conv in enumerate(self.convs)], dim=1)
 
 
 def _mixconv_norm_act(in_channels: int, out_channels: int, kernel_sizes: Sequence[int], *, stride: int = 1,

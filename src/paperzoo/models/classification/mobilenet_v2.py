@@ -51,6 +51,11 @@ Deviations from the paper, all torchvision's (kept so that its weights load and 
 * ``in_chans`` and ``num_classes`` change the first convolution and the classifier; ``features_only`` returns,
   at each stride 2, 4, 8, 16 and 32, the output of the last stage at that stride (stage1, 2, 3, 5 and 7, as
   timm's backbones do); the 1280-channel head convolution belongs to the classifier and is not built.
+
+TorchScript: torchvision's MobileNetV2 compiles with ``torch.jit.script``; this one does not (its input check and
+the shared classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations

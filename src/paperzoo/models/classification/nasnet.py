@@ -96,6 +96,11 @@ the paper does not state; we follow them so that timm's weights load and its out
   is 0, as in timm.
 * Initialisation: PyTorch's defaults, as timm leaves them (TF-slim drew convolution and fully-connected weights
   with fan-out variance scaling).
+
+TorchScript: timm's NASNet-A compiles with ``torch.jit.script``; this one does not (its input check and the shared
+classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations
@@ -176,6 +181,11 @@ def tf_same_padding(x: torch.Tensor, kernel_size: int, stride: int, value: float
         total = max((-(-size // stride) - 1) * stride + kernel_size - size, 0)
         pads += [total // 2, total - total // 2]
     return F.pad(x, pads, value=value)
+
+
+# The padding depends on the input's size, which torch.fx's symbolic trace does not know: it records the call
+# as one operation instead (torch.export and torch.compile see the sizes and trace through it).
+torch.fx.wrap("tf_same_padding")
 
 
 class SeparableConv(nn.Module):

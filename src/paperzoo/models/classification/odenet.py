@@ -120,6 +120,23 @@ class ODEDynamics(nn.Module):
         return self.norm3(out)  # dh/dt, the shape of h
 
 
+def ode_solve(dynamics: nn.Module, h0: torch.Tensor, times: torch.Tensor, *, method: str, rtol: float, atol: float,
+              adjoint: bool) -> torch.Tensor:
+    """h(T) from h(0) = ``h0`` and f = ``dynamics``, ``times`` = [0, T], by torchdiffeq's solver ``method``."""
+    if h0.is_meta:  # no values to control the step size with: one Euler step (see the module docstring)
+        return h0 + (times[1] - times[0]) * dynamics(times[0], h0)
+    from torchdiffeq import odeint, odeint_adjoint  # imported here: building a model does not need it
+
+    solve = odeint_adjoint if adjoint else odeint
+    trajectory = solve(dynamics, h0, times, rtol=rtol, atol=atol, method=method)
+    return trajectory[1]  # the states at times [0, T]: (2, N, C, H, W) → h(T)
+
+
+# The number of solver steps depends on the values (the step-size control), which no traced graph can hold: torch.fx
+# records the solve as one operation (torch.export cannot: see tests/test_export.py).
+torch.fx.wrap("ode_solve")
+
+
 class ODEBlock(nn.Module):
     """h(T) = ODESolve(h(0), f, 0, T, θ) (eq. 2), by torchdiffeq (the authors' library).
 
@@ -143,15 +160,8 @@ class ODEBlock(nn.Module):
 
     def forward(self, h0: torch.Tensor) -> torch.Tensor:
         self.dynamics.nfe = 0
-        times = self.integration_times.to(h0.dtype)
-        if h0.is_meta:  # no values to control the step size with: one Euler step (see the module docstring)
-            h1 = h0 + (times[1] - times[0]) * self.dynamics(times[0], h0)
-        else:
-            from torchdiffeq import odeint, odeint_adjoint  # imported here: building a model does not need it
-
-            solve = odeint_adjoint if self.adjoint else odeint
-            trajectory = solve(self.dynamics, h0, times, rtol=self.rtol, atol=self.atol, method=self.method)
-            h1 = trajectory[1]  # the states at times [0, T]: (2, N, C, H, W) → h(T)
+        h1 = ode_solve(self.dynamics, h0, self.integration_times.to(h0.dtype), method=self.method, rtol=self.rtol,
+                       atol=self.atol, adjoint=self.adjoint)
         self.nfe = self.dynamics.nfe
         return h1
 

@@ -64,6 +64,11 @@ and its outputs match:
   path), and the paper trains its models without such enhancements, to compare designs and not recipes.
 * Initialisation: convolutions N(0, 2/fan_out) (He normal, fan-out; the SE convolutions too, with PyTorch's
   default biases), BN weight 1 and bias 0, fc N(0, 0.01²) with zero bias, as torchvision does.
+
+TorchScript: torchvision's RegNet compiles with ``torch.jit.script``; this one does not (its input check and the
+shared classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations

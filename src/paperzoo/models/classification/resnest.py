@@ -73,6 +73,11 @@ Deviations from the paper, all the reference's (timm's ``resnest50d``, ``resnest
   also zeroes the last BN scale of every block by default; here that is ``zero_init_residual=True``, off
   by default, because a zero scale cuts the gradient to the branch's other layers at the first step and this
   project checks that every parameter receives one.
+
+TorchScript: timm's ResNeSt compiles with ``torch.jit.script``; this one does not (its input check and the shared
+classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations
@@ -119,7 +124,7 @@ class SplitAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, r, k = x.shape[0], self.radix, self.cardinality
         u = self.conv(x)  # the splits U_i, radix-major: (N, R·C, H, W)
-        u = u.view(n, r, -1, *u.shape[2:])  # (N, R, C, H, W); C = K cardinal groups of C/K side by side
+        u = u.unflatten(1, (r, -1))  # (N, R, C, H, W); C = K cardinal groups of C/K side by side
         u_hat = u.sum(dim=1)  # Û^k = Σ_j U_j for every k at once (eq. 1): (N, C, H, W)
         s = u_hat.mean(dim=(2, 3), keepdim=True)  # s^k_c, global average pooling (eq. 2): (N, C, 1, 1)
         logits = self.fc2(self.fc1(s))  # G^c_i(s^k), grouped by cardinal group: (N, K·R·C/K, 1, 1)

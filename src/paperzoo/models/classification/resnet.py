@@ -46,6 +46,11 @@ Deviations from the paper, all torchvision's, kept so that its weights load and 
   3×3 convolutions (64, 64, 128 channels; the first with stride 2), the stem of the ResNets that the PSPNet
   authors trained (the "ResNet-C" of He et al. 2019, "Bag of Tricks", there with 32, 32, 64); ``stem_width``
   and ``stage_widths`` narrow the network (the small variants of the segmentation learning tests).
+
+TorchScript: torchvision's ResNet compiles with ``torch.jit.script``; this one does not (its input check and the
+shared classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations

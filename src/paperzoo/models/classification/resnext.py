@@ -59,6 +59,11 @@ Deviations from the paper, all kept to match torchvision (its weights load and i
   zeroes the last BN scale of each block (Goyal et al. 2017), off by default as in torchvision.
 * ``output_stride`` 16 or 8 replaces the stride of the last one or two stages by dilation (DeepLab), for the
   segmentation models that build on this backbone; 32, the paper's network, is the default.
+
+TorchScript: torchvision's ResNeXt compiles with ``torch.jit.script``; this one does not (its input check and the
+shared classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations

@@ -63,6 +63,11 @@ Deviations from the paper, kept so that the reference's weights load and its out
   for the fc layer. timm's ``seresnet50`` also zeroes the last BN scale of every block by default; here that
   is ``zero_init_residual=True``, off by default: a zero scale cuts the gradient to the branch's other layers
   at the first step, and this project checks that every parameter receives a gradient.
+
+TorchScript: timm's SENet compiles with ``torch.jit.script``; this one does not (its input check and the shared
+classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations

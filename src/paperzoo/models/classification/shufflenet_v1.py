@@ -122,6 +122,11 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.reshape(batch, channels, height, width)  # (N, g·n, H, W), flattened back
 
 
+# The check above reads the channel count, which torch.fx's symbolic trace does not know: it records the call as
+# one operation instead, so that the traced graph keeps the check (torch.export sees the sizes and traces through it).
+torch.fx.wrap("channel_shuffle")
+
+
 class ChannelShuffle(nn.Module):
     """:func:`channel_shuffle` as a layer, so that it shows where it sits when the network is printed."""
 

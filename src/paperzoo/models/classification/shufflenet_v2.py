@@ -61,6 +61,11 @@ Deviations: none in the architecture; the configuration and the layer order are 
 
 Only the networks of Table 5 are built, not the larger ShuffleNet V2 (SE, residual) models of Tables 6 and 8.
 Initialisation is PyTorch's default for every layer, as torchvision's.
+
+TorchScript: torchvision's ShuffleNetV2 compiles with ``torch.jit.script``; this one does not (its input check and
+the shared classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations

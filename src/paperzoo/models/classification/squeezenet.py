@@ -70,6 +70,11 @@ Deviations from the paper, all torchvision's, kept so that its weights load and 
 * conv10 is followed by a ReLU, as in the released model; the paper's text names ReLU only after the
   squeeze and expand layers. The paper's bypass variants (Table 3) and its compressed models (Deep
   Compression) are not built.
+
+TorchScript: torchvision's SqueezeNet compiles with ``torch.jit.script``; this one does not (its input check and the
+shared classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations

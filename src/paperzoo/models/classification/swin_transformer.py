@@ -74,6 +74,11 @@ its outputs match:
 * Stochastic depth grows linearly with the block index to 0.2 / 0.3 / 0.5 (T / S / B), the paper's rates.
 * Initialisation is torchvision's: every linear layer truncated normal with std 0.02 and zero bias, B̂
   truncated normal with std 0.02, the convolution and LayerNorms at PyTorch's defaults.
+
+TorchScript: torchvision's Swin Transformer compiles with ``torch.jit.script``; this one does not (its input check
+and the shared classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated
+upstream). ``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead
+(tests/test_export.py, tests/test_graph_capture.py).
 """
 
 from __future__ import annotations
@@ -89,8 +94,8 @@ from paperzoo.layers import FeatureInfo, MultiHeadAttention, StochasticDepth, ch
 from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
-__all__ = ["SwinTransformer", "SwinTransformerBlock", "WindowAttention", "PatchMerging", "window_partition",
-           "window_reverse"]
+__all__ = ["SwinTransformer", "SwinTransformerBlock", "WindowAttention", "PatchMerging", "shifted_window_attention",
+           "window_partition", "window_reverse"]
 
 
 def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
@@ -141,6 +146,40 @@ def shifted_window_mask(height: int, width: int, window_size: int, shift: tuple[
     return torch.zeros(different.shape, device=device, dtype=dtype).masked_fill_(different, -100.0)
 
 
+def shifted_window_attention(x: torch.Tensor, window_size: int, shift_size: int, bias: torch.Tensor,
+                             attention: nn.Module, dropout: nn.Module) -> torch.Tensor:
+    """:class:`WindowAttention` on a channels-last map ``x`` (N, H, W, C): pad to whole windows, shift, attend
+    within each window with the relative position ``bias`` B (heads, M², M²), shift back, crop.
+
+    A function, wrapped for torch.fx below, because where the windows fall and whether they shift depend on the
+    map's size, which fx's symbolic trace does not know (torchvision wraps its own the same way).
+    """
+    n, height, width, _ = x.shape
+    m = window_size
+    pad_bottom, pad_right = -height % m, -width % m
+    x = F.pad(x, (0, 0, 0, pad_right, 0, pad_bottom))  # whole windows: (N, H_p, W_p, C)
+    padded_height, padded_width = height + pad_bottom, width + pad_right
+    # A single window along an axis has no neighbour to connect to: no shift along it.
+    shift = (shift_size if padded_height > m else 0, shift_size if padded_width > m else 0)
+
+    mask = bias.unsqueeze(0)  # B: (1, heads, M², M²), the same in every window
+    if any(shift):
+        x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))  # cyclic shift, up and left
+        pieces = shifted_window_mask(padded_height, padded_width, m, shift, x.device, mask.dtype)
+        mask = mask + pieces.unsqueeze(1)  # (nW, heads, M², M²): B, and −100 across pieces
+        mask = mask.repeat(n, 1, 1, 1)  # (N·nW, heads, M², M²), image-major as window_partition
+
+    windows = window_partition(x, m)  # (N·nW, M², C)
+    windows = attention(windows, attn_mask=mask)  # SoftMax(QKᵀ/√d + B)V in every window (eq. 4)
+    x = window_reverse(dropout(windows), m, padded_height, padded_width)  # (N, H_p, W_p, C)
+    if any(shift):
+        x = torch.roll(x, shifts=shift, dims=(1, 2))  # undo the cyclic shift
+    return x[:, :height, :width].contiguous()  # drop the padding: (N, H, W, C)
+
+
+torch.fx.wrap("shifted_window_attention")  # one operation in an fx graph; torch.export traces through it
+
+
 class WindowAttention(nn.Module):
     """W-MSA (``shift_size=0``) or SW-MSA (``shift_size=M//2``): multi-head self-attention within M×M
     windows with a relative position bias (eq. 4), on a channels-last map of any size.
@@ -173,27 +212,8 @@ class WindowAttention(nn.Module):
         return bias.view(tokens, tokens, self.num_heads).permute(2, 0, 1)  # (heads, M², M²)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, height, width, _ = x.shape
-        m = self.window_size
-        pad_bottom, pad_right = -height % m, -width % m
-        x = F.pad(x, (0, 0, 0, pad_right, 0, pad_bottom))  # whole windows: (N, H_p, W_p, C)
-        padded_height, padded_width = height + pad_bottom, width + pad_right
-        # A single window along an axis has no neighbour to connect to: no shift along it.
-        shift = (self.shift_size if padded_height > m else 0, self.shift_size if padded_width > m else 0)
-
-        mask = self.relative_position_bias().unsqueeze(0)  # B: (1, heads, M², M²), the same in every window
-        if any(shift):
-            x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))  # cyclic shift, up and left
-            pieces = shifted_window_mask(padded_height, padded_width, m, shift, x.device, mask.dtype)
-            mask = mask + pieces.unsqueeze(1)  # (nW, heads, M², M²): B, and −100 across pieces
-            mask = mask.repeat(n, 1, 1, 1)  # (N·nW, heads, M², M²), image-major as window_partition
-
-        windows = window_partition(x, m)  # (N·nW, M², C)
-        windows = self.attention(windows, attn_mask=mask)  # SoftMax(QKᵀ/√d + B)V in every window (eq. 4)
-        x = window_reverse(self.dropout(windows), m, padded_height, padded_width)  # (N, H_p, W_p, C)
-        if any(shift):
-            x = torch.roll(x, shifts=shift, dims=(1, 2))  # undo the cyclic shift
-        return x[:, :height, :width].contiguous()  # drop the padding: (N, H, W, C)
+        return shifted_window_attention(x, self.window_size, self.shift_size, self.relative_position_bias(),
+                                        self.attention, self.dropout)
 
     def extra_repr(self) -> str:
         return f"window_size={self.window_size}, shift_size={self.shift_size}"

@@ -42,6 +42,11 @@ Deviations from the paper, all torchvision's, kept so that its weights load and 
 Options for the networks built on VGG, off by default: ``ceil_mode=True`` rounds a pooled size up, as Caffe's
 pooling did (the FCN paper's VGG-16 relies on it); ``block_widths`` narrows the blocks (the small FCN of the
 segmentation learning test).
+
+TorchScript: torchvision's VGG compiles with ``torch.jit.script``; this one does not (its input check and the shared
+classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations

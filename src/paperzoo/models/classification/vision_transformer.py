@@ -69,6 +69,11 @@ match:
   starts it at zero, which passes no gradient to the rest of a fresh network on its first step; this model
   starts it truncated-normal with std 0.02 (timm's ViT head), and ``zero_init_head=True`` gives the zeros.
 * LayerNorm's ε is 1e-6 (the authors' JAX code; the paper does not state it).
+
+TorchScript: torchvision's ViT compiles with ``torch.jit.script``; this one does not (its input check and the shared
+classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations
@@ -81,7 +86,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from paperzoo.layers import MultiHeadAttention, check_image_batch
+from paperzoo.layers import MultiHeadAttention, check_image_batch, skip_on_fx_proxies
 from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
@@ -274,6 +279,7 @@ class VisionTransformer(nn.Module):
             old_grid = (side, side)
         return resample_position_embedding(embedding, old_grid, self.grid_size)
 
+    @skip_on_fx_proxies  # as every input check: nothing to check on torch.fx's symbolic input
     def _check_image_size(self, x: torch.Tensor) -> None:
         height, width = x.shape[-2:]
         if (height, width) != self.img_size:

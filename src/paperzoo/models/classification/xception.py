@@ -55,6 +55,11 @@ PyTorch by Cadene), kept so that its weights load and its outputs match:
 * ``features_only`` returns the outputs of the stem, of entry modules 1 and 2, of the middle flow and of the
   exit flow (strides 2, 4, 8, 16, 32), each as its module computes it; timm's feature extractor takes the
   module outputs after the ReLU that starts the next module.
+
+TorchScript: timm's (legacy) Xception compiles with ``torch.jit.script``; this one does not (its input check and the
+shared classifier plumbing are Python that TorchScript cannot compile, and TorchScript is deprecated upstream).
+``torch.export``, ``torch.compile(fullgraph=True)`` and ``torch.fx`` capture it instead (tests/test_export.py,
+tests/test_graph_capture.py).
 """
 
 from __future__ import annotations

@@ -163,6 +163,10 @@ class MaskRCNN(TwoStageDetector):
 
     min_input_size = 1  # the transform resizes every image to min_size first, so any size works (torchvision: 1)
     model_name = "maskrcnn_resnet50_fpn"
+    # reset_classifier: the box predictor and the mask logits, one map per class (torchvision's fine-tuning tutorial
+    # replaces its MaskRCNNPredictor, the deconvolution included; here the deconvolution, whose shape does not
+    # depend on the classes, keeps its weights)
+    class_layer_names = ("roi_heads.box_predictor", "mask_head.mask_logits")
 
     def __init__(self, *, mask_conv_channels: Sequence[int] = (256, 256, 256, 256), mask_deconv_channels: int = 256,
                  **kwargs: Any) -> None:
@@ -170,6 +174,12 @@ class MaskRCNN(TwoStageDetector):
         channels = self.backbone.out_channels
         self.mask_head = MaskHead(channels, self.num_classes, conv_channels=mask_conv_channels,
                                   deconv_channels=mask_deconv_channels)
+
+    def new_class_layer(self, name: str, layer: nn.Module, num_classes: int) -> nn.Module:
+        new = super().new_class_layer(name, layer, num_classes)
+        if name == "mask_head.mask_logits":
+            nn.init.kaiming_normal_(new.weight, mode="fan_out", nonlinearity="relu")  # as MaskHead's
+        return new
 
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
                 ) -> dict[str, Tensor] | list[dict[str, Tensor]]:

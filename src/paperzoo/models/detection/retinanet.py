@@ -97,7 +97,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image
 
-from paperzoo.layers import ConvNormAct, check_detection_targets, check_image_list
+from paperzoo.layers import ClassLayersMixin, ConvNormAct, check_detection_targets, check_image_list
 from paperzoo.models.detection.anchors import AnchorGenerator
 from paperzoo.models.detection.backbone import ResNetFPNBackbone
 from paperzoo.models.detection.boxes import BoxCoder, Matcher
@@ -157,15 +157,29 @@ class ClassificationSubnet(nn.Module):
     def __init__(self, in_channels: int, num_anchors: int, num_classes: int, num_convs: int = 4,
                  prior_probability: float = 0.01) -> None:
         super().__init__()
-        self.num_classes = num_classes
+        self.num_anchors, self.prior_probability = num_anchors, prior_probability
         self.tower = nn.Sequential(*(ConvNormAct(in_channels, in_channels, 3, norm_layer=None)
                                      for _ in range(num_convs)))
         self.class_logits = nn.Conv2d(in_channels, num_anchors * num_classes, kernel_size=3, padding=1)
-        for conv in [*(block.conv for block in self.tower), self.class_logits]:
+        for conv in (block.conv for block in self.tower):
             nn.init.normal_(conv.weight, std=0.01)
             nn.init.zeros_(conv.bias)
+        self._init_class_logits(self.class_logits)
+
+    @property
+    def num_classes(self) -> int:
+        return self.class_logits.out_channels // self.num_anchors
+
+    def _init_class_logits(self, conv: nn.Conv2d) -> None:
+        nn.init.normal_(conv.weight, std=0.01)
         # The prior (§3.3): sigmoid(b) = π at the start, so the flood of background anchors begins with a small loss.
-        nn.init.constant_(self.class_logits.bias, prior_bias(prior_probability))
+        nn.init.constant_(conv.bias, prior_bias(self.prior_probability))
+
+    def new_class_logits(self, num_classes: int) -> nn.Conv2d:
+        """The class predictor for ``num_classes`` classes, initialised as at construction (``reset_classifier``)."""
+        conv = nn.Conv2d(self.class_logits.in_channels, self.num_anchors * num_classes, kernel_size=3, padding=1)
+        self._init_class_logits(conv)
+        return conv
 
     def forward(self, levels: list[Tensor]) -> Tensor:
         """Pyramid levels ``[N, C, h_l, w_l]`` → logits ``[N, Σ h_l·w_l·A, K]``, the levels concatenated."""
@@ -204,7 +218,7 @@ def anchor_sizes_per_level(base_sizes: Sequence[int], scales_per_octave: int = 3
                  for base in base_sizes)
 
 
-class RetinaNet(nn.Module):
+class RetinaNet(ClassLayersMixin, nn.Module):
     """RetinaNet: a ResNet-FPN backbone (P3–P7), a classification and a box subnet shared across levels, the focal
     loss, and the one-stage inference of the paper. torchvision's detection interface: ``model(images, targets)``
     returns ``{"classification", "bbox_regression"}`` losses in training mode, and one dict of ``boxes`` (xyxy, in
@@ -244,6 +258,8 @@ class RetinaNet(nn.Module):
     # meta lists (1, 1)); a 1×1 image becomes 800×800.
     min_input_size = 1
     model_name = "retinanet_resnet50_fpn"
+    class_layer_names = ("classification_subnet.class_logits",)  # reset_classifier rebuilds it; the towers stay
+    min_num_classes = 2  # class 0 is never a label (torchvision's COCO ids): at least one object class besides
 
     def __init__(self, num_classes: int = 91, backbone: str | nn.Module = "resnet50", fpn_channels: int = 256,
                  trainable_backbone_layers: int = 5, frozen_batchnorm: bool = False, p6_input: str = "p5",
@@ -290,6 +306,9 @@ class RetinaNet(nn.Module):
         self.focal_alpha, self.focal_gamma, self.box_loss = focal_alpha, focal_gamma, box_loss
         self.score_thresh, self.topk_candidates = score_thresh, topk_candidates
         self.nms_thresh, self.detections_per_img = nms_thresh, detections_per_img
+
+    def new_class_layer(self, name: str, layer: nn.Module, num_classes: int) -> nn.Module:
+        return self.classification_subnet.new_class_logits(num_classes)
 
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
                 ) -> dict[str, Tensor] | list[dict[str, Tensor]]:

@@ -106,7 +106,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image
 
-from paperzoo.layers import ConvNormAct, check_detection_targets, check_image_list
+from paperzoo.layers import ClassLayersMixin, ConvNormAct, check_detection_targets, check_image_list
 from paperzoo.models.detection.boxes import BoxCoder, Matcher
 from paperzoo.models.detection.transform import DetectionTransform, ImageBatch
 from paperzoo.registry import InputSpec, ModelCard, Paper, create_model, register
@@ -235,12 +235,23 @@ class MultiBoxHead(nn.Module):
 
     def __init__(self, in_channels: Sequence[int], boxes_per_location: Sequence[int], num_classes: int) -> None:
         super().__init__()
-        self.num_classes = num_classes
+        self.boxes_per_location = tuple(boxes_per_location)
         self.confidence = nn.ModuleList(nn.Conv2d(c, k * num_classes, kernel_size=3, padding=1)
                                         for c, k in zip(in_channels, boxes_per_location, strict=True))
         self.location = nn.ModuleList(nn.Conv2d(c, k * 4, kernel_size=3, padding=1)
                                       for c, k in zip(in_channels, boxes_per_location, strict=True))
         _xavier_init(self)
+
+    @property
+    def num_classes(self) -> int:
+        return self.confidence[0].out_channels // self.boxes_per_location[0]
+
+    def new_confidence(self, num_classes: int) -> nn.ModuleList:
+        """The class predictors for ``num_classes`` classes, initialised as at construction (``reset_classifier``)."""
+        confidence = nn.ModuleList(nn.Conv2d(conv.in_channels, k * num_classes, kernel_size=3, padding=1)
+                                   for conv, k in zip(self.confidence, self.boxes_per_location, strict=True))
+        _xavier_init(confidence)
+        return confidence
 
     @staticmethod
     def _per_default_box(predictions: Tensor, columns: int) -> Tensor:
@@ -383,7 +394,7 @@ def hard_negative_mining(confidence_loss: Tensor, positive: Tensor, neg_pos_rati
 
 # --- the detector ---------------------------------------------------------------------------------------------------
 
-class SSD(nn.Module):
+class SSD(ClassLayersMixin, nn.Module):
     """SSD: a VGG16 base with extra feature layers, convolutional predictors on each map, default boxes, the
     MultiBox loss with hard negative mining, and per-class NMS. torchvision's detection interface:
     ``model(images, targets)`` in training returns ``{"bbox_regression", "classification"}``; in evaluation
@@ -411,6 +422,8 @@ class SSD(nn.Module):
 
     min_input_size = 1  # every image is resized to image_size × image_size first
     model_name = "ssd"
+    class_layer_names = ("head.confidence",)  # reset_classifier rebuilds the class predictors of every map
+    min_num_classes = 2  # the background (class 0) and at least one object class
 
     def __init__(
         self,
@@ -461,6 +474,9 @@ class SSD(nn.Module):
                                  num_classes)
         # The offsets' "variances" 0.1 (centre) and 0.2 (size) of the released code: weights 10, 10, 5, 5.
         self.box_coder = BoxCoder((10.0, 10.0, 5.0, 5.0))
+
+    def new_class_layer(self, name: str, layer: nn.Module, num_classes: int) -> nn.Module:
+        return self.head.new_confidence(num_classes)
 
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
                 ) -> dict[str, Tensor] | list[dict[str, Tensor]]:

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from paperzoo.layers import check_detection_targets, check_image_list
+from paperzoo.layers import ClassLayersMixin, check_detection_targets, check_image_list
 from paperzoo.models.detection.backbone import ResNetFPNBackbone
-from paperzoo.models.detection.roi_heads import RoIBoxHeads
+from paperzoo.models.detection.roi_heads import BoxPredictor, RoIBoxHeads
 from paperzoo.models.detection.rpn import RegionProposalNetwork
 from paperzoo.models.detection.transform import DetectionTransform, ImageBatch
 
@@ -24,7 +24,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class TwoStageDetector(nn.Module):
+class TwoStageDetector(ClassLayersMixin, nn.Module):
     """Backbone + FPN, Region Proposal Network and Fast R-CNN box head: the parts of Faster and Mask R-CNN.
 
     Args:
@@ -48,6 +48,10 @@ class TwoStageDetector(nn.Module):
 
     min_input_size = 1  # the transform resizes every image to min_size first, so any size works (torchvision: 1)
     model_name = "two-stage detector"
+    # reset_classifier replaces the box predictor (class logits and class-specific box deltas), as torchvision's
+    # fine-tuning tutorial replaces its FastRCNNPredictor; the RPN is class-agnostic and stays.
+    class_layer_names = ("roi_heads.box_predictor",)
+    min_num_classes = 2  # the background and at least one object class
 
     def __init__(
         self,
@@ -100,6 +104,11 @@ class TwoStageDetector(nn.Module):
             fg_iou_thresh=box_fg_iou_thresh, bg_iou_thresh=box_bg_iou_thresh,
             batch_size_per_image=box_batch_size_per_image, positive_fraction=box_positive_fraction,
             score_thresh=box_score_thresh, nms_thresh=box_nms_thresh, detections_per_img=box_detections_per_img)
+
+    def new_class_layer(self, name: str, layer: nn.Module, num_classes: int) -> nn.Module:
+        if isinstance(layer, BoxPredictor):
+            return BoxPredictor(layer.class_logits.in_features, num_classes)
+        return super().new_class_layer(name, layer, num_classes)
 
     def first_stage(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None, needs_masks: bool = False
                     ) -> tuple[ImageBatch, list[dict[str, Tensor]] | None, list[tuple[int, int]],

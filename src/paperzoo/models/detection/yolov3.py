@@ -99,7 +99,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image
 
-from paperzoo.layers import ConvNormAct, check_detection_targets, check_image_list
+from paperzoo.layers import ClassLayersMixin, ConvNormAct, check_detection_targets, check_image_list
 from paperzoo.models.detection.transform import DetectionTransform
 from paperzoo.registry import InputSpec, ModelCard, Paper, create_model, register
 
@@ -172,7 +172,7 @@ class Upsample(nn.Module):
         return F.interpolate(self.reduce(x), scale_factor=2, mode="nearest")
 
 
-class YOLOv3(nn.Module):
+class YOLOv3(ClassLayersMixin, nn.Module):
     """YOLOv3: Darknet-53, three detection blocks joined by upsampling and concatenation, the paper's loss and
     decoding. torchvision's interface: ``model(images, targets=None)``; in training mode with targets a dict of
     losses (``loss_box``, ``loss_objectness``, ``loss_classifier``), in eval mode one dict per image with ``boxes``
@@ -195,6 +195,9 @@ class YOLOv3(nn.Module):
 
     min_input_size = 1  # any image: the transform resizes it to image_size × image_size first
     model_name = "yolov3"
+    # reset_classifier rebuilds each scale's output convolution, whose A·(5 + C) outputs mix the box, objectness and
+    # class terms of every prior
+    class_layer_names = ("detect32.predict", "detect16.predict", "detect8.predict")
 
     def __init__(
         self,
@@ -249,13 +252,21 @@ class YOLOv3(nn.Module):
             if not name.startswith("backbone") and isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")  # Darknet's
         for block in (self.detect32, self.detect16, self.detect8):
-            # The output layer starts near zero, so that the first boxes are the priors themselves (t ≈ 0:
-            # b_w ≈ p_w), and with objectness Pr(object) = π = 0.01 everywhere, so that the thousands of empty
-            # cells do not swamp the first steps (RetinaNet's prior-probability initialisation; see Deviations).
-            nn.init.normal_(block.predict.weight, std=0.01)
-            nn.init.zeros_(block.predict.bias)
-            with torch.no_grad():
-                block.predict.bias.view(self.anchors_per_scale, 5 + num_classes)[:, 4] = -math.log((1 - 0.01) / 0.01)
+            self._init_predict(block.predict)
+
+    def _init_predict(self, conv: nn.Conv2d) -> None:
+        # The output layer starts near zero, so that the first boxes are the priors themselves (t ≈ 0:
+        # b_w ≈ p_w), and with objectness Pr(object) = π = 0.01 everywhere, so that the thousands of empty
+        # cells do not swamp the first steps (RetinaNet's prior-probability initialisation; see Deviations).
+        nn.init.normal_(conv.weight, std=0.01)
+        nn.init.zeros_(conv.bias)
+        with torch.no_grad():
+            conv.bias.view(self.anchors_per_scale, -1)[:, 4] = -math.log((1 - 0.01) / 0.01)  # (A, 5 + C)
+
+    def new_class_layer(self, name: str, layer: nn.Module, num_classes: int) -> nn.Module:
+        conv = nn.Conv2d(layer.in_channels, self.anchors_per_scale * (5 + num_classes), kernel_size=1)
+        self._init_predict(conv)
+        return conv
 
     def priors(self, scale: int) -> Tensor:
         """The priors ``[A, 2]`` (w, h in pixels) of scale ``scale`` (0: stride 8, 1: 16, 2: 32)."""

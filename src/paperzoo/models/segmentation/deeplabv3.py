@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import paperzoo
-from paperzoo.layers import ConvNormAct, FCNHead, check_image_batch, pixelwise_cross_entropy
+from paperzoo.layers import ClassLayersMixin, ConvNormAct, FCNHead, check_image_batch, pixelwise_cross_entropy
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
 __all__ = ["DeepLabV3", "ASPP", "ImagePooling", "DeepLabHead"]
@@ -112,7 +112,7 @@ class DeepLabHead(nn.Sequential):
         ))
 
 
-class DeepLabV3(nn.Module):
+class DeepLabV3(ClassLayersMixin, nn.Module):
     """DeepLabV3: an atrous ResNet with ASPP (§3.3).
 
     Args:
@@ -127,6 +127,7 @@ class DeepLabV3(nn.Module):
 
     min_input_size = 32  # the shared ResNet backbone refuses less (its total stride); torchvision's takes 1×1
     model_name = "deeplabv3"
+    class_layer_names = ("head.classifier", "aux_head.classifier")  # reset_classifier rebuilds these
 
     def __init__(self, num_classes: int = 21, in_chans: int = 3, backbone: str = "resnet50",
                  backbone_kwargs: dict[str, Any] | None = None, output_stride: int = 8, aspp_channels: int = 256,

@@ -67,7 +67,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import paperzoo
-from paperzoo.layers import ConvNormAct, FCNHead, check_image_batch, pixelwise_cross_entropy
+from paperzoo.layers import ClassLayersMixin, ConvNormAct, FCNHead, check_image_batch, pixelwise_cross_entropy
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
 __all__ = ["FCN", "FCNResNet", "bilinear_kernel", "crop"]
@@ -136,7 +136,7 @@ def crop(x: torch.Tensor, offset: int, size: tuple[int, int]) -> torch.Tensor:
     return x[..., offset:offset + size[0], offset:offset + size[1]]
 
 
-class FCN(nn.Module):
+class FCN(ClassLayersMixin, nn.Module):
     """The paper's FCN on VGG-16: FCN-32s, FCN-16s or FCN-8s (§4.2).
 
     Args:
@@ -153,6 +153,9 @@ class FCN(nn.Module):
 
     min_input_size = 1  # the 100-pixel padding gives any image a score map (pool5 >= 7×7 for fc6)
     model_name = "fcn"
+    # Every layer with the classes as channels (reset_classifier rebuilds them): the score layers, and the learned
+    # upsamplings between them (the fixed ones have no weights); those a coarser FCN lacks are skipped.
+    class_layer_names = ("score_fr", "score_pool4", "score_pool3", "upscore2", "upscore_pool4")
 
     def __init__(self, output_stride: int = 8, num_classes: int = 21, in_chans: int = 3, backbone: str = "vgg16",
                  backbone_kwargs: dict[str, Any] | None = None, fc_width: int = 4096, dropout: float = 0.5,
@@ -185,16 +188,26 @@ class FCN(nn.Module):
             self.upscore_pool4 = upsampling_2x()
             self.score_pool3 = nn.Conv2d(channels[-3], num_classes, kernel_size=1)
         self.upscore = FixedUpsampling(output_stride)  # Caffe: upscore8, upscore16, upscore
-        self._init_weights(zero_init_scores)
-
-    def _init_weights(self, zero_init_scores: bool) -> None:
+        self.zero_init_scores = zero_init_scores
         for name, module in self.named_modules():
             if isinstance(module, nn.Conv2d) and not name.startswith("backbone."):
-                if zero_init_scores and name.startswith("score"):
-                    nn.init.zeros_(module.weight)
-                else:
-                    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(module.bias)
+                self._init_conv(name, module)
+
+    def _init_conv(self, name: str, conv: nn.Conv2d) -> None:
+        if self.zero_init_scores and name.startswith("score"):
+            nn.init.zeros_(conv.weight)
+        else:
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(conv.bias)
+
+    def new_class_layer(self, name: str, layer: nn.Module, num_classes: int) -> nn.Module:
+        if isinstance(layer, LearnedUpsampling):
+            return LearnedUpsampling(num_classes, layer.stride[0])  # bilinear again, for the new classes
+        if not isinstance(layer, nn.Conv2d):  # FixedUpsampling: no weights, any number of channels
+            return layer
+        conv = super().new_class_layer(name, layer, num_classes)
+        self._init_conv(name, conv)
+        return conv
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Images ``(N, C, H, W)`` → ``{"out": class scores (N, num_classes, H, W)}``."""
@@ -220,7 +233,7 @@ class FCN(nn.Module):
         return pixelwise_cross_entropy(outputs["out"], target, name=self.model_name, sum_over_pixels=True)
 
 
-class FCNResNet(nn.Module):
+class FCNResNet(ClassLayersMixin, nn.Module):
     """torchvision's FCN: a dilated ResNet (output stride 8) with an FCN head, scores upsampled bilinearly.
 
     Args:
@@ -233,6 +246,7 @@ class FCNResNet(nn.Module):
 
     min_input_size = 32  # the shared ResNet backbone refuses less (its total stride); torchvision's takes 1×1
     model_name = "fcn_resnet"
+    class_layer_names = ("head.classifier", "aux_head.classifier")  # reset_classifier rebuilds these
 
     def __init__(self, num_classes: int = 21, in_chans: int = 3, backbone: str = "resnet50",
                  backbone_kwargs: dict[str, Any] | None = None, aux_loss: bool = False) -> None:

@@ -65,7 +65,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import paperzoo
-from paperzoo.layers import ConvNormAct, FCNHead, check_image_batch, pixelwise_cross_entropy
+from paperzoo.layers import ClassLayersMixin, ConvNormAct, FCNHead, check_image_batch, pixelwise_cross_entropy
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
 __all__ = ["PSPNet", "PyramidPoolingModule", "PSPHead"]
@@ -108,7 +108,7 @@ class PSPHead(nn.Sequential):
         ))
 
 
-class PSPNet(nn.Module):
+class PSPNet(ClassLayersMixin, nn.Module):
     """PSPNet (Figure 3): a dilated ResNet with the deep stem, the pyramid pooling head, the auxiliary head.
 
     Args:
@@ -124,6 +124,7 @@ class PSPNet(nn.Module):
 
     min_input_size = 32  # the shared ResNet backbone refuses less (its total stride)
     model_name = "pspnet"
+    class_layer_names = ("head.classifier", "aux_head.classifier")  # reset_classifier rebuilds these
 
     def __init__(self, num_classes: int = 150, in_chans: int = 3, backbone: str = "resnet50",
                  backbone_kwargs: dict[str, Any] | None = None, bins: tuple[int, ...] = (1, 2, 3, 6),

@@ -70,7 +70,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, check_image_batch, pixelwise_cross_entropy
+from paperzoo.layers import ClassLayersMixin, ConvNormAct, check_image_batch, pixelwise_cross_entropy
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
 __all__ = ["UNet", "DoubleConv", "ExpansiveStep", "center_crop", "separation_weight_map"]
@@ -122,7 +122,12 @@ class ExpansiveStep(nn.Module):
         return self.convs(x)
 
 
-class UNet(nn.Module):
+def _init_conv(conv: nn.Conv2d) -> None:
+    nn.init.normal_(conv.weight, std=math.sqrt(2 / conv.weight[0].numel()))  # N = k·k·C_in incoming nodes
+    nn.init.zeros_(conv.bias)
+
+
+class UNet(ClassLayersMixin, nn.Module):
     """U-Net (Figure 1).
 
     Args:
@@ -136,6 +141,7 @@ class UNet(nn.Module):
 
     min_input_size = 188  # the smallest valid tile at depth 4: 12 + 16·11, output 4×4 (see valid_sizes)
     model_name = "unet"
+    class_layer_names = ("classifier",)  # reset_classifier rebuilds it
 
     def __init__(self, num_classes: int = 2, in_chans: int = 1, base_width: int = 64, depth: int = 4,
                  padded: bool = False, dropout: float = 0.5) -> None:
@@ -161,12 +167,16 @@ class UNet(nn.Module):
 
     def _init_weights(self) -> None:
         for module in self.modules():
-            if isinstance(module, nn.Conv2d):  # N = k·k·C_in incoming nodes
-                nn.init.normal_(module.weight, std=math.sqrt(2 / module.weight[0].numel()))
-                nn.init.zeros_(module.bias)
+            if isinstance(module, nn.Conv2d):
+                _init_conv(module)
             elif isinstance(module, nn.ConvTranspose2d):  # stride = kernel: one tap per input channel
                 nn.init.normal_(module.weight, std=math.sqrt(2 / module.in_channels))
                 nn.init.zeros_(module.bias)
+
+    def new_class_layer(self, name: str, layer: nn.Module, num_classes: int) -> nn.Module:
+        conv = super().new_class_layer(name, layer, num_classes)
+        _init_conv(conv)
+        return conv
 
     def output_size(self, size: int) -> int | None:
         """The output's height (or width) for an input of ``size``, or ``None`` where the arithmetic of the
