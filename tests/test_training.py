@@ -19,6 +19,7 @@ import paperzoo
 from paperzoo import cli, registry
 from paperzoo.training import checkpoints, distributed, tasks
 from paperzoo.training.data import digits, image_folder
+from paperzoo.training.recipes import RMSpropTF
 from paperzoo.training.loop import (
     Objective,
     TrainConfig,
@@ -104,9 +105,8 @@ def test_the_card_recipe_is_the_papers():
     # Inception v3 (§8): RMSProp, decay 0.9, ε = 1.0, lr 0.045 × 0.94 every two epochs.
     inception = paperzoo.model_card("inception_v3").recipe
     optimizer = make_optimizer(model, inception, inception.lr)
-    assert isinstance(optimizer, torch.optim.RMSprop)
-    assert {k: optimizer.defaults[k] for k in ("alpha", "eps", "momentum")} == {"alpha": 0.9, "eps": 1.0,
-                                                                                   "momentum": 0.9}
+    assert isinstance(optimizer, RMSpropTF)  # TensorFlow's, as the paper ran it
+    assert {k: optimizer.defaults[k] for k in ("rho", "eps", "momentum")} == {"rho": 0.9, "eps": 1.0, "momentum": 0.9}
     assert learning_rates(inception, 0.045, 5) == pytest.approx([0.045, 0.045, 0.045 * 0.94, 0.045 * 0.94,
                                                                  0.045 * 0.94**2])
     # EfficientNet (§5.2): × 0.97 every 2.4 epochs, so the third decay comes at epoch 8 (⌊8 / 2.4⌋ = 3).
@@ -341,12 +341,12 @@ def test_resume_refuses_a_changed_run_and_records_the_environment(tmp_path):
     train(config)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["environment"]["threads"] == 1 and saved["environment"]["torch"] == torch.__version__
-    assert saved["run"]["lr"] == 0.1 and saved["run"]["batch_size"] == 4  # resolved: the recipe's lr
+    assert saved["run"]["lr"] == 0.1 * 4 / 128 and saved["run"]["batch_size"] == 4  # the recipe's, scaled
     checkpoint = str(tmp_path / "run" / "checkpoint.pt")
     resume = dataclasses.replace(config, resume=checkpoint)
     with pytest.raises(ValueError, match="has already trained 1 of 1 epochs"):
         train(resume)
-    with pytest.raises(ValueError, match=r"differs from the checkpoint's run in epochs 1 → 2; lr 0.1 → 0.05"):
+    with pytest.raises(ValueError, match=r"differs from the checkpoint's run in epochs 1 → 2; lr 0.003125 → 0.05"):
         train(dataclasses.replace(resume, epochs=2, lr=0.05))
     with pytest.warns(UserWarning, match=r"resuming under another threads \(1 → 2\)"):
         summary = train(dataclasses.replace(resume, epochs=2, override=True, threads=2))
