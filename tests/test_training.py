@@ -19,7 +19,6 @@ import paperzoo
 from paperzoo import cli, registry
 from paperzoo.training import checkpoints, distributed, tasks
 from paperzoo.training.data import digits, image_folder
-from paperzoo.training.recipes import RMSpropTF
 from paperzoo.training.loop import (
     Objective,
     TrainConfig,
@@ -29,6 +28,7 @@ from paperzoo.training.loop import (
     plan,
     train,
 )
+from paperzoo.training.recipes import RMSpropTF
 
 ENV = {**os.environ, "COLUMNS": "200"}
 
