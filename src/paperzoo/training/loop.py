@@ -293,7 +293,7 @@ def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, 
                "seconds_this_run": time.perf_counter() - started, "replicas_identical": identical,
                "parameter_digest": distributed.parameter_digest(model), "out": str(p.out),
                "files": ["checkpoint.pt", "model.safetensors", "metrics.jsonl", "metrics.png", "summary.json",
-                         "config.json", *task.outputs()]}
+                         "config.json", *task.outputs()], **task.summary()}
     if context.is_main:
         from safetensors.torch import save_file
 
