@@ -63,7 +63,7 @@ def shapes(split: str = "train", image_size: int = 64, count: int | None = None,
     instances = torch.zeros(count, size, size, dtype=torch.int64)
     for i in range(count):
         # A smooth coloured texture: 4x4 random colours blown up bilinearly, darker than most shapes.
-        coarse = 0.15 + 0.35 * torch.rand(1, 3, 4, 4, generator=generator)
+        coarse = 0.1 + 0.3 * torch.rand(1, 3, 4, 4, generator=generator)
         image = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)[0]
         num_shapes = int(torch.randint(2, 5, (1,), generator=generator))
         for instance in range(1, num_shapes + 1):
@@ -78,11 +78,11 @@ def shapes(split: str = "train", image_size: int = 64, count: int | None = None,
                 top, bottom = cy - radius, cy + radius
                 half_width = (ys - top) / (2 * radius) * radius * 1.15
                 inside = (ys >= top) & (ys <= bottom) & ((xs - cx).abs() <= half_width)
-            shade = (_HUES[label - 1] + 0.12 * torch.randn(3, generator=generator)).clamp(0, 1)
+            shade = (_HUES[label - 1] + 0.08 * torch.randn(3, generator=generator)).clamp(0, 1)
             image[:, inside] = shade[:, None]
             masks[i][inside] = label  # a later shape covers an earlier one, as in a photograph
             instances[i][inside] = instance
-        images[i] = (image + 0.12 * torch.randn(3, size, size, generator=generator)).clamp(0, 1)
+        images[i] = (image + 0.1 * torch.randn(3, size, size, generator=generator)).clamp(0, 1)
     return SegmentationSet(images, masks, instances)
 
 

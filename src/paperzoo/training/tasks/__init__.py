@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 TASK_MODULES: dict[str, str] = {
     "image-classification": "classification",
     "semantic-segmentation": "segmentation",
+    "generative": "generative",
 }
 
 

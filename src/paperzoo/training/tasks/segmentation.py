@@ -9,9 +9,7 @@ mirrored outwards until the network's output, the tile's centre, covers all of i
 
 from __future__ import annotations
 
-import ast
 import inspect
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,28 +22,8 @@ from paperzoo.layers.segmentation import IGNORE_INDEX
 from paperzoo.registry import create_model
 from paperzoo.training import distributed
 from paperzoo.training import segmentation_data as data
-from paperzoo.training.tasks import Option, Task, autocast
-
-
-def key_values(text: str | dict[str, Any]) -> dict[str, Any]:
-    """``"base_width=8 depth=3"`` → ``{"base_width": 8, "depth": 3}``: values are Python literals, as timm's
-    ``--model-kwargs``; a dict passes through (the Python API)."""
-    if isinstance(text, dict):
-        return dict(text)
-    pairs = [part for part in re.split(r"\s+(?=[A-Za-z_]\w*=)", str(text).strip()) if part]
-    kwargs = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.isidentifier():
-            raise ValueError(pair)
-        try:
-            kwargs[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            kwargs[key] = value  # a bare word: a string such as backbone=resnet18
-    return kwargs
-
-
-key_values.__name__ = "list of key=value pairs (e.g. 'base_width=8 depth=3')"
+from paperzoo.training.model_options import MODEL_KWARGS
+from paperzoo.training.tasks import Task, autocast
 
 
 def mirror_pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
@@ -123,10 +101,7 @@ class SegmentationTask(Task):
     metric = "miou"
     progress_metric = ("pixel_accuracy", "pixel acc", ".2%")
     unit = "images"
-    options = {
-        "model_kwargs": Option(key_values, None, "arguments for the model's constructor, as timm's --model-kwargs, "
-                               "e.g. 'base_width=16' for a narrow U-Net on a CPU"),
-    }
+    options = {"model_kwargs": MODEL_KWARGS}
 
     def prepare(self) -> None:
         config = self.config
