@@ -68,7 +68,7 @@ def shapes(split: str = "train", image_size: int = 64, count: int | None = None,
         num_shapes = int(torch.randint(2, 5, (1,), generator=generator))
         for instance in range(1, num_shapes + 1):
             label = int(torch.randint(1, len(SHAPE_CLASSES), (1,), generator=generator))
-            radius = float(torch.empty(1).uniform_(size / 10, size / 5, generator=generator))
+            radius = float(torch.empty(1).uniform_(size / 8, size / 4.5, generator=generator))
             cy, cx = (float(v) for v in torch.empty(2).uniform_(radius, size - radius, generator=generator))
             if label == 1:
                 inside = ((ys - cy).abs() <= radius) & ((xs - cx).abs() <= radius)

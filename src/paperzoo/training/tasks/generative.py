@@ -144,6 +144,13 @@ class GenerativeTask(Task):
     def lr(self) -> float:
         return self.config.lr or (2e-4 if self.kind == "gan" else self.recipe.lr)
 
+    def schedules(self, optimizers: list[torch.optim.Optimizer], epochs: int,
+                  steps_per_epoch: int) -> list[torch.optim.lr_scheduler.LRScheduler]:
+        if self.kind != "gan":
+            return super().schedules(optimizers, epochs, steps_per_epoch)
+        # Both papers keep the learning rate constant (the GAN release's decay is too slow to matter in a short run).
+        return [torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0) for optimizer in optimizers]
+
     def distribute(self, objective: nn.Module) -> nn.Module:
         # The discriminator's step leaves the generator without gradients (its samples are detached).
         return nn.parallel.DistributedDataParallel(objective, find_unused_parameters=self.kind == "gan")
@@ -220,18 +227,19 @@ class GenerativeTask(Task):
             if self.kind != "autoencoder":
                 pictures["samples"] = _seeded(device, lambda: model.sample(GRID))
             if self.kind != "gan":  # rows of 8 test images, each above its reconstruction
-                originals = self.test_set.tensors[0][:32].to(device)
+                n = len(self.test_set)
+                n = min(32, n // 8 * 8) or n  # whole rows of 8 where the test set allows
+                originals = self.test_set.tensors[0][:n].to(device)
                 recon = model(originals)
-                pairs = torch.stack([originals.view(4, 8, *originals.shape[1:]), recon.view(4, 8, *recon.shape[1:])],
-                                    dim=1)  # (4 rows, original/reconstruction, 8, C, H, W)
-                pictures["reconstructions"] = pairs.flatten(0, 2)
+                pictures["reconstructions"] = torch.cat([part for row in range(0, n, 8)
+                                                         for part in (originals[row:row + 8], recon[row:row + 8])])
         written = []
         for name, images in pictures.items():
             path = out / name / f"epoch_{epoch:03d}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             grid = ((images.float().cpu() - low) / (high - low)).clamp(0, 1)
-            checkpoints.atomic_write(path, lambda tmp, grid=grid: save_image(grid, tmp, nrow=8, padding=2,
-                                                                             format="png"))
+            checkpoints.atomic_write(path, lambda tmp, grid=grid: save_image(grid, tmp, nrow=min(8, len(grid)),
+                                                                             padding=2, format="png"))
             written.append(str(path.relative_to(out)))
         model.train()
         return written
