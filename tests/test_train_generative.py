@@ -41,7 +41,8 @@ def test_frechet_distance_equals_the_matrix_square_root_formula():
 
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(300, 6, generator=generator, dtype=torch.float64)
-    b = torch.randn(200, 6, generator=generator, dtype=torch.float64) @ torch.randn(6, 6, generator=generator, dtype=torch.float64) + 0.5
+    mixing = torch.randn(6, 6, generator=generator, dtype=torch.float64)
+    b = torch.randn(200, 6, generator=generator, dtype=torch.float64) @ mixing + 0.5
     mu1, mu2 = a.mean(0).numpy(), b.mean(0).numpy()
     s1, s2 = np.cov(a.numpy(), rowvar=False), np.cov(b.numpy(), rowvar=False)
     root = linalg.sqrtm(s1 @ s2).real
