@@ -145,6 +145,17 @@ class SegmentationTask(Task):
                 return False
         return True
 
+    @property
+    def batch_size(self) -> int:
+        # No card recipe: batches of 8 (the papers use 1 tile for U-Net, 20 images for FCN, 16 for DeepLabV3 and
+        # PSPNet), so that the 256 generated scenes make 32 steps an epoch.
+        return self.config.batch_size or (self.recipe.batch_size if self.card.recipe is not None else 8)
+
+    @property
+    def lr(self) -> float:
+        # AdamW at 3e-3 (the loop's default optimizer and schedule at a rate that learns the shapes in 5 epochs).
+        return self.config.lr or (self.recipe.lr if self.card.recipe is not None else 3e-3)
+
     def settings(self) -> dict[str, Any]:
         return {"image_size": self.image_size, **self.option_values}
 
