@@ -92,13 +92,14 @@ def test_the_valid_unet_sees_each_image_as_the_centre_of_a_mirrored_tile():
 # --- learning --------------------------------------------------------------------------------------------
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("name, threshold", [("unet", 0.7), ("fcn8s_vgg16", 0.6), ("deeplabv3_resnet50", 0.7),
-                                             ("pspnet_resnet50", 0.6)])
-def test_small_variant_learns_the_shapes(name, threshold, tmp_path, one_thread):
-    """A narrow variant of each architecture, 5 epochs of the 256 generated scenes in batches of 8 at lr 3e-3
-    (AdamW, cosine: the loop's default; the auxiliary heads' losses and U-Net's weight map included), passes a
-    mean IoU over the four classes on the 64 held-out scenes."""
-    summary = train(TrainConfig(name, epochs=5, batch_size=8, lr=3e-3, out=str(tmp_path),
+@pytest.mark.parametrize("name, epochs, threshold", [("unet", 5, 0.75), ("fcn8s_vgg16", 3, 0.65),
+                                                     ("deeplabv3_resnet50", 5, 0.65), ("pspnet_resnet50", 5, 0.6)])
+def test_small_variant_learns_the_shapes(name, epochs, threshold, tmp_path, one_thread):
+    """A narrow variant of each architecture, 5 epochs (FCN-8s, the slowest: 3) of the 256 generated scenes in
+    batches of 8 at lr 3e-3 (the task's defaults: AdamW with cosine decay; the auxiliary heads' losses and
+    U-Net's weight map included), passes a mean IoU over the four classes on the 64 held-out scenes. Measured
+    (one thread): U-Net 0.84, DeepLabV3 0.72, PSPNet 0.66 after 5 epochs, 45, 29 and 24 s of CPU time."""
+    summary = train(TrainConfig(name, epochs=epochs, out=str(tmp_path),
                                 options={"model_kwargs": SMALL[name]}))
     assert summary["final_test_miou"] >= threshold, summary
     assert set(summary["test_per_class_iou"]) == set(SHAPE_CLASSES)
@@ -116,7 +117,7 @@ class Interrupted(Exception):
 
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, one_thread):
     """DeepLabV3 with its auxiliary head: BatchNorm statistics, dropout, AdamW's moments, the schedule."""
-    config = TrainConfig("deeplabv3_resnet50", epochs=2, batch_size=32, image_size=32,
+    config = TrainConfig("deeplabv3_resnet50", epochs=2, batch_size=64, image_size=32,
                          options={"model_kwargs": SMALL["deeplabv3_resnet50"]})
     whole = train(dataclasses.replace(config, out=str(tmp_path / "whole")))
 
