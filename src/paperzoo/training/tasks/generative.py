@@ -17,6 +17,7 @@ no prior to sample from, of its reconstructions.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -84,7 +85,7 @@ class GenerativeTask(Task):
         self.metric, self.higher_is_better = {"gan": ("frechet_distance", False), "vae": ("elbo", True),
                                               "autoencoder": ("reconstruction_error", False)}[self.kind]
         self.progress_metric = ("generator_loss", "G loss", ".3f") if self.kind == "gan" else None
-        self.takes_channels = "image_channels" in probe.__init__.__code__.co_varnames  # DCGAN: any channels
+        self.takes_channels = "image_channels" in inspect.signature(type(probe)).parameters  # DCGAN: any channels
 
     def prepare(self) -> None:
         config = self.config
