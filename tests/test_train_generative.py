@@ -107,23 +107,23 @@ def test_gan_learns_digits(tmp_path, one_thread):
 
 
 def test_vae_learns_digits(tmp_path, one_thread):
-    """15 epochs in minibatches of M = 100 (§5): the bound on held-out digits beats the exact log-likelihood of
-    the best model without a latent code (independent pixels at the training set's mean intensities), so the
-    code carries information. Adam rather than the paper's Adagrad."""
+    """The README's run (10 epochs in batches of 64, Adam rather than the paper's Adagrad; measured: −326.3 nats):
+    the bound on held-out digits beats the exact log-likelihood of the best model without a latent code
+    (independent pixels at the training set's mean intensities), so the code carries information."""
     train_images, test = digit_images("train"), digit_images("test")
     torch.manual_seed(0)
     with torch.no_grad():
         before = paperzoo.create_model("vae").elbo(test, torch.Generator().manual_seed(0)).mean().item()
     pixel_means = train_images.mean(0, keepdim=True).clamp(1e-4, 1 - 1e-4).expand_as(test)
     independent_pixels = -F.binary_cross_entropy(pixel_means, test, reduction="none").flatten(1).sum(1).mean().item()
-    summary = train(TrainConfig("vae", epochs=15, batch_size=100, out=str(tmp_path)))
+    summary = train(TrainConfig("vae", epochs=10, out=str(tmp_path)))
     with torch.no_grad():
         after = trained("vae", tmp_path).elbo(test, torch.Generator().manual_seed(0)).mean().item()
     assert after == pytest.approx(summary["final_test_elbo"], abs=3.0)  # the loop's figure is this bound
     assert after > before + 150, f"held-out ELBO {before:.1f} → {after:.1f} nats"
     assert after > independent_pixels + 10, f"ELBO {after:.1f} vs {independent_pixels:.1f} without a code"
     for picture in ("samples", "reconstructions"):
-        assert len(list((tmp_path / picture).glob("epoch_*.png"))) == 15
+        assert len(list((tmp_path / picture).glob("epoch_*.png"))) == 10
 
 
 def test_autoencoder_two_dimensional_codes_beat_pca(tmp_path, one_thread):
