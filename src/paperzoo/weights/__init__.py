@@ -145,8 +145,9 @@ def no_weights_reason(name: str) -> str | None:
     card = model_card(name)
     library = parse_reference(card.reference)[0]
     if library == "paper":
-        # `paperzoo train` trains the image classifiers only, so far (issue 25 is the other tasks)
-        how = ("train it with `paperzoo train` or load your own" if card.task == "image-classification"
+        from paperzoo.training.tasks import TASK_MODULES  # the tasks `paperzoo train` trains so far (issue 25)
+
+        how = ("train it with `paperzoo train` or load your own" if card.task in TASK_MODULES
                else "train it and load your weights")
         return f"its reference is the paper, not an implementation that publishes weights; {how} with load_weights"
     if library == "torch.nn":
