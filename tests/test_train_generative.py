@@ -82,6 +82,7 @@ def parzen_log_likelihood(samples: torch.Tensor, data: torch.Tensor, sigma: floa
     return log_p.mean().item()
 
 
+@pytest.mark.heavy
 def test_gan_learns_digits(tmp_path, one_thread):
     """One epoch (45 alternating steps of 32 digits) raises the Parzen-window log-likelihood of held-out digits
     (the paper's measure, with the release's σ = 0.2) by hundreds of nats and lowers the Fréchet distance. So few
@@ -106,6 +107,7 @@ def test_gan_learns_digits(tmp_path, one_thread):
     assert Image.open(tmp_path / "samples" / "epoch_001.png").size == (8 * 30 + 2, 8 * 30 + 2)  # 8×8 of 28 + 2
 
 
+@pytest.mark.heavy
 def test_vae_learns_digits(tmp_path, one_thread):
     """The README's run (10 epochs in batches of 64, Adam rather than the paper's Adagrad; measured: −326.3 nats):
     the bound on held-out digits beats the exact log-likelihood of the best model without a latent code
@@ -126,6 +128,7 @@ def test_vae_learns_digits(tmp_path, one_thread):
         assert len(list((tmp_path / picture).glob("epoch_*.png"))) == 10
 
 
+@pytest.mark.heavy
 def test_autoencoder_two_dimensional_codes_beat_pca(tmp_path, one_thread):
     """Figure 3's comparison: a 784-1000-500-250-2 autoencoder against the first two principal components.
     Trained end to end from the sparse initialisation (no RBM pretraining) for 6 epochs in batches of 16, its
@@ -146,6 +149,7 @@ def test_autoencoder_two_dimensional_codes_beat_pca(tmp_path, one_thread):
     assert summary["final_test_reconstruction_error"] < summary["first_train_loss"]
 
 
+@pytest.mark.heavy
 def test_dcgan_trains_on_grey_digits_in_its_tanh_range(tmp_path, one_thread):
     """A narrow DCGAN (64 projected maps, the PyTorch example's 4×4 kernels) on 64×64 digits scaled to [-1, 1]
     (§4): one image channel for the grey digits, both players step, the samples lie in tanh's range."""
@@ -166,6 +170,7 @@ class Interrupted(Exception):
     pass
 
 
+@pytest.mark.heavy
 def test_an_interrupted_gan_resumes_to_the_same_weights(tmp_path, one_thread):
     """The GAN has what a resume must restore: two optimizers, the discriminator's dropout and the generator's
     noise, both drawn from the global random generator."""
