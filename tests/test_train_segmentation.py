@@ -115,6 +115,7 @@ class Interrupted(Exception):
     pass
 
 
+@pytest.mark.heavy
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, one_thread):
     """DeepLabV3 with its auxiliary head: BatchNorm statistics, dropout, AdamW's moments, the schedule."""
     config = TrainConfig("deeplabv3_resnet50", epochs=2, batch_size=64, image_size=32,
