@@ -101,11 +101,6 @@ def test_square_brackets_are_printed_not_read_as_markup(monkeypatch, capsys):
     assert "pip install 'paperzoo[train]'" in capsys.readouterr().err
 
 
-def test_train_names_the_task_of_a_model_it_cannot_train():
-    result = run("train", "ssd300_vgg16")
-    assert result.returncode == 2 and "ssd300_vgg16 is an object-detection model" in result.stderr
-
-
 def test_info_shows_the_card():
     result = run("info", "resnet50")
     assert result.returncode == 0, result.stderr

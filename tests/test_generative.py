@@ -2,9 +2,10 @@
 
 The papers' configurations (layer sizes and shapes, the counts each half contributes), the objectives written
 out against independent computations (eq. 1 and §3 of the GAN paper, the VAE's Appendix B KL and its
-reparameterisation), the DCGAN variant of the PyTorch example layer for layer, and learning on real digits
-(scikit-learn's, upsampled): one GAN step moves both players' losses, the VAE's bound on held-out digits beats
-the best model without a latent code, the autoencoder's 2-d codes beat PCA's.
+reparameterisation), the DCGAN variant of the PyTorch example layer for layer, and one GAN step on real
+digits moves both players' losses. Learning (the GAN's Parzen likelihood, the VAE's bound against the best
+model without a latent code, the autoencoder's 2-d codes against PCA) is tested through ``paperzoo train``'s
+own loop, in test_train_generative.py.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import paperzoo
@@ -89,29 +89,6 @@ def test_gan_loss_and_sample_check_their_inputs():
         model.loss(torch.zeros(2, 1, 28, 28), z=torch.zeros(2, 64))
 
 
-def parzen_log_likelihood(samples: torch.Tensor, data: torch.Tensor, sigma: float) -> float:
-    """Mean log-likelihood of ``data`` under a Gaussian Parzen window on ``samples``: the paper's evaluation (§5)."""
-    squared = torch.cdist(data.flatten(1), samples.flatten(1)).pow(2)
-    dims = samples[0].numel()
-    log_p = (torch.logsumexp(-squared / (2 * sigma**2), dim=1) - math.log(len(samples))
-             - dims * math.log(sigma * math.sqrt(2 * math.pi)))
-    return log_p.mean().item()
-
-
-def alternate(model: nn.Module, real: torch.Tensor, steps: int, batch: int, lr: float = 2e-4) -> None:
-    """Algorithm 1 with k = 1: a discriminator step, then a generator step, each on its own optimiser."""
-    d_opt = torch.optim.Adam(model.discriminator.parameters(), lr=lr, betas=(0.5, 0.999))
-    g_opt = torch.optim.Adam(model.generator.parameters(), lr=lr, betas=(0.5, 0.999))
-    for _ in range(steps):
-        x = real[torch.randint(len(real), (batch,))]
-        d_opt.zero_grad()
-        model.discriminator_loss(x).backward()
-        d_opt.step()
-        g_opt.zero_grad()
-        model.generator_loss(model.prior(batch)).backward()
-        g_opt.step()
-
-
 def one_step_moves_both_losses(model: nn.Module, real: torch.Tensor) -> None:
     """A discriminator step lowers D's loss and a generator step G's, on the same batch, noise and dropout
     (Adam as the DCGAN paper sets it, §4: each parameter moves by about the learning rate in its first step)."""
@@ -147,21 +124,6 @@ def test_gan_step_on_digits_moves_both_losses(one_thread):
     torch.manual_seed(0)
     model = paperzoo.create_model("gan").train()
     one_step_moves_both_losses(model, digit_images("train")[:32])
-
-
-def test_gan_learns_digits(one_thread):
-    """40 alternating steps raise the Parzen-window log-likelihood of held-out digits (the paper's measure, with
-    the release's σ = 0.2) by hundreds of nats. So few steps mostly teach G the digits' ink statistics, not
-    their shapes: this shows the game learning, not sample quality."""
-    torch.manual_seed(0)
-    model = paperzoo.create_model("gan")
-    train, test = digit_images("train"), digit_images("test")
-    before = parzen_log_likelihood(model.eval().sample(500, torch.Generator().manual_seed(1)), test, 0.2)
-    alternate(model.train(), train, steps=40, batch=32)
-    samples = model.eval().sample(500, torch.Generator().manual_seed(1))
-    assert samples.shape == (500, 1, 28, 28) and samples.min() >= 0 and samples.max() <= 1
-    after = parzen_log_likelihood(samples, test, 0.2)
-    assert after > before + 200, f"Parzen log-likelihood {before:.0f} → {after:.0f} nats"
 
 
 # --- DCGAN -----------------------------------------------------------------------------------------------
@@ -301,33 +263,6 @@ def test_vae_rejects_images_of_another_size():
         model(torch.zeros(2, 1, 32, 32))
 
 
-def test_vae_learns_digits(one_thread):
-    """15 epochs on the training digits (minibatches of M = 100, as §5): the bound on held-out digits beats the
-    exact log-likelihood of the best model without a latent code (independent pixels at the training set's
-    mean intensities), so the code carries information. Adam rather than the paper's Adagrad, for speed."""
-    torch.manual_seed(0)
-    train, test = digit_images("train"), digit_images("test")
-    model = paperzoo.create_model("vae")
-
-    def held_out_elbo() -> float:
-        with torch.no_grad():
-            return model.elbo(test, generator=torch.Generator().manual_seed(0)).mean().item()
-
-    pixel_means = train.mean(0, keepdim=True).clamp(1e-4, 1 - 1e-4).expand_as(test)
-    independent_pixels = -F.binary_cross_entropy(pixel_means, test, reduction="none").flatten(1).sum(1).mean().item()
-    before = held_out_elbo()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for _ in range(15):
-        for batch in torch.randperm(len(train)).split(100):
-            optimizer.zero_grad()
-            model.loss(train[batch]).backward()
-            optimizer.step()
-    after = held_out_elbo()
-    assert after > before + 150, f"held-out ELBO {before:.1f} → {after:.1f} nats"
-    assert after > independent_pixels + 10, f"ELBO {after:.1f} vs {independent_pixels:.1f} without a code"
-    assert model.sample(4).shape == (4, 1, 28, 28)
-
-
 # --- deep autoencoder ------------------------------------------------------------------------------------
 
 def test_autoencoder_encode_decode_and_loss():
@@ -356,28 +291,3 @@ def test_autoencoder_rejects_images_of_another_size():
         model(torch.zeros(1, 1, 56, 56))
     with pytest.raises(ValueError, match=r"autoencoder expects a float tensor of shape \(N, 30\)"):
         model.decode(torch.zeros(1, 2))
-
-
-def test_autoencoder_two_dimensional_codes_beat_pca(one_thread):
-    """Figure 3's comparison: a 784-1000-500-250-2 autoencoder against the first two principal components.
-    Trained end to end from the sparse initialisation (no RBM pretraining) for 6 epochs, its reconstructions of
-    held-out digits have a lower squared error than PCA's. (With 30-d codes PCA reconstructs these upsampled
-    8×8 digits almost perfectly, 0.8 per image, as they span only 64 dimensions: no short run reaches that.)"""
-    torch.manual_seed(0)
-    train, test = digit_images("train"), digit_images("test")
-    # PCA from the SVD of the centred training images: an independent baseline.
-    mean = train.flatten(1).mean(0)
-    _, _, components = torch.linalg.svd(train.flatten(1) - mean, full_matrices=False)
-    basis = components[:2].T  # (784, 2)
-    pca = ((test.flatten(1) - mean) @ basis @ basis.T + mean - test.flatten(1)).pow(2).sum(1).mean().item()
-
-    model = paperzoo.create_model("autoencoder", widths=(784, 1000, 500, 250, 2))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for _ in range(6):
-        for batch in torch.randperm(len(train)).split(16):
-            optimizer.zero_grad()
-            model.loss(train[batch]).backward()
-            optimizer.step()
-    with torch.no_grad():
-        error = (model.eval()(test) - test).pow(2).flatten(1).sum(1).mean().item()
-    assert error < 0.95 * pca, f"squared error per held-out image {error:.2f}, PCA's {pca:.2f}"

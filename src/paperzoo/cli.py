@@ -300,7 +300,7 @@ def _train(args: argparse.Namespace, console: Console) -> int:
                          batch_size=args.batch_size, lr=args.lr, image_size=args.image_size, device=args.device,
                          amp=args.amp, out=args.out, resume=args.resume, seed=args.seed, workers=args.workers,
                          pretrained=args.pretrained, threads=args.threads, override=args.override, options=options,
-                         model_kwargs=dict(args.model_kwargs or ()))
+                         model_kwargs=" ".join(args.model_kwargs or ()))
     main_process = distributed.Context(int(os.environ.get("RANK", "0"))).is_main
     shown: dict[str, str] = {}  # the progress bar's fields: the loss, then the task's own metric
 
@@ -538,19 +538,6 @@ def positive(kind: type) -> Any:
     return parse
 
 
-def keyword_argument(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with VALUE a Python literal (2, 0.1, True, (1, 2)) or else a string."""
-    import ast
-
-    key, sep, value = text.partition("=")
-    if not sep or not key.isidentifier():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY a Python name, got {text!r}")
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value
-
-
 def non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -609,7 +596,7 @@ def build_parser(with_task_options: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--pretrained", nargs="?", const=True, default=False, metavar="TAG",
                    help="fine-tune from the published weights (TAG picks others than the default): a new head for "
                    "the data's classes, the weights' input size and normalisation, a tenth of the recipe's lr")
-    p.add_argument("--model-kwargs", nargs="+", type=keyword_argument, metavar="KEY=VALUE",
+    p.add_argument("--model-kwargs", nargs="+", metavar="KEY=VALUE",
                    help="constructor arguments for the model, as timm's train.py takes them (e.g. num_layers=2 "
                    "hidden_size=64 for a model small enough for a CPU); recorded with the run")
     if with_task_options:  # each task's own options (importing the tasks imports torch: only for `train`)

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from paperzoo.registry import DEFAULT_RECIPE, create_model, model_card
 from paperzoo.training import checkpoints, distributed
+from paperzoo.training.model_options import key_values
 from paperzoo.training.recipes import make_optimizer, make_schedule, precise_batchnorm  # noqa: F401  (public)
 from paperzoo.training.tasks import Task, autocast, task_for  # noqa: F401  (autocast: public here too)
 from paperzoo.training.tasks.classification import Objective  # noqa: F401  (the classifiers' objective, public)
@@ -58,7 +59,8 @@ class TrainConfig:
     threads: int | None = None  # torch's intra-op threads; results depend on it, so config.json records it
     override: bool = False  # resume even where the run's settings differ from the checkpoint's
     options: dict[str, Any] = field(default_factory=dict)  # the task's own options (Task.options)
-    model_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to create_model (timm's --model-kwargs)
+    # passed to create_model, as timm's --model-kwargs: a dict, or "KEY=VALUE KEY=VALUE" (Python literals)
+    model_kwargs: dict[str, Any] | str = field(default_factory=dict)
 
 
 # The run's settings a resume must not change silently (the task adds its own, e.g. the image size).
@@ -130,6 +132,11 @@ def plan(config: TrainConfig, context: distributed.Context | None = None) -> Pla
     check_writable(out)
     if importlib.util.find_spec("matplotlib") is None:  # the plot is drawn after the first epoch: say it now
         raise ValueError("paperzoo train draws metrics.png with matplotlib: pip install 'paperzoo[train]'")
+    try:
+        config = replace(config, model_kwargs=key_values(config.model_kwargs))
+    except ValueError as err:
+        raise ValueError(f"--model-kwargs takes KEY=VALUE pairs with Python literal values; got {err}") from None
+    task.config = config
     if config.model_kwargs:  # a wrong keyword fails here, on the meta device, not after the data is read
         try:
             with torch.device("meta"):
@@ -320,7 +327,7 @@ def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, 
                "seconds_this_run": time.perf_counter() - started, "replicas_identical": identical,
                "parameter_digest": distributed.parameter_digest(model), "out": str(p.out), "notes": p.notes,
                "files": ["checkpoint.pt", "model.safetensors", "metrics.jsonl", "metrics.png", "summary.json",
-                         "config.json", *task.outputs()]}
+                         "config.json", *task.outputs()], **task.summary()}
     if context.is_main:
         from safetensors.torch import save_file
 

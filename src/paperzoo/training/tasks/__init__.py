@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 TASK_MODULES: dict[str, str] = {
     "image-classification": "classification",
     "speech": "speech",
+    "semantic-segmentation": "segmentation",
+    "generative": "generative",
 }
 
 
@@ -185,6 +187,10 @@ class Task:
     def after_epoch(self, model: nn.Module, out: Path, epoch: int) -> list[str]:
         """Files drawn after an epoch (rank 0 only); returns their names."""
         return []
+
+    def summary(self) -> dict[str, Any]:
+        """What the task adds to summary.json beyond the loop's figures (per-class results)."""
+        return {}
 
     def outputs(self) -> list[str]:
         """The files a finished run leaves beside checkpoint.pt, model.safetensors, metrics.* and summary.json."""
