@@ -25,6 +25,7 @@ dimensions, with the vocabulary sizes of your data.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from paperzoo.registry import TrainingRecipe, create_model
+from paperzoo.registry import TrainingRecipe, create_model, model_module
 from paperzoo.training import distributed
 from paperzoo.training import translation_data as td
 from paperzoo.training.tasks import Option, Task, autocast
@@ -85,7 +86,7 @@ SMALL: dict[str, dict[str, Any]] = {
     "attention_seq2seq": {"embedding_dim": 32, "hidden_size": 64, "alignment_size": 64, "maxout_size": 32},
 }
 
-# The model classes of the task "translation", by the recipe that trains them.
+# The model classes of the task "translation", by the paper (file) whose recipe trains them.
 FAMILIES = {"Transformer": "transformer", "Seq2Seq": "seq2seq", "RNNsearch": "attention_seq2seq"}
 
 HELD_OUT_FRACTION, MOST_HELD_OUT = 0.05, 1000
@@ -154,6 +155,9 @@ class TranslationTask(Task):
                        "small on the embedded data, paper on yours)", ("small", "paper")),
         "max_train_pairs": Option(int, None, "translation: train on the first N pairs only (a shorter run; "
                                   "default: all)"),
+        "optimizer": Option(str, "paper", "translation: the paper's optimizer and schedule, or Adam at a constant "
+                            "3e-3 (with the paper's gradient clipping): far fewer steps for Seq2Seq and RNNsearch, "
+                            "whose papers trained for days", ("paper", "adam")),
         "beam_size": Option(int, None, "translation: beams for the held-out BLEU (default: the paper's)"),
         "warmup_steps": Option(int, None, "the Transformer's warm-up steps (default: 4000, or 10%% of a shorter "
                                "run)"),
@@ -161,9 +165,12 @@ class TranslationTask(Task):
 
     def prepare(self) -> None:
         config, values = self.config, self.option_values
-        with torch.device("meta"):
-            self.family = FAMILIES[type(create_model(config.model)).__name__]
+        self.family = model_module(config.model).rsplit(".", 1)[-1]  # the paper's file: its recipe
         self.recipe = RECIPES[self.family]
+        if values["optimizer"] == "adam":
+            self.recipe = dataclasses.replace(self.recipe, optimizer="adam", lr=3e-3, betas=(0.9, 0.999), eps=1e-8,
+                                              schedule="constant", source="--optimizer adam: Adam at 3e-3, "
+                                              "constant, with the paper's gradient clipping and beam")
         shared = values["vocab"] or ("shared" if self.family == "transformer" else "separate")
         if self.family == "transformer" and shared == "separate":
             raise ValueError("--vocab separate does not apply to the Transformer: its one embedding matrix serves "
