@@ -190,24 +190,26 @@ def test_two_files_as_source_colon_target_and_a_bad_path(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def transformer_run(tmp_path_factory) -> tuple[dict, Path]:
-    """The small Transformer with the paper's recipe on 4,000 of the numerals, 2 epochs (126 steps)."""
+    """The small Transformer with the paper's recipe on the numerals: one epoch, 152 steps of 64 pairs, warm-up
+    76 steps. This is the first epoch of the README's `paperzoo train transformer_base --epochs 5 --threads 1`
+    (whose 10% warm-up is 76 steps): measured BLEU 99.8, 99% exact, 52 s of training on a loaded machine."""
     out = tmp_path_factory.mktemp("transformer")
-    summary = train(TrainConfig("transformer_base", epochs=2, threads=1, out=str(out),
-                                options={"max_train_pairs": 4000}))
+    summary = train(TrainConfig("transformer_base", epochs=1, threads=1, out=str(out),
+                                options={"warmup_steps": 76}))
     return summary, out
 
 
 @pytest.mark.heavy
 def test_the_transformer_learns_to_translate_numerals(transformer_run):
     summary, out = transformer_run
-    assert summary["final_test_bleu"] >= 90, summary
+    assert summary["final_test_bleu"] >= 95, summary
     assert summary["final_train_loss"] < summary["first_train_loss"]
     for name in ("translation.json", "translations.txt", "model.safetensors", "metrics.png"):
         assert (out / name).is_file(), name
     # The BLEU the loop reports is sacrebleu's corpus BLEU of the same translations, computed here independently.
     import sacrebleu
 
-    task = plan(TrainConfig("transformer_base", out=str(out / "again"), options={"max_train_pairs": 4000})).task
+    task = plan(TrainConfig("transformer_base", out=str(out / "again"))).task
     model, source, target, beam_size = load_translator(out, "transformer_base")
     sources = [source.decode(ids) for ids, _ in task.test_set.pairs]
     hypotheses = translate_sentences(model, source, target, sources, beam_size)
@@ -238,17 +240,13 @@ def test_cached_and_uncached_decoding_agree_on_the_trained_transformer(transform
 
 
 @pytest.mark.heavy
-def test_seq2seq_learns_with_its_papers_sgd(tmp_path):
-    summary = train(TrainConfig("seq2seq", epochs=SEQ2SEQ_EPOCHS, threads=1, out=str(tmp_path),
-                                options={"max_train_pairs": SEQ2SEQ_PAIRS, "beam_size": 2}))
-    assert summary["final_test_bleu"] >= SEQ2SEQ_BLEU, summary
-
-
-@pytest.mark.heavy
 def test_rnnsearch_learns_and_aligns_each_german_word_with_its_english_source(tmp_path):
-    summary = train(TrainConfig("attention_seq2seq", epochs=RNNSEARCH_EPOCHS, threads=1, out=str(tmp_path),
-                                options={"max_train_pairs": RNNSEARCH_PAIRS, "beam_size": 2}))
-    assert summary["final_test_bleu"] >= RNNSEARCH_BLEU, summary
+    # Adam at 1e-2 (--optimizer adam --lr 0.01, with the paper's clipping at 1) on 4,000 of the numerals, 4 epochs
+    # of 50 steps: measured BLEU 46.4 (6.7, 7.9, 20.0 after the first three epochs: the decoder first learns the
+    # German numerals' shape, then where to look), 264 s on a loaded machine.
+    summary = train(TrainConfig("attention_seq2seq", epochs=4, lr=0.01, threads=1, out=str(tmp_path),
+                                options={"max_train_pairs": 4000, "beam_size": 2, "optimizer": "adam"}))
+    assert summary["final_test_bleu"] >= 40, summary
     # "forty two" → "zwei und vierzig": the learned soft alignment crosses, as the German inversion of units and
     # tens needs (the paper's Figure 3 shows English-French alignments the same way).
     model, source, target, _ = load_translator(tmp_path, "attention_seq2seq")
