@@ -166,6 +166,9 @@ class TranslationTask(Task):
     def prepare(self) -> None:
         config, values = self.config, self.option_values
         self.family = model_module(config.model).rsplit(".", 1)[-1]  # the paper's file: its recipe
+        if self.family not in RECIPES:
+            raise ValueError(f"paperzoo train has no translation recipe for {config.model} yet (it trains "
+                             f"{', '.join(RECIPES)})")
         self.recipe = RECIPES[self.family]
         if values["optimizer"] == "adam":
             self.recipe = dataclasses.replace(self.recipe, optimizer="adam", lr=3e-3, betas=(0.9, 0.999), eps=1e-8,
