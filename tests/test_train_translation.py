@@ -287,3 +287,31 @@ def test_an_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
                                         resume=str(tmp_path / "cut" / "checkpoint.pt")))
     assert resumed["parameter_digest"] == whole["parameter_digest"]
     assert not math.isnan(resumed["final_test_bleu"])
+
+
+@pytest.mark.heavy
+def test_two_processes_sum_the_bleu_statistics_of_both_shards(tmp_path):
+    """torchrun with 2 CPU processes (gloo): each process translates half the held-out pairs; the BLEU the run
+    reports is sacrebleu's corpus BLEU of all of them, as one process computes it from the saved model."""
+    import os
+    import subprocess
+    import sys
+
+    import sacrebleu
+
+    folder = write_corpus(tmp_path / "data", *corpus(200))
+    out = tmp_path / "ddp"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "paperzoo",
+         "train", "attention_seq2seq", "--data", "parallel", str(folder), "--size", "small", "--optimizer", "adam",
+         "--lr", "0.01", "--epochs", "2", "--batch-size", "32", "--beam-size", "2", "--out", str(out)],
+        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["replicas_identical"] is True
+    task = plan(TrainConfig("attention_seq2seq", data="parallel", data_path=str(folder), out=str(tmp_path / "x"),
+                            options={"size": "small"})).task
+    model, source, target, _ = load_translator(out, "attention_seq2seq")
+    hypotheses = translate_sentences(model, source, target, [source.decode(s) for s, _ in task.test_set.pairs], 2)
+    assert len(hypotheses) == 10
+    assert summary["final_test_bleu"] == pytest.approx(sacrebleu.corpus_bleu(hypotheses, [task.references]).score)
