@@ -299,19 +299,20 @@ def test_two_processes_sum_the_bleu_statistics_of_both_shards(tmp_path):
 
     import sacrebleu
 
-    folder = write_corpus(tmp_path / "data", *corpus(200))
+    folder = write_corpus(tmp_path / "data", *corpus(2000))  # 100 held out, 50 per process
     out = tmp_path / "ddp"
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "paperzoo",
-         "train", "attention_seq2seq", "--data", "parallel", str(folder), "--size", "small", "--optimizer", "adam",
-         "--lr", "0.01", "--epochs", "2", "--batch-size", "32", "--beam-size", "2", "--out", str(out)],
+         "train", "transformer_base", "--data", "parallel", str(folder), "--size", "small", "--warmup-steps", "20",
+         "--epochs", "2", "--batch-size", "64", "--beam-size", "2", "--out", str(out)],
         capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["replicas_identical"] is True
-    task = plan(TrainConfig("attention_seq2seq", data="parallel", data_path=str(folder), out=str(tmp_path / "x"),
+    assert summary["final_test_bleu"] > 5, summary  # translations with something to count
+    task = plan(TrainConfig("transformer_base", data="parallel", data_path=str(folder), out=str(tmp_path / "x"),
                             options={"size": "small"})).task
-    model, source, target, _ = load_translator(out, "attention_seq2seq")
+    model, source, target, _ = load_translator(out, "transformer_base")
     hypotheses = translate_sentences(model, source, target, [source.decode(s) for s, _ in task.test_set.pairs], 2)
-    assert len(hypotheses) == 10
+    assert len(hypotheses) == 100
     assert summary["final_test_bleu"] == pytest.approx(sacrebleu.corpus_bleu(hypotheses, [task.references]).score)
