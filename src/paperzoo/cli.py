@@ -1,4 +1,5 @@
-"""The ``paperzoo`` command: ``list``, ``info``, ``run``, ``tour``, ``train``, ``bench`` and ``predict``.
+"""The ``paperzoo`` command: ``list``, ``info``, ``run``, ``tour``, ``train``, ``bench``, ``predict`` and
+``translate``.
 
 Built on the public API only. Every command that takes a model name exits with status 2 and a
 "did you mean" line for an unknown name; ``tour`` exits with status 1 if any canonical model's measured
@@ -524,6 +525,21 @@ def _predict(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _translate(args: argparse.Namespace, console: Console) -> int:
+    from paperzoo.training.tasks.translation import load_translator, translate_sentences, unknown_words
+
+    model_card(args.name)  # an unknown name: "did you mean"
+    model, source, target, beam_size = load_translator(args.checkpoint, args.name)
+    translations = translate_sentences(model, source, target, args.texts, args.beam_size or beam_size)
+    for text, translation in zip(args.texts, translations, strict=True):
+        unknown = unknown_words(source, text)
+        if unknown:
+            console.print(f"[yellow]not in the training vocabulary, read as <unk>: {escape(' '.join(unknown))}[/]",
+                          highlight=False)
+        console.print(translation, highlight=False, markup=False)
+    return 0
+
+
 def positive(kind: type) -> Any:
     """An argparse type: a number above zero, else the one-line usage error (exit 2)."""
     def parse(text: str) -> Any:
@@ -617,6 +633,14 @@ def build_parser(with_task_options: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="detectors: the lowest score drawn")
     p.add_argument("--out", default="predictions", help="where detectors and segmentation models write their images")
     p.set_defaults(handler=_predict)
+
+    p = commands.add_parser("translate", help="translate sentences with a model trained by paperzoo train")
+    p.add_argument("name")
+    p.add_argument("texts", nargs="+", metavar="TEXT", help="sentences in the source language, one per argument")
+    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR",
+                   help="the output folder of `paperzoo train NAME` (its translation.json and weights)")
+    p.add_argument("--beam-size", type=positive(int), help="beams (default: the run's, the paper's)")
+    p.set_defaults(handler=_translate)
 
     p = commands.add_parser("tour", help="every canonical model: published vs measured parameters, a forward pass")
     p.add_argument("pattern", nargs="?", default="*",

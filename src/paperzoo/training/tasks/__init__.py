@@ -43,6 +43,7 @@ TASK_MODULES: dict[str, str] = {
     "speech": "speech",
     "semantic-segmentation": "segmentation",
     "generative": "generative",
+    "translation": "translation",
 }
 
 
