@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from paperzoo.training import audio_data
 from paperzoo.training.loop import TrainConfig, plan, train
@@ -127,3 +128,31 @@ def test_pretraining_learns_the_contrastive_task_on_spoken_digits_and_resumes_ex
     resumed = train(dataclasses.replace(config, out=str(tmp_path / "cut"), resume=str(tmp_path / "cut" /
                                                                                         "checkpoint.pt")))
     assert resumed["parameter_digest"] == whole["parameter_digest"]  # masks, distractors, temperature restored
+
+
+def test_ctc_fine_tuning_starts_from_a_pre_training_run(tmp_path):
+    """The paper's pipeline through `paperzoo train`: a pre-training run's encoder starts the CTC model (its
+    convolutional feature encoder frozen, §4.3; the CTC layer new), the transcripts become character ids padded
+    with -100, and the word error rate of greedy decoding is measured on the held-out voices. (Learning to
+    transcribe takes minutes: measured in the README, 15 epochs of 400 utterances to a test loss of 10.2 from 27.)"""
+    small = {**SMALL_PRETRAINING, "num_negatives": 4}
+    train(TrainConfig("wav2vec2_base_pretraining", epochs=1, batch_size=8, threads=1, options={"utterances": 16},
+                      model_kwargs=small, out=str(tmp_path / "pre")))
+    encoder = str(tmp_path / "pre" / "model.safetensors")
+    config = TrainConfig("wav2vec2_base_ctc", epochs=1, batch_size=8, threads=1, out=str(tmp_path / "ctc"),
+                         options={"utterances": 16, "encoder": encoder}, model_kwargs=dict(SMALL, final_dropout=0.0))
+    checked = plan(config)
+    model = checked.task.build_model()
+    pre = load_file(encoder)
+    assert all(torch.equal(value, pre[f"wav2vec2.{key}"]) for key, value in model.wav2vec2.state_dict().items())
+    assert not any(p.requires_grad for p in model.wav2vec2.feature_encoder.parameters())
+    vocabulary = checked.task.vocabulary
+    assert vocabulary[:2] == ["<blank>", "|"] and set(vocabulary[2:]) == set("".join(WORDS))
+    _, _, labels = checked.task.collate([(torch.zeros(800), "one"), (torch.zeros(900), "two six")])
+    assert labels[0, 3:].eq(-100).all() and labels[1, 3] == vocabulary.index("|")
+    summary = train(config)
+    assert summary["metric"] == "wer" and summary["final_test_wer"] >= 0.0
+    state = torch.load(tmp_path / "ctc" / "checkpoint.pt", weights_only=True)
+    assert state["vocabulary"] == vocabulary
+    with pytest.raises(ValueError, match="does not exist"):
+        plan(dataclasses.replace(config, options={"encoder": str(tmp_path / "nowhere.safetensors")}))
