@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 # card.task -> the module (in this package) whose TASK trains it.
 TASK_MODULES: dict[str, str] = {
     "image-classification": "classification",
+    "language-model": "language_model",
+    "masked-language-model": "masked_language_model",
+    "sequence": "sequence",
     "speech": "speech",
 }
 
