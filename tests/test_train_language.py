@@ -1,0 +1,203 @@
+"""``paperzoo train`` for the language models (GPT, BERT's pre-training, the LSTM and GRU) and ``paperzoo
+generate``: learning on the embedded text through the loop, exact resume, the run's tokenizer, bad text files."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+from paperzoo import cli
+from paperzoo.training import checkpoints
+from paperzoo.training import text_data as texts
+from paperzoo.training.loop import TrainConfig, plan, train
+
+TINY_GPT = {"num_layers": 2, "hidden_size": 64, "num_heads": 4, "seq_len": 64, "vocab_size": 512}
+
+
+class Interrupted(Exception):
+    pass
+
+
+def held_out_unigram_perplexity(run) -> float:
+    """The perplexity of the held-out tokens under the training tokens' add-one unigram frequencies, with the
+    run's own tokenizer.json: the best any model that ignores context can do, computed apart from the loop."""
+    import tokenizers
+
+    tokenizer = tokenizers.Tokenizer.from_file(str(run / "tokenizer.json"))
+    lines = texts.DEFAULT_TEXT.read_text(encoding="utf-8").splitlines(keepends=True)
+    cut = len(lines) - round(0.1 * len(lines))  # the last tenth of the lines is held out
+
+    def tokens(part: list[str]) -> list[int]:
+        return [i for e in tokenizer.encode_batch(part) for i in e.ids]
+
+    train_ids, test_ids = tokens(lines[:cut]), tokens(lines[cut:])
+    counts, total, vocab = collections.Counter(train_ids), len(train_ids), tokenizer.get_vocab_size()
+    return math.exp(-sum(math.log((counts[t] + 1) / (total + vocab)) for t in test_ids) / len(test_ids))
+
+
+@pytest.mark.heavy
+def test_a_small_gpt2_learns_the_embedded_text_far_below_the_unigram_perplexity(tmp_path, one_thread):
+    """Two epochs of a 2-block GPT-2 on Genesis, BPE of 512 tokens: the held-out perplexity falls below 70% of
+    the unigram perplexity (measured: 109.6 against 179.3)."""
+    summary = train(TrainConfig("gpt2", epochs=2, lr=3e-3, out=str(tmp_path), options=TINY_GPT))
+    unigram = held_out_unigram_perplexity(tmp_path)
+    assert summary["final_test_perplexity"] < 0.7 * unigram, (summary["final_test_perplexity"], unigram)
+    assert summary["final_train_loss"] < summary["first_train_loss"]
+    assert {"tokenizer.json", "model.safetensors"} <= {p.name for p in tmp_path.iterdir()}
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["run"]["vocabulary"] == 512 and config["recipe"]["lr"] == 2.5e-4  # GPT §4.1's, --lr overrides
+
+
+def test_an_interrupted_and_resumed_language_model_ends_with_the_same_weights(tmp_path, one_thread):
+    """Dropout and the warm-up schedule must resume exactly; the resumed run keeps its checkpoint's tokenizer."""
+    small = tmp_path / "small.txt"
+    small.write_text(texts.DEFAULT_TEXT.read_text(encoding="utf-8")[:20_000], encoding="utf-8")
+    config = TrainConfig("gpt", data="text", data_path=str(small), epochs=2, lr=3e-3, batch_size=16,
+                         options={"num_layers": 1, "hidden_size": 32, "num_heads": 2, "seq_len": 32,
+                                  "vocab_size": 300})
+    whole = train(dataclasses.replace(config, out=str(tmp_path / "whole")))
+
+    def interrupt(row):
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(dataclasses.replace(config, out=str(tmp_path / "cut")), on_epoch=interrupt)
+    state = checkpoints.load_checkpoint(tmp_path / "cut" / "checkpoint.pt", "gpt")
+    assert state["epoch"] == 1 and "tokenizer" in state
+    resumed = train(dataclasses.replace(config, out=str(tmp_path / "cut"),
+                                        resume=str(tmp_path / "cut" / "checkpoint.pt")))
+    assert resumed["parameter_digest"] == whole["parameter_digest"]
+    assert (tmp_path / "cut" / "tokenizer.json").read_text() == (tmp_path / "whole" / "tokenizer.json").read_text()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One epoch of a one-block GPT on 20,000 characters: a run folder for generate."""
+    folder = tmp_path_factory.mktemp("lm")
+    small = folder / "small.txt"
+    small.write_text(texts.DEFAULT_TEXT.read_text(encoding="utf-8")[:20_000], encoding="utf-8")
+    train(TrainConfig("gpt", data="text", data_path=str(small), epochs=1, lr=3e-3, batch_size=16,
+                      out=str(folder / "run"), options={"num_layers": 1, "hidden_size": 32, "num_heads": 2,
+                                                        "seq_len": 32, "vocab_size": 300}))
+    return folder / "run"
+
+
+def test_generate_continues_a_prompt_with_the_runs_model_and_tokenizer(tiny_run, capsys):
+    """Greedy ``paperzoo generate`` prints what the trained model's cache-free greedy decoding gives."""
+    from paperzoo.training.tasks.language_model import load_run
+
+    assert cli.main(["generate", "gpt", "--checkpoint", str(tiny_run), "--prompt", "In the beginning",
+                     "--max-new-tokens", "12"]) == 0
+    printed = capsys.readouterr().out.strip()
+    model, tokenizer = load_run("gpt", tiny_run / "model.safetensors")
+    prompt = tokenizer.encode("In the beginning").ids
+    expected = model.generate(torch.tensor([prompt]), 12, use_cache=False)[0, len(prompt):].tolist()
+    assert printed == "In the beginning" + tokenizer.decode(expected)
+    assert cli.main(["generate", "gpt", "--checkpoint", str(tiny_run), "--prompt", "God", "--top-k", "5",
+                     "--temperature", "0.8", "--seed", "3"]) == 0
+    first = capsys.readouterr().out
+    assert cli.main(["generate", "gpt", "--checkpoint", str(tiny_run), "--prompt", "God", "--top-k", "5",
+                     "--temperature", "0.8", "--seed", "3"]) == 0
+    assert capsys.readouterr().out == first  # the seed fixes the draws
+
+
+def test_generate_refuses_what_it_cannot_do(tiny_run, tmp_path, capsys):
+    cases = [
+        (["generate", "gpt", "--prompt", "x"], "pass one of --checkpoint"),
+        (["generate", "bert_base", "--checkpoint", str(tiny_run), "--prompt", "x"], "masked-language-model"),
+        (["generate", "gpt", "--checkpoint", str(tmp_path), "--prompt", "x"], "no model.safetensors, config.json"),
+        (["generate", "gpt2", "--checkpoint", str(tiny_run), "--prompt", "x"], "holds a 'gpt' run, not 'gpt2'"),
+        (["generate", "gpt", "--checkpoint", str(tiny_run), "--prompt", ""], "--prompt is empty"),
+        (["generate", "gpt", "--checkpoint", str(tiny_run), "--prompt", "x", "--top-p", "1.5"], "--top-p must"),
+        (["generate", "gpt", "--checkpoint", str(tiny_run), "--prompt", "x", "--max-new-tokens", "600"],
+         "fit its 512 positions"),
+    ]
+    for args, message in cases:
+        assert cli.main(args) == 2, args
+        assert message in capsys.readouterr().err, args
+
+
+@pytest.mark.heavy
+def test_an_lstm_language_model_learns_the_embedded_text(tmp_path, one_thread):
+    """The registered LSTM (256 inputs, 512 cells) between an embedding and a read-out, one epoch on Genesis
+    with a 256-token BPE: held-out perplexity below 70% of the unigram perplexity."""
+    summary = train(TrainConfig("lstm", epochs=1, lr=3e-3, out=str(tmp_path),
+                                options={"seq_len": 64, "vocab_size": 256 + 1 + 63}))
+    unigram = held_out_unigram_perplexity(tmp_path)
+    assert summary["final_test_perplexity"] < 0.7 * unigram, (summary["final_test_perplexity"], unigram)
+
+
+def test_a_gru_language_model_trains_and_generates(tmp_path, one_thread, capsys):
+    small = tmp_path / "small.txt"
+    small.write_text(texts.DEFAULT_TEXT.read_text(encoding="utf-8")[:10_000], encoding="utf-8")
+    summary = train(TrainConfig("gru", data="text", data_path=str(small), epochs=1, out=str(tmp_path / "run"),
+                                options={"seq_len": 32, "vocab_size": 300, "hidden_size": 32}))
+    assert summary["final_train_loss"] < summary["first_train_loss"] + 1  # it ran; the learning test is the LSTM's
+    from safetensors.torch import load_file
+
+    assert {"embedding.weight", "recurrent.weight_ih_l0", "head.weight"} <= set(load_file(tmp_path / "run" /
+                                                                                           "model.safetensors"))
+    assert cli.main(["generate", "gru", "--checkpoint", str(tmp_path / "run"), "--prompt", "God",
+                     "--max-new-tokens", "5"]) == 0
+    assert capsys.readouterr().out.startswith("God")
+
+
+@pytest.mark.heavy
+def test_bert_pretraining_learns_masked_tokens_of_the_embedded_text(tmp_path, one_thread):
+    """A 2-layer BERT pre-trained with the paper's masking and loss on Genesis: the held-out masked-token accuracy
+    rises above always predicting the most frequent training token."""
+    summary = train(TrainConfig("bert_base_pretraining", epochs=8, lr=2e-3, batch_size=64, out=str(tmp_path),
+                                options={"num_layers": 2, "hidden_size": 64, "num_heads": 4, "seq_len": 32,
+                                         "vocab_size": 1024}))
+    assert summary["metric"] == "mlm_accuracy"
+    assert summary["final_test_mlm_accuracy"] > 0.15
+
+
+def test_bad_text_inputs_are_refused_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "out"
+    (tmp_path / "empty.txt").write_text("  \n\n")
+    (tmp_path / "latin1.txt").write_bytes("Caf\xe9 au lait\n".encode("latin-1") * 50)
+    (tmp_path / "binary.txt").write_bytes(b"abc\0def" * 20)
+    (tmp_path / "short.txt").write_text("In the beginning.\n")
+    cases = [
+        (["train", "gpt", "--data", "text", str(tmp_path / "none.txt")], "none.txt does not exist"),
+        (["train", "gpt", "--data", "text", str(tmp_path / "empty.txt")], "empty.txt is empty"),
+        (["train", "gpt", "--data", "text", str(tmp_path / "latin1.txt")], "latin1.txt is not UTF-8 (byte 0xe9"),
+        (["train", "gpt", "--data", "text", str(tmp_path / "binary.txt")], "binary.txt is binary"),
+        (["train", "gpt", "--data", "text", str(tmp_path / "short.txt"), "--seq-len", "64"],
+         "short.txt is too short"),
+        (["train", "bert_base_pretraining", "--data", "text", str(tmp_path / "short.txt")], "short.txt is too short"),
+        (["train", "gpt", "--data", "text"], "needs the path"),
+        (["train", "gpt", "--seq-len", "600"], "exceeds gpt's 512 positions"),
+        (["train", "gpt", "--seq-len", "0"], "--seq-len must be positive"),
+        (["train", "gpt", "--vocab-size", "many"], "--vocab-size takes a int"),
+        (["train", "bert_base"], "train bert_base_pretraining"),
+        (["train", "lstm", "--num-heads", "4"], "--num-heads does not apply to sequence models"),
+        (["train", "gpt2", "--pretrained", "--num-layers", "2"], "--pretrained keeps the published gpt2's size"),
+        (["train", "lstm", "--pretrained"], "lstm has no published weights"),
+    ]
+    for args, message in cases:
+        assert cli.main([*args, "--out", str(out)]) == 2, args
+        assert message in capsys.readouterr().err, args
+        assert not out.exists(), f"{args} wrote into the output folder"
+
+
+def test_the_tasks_take_the_papers_recipes():
+    gpt = plan(TrainConfig("gpt2", out="unused", options={"seq_len": 16, "vocab_size": 300})).task
+    assert (gpt.recipe.lr, gpt.recipe.weight_decay) == (2.5e-4, 0.01)  # GPT §4.1
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    schedule = gpt.schedules([optimizer], epochs=10, steps_per_epoch=100)[0]  # 1,000 steps: 100 of warm-up
+    factors = []
+    for _ in range(1000):
+        factors.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert factors[0] == pytest.approx(0.01) and factors[99] == pytest.approx(1.0)  # linear warm-up
+    assert factors[100 + 450] == pytest.approx(0.5, abs=0.01) and factors[-1] < 1e-4  # cosine to 0
+    bert = plan(TrainConfig("bert_base_pretraining", out="unused", options={"seq_len": 16, "vocab_size": 300})).task
+    assert (bert.recipe.lr, bert.recipe.weight_decay, bert.decay) == (1e-4, 0.01, "linear")  # Appendix A.2
