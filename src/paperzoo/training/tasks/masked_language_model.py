@@ -16,7 +16,7 @@ masked-LM and NSP likelihoods (``model.loss``). Deviation: batches of 32 pairs o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
