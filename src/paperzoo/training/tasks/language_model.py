@@ -146,6 +146,10 @@ class LanguageModelTask(Task):
         """The model a run with these settings trains (``generate`` rebuilds it from the run's config.json)."""
         if pretrained:
             return create_model(name, pretrained=pretrained)
+        if settings.get("pretrained"):  # a fine-tuned run: the published weights' shapes, filled from its file
+            from paperzoo.weights import get_weights
+
+            return create_model(name, **get_weights(name, settings["pretrained"]).model_kwargs)
         sizes = {k: settings[k] for k in cls.size_options if settings.get(k) is not None}
         return create_model(name, vocab_size=settings["vocabulary"], **sizes)
 

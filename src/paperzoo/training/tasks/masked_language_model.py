@@ -110,6 +110,10 @@ class MaskedLanguageModelTask(LanguageModelTask):
     def rebuild(cls, name: str, settings: dict[str, Any], pretrained: bool | str = False) -> nn.Module:
         if pretrained:
             return create_model(name, pretrained=pretrained)
+        if settings.get("pretrained"):  # a fine-tuned run: the published weights' shapes, filled from its file
+            from paperzoo.weights import get_weights
+
+            return create_model(name, **get_weights(name, settings["pretrained"]).model_kwargs)
         sizes = {k: settings[k] for k in cls.size_options if settings.get(k) is not None}
         if "hidden_size" in sizes:
             sizes["intermediate_size"] = 4 * sizes["hidden_size"]  # the paper's 4H
