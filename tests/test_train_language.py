@@ -221,6 +221,7 @@ def test_bad_text_inputs_are_refused_before_anything_is_written(tmp_path, capsys
         (["train", "gpt", "--data", "text"], "needs the path"),
         (["train", "gpt", "--seq-len", "600"], "exceeds gpt's 512 positions"),
         (["train", "gpt", "--seq-len", "0"], "--seq-len must be positive"),
+        (["train", "gpt", "--seq-len", "1"], "a window needs at least 2 tokens"),
         (["train", "gpt", "--vocab-size", "many"], "--vocab-size takes a int"),
         (["train", "bert_base"], "train bert_base_pretraining"),
         (["train", "lstm", "--num-heads", "4"], "--num-heads does not apply to sequence models"),
@@ -278,3 +279,13 @@ def test_pretrained_gpt2_fine_tunes_with_its_published_tokenizer_and_generates(r
     assert capsys.readouterr().out.startswith("God")
     assert cli.main(["generate", "gpt2", "--checkpoint", str(tmp_path / "run"), "--prompt", "God",
                      "--max-new-tokens", "4"]) == 0
+
+
+def test_the_tokenizers_trained_on_a_text_are_the_same_in_every_process():
+    """Every process of a torchrun run trains its own tokenizer: it must come out the same each time (the
+    WordPiece trainer numbers pieces of equal frequency in hash order, which the training renumbers)."""
+    text = texts.split_text(texts.read_text(None))[0][:60_000]
+    assert len({texts.train_wordpiece(text, 500).to_str() for _ in range(3)}) == 1
+    assert len({texts.train_byte_level_bpe(text, 500).to_str() for _ in range(3)}) == 1
+    wordpiece = texts.train_wordpiece(text, 500)
+    assert [wordpiece.token_to_id(t) for t in texts.BERT_SPECIAL] == [0, 1, 2, 3, 4]

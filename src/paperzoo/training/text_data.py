@@ -97,6 +97,11 @@ def train_wordpiece(text: str, vocab_size: int) -> Any:
     tokenizer.decoder = decoders.WordPiece()
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(BERT_SPECIAL), show_progress=False)
     tokenizer.train_from_iterator(text.splitlines(), trainer=trainer)
+    # The trainer numbers pieces of equal frequency in hash order, which differs between runs (and so between
+    # the processes of one torchrun run): the same pieces, renumbered in a fixed order, special tokens first.
+    learned = sorted(set(tokenizer.get_vocab()) - set(BERT_SPECIAL))
+    vocab = {token: index for index, token in enumerate([*BERT_SPECIAL, *learned])}
+    tokenizer.model = models.WordPiece(vocab, unk_token="[UNK]")
     return tokenizer
 
 

@@ -124,6 +124,8 @@ class LanguageModelTask(Task):
     def prepare(self) -> None:
         name, train_text, test_text = self.read()
         seq_len = self.option_values["seq_len"]
+        if seq_len < 2:
+            raise ValueError(f"--seq-len {seq_len} leaves nothing to predict: a window needs at least 2 tokens")
         positions = self.positions()
         if positions is not None and seq_len > positions:
             raise ValueError(f"--seq-len {seq_len} exceeds {self.config.model}'s {positions} positions")
