@@ -281,11 +281,12 @@ def test_pretrained_gpt2_fine_tunes_with_its_published_tokenizer_and_generates(r
                      "--max-new-tokens", "4"]) == 0
 
 
-def test_the_tokenizers_trained_on_a_text_are_the_same_in_every_process():
-    """Every process of a torchrun run trains its own tokenizer: it must come out the same each time (the
-    WordPiece trainer numbers pieces of equal frequency in hash order, which the training renumbers)."""
-    text = texts.split_text(texts.read_text(None))[0][:60_000]
-    assert len({texts.train_wordpiece(text, 500).to_str() for _ in range(3)}) == 1
-    assert len({texts.train_byte_level_bpe(text, 500).to_str() for _ in range(3)}) == 1
-    wordpiece = texts.train_wordpiece(text, 500)
+def test_the_tokenizers_trained_on_the_embedded_text_are_the_same_every_time():
+    """The learning tests' thresholds hold only for one vocabulary: the BPE and the WordPiece trained on Genesis
+    come out the same each time (the WordPiece trainer numbers pieces of equal frequency in hash order, which
+    differed between runs until the training renumbered them; under torchrun the first process's is shared)."""
+    text = texts.split_text(texts.read_text(None))[0]
+    assert len({texts.train_wordpiece(text, 300).to_str() for _ in range(3)}) == 1
+    assert len({texts.train_byte_level_bpe(text, 512).to_str() for _ in range(2)}) == 1
+    wordpiece = texts.train_wordpiece(text, 300)
     assert [wordpiece.token_to_id(t) for t in texts.BERT_SPECIAL] == [0, 1, 2, 3, 4]

@@ -101,7 +101,17 @@ class LanguageModelTask(Task):
 
     def tokenizer(self, train_text: str) -> Any:
         """The run's tokenizer: a resumed run's own (from its checkpoint), the published one with
-        ``--pretrained``, or one trained on the training text."""
+        ``--pretrained``, or one trained on the training text; under torchrun, the first process's."""
+        tokenizer = self._tokenizer(train_text)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # The WordPiece trainer breaks ties between pieces of equal frequency in hash order, which differs
+            # between processes: every process takes the first one's vocabulary.
+            shared = [tokenizer.to_str()]
+            torch.distributed.broadcast_object_list(shared, src=0)
+            tokenizer = texts.tokenizers_library().Tokenizer.from_str(shared[0])
+        return tokenizer
+
+    def _tokenizer(self, train_text: str) -> Any:
         config = self.config
         if config.resume is not None:
             state = checkpoints.load_checkpoint(config.resume, config.model)
