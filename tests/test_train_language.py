@@ -290,3 +290,26 @@ def test_the_tokenizers_trained_on_the_embedded_text_are_the_same_every_time():
     assert len({texts.train_byte_level_bpe(text, 512).to_str() for _ in range(2)}) == 1
     wordpiece = texts.train_wordpiece(text, 300)
     assert [wordpiece.token_to_id(t) for t in texts.BERT_SPECIAL] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.heavy
+def test_bert_pretraining_under_torchrun_with_two_processes(tmp_path):
+    """torchrun with 2 CPU processes (gloo): the masked-LM objective trains under DistributedDataParallel, every
+    process uses the same tokenizer (the first's), the replicas end bit-identical, and only rank 0 writes."""
+    import os
+    import subprocess
+    import sys
+
+    small = tmp_path / "small.txt"
+    small.write_text(texts.DEFAULT_TEXT.read_text(encoding="utf-8")[:30_000], encoding="utf-8")
+    out = tmp_path / "ddp"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "paperzoo",
+         "train", "bert_base_pretraining", "--data", "text", str(small), "--epochs", "1", "--batch-size", "16",
+         "--num-layers", "1", "--hidden-size", "32", "--num-heads", "2", "--seq-len", "32", "--vocab-size", "200",
+         "--out", str(out)],
+        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["replicas_identical"] is True
+    assert result.stdout.count("trained bert_base_pretraining") == 1
