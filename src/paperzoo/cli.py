@@ -625,8 +625,9 @@ def build_parser(with_task_options: bool = False) -> argparse.ArgumentParser:
     p = commands.add_parser("train", help="train any model: its paper's recipe on built-in data or yours")
     p.add_argument("name")
     p.add_argument("--data", nargs="+", default=[], metavar="KIND [PATH]",
-                   help="the task's built-in data (default; classifiers: digits) or a kind of folder with its path, "
-                   "e.g. --data folder PATH for an ImageFolder tree")
+                   help="the task's built-in data (default; classifiers: digits; language models: genesis) or a kind "
+                   "of data with its path, e.g. --data folder PATH for an ImageFolder tree, --data text PATH for a "
+                   "UTF-8 text file")
     p.add_argument("--epochs", type=positive(int), default=10)
     p.add_argument("--batch-size", type=positive(int), help="the global batch: under torchrun each of N processes "
                    "takes 1/N of it (default: the paper's recipe on the card)")
