@@ -1,5 +1,5 @@
-"""The ``paperzoo`` command: ``list``, ``info``, ``run``, ``tour``, ``train``, ``bench``, ``predict`` and
-``translate``.
+"""The ``paperzoo`` command: ``list``, ``info``, ``run``, ``tour``, ``train``, ``bench``, ``predict``, ``generate``
+and ``translate``.
 
 Built on the public API only. Every command that takes a model name exits with status 2 and a
 "did you mean" line for an unknown name; ``tour`` exits with status 1 if any canonical model's measured
@@ -540,6 +540,48 @@ def _translate(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+GENERATE_TASKS = ("language-model", "sequence")
+
+
+def _generate(args: argparse.Namespace, console: Console) -> int:
+    """Continue a prompt with a language model that ``paperzoo train`` trained (``--checkpoint RUN``) or with
+    published weights (``--pretrained``), through the model's ``generate`` (GPT: with its key/value cache)."""
+    import torch
+
+    card = model_card(args.name)
+    if card.task not in GENERATE_TASKS:
+        raise ValueError(f"{args.name}'s task is {card.task}; paperzoo generate takes language models (GPT, GPT-2) "
+                         "and the LSTM or GRU trained as one (paperzoo list --task language-model)")
+    if (args.checkpoint is None) == (args.pretrained is None):
+        raise ValueError("pass one of --checkpoint RUN (the folder of a paperzoo train run, or its "
+                         "model.safetensors) and --pretrained (the published weights)")
+    if not args.prompt:
+        raise ValueError("--prompt is empty: give the text to continue")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise ValueError(f"--top-p must lie in (0, 1], got {args.top_p}")
+    if args.checkpoint is not None:
+        from paperzoo.training.tasks.language_model import load_run
+
+        model, tokenizer = load_run(args.name, args.checkpoint)
+    else:
+        from paperzoo.interop.huggingface import tokenizer as published_tokenizer
+        from paperzoo.weights import get_weights
+
+        model = create_model(args.name, pretrained=args.pretrained).eval()
+        tokenizer = published_tokenizer(get_weights(args.name, args.pretrained).hub_repo)
+    ids = tokenizer.encode(args.prompt).ids
+    if not ids:
+        raise ValueError(f"--prompt {args.prompt!r} encodes to no tokens")
+    sample = args.temperature is not None or args.top_k is not None or args.top_p is not None
+    end = tokenizer.token_to_id("<|endoftext|>")
+    output = model.generate(torch.tensor([ids]), args.max_new_tokens, do_sample=sample,
+                            temperature=args.temperature or 1.0, top_k=args.top_k, top_p=args.top_p,
+                            eos_token_id=end, generator=torch.Generator().manual_seed(args.seed))
+    new = [t for t in output[0, len(ids):].tolist() if t != end]
+    console.print(f"[bold]{escape(args.prompt)}[/]{escape(tokenizer.decode(new))}", highlight=False)
+    return 0
+
+
 def positive(kind: type) -> Any:
     """An argparse type: a number above zero, else the one-line usage error (exit 2)."""
     def parse(text: str) -> Any:
@@ -592,8 +634,9 @@ def build_parser(with_task_options: bool = False) -> argparse.ArgumentParser:
     p = commands.add_parser("train", help="train any model: its paper's recipe on built-in data or yours")
     p.add_argument("name")
     p.add_argument("--data", nargs="+", default=[], metavar="KIND [PATH]",
-                   help="the task's built-in data (default; classifiers: digits) or a kind of folder with its path, "
-                   "e.g. --data folder PATH for an ImageFolder tree")
+                   help="the task's built-in data (default; classifiers: digits; language models: genesis) or a kind "
+                   "of data with its path, e.g. --data folder PATH for an ImageFolder tree, --data text PATH for a "
+                   "UTF-8 text file")
     p.add_argument("--epochs", type=positive(int), default=10)
     p.add_argument("--batch-size", type=positive(int), help="the global batch: under torchrun each of N processes "
                    "takes 1/N of it (default: the paper's recipe on the card)")
@@ -641,6 +684,20 @@ def build_parser(with_task_options: bool = False) -> argparse.ArgumentParser:
                    help="the output folder of `paperzoo train NAME` (its translation.json and weights)")
     p.add_argument("--beam-size", type=positive(int), help="beams (default: the run's, the paper's)")
     p.set_defaults(handler=_translate)
+
+    p = commands.add_parser("generate", help="continue a prompt with a language model trained by paperzoo train or "
+                            "published")
+    p.add_argument("name")
+    p.add_argument("--prompt", required=True, help="the text to continue")
+    p.add_argument("--checkpoint", metavar="RUN", help="a paperzoo train run: its folder or its model.safetensors "
+                   "(with config.json and tokenizer.json beside it)")
+    p.add_argument("--pretrained", nargs="?", const=True, metavar="TAG", help="the published weights and tokenizer")
+    p.add_argument("--max-new-tokens", type=positive(int), default=50)
+    p.add_argument("--temperature", type=positive(float), help="sample, with this temperature (default: greedy)")
+    p.add_argument("--top-k", type=positive(int), help="sample from the k most likely tokens")
+    p.add_argument("--top-p", type=float, help="sample from the smallest set of tokens whose probability reaches p")
+    p.add_argument("--seed", type=int, default=0, help="the random numbers of sampling")
+    p.set_defaults(handler=_generate)
 
     p = commands.add_parser("tour", help="every canonical model: published vs measured parameters, a forward pass")
     p.add_argument("pattern", nargs="?", default="*",

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 # card.task -> the module (in this package) whose TASK trains it.
 TASK_MODULES: dict[str, str] = {
     "image-classification": "classification",
+    "language-model": "language_model",
+    "masked-language-model": "masked_language_model",
+    "sequence": "sequence",
     "speech": "speech",
     "semantic-segmentation": "segmentation",
     "generative": "generative",
@@ -69,8 +72,9 @@ class Option:
             raise ValueError(f"{flag} must be one of {', '.join(map(str, self.choices))}, got {value!r}")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and (
                 value < self.minimum or (value == self.minimum and not self.inclusive)):
-            bound = "at least" if self.inclusive else "above"
-            raise ValueError(f"{flag} must be {bound} {self.minimum:g}, got {value}")
+            bound = (f"at least {self.minimum:g}" if self.inclusive else
+                     "positive" if self.minimum == 0 else f"above {self.minimum:g}")
+            raise ValueError(f"{flag} must be {bound}, got {value}")
         return value
 
 
