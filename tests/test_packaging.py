@@ -78,3 +78,15 @@ def test_every_upper_bound_says_why():
             above -= 1
         assert any(name in c for c in comments) and any(re.search(r"announced|breaks?|drops?", c) for c in comments), (
             f"pyproject.toml line {number + 1}: the upper bound of {name} has no comment above it saying why")
+
+
+def test_every_data_file_of_the_package_is_declared_package_data():
+    """A file the code reads (the cards' index, the spoken digits, the digits classifier, the built-in text) that
+    package-data does not name works from a checkout and is missing from a built wheel."""
+    package = ROOT / "src" / "paperzoo"
+    patterns = tomllib.loads(PYPROJECT.read_text())["tool"]["setuptools"]["package-data"]["paperzoo"]
+    data = [p.relative_to(package) for p in package.rglob("*")
+            if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
+    assert data, "no data files found: the test looks in the wrong place"
+    undeclared = [str(p) for p in data if not any(p.match(pattern) for pattern in patterns)]
+    assert not undeclared, f"add to [tool.setuptools.package-data] in pyproject.toml: {undeclared}"
