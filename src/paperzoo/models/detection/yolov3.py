@@ -195,6 +195,7 @@ class YOLOv3(nn.Module):
 
     min_input_size = 1  # any image: the transform resizes it to image_size × image_size first
     model_name = "yolov3"
+    first_label = 0  # the first class's label: no background class (the R-CNNs' and SSD's start at 1)
 
     def __init__(
         self,
@@ -281,7 +282,7 @@ class YOLOv3(nn.Module):
         check_image_list(images, model=self, in_chans=3, min_size=self.min_input_size)
         if self.training:  # labels are class indices from 0: objectness, not a class, says "no object"
             check_detection_targets(targets, images, name=self.model_name, num_classes=self.num_classes,
-                                    first_label=0)
+                                    first_label=self.first_label)
         original_sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
         batch, targets = self.transform(images, targets if self.training else None)
         predictions = self.predict(batch.tensors)

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 # card.task -> the module (in this package) whose TASK trains it.
 TASK_MODULES: dict[str, str] = {
     "image-classification": "classification",
+    "object-detection": "detection",
+    "instance-segmentation": "detection",
 }
 
 

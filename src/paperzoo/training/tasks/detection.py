@@ -1,0 +1,144 @@
+"""Object detection and instance segmentation (Faster R-CNN, Mask R-CNN, RetinaNet, SSD, YOLOv3): generated
+shapes or a COCO-format folder, each detector's own training losses, COCO mAP from pycocotools' COCOeval.
+
+Every detector follows torchvision's convention: in training mode ``model(images, targets)`` returns a dict of
+losses (RPN and box-head losses, focal and box losses, ...), which the objective sums, as torchvision's
+reference scripts do, and logs one by one as train metrics; in eval mode it returns detections per image, which
+COCOeval scores against the ground truth (box AP@[.5:.95] and AP@.5, and the same for the masks of an instance
+segmenter: COCO's reported numbers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from paperzoo.registry import create_model
+from paperzoo.training import detection_data, distributed
+from paperzoo.training.tasks import Option, Task, autocast
+
+EVAL_CHUNK = 8  # images per evaluation forward: the loop's test batch of 256 full-size images would not fit
+
+
+class _Step(nn.Module):
+    """A detector in the loop's terms: ``(images, targets)`` in, ``(summed loss, each loss × count, count)`` out
+    (the loop divides the sums by the count, so each component is logged as its mean over the epoch)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: tuple[list[torch.Tensor], list[dict[str, Any]]]
+                ) -> tuple[torch.Tensor, dict[str, Any], int]:
+        images, targets = batch
+        losses = self.model(images, targets)
+        count = len(images)
+        loss = sum(value.float() for value in losses.values())
+        return loss, {name: value.detach().float() * count for name, value in losses.items()}, count
+
+
+class DetectionTask(Task):
+    data_kinds = ("shapes", "coco")
+    takes_path = ("coco",)
+    metric = "map"
+    unit = "images"
+    options = {
+        "shapes_images": Option(int, 512, "detection: training images of the generated shapes (64 held out)"),
+        "shapes_classes": Option(int, 2, "detection: kinds of shapes (1-8: rectangle, ellipse, triangle, cross, "
+                                         "then each smaller)"),
+    }
+    SHAPES_TEST_IMAGES = 64
+    SHAPES_DEFAULT_SIZE = 128  # the 64-pixel shapes images at twice their size: small objects stay detectable
+
+    def prepare(self) -> None:
+        config, card = self.config, self.card
+        self.with_masks = card.task == "instance-segmentation"
+        if self.with_masks:
+            self.metric = "mask_map"  # the instance segmenter's own number; its box mAP is logged beside it
+        if config.pretrained:
+            raise ValueError("paperzoo train trains detectors from scratch (--pretrained is for classifiers): the "
+                             "published detectors' heads are shaped for COCO's classes, not the data's")
+        if config.data == "shapes" and not 1 <= self.option_values["shapes_classes"] <= 2 * len(
+                detection_data.SHAPES):
+            raise ValueError(f"--shapes-classes must be 1 to {2 * len(detection_data.SHAPES)}, "
+                             f"got {self.option_values['shapes_classes']}")
+        # The model's label convention: 0 is the background for the R-CNNs, RetinaNet and SSD; YOLOv3's classes
+        # start at 0 (objectness plays the background's part). Read from a model built on the meta device.
+        with torch.device("meta"):
+            probe = create_model(config.model)
+        self.first_label = getattr(probe, "first_label", 1)
+        self.size_keyword = "image_size" if hasattr(probe, "image_size") else "min_size"
+        if config.data == "shapes":
+            classes = self.option_values["shapes_classes"]
+            self.train_set = detection_data.shapes("train", self.option_values["shapes_images"], classes,
+                                                   config.seed, self.with_masks, self.first_label)
+            self.test_set = detection_data.shapes("test", self.SHAPES_TEST_IMAGES, classes, config.seed,
+                                                  self.with_masks, self.first_label)
+            self.image_size = config.image_size or self.SHAPES_DEFAULT_SIZE
+        else:
+            self.train_set, self.test_set = detection_data.coco(config.data_path, self.with_masks, self.first_label)
+            self.image_size = config.image_size  # None: the model's own (the card's) size
+        if self.image_size is not None and self.size_keyword == "image_size" and self.image_size % 32:
+            raise ValueError(f"{config.model} resizes every image to a square whose side is a multiple of 32; "
+                             f"--image-size {self.image_size} is not (try {max(32, round(self.image_size / 32) * 32)})")
+        self.classes = self.train_set.categories
+
+    @property
+    def batch_size(self) -> int:
+        # No detector card carries a recipe; the loop's default batch of 64 full-size images does not fit a CPU or
+        # one GPU: 8, the order of torchvision's reference recipe (2 images on each of 8 GPUs).
+        return self.config.batch_size or (self.recipe.batch_size if self.card.recipe else 8)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"num_classes": len(self.classes) + self.first_label}
+        if self.image_size is not None:
+            if self.size_keyword == "image_size":  # SSD, YOLOv3: every image resized to a fixed square
+                kwargs["image_size"] = self.image_size
+            else:  # the R-CNNs, RetinaNet: the shorter side resized to min_size, the longer kept under max_size
+                kwargs.update(min_size=self.image_size, max_size=self.image_size)
+        return kwargs
+
+    def settings(self) -> dict[str, Any]:
+        return {"image_size": self.image_size, **self.option_values}
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {"classes": self.classes, "first_label": self.first_label}
+
+    def collate(self, examples: Sequence[tuple[torch.Tensor, dict[str, Any]]]
+                ) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
+        return [image for image, _ in examples], [target for _, target in examples]
+
+    def objective(self, model: nn.Module) -> nn.Module:
+        return _Step(model)
+
+    def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device, context: distributed.Context,
+                 amp: bool) -> dict[str, float]:
+        """COCO box AP@[.5:.95] and AP@.5 (and the masks' for an instance segmenter) over the whole test set:
+        each process detects on its part, rank 0's COCOeval scores them all, and every process gets the numbers."""
+        model.eval()
+        detections: dict[int, dict[str, torch.Tensor]] = {}
+        with torch.no_grad(), autocast(device, amp):
+            for images, targets in loader:
+                for start in range(0, len(images), EVAL_CHUNK):
+                    chunk = [image.to(device) for image in images[start: start + EVAL_CHUNK]]
+                    outputs = model(chunk)
+                    for target, output in zip(targets[start: start + EVAL_CHUNK], outputs, strict=True):
+                        detections[target["image_id"]] = {k: v.detach().float().cpu() for k, v in output.items()}
+        if context.distributed:
+            gathered: list[Any] = [None] * context.world_size
+            torch.distributed.all_gather_object(gathered, detections)
+            detections = {k: v for part in gathered for k, v in part.items()}
+        dataset = self.test_set
+        results = detection_data.coco_results(detections, dataset, self.with_masks)
+        metrics = detection_data.coco_evaluate(dataset.coco, results, "bbox")
+        if self.with_masks:
+            masks = detection_data.coco_evaluate(dataset.coco, results, "segm")
+            metrics.update(mask_map=masks["map"], mask_map50=masks["map50"])
+        return metrics
+
+
+TASK = DetectionTask
