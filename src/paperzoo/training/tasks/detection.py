@@ -78,14 +78,32 @@ class DetectionTask(Task):
                                                    config.seed, self.with_masks, self.first_label)
             self.test_set = detection_data.shapes("test", self.SHAPES_TEST_IMAGES, classes, config.seed,
                                                   self.with_masks, self.first_label)
-            self.image_size = config.image_size or self.SHAPES_DEFAULT_SIZE
+            # The 64-pixel images at twice their size where the architecture allows it; SSD's fixed layer
+            # stack only fits its own size (300 or 512).
+            self.image_size = config.image_size or (
+                self.SHAPES_DEFAULT_SIZE if self._size_problem(self.SHAPES_DEFAULT_SIZE) is None else None)
         else:
             self.train_set, self.test_set = detection_data.coco(config.data_path, self.with_masks, self.first_label)
             self.image_size = config.image_size  # None: the model's own (the card's) size
-        if self.image_size is not None and self.size_keyword == "image_size" and self.image_size % 32:
-            raise ValueError(f"{config.model} resizes every image to a square whose side is a multiple of 32; "
-                             f"--image-size {self.image_size} is not (try {max(32, round(self.image_size / 32) * 32)})")
+        if config.image_size is not None:
+            problem = self._size_problem(config.image_size)
+            if problem is not None:
+                raise ValueError(f"--image-size {config.image_size} does not suit {config.model}: {problem}")
         self.classes = self.train_set.categories
+
+    def _size_problem(self, size: int) -> str | None:
+        """Why the model cannot take images resized to ``size`` (None if it can), found at no cost by a forward
+        pass on the meta device: a layer stack too deep for the size fails on shapes, a model that takes the size
+        gets as far as its post-processing (whose data-dependent ops the meta device cannot run)."""
+        kwargs = self.model_kwargs_for(size, num_classes=2 + self.first_label)
+        with torch.device("meta"):
+            try:
+                create_model(self.config.model, **kwargs).eval()([torch.empty(3, 64, 64)])
+            except NotImplementedError:  # (a RuntimeError: caught first) the post-processing: the size fits
+                pass
+            except (ValueError, RuntimeError) as err:
+                return str(err).split("\n")[0]
+        return None
 
     @property
     def batch_size(self) -> int:
@@ -94,12 +112,15 @@ class DetectionTask(Task):
         return self.config.batch_size or (self.recipe.batch_size if self.card.recipe else 8)
 
     def model_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"num_classes": len(self.classes) + self.first_label}
-        if self.image_size is not None:
+        return self.model_kwargs_for(self.image_size, len(self.classes) + self.first_label)
+
+    def model_kwargs_for(self, size: int | None, num_classes: int) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"num_classes": num_classes}
+        if size is not None:
             if self.size_keyword == "image_size":  # SSD, YOLOv3: every image resized to a fixed square
-                kwargs["image_size"] = self.image_size
+                kwargs["image_size"] = size
             else:  # the R-CNNs, RetinaNet: the shorter side resized to min_size, the longer kept under max_size
-                kwargs.update(min_size=self.image_size, max_size=self.image_size)
+                kwargs.update(min_size=size, max_size=size)
         return kwargs
 
     def settings(self) -> dict[str, Any]:
