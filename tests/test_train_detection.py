@@ -281,3 +281,18 @@ def test_a_coco_folder_without_its_annotations_is_refused(tiny, tmp_path):
     (root / "annotations" / "instances_val.json").unlink()
     with pytest.raises(ValueError, match=r"no annotation file .*annotations/instances_val\*.json"):
         train(TrainConfig("tiny_detector", data="coco", data_path=str(root), out=str(tmp_path / "run")))
+
+
+def test_an_image_size_the_model_cannot_take_and_bad_shapes_options_are_refused(tiny, tmp_path):
+    """SSD's fixed layer stack does not fit 128-pixel images and YOLOv3 takes multiples of 32: refused before
+    anything is built or written, naming the model and the reason, not a convolution's error mid-run."""
+    out = str(tmp_path / "run")
+    with pytest.raises(ValueError, match=r"--image-size 128 does not suit ssd300_vgg16: .*Kernel size"):
+        train(TrainConfig("ssd300_vgg16", image_size=128, out=out))
+    with pytest.raises(ValueError, match=r"--image-size 100 does not suit yolov3: image_size must be a multiple of 32"):
+        train(TrainConfig("yolov3", image_size=100, out=out))
+    with pytest.raises(ValueError, match=r"--shapes-classes must be 1 to 8, got 9"):
+        train(TrainConfig("tiny_detector", out=out, options={"shapes_classes": 9}))
+    with pytest.raises(ValueError, match=r"--clip-grad must be positive"):
+        train(TrainConfig("tiny_detector", out=out, options={"clip_grad": -1}))
+    assert not (tmp_path / "run").exists()
