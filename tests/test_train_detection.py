@@ -56,19 +56,20 @@ def small_models(monkeypatch):
 
 # --- learning --------------------------------------------------------------------------------------------------
 
-# name -> (TrainConfig fields, {test metric: threshold}). Measured on the shared 2-core machine, one thread:
-# see each value's comment.
+# name -> (TrainConfig fields, {test metric: threshold}). Measured (COCO AP@.5 on the 64 held-out images, one
+# thread): Faster R-CNN 0.85, RetinaNet 0.99 (without --clip-grad the focal loss stalled: 0.00 after 400 steps),
+# SSD 0.78, YOLOv3 0.91 (no backbone pre-training needed); Mask R-CNN: see README.
 LEARNING = {
     "small_fasterrcnn": (dict(epochs=5, batch_size=8, lr=2e-3, image_size=128, options={"shapes_images": 240}),
                          {"map50": 0.7}),
     "small_maskrcnn": (dict(epochs=5, batch_size=8, lr=2e-3, image_size=128, options={"shapes_images": 240}),
                        {"map50": 0.7, "mask_map50": 0.7}),
     "small_retinanet": (dict(epochs=4, batch_size=4, lr=2e-3, image_size=64,
-                             options={"shapes_images": 1600, "clip_grad": 1.0}), {"map50": 0.7}),
+                             options={"shapes_images": 1600, "clip_grad": 1.0}), {"map50": 0.8}),
     "small_ssd": (dict(epochs=6, batch_size=16, lr=2e-3, image_size=64, options={"shapes_images": 800}),
                   {"map50": 0.7}),
     "small_yolov3": (dict(epochs=6, batch_size=8, lr=3e-3, image_size=128, options={"shapes_images": 800}),
-                     {"map50": 0.7}),
+                     {"map50": 0.8}),
 }
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -165,7 +166,9 @@ class DetectionDataset(Dataset):
             "labels": torch.tensor([self.label_of[a["category_id"]] for a in annotations], dtype=torch.int64),
             "image_id": image_id}
         if self.with_masks:
-            masks = [torch.from_numpy(self.coco.annToMask(a)) for a in annotations]
+            with warnings.catch_warnings():  # pycocotools' own decode warns under NumPy 2 (its __array__ call)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                masks = [torch.from_numpy(self.coco.annToMask(a)) for a in annotations]
             target["masks"] = torch.stack(masks) if masks else torch.zeros(0, height, width, dtype=torch.uint8)
         return image, target
 
