@@ -51,6 +51,18 @@ TRANSFORMERS_REPOS = {
     "wav2vec2_base_pretraining": ("facebook/wav2vec2-base", "pytorch_model.bin", "apache-2.0"),
     "wav2vec2_large": ("facebook/wav2vec2-large-lv60", "pytorch_model.bin", "apache-2.0"),
     "wav2vec2_large_pretraining": ("facebook/wav2vec2-large-lv60", "pytorch_model.bin", "apache-2.0"),
+    # the heads: BERT's from the pre-trained checkpoint (the masked-LM head without the pooler and NSP head that
+    # BertForMaskedLM lacks; the classifier freshly initialised on the encoder, as BertForSequenceClassification's
+    # from_pretrained does); wav2vec 2.0's CTC models fine-tuned on LibriSpeech 960 h by the authors
+    "bert_base_masked_lm": ("google-bert/bert-base-uncased", "model.safetensors", "apache-2.0"),
+    "bert_base_sequence_classification": ("google-bert/bert-base-uncased", "model.safetensors", "apache-2.0"),
+    "wav2vec2_base_ctc": ("facebook/wav2vec2-base-960h", "pytorch_model.bin", "apache-2.0"),
+    "wav2vec2_large_ctc": ("facebook/wav2vec2-large-960h-lv60-self", "pytorch_model.bin", "apache-2.0"),
+}
+# What the file holds that the variant does not (dropped), and what the variant has that the file lacks (fresh).
+TRANSFORMERS_LAYOUT = {
+    "bert_base_masked_lm": {"drop_prefixes": ["bert.pooler.", "cls.seq_relationship."]},
+    "bert_base_sequence_classification": {"drop_prefixes": ["cls."], "fresh_prefixes": ["classifier."]},
 }
 
 CATEGORY_SETS = {"imagenet-1k": "_IMAGENET_CATEGORIES", "coco": "_COCO_CATEGORIES", "voc": "_VOC_CATEGORIES"}
@@ -191,7 +203,7 @@ def transformers_entries(name: str) -> list[dict]:
     return [{"tag": repo.split("/")[1], "default": True, "source": "transformers", "hub_repo": repo,
              "hub_file": filename, "categories": None, "metrics": {}, "file_size_mb": None,
              "recipe": f"https://huggingface.co/{repo}", "preprocessing": None, "model_kwargs": {},
-             "drop_prefixes": [], "frozen_norm_eps": None, "licence": licence}]
+             "drop_prefixes": [], "frozen_norm_eps": None, "licence": licence, **TRANSFORMERS_LAYOUT.get(name, {})}]
 
 
 def main() -> None:

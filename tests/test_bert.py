@@ -16,9 +16,10 @@ import transformers
 import paperzoo
 from conftest import assert_close_rel, assert_output_depends_on_input, parse_reference, randomize_weights
 from paperzoo.interop import check_state_dict, convert_state_dict
-from paperzoo.models.language.bert import BERT, BERTPreTraining, mask_tokens
+from paperzoo.models.language.bert import BERT, BERTMaskedLM, BERTPreTraining, BERTSequenceClassification, mask_tokens
 
-VARIANTS = ["bert_base", "bert_large", "bert_base_pretraining", "bert_large_pretraining"]
+VARIANTS = ["bert_base", "bert_large", "bert_base_pretraining", "bert_large_pretraining", "bert_base_masked_lm",
+            "bert_base_sequence_classification"]
 TINY = dict(vocab_size=100, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, max_positions=40)
 TINY_CONFIG = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
                    max_position_embeddings=40)
@@ -96,6 +97,69 @@ def test_converter_maps_every_transformers_weight_of_every_size(name):
         reference = transformers_reference(name)
         ours = paperzoo.create_model(name)
     check_state_dict(ours, convert_state_dict(ours, reference.state_dict(), "transformers"))
+
+
+def test_card_parameter_counts_are_the_references():
+    """Each card's count is transformers' own model's, built from the card's reference on the meta device."""
+    for name in VARIANTS:
+        with torch.device("meta"):
+            reference = transformers_reference(name)
+        assert sum(p.numel() for p in reference.parameters()) == paperzoo.model_card(name).params, name
+
+
+def test_masked_lm_head_equals_transformers_logits_and_loss():
+    torch.manual_seed(0)
+    reference = randomize_weights(transformers.BertForMaskedLM(transformers.BertConfig(**TINY_CONFIG))).eval()
+    ours = paperzoo.load_weights(BERTMaskedLM(**TINY), reference, source="transformers").eval()
+    assert ours.bert.pooler is None  # transformers' BertForMaskedLM has no pooler
+    assert paperzoo.count_parameters(ours) == sum(p.numel() for p in reference.parameters())
+    ids, mask, segments = pair_inputs(3, 20, 100)
+    labels = mask_tokens(ids, vocab_size=100, mask_token_id=3, attention_mask=mask,
+                         generator=torch.Generator().manual_seed(1))[1]
+    with torch.no_grad():
+        expected = reference(input_ids=ids, attention_mask=mask, token_type_ids=segments, labels=labels)
+        got = ours(ids, mask, segments, labels=labels)
+    assert_output_depends_on_input(expected.logits)
+    assert_close_rel(got["logits"], expected.logits)
+    assert_close_rel(got["loss"], expected.loss)
+    assert_close_rel(ours.loss(ids, labels, mask, segments).detach(), expected.loss)
+    assert "loss" not in ours(ids) and set(ours(ids)) == {"logits", "last_hidden_state"}
+    with pytest.raises(ValueError, match=r"^bert_masked_lm expects labels .* of shape \(3, 20\); got \(3, 19\)"):
+        ours(ids, labels=labels[:, 1:])
+
+
+@pytest.mark.parametrize(("num_labels", "problem_type", "labels"), [
+    (3, None, torch.tensor([0, 2, 1])),  # integer labels: single-label cross-entropy
+    (3, None, torch.tensor([[1.0, 0, 1], [0, 0, 1], [1, 1, 0]])),  # float labels: multi-label BCE
+    (1, None, torch.tensor([0.5, -1.0, 2.0])),  # one score: regression
+    (3, "regression", torch.tensor([[0.5, -1.0, 2.0]] * 3)),
+], ids=["single-label", "multi-label", "regression-1", "regression-3"])
+def test_sequence_classifier_equals_transformers_logits_and_losses(num_labels, problem_type, labels):
+    torch.manual_seed(0)
+    config = transformers.BertConfig(**TINY_CONFIG, num_labels=num_labels, problem_type=problem_type)
+    reference = randomize_weights(transformers.BertForSequenceClassification(config)).eval()
+    ours = paperzoo.load_weights(BERTSequenceClassification(**TINY, num_classes=num_labels, problem_type=problem_type),
+                                 reference, source="transformers").eval()
+    assert paperzoo.count_parameters(ours) == sum(p.numel() for p in reference.parameters())
+    ids, mask, segments = pair_inputs(3, 20, 100)
+    with torch.no_grad():
+        expected = reference(input_ids=ids, attention_mask=mask, token_type_ids=segments, labels=labels)
+        got = ours(ids, mask, segments, labels=labels)
+    assert got["logits"].shape == (3, num_labels)
+    assert_output_depends_on_input(expected.logits)
+    assert_close_rel(got["logits"], expected.logits)
+    assert_close_rel(got["loss"], expected.loss)
+
+
+def test_sequence_classifier_refuses_labels_that_do_not_fit():
+    model = BERTSequenceClassification(**TINY, num_classes=3).eval()
+    ids = torch.randint(0, 100, (2, 6))
+    with pytest.raises(ValueError, match=r"class ids \(N,\) of shape \(2,\); got \(3,\)"):
+        model(ids, labels=torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"float targets \(N, K\) of shape \(2, 3\); got \(2, 2\)"):
+        model(ids, labels=torch.ones(2, 2))
+    with pytest.raises(ValueError, match="problem_type='ranking': expected None or one of regression"):
+        BERTSequenceClassification(**TINY, problem_type="ranking")
 
 
 def test_the_encoder_loads_the_encoder_of_a_pretraining_state_dict():

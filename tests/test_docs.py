@@ -50,6 +50,8 @@ def test_architecture_page_has_every_part_the_issue_asks_for(archs):
     for arch in archs:
         page = docsite.architecture_page(arch, diagrams=None)
         card = arch.canonical
+        front_matter, page = page.split("\n---\n\n", 1)  # the search tag, then the page
+        assert front_matter == f"---\ntags:\n  - {json.dumps(arch.short_title)}"
         assert page.startswith(f"# {arch.title}\n")
         assert f"[{docsite._inline(card.paper.title)}]({card.paper.url})" in page and card.paper.authors in page
         assert str(card.paper.year) in page
@@ -67,13 +69,18 @@ def test_architecture_page_has_every_part_the_issue_asks_for(archs):
         assert f'paperzoo.create_model("{card.name}")' in page
 
 
-def test_snippet_runs(archs):
-    """The page's snippet, as printed, for the smallest canonical model (the same template serves every page)."""
-    arch = min(archs, key=lambda a: a.canonical.gmacs * 1e3 + a.canonical.params / 1e6)
-    code = re.search(r"```python\n(.*?)```", docsite.snippet(arch, "(2, 10)"), flags=re.S).group(1)
-    namespace: dict = {}
-    exec(compile(code, f"{arch.slug} snippet", "exec"), namespace)
-    assert namespace["card"].name == arch.canonical.name
+def test_example_prints_on_the_page_what_it_prints_on_a_cpu(archs, capsys):
+    """The "Run it" snippet is run when the site is built, on the meta device, and its printed output goes on the
+    page; run here for real on the CPU, the same snippet prints the same lines (two quick models of two output
+    kinds: a classifier's tensor, and a recurrent layer's (output, state) tuple)."""
+    for arch in (a for a in archs if a.slug in ("squeezenet", "gru")):
+        example = docsite.run_example(arch)
+        assert f'paperzoo.create_model("{arch.canonical.name}")' in example.code
+        exec(compile(example.code, f"{arch.slug} snippet", "exec"), {})
+        assert capsys.readouterr().out.rstrip("\n") == example.printed, arch.slug
+        assert f"{arch.canonical.params:,} parameters" in example.printed
+    page = docsite.architecture_page(arch, diagrams=None, example=example)
+    assert f"```text\n{example.printed}\n```" in page
 
 
 def test_parity_status_follows_the_reference():
@@ -344,6 +351,74 @@ def test_googlenet_draws_inception_modules_as_boxes_that_open():
     ET.fromstring(inception.svg)
 
 
+def _off_the_flow(graph: diagram.Graph) -> list[str]:
+    """The boxes not on a path from an input to an output."""
+    incoming, outgoing = diagram._in_out(graph)
+
+    def reach(starts: list[int], step: dict[int, list[int]]) -> set[int]:
+        seen, todo = set(starts), list(starts)
+        while todo:
+            for other in step[todo.pop()]:
+                if other not in seen:
+                    seen.add(other)
+                    todo.append(other)
+        return seen
+
+    forward = reach([n.id for n in graph.nodes if n.kind == "input"], outgoing)
+    backward = reach([n.id for n in graph.nodes if n.kind == "output"], incoming)
+    return [f"{n.title} ({n.path})" for n in graph.nodes if n.id not in forward & backward]
+
+
+def _calls(name: str, path: str) -> int:
+    """How many times the forward pass of ``name``'s example calls its module at ``path`` (meta device)."""
+    with torch.device("meta"):
+        model = paperzoo.create_model(name).eval()
+        x = paperzoo.model_card(name).example_input(2)
+        calls = []
+        model.get_submodule(path).register_forward_hook(lambda *_: calls.append(1))
+        with torch.no_grad():
+            model(x)
+    return len(calls)
+
+
+def test_unet_draws_its_one_max_pool_at_each_of_its_four_places():
+    """Issue 24, item 2: U-Net's single ``pool`` module, called between every two levels, was one box whose
+    edges back were dropped, so the contracting path became four parallel branches and the bottom led nowhere.
+    Each call is now a box in the chain level → pool → next level, and every box lies on the input→output flow."""
+    network = diagram.architecture_diagrams("unet")[0].graph
+    pools = sorted((n for n in network.nodes if n.path == "pool"), key=lambda n: n.order)
+    assert len(pools) == _calls("unet", "pool") == 4
+    assert [n.use for n in pools] == [(k, 4) for k in range(1, 5)]
+    edges = {(network.node(a).path, network.node(b).path) for a, b in network.edges}
+    for level in range(3):
+        assert (f"contracting.{level}", "pool") in edges and ("pool", f"contracting.{level + 1}") in edges
+    assert ("pool", "bottom") in edges
+    for a, b in network.edges:
+        if network.node(a).path == "pool":  # each pool feeds the next level down only, not every level
+            assert network.node(b).path in ("contracting.1", "contracting.2", "contracting.3", "bottom")
+    assert not _off_the_flow(network), _off_the_flow(network)
+    assert "use 2 of 4" in diagram.render_svg(network, title="U-Net")
+
+
+def test_bert_layer_draws_both_residual_sub_layers():
+    """Issue 24, item 2: BERT's encoder layer applies its one dropout after attention and after the
+    feed-forward network; drawn as one box, the feed-forward output led nowhere and the second residual addition
+    was missing. Both sub-layers now end in their own addition and LayerNorm, on the path to the output."""
+    layer = next(d for d in diagram.architecture_diagrams("bert_base") if d.anchor == "block-encoderlayer").graph
+    assert _calls("bert_base", "layers.0.dropout") == 2
+    additions = sorted((n for n in layer.nodes if n.title == "+"), key=lambda n: n.order)
+    assert len(additions) == 2
+    incoming, outgoing = diagram._in_out(layer)
+    titles = {n.id: n.path or n.title for n in layer.nodes}
+    assert [titles[b] for b in outgoing[additions[0].id]] == ["attention_norm"]
+    assert [titles[b] for b in outgoing[additions[1].id]] == ["feed_forward_norm"]
+    feed_forward = next(n for n in layer.nodes if n.path == "feed_forward")
+    assert [titles[b] for b in outgoing[feed_forward.id]] == ["dropout"]  # the dropout's second use
+    assert [titles[b] for b in outgoing[outgoing[feed_forward.id][0]]] == ["+"]
+    assert "attention_norm" in [titles[a] for a in incoming[additions[1].id]]  # the residual around the FFN
+    assert not _off_the_flow(layer), _off_the_flow(layer)
+
+
 # --------------------------------------------------------------------------------- the built site (heavy)
 
 
@@ -409,6 +484,131 @@ def test_every_canonical_model_has_a_page_with_its_diagram_and_variants(built_si
                  "overview/benchmarks", "api"):
         assert (site / page / "index.html").exists(), page
     assert (site / "overview" / "scale.svg").stat().st_size > 10_000
+
+
+@pytest.mark.heavy
+def test_every_model_page_shows_its_whole_file_numbered_as_in_the_file(built_site):
+    """The code beside the explanation (issue 24, item 3): every model page holds its model file, definition by
+    definition in folding blocks, each line under the number it has in the file, so that together the blocks are
+    the file after its module docstring; each class's docstring prose stands above its code; and the page links to
+    the file, published beside it unchanged."""
+    import ast
+    import importlib.util
+
+    site = Path(built_site["dir"])
+    for arch in docsite.architectures():
+        html = (site / "models" / arch.slug / "index.html").read_text()
+        source = Path(importlib.util.find_spec(arch.module).origin).read_text()
+        lines = source.splitlines()
+        tree = ast.parse(source)
+        after_docstring = tree.body[0].end_lineno  # every model file opens with its docstring (DESIGN.md)
+        shown: dict[int, str] = {}
+        for block in re.findall(r'<details class="pz-code".*?</details>', html, flags=re.S):
+            numbers, code = PageText.of(block).code_blocks
+            numbered = [int(n) for n in numbers.split()]
+            assert numbered == list(range(numbered[0], numbered[0] + len(numbered))), arch.slug
+            for number, line in zip(numbered, code.splitlines(), strict=True):
+                shown[number] = line
+        assert shown, f"{arch.slug}: no code on the page"
+        wrong = [n for n, line in shown.items() if line.rstrip() != lines[n - 1].rstrip()]
+        assert not wrong, f"{arch.slug}: lines {wrong[:5]} differ from the file's"
+        missing = [n for n, line in enumerate(lines, 1) if n > after_docstring and line.strip() and n not in shown]
+        assert not missing, f"{arch.slug}: lines {missing[:5]} of {arch.source} are not on the page"
+        assert 'href="../' + arch.slug + '.py"' in html, f"{arch.slug}: no link to its file"
+        assert (site / "models" / f"{arch.slug}.py").read_text() == source
+        text = PageText.of(html).prose
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and ast.get_docstring(node):
+                first = " ".join(ast.get_docstring(node).split("\n\n")[0].split())
+                if "$" not in first and "`" not in first and ":" not in first.split(" ")[0]:
+                    assert first in " ".join(text.split()), f"{arch.slug}: {node.name}'s explanation is not shown"
+
+
+def test_code_links_point_into_the_repository_when_the_site_names_one(archs):
+    googlenet = next(a for a in archs if a.slug == "googlenet")
+    page = docsite.architecture_page(googlenet, diagrams=None, repo_url="https://github.com/owner/paperzoo/")
+    source = (ROOT / googlenet.source).read_text()
+    inception = next(c for c in docsite.code_chunks(source) if c.title == "class InceptionModule")
+    assert source.splitlines()[inception.first - 1].startswith("class InceptionModule(")
+    assert (f"(https://github.com/owner/paperzoo/blob/main/src/paperzoo/models/classification/googlenet.py"
+            f"#L{inception.first}-L{inception.last})") in page
+    assert "](googlenet.py)" not in page  # with a repository, no link to the copy beside the page
+
+
+@pytest.mark.heavy
+def test_model_pages_show_the_recipe_and_the_published_weights_with_their_metric(built_site):
+    """Item 5: the card's training recipe and every published set of weights, with the metric its publisher
+    measured (read here from torchvision's own weight enums), on the page; a paper-only model says it has none."""
+    import torchvision
+
+    site = Path(built_site["dir"])
+
+    def page(slug: str) -> PageText:
+        return PageText.of((site / "models" / slug / "index.html").read_text())
+
+    resnet = page("resnet")
+    (table,) = [t for t in resnet.tables if t and "published metric" in t[0]]
+    header, rows = table[0], table[1:]
+    enums = {"resnet18": torchvision.models.ResNet18_Weights, "resnet50": torchvision.models.ResNet50_Weights,
+             "resnet152": torchvision.models.ResNet152_Weights}
+    for name, enum in enums.items():
+        for weights in enum:
+            (row,) = [r for r in rows if r[0] == name and r[1].split()[0] == weights.name]
+            top1 = weights.meta["_metrics"]["ImageNet-1K"]["acc@1"]
+            assert f"acc@1 {top1:g}" in row[header.index("published metric")], (name, weights.name, row)
+            assert ("(default)" in row[1]) == (weights == enum.DEFAULT)
+            assert f"crop {weights.transforms().crop_size[0]}" in row[header.index("preprocessing")]
+    assert any('paperzoo.create_model("resnet50", pretrained=True)' in block for block in resnet.code_blocks)
+    prose = " ".join(resnet.prose.split())
+    recipe = paperzoo.model_card("resnet50").recipe
+    assert f"sgd (momentum {recipe.momentum:g}), lr {recipe.lr:g} at batch {recipe.batch_size}" in prose
+    unet = " ".join(page("unet").prose.split())
+    assert "None published: its reference is the paper" in unet
+    for arch in docsite.architectures():
+        assert "Training and weights" in (site / "models" / arch.slug / "index.html").read_text(), arch.slug
+
+
+@pytest.mark.heavy
+def test_titles_parameters_navigation_and_sitemap_are_sound(built_site):
+    """Item 6's smaller defects: a page title is the architecture's name, not a citation cut at its first line;
+    every documented parameter is one real parameter (no "a, b" rows, no prose for a name), and none that has a
+    default in the class's signature is listed as required; the navigation file is not a page; and no empty
+    sitemap is published (one needs site_url)."""
+    import importlib
+    import inspect
+
+    site = Path(built_site["dir"])
+    for arch in docsite.architectures():
+        html = (site / "models" / arch.slug / "index.html").read_text()
+        heading = re.search(r"<h1[^>]*>(.*?)</h1>", html, flags=re.S).group(1)
+        title = " ".join(PageText.of(heading).prose.split())
+        assert not title.endswith(",") and '"' not in title, f"{arch.slug}: title {title!r}"
+        module_name, _, class_name = docsite._network_class(arch).rpartition(".")
+        cls = getattr(importlib.import_module(module_name), class_name)
+        defaults = {name for name, p in inspect.signature(cls).parameters.items() if p.default is not p.empty}
+        methods = {name for _, member in inspect.getmembers(cls, inspect.isfunction) if member.__name__ != "__init__"
+                   for name in inspect.signature(member).parameters}
+        for table in PageText.of(html).tables:
+            if table and table[0][:2] == ["Name", "Type"]:
+                for row in table[1:]:
+                    name = row[0]
+                    assert re.fullmatch(r"\*{0,2}[A-Za-z_]\w*", name), f"{arch.slug}: parameter row {name!r}"
+                    assert not (row[-1] == "required" and name in defaults and name not in methods), (
+                        f"{arch.slug}: {name} has a default but is listed as required")
+    # API signatures are formatted, one parameter a line (mkdocstrings with Ruff), not one unbroken line.
+    from paperzoo.models.classification.googlenet import GoogLeNet
+
+    html = (site / "models" / "googlenet" / "index.html").read_text()
+    signature = next(b for b in PageText.of(html).code_blocks if b.lstrip().startswith("GoogLeNet("))
+    lines = [line.strip() for line in signature.splitlines()]
+    for name in inspect.signature(GoogLeNet).parameters:
+        assert any(line.startswith(f"{name}:") for line in lines), f"{name} is not on a line of its own:\n{signature}"
+    assert "Faster R-CNN" == docsite.architectures()[[a.slug for a in docsite.architectures()].index(
+        "faster_rcnn")].title
+    assert not (site / "SUMMARY").exists(), "the navigation file is published as a page"
+    sitemap = site / "sitemap.xml"
+    if sitemap.exists():
+        assert sitemap.read_text().count("<loc>") >= len(docsite.architectures()), "an empty sitemap"
 
 
 @pytest.mark.heavy
@@ -543,11 +743,11 @@ def _full_page_screenshot(driver, path: Path) -> None:
     path.write_bytes(base64.b64decode(shot["data"]))
 
 
-def _assert_real_picture(path: Path) -> None:
+def _assert_real_picture(path: Path, min_width: int = 800) -> None:
     from PIL import Image
 
     with Image.open(path) as image:
-        assert image.format == "PNG" and image.width >= 800 and image.height >= 600, (path, image.size)
+        assert image.format == "PNG" and image.width >= min_width and image.height >= 600, (path, image.size)
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
         assert colours is None or len(colours) > 100, f"{path} is nearly blank"
 
@@ -648,11 +848,47 @@ def test_browser_reads_the_site(built_site):
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", containers[0])
         browser.save_screenshot(str(SCREENSHOTS / "6-equations.png"))
 
+        # Search ranks the page whose title is the query first (it ranked CBAM and ODE-Net, whose long titles mention
+        # ResNet, above ResNet's own page).
+        for query, slug_wanted in (("resnet", "resnet"), ("densenet", "densenet")):
+            browser.get(url)
+            browser.find_element(By.CSS_SELECTOR, "label.md-search__icon, .md-search__input").click()
+            box = wait.until(expected.element_to_be_clickable((By.CSS_SELECTOR, "input.md-search__input")))
+            box.send_keys(query)
+            # Results update at every keystroke: wait for those of the whole word (their links highlight it).
+            first = wait.until(lambda b, q=query: next(
+                (link for link in b.find_elements(By.CSS_SELECTOR, ".md-search-result__item > .md-search-result__link")
+                 [:1] if f"h={q}" in (link.get_attribute("href") or "")), None))
+            assert f"/models/{slug_wanted}/" in first.get_attribute("href"), (query, first.get_attribute("href"))
+
+        # Nothing cut off at 1400 px: every table fits its column (the widest ones: wav2vec 2.0's references,
+        # BERT's, the nine-column benchmark tables), and at a phone's 390 px no page is wider than the screen
+        # (tables, code, diagrams and equations scroll inside their own boxes).
+        browser.set_window_size(1400, 1000)
+        too_wide = """return Array.from(document.querySelectorAll('article table')).filter(t =>
+            t.scrollWidth > (t.closest('.md-typeset__scrollwrap') || t.parentElement).clientWidth + 1)
+            .map(t => t.rows[0].innerText.slice(0, 60))"""
+        for page in ("models/wav2vec2/", "models/bert/", "models/faster_rcnn/", "overview/benchmarks/"):
+            browser.get(url + page)
+            wait.until(expected.presence_of_element_located((By.CSS_SELECTOR, "article table")))
+            assert not browser.execute_script(too_wide), (page, browser.execute_script(too_wide))
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
+        for page in ("models/wav2vec2/", "models/googlenet/", "overview/benchmarks/"):
+            browser.get(url + page)
+            wait.until(expected.presence_of_element_located((By.CSS_SELECTOR, "article .arithmatex .katex, "
+                                                                               "article table")))
+            widths = browser.execute_script("return [document.documentElement.scrollWidth, "
+                                            "document.documentElement.clientWidth]")
+            assert widths[0] <= widths[1], (page, widths)
+        browser.save_screenshot(str(SCREENSHOTS / "7-phone.png"))
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors
     finally:
         browser.quit()
         server.shutdown()
     for shot in sorted(SCREENSHOTS.glob("*.png")):
-        _assert_real_picture(shot)
-    assert len(list(SCREENSHOTS.glob("*.png"))) == 6
+        _assert_real_picture(shot, min_width=390 if "phone" in shot.name else 800)
+    assert len(list(SCREENSHOTS.glob("*.png"))) == 7

@@ -27,7 +27,11 @@ TRANSFORMERS_CASES = [
      ("prediction_logits", "mlm_logits")),
     ("gpt2", {**TEXT, "intermediate_size": 23}, "GPT2LMHeadModel", ("logits", None)),
     ("gpt", TEXT, "OpenAIGPTLMHeadModel", ("logits", None)),
+    ("bert_base_masked_lm", {**TEXT, "intermediate_size": 41}, "BertForMaskedLM", ("logits", "logits")),
+    ("bert_base_sequence_classification", {**TEXT, "intermediate_size": 41, "num_classes": 3},
+     "BertForSequenceClassification", ("logits", "logits")),
     ("wav2vec2_base", AUDIO, "Wav2Vec2Model", ("last_hidden_state", "last_hidden_state")),
+    ("wav2vec2_base_ctc", {**AUDIO, "vocab_size": 11, "blank_id": 3}, "Wav2Vec2ForCTC", ("logits", "logits")),
     ("wav2vec2_large_pretraining", {**AUDIO, "codevector_dim": 12, "final_dim": 10, "codebook_size": 7},
      "Wav2Vec2ForPreTraining", ("projected_states", "projected_states")),
 ]

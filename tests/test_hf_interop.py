@@ -111,6 +111,29 @@ def test_wav2vec2_folders_give_the_references_outputs_and_loss(tmp_path, model_c
         assert_close_rel(got[key], getattr(expected, key))
 
 
+@pytest.mark.parametrize(("model_class", "config"), [
+    ("BertForMaskedLM", {}), ("BertForSequenceClassification", dict(num_labels=3)),
+    ("BertForSequenceClassification", dict(num_labels=1)), ("Wav2Vec2ForCTC", dict(vocab_size=11, pad_token_id=2)),
+], ids=["BertForMaskedLM", "BertForSequenceClassification", "BertForSequenceClassification-regression",
+        "Wav2Vec2ForCTC"])
+def test_head_folders_give_the_references_logits_and_losses(tmp_path, model_class, config):
+    reference, folder = saved(tmp_path, model_class, **config)
+    model = paperzoo.from_pretrained(folder)
+    assert paperzoo.count_parameters(model) == sum(p.numel() for p in reference.parameters())
+    if model_class == "Wav2Vec2ForCTC":
+        assert (model.vocab_size, model.blank_id) == (11, 2)
+        x = torch.randn(2, 1600, generator=torch.Generator().manual_seed(0))
+        labels = torch.tensor([[1, 3, 3, -100], [4, 5, 10, 1]])
+    elif model_class == "BertForMaskedLM":
+        x, labels = IDS, torch.where(IDS % 3 == 0, IDS, -100)
+    else:
+        x, labels = IDS, torch.tensor([2, 0]) if config["num_labels"] == 3 else torch.tensor([0.5, -1.5])
+    with torch.no_grad():
+        expected, got = reference(x, labels=labels), model(x, labels=labels)
+    assert_close_rel(got["logits"], expected.logits)
+    assert_close_rel(got["loss"], expected.loss)
+
+
 REFUSED = [
     ("BertModel", "hidden_act", "gelu_new", "supported: 'gelu'"),
     ("BertModel", "position_embedding_type", "relative_key", "supported: 'absolute'"),
@@ -133,8 +156,9 @@ REFUSED = [
     ("Wav2Vec2Model", "mask_feature_prob", 0.1, "supported: 0.0"),
     ("Wav2Vec2Model", "add_adapter", True, "supported: False"),
     ("Wav2Vec2Model", "model_type", "hubert", "model_type='hubert': paperzoo reads the configurations of"),
-    ("BertModel", "architectures", ["BertForMaskedLM"], "paperzoo has no BertForMaskedLM head"),
-    ("Wav2Vec2Model", "architectures", ["Wav2Vec2ForCTC"], "paperzoo has no Wav2Vec2ForCTC head"),
+    ("BertModel", "architectures", ["BertForTokenClassification"], "paperzoo has no BertForTokenClassification head"),
+    ("Wav2Vec2Model", "architectures", ["Wav2Vec2ForXVector"], "paperzoo has no Wav2Vec2ForXVector head"),
+    ("BertModel", "is_encoder_decoder", True, "supported: False"),
 ]
 
 
@@ -177,11 +201,88 @@ def test_bookkeeping_fields_are_ignored_and_overrides_apply(tmp_path, folders):
     assert model.layers[0].attention.attention_dropout == 0.125  # a constructor argument, by ours
 
 
+def test_create_model_takes_the_references_configuration_names():
+    """The issue's first report: ``create_model("bert_base", num_hidden_layers=...)`` raised a TypeError. The
+    reference's names build the same model as ours; a config.json's contents work as keywords; values we do not
+    compute are refused by name."""
+    ours = dict(vocab_size=37, hidden_size=30, num_layers=3, num_heads=5, intermediate_size=41, max_positions=19,
+                type_vocab_size=3, dropout=0.0, attention_dropout=0.0)
+    torch.manual_seed(0)
+    expected = paperzoo.create_model("bert_base", **ours)
+    torch.manual_seed(0)
+    got = paperzoo.create_model("bert_base", **BERT)
+    assert same(got, expected) and got.embeddings.dropout.p == 0.0
+    torch.manual_seed(0)  # a mix of both namings, as a user might write it
+    assert same(paperzoo.create_model("bert_base", num_hidden_layers=3, num_heads=5, hidden_size=30, vocab_size=37,
+                                      intermediate_size=41, max_position_embeddings=19, type_vocab_size=3,
+                                      hidden_dropout_prob=0.0, attention_dropout=0.0), expected)
+    with pytest.raises(ValueError, match="num_layers=4 and num_hidden_layers=3 set the same argument and disagree"):
+        paperzoo.create_model("bert_base", num_hidden_layers=3, num_layers=4)
+    with pytest.raises(ValueError, match=r"^hidden_act='gelu_new' in the BertConfig .* supported: 'gelu'"):
+        paperzoo.create_model("bert_base", hidden_act="gelu_new")
+    with pytest.raises(ValueError, match=r"^initializer_range=0.05 .* supported: 0.02"):  # a new model: it matters
+        paperzoo.create_model("bert_base", initializer_range=0.05)
+    with pytest.raises(TypeError, match="num_layer"):  # a name neither library knows stays Python's error
+        paperzoo.create_model("bert_base", num_layer=3)
+
+
+def test_a_reference_field_named_as_one_of_our_arguments_means_that_argument():
+    """create_model passes our own argument names through untranslated: that is right only if no reference field
+    spells one of our arguments while meaning another (wav2vec 2.0's intermediate_size is our ffn_dim, and we
+    have no intermediate_size there)."""
+    import inspect
+
+    from paperzoo.interop.huggingface import BOOKKEEPING, CONFIGS, NO_EFFECT
+    from paperzoo.models.audio.wav2vec2 import Wav2Vec2, Wav2Vec2CTC, Wav2Vec2PreTraining
+    from paperzoo.models.language.bert import BERT, BERTSequenceClassification
+    from paperzoo.models.language.gpt import GPT
+
+    classes = {"bert": [BERT, BERTSequenceClassification], "openai-gpt": [GPT], "gpt2": [GPT],
+               "wav2vec2": [Wav2Vec2, Wav2Vec2CTC, Wav2Vec2PreTraining]}
+    for model_type, mapping in CONFIGS.items():
+        ours = {name for cls in classes[model_type] for name in inspect.signature(cls).parameters} - {"kwargs",
+                                                                                                      "wav2vec2_kwargs"}
+        for architecture in mapping.architectures:
+            for theirs, target in mapping.fields_of(architecture).items():
+                assert theirs not in ours or theirs == (target if isinstance(target, str) else target[0]), theirs
+        heads = {name for fields in mapping.head_fields.values() for name in fields}  # mapped first (above)
+        ignored = {*mapping.required, *mapping.unused, *mapping.derived, *BOOKKEEPING, *NO_EFFECT} - heads
+        assert not ignored & ours, f"{model_type}: {sorted(ignored & ours)}"
+
+
+@pytest.mark.parametrize("model_class", ["BertModel", "BertForSequenceClassification", "OpenAIGPTLMHeadModel",
+                                         "GPT2LMHeadModel", "Wav2Vec2ForCTC", "Wav2Vec2ForPreTraining"])
+def test_a_config_json_as_keywords_builds_what_from_pretrained_builds(tmp_path, model_class):
+    """Every field a reference writes (transformers' ``to_dict()``, bookkeeping included) is read by create_model."""
+    extra = {"BertForSequenceClassification": dict(num_labels=4), "Wav2Vec2ForCTC": dict(vocab_size=9)}
+    reference, folder = saved(tmp_path, model_class, **extra.get(model_class, {}))
+    loaded = paperzoo.from_pretrained(folder)
+    with torch.device("meta"):
+        built = paperzoo.create_model(loaded.model_name, **reference.config.to_dict())
+        from_file = paperzoo.create_model(loaded.model_name, **json.loads((folder / "config.json").read_text()))
+    shapes = {k: v.shape for k, v in loaded.state_dict().items()}
+    for model in (built, from_file):
+        assert type(model) is type(loaded) and {k: v.shape for k, v in model.state_dict().items()} == shapes
+
+
+def test_wav2vec2_mask_time_prob_is_the_masked_proportion_not_the_span_starts(tmp_path):
+    """transformers draws mask_time_prob · T / mask_time_length spans; our mask_prob is the paper's p, spans per
+    step: p = mask_time_prob / mask_time_length (it was read as p itself, masking ~10 times too much). And back."""
+    _, folder = saved(tmp_path, "Wav2Vec2Model", mask_time_prob=0.3, mask_time_length=4)
+    model = paperzoo.from_pretrained(folder)
+    assert model.mask_prob == pytest.approx(0.075) and model.mask_span_length == 4
+    assert paperzoo.create_model("wav2vec2_base", mask_time_prob=0.3, mask_time_length=4).mask_prob == pytest.approx(
+        0.075)
+    paperzoo.save_pretrained(model, tmp_path / "back")
+    assert transformers.AutoConfig.from_pretrained(tmp_path / "back").mask_time_prob == pytest.approx(0.3)
+    assert paperzoo.from_pretrained(folder, apply_spec_augment=False).mask_prob == 0.0
+
+
 def test_a_heads_checkpoint_loads_its_encoder_when_asked(tmp_path):
-    reference, folder = saved(tmp_path, "BertForMaskedLM")
+    reference, folder = saved(tmp_path, "BertForTokenClassification")
     with pytest.raises(UnsupportedConfigError, match="architecture='BertModel'"):
         paperzoo.from_pretrained(folder)
-    with pytest.warns(UserWarning, match="pooler.bias, pooler.weight"):  # BertForMaskedLM has no pooler
+    with pytest.warns(UserWarning, match="pooler.bias, pooler.weight"):  # BertForTokenClassification has no pooler
         model = paperzoo.from_pretrained(folder, architecture="BertModel")
     with torch.no_grad():
         assert_close_rel(model(IDS)["last_hidden_state"], reference.bert(IDS).last_hidden_state)
@@ -250,9 +351,36 @@ def test_tokenizers_match_transformers(tmp_path):
     reference.save_pretrained(tmp_path / "fast")  # tokenizer.json
     assert paperzoo.tokenizer(tmp_path / "fast").encode(text).ids == reference(text)["input_ids"]
     assert ours.decode(ours.encode(text).ids) == text
-    (gpt_folder / "config.json").write_text(json.dumps({"model_type": "openai-gpt"}))  # not byte-level: refused
-    with pytest.raises(ValueError, match="OpenAIGPTTokenizerFast"):
-        paperzoo.tokenizer(gpt_folder)
+
+
+def openai_gpt_vocabulary(folder) -> None:
+    """A small vocabulary of GPT's kind: characters with and without the ``</w>`` end-of-word mark, and merges
+    that build a few words (a word-final merge makes ``cat</w>``, a medial one ``ca`` and ``cat``)."""
+    vocab = {"<unk>": 0}
+    for character in "abcdefghijklmnopqrstuvwxyz.,!'":
+        vocab[character] = len(vocab)
+        vocab[character + "</w>"] = len(vocab)
+    merges = ["t h", "th e</w>", "c a", "ca t</w>", "s a", "sa t</w>", "o n</w>", "m a", "ma t</w>", "d o", "do g</w>",
+              "ca t", "cat s</w>"]
+    for merge in merges:
+        vocab.setdefault(merge.replace(" ", ""), len(vocab))
+    folder.mkdir()
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+
+
+def test_gpt_tokenizer_matches_transformers_openai_gpt_tokenizer(tmp_path):
+    """GPT's vocab.json + merges.txt (words ending in </w>, lower-cased, BERT's basic splitting) load with the
+    tokenizers library and give transformers' OpenAIGPTTokenizer's ids; it was refused before."""
+    openai_gpt_vocabulary(tmp_path / "gpt")
+    (tmp_path / "gpt" / "config.json").write_text(json.dumps({"model_type": "openai-gpt"}))
+    reference = transformers.OpenAIGPTTokenizer.from_pretrained(tmp_path / "gpt")
+    ours = paperzoo.tokenizer(tmp_path / "gpt")
+    for text in ["The cats sat on the dog's mat.", "THE CAT,  café!\tüber zzz", "catsat\x00 on€mat"]:
+        expected = reference(text)["input_ids"]
+        assert ours.encode(text).ids == expected, text
+        assert ours.decode(expected) == reference.decode(expected)
+    assert ours.encode("The cats").tokens == ["the</w>", "cats</w>"]
 
 
 # --- load_weights ------------------------------------------------------------------------------------------------
@@ -379,5 +507,8 @@ def test_the_card_lists_the_accepted_configuration_fields(capsys):
     assert "num_hidden_layers → num_layers" in accepted_config_fields("bert_large_pretraining")
     assert "conv_dim → feature_channels" in accepted_config_fields("wav2vec2_base")
     assert accepted_config_fields("resnet18") == ""
+    assert "num_labels → num_classes" in accepted_config_fields("bert_base_sequence_classification")
+    assert "pad_token_id → blank_id" in accepted_config_fields("wav2vec2_base_ctc")
+    assert "pad_token_id" not in accepted_config_fields("wav2vec2_base")  # the CTC head's field, not the encoder's
     assert main(["info", "gpt"]) == 0
     assert "n_layer → num_layers" in capsys.readouterr().out

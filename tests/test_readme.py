@@ -24,6 +24,21 @@ def test_model_table_is_the_registry():
         "README.md's model table is stale: replace it with the output of `paperzoo list --format markdown`")
 
 
+def test_model_table_says_which_weights_pretrained_loads():
+    """The pretrained column against the references' own metadata: torchvision's DEFAULT weights and how many it
+    publishes for ResNet-50 and ViT-B/16, transformers' GPT-2 checkpoint, and none for a paper-only model."""
+    import torchvision
+
+    table = re.search(r"<!-- model-table:start -->\n(.*?)\n<!-- model-table:end -->", README, flags=re.S).group(1)
+    header, _, *rows = table.splitlines()
+    column = [c.strip() for c in header.strip("|").split("|")].index("pretrained")
+    pretrained = {row.split("|")[1].strip().strip("`"): row.strip("|").split("|")[column].strip() for row in rows}
+    for name, enum in (("resnet50", torchvision.models.ResNet50_Weights),
+                       ("vit_b_16", torchvision.models.ViT_B_16_Weights)):
+        assert pretrained[name] == f"`{enum.DEFAULT.name}` (+{len(enum) - 1})", name
+    assert pretrained["gpt2"] == "`gpt2`" and pretrained["unet"] == "—" and pretrained["lstm"] == "—"
+
+
 def test_two_setup_commands():
     commands = [block.strip() for block in fenced_blocks("bash")[:2]]
     assert commands == ["pip install -e . && paperzoo tour",

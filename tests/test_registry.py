@@ -77,9 +77,10 @@ def test_unknown_name_suggests_the_closest():
 
 
 @pytest.mark.parametrize("name, family", [
-    ("bert", ["bert_base", "bert_large", "bert_base_pretraining", "bert_large_pretraining"]),
+    ("bert", ["bert_base", "bert_large", "bert_base_masked_lm", "bert_base_pretraining", "bert_large_pretraining"]),
     ("vit", ["vit_b_16", "vit_b_32", "vit_h_14", "vit_l_16", "vit_l_32"]),
-    ("wav2vec", ["wav2vec2_base", "wav2vec2_large", "wav2vec2_base_pretraining", "wav2vec2_large_pretraining"]),
+    ("wav2vec", ["wav2vec2_base", "wav2vec2_large", "wav2vec2_base_ctc", "wav2vec2_large_ctc",
+                 "wav2vec2_base_pretraining"]),
     ("transformer", ["transformer_big", "transformer_base"]),
 ])
 def test_a_family_name_suggests_the_family(name, family):

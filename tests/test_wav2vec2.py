@@ -20,6 +20,7 @@ from paperzoo.interop import load_weights
 from paperzoo.models.audio.wav2vec2 import (
     GumbelProductQuantizer,
     Wav2Vec2,
+    Wav2Vec2CTC,
     Wav2Vec2PreTraining,
     compute_span_mask,
     contrastive_loss,
@@ -28,6 +29,7 @@ from paperzoo.models.audio.wav2vec2 import (
 )
 
 VARIANTS = ["wav2vec2_base", "wav2vec2_large", "wav2vec2_base_pretraining", "wav2vec2_large_pretraining"]
+CTC_VARIANTS = ["wav2vec2_base_ctc", "wav2vec2_large_ctc"]
 
 
 # --- small twins of the two layouts ----------------------------------------------------------------------
@@ -119,6 +121,116 @@ def test_both_weight_norm_spellings_load():
     second = load_weights(Wav2Vec2(**ours_kwargs), legacy, source="transformers")
     for (name, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+# --- fine-tuning with CTC --------------------------------------------------------------------------------
+
+def small_ctc(layer_norm_first: bool, **ctc_config):
+    """A small Wav2Vec2ForCTC (vocabulary 11) with random weights, and ours holding them."""
+    ours_kwargs, config = small_config(layer_norm_first)
+    torch.manual_seed(0)
+    config = transformers.Wav2Vec2Config(**config, vocab_size=11, **ctc_config)
+    reference = randomize_weights(transformers.Wav2Vec2ForCTC(config).eval())
+    ours = {"pad_token_id": "blank_id", "ctc_loss_reduction": "ctc_loss_reduction",
+            "ctc_zero_infinity": "ctc_zero_infinity"}
+    kwargs = {ours[k]: v for k, v in ctc_config.items()}
+    model = load_weights(Wav2Vec2CTC(**ours_kwargs, vocab_size=11, **kwargs).eval(), reference, source="transformers")
+    return reference, model
+
+
+# Transcripts padded with -100 at the end, as transformers' data collators write them.
+LABELS = torch.tensor([[1, 2, 2, 3, 4, 5], [6, 7, 8, -100, -100, -100]])
+
+
+@pytest.mark.parametrize("layer_norm_first", [False, True], ids=["base-layout", "lv60k-layout"])
+@pytest.mark.parametrize("ctc_config", [{}, dict(ctc_loss_reduction="mean"), dict(pad_token_id=4)],
+                         ids=["sum", "mean", "blank-4"])
+def test_ctc_logits_and_loss_equal_transformers_with_and_without_padding(layer_norm_first, ctc_config, one_thread):
+    reference, model = small_ctc(layer_norm_first, **ctc_config)
+    assert paperzoo.count_parameters(model) == sum(p.numel() for p in reference.parameters())
+    x = torch.randn(2, 8000, generator=torch.Generator().manual_seed(0))
+    for mask in (None, padding_mask(2, 8000, [8000, 5000])):
+        with torch.no_grad():
+            expected = reference(x, attention_mask=mask, labels=LABELS)
+            got = model(x, attention_mask=mask, labels=LABELS)
+        assert_output_depends_on_input(expected.logits)
+        assert_close_rel(got["logits"], expected.logits)
+        assert_close_rel(got["loss"], expected.loss)
+        assert expected.loss > 0
+        assert_close_rel(model.loss(x, LABELS, mask).detach(), expected.loss)
+
+
+def test_ctc_zero_infinity_and_an_impossible_transcript(one_thread):
+    """A transcript with more labels than the audio has frames has no alignment: the loss is ∞, or 0 with
+    ``ctc_zero_infinity``, as transformers."""
+    x = torch.randn(2, 1600)  # 4 frames
+    for zero_infinity in (False, True):
+        reference, model = small_ctc(False, ctc_zero_infinity=zero_infinity)
+        with torch.no_grad():
+            expected, got = reference(x, labels=LABELS).loss, model(x, labels=LABELS)["loss"]
+        assert torch.isfinite(got) == zero_infinity and torch.isfinite(expected) == zero_infinity
+        if zero_infinity:
+            assert_close_rel(got, expected)
+
+
+def test_ctc_labels_are_checked_and_the_feature_encoder_freezes(one_thread):
+    _, model = small_ctc(False)
+    x = torch.randn(2, 1600)
+    for labels, message in [(LABELS[:1], r"labels of shape \(N, U\) with N = 2"),
+                            (LABELS.float(), "got torch.float32 labels"),
+                            (torch.tensor([[1, 11], [2, 3]]), r"ids in \[0, 11\).*outside that range: \[1, 2, 3, 11\]"),
+                            (torch.tensor([[1, -5], [2, 3]]), "outside that range")]:
+        with pytest.raises(ValueError, match=f"^wav2vec2_ctc expects {message}" if "shape" in message else message):
+            model(x, labels=labels)
+    with pytest.raises(ValueError, match="ctc_loss_reduction='avg': expected one of sum, mean, none"):
+        Wav2Vec2CTC(ctc_loss_reduction="avg")
+    model.freeze_feature_encoder()
+    model.train()(x, labels=LABELS[:, :1])["loss"].backward()
+    assert all(p.grad is None for p in model.wav2vec2.feature_encoder.parameters())
+    assert model.ctc_head.weight.grad is not None
+    assert model.wav2vec2.feature_projection.projection.weight.grad is not None
+
+
+def tones(ids: list[int], samples: int) -> torch.Tensor:
+    """A waveform that says ``ids``: 0.1 s of a pure tone per label (300 + 400·id Hz), then silence (padding)."""
+    t = torch.arange(1600) / 16000
+    wave = torch.cat([torch.sin(2 * np.pi * (300 + 400 * i) * t) for i in ids])
+    return torch.nn.functional.pad(wave, (0, samples - len(wave)))
+
+
+def test_ctc_fine_tuning_learns_to_transcribe(one_thread):
+    """The training path another team drives from the command line: padded audio and -100-padded transcripts in,
+    a CTC loss out that, fine-tuned with the feature encoder frozen as the paper does, teaches a small model to
+    transcribe "spoken" labels (one tone each). Measured: loss 0.08 after 80 steps, 3 s on one busy core."""
+    torch.manual_seed(0)
+    ours_kwargs, _ = small_config(False)
+    model = Wav2Vec2CTC(**ours_kwargs, vocab_size=11, mask_prob=0.0, final_dropout=0.0)
+    model.freeze_feature_encoder()
+    x = torch.stack([tones([1, 2, 3, 4], 6400), tones([5, 6], 6400)])
+    mask = padding_mask(2, 6400, [6400, 3200])
+    labels = torch.tensor([[1, 2, 3, 4], [5, 6, -100, -100]])
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(80):
+        optimizer.zero_grad()
+        loss = model.train().loss(x, labels, mask)
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.5, f"CTC loss {loss.item():.2f} after 80 steps"
+    with torch.no_grad():
+        best = model.eval()(x, mask)["logits"].argmax(-1)  # greedy decoding: merge repeats, drop blanks (0)
+    frames = model.wav2vec2.num_frames(mask.sum(dim=1))
+    decoded = [[int(t) for i, t in enumerate(row[:n]) if t != 0 and (i == 0 or t != row[i - 1])]
+               for row, n in zip(best, frames, strict=True)]
+    assert decoded == [[1, 2, 3, 4], [5, 6]]
+
+
+@pytest.mark.parametrize("name", CTC_VARIANTS)
+def test_ctc_cards_count_the_references_parameters(name):
+    card = paperzoo.model_card(name)
+    library, class_name, config = parse_reference(card.reference)
+    with torch.device("meta"):
+        reference = getattr(transformers, class_name)(transformers.Wav2Vec2Config(**config))
+    assert sum(p.numel() for p in reference.parameters()) == card.params
 
 
 # --- full size, from the cards ---------------------------------------------------------------------------
@@ -318,40 +430,6 @@ def test_pretraining_in_training_mode_samples_masks_and_every_parameter_learns(o
     with torch.no_grad():
         first, second = model(torch.ones(1, 4000)), model(torch.ones(1, 4000))
     assert "loss" not in first and torch.equal(first["projected_states"], second["projected_states"])
-
-
-def test_pretraining_loss_falls_on_synthetic_audio(one_thread):
-    """A small pre-training model (width 32, 2 layers, 2 codebooks of 8) learns the contrastive task on synthetic
-    "speech": each half-second utterance four steady 125 ms tones (phone-like segments) drawn from six
-    frequencies, plus noise. 300 Adam steps: the loss per masked step falls by more than 15% while the codebooks'
-    perplexity rises (the codes spread out; a collapse onto one code per codebook, which would also empty the
-    contrastive loss, gives perplexity 2).
-
-    The trajectory depends on the CPU's kernels, so the run is long enough to end clear of the threshold. At 150
-    steps this seed ended at 0.74 of the first loss on the machine the test was written on and at 0.86 (a failure)
-    on CI's current one; there, at 300 steps with the annealing spread over them: 0.62, perplexity 5.0 → 10.3
-    (~25 s on one core). Other seeds there gave 0.55 and 0.55, and one collapsed onto two codes (the perplexity
-    check's case)."""
-    ours_kwargs, _ = small_config(True)
-    torch.manual_seed(0)
-    model = Wav2Vec2PreTraining(**ours_kwargs, codebook_size=8, codevector_dim=16, final_dim=12, num_negatives=20,
-                                dropout=0.0, attention_dropout=0.0, feature_dropout=0.0, quantizer_dropout=0.0).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    frequencies = torch.tensor([250.0, 350.0, 500.0, 700.0, 1000.0, 1400.0])
-    losses, perplexities = [], []
-    for step in range(300):
-        tones = frequencies[torch.randint(0, 6, (8, 4))].repeat_interleave(2000, dim=1)  # (8, 8000) Hz per sample
-        audio = torch.sin(2 * torch.pi * torch.cumsum(tones, dim=1) / 16000) + 0.05 * torch.randn(8, 8000)
-        model.quantizer.temperature = gumbel_temperature(step * 2500)  # the paper's annealing, sped up
-        out = model(audio)
-        loss = out["loss"] / out["mask_time_indices"].sum()  # per masked step
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-        perplexities.append(out["codevector_perplexity"].item())
-    assert np.mean(losses[-10:]) < 0.85 * np.mean(losses[:10]), losses
-    assert np.mean(perplexities[-10:]) > max(np.mean(perplexities[:10]), 4.0), perplexities
 
 
 # --- inputs ----------------------------------------------------------------------------------------------

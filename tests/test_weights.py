@@ -479,6 +479,67 @@ def test_bert_from_a_pretraining_checkpoint_with_legacy_layernorm_names(caches: 
     torch.testing.assert_close(actual, expected, **TOLERANCE)
 
 
+def test_bert_heads_from_the_pretraining_checkpoint(caches: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bert-base-uncased (a BertForPreTraining file) starts both heads as transformers' from_pretrained does:
+    BertForMaskedLM takes the masked-LM head and leaves the pooler and NSP head; BertForSequenceClassification
+    takes the encoder and pooler and keeps its classifier freshly initialised."""
+    import transformers
+    from safetensors.torch import save_file
+
+    small = dict(vocab_size=100, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, max_positions=40)
+    for name in ("bert_base_masked_lm", "bert_base_sequence_classification"):
+        monkeypatch.setitem(_published.PUBLISHED, name, [dict(row, model_kwargs=small)
+                                                         for row in _published.PUBLISHED[name]])
+    config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=64, max_position_embeddings=40)
+    source = randomize_batchnorm(transformers.BertForPreTraining(config))
+    state = {k: v for k, v in source.state_dict().items()
+             if k not in ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")}  # tied: not stored
+    save_file({k: v.contiguous() for k, v in state.items()}, caches / "model.safetensors")
+    config.save_pretrained(caches)
+    place_in_hub_cache(caches, "google-bert/bert-base-uncased",
+                       {"model.safetensors": caches / "model.safetensors", "config.json": caches / "config.json"})
+    ids = torch.randint(0, 100, (2, 12))
+
+    reference = transformers.BertForMaskedLM.from_pretrained("google-bert/bert-base-uncased").eval()
+    ours = paperzoo.create_model("bert_base_masked_lm", pretrained=True).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids)["logits"], reference(ids).logits, **TOLERANCE)
+
+    reference = transformers.BertForSequenceClassification.from_pretrained("google-bert/bert-base-uncased",
+                                                                           num_labels=3).eval()
+    torch.manual_seed(0)
+    fresh = paperzoo.create_model("bert_base_sequence_classification", num_classes=3, **small).state_dict()
+    torch.manual_seed(0)
+    ours = paperzoo.create_model("bert_base_sequence_classification", pretrained=True, num_classes=3).eval()
+    assert torch.equal(ours.classifier.weight, fresh["classifier.weight"])  # the head keeps its initialisation
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids)["pooler_output"], reference.bert(ids).pooler_output, **TOLERANCE)
+
+
+def test_wav2vec2_ctc_from_the_fine_tuned_checkpoint(caches: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """facebook/wav2vec2-base-960h, the authors' BASE fine-tuned with CTC on LibriSpeech (a Wav2Vec2ForCTC
+    ``pytorch_model.bin``), loads whole into ``wav2vec2_base_ctc``: the logits transformers gives."""
+    import transformers
+
+    small = dict(hidden_size=32, num_layers=2, num_heads=4, ffn_dim=64, feature_channels=32, position_kernel_size=16,
+                 position_groups=4)
+    monkeypatch.setitem(_published.PUBLISHED, "wav2vec2_base_ctc",
+                        [dict(row, model_kwargs=small) for row in _published.PUBLISHED["wav2vec2_base_ctc"]])
+    config = transformers.Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                         intermediate_size=64, conv_dim=(32,) * 7, num_conv_pos_embeddings=16,
+                                         num_conv_pos_embedding_groups=4)
+    torch.save(randomize_batchnorm(transformers.Wav2Vec2ForCTC(config)).state_dict(), caches / "pytorch_model.bin")
+    config.save_pretrained(caches)
+    place_in_hub_cache(caches, "facebook/wav2vec2-base-960h",
+                       {"pytorch_model.bin": caches / "pytorch_model.bin", "config.json": caches / "config.json"})
+    reference = transformers.Wav2Vec2ForCTC.from_pretrained("facebook/wav2vec2-base-960h").eval()
+    ours = paperzoo.create_model("wav2vec2_base_ctc", pretrained=True).eval()
+    waveform = torch.randn(2, 4000)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(waveform)["logits"], reference(waveform).logits, **TOLERANCE)
+
+
 def test_wav2vec2_base_from_the_pretraining_checkpoint_facebook_publishes(caches: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """facebook/wav2vec2-base publishes a Wav2Vec2ForPreTraining ``pytorch_model.bin`` (``wav2vec2.`` prefix, the

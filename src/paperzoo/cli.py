@@ -104,13 +104,19 @@ def describe_recipe(recipe: TrainingRecipe) -> str:
 
 
 def markdown_table(names: Sequence[str]) -> str:
-    """The README's model table: one row per registered variant."""
-    rows = ["| name | architecture | year | task | parameters | reference |",
-            "| --- | --- | --- | --- | ---: | --- |"]
+    """The README's model table: one row per registered variant, with the tag that ``pretrained=True`` loads
+    (and how many other published weights there are), or "—" where none are published."""
+    from paperzoo.weights import published_weights
+
+    rows = ["| name | architecture | year | task | parameters | reference | pretrained |",
+            "| --- | --- | --- | --- | ---: | --- | --- |"]
     for name in names:
         card = model_card(name)
+        weights = published_weights(name)
+        pretrained = f"`{weights[0].tag}`" + (f" (+{len(weights) - 1})" if len(weights) > 1 else "") if weights \
+            else "—"
         rows.append(f"| `{name}` | {card.architecture} | {card.paper.year} | {card.task} | "
-                    f"{card.params:,} | {card.reference} |")
+                    f"{card.params:,} | {card.reference} | {pretrained} |")
     return "\n".join(rows)
 
 
@@ -293,13 +299,14 @@ def _train(args: argparse.Namespace, console: Console) -> int:
                          data_path=args.data[1] if len(args.data) == 2 else None, epochs=args.epochs,
                          batch_size=args.batch_size, lr=args.lr, image_size=args.image_size, device=args.device,
                          amp=args.amp, out=args.out, resume=args.resume, seed=args.seed, workers=args.workers,
-                         pretrained=args.pretrained, threads=args.threads, override=args.override, options=options)
+                         pretrained=args.pretrained, threads=args.threads, override=args.override, options=options,
+                         model_kwargs=dict(args.model_kwargs or ()))
     main_process = distributed.Context(int(os.environ.get("RANK", "0"))).is_main
     shown: dict[str, str] = {}  # the progress bar's fields: the loss, then the task's own metric
 
     def report(row: dict[str, Any]) -> None:
         def part(split: str) -> str:
-            return " ".join(f"{key[len(split) + 1:]} {_number(value)}" for key, value in row.items()
+            return " ".join(f"{key[len(split) + 1:]} {_number(key, value)}" for key, value in row.items()
                             if key.startswith(split + "_"))
         rate = next(key for key in row if key.endswith("_per_second"))
         console.print(f"epoch {row['epoch']}: train {part('train')} | test {part('test')} | "
@@ -324,14 +331,16 @@ def _train(args: argparse.Namespace, console: Console) -> int:
     with _Fields(*columns, console=console, disable=not main_process) as progress:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
-            summary = train(config, on_epoch=report, progress=progress if main_process else None)
+            summary = train(config, on_epoch=report, progress=progress if main_process else None,
+                            on_start=lambda plan: [console.print(f"note: {escape(note)}", highlight=False)
+                                                   for note in plan.notes])
     for warning in caught if main_process else ():  # after the bars, which would overwrite them
         console.print(f"[yellow]warning:[/] {escape(str(warning.message))}", highlight=False)
     if main_process:
         table = Table(title=f"trained {summary['model']}", show_header=False)
         metric = summary["metric"]
         final, best = summary[f"final_test_{metric}"], summary[f"best_test_{metric}"]
-        table.add_row(f"test {metric.replace('_', ' ')}", f"{_number(final)} (best {_number(best)})")
+        table.add_row(f"test {metric.replace('_', ' ')}", f"{_number(metric, final)} (best {_number(metric, best)})")
         table.add_row("train loss", f"{summary['first_train_loss']:.4f} → {summary['final_train_loss']:.4f}")
         table.add_row("processes", f"{summary['world_size']} (replicas identical: {summary['replicas_identical']})")
         table.add_row("time", f"{summary['seconds_this_run']:.1f} s")
@@ -340,9 +349,12 @@ def _train(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _number(value: float) -> str:
+FRACTIONS = ("accuracy", "iou", "map")  # metrics that are fractions, shown as percentages
+
+
+def _number(name: str, value: float) -> str:
     """A metric as people read it: a fraction as a percentage, anything else with four significant digits."""
-    return f"{value:.2%}" if 0.0 <= value <= 1.0 else f"{value:.4g}"
+    return f"{value:.2%}" if any(word in name for word in FRACTIONS) else f"{value:.4g}"
 
 
 def _bench(args: argparse.Namespace, console: Console) -> int:
@@ -526,6 +538,19 @@ def positive(kind: type) -> Any:
     return parse
 
 
+def keyword_argument(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE a Python literal (2, 0.1, True, (1, 2)) or else a string."""
+    import ast
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY a Python name, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
 def non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -584,6 +609,9 @@ def build_parser(with_task_options: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--pretrained", nargs="?", const=True, default=False, metavar="TAG",
                    help="fine-tune from the published weights (TAG picks others than the default): a new head for "
                    "the data's classes, the weights' input size and normalisation, a tenth of the recipe's lr")
+    p.add_argument("--model-kwargs", nargs="+", type=keyword_argument, metavar="KEY=VALUE",
+                   help="constructor arguments for the model, as timm's train.py takes them (e.g. num_layers=2 "
+                   "hidden_size=64 for a model small enough for a CPU); recorded with the run")
     if with_task_options:  # each task's own options (importing the tasks imports torch: only for `train`)
         from paperzoo.training.tasks import all_options
 

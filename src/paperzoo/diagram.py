@@ -52,6 +52,9 @@ _OP_NAMES = {"cat": "concat", "concat": "concat", "concatenate": "concat", "stac
              "matmul": "matmul", "__matmul__": "matmul", "bmm": "matmul", "einsum": "einsum",
              "div": "÷", "__truediv__": "÷"}
 _MAX_OP_NODES = 40  # functional merges drawn as nodes; beyond this (a solver's loop) tensors just carry their sources
+# A module called at up to this many places gets a box at each (U-Net's max-pool: 4); one called more often is in a
+# loop (a decoder's step, a detection head per pyramid level) and is drawn once, with its call count.
+_MAX_USES = 4
 
 
 def _is_container(module: nn.Module) -> bool:
@@ -149,6 +152,7 @@ class Node:
     order: int = 0  # position in execution order (first call)
     block: bool = False  # one of paperzoo's blocks, drawn opened elsewhere
     members: list[str] = field(default_factory=list)
+    use: tuple[int, int] = (1, 1)  # this box is the k-th of n places in the data flow where one module is called
 
 
 @dataclass
@@ -213,6 +217,24 @@ class _Trace:
         self.clock = 0
         self.first_inputs: dict[int, tuple[tuple, dict]] = {}
         self.op_nodes: dict[tuple[str, frozenset[int]], int] = {}
+        self.uses: dict[int, list[Node]] = {}  # id(module) → its boxes, one per place in the data flow
+
+    def recurs(self, value: Any, node: Node) -> bool:
+        """Whether ``value`` comes from one of ``node``'s module's own earlier calls through functional code
+        alone (an LSTM cell's state, an ODE solver's next point): a recurrence, drawn as one box with its call
+        count. A value that passed through another box (U-Net's max-pool, called again after the next level's
+        convolutions) is a new place in the data flow, drawn as a box of its own."""
+        own = {n.id for n in self.uses[id(node.module)]}
+        frontier = {s for _, sources in self.sources_of(value) for s in sources}
+        seen: set[int] = set()
+        while frontier:
+            current = frontier.pop()
+            if current in own:
+                return True
+            seen.add(current)
+            if self.nodes[current].kind == "op":  # look through functional merges, never through another box
+                frontier |= {a for a, b in self.edges if b == current and a not in seen}
+        return False
 
     def add_node(self, **kwargs: Any) -> Node:
         self.clock += 1
@@ -295,21 +317,29 @@ def trace_graph(root: nn.Module, args: tuple, kwargs: dict | None = None, *, bat
     ``first_inputs`` of the returned graph's block nodes hold what they were first called with, so that a
     block can be traced on its own (see :func:`architecture_diagrams`). A box that the forward pass skips while
     it runs the box's parts (``self.backbone.forward_features(x)`` calls the backbone's stages, not the
-    backbone) is opened, and the pass run again.
+    backbone) is opened, and the pass run again; so is a pass in which a module called more than
+    :data:`_MAX_USES` times was drawn at each place, with that module drawn once.
     """
     opened: frozenset[int] = frozenset()
-    for _ in range(4):
-        graph, ran = _trace_once(root, args, kwargs or {}, batch_size, opened)
+    looping: frozenset[int] = frozenset()
+    for _ in range(6):
+        graph, ran = _trace_once(root, args, kwargs or {}, batch_size, opened, looping)
         bypassed = {id(n.module) for n in graph.nodes if n.kind == "module" and n.calls == 0 and n.module is not None
                     and any(id(m) in ran for m in n.module.modules())}
-        if not bypassed:
+        calls: dict[int, list[Node]] = {}
+        for n in graph.nodes:
+            if n.kind == "module" and n.module is not None:
+                calls.setdefault(id(n.module), []).append(n)
+        loops = {key for key, nodes in calls.items() if len(nodes) > 1 and sum(n.calls for n in nodes) > _MAX_USES}
+        if not bypassed and loops <= looping:
             break
         opened |= bypassed
+        looping |= loops
     return graph
 
 
 def _trace_once(root: nn.Module, args: tuple, kwargs: dict, batch_size: int,
-                opened: frozenset[int]) -> tuple[Graph, set[int]]:
+                opened: frozenset[int], looping: frozenset[int] = frozenset()) -> tuple[Graph, set[int]]:
     trace = _Trace(batch_size)
     flat_inputs = [(f"input {i}" if len(_tensors((args, kwargs))) > 1 else "input", t)
                    for i, t in enumerate(_tensors((args, kwargs)))]
@@ -317,28 +347,37 @@ def _trace_once(root: nn.Module, args: tuple, kwargs: dict, batch_size: int,
         node = trace.add_node(kind="input", title=title, shape=describe_shape(t, batch_size), calls=1)
         trace.mark(t, frozenset({node.id}))
     handles = []
-    by_module: dict[int, Node] = {}
     # A network with no submodules (a recurrent layer holding its weights itself) is one box.
     for path, parent, module in display_modules(root, opened) or [("", "", root)]:
-        node = _module_node(trace, path, parent, module)
-        by_module[id(module)] = node
+        trace.uses[id(module)] = [_module_node(trace, path, parent, module)]
 
-        def before(module: nn.Module, m_args: tuple, m_kwargs: dict, node: Node = node) -> None:
+        def before(module: nn.Module, m_args: tuple, m_kwargs: dict) -> None:
             trace.depth += 1
             if trace.depth > 1:
                 return
+            uses = trace.uses[id(module)]
+            node = uses[-1]
+            if (node.calls and id(module) not in looping and len(uses) < _MAX_USES
+                    and not trace.recurs((m_args, m_kwargs), node)):
+                # The same module at a new place in the data flow: a box of its own, so that every edge of the
+                # flow is drawn (one box for all of U-Net's max-pools lost the path between them).
+                node = trace.add_node(kind="module", title=node.title, path=node.path, parent=node.parent,
+                                      module=module, params=node.params, block=node.block)
+                uses.append(node)
             node.calls += 1
             if node.calls == 1:
                 trace.clock += 1
                 node.order = trace.clock
-                # A copy of the containers: a block may be handed a list that grows after the call (DenseNet).
-                trace.first_inputs[node.id] = tree_map(lambda leaf: leaf, (m_args, m_kwargs))
+                if len(uses) == 1:
+                    # A copy of the containers: a block may be handed a list that grows after the call (DenseNet).
+                    trace.first_inputs[node.id] = tree_map(lambda leaf: leaf, (m_args, m_kwargs))
             trace.connect((m_args, m_kwargs), node)
 
-        def after(module: nn.Module, m_args: tuple, m_kwargs: dict, output: Any, node: Node = node) -> None:
+        def after(module: nn.Module, m_args: tuple, m_kwargs: dict, output: Any) -> None:
             trace.depth -= 1
             if trace.depth > 0:
                 return
+            node = trace.uses[id(module)][-1]
             if node.calls == 1:
                 node.shape = describe_shape(output, batch_size)
             trace.mark(output, frozenset({node.id}))
@@ -370,6 +409,9 @@ def _trace_once(root: nn.Module, args: tuple, kwargs: dict, batch_size: int,
             continue
         node = trace.add_node(kind="output", title=title, shape=describe_shape(value, batch_size), calls=1)
         trace.connect(value, node)
+    for uses in trace.uses.values():
+        for k, node in enumerate(uses, 1):
+            node.use = (k, len(uses))
     # Edges run forward in execution order; one that runs back is a recurrence (a cell called per time step, an
     # ODE function called by the solver), which the box's call count shows instead.
     order = {n.id: n.order for n in trace.nodes}
@@ -473,6 +515,8 @@ def _lines(node: Node) -> tuple[str, str, str]:
     if node.kind == "module":
         if node.params:
             sub += f" · {_count(node.params)} params"
+        if node.use[1] > 1:
+            sub += f" · use {node.use[0]} of {node.use[1]}"
         if node.calls > 1:
             sub += f" · called {node.calls}×"
         if node.calls == 0:
@@ -652,6 +696,7 @@ class Diagram:
     note: str
     boxes: int  # boxes drawn
     output: str  # what the traced call returned ("(2, 1000)"), "" if it was not traced
+    graph: Graph | None = field(default=None, repr=False)  # what was drawn
 
 
 def _trace_or_describe(module: nn.Module, args: tuple | None, kwargs: dict | None, batch_size: int) -> Graph:
@@ -704,5 +749,5 @@ def _diagrams(model: nn.Module, args: tuple, batch_size: int, title: str, max_bl
         label = title if anchor == "network" else type(module).__name__
         diagrams.append(Diagram(anchor=anchor, title=label, path=path, svg=render_svg(graph, title=label),
                                 traced=graph.traced, note=graph.note, boxes=len(graph.nodes),
-                                output=graph.output))
+                                output=graph.output, graph=graph))
     return diagrams

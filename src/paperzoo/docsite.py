@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib
+import importlib.util
 import inspect
 import io
 import json
@@ -115,7 +116,7 @@ def architectures() -> list[Architecture]:
         cards = tuple(model_card(n) for n in names)
         canonical = next((c for c in cards if c.canonical), cards[0])
         doc = inspect.getdoc(module) or canonical.architecture
-        title = doc.strip().splitlines()[0].strip().rstrip(".")
+        title = _title(doc)
         short = re.split(r"[:,]| - ", title)[0].strip()
         acronym = re.fullmatch(r"(.{20,}) \((\S+)\)", short)  # "Variational Autoencoder (VAE)" → "VAE"
         if acronym:
@@ -123,6 +124,13 @@ def architectures() -> list[Architecture]:
         found.append(Architecture(module=module_name, slug=module_name.rsplit(".", 1)[1], title=title,
                                   short_title=short, doc=doc, cards=cards, canonical=canonical))
     return found
+
+
+def _title(doc: str) -> str:
+    """The docstring's first paragraph, the architecture's name; where it opens with a citation instead
+    (``Faster R-CNN: "Faster R-CNN: Towards ...", Ren, ...``) the name before the citation."""
+    first = " ".join(doc.strip().split("\n\n")[0].split())
+    return first.split(': "')[0].strip().rstrip(".")
 
 
 # ------------------------------------------------------------------------------------- docstrings into markdown
@@ -272,23 +280,56 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _wrapping_code(text: str) -> str:
+    """Code in a table cell that may break across lines (a reference with its arguments can be 300 characters
+    long: on one line it pushed the table's last columns out of sight at 1400 px)."""
+    return f'<span class="pz-ref">`{_cell(text)}`</span>'
+
+
 def variant_table(arch: Architecture) -> str:
     rows = ["| variant | name | parameters | GMACs | input | reference | status |",
             "| --- | --- | ---: | ---: | --- | --- | --- |"]
     for card in arch.cards:
         star = " ★" if card.canonical else ""
         rows.append(f"| {_cell(card.architecture)}{star} | `{card.name}` | {format_params(card)} | "
-                    f"{format_gmacs(card.gmacs)} | {_cell(card.input.describe())} | `{_cell(card.reference)}` | "
+                    f"{format_gmacs(card.gmacs)} | {_cell(card.input.describe())} | {_wrapping_code(card.reference)} | "
                     f"{parity_status(card)} |")
     return "\n".join(rows)
 
 
-def snippet(arch: Architecture, output: str) -> str:
+# Tasks whose forward pass ends in value-dependent steps (score thresholds, non-maximum suppression), which the
+# meta device cannot run: it computes shapes, not the values that decide how many boxes survive.
+VALUE_DEPENDENT_TASKS = ("object-detection", "instance-segmentation", "keypoint-detection")
+
+
+@dataclass(frozen=True)
+class Example:
+    """The page's "Run it" snippet and what it printed when the site was built (``None``: not run, ``note``
+    says why)."""
+
+    code: str
+    printed: str | None
+    note: str = ""
+
+
+def example_code(arch: Architecture, output=None) -> str:
+    """The snippet: build the canonical variant, run its example input, print its size and its output's
+    structure (``output``, the model's output when known, picks how to print it)."""
+    import torch
+
     card = arch.canonical
     call = "model(*x)" if card.input.kind == "token-pairs" else "model(x)"
     comment = "  # a (source, target) pair: spread over the arguments" if card.input.kind == "token-pairs" else ""
-    return f'''```python
-import torch
+    if card.task in VALUE_DEPENDENT_TASKS:
+        show = 'print([{k: tuple(v.shape) for k, v in d.items()} for d in y])  # one dict per image'
+    elif isinstance(output, dict):
+        show = 'print("output:", {k: tuple(v.shape) for k, v in y.items()})'
+    elif isinstance(output, (tuple, list)):
+        show = 'print("output:", tuple(y[0].shape))  # y[1]: the final state, as torch.nn returns it'
+    else:
+        show = 'print("output:", tuple(y.shape))'
+    assert output is None or isinstance(output, (torch.Tensor, dict, tuple, list)), type(output)
+    return f'''import torch
 import paperzoo
 
 model = paperzoo.create_model("{card.name}").eval()
@@ -296,9 +337,125 @@ card = paperzoo.model_card("{card.name}")
 x = card.example_input(batch_size=2)  # {card.input.describe()}
 with torch.no_grad():
     y = {call}{comment}
-print(card.architecture, f"{{paperzoo.count_parameters(model):,}} parameters")  # {card.params:,}
-# y: {output}
-```'''
+print(card.architecture, f"{{paperzoo.count_parameters(model):,}} parameters")
+{show}
+'''
+
+
+def run_example(arch: Architecture) -> Example:
+    """Run the page's snippet as it stands, on the meta device (every shape computed, no arithmetic, nothing
+    allocated: seconds for the whole zoo, where the CPU would take minutes), and keep what it prints. A snippet
+    that fails fails the build. Detectors are not run (:data:`VALUE_DEPENDENT_TASKS`)."""
+    import contextlib
+
+    import torch
+
+    if arch.canonical.task in VALUE_DEPENDENT_TASKS:
+        return Example(example_code(arch), None, "Not run when this site was built: a detector's post-processing "
+                       "(score thresholds, non-maximum suppression) depends on values, which the meta device does "
+                       "not compute, and on a CPU the example takes about ten seconds.")
+    # Run once (a meta forward pass is slow Python: seconds for a ResNet-50): the snippet up to its two print
+    # lines, then those lines, chosen by what the model returned, in the same namespace. Together they are the code.
+    *body, _, _ = example_code(arch).rstrip("\n").splitlines()
+    namespace: dict = {}
+    printed = io.StringIO()
+    with torch.device("meta"), contextlib.redirect_stdout(printed):
+        exec(compile("\n".join(body), f"{arch.slug} example", "exec"), namespace)
+        code = example_code(arch, namespace["y"])
+        assert code.startswith("\n".join(body) + "\n")
+        exec(compile("\n".join(code.rstrip("\n").splitlines()[-2:]), f"{arch.slug} example", "exec"), namespace)
+    return Example(code, printed.getvalue().rstrip("\n"))
+
+
+def example_section(arch: Architecture, example: Example | None) -> str:
+    card = arch.canonical
+    example = example or Example(example_code(arch), None)
+    parts = ["## Run it", "", "```python", example.code.rstrip("\n"), "```", ""]
+    if example.printed is not None:
+        parts += ["It printed, when this site was built (the snippet as it stands, run on the meta device: the "
+                  "same shapes and counts as on a CPU, without the arithmetic):", "", "```text", example.printed,
+                  "```", ""]
+    elif example.note:
+        parts += [f"*{example.note}*", ""]
+    parts += [f"From a shell: `paperzoo info {card.name} --measure` prints the card with the measured parameters "
+              f"and GMACs, `paperzoo run {card.name}` builds it and times one forward pass on a CPU or GPU.", ""]
+    return "\n".join(parts)
+
+
+def _metrics(weights) -> str:
+    return "; ".join(f"{dataset}: " + ", ".join(f"{metric} {value:g}" for metric, value in values.items())
+                     for dataset, values in weights.metrics.items()) or "none published"
+
+
+def _preprocessing(preprocessing) -> str:
+    """Short, for a table cell: ``resize 232, crop 224 (bilinear), ImageNet mean/std``."""
+    from paperzoo.weights import IMAGENET_MEAN, IMAGENET_STD
+
+    if preprocessing is None:
+        return "—"
+    parts = [f"resize {preprocessing.resize}"] if preprocessing.resize else []
+    parts += [f"crop {preprocessing.crop}"] if preprocessing.crop else []
+    text = ", ".join(parts) + (f" ({preprocessing.interpolation})" if parts else "")
+    if (preprocessing.mean, preprocessing.std) == (IMAGENET_MEAN, IMAGENET_STD):
+        normalise = "ImageNet mean/std"
+    elif preprocessing.mean:
+        normalise = f"mean {list(preprocessing.mean)}, std {list(preprocessing.std)}"
+    else:
+        normalise = "[0, 1]"
+    return ", ".join(p for p in (text, normalise) if p)
+
+
+def training_section(arch: Architecture) -> str:
+    """The paper's training recipe from the cards (what ``paperzoo train`` follows) and the published weights of
+    every variant (``paperzoo.weights``): tag, published metric, preprocessing, size, licence, how they were
+    trained, and the line that loads them; or why there are none."""
+    from paperzoo.cli import describe_recipe
+    from paperzoo.weights import no_weights_reason, published_weights
+
+    card = arch.canonical
+    parts = ["## Training and weights", "", "### The paper's recipe", ""]
+    recipes: dict[str, list[str]] = {}
+    for variant in arch.cards:
+        if variant.recipe is not None:
+            recipes.setdefault(describe_recipe(variant.recipe), []).append(variant.name)
+    if recipes:
+        for text, names in recipes.items():
+            settings, _, source = text.partition("\n")
+            who = "" if len(recipes) == 1 else " (" + ", ".join(f"`{n}`" for n in names) + ")"
+            source = source.removeprefix("(").removesuffix(")")
+            parts += [f"- {_inline(settings)}{who}. *Source: {_inline(source)}.*"]
+        trains = ("`paperzoo train " + card.name + "` follows it on a short run (the schedule's steps at the same "
+                  "fractions of the run)." if card.task == "image-classification" else
+                  "`paperzoo train` trains the image classifiers only, so far.")
+        parts += ["", trains, ""]
+    else:
+        parts += ["No variant's card carries a training recipe from its paper"
+                  + (" (`paperzoo train` uses AdamW with cosine decay)." if card.task == "image-classification"
+                     else "."), ""]
+    rows = ["| variant | weights | published metric | preprocessing | size | licence | training |",
+            "| --- | --- | --- | --- | ---: | --- | --- |"]
+    for variant in arch.cards:
+        for weights in published_weights(variant.name):
+            preprocessing = _preprocessing(weights.preprocessing) if weights.preprocessing or not weights.categories \
+                else "[0, 1] (the model resizes and normalises)"
+            size = f"{weights.file_size_mb:,.1f} MB" if weights.file_size_mb else "—"
+            recipe = f"[how]({weights.recipe})" if weights.recipe.startswith("http") else _cell(weights.recipe)
+            rows.append(f"| `{variant.name}` | `{weights.tag}`{' (default)' if weights.default else ''} | "
+                        f"{_cell(_metrics(weights))} | {_cell(preprocessing)} | {size} | {_cell(weights.licence)} | "
+                        f"{recipe} |")
+    parts += ["### Published weights", ""]
+    if len(rows) > 2:
+        loaded = next(c for c in (card, *arch.cards) if published_weights(c.name))
+        default = published_weights(loaded.name)[0]
+        lines = [f'model = paperzoo.create_model("{loaded.name}", pretrained=True).eval()  # {default.tag}']
+        if default.preprocessing is not None or default.categories:
+            lines.append("preprocess = paperzoo.transforms(model)  # the preprocessing the metric was measured with")
+        parts += ["The references' own files, converted on load and kept in their caches (torch.hub's, the "
+                  "Hugging Face Hub's); the metrics are the ones they publish.", "", "\n".join(rows), "",
+                  "```python", "import paperzoo", "", *lines, "```", ""]
+    else:
+        parts += [f"None published: {_inline(no_weights_reason(card.name) or '')}.", ""]
+    return "\n".join(parts)
 
 
 def _paper_block(card: ModelCard) -> str:
@@ -307,21 +464,22 @@ def _paper_block(card: ModelCard) -> str:
             f"{paper.year}")
 
 
-def architecture_page(arch: Architecture, diagrams: list | None) -> str:
+def architecture_page(arch: Architecture, diagrams: list | None, repo_url: str | None = None,
+                      example: Example | None = None) -> str:
     """The page of one architecture: paper, key ideas, diagram, variants, how to run it, the source's account
-    of the paper and its deviations, and the API of its network class."""
+    of the paper and its deviations, its code beside the explanation, and the API of its network class."""
     sections = split_docstring(arch.doc)
     card = arch.canonical
-    parts = [f"# {arch.title}", "",
+    # The architecture's name as the page's search tag, which Material's search weighs above titles and text: a
+    # search for "resnet" finds the ResNet page first, not the pages that mention ResNet in their long titles.
+    parts = ["---", "tags:", f"  - {json.dumps(arch.short_title)}", "---", "", f"# {arch.title}", "",
              f"*{TASK_TITLES.get(arch.task, arch.task)}, {arch.year}. Source: `{arch.source}` "
              f"(`python -m {arch.module}` runs its example).*", "", _paper_block(card), ""]
     if sections.paper.startswith("Papers"):
         parts += [rst_to_markdown(sections.paper), ""]
     parts += ["## Key ideas", "", *(f"- {_inline(line)}" for line in card.innovations), ""]
-    output = "see `paperzoo run " + card.name + "`"
     if diagrams is not None:
         network, *blocks = diagrams
-        output = network.output or output
         parts += ["## Architecture", "",
                   f"`{card.name}` at its example input, drawn from the model itself (one forward pass on the meta "
                   "device: shapes, no arithmetic). Boxes are the paper's blocks; a highlighted box (⊕) opens "
@@ -343,15 +501,15 @@ def architecture_page(arch: Architecture, diagrams: list | None) -> str:
     notes = [c for c in arch.cards if c.notes]
     if notes:
         parts += [f"- `{c.name}`: {_inline(c.notes)}" for c in notes] + [""]
-    parts += ["## Run it", "", snippet(arch, output), "",
-              f"From a shell: `paperzoo info {card.name} --measure` prints the card with the measured parameters "
-              f"and GMACs, `paperzoo run {card.name}` builds it and times one forward pass.", ""]
+    parts += [example_section(arch, example), ""]
+    parts += [training_section(arch), ""]
     parts += ["## From the source", "", rst_to_markdown(sections.body) if sections.body else "", ""]
     parts += ["## Deviations", "",
               rst_to_markdown(sections.deviations) if sections.deviations
               else "*The module docstring has no Deviations paragraph.*", ""]
     if sections.rest:
         parts += ["## Further notes", "", rst_to_markdown(sections.rest), ""]
+    parts += [code_section(arch, repo_url), ""]
     network_class = _network_class(arch)
     parts += ["## API", "", f"::: {network_class}", "    options:", "      heading_level: 3", ""]
     return "\n".join(parts)
@@ -371,6 +529,116 @@ def _network_class(arch: Architecture) -> str:
 def _figure(diagram) -> str:
     note = f'<p class="pz-note">{diagram.note}</p>' if diagram.note else ""
     return f'<div class="pz-figure" data-diagram="{diagram.anchor}">\n{diagram.svg}\n</div>{note}'
+
+
+# ------------------------------------------------------------------------------- the code beside the explanation
+
+# Where a docstring's reference part starts (Google style): the prose before it explains, the rest the API lists.
+_DOC_REFERENCE = re.compile(r"^\s*(Args|Arguments|Returns|Raises|Attributes|Yields|Shapes?|Examples?):\s*$", re.M)
+
+
+@dataclass(frozen=True)
+class CodeChunk:
+    """A stretch of a model file: one top-level class or function (with its decorators and the comments above
+    it), or the statements between them (imports, constants, the example)."""
+
+    title: str  # "class InceptionModule", "def googlenet", "imports and constants", "constants", "the example"
+    anchor: str  # the heading's id on the page: "code-class-inceptionmodule"
+    first: int  # line numbers in the file, 1-based, inclusive
+    last: int
+    code: str
+    explanation: str  # the docstring's prose, before its Args/Returns sections ("" if it has none)
+
+
+def code_chunks(source: str) -> list[CodeChunk]:
+    """The file after its module docstring (which the page shows above, section by section), cut at every
+    top-level class and function, so that each can be read under its own explanation. The chunks cover the file
+    to its last line, in order: put together they are the file."""
+    import ast
+
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    body = list(tree.body)
+    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        start = body.pop(0).end_lineno + 1
+    else:
+        start = 1
+    groups: list[list[ast.stmt]] = []
+    for node in body:
+        definition = isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        if definition or not groups or _is_definition(groups[-1][0]):
+            groups.append([node])
+        else:
+            groups[-1].append(node)
+    chunks: list[CodeChunk] = []
+    for index, group in enumerate(groups):
+        node = group[0]
+        last = len(lines) if index == len(groups) - 1 else _first_line(groups[index + 1][0]) - 1
+        while last > start and not lines[last - 1].strip() and index < len(groups) - 1:
+            last -= 1  # the blank lines before the next definition belong to nobody
+        while start < last and not lines[start - 1].strip():
+            start += 1
+        code = "\n".join(lines[start - 1:last]).rstrip()
+        if _is_definition(node):
+            kind = "class" if isinstance(node, ast.ClassDef) else "def"
+            title, anchor = f"{kind} {node.name}", f"code-{kind}-{node.name.lower().strip('_')}"
+            doc = ast.get_docstring(node) or ""
+            explanation = _DOC_REFERENCE.split(doc, maxsplit=1)[0].strip()
+        else:
+            example = any(isinstance(n, ast.If) and "__main__" in ast.unparse(n.test) for n in group)
+            constants = all(isinstance(n, (ast.Assign, ast.AnnAssign)) for n in group)
+            title = "the example" if example and len(group) == 1 else "imports and constants" if index == 0 \
+                else "constants" if constants else "module-level code"
+            anchor, explanation = "code-" + title.replace(" ", "-"), ""
+        if code:
+            taken = sum(c.anchor == anchor or c.anchor.startswith(anchor + "-") for c in chunks)
+            chunks.append(CodeChunk(title, anchor + (f"-{taken + 1}" if taken else ""), start, last, code,
+                                    explanation))
+        start = last + 1
+    return chunks
+
+
+def _is_definition(node) -> bool:
+    import ast
+
+    return isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+
+
+def _first_line(node) -> int:
+    return min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])
+
+
+def source_link(arch: Architecture, first: int, last: int, repo_url: str | None) -> str:
+    """Where a stretch of the model file can be read: the repository's page of the file at those lines when the
+    site names its repository (mkdocs.yml's ``repo_url``), else the file's copy published beside the page."""
+    if repo_url:
+        return f"{repo_url.rstrip('/')}/blob/main/{arch.source}#L{first}-L{last}"
+    return f"{arch.slug}.py"
+
+
+def code_section(arch: Architecture, repo_url: str | None = None) -> str:
+    """The model file, definition by definition: each class's and function's own explanation (its docstring's
+    prose, equations included) above the lines that implement it, numbered as in the file, with a link to the
+    file at those lines. Open by default; a block folds away with a click, which keeps long pages navigable."""
+    source = Path(importlib.util.find_spec(arch.module).origin).read_text()
+    total = len(source.splitlines())
+    parts = ["## The code", "",
+             f"The whole of [`{arch.source}`]({source_link(arch, 1, total, repo_url)}) ({total} lines) after its "
+             "docstring (shown above), one class or function at a time: its explanation, then the lines that "
+             "compute it, numbered as in the file.", ""]
+    for chunk in code_chunks(source):
+        folded = chunk.title == "imports and constants"
+        parts += [f"### `{chunk.title}` {{#{chunk.anchor}}}", ""]
+        if chunk.explanation:
+            parts += [rst_to_markdown(chunk.explanation), ""]
+        where = f"lines {chunk.first}–{chunk.last}" if chunk.last > chunk.first else f"line {chunk.first}"
+        parts += [f'{"???" if folded else "???+"} pz-code "{where} of {arch.slug}.py"',
+                  "", f'    ```python linenums="{chunk.first}"',
+                  *(f"    {line}" if line.strip() else "" for line in chunk.code.splitlines()),
+                  "    ```", "", f"    [{where} in the file]({source_link(arch, chunk.first, chunk.last, repo_url)})",
+                  ""]
+    return "\n".join(parts)
 
 
 # --------------------------------------------------------------------------------------------------- overviews
@@ -538,7 +806,8 @@ def benchmarks_page(root: Path) -> str:
     that nothing has been measured yet. Nothing is estimated or filled in."""
     results = root / "benchmarks" / "results"
     files = sorted(p for p in results.glob("*") if p.suffix in (".csv", ".json", ".md")) if results.is_dir() else []
-    parts = ["# Benchmarks", "",
+    # Its nine-column tables need the width of the page's table of contents, which lists only the tables anyway.
+    parts = ["---", "hide:", "  - toc", "---", "", "# Benchmarks", "",
              "Side-by-side speed of paperzoo's models and their reference implementations, the same weights in "
              "both, as measured by `paperzoo bench` (or `benchmarks/compare.py`) and stored in `benchmarks/results/`: "
              "medians of interleaved repeats and the ratio ours / reference (> 1: ours is slower). The numbers "
@@ -582,8 +851,10 @@ parameter count. This site is generated from the code: today it holds **{len(arc
   [parameters and compute](overview/scale.md) plots their size against their year.
 - The [learning path](overview/learning-path.md) is an order to read them in, from beginner to advanced.
 - An architecture's page gives the paper, its key ideas, a diagram drawn from the model itself (open a block by
-  clicking it), the variants with their parameter counts, GMACs and parity status, a snippet that runs it, the
-  source file's account of the paper, and every deviation from it.
+  clicking it), the variants with their parameter counts, GMACs and parity status, the paper's training recipe
+  and the published weights with their metrics, a snippet that runs it (and what it printed when this site was
+  built), the source file's account of the paper, every deviation from it, and the file itself, class by class
+  under each one's explanation.
 - The [API reference](api/index.md) is generated from the docstrings.
 
 ## Quick start
@@ -669,10 +940,12 @@ def _api_title(path: str) -> str:
     return {"api/layers.md": "Shared layers", "api/training.md": "Training"}.get(path, path)
 
 
-def site_files(root: Path | str = ".", *, diagrams: bool = True) -> dict[str, str]:
-    """Every generated page (and the chart), ``{path under docs/: text}``.
+def site_files(root: Path | str = ".", *, diagrams: bool = True, repo_url: str | None = None) -> dict[str, str]:
+    """Every generated page (and the chart, and a copy of each model file beside its page),
+    ``{path under docs/: text}``.
 
-    ``diagrams=False`` leaves the architecture diagrams out (a quick build for checking pages and links).
+    ``diagrams=False`` leaves the architecture diagrams out (a quick build for checking pages and links);
+    ``repo_url`` (mkdocs.yml's) makes the code sections link to the repository's files at their lines.
     """
     from paperzoo.diagram import architecture_diagrams
 
@@ -686,7 +959,8 @@ def site_files(root: Path | str = ".", *, diagrams: bool = True) -> dict[str, st
              "overview/benchmarks.md": benchmarks_page(Path(root))}
     for arch in archs:
         drawn = architecture_diagrams(arch.canonical.name) if diagrams else None
-        files[f"models/{arch.slug}.md"] = architecture_page(arch, drawn)
+        files[f"models/{arch.slug}.md"] = architecture_page(arch, drawn, repo_url, run_example(arch))
+        files[f"models/{arch.slug}.py"] = Path(importlib.util.find_spec(arch.module).origin).read_text()
     api = api_pages()
     files.update(api)
     files["SUMMARY.md"] = summary(archs, api)

@@ -97,7 +97,10 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.classification.senet": ("seresnet50", "senet154"),
     "paperzoo.models.classification.resnest": ("resnest50", "resnest101", "resnest200", "resnest269"),
     "paperzoo.models.classification.xception": ("xception",),
-    "paperzoo.models.language.bert": ("bert_base", "bert_large", "bert_base_pretraining", "bert_large_pretraining"),
+    "paperzoo.models.language.bert": (
+        "bert_base", "bert_large", "bert_base_pretraining", "bert_large_pretraining", "bert_base_masked_lm",
+        "bert_base_sequence_classification",
+    ),
     "paperzoo.models.language.gpt": ("gpt", "gpt2", "gpt2_medium", "gpt2_large", "gpt2_xl"),
     "paperzoo.models.segmentation.unet": ("unet", "unet_padded"),
     "paperzoo.models.segmentation.fcn": (
@@ -119,6 +122,7 @@ MODEL_MODULES: dict[str, tuple[str, ...]] = {
     "paperzoo.models.detection.yolov3": ("yolov3",),
     "paperzoo.models.audio.wav2vec2": (
         "wav2vec2_base", "wav2vec2_large", "wav2vec2_base_pretraining", "wav2vec2_large_pretraining",
+        "wav2vec2_base_ctc", "wav2vec2_large_ctc",
     ),
     "paperzoo.models.detection.ssd": ("ssd300_vgg16", "ssd512_vgg16"),
     "paperzoo.models.detection.retinanet": ("retinanet_resnet50_fpn",),
@@ -444,14 +448,21 @@ def closest_names(name: str, known: list[str], limit: int = 5) -> list[str]:
 
 def create_model(name: str, pretrained: bool | str = False, **kwargs: Any) -> nn.Module:
     """Build the registered variant ``name``; ``kwargs`` go to its constructor (``num_classes``,
-    ``in_chans``, ``features_only``, ...). Build on the meta device with ``with torch.device("meta"):``.
-    ``pretrained=True`` loads the reference's default published weights, a tag (``"IMAGENET1K_V1"``) others
-    (:mod:`paperzoo.weights`)."""
+    ``in_chans``, ``features_only``, ...); a variant whose reference is a transformers class also takes its
+    configuration's names (``num_hidden_layers=6``, a ``config.json``'s contents). Build on the meta device
+    with ``with torch.device("meta"):``. ``pretrained=True`` loads the reference's default published weights, a
+    tag (``"IMAGENET1K_V1"``) others (:mod:`paperzoo.weights`)."""
     if pretrained:
         from paperzoo.weights import create_pretrained  # downloads and converters: only when weights are asked for
 
         return create_pretrained(name, pretrained, **kwargs)
-    model = _entry(name).builder(**kwargs)
+    entry = _entry(name)
+    if kwargs and entry.card.reference.startswith("transformers:"):
+        # the reference's configuration names (BertConfig's num_hidden_layers) → ours (num_layers)
+        from paperzoo.interop.huggingface import our_keywords
+
+        kwargs = our_keywords(name, kwargs)
+    model = entry.builder(**kwargs)
     model.model_name = name  # read by the shared input check, so its errors name the variant
     return model
 

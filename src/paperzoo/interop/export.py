@@ -32,14 +32,19 @@ def _arguments_of(model: nn.Module) -> tuple[str, str, dict[str, Any]]:
     """``(model_type, transformers class, our constructor's arguments)`` read from a built model."""
     kind = type(model).__name__
     state = model.state_dict()
-    if kind in ("BERT", "BERTPreTraining"):
-        bert = model.bert if kind == "BERTPreTraining" else model
+    bert_classes = {"BERT": "BertModel", "BERTPreTraining": "BertForPreTraining", "BERTMaskedLM": "BertForMaskedLM",
+                    "BERTSequenceClassification": "BertForSequenceClassification"}
+    if kind in bert_classes:
+        bert = model if kind == "BERT" else model.bert
         arguments = _bert(bert.state_dict())
         arguments.update(num_heads=bert.layers[0].attention.num_heads, layer_norm_eps=bert.embeddings.norm.eps,
                          dropout=bert.embeddings.dropout.p,
                          attention_dropout=bert.layers[0].attention.attention_dropout,
                          pad_token_id=bert.embeddings.token_embedding.padding_idx)
-        return "bert", "BertModel" if kind == "BERT" else "BertForPreTraining", arguments
+        if kind == "BERTSequenceClassification":
+            arguments.update(num_classes=model.num_classes, classifier_dropout=model.dropout.p,
+                             problem_type=model.problem_type)
+        return "bert", bert_classes[kind], arguments
     if kind == "GPT":
         arguments = _gpt(state)
         pre_norm = arguments.pop("pre_norm")
@@ -52,8 +57,8 @@ def _arguments_of(model: nn.Module) -> tuple[str, str, dict[str, Any]]:
         if not pre_norm:
             del arguments["intermediate_size"]
         return ("gpt2", "GPT2LMHeadModel", arguments) if pre_norm else ("openai-gpt", "OpenAIGPTLMHeadModel", arguments)
-    if kind in ("Wav2Vec2", "Wav2Vec2PreTraining"):
-        encoder = model.wav2vec2 if kind == "Wav2Vec2PreTraining" else model
+    if kind in ("Wav2Vec2", "Wav2Vec2PreTraining", "Wav2Vec2CTC"):
+        encoder = model if kind == "Wav2Vec2" else model.wav2vec2
         arguments = _wav2vec2(encoder.state_dict())
         layer, context = encoder.context_network.layers[0], encoder.context_network
         arguments.update(num_heads=layer.attention.num_heads,
@@ -66,6 +71,10 @@ def _arguments_of(model: nn.Module) -> tuple[str, str, dict[str, Any]]:
                          mask_min_spans=encoder.mask_min_spans)
         if kind == "Wav2Vec2":
             return "wav2vec2", "Wav2Vec2Model", arguments
+        if kind == "Wav2Vec2CTC":
+            arguments.update(vocab_size=model.vocab_size, blank_id=model.blank_id, final_dropout=model.final_dropout.p,
+                             ctc_loss_reduction=model.ctc_loss_reduction, ctc_zero_infinity=model.ctc_zero_infinity)
+            return "wav2vec2", "Wav2Vec2ForCTC", arguments
         quantizer = model.quantizer
         arguments.update(num_codebooks=quantizer.num_groups, codebook_size=quantizer.num_entries,
                          codevector_dim=quantizer.num_groups * quantizer.codebooks.shape[-1],
@@ -73,8 +82,8 @@ def _arguments_of(model: nn.Module) -> tuple[str, str, dict[str, Any]]:
                          contrastive_temperature=model.contrastive_temperature,
                          diversity_weight=model.diversity_weight, quantizer_dropout=model.quantizer_dropout.p)
         return "wav2vec2", "Wav2Vec2ForPreTraining", arguments
-    raise ValueError(f"no transformers configuration for {kind}; transformers models: BERT, BERTPreTraining, GPT, "
-                     "Wav2Vec2, Wav2Vec2PreTraining")
+    raise ValueError(f"no transformers configuration for {kind}; transformers models: {', '.join(bert_classes)}, "
+                     "GPT, Wav2Vec2, Wav2Vec2PreTraining, Wav2Vec2CTC")
 
 
 def transformers_config(model: nn.Module) -> dict[str, Any]:
@@ -85,14 +94,18 @@ def transformers_config(model: nn.Module) -> dict[str, Any]:
     model_type, architecture, arguments = _arguments_of(model)
     mapping = CONFIGS[model_type]
     config: dict[str, Any] = {"model_type": model_type, "architectures": [architecture]}
-    for theirs, ours in mapping.fields.items():
+    written = set()
+    for theirs, ours in mapping.fields_of(architecture).items():
         ours = ours if isinstance(ours, str) else ours[0]
-        if ours in arguments:
+        if arguments.get(ours) is not None and ours not in written and theirs != "id2label":  # num_labels makes it
             config[theirs] = [arguments[ours]] * 7 if theirs == "conv_dim" else arguments[ours]  # one width
+            written.add(ours)
     for theirs, supported in mapping.required.items():
         config[theirs] = list(supported[0]) if isinstance(supported[0], tuple) else supported[0]
     if model_type in ("gpt2", "openai-gpt"):
         config["embd_pdrop"] = config["resid_pdrop"]  # our one dropout
+    if model_type == "wav2vec2":  # transformers' mask_time_prob is p·M (huggingface._wav2vec2_adjust)
+        config["mask_time_prob"] = arguments["mask_prob"] * arguments["mask_span_length"]
     return config
 
 

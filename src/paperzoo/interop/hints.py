@@ -57,9 +57,12 @@ def _wav2vec2(sd: StateDict, p: str = "") -> dict[str, Any]:
 SHAPE_READERS: dict[str, Callable[[StateDict], dict[str, Any]]] = {
     "BERT": _bert,
     "BERTPreTraining": lambda sd: _bert(sd, "bert."),
+    "BERTMaskedLM": lambda sd: _bert(sd, "bert."),
+    "BERTSequenceClassification": lambda sd: {**_bert(sd, "bert."), "num_classes": _rows(sd, "classifier.weight")},
     "GPT": _gpt,
     "Wav2Vec2": _wav2vec2,
     "Wav2Vec2PreTraining": lambda sd: _wav2vec2(sd, "wav2vec2."),
+    "Wav2Vec2CTC": lambda sd: {**_wav2vec2(sd, "wav2vec2."), "vocab_size": _rows(sd, "ctc_head.weight")},
 }
 
 

@@ -21,6 +21,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # annotations only: `paperzoo info` reads the configuration tables below without torch
     from torch import nn
 
+Supported = tuple[Any, ...]
+# our argument's name, or (its name, a conversion of the reference's value)
+Target = str | tuple[str, Callable[[Any], Any]]
+
 # Fields that record where a configuration came from or how transformers' Python API returns outputs; none
 # changes a computed value.
 BOOKKEEPING = (
@@ -32,13 +36,16 @@ BOOKKEEPING = (
 )
 # Fields that change how a model is initialised or run, never what its loaded weights compute.
 NO_EFFECT = {
-    "initializer_range": "initialisation only: the weights are loaded",
+    "initializer_range": "initialisation only: the weights are loaded (a new model: checked, FRESH_REQUIRED)",
     "use_cache": "a runtime switch of transformers' generation (our GPT takes a cache per call)",
     "chunk_size_feed_forward": "computes the same values in chunks",
     "gradient_checkpointing": "a training switch (set_grad_checkpointing())",
 }
-
-Supported = tuple[Any, ...]
+# What a model that is built without loading weights (create_model with the reference's names) computes of them:
+# our models initialise every weight with σ = 0.02, transformers' default for all four configurations.
+FRESH_REQUIRED: dict[str, Supported] = {"initializer_range": (0.02,)}
+# Fields of every transformers configuration (PretrainedConfig's), with the one value our models compute.
+COMMON_REQUIRED: dict[str, Supported] = {"is_encoder_decoder": (False,)}
 
 
 @dataclass(frozen=True)
@@ -48,16 +55,32 @@ class ConfigMap:
     ``fields``: reference field → our argument (with an optional conversion of the value); ``required``:
     reference field → the values we compute (anything else is refused); ``unused``: reference field → why it
     does not matter here; ``architectures``: transformers model class → our registered variant (its builder
-    takes the arguments); ``refused_heads``: task heads we do not have → the class whose weights they contain.
+    takes the arguments); ``head_fields``: transformers model class → the fields only its head reads (mapped as
+    ``fields`` for that class, ignored for the others, as transformers ignores them); ``refused_heads``: task
+    heads we do not have → the class whose weights they contain; ``adjust(config, arguments)``: checks that
+    span several fields, and arguments computed from several fields, which ``derived`` describes (reference
+    field → how our argument is computed from it).
     """
 
     config_class: str
-    fields: dict[str, str | tuple[str, Callable[[Any], Any]]]
+    fields: dict[str, Target]
     required: dict[str, Supported]
     unused: dict[str, str]
     architectures: dict[str, str]
+    head_fields: dict[str, dict[str, Target]] = field(default_factory=dict)
     refused_heads: dict[str, str] = field(default_factory=dict)
-    check: Callable[[dict[str, Any]], None] | None = None
+    adjust: Callable[[dict[str, Any], dict[str, Any]], None] | None = None
+    derived: dict[str, str] = field(default_factory=dict)
+
+    def fields_of(self, architecture: str) -> dict[str, Target]:
+        """The fields that become ``architecture``'s constructor arguments: the common ones and its head's."""
+        return {**self.fields, **self.head_fields.get(architecture, {})}
+
+    def other_heads(self, architecture: str) -> dict[str, str]:
+        """Fields of the other heads' (ignored for ``architecture``) → the head that reads them."""
+        own = self.head_fields.get(architecture, {})
+        return {name: head for head, fields in self.head_fields.items() if head != architecture
+                for name in fields if name not in own and name not in self.fields}
 
 
 def _one_width(value: Any) -> int:
@@ -77,16 +100,28 @@ class MissingFilesError(ValueError, FileNotFoundError):
     2), and a ``FileNotFoundError`` for code that catches missing files."""
 
 
-def _gpt_check(config: dict[str, Any]) -> None:
-    if config.get("embd_pdrop", 0.1) != config.get("resid_pdrop", 0.1):
-        raise UnsupportedConfigError(f"embd_pdrop={config['embd_pdrop']!r}: paperzoo's GPT has one dropout for the "
-                                     f"embeddings and the residual branches; supported: embd_pdrop equal to "
-                                     f"resid_pdrop ({config.get('resid_pdrop', 0.1)!r})")
+def _gpt_adjust(config: dict[str, Any], arguments: dict[str, Any]) -> None:
+    """Our GPT has one dropout for the embeddings and the residual branches, and its context is its positions."""
+    embedding, residual = config.get("embd_pdrop", 0.1), config.get("resid_pdrop", 0.1)  # both configs' default
+    if embedding != residual:
+        raise UnsupportedConfigError(f"embd_pdrop={embedding!r}: paperzoo's GPT has one dropout for the embeddings "
+                                     f"and the residual branches; supported: embd_pdrop equal to resid_pdrop "
+                                     f"({residual!r}); set both")
     if "n_ctx" in config and config["n_ctx"] != config.get("n_positions", config["n_ctx"]):
         raise UnsupportedConfigError(f"n_ctx={config['n_ctx']!r}: supported: equal to n_positions")
 
 
-_GPT_FIELDS: dict[str, str | tuple[str, Callable[[Any], Any]]] = {
+def _wav2vec2_adjust(config: dict[str, Any], arguments: dict[str, Any]) -> None:
+    """transformers' ``mask_time_prob`` is the proportion of steps masked before spans overlap, p·M
+    (``_compute_mask_indices`` draws ``mask_time_prob · T / M`` spans); our ``mask_prob`` is the paper's p, the
+    proportion of steps that start a span. Without SpecAugment transformers masks nothing."""
+    if "mask_time_prob" in config:
+        arguments["mask_prob"] = config["mask_time_prob"] / config.get("mask_time_length", 10)
+    if config.get("apply_spec_augment") is False:
+        arguments["mask_prob"] = 0.0
+
+
+_GPT_FIELDS: dict[str, Target] = {
     "vocab_size": "vocab_size", "n_positions": "max_positions", "n_embd": "hidden_size", "n_layer": "num_layers",
     "n_head": "num_heads", "resid_pdrop": "dropout", "attn_pdrop": "attention_dropout",
     "layer_norm_epsilon": "layer_norm_eps",
@@ -109,10 +144,15 @@ CONFIGS: dict[str, ConfigMap] = {
                 "layer_norm_eps": "layer_norm_eps", "pad_token_id": "pad_token_id"},
         required={"hidden_act": ("gelu",), "position_embedding_type": ("absolute",), "is_decoder": (False,),
                   "add_cross_attention": (False,), "tie_word_embeddings": (True,), "pruned_heads": ({},)},
-        unused={"classifier_dropout": "the dropout of BertForSequenceClassification's head, not built here"},
-        architectures={"BertModel": "bert_base", "BertForPreTraining": "bert_base_pretraining"},
-        refused_heads={"BertForMaskedLM": "BertModel", "BertForSequenceClassification": "BertModel",
-                       "BertForTokenClassification": "BertModel", "BertForQuestionAnswering": "BertModel",
+        unused={},
+        architectures={"BertModel": "bert_base", "BertForPreTraining": "bert_base_pretraining",
+                       "BertForMaskedLM": "bert_base_masked_lm",
+                       "BertForSequenceClassification": "bert_base_sequence_classification"},
+        # id2label's length is the number of classes (transformers' num_labels); the two must agree
+        head_fields={"BertForSequenceClassification": {
+            "num_labels": "num_classes", "id2label": ("num_classes", len), "classifier_dropout": "classifier_dropout",
+            "problem_type": "problem_type"}},
+        refused_heads={"BertForTokenClassification": "BertModel", "BertForQuestionAnswering": "BertModel",
                        "BertForNextSentencePrediction": "BertModel", "BertForMultipleChoice": "BertModel",
                        "BertLMHeadModel": "BertModel"},
     ),
@@ -125,7 +165,7 @@ CONFIGS: dict[str, ConfigMap] = {
         architectures={"OpenAIGPTLMHeadModel": "gpt", "OpenAIGPTModel": "gpt"},
         refused_heads={"OpenAIGPTDoubleHeadsModel": "OpenAIGPTModel",
                        "OpenAIGPTForSequenceClassification": "OpenAIGPTModel"},
-        check=_gpt_check,
+        adjust=_gpt_adjust,
     ),
     "gpt2": ConfigMap(
         config_class="GPT2Config",
@@ -137,7 +177,7 @@ CONFIGS: dict[str, ConfigMap] = {
         architectures={"GPT2LMHeadModel": "gpt2", "GPT2Model": "gpt2"},
         refused_heads={"GPT2DoubleHeadsModel": "GPT2Model", "GPT2ForSequenceClassification": "GPT2Model",
                        "GPT2ForTokenClassification": "GPT2Model", "GPT2ForQuestionAnswering": "GPT2Model"},
-        check=_gpt_check,
+        adjust=_gpt_adjust,
     ),
     "wav2vec2": ConfigMap(
         config_class="Wav2Vec2Config",
@@ -148,23 +188,13 @@ CONFIGS: dict[str, ConfigMap] = {
                 "num_conv_pos_embeddings": "position_kernel_size", "num_conv_pos_embedding_groups": "position_groups",
                 "hidden_dropout": "dropout", "attention_dropout": "attention_dropout",
                 "activation_dropout": "activation_dropout", "feat_proj_dropout": "feature_dropout",
-                "layerdrop": "layerdrop", "mask_time_prob": "mask_prob", "mask_time_length": "mask_span_length",
-                "mask_time_min_masks": "mask_min_spans",
-                # the pre-training head's; Wav2Vec2Model takes them as unused (below)
-                "num_codevector_groups": "num_codebooks", "num_codevectors_per_group": "codebook_size",
-                "codevector_dim": "codevector_dim", "proj_codevector_dim": "final_dim",
-                "num_negatives": "num_negatives", "contrastive_logits_temperature": "contrastive_temperature",
-                "diversity_loss_weight": "diversity_weight", "feat_quantizer_dropout": "quantizer_dropout"},
+                "layerdrop": "layerdrop", "mask_time_length": "mask_span_length",
+                "mask_time_min_masks": "mask_min_spans"},
         required={"hidden_act": ("gelu",), "feat_extract_activation": ("gelu",), "layer_norm_eps": (1e-5,),
                   "num_feat_extract_layers": (7,), "conv_kernel": ((10, 3, 3, 3, 3, 2, 2),),
                   "conv_stride": ((5, 2, 2, 2, 2, 2, 2),), "mask_feature_prob": (0.0, 0),
                   "add_adapter": (False,), "apply_spec_augment": (True, False)},
-        unused={"pad_token_id": "the CTC blank id: Wav2Vec2ForCTC's head, not built here",
-                "vocab_size": "Wav2Vec2ForCTC's output vocabulary, not built here",
-                "final_dropout": "Wav2Vec2ForCTC's head, not built here",
-                "ctc_loss_reduction": "Wav2Vec2ForCTC's loss, not built here",
-                "ctc_zero_infinity": "Wav2Vec2ForCTC's loss, not built here",
-                "mask_feature_length": "feature masking is off (mask_feature_prob = 0, checked)",
+        unused={"mask_feature_length": "feature masking is off (mask_feature_prob = 0, checked)",
                 "mask_feature_min_masks": "feature masking is off (mask_feature_prob = 0, checked)",
                 "adapter_kernel_size": "no adapter (add_adapter = False, checked)",
                 "adapter_stride": "no adapter (add_adapter = False, checked)",
@@ -184,18 +214,79 @@ CONFIGS: dict[str, ConfigMap] = {
                     "mask_channel_min_space", "mask_channel_other", "mask_channel_prob", "mask_channel_selection",
                     "mask_time_min_space", "mask_time_other", "mask_time_selection", "no_mask_channel_overlap",
                     "no_mask_time_overlap")}},
-        architectures={"Wav2Vec2Model": "wav2vec2_base", "Wav2Vec2ForPreTraining": "wav2vec2_base_pretraining"},
-        refused_heads={"Wav2Vec2ForCTC": "Wav2Vec2Model", "Wav2Vec2ForSequenceClassification": "Wav2Vec2Model",
+        architectures={"Wav2Vec2Model": "wav2vec2_base", "Wav2Vec2ForPreTraining": "wav2vec2_base_pretraining",
+                       "Wav2Vec2ForCTC": "wav2vec2_base_ctc"},
+        head_fields={
+            "Wav2Vec2ForPreTraining": {
+                "num_codevector_groups": "num_codebooks", "num_codevectors_per_group": "codebook_size",
+                "codevector_dim": "codevector_dim", "proj_codevector_dim": "final_dim",
+                "num_negatives": "num_negatives", "contrastive_logits_temperature": "contrastive_temperature",
+                "diversity_loss_weight": "diversity_weight", "feat_quantizer_dropout": "quantizer_dropout"},
+            # the CTC blank is the padding token (transformers: blank=config.pad_token_id)
+            "Wav2Vec2ForCTC": {
+                "vocab_size": "vocab_size", "pad_token_id": "blank_id", "final_dropout": "final_dropout",
+                "ctc_loss_reduction": "ctc_loss_reduction", "ctc_zero_infinity": "ctc_zero_infinity"}},
+        refused_heads={"Wav2Vec2ForSequenceClassification": "Wav2Vec2Model",
                        "Wav2Vec2ForAudioFrameClassification": "Wav2Vec2Model", "Wav2Vec2ForXVector": "Wav2Vec2Model"},
+        adjust=_wav2vec2_adjust,
+        derived={"mask_time_prob": "mask_prob = mask_time_prob / mask_time_length (transformers' is p·M, ours the "
+                                   "paper's p)"},
     ),
 }
-# The quantiser's fields mean nothing to the encoder alone.
-_PRETRAINING_ONLY = ("num_codebooks", "codebook_size", "codevector_dim", "final_dim", "num_negatives",
-                     "contrastive_temperature", "diversity_weight", "quantizer_dropout")
 
 
 def _as_supported(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
+
+
+def _check_supported(name: str, value: Any, supported: Supported, config_class: str) -> None:
+    if _as_supported(value) not in supported:
+        shown = " or ".join(repr(list(s) if isinstance(s, tuple) else s) for s in supported)
+        raise UnsupportedConfigError(f"{name}={value!r} in the {config_class} is not what paperzoo computes; "
+                                     f"supported: {shown}")
+
+
+def translate(config: dict[str, Any], mapping: ConfigMap, architecture: str, *, weights_loaded: bool,
+              unknown: str = "refuse") -> tuple[dict[str, Any], dict[str, Any]]:
+    """``config``'s fields (the reference's names) → ``(our constructor's arguments, the fields left over)``.
+
+    Every field is mapped (:meth:`ConfigMap.fields_of`), checked against the values we compute, or ignored as
+    bookkeeping, as having no effect, as unused or as another head's; ``weights_loaded=False`` (a new model)
+    also checks what only initialisation reads (:data:`FRESH_REQUIRED`). A field no table knows is refused
+    (``unknown="refuse"``) or returned among the left-over fields (``"keep"``: our own argument names, for
+    ``create_model``). Two fields that set one argument to different values are refused.
+    """
+    fields, other_heads = mapping.fields_of(architecture), mapping.other_heads(architecture)
+    arguments: dict[str, Any] = {}
+    source: dict[str, str] = {}  # our argument → the field that set it
+    rest: dict[str, Any] = {}
+    for name, value in config.items():
+        if name in fields:
+            target = fields[name]
+            ours, convert = (target, None) if isinstance(target, str) else target
+            if value is None:
+                continue
+            value = convert(value) if convert else value
+            if ours in arguments and arguments[ours] != value:
+                raise UnsupportedConfigError(f"{source[ours]}={config[source[ours]]!r} and {name}={config[name]!r} "
+                                             f"both set {ours} and disagree: give one")
+            arguments[ours], source[ours] = value, name
+        elif name in mapping.required or name in COMMON_REQUIRED:
+            supported = mapping.required.get(name) or COMMON_REQUIRED[name]
+            _check_supported(name, value, supported, mapping.config_class)
+        elif not weights_loaded and name in FRESH_REQUIRED:
+            _check_supported(name, value, FRESH_REQUIRED[name], mapping.config_class)
+        elif (name in BOOKKEEPING or name in NO_EFFECT or name in mapping.unused or name in other_heads
+              or name in mapping.derived):  # derived: read by mapping.adjust
+            continue
+        elif unknown == "keep":
+            rest[name] = value
+        else:
+            raise UnsupportedConfigError(f"{name}={value!r}: a {mapping.config_class} field paperzoo does not know, "
+                                         "so it cannot tell whether the model would compute what it was trained as")
+    if mapping.adjust is not None:
+        mapping.adjust(config, arguments)
+    return arguments, rest
 
 
 def constructor_arguments(config: dict[str, Any], architecture: str) -> tuple[str, dict[str, Any]]:
@@ -215,47 +306,59 @@ def constructor_arguments(config: dict[str, Any], architecture: str) -> tuple[st
     if architecture not in mapping.architectures:
         raise UnsupportedConfigError(f"architectures=[{architecture!r}]: supported for {mapping.config_class}: "
                                      f"{', '.join(mapping.architectures)}")
-    arguments: dict[str, Any] = {}
-    for name, value in config.items():
-        if name in BOOKKEEPING or name in NO_EFFECT or name in mapping.unused:
-            continue
-        if name in mapping.required:
-            supported = mapping.required[name]
-            if _as_supported(value) not in supported:
-                shown = " or ".join(repr(list(s) if isinstance(s, tuple) else s) for s in supported)
-                raise UnsupportedConfigError(f"{name}={value!r} in the {mapping.config_class} is not what paperzoo "
-                                             f"computes; supported: {shown}")
-            continue
-        if name not in mapping.fields:
-            raise UnsupportedConfigError(f"{name}={value!r}: a {mapping.config_class} field paperzoo does not know, "
-                                         "so it cannot tell whether the model would compute what it was trained as")
-        target = mapping.fields[name]
-        ours, convert = (target, None) if isinstance(target, str) else target
-        if value is not None:
-            arguments[ours] = convert(value) if convert else value
-    if mapping.check is not None:
-        mapping.check(config)
-    variant = mapping.architectures[architecture]
-    if model_type == "wav2vec2" and architecture == "Wav2Vec2Model":
-        arguments = {k: v for k, v in arguments.items() if k not in _PRETRAINING_ONLY}
-    if model_type == "wav2vec2" and config.get("apply_spec_augment") is False:
-        arguments["mask_prob"] = 0.0  # transformers masks nothing without SpecAugment
-    return variant, arguments
+    arguments, _ = translate(config, mapping, architecture, weights_loaded=True)
+    return mapping.architectures[architecture], arguments
 
 
-def accepted_config_fields(name: str) -> str:
-    """The configuration fields ``from_pretrained`` reads for the registered variant ``name``, the reference's
-    name beside ours, and the values it checks ("" for a variant with no transformers configuration)."""
+def _mapping_of(name: str) -> tuple[ConfigMap, str] | None:
+    """The configuration table and transformers class of the registered variant ``name`` (``None`` when its
+    card's reference is not a transformers class we map)."""
     from paperzoo.registry import model_card, parse_reference
 
     library, reference_class, _ = parse_reference(model_card(name).reference)
-    for mapping in CONFIGS.values():
-        if library == "transformers" and reference_class in mapping.architectures:
-            mapped = ", ".join(f"{theirs} → {ours if isinstance(ours, str) else ours[0]}"
-                               for theirs, ours in mapping.fields.items())
-            checked = ", ".join(f"{theirs} ∈ {list(values)}" for theirs, values in mapping.required.items())
-            return f"{mapping.config_class}: {mapped}\nchecked: {checked}"
-    return ""
+    if library == "transformers":
+        for mapping in CONFIGS.values():
+            if reference_class in mapping.architectures:
+                return mapping, reference_class
+    return None
+
+
+def our_keywords(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``create_model(name, **kwargs)``'s keywords with the reference configuration's names translated to ours,
+    for a variant whose card names a transformers class: ``num_hidden_layers=6`` → ``num_layers=6``, a
+    ``config.json``'s contents as they are (bookkeeping ignored, values we do not compute refused by name).
+    Our own argument names pass as they are; a name that is both (``hidden_size``) means the same in both."""
+    found = _mapping_of(name)
+    if found is None:
+        return kwargs
+    mapping, architecture = found
+    target_of = {theirs: t if isinstance(t, str) else t[0] for theirs, t in mapping.fields_of(architecture).items()}
+    ours = set(target_of.values())
+    theirs = {k: v for k, v in kwargs.items() if k not in ours}
+    arguments, rest = translate(theirs, mapping, architecture, weights_loaded=False, unknown="keep")
+    for key in ours & kwargs.keys() & arguments.keys():
+        if arguments[key] != kwargs[key]:
+            field_name = next((t for t in theirs if target_of.get(t) == key), None)
+            given = f"{field_name}={theirs[field_name]!r}" if field_name else f"the {mapping.config_class} fields given"
+            raise UnsupportedConfigError(f"{key}={kwargs[key]!r} and {given} set the same argument and disagree: "
+                                         "give one")
+    return {**{k: v for k, v in kwargs.items() if k in ours}, **arguments, **rest}
+
+
+def accepted_config_fields(name: str) -> str:
+    """The configuration fields ``from_pretrained`` and ``create_model`` read for the registered variant
+    ``name``, the reference's name beside ours, and the values it checks ("" for a variant with no transformers
+    configuration)."""
+    found = _mapping_of(name)
+    if found is None:
+        return ""
+    mapping, architecture = found
+    mapped = ", ".join(f"{theirs} → {ours if isinstance(ours, str) else ours[0]}"
+                       for theirs, ours in mapping.fields_of(architecture).items())
+    checked, fresh = (", ".join(f"{theirs} ∈ {list(values)}" for theirs, values in table.items())
+                      for table in ({**mapping.required, **COMMON_REQUIRED}, FRESH_REQUIRED))
+    mapped += "".join(f", {how}" for how in mapping.derived.values())
+    return f"{mapping.config_class}: {mapped}\nchecked: {checked}; for a new model (create_model): {fresh}"
 
 
 # --- files and Hub ids ----------------------------------------------------------------------------------------
@@ -301,8 +404,8 @@ def from_pretrained(path_or_repo_id: str | Path, *, architecture: str | None = N
 
     ``overrides`` replace configuration fields before they are read (``hidden_dropout_prob=0.0``) or, under
     our own names, constructor arguments (``dropout=0.0``). ``architecture`` picks the transformers class whose
-    weights to load when the folder's is a head we do not have: ``"BertModel"`` loads a ``BertForMaskedLM``'s
-    encoder and leaves its head out.
+    weights to load when the folder's is a head we do not have: ``"BertModel"`` loads a
+    ``BertForTokenClassification``'s encoder and leaves its head out.
     """
     from paperzoo.interop import load_weights
     from paperzoo.registry import create_model
@@ -312,8 +415,15 @@ def from_pretrained(path_or_repo_id: str | Path, *, architecture: str | None = N
     if "architecture" in config and "pretrained_cfg" in config:
         return _from_timm_folder(folder, config, overrides)
     mapping = CONFIGS.get(config.get("model_type"))
-    known = () if mapping is None else (*mapping.fields, *mapping.required, *mapping.unused)
+    targets = {} if mapping is None else {theirs: t if isinstance(t, str) else t[0]
+                                          for fields in (mapping.fields, *mapping.head_fields.values())
+                                          for theirs, t in fields.items()}
+    known = () if mapping is None else (*targets, *mapping.required, *mapping.unused, *mapping.derived, *BOOKKEEPING,
+                                        *NO_EFFECT)
     config_overrides = {k: v for k, v in overrides.items() if k in config or k in known}
+    for name in config_overrides:  # an override replaces every saved field that sets its argument (id2label)
+        for other in [k for k in config if k != name and name in targets and targets.get(k) == targets[name]]:
+            del config[other]
     config.update(config_overrides)
     saved = (config.get("architectures") or [None])[0]
     variant, arguments = constructor_arguments(config, architecture or saved)
@@ -363,7 +473,8 @@ def _from_timm_folder(folder: Path, config: dict[str, Any], overrides: dict[str,
 def tokenizer(path_or_repo_id: str | Path) -> Any:
     """The ``tokenizers.Tokenizer`` of a model folder or Hub id: ``tokenizer.json`` as it is; otherwise
     ``vocab.txt`` as BERT's WordPiece (lower-cased unless ``tokenizer_config.json`` says ``do_lower_case:
-    false``) or ``vocab.json`` + ``merges.txt`` as GPT-2's byte-level BPE."""
+    false``), ``vocab.json`` + ``merges.txt`` as GPT-2's byte-level BPE, or as GPT's BPE over words (a vocabulary
+    whose word-final pieces end in ``</w>``: ``openai-community/openai-gpt``)."""
     try:
         import tokenizers
     except ImportError:
@@ -379,13 +490,30 @@ def tokenizer(path_or_repo_id: str | Path) -> Any:
 
         return BertWordPieceTokenizer(str(folder / "vocab.txt"), lowercase=settings.get("do_lower_case", True))
     if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
-        config_file = folder / "config.json"
-        if config_file.is_file() and json.loads(config_file.read_text()).get("model_type") == "openai-gpt":
-            raise ValueError(f"{folder} holds OpenAI GPT's vocab.json and merges.txt, a BPE over lower-cased, "
-                             "ftfy-fixed words with '</w>' ends that the tokenizers library does not reproduce: "
-                             "save the tokenizer as tokenizer.json with transformers (OpenAIGPTTokenizerFast)")
+        vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+        if any(token.endswith("</w>") for token in vocab):  # GPT's words end in </w>; GPT-2's bytes never do
+            return _openai_gpt_tokenizer(folder, settings.get("unk_token", "<unk>"))
         from tokenizers.implementations import ByteLevelBPETokenizer
 
         return ByteLevelBPETokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
     raise MissingFilesError(f"no tokenizer in {folder}: expected tokenizer.json, vocab.txt, or vocab.json with "
                             "merges.txt")
+
+
+def _openai_gpt_tokenizer(folder: Path, unk_token: str) -> Any:
+    """GPT's tokenizer as transformers' ``OpenAIGPTTokenizer`` builds it: text normalised and split into words and
+    punctuation as BERT's basic tokenizer does (lower case, accents stripped, control characters removed), then a
+    BPE over each word whose last piece carries the ``</w>`` end-of-word mark, decoded by joining the words with
+    spaces. The original release instead fixed the text with ftfy and split it with spaCy, which transformers
+    (and so this) does not reproduce: a few punctuation and spacing cases tokenise differently from 2018's."""
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers
+    from tokenizers.models import BPE
+
+    vocab, merges = BPE.read_file(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    bpe = BPE(vocab, merges, unk_token=unk_token, continuing_subword_prefix="", end_of_word_suffix="</w>",
+              fuse_unk=False)
+    tokenizer = Tokenizer(bpe)
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.BPEDecoder(suffix="</w>")
+    return tokenizer

@@ -14,6 +14,9 @@ happen:
   that they are indeed the tied tensors. Buffers that transformers keeps (position ids, causal masks) are dropped.
 * wav2vec 2.0 keeps separate ``q_proj``, ``k_proj``, ``v_proj`` layers, packed into ``qkv`` as BERT's; its
   quantizer's flat ``codevectors`` are reshaped to one codebook per group.
+* The task heads keep the encoder under its prefix (``bert.``, ``wav2vec2.``) and rename only their own layers:
+  BERT's masked-LM head as in pre-training, its sequence classifier as it is (``classifier``), wav2vec 2.0's CTC
+  projection ``lm_head`` → ``ctc_head``.
 """
 
 from __future__ import annotations
@@ -100,8 +103,10 @@ def bert(state_dict: StateDict, model: nn.Module) -> StateDict:
     return _bert_encoder(state_dict, prefix="")
 
 
-def bert_pretraining(state_dict: StateDict, model: nn.Module) -> StateDict:
-    """transformers ``BertForPreTraining`` → ``BERTPreTraining``: the encoder under ``bert.``, then the heads."""
+def bert_with_heads(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """transformers ``BertForPreTraining``, ``BertForMaskedLM`` or ``BertForSequenceClassification`` →
+    ``BERTPreTraining``, ``BERTMaskedLM`` or ``BERTSequenceClassification``: the encoder under ``bert.``, then the
+    heads (the masked-LM head's tied output layer dropped; ``classifier`` keeps its name)."""
     state_dict = dict(state_dict)
     _drop_tied(state_dict, "cls.predictions.decoder.weight", "bert.embeddings.word_embeddings.weight")
     _drop_tied(state_dict, "cls.predictions.decoder.bias", "cls.predictions.bias")
@@ -228,10 +233,21 @@ def wav2vec2_pretraining(state_dict: StateDict, model: nn.Module) -> StateDict:
     return rename(_pack_wav2vec2_qkv(state_dict), rules)
 
 
+def wav2vec2_ctc(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """transformers' ``Wav2Vec2ForCTC`` → :class:`~paperzoo.models.audio.wav2vec2.Wav2Vec2CTC`: the encoder under
+    ``wav2vec2.`` as :func:`wav2vec2`; ``lm_head`` (the output projection) → ``ctc_head``."""
+    rules = _wav2vec2_rules("wav2vec2.", model.wav2vec2.layer_norm_first) + [
+        (r"lm_head\.(weight|bias)", r"ctc_head.\1")]
+    return rename(_pack_wav2vec2_qkv(state_dict), rules)
+
+
 CONVERTERS = {
     "BERT": bert,
-    "BERTPreTraining": bert_pretraining,
+    "BERTPreTraining": bert_with_heads,
+    "BERTMaskedLM": bert_with_heads,
+    "BERTSequenceClassification": bert_with_heads,
     "GPT": gpt,
     "Wav2Vec2": wav2vec2,
     "Wav2Vec2PreTraining": wav2vec2_pretraining,
+    "Wav2Vec2CTC": wav2vec2_ctc,
 }

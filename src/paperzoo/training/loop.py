@@ -27,9 +27,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from paperzoo.registry import model_card
+from paperzoo.registry import DEFAULT_RECIPE, create_model, model_card
 from paperzoo.training import checkpoints, distributed
-from paperzoo.training.recipes import make_optimizer, make_schedule  # noqa: F401  (public here too)
+from paperzoo.training.recipes import make_optimizer, make_schedule, precise_batchnorm  # noqa: F401  (public)
 from paperzoo.training.tasks import Task, autocast, task_for  # noqa: F401  (autocast: public here too)
 from paperzoo.training.tasks.classification import Objective  # noqa: F401  (the classifiers' objective, public)
 
@@ -58,10 +58,11 @@ class TrainConfig:
     threads: int | None = None  # torch's intra-op threads; results depend on it, so config.json records it
     override: bool = False  # resume even where the run's settings differ from the checkpoint's
     options: dict[str, Any] = field(default_factory=dict)  # the task's own options (Task.options)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to create_model (timm's --model-kwargs)
 
 
 # The run's settings a resume must not change silently (the task adds its own, e.g. the image size).
-RUN_FIELDS = ("model", "data", "data_path", "epochs", "batch_size", "lr", "seed", "amp", "pretrained")
+RUN_FIELDS = ("model", "model_kwargs", "data", "data_path", "epochs", "batch_size", "lr", "seed", "amp", "pretrained")
 
 
 @dataclass
@@ -74,6 +75,7 @@ class Plan:
     lr: float
     out: Path
     run: dict[str, Any]  # the settings that define the run (written to config.json, compared on resume)
+    notes: list[str]  # where the run departs from the paper's training
 
 
 def check_device(device: str) -> torch.device:
@@ -128,8 +130,22 @@ def plan(config: TrainConfig, context: distributed.Context | None = None) -> Pla
     check_writable(out)
     if importlib.util.find_spec("matplotlib") is None:  # the plot is drawn after the first epoch: say it now
         raise ValueError("paperzoo train draws metrics.png with matplotlib: pip install 'paperzoo[train]'")
+    if config.model_kwargs:  # a wrong keyword fails here, on the meta device, not after the data is read
+        try:
+            with torch.device("meta"):
+                create_model(config.model, **config.model_kwargs)
+        except TypeError as err:
+            raise ValueError(f"--model-kwargs: {config.model} does not take {err}".rstrip(".")) from None
     task.prepare()
     batch_size, lr = task.batch_size, task.lr
+    notes = list(task.notes())
+    if task.recipe is DEFAULT_RECIPE:
+        notes.append(f"the card has no training recipe from the paper: {task.recipe.source}")
+    if config.lr is None and batch_size != task.recipe.batch_size and task.recipe.optimizer in ("sgd", "rmsprop"):
+        # The linear scaling rule (Goyal et al. 2017, §2.1): the same lr per example as the paper's batch.
+        lr = lr * batch_size / task.recipe.batch_size
+        notes.append(f"batch {batch_size} where the recipe has {task.recipe.batch_size}: learning rate scaled "
+                     f"linearly from {task.lr:.4g} to {lr:.4g}")
     if batch_size % context.world_size or batch_size // context.world_size < 2:
         raise ValueError(f"--batch-size {batch_size} is the global batch: it must split into equal parts of at least "
                          f"2 examples over the {context.world_size} processes (e.g. {2 * context.world_size * 16})")
@@ -138,7 +154,7 @@ def plan(config: TrainConfig, context: distributed.Context | None = None) -> Pla
     if config.resume is not None:
         state = checkpoints.load_checkpoint(config.resume, config.model)  # a bad checkpoint fails here
         check_resume(state, run, config)
-    return Plan(config, task, batch_size, lr, out, run)
+    return Plan(config, task, batch_size, lr, out, run, notes)
 
 
 def environment(device: torch.device, context: distributed.Context) -> dict[str, Any]:
@@ -191,11 +207,15 @@ def to_device(batch: Any, device: torch.device) -> Any:
 
 
 def train(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None = None,
-          progress: Any = None) -> dict[str, Any]:
-    """Run one training; returns the summary (also written to ``summary.json``)."""
+          progress: Any = None, on_start: Callable[[Plan], None] | None = None) -> dict[str, Any]:
+    """Run one training; returns the summary (also written to ``summary.json``). ``on_start`` sees the checked
+    plan (its notes: where the run departs from the paper) before the first step."""
     context = distributed.start(config.device)
     try:
-        return _train(plan(config, context), context, on_epoch, progress)
+        checked = plan(config, context)
+        if on_start is not None and context.is_main:
+            on_start(checked)
+        return _train(checked, context, on_epoch, progress)
     finally:
         distributed.stop(context)
 
@@ -236,7 +256,8 @@ def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, 
                              sampler=list(range(context.rank, len(task.test_set), context.world_size)))
     if context.is_main:
         p.out.mkdir(parents=True, exist_ok=True)
-        (p.out / "config.json").write_text(json.dumps({**asdict(config), "run": p.run, "environment": env,
+        (p.out / "config.json").write_text(json.dumps({**asdict(config), "run": p.run, "notes": p.notes,
+                                                        "environment": env,
                                                         "recipe": asdict(task.recipe)}, indent=2, default=str))
     started = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):
@@ -267,6 +288,12 @@ def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, 
                 fields = {key: total / count for key, total in totals.items()}
                 progress.update(bar, advance=1, rate=count / (time.perf_counter() - epoch_start), **fields)
         seconds = time.perf_counter() - epoch_start
+        if task.precise_bn:  # statistics of the weights as they are now, from up to 50 of this epoch's batches
+            statistics = DataLoader(task.train_set, batch_sampler=batches[:50], num_workers=config.workers,
+                                    collate_fn=task.collate)
+            with autocast(device, config.amp):
+                precise_batchnorm(model, (to_device(b, device) for b in statistics),
+                                  lambda b: task.statistics_forward(model, b))
         distributed.sync_buffers(model, context)
         metrics = task.evaluate(model, test_loader, device, context, config.amp)
         row = {"epoch": epoch + 1, **{f"train_{k}": v / count for k, v in totals.items()},
@@ -291,7 +318,7 @@ def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, 
                f"final_test_{task.metric}": history[-1][f"test_{task.metric}"], f"best_test_{task.metric}": best,
                "final_train_loss": history[-1]["train_loss"], "first_train_loss": history[0]["train_loss"],
                "seconds_this_run": time.perf_counter() - started, "replicas_identical": identical,
-               "parameter_digest": distributed.parameter_digest(model), "out": str(p.out),
+               "parameter_digest": distributed.parameter_digest(model), "out": str(p.out), "notes": p.notes,
                "files": ["checkpoint.pt", "model.safetensors", "metrics.jsonl", "metrics.png", "summary.json",
                          "config.json", *task.outputs()]}
     if context.is_main:

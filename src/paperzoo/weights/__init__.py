@@ -90,6 +90,9 @@ class PublishedWeights:
     preprocessing: Preprocessing | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # how to build our model for this file
     drop_prefixes: tuple[str, ...] = ()  # the file's auxiliary heads that the card's configuration does not have
+    # our model's tensors the file does not hold: a fine-tuning head on a pre-trained encoder (BERT's classifier on
+    # bert-base-uncased) keeps its fresh initialisation, as transformers' from_pretrained leaves it
+    fresh_prefixes: tuple[str, ...] = ()
     frozen_norm_eps: float | None = None  # torchvision's detectors trained with this FrozenBatchNorm epsilon
     licence: str = ""
 
@@ -120,7 +123,7 @@ def _entry(name: str, row: dict[str, Any]) -> PublishedWeights:
     if preprocessing is not None:
         preprocessing = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in preprocessing.items()})
     return PublishedWeights(model=name, preprocessing=preprocessing, drop_prefixes=tuple(row.pop("drop_prefixes")),
-                            **row)
+                            fresh_prefixes=tuple(row.pop("fresh_prefixes", ())), **row)
 
 
 def _table() -> dict[str, list[dict[str, Any]]]:
@@ -212,7 +215,8 @@ def create_pretrained(name: str, pretrained: bool | str, **kwargs: Any) -> nn.Mo
         state_dict = {k: v for k, v in state_dict.items() if k in own and k not in reshaped}
     # Files saved before torch 0.4.1 (most of torchvision's ImageNet ones) have no BatchNorm num_batches_tracked, a
     # counter that only momentum=None uses: the model keeps its own, as torch's BatchNorm does loading them.
-    missing = sorted(k for k in own.keys() - state_dict.keys() - reshaped if not k.endswith("num_batches_tracked"))
+    missing = sorted(k for k in own.keys() - state_dict.keys() - reshaped
+                     if not k.endswith("num_batches_tracked") and not k.startswith(weights.fresh_prefixes))
     unexpected = sorted(state_dict.keys() - own.keys())
     conflicts = sorted(k for k in own.keys() & state_dict.keys() if own[k].shape != state_dict[k].shape)
     if missing or unexpected or conflicts:

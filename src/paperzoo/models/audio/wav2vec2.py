@@ -42,7 +42,8 @@ transcribed speech are enough for a usable recogniser). Its parts (§2, Figure 1
       with cosine similarity sim and temperature $\kappa = 0.1$ (:func:`contrastive_loss`).
     - Diversity loss (eq. 4): maximise the entropy of the codebooks' average softmax distribution $\bar p_g$ over
       a batch, so that all V entries get used (:func:`diversity_loss`).
-* After pre-training the quantiser is dropped and a linear CTC layer on C is fine-tuned on transcripts.
+* After pre-training the quantiser is dropped and a linear layer on C, into the vocabulary of the task, is
+  fine-tuned on transcripts with the CTC loss (§3.3; :class:`Wav2Vec2CTC`, :func:`ctc_loss`).
 
 Data flow of wav2vec 2.0 BASE at 16,000 samples (one second)::
 
@@ -62,6 +63,9 @@ Data flow of wav2vec 2.0 BASE at 16,000 samples (one second)::
         ─► project_quantized 256 → 256: q_t                                               (N, 49, 256)
       C ─► project_context 768 → 256: c_t                                                 (N, 49, 256)
       loss at the masked steps: contrastive (q_t vs 100 distractors) + 0.1 · diversity
+    fine-tuning (Wav2Vec2CTC):
+      C ─► dropout ─► linear 768 → vocabulary (32 classes, the CTC blank among them)          (N, 49, 32)
+      loss: CTC of the transcript (labels padded with -100) over the utterance's frames
 
     variants (§4.2): BASE 12 layers, 768 wide, FFN 3072 · LARGE 24 layers, 1024 wide, FFN 4096, 16 heads;
                      codebook entries of 128 (BASE) or 384 (LARGE) per group.
@@ -117,6 +121,12 @@ Deviations from the paper, each to match the authors' released models (fairseq) 
   and the two output projections (``nn.Linear``'s default) and the quantiser's logits (N(0, 1), zero bias);
   feature-encoder convolutions He-normal; the positional convolution's v ~ N(0, 4 / (128 · width)) with g =
   ‖v‖ and zero bias; the mask embedding and the codebooks U(0, 1).
+* Fine-tuning (:class:`Wav2Vec2CTC`) as transformers' ``Wav2Vec2ForCTC``: the blank is the padding token
+  (``blank_id`` 0, transformers' ``pad_token_id``), and a label equal to it counts as padding; the loss is summed
+  over the batch by default (``ctc_loss_reduction="sum"``). Not implemented: the paper's masking of feature
+  channels while fine-tuning (transformers' ``mask_feature_prob``, refused when not 0) and its schedule (only
+  the output layer trained for the first 10k updates: freeze the rest yourself; ``freeze_feature_encoder()``
+  keeps the convolutions fixed throughout, as the paper does).
 * Inputs longer than ``max_samples`` (one minute by default, longer than every utterance the paper trains on,
   crops of at most 20 s, or evaluates on, LibriSpeech's at most 35 s) are refused with a ValueError that says
   to split the recording; self-attention's cost grows with the square of the length. ``max_samples=None``
@@ -138,8 +148,8 @@ from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
 __all__ = [
     "ContextNetwork", "ConvolutionalPositionEmbedding", "FeatureEncoder", "FeatureEncoderBlock", "FeatureProjection",
-    "GumbelProductQuantizer", "TransformerLayer", "Wav2Vec2", "Wav2Vec2PreTraining", "compute_span_mask",
-    "contrastive_loss", "diversity_loss", "gumbel_temperature", "sample_negatives",
+    "GumbelProductQuantizer", "TransformerLayer", "Wav2Vec2", "Wav2Vec2CTC", "Wav2Vec2PreTraining", "compute_span_mask",
+    "contrastive_logits", "contrastive_loss", "ctc_loss", "diversity_loss", "gumbel_temperature", "sample_negatives",
 ]
 
 # (kernel width, stride) of the seven convolutions of the feature encoder (§4.2); 512 channels each.
@@ -212,6 +222,26 @@ def sample_negatives(
     return negatives.to(mask_time_indices.device)
 
 
+def contrastive_logits(
+    context: torch.Tensor,
+    quantized: torch.Tensor,
+    mask_time_indices: torch.Tensor,
+    negative_indices: torch.Tensor,
+    temperature: float = 0.1,
+) -> torch.Tensor:
+    """The scores of eq. 3 at the M masked steps, ``(M, 1 + K)``: sim(c_t, q̃) / κ for the true q_t (column 0) and
+    its K distractors; a distractor with the same code as q_t is the same vector, cannot be told apart, and
+    scores −∞ (it leaves the sum). Arguments as :func:`contrastive_loss`."""
+    batch, time = mask_time_indices.nonzero(as_tuple=True)  # the M masked (utterance, step) pairs
+    c = context[batch, time]  # (M, D)
+    positive = quantized[batch, time]  # (M, D)
+    distractors = quantized[batch[:, None], negative_indices[batch, time]]  # (M, K, D)
+    candidates = torch.cat([positive[:, None], distractors], dim=1)  # Q_t = {q_t} ∪ distractors: (M, 1 + K, D)
+    logits = F.cosine_similarity(c[:, None], candidates, dim=-1) / temperature  # sim(c_t, q̃) / κ: (M, 1 + K)
+    same_as_positive = (distractors == positive[:, None]).all(dim=-1)  # (M, K)
+    return torch.cat([logits[:, :1], logits[:, 1:].masked_fill(same_as_positive, -math.inf)], dim=1)
+
+
 def contrastive_loss(
     context: torch.Tensor,
     quantized: torch.Tensor,
@@ -229,15 +259,7 @@ def contrastive_loss(
         negative_indices: ``(N, T, K)`` time indices of each step's distractors in its own utterance.
         temperature: κ.
     """
-    batch, time = mask_time_indices.nonzero(as_tuple=True)  # the M masked (utterance, step) pairs
-    c = context[batch, time]  # (M, D)
-    positive = quantized[batch, time]  # (M, D)
-    distractors = quantized[batch[:, None], negative_indices[batch, time]]  # (M, K, D)
-    candidates = torch.cat([positive[:, None], distractors], dim=1)  # Q_t = {q_t} ∪ distractors: (M, 1 + K, D)
-    logits = F.cosine_similarity(c[:, None], candidates, dim=-1) / temperature  # sim(c_t, q̃) / κ: (M, 1 + K)
-    # A distractor with the same code as q_t is the same vector: it cannot be told apart, so it leaves the sum.
-    same_as_positive = (distractors == positive[:, None]).all(dim=-1)  # (M, K)
-    logits = torch.cat([logits[:, :1], logits[:, 1:].masked_fill(same_as_positive, -math.inf)], dim=1)
+    logits = contrastive_logits(context, quantized, mask_time_indices, negative_indices, temperature)
     target = torch.zeros(len(logits), dtype=torch.long, device=logits.device)  # the true q_t is candidate 0
     return F.cross_entropy(logits, target, reduction="sum")
 
@@ -775,6 +797,123 @@ class Wav2Vec2PreTraining(nn.Module):
         return out
 
 
+# --- fine-tuning for speech recognition: a linear layer and CTC -------------------------------------------
+
+CTC_REDUCTIONS = ("sum", "mean", "none")
+IGNORE_INDEX = -100  # the label padding, as transformers' data collators write it
+
+
+def ctc_loss(logits: torch.Tensor, labels: torch.Tensor, frame_lengths: torch.Tensor, *, blank_id: int = 0,
+             reduction: str = "sum", zero_infinity: bool = False) -> torch.Tensor:
+    """Connectionist temporal classification (Graves et al. 2006), the fine-tuning loss of §3.3: the negative
+    log-probability of each transcript summed over every frame-level alignment of it (any number of blanks
+    between and around its labels, each label repeated over consecutive frames).
+
+    Args:
+        logits: ``(N, T, vocabulary)`` frame-level scores.
+        labels: ``(N, U)`` transcripts, padded at the end with -100 (transformers' label padding); the blank
+            id marks padding too (a transcript never contains the blank), as in transformers.
+        frame_lengths: ``(N,)`` frames computed from audio (the rest is padding).
+        blank_id: the blank (transformers: the padding token, ``pad_token_id``).
+        reduction: ``"sum"`` over the batch (transformers' default), ``"mean"`` (each loss divided by its
+            transcript's length, then averaged: ``F.ctc_loss``'s) or ``"none"``.
+        zero_infinity: an impossible alignment (a transcript longer than its frames allow) gives 0 instead of ∞.
+    """
+    targets = (labels != IGNORE_INDEX) & (labels != blank_id)  # (N, U)
+    log_probs = F.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)  # (T, N, V), as ctc_loss wants
+    return F.ctc_loss(log_probs, labels.masked_select(targets), frame_lengths, targets.sum(dim=-1), blank=blank_id,
+                      reduction=reduction, zero_infinity=zero_infinity)
+
+
+class Wav2Vec2CTC(nn.Module):
+    """wav2vec 2.0 fine-tuned for speech recognition (§3.3): a randomly initialised linear projection of the
+    context vectors C into the vocabulary (characters and a word boundary in the paper; the blank of CTC
+    included), trained with CTC (transformers' ``Wav2Vec2ForCTC``).
+
+    ``forward(waveform, attention_mask=None, *, labels=None, mask_time_indices=None)`` returns ``{"logits":
+    (N, T, vocab_size), "last_hidden_state", "extract_features"}``, and ``"loss"`` (:func:`ctc_loss`) when
+    ``labels`` ``(N, U)`` are given: each transcript's ids padded at the end with -100. In training mode time
+    steps are masked as in :class:`Wav2Vec2` (``mask_prob``; the paper masks when fine-tuning too, §3.3).
+    Greedy decoding takes ``logits.argmax(-1)``, merges repeats and drops blanks.
+
+    Args: those of :class:`Wav2Vec2`, and
+        vocab_size: output classes, the blank included (32: transformers' default and the released
+            LibriSpeech models' character vocabulary).
+        blank_id: the CTC blank (transformers: ``pad_token_id``, 0).
+        final_dropout: dropout on C before the projection.
+        ctc_loss_reduction: ``"sum"`` (transformers' default), ``"mean"`` or ``"none"``.
+        ctc_zero_infinity: zero the loss (and its gradient) of a transcript too long for its audio.
+
+    ``freeze_feature_encoder()`` stops training the convolutional feature encoder, as the paper fine-tunes
+    ("the feature encoder is not trained during fine-tuning", §4.3).
+    """
+
+    model_name = "wav2vec2_ctc"
+    min_input_size = Wav2Vec2.min_input_size
+
+    def __init__(self, vocab_size: int = 32, blank_id: int = 0, final_dropout: float = 0.1,
+                 ctc_loss_reduction: str = "sum", ctc_zero_infinity: bool = False, **wav2vec2_kwargs: Any) -> None:
+        super().__init__()
+        if ctc_loss_reduction not in CTC_REDUCTIONS:
+            raise ValueError(f"ctc_loss_reduction={ctc_loss_reduction!r}: expected one of {', '.join(CTC_REDUCTIONS)}")
+        if not 0 <= blank_id < vocab_size:
+            raise ValueError(f"blank_id={blank_id}: the blank must be one of the vocab_size={vocab_size} classes")
+        self.wav2vec2 = Wav2Vec2(**wav2vec2_kwargs)
+        self.hidden_size = self.wav2vec2.hidden_size
+        self.vocab_size = vocab_size
+        self.blank_id = blank_id
+        self.ctc_loss_reduction = ctc_loss_reduction
+        self.ctc_zero_infinity = ctc_zero_infinity
+        self.final_dropout = nn.Dropout(final_dropout)
+        self.ctc_head = nn.Linear(self.hidden_size, vocab_size)
+        nn.init.normal_(self.ctc_head.weight, std=0.02)  # transformers' initialisation of linear layers
+        nn.init.zeros_(self.ctc_head.bias)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint each feature-encoder block and Transformer layer in training
+        (:meth:`Wav2Vec2.set_grad_checkpointing`)."""
+        self.wav2vec2.set_grad_checkpointing(enable)
+
+    def freeze_feature_encoder(self) -> None:
+        """Keep the convolutional feature encoder as pre-trained: its parameters get no gradient (§4.3)."""
+        for parameter in self.wav2vec2.feature_encoder.parameters():
+            parameter.requires_grad_(False)
+
+    def check_labels(self, labels: Any, batch_size: int) -> None:
+        """``labels`` must be integer ``(N, U)``: ids in [0, vocab_size), then -100 padding."""
+        expected = (f"{self.model_name} expects labels of shape (N, U) with N = {batch_size}: integer ids in "
+                    f"[0, {self.vocab_size}) padded at the end with {IGNORE_INDEX}")
+        if not isinstance(labels, torch.Tensor) or labels.ndim != 2 or labels.shape[0] != batch_size:
+            got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+            raise ValueError(f"{expected}; got {got}")
+        if labels.is_floating_point() or labels.dtype == torch.bool:
+            raise ValueError(f"{expected}; got {labels.dtype} labels")
+        if values_are_known(labels) and bool(((labels != IGNORE_INDEX) & ((labels < 0) | (labels >= self.vocab_size)))
+                                             .any()):
+            raise ValueError(f"{expected}; got ids outside that range: {sorted(set(labels.unique().tolist()))[:8]}")
+
+    def forward(self, waveform: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+                labels: torch.Tensor | None = None,
+                mask_time_indices: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        self.wav2vec2.check_inputs(waveform, attention_mask, name=self.model_name)
+        if labels is not None:
+            self.check_labels(labels, waveform.shape[0])
+        encoded, _ = self.wav2vec2.encode(waveform, attention_mask, mask_time_indices)
+        logits = self.ctc_head(self.final_dropout(encoded["last_hidden_state"]))  # (N, T, vocab_size)
+        out = {"logits": logits, **encoded}
+        if labels is not None:
+            samples = (torch.full((waveform.shape[0],), waveform.shape[1], device=waveform.device)
+                       if attention_mask is None else attention_mask.long().sum(dim=1))
+            out["loss"] = ctc_loss(logits, labels, self.wav2vec2.num_frames(samples).long(), blank_id=self.blank_id,
+                                   reduction=self.ctc_loss_reduction, zero_infinity=self.ctc_zero_infinity)
+        return out
+
+    def loss(self, waveform: torch.Tensor, labels: torch.Tensor,
+             attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The CTC loss of ``labels`` (``(N, U)``, padded with -100) given ``waveform`` (:func:`ctc_loss`)."""
+        return self(waveform, attention_mask, labels=labels)["loss"]
+
+
 # --- variants -------------------------------------------------------------------------------------------
 
 _PAPER = Paper(
@@ -803,7 +942,8 @@ _LARGE_PRETRAINING = dict(codevector_dim=768, final_dim=768, quantizer_dropout=0
 
 _NOTES = ("input: 16 kHz mono waveforms (N, samples), 400 <= samples <= max_samples (one minute by default), "
           "optional attention_mask (N, samples), 1 at audio, 0 at right padding. Keyword arguments in the reference "
-          "are transformers' Wav2Vec2Config; the reference's defaults are BASE's")
+          "are transformers' Wav2Vec2Config; the reference's defaults are BASE's. create_model takes them too, beside "
+          "ours (num_hidden_layers or num_layers; `paperzoo info` lists the mapping)")
 
 
 def _card(name: str, architecture: str, reference: str, params: int, gmacs: float, canonical: bool = False,
@@ -853,6 +993,25 @@ def wav2vec2_base_pretraining(**kwargs: Any) -> Wav2Vec2PreTraining:
 def wav2vec2_large_pretraining(**kwargs: Any) -> Wav2Vec2PreTraining:
     """LARGE (LV-60k) with the quantiser (G = 2, V = 320, d = 768) and the contrastive + diversity loss."""
     return Wav2Vec2PreTraining(**{**_LARGE, **_LARGE_PRETRAINING, **kwargs})
+
+
+_CTC_NOTES = ("returns logits over vocab_size = 32 classes (transformers' default; the blank is blank_id = 0, its "
+              "pad_token_id) and, given labels (N, U) padded with -100, the CTC loss (ctc_loss_reduction: 'sum' by "
+              "default, as transformers). " + _NOTES)
+
+
+@register(_card("wav2vec2_base_ctc", "wav2vec 2.0 BASE (CTC)", "transformers:Wav2Vec2ForCTC", params=94_396_320,
+                gmacs=6.913, notes=_CTC_NOTES))
+def wav2vec2_base_ctc(**kwargs: Any) -> Wav2Vec2CTC:
+    """BASE with a linear CTC layer over the vocabulary, for speech recognition."""
+    return Wav2Vec2CTC(**kwargs)
+
+
+@register(_card("wav2vec2_large_ctc", "wav2vec 2.0 LARGE (LV-60k, CTC)",
+                f"transformers:Wav2Vec2ForCTC({_LARGE_CONFIG})", params=315_471_520, gmacs=17.812, notes=_CTC_NOTES))
+def wav2vec2_large_ctc(**kwargs: Any) -> Wav2Vec2CTC:
+    """LARGE (LV-60k) with a linear CTC layer over the vocabulary, for speech recognition."""
+    return Wav2Vec2CTC(**{**_LARGE, **kwargs})
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module:
 
 
 class AggregatedBottleneck(nn.Module):
-    """A block of aggregated residual transformations, y = x + Σ_{i=1}^{C} T_i(x) (eq. 3), in the grouped
+    r"""A block of aggregated residual transformations, $y = x + \sum_{i=1}^{C} T_i(x)$ (eq. 3), in the grouped
     form of Figure 3(c).
 
     Args:

@@ -155,10 +155,10 @@ class MaskRCNN(TwoStageDetector):
     object) in each training target, and ``masks`` ``[K, 1, H, W]`` (probabilities) in each eval output.
 
     Args:
-        every keyword but the mask branch's (backbone, transform, ``rpn_*``, ``box_*``): :class:`TwoStageDetector`'s,
-            as for Faster R-CNN.
         mask_conv_channels, mask_deconv_channels: the widths of the mask branch's four convolutions and of its
             deconvolution (256 each).
+        **kwargs: every keyword but the mask branch's (backbone, transform, ``rpn_*``, ``box_*``):
+            :class:`TwoStageDetector`'s, as for Faster R-CNN.
     """
 
     min_input_size = 1  # the transform resizes every image to min_size first, so any size works (torchvision: 1)

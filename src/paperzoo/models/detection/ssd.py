@@ -262,12 +262,13 @@ class MultiBoxHead(nn.Module):
 
 def default_box_scales(num_maps: int, min_scale: float = 0.15, max_scale: float = 0.9,
                        first_scale: float | None = 0.07, whole_percent_step: bool = True) -> list[float]:
-    """The scales s_1 … s_m of the default boxes on m = ``num_maps`` maps, and s_{m+1} for the last s'_m.
+    r"""The scales $s_1 \dots s_m$ of the default boxes on $m$ = ``num_maps`` maps, and $s_{m+1}$ for the last
+    $s'_m$.
 
-    Eq. 4: s_k = s_min + (s_max − s_min)(k − 1)/(m − 1). With ``first_scale`` (§3.1, §3.4: conv4_3 gets a
+    Eq. 4: $s_k = s_{min} + \frac{s_{max} - s_{min}}{m - 1}(k - 1)$. With ``first_scale`` (§3.1, §3.4: conv4_3 gets a
     smaller scale of its own, 0.1 on VOC, 0.07 on COCO) the formula spans the other m − 1 maps.
     ``whole_percent_step`` rounds the step down to a whole percent, as the authors' released code (and
-    torchvision's SSD300 values) do. s_{m+1} = s_m + step.
+    torchvision's SSD300 values) do. $s_{m+1} = s_m + \text{step}$.
     """
     spanned = num_maps - 1 if first_scale is not None else num_maps
     if spanned < 2:
@@ -283,16 +284,17 @@ def default_box_scales(num_maps: int, min_scale: float = 0.15, max_scale: float 
 
 
 class DefaultBoxes(nn.Module):
-    """The default boxes of every map (§2.2), in input pixels, xyxy.
+    r"""The default boxes of every map (§2.2), in input pixels, xyxy.
 
     At each location (i, j) of map k (|f_k|² cells) the boxes are centred on ((j + 0.5)/|f_k|, (i + 0.5)/|f_k|)
     (or, with ``steps``, on ((j + 0.5)·step_k, (i + 0.5)·step_k) pixels) and have, relative to the image, the
-    sizes: s_k × s_k (a_r = 1), s'_k × s'_k with s'_k = √(s_k s_{k+1}), and for each ``aspect_ratios[k]`` a in
-    {2, 3}: w = s_k√a, h = s_k/√a and its transpose (a_r = 1/a). Order: map, row, column, then box as listed.
+    sizes: $s_k \times s_k$ ($a_r = 1$), $s'_k \times s'_k$ with $s'_k = \sqrt{s_k s_{k+1}}$, and for each
+    ``aspect_ratios[k]`` $a \in \{2, 3\}$: $w = s_k\sqrt{a}$, $h = s_k/\sqrt{a}$ and its transpose ($a_r = 1/a$).
+    Order: map, row, column, then box as listed.
 
     Args:
         aspect_ratios: per map, the a_r > 1 used (each also as 1/a_r): (2,) gives 4 boxes, (2, 3) gives 6.
-        scales: s_1 … s_{m+1} (:func:`default_box_scales`).
+        scales: $s_1 \dots s_{m+1}$ (:func:`default_box_scales`).
         steps: per map, the distance between centres in pixels; ``None``: the image divided into |f_k| cells.
         clip: clip each box's width and height to the image (at most 1), as torchvision.
     """

@@ -74,7 +74,8 @@ from paperzoo.layers import MultiHeadAttention, check_attention_mask, check_toke
 from paperzoo.layers.checkpoint import checkpoint_module, checkpointing
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
-__all__ = ["BERT", "BERTPreTraining", "EncoderLayer", "InputEmbedding", "MaskedLanguageModelHead", "mask_tokens"]
+__all__ = ["BERT", "BERTMaskedLM", "BERTPreTraining", "BERTSequenceClassification", "EncoderLayer", "InputEmbedding",
+           "MaskedLanguageModelHead", "mask_tokens"]
 
 IGNORE_INDEX = -100  # the label of a position that is not predicted (cross_entropy's default ignore_index)
 
@@ -190,10 +191,12 @@ class BERT(nn.Module):
         attention_dropout: on the attention probabilities.
         layer_norm_eps: LayerNorm's ε.
         pad_token_id: the [PAD] id, whose embedding starts at zero and gets no gradient.
+        add_pooling_layer: whether to build the pooler (transformers' name; its masked-LM model has none).
 
     ``forward(input_ids, attention_mask=None, token_type_ids=None)`` takes ids ``(N, T)``, an optional mask
     ``(N, T)`` with 1 at real tokens and 0 at padding, and optional segment ids ``(N, T)`` (0 for A, 1 for B;
-    all 0 by default), and returns ``{"last_hidden_state": (N, T, H), "pooler_output": (N, H)}``.
+    all 0 by default), and returns ``{"last_hidden_state": (N, T, H), "pooler_output": (N, H)}`` (no
+    ``pooler_output`` without the pooler).
 
     ``set_grad_checkpointing()`` checkpoints each encoder layer in training.
     """
@@ -215,6 +218,7 @@ class BERT(nn.Module):
         attention_dropout: float = 0.1,
         layer_norm_eps: float = 1e-12,
         pad_token_id: int = 0,
+        add_pooling_layer: bool = True,
     ) -> None:
         super().__init__()
         self.vocab_size = vocab_size
@@ -226,7 +230,7 @@ class BERT(nn.Module):
         self.layers = nn.ModuleList(
             EncoderLayer(hidden_size, num_heads, intermediate_size, dropout, attention_dropout, layer_norm_eps)
             for _ in range(num_layers))
-        self.pooler = nn.Linear(hidden_size, hidden_size)
+        self.pooler = nn.Linear(hidden_size, hidden_size) if add_pooling_layer else None
         self.apply(init_weights)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -260,6 +264,8 @@ class BERT(nn.Module):
         padding_mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
         for layer in self.layers:
             x = checkpoint_module(layer, x, padding_mask) if checkpointing(self) else layer(x, padding_mask)
+        if self.pooler is None:
+            return {"last_hidden_state": x}
         pooled = torch.tanh(self.pooler(x[:, 0]))  # C, from the final hidden vector of [CLS]: (N, H)
         return {"last_hidden_state": x, "pooler_output": pooled}
 
@@ -331,6 +337,141 @@ class BERTPreTraining(nn.Module):
         return mlm + nsp
 
 
+def _check_labels(labels: Any, *, name: str, shape: tuple[int, ...], what: str) -> None:
+    if not isinstance(labels, torch.Tensor) or tuple(labels.shape) != shape:
+        got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"{name} expects {what} of shape {shape}; got {got}")
+
+
+class BERTMaskedLM(nn.Module):
+    """BERT with the masked-LM head alone (transformers' ``BertForMaskedLM``): no pooler, no NSP head.
+
+    Takes the arguments of :class:`BERT`. ``forward(input_ids, attention_mask=None, token_type_ids=None, *,
+    labels=None)`` returns ``{"logits": (N, T, vocab_size), "last_hidden_state": (N, T, H)}``, and ``"loss"``,
+    the mean cross-entropy over the positions whose label is not -100, when ``labels`` ``(N, T)`` are given
+    (:func:`mask_tokens` makes them).
+
+    ``set_grad_checkpointing()`` checkpoints each encoder layer in training.
+    """
+
+    model_name = "bert_masked_lm"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__()
+        self.bert = BERT(**{"add_pooling_layer": False, **kwargs})
+        self.vocab_size = self.bert.vocab_size
+        self.hidden_size = self.bert.hidden_size
+        self.mlm_head = MaskedLanguageModelHead(self.hidden_size, self.vocab_size, self.bert.embeddings.norm.eps)
+        self.mlm_head.apply(init_weights)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint each encoder layer in training (:meth:`BERT.set_grad_checkpointing`)."""
+        self.bert.set_grad_checkpointing(enable)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, *,
+                labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        self.bert.check_inputs(input_ids, attention_mask, token_type_ids, name=self.model_name)
+        if labels is not None:
+            _check_labels(labels, name=self.model_name, shape=tuple(input_ids.shape),
+                          what="labels (the original ids at the predicted positions, -100 elsewhere)")
+        encoded = self.bert.encode(input_ids, attention_mask, token_type_ids)
+        logits = self.mlm_head(encoded["last_hidden_state"], self.bert.embeddings.token_embedding.weight)
+        out = {"logits": logits, **encoded}
+        if labels is not None:
+            out["loss"] = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
+        return out
+
+    def loss(self, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None,
+             token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The masked-LM loss of §3.1: the mean negative log-likelihood of the original tokens at the positions
+        ``labels`` names (-100 elsewhere)."""
+        return self(input_ids, attention_mask, token_type_ids, labels=labels)["loss"]
+
+
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+
+
+class BERTSequenceClassification(nn.Module):
+    """BERT fine-tuned to classify a sequence or a pair (§4.1, GLUE): K classes from the pooled [CLS] vector C,
+    logits = C Wᵀ + b with W ∈ R^{K×H}, "the only new parameters introduced during fine-tuning"
+    (transformers' ``BertForSequenceClassification``).
+
+    Args: those of :class:`BERT`, and
+        num_classes: K (transformers' ``num_labels``; 2 by default, as transformers).
+        classifier_dropout: dropout on C before the classifier (``None``: the encoder's ``dropout``).
+        problem_type: the loss: ``"single_label_classification"`` (cross-entropy on class ids),
+            ``"multi_label_classification"`` (binary cross-entropy on float targets ``(N, K)``) or
+            ``"regression"`` (mean squared error; K = 1 for one score, as STS-B); ``None`` chooses as
+            transformers: regression for K = 1, otherwise single-label for integer labels and multi-label for
+            float ones.
+
+    ``forward(input_ids, attention_mask=None, token_type_ids=None, *, labels=None)`` returns ``{"logits": (N, K),
+    "last_hidden_state": (N, T, H), "pooler_output": (N, H)}``, and ``"loss"`` when ``labels`` are given.
+    """
+
+    model_name = "bert_sequence_classification"
+
+    def __init__(self, num_classes: int = 2, classifier_dropout: float | None = None, problem_type: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__()
+        if problem_type not in (None, *PROBLEM_TYPES):
+            raise ValueError(f"problem_type={problem_type!r}: expected None or one of {', '.join(PROBLEM_TYPES)}")
+        if num_classes < 1:
+            raise ValueError(f"num_classes={num_classes}: expected at least 1 (1 for a regression score)")
+        self.bert = BERT(**kwargs)
+        self.vocab_size = self.bert.vocab_size
+        self.hidden_size = self.bert.hidden_size
+        self.num_classes = num_classes
+        self.problem_type = problem_type
+        self.dropout = nn.Dropout(self.bert.embeddings.dropout.p if classifier_dropout is None else classifier_dropout)
+        self.classifier = nn.Linear(self.hidden_size, num_classes)  # W, b
+        self.classifier.apply(init_weights)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint each encoder layer in training (:meth:`BERT.set_grad_checkpointing`)."""
+        self.bert.set_grad_checkpointing(enable)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, *,
+                labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        self.bert.check_inputs(input_ids, attention_mask, token_type_ids, name=self.model_name)
+        encoded = self.bert.encode(input_ids, attention_mask, token_type_ids)
+        logits = self.classifier(self.dropout(encoded["pooler_output"]))  # C Wᵀ + b: (N, K)
+        out = {"logits": logits, **encoded}
+        if labels is not None:
+            out["loss"] = self._loss(logits, labels)
+        return out
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        n = logits.shape[0]
+        if not isinstance(labels, torch.Tensor):
+            raise ValueError(f"{self.model_name} expects labels as a tensor: class ids (N,) = ({n},), or float "
+                             f"targets (N, K) = ({n}, {self.num_classes}); got {type(labels).__name__}")
+        problem = self.problem_type
+        if problem is None:  # transformers' choice, from K and the labels' dtype
+            integer = labels.dtype in (torch.long, torch.int)
+            problem = PROBLEM_TYPES[0] if self.num_classes == 1 else PROBLEM_TYPES[1] if integer else PROBLEM_TYPES[2]
+        if problem == "single_label_classification":
+            _check_labels(labels, name=self.model_name, shape=(n,), what="class ids (N,)")
+            return F.cross_entropy(logits, labels)  # log softmax(C Wᵀ), §4.1
+        if problem == "multi_label_classification":
+            _check_labels(labels, name=self.model_name, shape=(n, self.num_classes), what="float targets (N, K)")
+            return F.binary_cross_entropy_with_logits(logits, labels)
+        if self.num_classes == 1:  # one score per example: (N,) or (N, 1) targets
+            if labels.numel() != n:
+                raise ValueError(f"{self.model_name} expects regression targets of shape (N,) = ({n},); got "
+                                 f"{tuple(labels.shape)}")
+            return F.mse_loss(logits.squeeze(), labels.squeeze())
+        _check_labels(labels, name=self.model_name, shape=(n, self.num_classes), what="regression targets (N, K)")
+        return F.mse_loss(logits, labels)
+
+    def loss(self, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None,
+             token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The fine-tuning loss of ``problem_type`` for ``labels``."""
+        return self(input_ids, attention_mask, token_type_ids, labels=labels)["loss"]
+
+
 def init_weights(module: nn.Module) -> None:
     """transformers' BERT initialisation: N(0, 0.02²) weights and embeddings, zero biases and [PAD] row."""
     if isinstance(module, nn.Linear):
@@ -361,6 +502,8 @@ _INNOVATIONS = (
 )
 _LARGE = dict(hidden_size=1024, num_layers=24, num_heads=16, intermediate_size=4096)
 _LARGE_CONFIG = "hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096"
+_NOTES = ("keyword arguments in the reference are BertConfig's (the uncased checkpoints' config); create_model takes "
+          "them too, beside ours (num_hidden_layers or num_layers; `paperzoo info` lists the mapping)")
 
 
 def _card(name: str, architecture: str, reference: str, params: int, gmacs: float, canonical: bool = False,
@@ -380,7 +523,7 @@ def _card(name: str, architecture: str, reference: str, params: int, gmacs: floa
         reference=reference,
         gmacs=gmacs,
         canonical=canonical,
-        notes=notes or "keyword arguments in the reference are BertConfig's (the uncased checkpoints' config)",
+        notes=notes or _NOTES,
     )
 
 
@@ -412,6 +555,24 @@ def bert_base_pretraining(**kwargs: Any) -> BERTPreTraining:
 def bert_large_pretraining(**kwargs: Any) -> BERTPreTraining:
     """BERT-Large with the masked-LM and next-sentence heads."""
     return BERTPreTraining(**{**_LARGE, **kwargs})
+
+
+@register(_card("bert_base_masked_lm", "BERT-Base (masked-LM head)", "transformers:BertForMaskedLM",
+                params=109_514_298, gmacs=14.25,
+                notes="no pooler, no NSP head; returns logits (and loss with labels), as transformers' "
+                      "BertForMaskedLM. " + _NOTES))
+def bert_base_masked_lm(**kwargs: Any) -> BERTMaskedLM:
+    """BERT-Base with the masked-LM head alone."""
+    return BERTMaskedLM(**kwargs)
+
+
+@register(_card("bert_base_sequence_classification", "BERT-Base (sequence classifier)",
+                "transformers:BertForSequenceClassification", params=109_483_778, gmacs=11.174,
+                notes="num_classes (transformers' num_labels) from the pooled [CLS] vector; returns logits (and loss "
+                      "with labels), as transformers' BertForSequenceClassification. " + _NOTES))
+def bert_base_sequence_classification(**kwargs: Any) -> BERTSequenceClassification:
+    """BERT-Base with a K-class classifier on C (§4.1); K = 2 by default."""
+    return BERTSequenceClassification(**kwargs)
 
 
 if __name__ == "__main__":

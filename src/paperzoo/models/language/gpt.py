@@ -357,7 +357,8 @@ def _gpt2_card(name: str) -> ModelCard:
                       "Table 2 of the paper lists 117M, 345M, 762M and 1,542M for the four sizes",
         reference=f"transformers:GPT2LMHeadModel{config}",
         gmacs=gmacs,
-        notes="keyword arguments in the reference are GPT2Config's",
+        notes="keyword arguments in the reference are GPT2Config's; create_model takes them too, beside ours "
+              "(n_layer or num_layers; `paperzoo info` lists the mapping)",
     )
 
 
@@ -373,6 +374,8 @@ def _gpt2_card(name: str) -> ModelCard:
     reference="transformers:OpenAIGPTLMHeadModel",
     gmacs=64.235,
     canonical=True,
+    notes="create_model takes OpenAIGPTConfig's names too, beside ours (n_layer or num_layers; `paperzoo info` "
+          "lists the mapping)",
 ))
 def gpt(**kwargs: Any) -> GPT:
     """GPT: 12 post-LN blocks, 768 wide, 12 heads, 512 positions, 40,478 tokens."""

@@ -88,16 +88,16 @@ class DoubleConv(nn.Sequential):
 
 
 def center_crop(feature_map: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """The centre ``size`` of a map ``(N, C, H, W)``: the part of a contracting-path map that the up-convolved
+    r"""The centre ``size`` of a map ``(N, C, H, W)``: the part of a contracting-path map that the up-convolved
     map below it still covers.
 
     Why the copy is larger: with valid convolutions each 3×3 layer trims one pixel off every border, so the
-    path that goes down from a contracting step and comes back up trims more than the copy does. Call D_l the
+    path that goes down from a contracting step and comes back up trims more than the copy does. Call $D_l$ the
     difference in size between the map copied at step l and the up-convolved map it meets. One level deeper the
     pool halves the size, the two convolutions of that level's contracting step and the two of its expansive
-    step trim 4 each, and its own difference D_{l+1} is cut out in between; the up-convolution doubles it all
-    back, so D_l = 2·(4 + D_{l+1} + 4) = 16 + 2·D_{l+1}. Above the bottom, whose two convolutions trim 4,
-    D = 2·4 = 8. Hence D = 8, 32, 80, 176 from the deepest copy up: the paper's crops of 4, 16, 40 and 88
+    step trim 4 each, and its own difference $D_{l+1}$ is cut out in between; the up-convolution doubles it all
+    back, so $D_l = 2 (4 + D_{l+1} + 4) = 16 + 2 D_{l+1}$. Above the bottom, whose two convolutions trim 4,
+    $D = 2 \cdot 4 = 8$. Hence D = 8, 32, 80, 176 from the deepest copy up: the paper's crops of 4, 16, 40 and 88
     pixels on each side (64 → 56, 136 → 104, 280 → 200, 568 → 392 at the 572 tile). Each D is even, so the
     crop is centred exactly.
     """

@@ -112,9 +112,9 @@ __all__ = ["RNNsearch", "BidirectionalEncoder", "AlignmentModel", "MaxoutReadout
 def gated_hidden_unit(input_gates: torch.Tensor, state: torch.Tensor, recurrent_weight: torch.Tensor) -> torch.Tensor:
     """One step of the paper's gated hidden unit (A.1.1), for the encoder and the decoder.
 
-    ``input_gates`` ``(..., N, 3n)``: the pre-activations that do not depend on the state, [W_r x; W_z x; W x]
-    (plus C_r c, C_z c, C c in the decoder, and the biases); ``state`` h_{t-1} ``(..., N, n)``;
-    ``recurrent_weight`` [U_r; U_z; U] ``(..., 3n, n)`` → h_t ``(..., N, n)``.
+    ``input_gates`` ``(..., N, 3n)``: the pre-activations that do not depend on the state, $[W_r x; W_z x; W x]$
+    (plus $C_r c$, $C_z c$, $C c$ in the decoder, and the biases); ``state`` $h_{t-1}$ ``(..., N, n)``;
+    ``recurrent_weight`` $[U_r; U_z; U]$ ``(..., 3n, n)`` → $h_t$ ``(..., N, n)``.
     """
     n = state.shape[-1]
     recurrent_gates, recurrent_candidate = recurrent_weight[..., :2 * n, :], recurrent_weight[..., 2 * n:, :]
@@ -152,9 +152,9 @@ class BidirectionalEncoder(RecurrentLayers):
 
 
 class AlignmentModel(nn.Module):
-    """The alignment model (§3.1, A.1.2): e_ij = a(s_{i-1}, h_j) = v_aᵀ tanh(W_a s_{i-1} + U_a h_j), a
+    r"""The alignment model (§3.1, A.1.2): $e_{ij} = a(s_{i-1}, h_j) = v_a^\top \tanh(W_a s_{i-1} + U_a h_j)$, a
     one-hidden-layer network that scores every source position for the next target word; the scores become
-    the weights α_ij of the context c_i = Σ_j α_ij h_j."""
+    the weights $\alpha_{ij}$ of the context $c_i = \sum_j \alpha_{ij} h_j$."""
 
     def __init__(self, state_size: int, annotation_size: int, alignment_size: int) -> None:
         super().__init__()
@@ -176,9 +176,9 @@ class AlignmentModel(nn.Module):
 
 
 class MaxoutReadout(nn.Module):
-    """The deep output layer (A.2.2, after Pascanu et al. 2014) with a single maxout hidden layer (Goodfellow
-    et al. 2013, pools of 2): t̃_i = U_o s_{i-1} + V_o E y_{i-1} + C_o c_i, t_i = max over pairs of t̃_i,
-    logits W_o t_i."""
+    r"""The deep output layer (A.2.2, after Pascanu et al. 2014) with a single maxout hidden layer (Goodfellow
+    et al. 2013, pools of 2): $\tilde t_i = U_o s_{i-1} + V_o E y_{i-1} + C_o c_i$, $t_i$ = max over pairs of
+    $\tilde t_i$, logits $W_o t_i$."""
 
     def __init__(self, state_size: int, embedding_dim: int, annotation_size: int, maxout_size: int,
                  vocab_size: int) -> None:

@@ -42,6 +42,7 @@ TASK_MODULES: dict[str, str] = {
     "image-classification": "classification",
     "object-detection": "detection",
     "instance-segmentation": "detection",
+    "speech": "speech",
 }
 
 
@@ -53,6 +54,8 @@ class Option:
     default: Any
     help: str
     choices: tuple[Any, ...] | None = None
+    minimum: float = 0.0  # numbers must exceed it (or equal it where ``inclusive``)
+    inclusive: bool = False
 
     def check(self, name: str, value: Any) -> Any:
         """The value as ``type``; a wrong one is a ``ValueError`` naming the option."""
@@ -63,8 +66,10 @@ class Option:
             raise ValueError(f"{flag} takes a {self.type.__name__}, got {value!r}") from None
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"{flag} must be one of {', '.join(map(str, self.choices))}, got {value!r}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
-            raise ValueError(f"{flag} must be positive, got {value}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                value < self.minimum or (value == self.minimum and not self.inclusive)):
+            bound = "at least" if self.inclusive else "above"
+            raise ValueError(f"{flag} must be {bound} {self.minimum:g}, got {value}")
         return value
 
 
@@ -82,6 +87,8 @@ class Task:
     progress_metric: ClassVar[tuple[str, str, str] | None] = None
     unit: ClassVar[str] = "examples"  # what count counts, for the throughput ("images", "tokens", ...)
     options: ClassVar[Mapping[str, Option]] = {}
+    # recompute BatchNorm statistics exactly before each evaluation (see recipes.precise_batchnorm)
+    precise_bn: ClassVar[bool] = False
     # what the task adds to the run's settings that a resume must not change (besides the loop's own)
     train_set: Dataset
     test_set: Dataset
@@ -106,7 +113,11 @@ class Task:
         return {}
 
     def build_model(self) -> nn.Module:
-        return create_model(self.config.model, pretrained=self.config.pretrained, **self.model_kwargs())
+        return create_model(self.config.model, pretrained=self.config.pretrained, **self.build_kwargs())
+
+    def build_kwargs(self) -> dict[str, Any]:
+        """The task's keywords for the data (classes, vocabulary), then the user's ``--model-kwargs``."""
+        return {**self.model_kwargs(), **self.config.model_kwargs}
 
     def objective(self, model: nn.Module) -> nn.Module:
         """A module whose ``forward(batch)`` returns ``(loss, sums, count)``."""
@@ -156,6 +167,14 @@ class Task:
             scaler.step(optimizer)
         scaler.update()
         return loss, sums, count
+
+    def statistics_forward(self, model: nn.Module, batch: Any) -> None:
+        """The evaluation-time forward of a training batch, for recomputing BatchNorm statistics."""
+        raise NotImplementedError
+
+    def notes(self) -> list[str]:
+        """Where this run departs from the paper's training (printed before it starts, kept in config.json)."""
+        return []
 
     def settings(self) -> dict[str, Any]:
         """What defines this run beyond the loop's own fields (written to config.json, compared on resume)."""

@@ -67,6 +67,7 @@ class ClassificationTask(Task):
     metric = "accuracy"
     progress_metric = ("accuracy", "acc", ".2%")
     unit = "images"
+    precise_bn = True  # a few dozen steps an epoch: the running averages would lag far behind the weights
 
     def prepare(self) -> None:
         config, card = self.config, self.card
@@ -96,7 +97,7 @@ class ClassificationTask(Task):
             self.train_set, self.test_set, self.classes = datasets.image_folder(
                 config.data_path, self.image_size, self.channels, seed=config.seed, normalize=normalize)
         with torch.device("meta"):  # the model's own input check, at no cost: some networks take only some sizes
-            probe = create_model(config.model, **self.model_kwargs()).eval()
+            probe = create_model(config.model, **self.build_kwargs()).eval()
             try:
                 probe(torch.empty(2, self.channels, self.image_size, self.image_size))
             except ValueError as err:
@@ -115,6 +116,15 @@ class ClassificationTask(Task):
 
     def objective(self, model: nn.Module) -> nn.Module:
         return _Step(model)
+
+    def statistics_forward(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        model(batch[0])
+
+    def notes(self) -> list[str]:
+        paper_size = self.card.input.shape[-1]
+        if self.image_size != paper_size:
+            return [f"images of {self.image_size}×{self.image_size} pixels, not the card's {paper_size}×{paper_size}"]
+        return []
 
     def checkpoint_extra(self) -> dict[str, Any]:
         return {"classes": self.classes}

@@ -71,7 +71,7 @@ class DetectionTask(Task):
         # The model's label convention: 0 is the background for the R-CNNs, RetinaNet and SSD; YOLOv3's classes
         # start at 0 (objectness plays the background's part). Read from a model built on the meta device.
         with torch.device("meta"):
-            probe = create_model(config.model)
+            probe = create_model(config.model, **config.model_kwargs)
         self.first_label = getattr(probe, "first_label", 1)
         self.size_keyword = "image_size" if hasattr(probe, "image_size") else "min_size"
         if config.data == "shapes":
@@ -97,7 +97,7 @@ class DetectionTask(Task):
         """Why the model cannot take images resized to ``size`` (None if it can), found at no cost by a forward
         pass on the meta device: a layer stack too deep for the size fails on shapes, a model that takes the size
         gets as far as its post-processing (whose data-dependent ops the meta device cannot run)."""
-        kwargs = self.model_kwargs_for(size, num_classes=2 + self.first_label)
+        kwargs = {**self.model_kwargs_for(size, num_classes=2 + self.first_label), **self.config.model_kwargs}
         with torch.device("meta"):
             try:
                 create_model(self.config.model, **kwargs).eval()([torch.empty(3, 64, 64)])

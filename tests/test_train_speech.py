@@ -1,0 +1,129 @@
+"""``paperzoo train`` for wav2vec 2.0: the shipped spoken digits, audio folders, pre-training and CTC."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from paperzoo.training import audio_data
+from paperzoo.training.loop import TrainConfig, plan, train
+from paperzoo.training.tasks.speech import greedy_ctc
+
+WORDS = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
+
+
+def write_wav(path: Path, audio: np.ndarray, rate: int = 16_000, width: int = 2) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(width)
+        writer.setframerate(rate)
+        scale = 32767 if width == 2 else 127
+        writer.writeframes((audio * scale).astype(np.int16 if width == 2 else np.uint8).tobytes())
+    return path
+
+
+def test_spoken_digits_are_real_words_from_held_out_voices():
+    data = np.load(audio_data._DIGITS)
+    assert len(data["lengths"]) == 160 and set(data["word_names"].tolist()) == WORDS
+    train, test = audio_data.spoken_digits("train", 40, seed=1), audio_data.spoken_digits("test", 10, seed=1)
+    for dataset in (train, test):
+        for waveform, transcript in dataset:
+            words = transcript.split()
+            assert 1 <= len(words) <= 3 and set(words) <= WORDS
+            # 0.3 to 1 s of speech a word at 16 kHz, normalised to zero mean and unit variance (do_normalize)
+            assert 0.3 * 16_000 * len(words) < len(waveform) < 1.2 * 16_000 * len(words)
+            assert abs(waveform.mean()) < 1e-4 and abs(waveform.std() - 1) < 1e-3
+    again = audio_data.spoken_digits("train", 40, seed=1)
+    assert train.transcripts == again.transcripts and torch.equal(train[3][0], again[3][0])
+    # The μ-law decoding inverts the encoding (scripts/make-spoken-digits): within one quantisation step.
+    x = np.linspace(-0.9, 0.9, 1001)
+    codes = np.round((np.sign(x) * np.log1p(255 * np.abs(x)) / np.log1p(255) + 1) / 2 * 255).astype(np.uint8)
+    assert np.abs(audio_data.mu_law_decode(codes) - x).max() < 0.02
+
+
+def test_audio_folders_are_read_and_bad_ones_named(tmp_path):
+    tone = np.sin(np.linspace(0, 400 * np.pi, 8000)) * 0.5
+    for i in range(5):
+        write_wav(tmp_path / "ok" / f"{i}.wav", tone)
+        (tmp_path / "ok" / f"{i}.txt").write_text("Five  Nine\n")
+    train, test = audio_data.audio_folder(tmp_path / "ok")
+    assert len(train) + len(test) == 5 and train.transcripts[0] == "five nine"
+    with pytest.warns(UserWarning, match="sampled at 8000 Hz; resampled"):
+        audio = audio_data.read_wav(write_wav(tmp_path / "slow.wav", tone[:4000], rate=8000))
+    assert len(audio) == 8000
+    with pytest.raises(ValueError, match="8-bit samples; paperzoo reads 16-bit PCM"):
+        audio_data.read_wav(write_wav(tmp_path / "byte.wav", tone, width=1))
+    (tmp_path / "noise.wav").write_bytes(b"RIFF1234")
+    with pytest.raises(ValueError, match="noise.wav is not a readable WAV file"):
+        audio_data.read_wav(tmp_path / "noise.wav")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no .wav files"):
+        audio_data.audio_folder(tmp_path / "empty")
+
+
+def test_greedy_ctc_merges_repeats_and_drops_blanks():
+    best = [[0, 3, 3, 0, 3, 2, 2, 0], [1, 1, 0, 1, 0, 0, 0, 0]]
+    logits = torch.nn.functional.one_hot(torch.tensor(best), 5).float()
+    assert greedy_ctc(logits, torch.tensor([8, 3])) == [[3, 3, 2], [1]]  # the second stops at its 3 frames
+
+
+def test_speech_runs_are_checked_before_anything_is_written(tmp_path):
+    out = str(tmp_path / "out")
+    with pytest.raises(ValueError, match="encoder without a training objective"):
+        plan(TrainConfig("wav2vec2_base", out=out))
+    with pytest.raises(ValueError, match="--encoder starts a CTC model"):
+        plan(TrainConfig("wav2vec2_base_pretraining", options={"encoder": "x"}, out=out))
+    tone = np.sin(np.linspace(0, 400 * np.pi, 8000)) * 0.5
+    for split, name, text in (("train", "0", "one two"), ("train", "1", "two one"), ("val", "0", "one två")):
+        write_wav(tmp_path / "audio" / split / f"{name}.wav", tone)
+        (tmp_path / "audio" / split / f"{name}.txt").write_text(text)
+    audio = str(tmp_path / "audio")
+    with pytest.raises(ValueError, match=r"test transcript 0 \('one två'\) has characters outside the vocabulary "
+                                         r"of the training transcripts: 'vå'"):
+        plan(TrainConfig("wav2vec2_base_ctc", data="audio", data_path=audio, out=out))
+    (tmp_path / "audio" / "train" / "1.txt").unlink()
+    with pytest.raises(ValueError, match="needs a transcript beside every audio file"):
+        plan(TrainConfig("wav2vec2_base_ctc", data="audio", data_path=audio, out=out))
+    assert not (tmp_path / "out").exists()
+
+
+SMALL = dict(hidden_size=32, num_layers=2, num_heads=4, ffn_dim=64, feature_channels=32, position_kernel_size=16,
+             position_groups=4, dropout=0.0, attention_dropout=0.0, feature_dropout=0.0)
+SMALL_PRETRAINING = dict(SMALL, codebook_size=8, codevector_dim=16, final_dim=12, num_negatives=20,
+                         quantizer_dropout=0.0)
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.mark.heavy
+def test_pretraining_learns_the_contrastive_task_on_spoken_digits_and_resumes_exactly(tmp_path):
+    """A small wav2vec 2.0 (width 32, 2 layers, 2 codebooks of 8) pre-trained by `paperzoo train` on 200 spoken
+    utterances: the contrastive accuracy on the held-out voices (the same masks and distractors every epoch)
+    rises from 0.105 after the first epoch to 0.216 after the fifth with this seed (measured on this project's
+    machine; 0.247 after 8). This replaces the test's own loop over synthetic tones."""
+    config = TrainConfig("wav2vec2_base_pretraining", epochs=5, lr=2e-3, threads=1, options={"utterances": 200},
+                         model_kwargs=SMALL_PRETRAINING)
+    whole = train(dataclasses.replace(config, out=str(tmp_path / "whole")))
+    history = [json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
+    first, last = history[0]["test_accuracy"], history[-1]["test_accuracy"]
+    assert last >= 0.17 and last >= 1.5 * first, history
+    assert history[-1]["test_loss"] < history[0]["test_loss"] and whole["metric"] == "accuracy"
+
+    def interrupt(row):
+        if row["epoch"] == 2:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(dataclasses.replace(config, out=str(tmp_path / "cut")), on_epoch=interrupt)
+    resumed = train(dataclasses.replace(config, out=str(tmp_path / "cut"), resume=str(tmp_path / "cut" /
+                                                                                        "checkpoint.pt")))
+    assert resumed["parameter_digest"] == whole["parameter_digest"]  # masks, distractors, temperature restored
