@@ -294,6 +294,6 @@ def test_an_image_size_the_model_cannot_take_and_bad_shapes_options_are_refused(
         train(TrainConfig("yolov3", image_size=100, out=out))
     with pytest.raises(ValueError, match=r"--shapes-classes must be 1 to 8, got 9"):
         train(TrainConfig("tiny_detector", out=out, options={"shapes_classes": 9}))
-    with pytest.raises(ValueError, match=r"--clip-grad must be positive"):
+    with pytest.raises(ValueError, match=r"--clip-grad must be above 0, got -1"):
         train(TrainConfig("tiny_detector", out=out, options={"clip_grad": -1}))
     assert not (tmp_path / "run").exists()
