@@ -4,13 +4,13 @@ Parity with torchvision's ``fasterrcnn_resnet50_fpn`` / ``maskrcnn_resnet50_fpn`
 weights_backbone=None``): eval detections (boxes, labels, scores, masks) after converting torchvision's randomly
 drawn weights, and the training losses for the same images, targets and seed. Behaviour: the RPN's proposal counts,
 an image without objects, bad targets, the mask branch's per-class loss, mask pasting (against torchvision's
-``paste_masks_in_image``). Learning: a small Mask R-CNN learns the synthetic shapes of tests/detection_data.py.
+``paste_masks_in_image``). Learning: tests/test_train_detection.py trains the small configuration here
+(``small_detector``) through ``paperzoo train``'s loop.
 Every expected value comes from torchvision or from the property stated; none is hard-coded.
 """
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 
 import pytest
@@ -18,12 +18,10 @@ import torch
 import torchvision
 from torch import nn
 from torchvision.models.detection.roi_heads import paste_masks_in_image as tv_paste_masks_in_image
-from torchvision.ops import box_iou
 
 import paperzoo
 from conftest import randomize_weights
 from detection_data import make_shapes_dataset
-from paperzoo.models.detection.evaluation import mean_average_precision
 from paperzoo.models.detection.faster_rcnn import FasterRCNN
 from paperzoo.models.detection.fpn import FeaturePyramidNetwork, LastLevelMaxPool
 from paperzoo.models.detection.mask_rcnn import MaskRCNN, mask_loss, paste_masks_in_image
@@ -268,68 +266,5 @@ def test_paste_masks_in_image_equals_torchvision():
     assert paste_masks_in_image(masks[:0], boxes[:0], (50, 90)).shape == (0, 1, 50, 90)
 
 
-# --- learning ----------------------------------------------------------------------------------------------------
-
-def _mask_iou_of_matches(predictions, targets) -> list[float]:
-    """For every object found (a detection of IoU >= 0.5), the IoU of its mask (thresholded at 0.5) with the truth."""
-    ious = []
-    for prediction, target in zip(predictions, targets, strict=True):
-        if len(prediction["boxes"]) == 0 or len(target["boxes"]) == 0:
-            continue
-        overlap = box_iou(target["boxes"], prediction["boxes"])
-        for obj in range(len(target["boxes"])):
-            best = int(overlap[obj].argmax())
-            if overlap[obj, best] >= 0.5:
-                predicted, truth = prediction["masks"][best, 0] > 0.5, target["masks"][obj].bool()
-                ious.append(((predicted & truth).sum() / (predicted | truth).sum()).item())
-    return ious
-
-
-def _train_small_detector(masks: bool, steps: int = 150):
-    """Train :func:`small_detector` on 256 shapes images (AdamW, one-cycle schedule, batches of 8) and return it in
-    eval mode with its predictions on 64 held-out images, their targets, and the seconds it took."""
-    torch.manual_seed(0)
-    train_images, train_targets = make_shapes_dataset(256, size=64, num_classes=2, seed=0, with_masks=masks)
-    test_images, test_targets = make_shapes_dataset(64, size=64, num_classes=2, seed=1, with_masks=masks)
-    model = small_detector(masks=masks)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps, pct_start=0.1)
-    order = torch.Generator().manual_seed(0)
-    start = time.perf_counter()
-    model.train()
-    for _ in range(steps):
-        batch = torch.randint(0, len(train_images), (8,), generator=order).tolist()
-        losses = model([train_images[i] for i in batch], [train_targets[i] for i in batch])
-        optimizer.zero_grad()
-        sum(losses.values()).backward()
-        optimizer.step()
-        schedule.step()
-    model.eval()
-    with torch.no_grad():
-        predictions = model(test_images)
-    return model, predictions, test_targets, time.perf_counter() - start
-
-
-@pytest.mark.heavy
-def test_small_faster_rcnn_learns_shapes():
-    """The small Faster R-CNN, the configuration of the Mask R-CNN below without its mask branch, learns rectangles
-    and ellipses on noise: box mAP@0.5 >= 0.8 on held-out images after 150 steps (68 s of wall time on one thread,
-    with the rest of the suite running beside it)."""
-    model, predictions, targets, elapsed = _train_small_detector(masks=False)
-    assert type(model) is FasterRCNN
-    box_map = mean_average_precision(predictions, targets, iou_threshold=0.5)
-    assert box_map >= 0.8, f"box mAP@0.5 {box_map:.3f} after 150 steps ({elapsed:.0f} s)"
-
-
-@pytest.mark.heavy
-def test_small_mask_rcnn_learns_shapes():
-    """The small Mask R-CNN (its RPN and box head are Faster R-CNN's, the same modules) learns rectangles and
-    ellipses on noise: box mAP@0.5 >= 0.8 and mean mask IoU >= 0.7 on held-out images. Measured (seed 0): mAP 0.91,
-    mask IoU 0.89 after 150 steps, 81 s of CPU time on one thread (about 195 s of wall time on the shared, loaded
-    development machine); 100 steps gave mAP 0.68, 200 steps 0.995."""
-    model, predictions, targets, elapsed = _train_small_detector(masks=True)
-    assert type(model) is MaskRCNN
-    box_map = mean_average_precision(predictions, targets, iou_threshold=0.5)
-    mask_ious = _mask_iou_of_matches(predictions, targets)
-    assert box_map >= 0.8, f"box mAP@0.5 {box_map:.3f} after 150 steps ({elapsed:.0f} s)"
-    assert sum(mask_ious) / len(mask_ious) >= 0.7, f"mean mask IoU {sum(mask_ious) / len(mask_ious):.3f}"
+# Learning: tests/test_train_detection.py trains small_detector (Faster and Mask R-CNN) on the generated shapes through
+# `paperzoo train`'s own loop (COCOeval mAP on held-out images).

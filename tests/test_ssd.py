@@ -1,12 +1,12 @@
 """SSD (tests/test_contract.py covers the interface; here what is SSD's own): parity with torchvision's
 ``ssd300_vgg16`` (eval detections and training losses after converting its weights), the default boxes against
 torchvision's ``DefaultBoxGenerator`` and the paper's counts, SSD512's parameter count recomputed from the paper's
-layers, the matching strategy, hard negative mining at 3:1, images without objects, bad targets, and a small SSD
-that learns the synthetic shapes.
+layers, the matching strategy, hard negative mining at 3:1, images without objects, and bad targets (the small SSD
+here learns the synthetic shapes in tests/test_train_detection.py, through ``paperzoo train``'s loop).
 
 Durations measured on the shared 2-core machine under a load of ~8 (one thread), wall clock: the two parity tests
-share a ~8 s fixture and take ~11 s (eval) and ~19 s (training losses); the learning test ~75 s; the rest under
-a second each. CPU time (closer to an unloaded core): the learning test ~26 s, all the others together ~16 s.
+share a ~8 s fixture and take ~11 s (eval) and ~19 s (training losses); the rest under a second each. CPU time
+(closer to an unloaded core): all together ~16 s.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import paperzoo
 from conftest import randomize_weights
 from detection_data import make_shapes_dataset
 from paperzoo.measure import count_parameters
-from paperzoo.models.detection.evaluation import mean_average_precision
 from paperzoo.models.detection.ssd import (
     SSD,
     DefaultBoxes,
@@ -300,25 +299,5 @@ def test_bad_targets_raise_value_error():
         model(images)  # training without targets
 
 
-# --- learning --------------------------------------------------------------------------------------------------------
-
-def test_small_ssd_learns_the_shapes():
-    """:func:`small_ssd` (64×64 images, rectangles and ellipses) reaches mAP@0.5 >= 0.8 on 64 held-out images after
-    300 Adam steps of 16 images (measured: 0.93; ~75 s wall on the loaded 2-core machine, ~26 s of CPU time)."""
-    torch.manual_seed(0)
-    train_images, train_targets = make_shapes_dataset(512, size=64, num_classes=2, seed=0)
-    test_images, test_targets = make_shapes_dataset(64, size=64, num_classes=2, seed=1)
-    model = small_ssd()
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    generator = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(300):
-        batch = torch.randint(len(train_images), (16,), generator=generator).tolist()
-        losses = model([train_images[i] for i in batch], [train_targets[i] for i in batch])
-        optimizer.zero_grad()
-        sum(losses.values()).backward()
-        optimizer.step()
-    model.eval()
-    with torch.no_grad():
-        predictions = model(test_images)
-    assert mean_average_precision(predictions, test_targets, iou_threshold=0.5) >= 0.8
+# Learning: tests/test_train_detection.py trains small_ssd on the generated shapes through
+# `paperzoo train`'s own loop (COCOeval mAP on held-out images).

@@ -198,6 +198,7 @@ class YOLOv3(ClassLayersMixin, nn.Module):
     # reset_classifier rebuilds each scale's output convolution, whose A·(5 + C) outputs mix the box, objectness and
     # class terms of every prior
     class_layer_names = ("detect32.predict", "detect16.predict", "detect8.predict")
+    first_label = 0  # the first class's label: no background class (the R-CNNs' and SSD's start at 1)
 
     def __init__(
         self,
@@ -292,7 +293,7 @@ class YOLOv3(ClassLayersMixin, nn.Module):
         check_image_list(images, model=self, in_chans=3, min_size=self.min_input_size)
         if self.training:  # labels are class indices from 0: objectness, not a class, says "no object"
             check_detection_targets(targets, images, name=self.model_name, num_classes=self.num_classes,
-                                    first_label=0)
+                                    first_label=self.first_label)
         original_sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
         batch, targets = self.transform(images, targets if self.training else None)
         predictions = self.predict(batch.tensors)

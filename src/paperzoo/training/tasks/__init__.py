@@ -43,6 +43,8 @@ TASK_MODULES: dict[str, str] = {
     "language-model": "language_model",
     "masked-language-model": "masked_language_model",
     "sequence": "sequence",
+    "object-detection": "detection",
+    "instance-segmentation": "detection",
     "speech": "speech",
     "semantic-segmentation": "segmentation",
     "generative": "generative",
