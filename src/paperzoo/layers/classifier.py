@@ -168,15 +168,23 @@ class ImageClassifier(nn.Module):
         return self.stem(x)
 
     def _run(self, names: tuple[str, ...], x: torch.Tensor) -> torch.Tensor:
-        for name in names:
-            module = self.get_submodule(name)
-            if checkpointing(self):
-                # a stage's blocks one by one, so the memory held is one block's activations at a time
-                blocks = list(module.children()) if isinstance(module, (nn.Sequential, nn.ModuleList)) else [module]
-                for block in blocks or [module]:
-                    x = checkpoint_module(block, x)
-            else:
+        modules = [self.get_submodule(name) for name in names]
+        if not checkpointing(self):
+            for module in modules:
                 x = module(x)
+            return x
+        # Checkpointed unit by unit (a stage's blocks one by one), so the memory held is one unit's activations at
+        # a time. An in-place activation joins the unit before it: alone it would overwrite the input that its own
+        # checkpoint saved for the backward pass.
+        units: list[list[nn.Module]] = []
+        for module in modules:
+            for unit in (module.children() if isinstance(module, (nn.Sequential, nn.ModuleList)) else (module,)):
+                if units and getattr(unit, "inplace", False):
+                    units[-1].append(unit)
+                else:
+                    units.append([unit])
+        for unit in units:
+            x = checkpoint_module(unit[0] if len(unit) == 1 else nn.Sequential(*unit), x)
         return x
 
     def forward_final(self, x: torch.Tensor) -> torch.Tensor:
@@ -218,7 +226,11 @@ class ImageClassifier(nn.Module):
         ``(N, head_hidden_size)``."""
         x = self.global_pool(x)
         for name in self.head_modules:
-            x = self.get_submodule(name)(x)
+            module = self.get_submodule(name)
+            if x.ndim == 4 and isinstance(module, nn.LayerNorm):  # unpooled (global_pool=""): each position
+                x = module(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            else:
+                x = module(x)
         x = self.get_submodule(self.head_dropout_name)(x)
         return x if pre_logits else self.get_classifier()(x)
 
@@ -239,7 +251,12 @@ class ImageClassifier(nn.Module):
             return nn.Identity()
         reference = next(like.parameters(), None) if like is not None else None
         reference = reference if reference is not None else next(self.parameters())
-        return nn.Linear(self.head_hidden_size, num_classes, device=reference.device, dtype=reference.dtype)
+        layer = nn.Linear(self.head_hidden_size, num_classes, device=reference.device, dtype=reference.dtype)
+        self.init_classifier(layer)
+        return layer
+
+    def init_classifier(self, layer: nn.Module) -> None:
+        """How a new classifier is initialised: torch's default, unless the paper's differs (the model says)."""
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace the classifier by a freshly initialised one of ``num_classes`` outputs (0: none, ``forward``
