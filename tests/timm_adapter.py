@@ -11,6 +11,7 @@ import torch
 
 import paperzoo
 from paperzoo.models.classification.alexnet import AlexNet
+from paperzoo.models.classification.ghostnet import GhostNet
 from paperzoo.models.classification.vgg import VGG
 
 
@@ -33,4 +34,4 @@ def get_pretrained_cfg_value(model_name: str, key: str) -> Any:
 
 # timm: "models with extra conv/linear layers after pooling", where reset_classifier(0, '') cannot give the
 # unpooled map because the head's hidden layers need pooled (or fixed-size) input. timm lists its VGG; ours too.
-EARLY_POOL_MODELS = (AlexNet, VGG)
+EARLY_POOL_MODELS = (AlexNet, GhostNet, VGG)
