@@ -31,6 +31,7 @@ they make 53 layers. Data flow (Table 1) at 256×256::
     one residual unit:   x ──► 1×1, C/2 ─► 3×3, C ──(+)──► y      (no activation after the sum: Darknet's
                          └──────── identity ───────────┘        shortcut layer is linear)
 
+
 Deviations from the paper and from Darknet (the authors' C framework, whose cfg files define the network):
 
 * BatchNorm has PyTorch's defaults (ε = 1e-5, running averages with momentum 0.1; Darknet keeps them with 0.01),
@@ -152,6 +153,7 @@ class Darknet(ImageClassifier):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+
 
 _PAPER = Paper(
     title="YOLOv3: An Incremental Improvement",

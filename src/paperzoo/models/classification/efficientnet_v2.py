@@ -38,6 +38,7 @@ Data flow of EfficientNetV2-S (Table 4, with its stage numbers) at 384×384::
     MBConv:        the inverted residual of MobileNetV2 with squeeze-and-excitation
                    (:class:`paperzoo.layers.InvertedResidual`), as in EfficientNet.
 
+
 Deviations from the paper, all torchvision's (kept so that its weights load and its outputs match):
 
 * V2-M and V2-L are the released code's configurations (:data:`V2_M_STAGES`, :data:`V2_L_STAGES`): the paper
@@ -272,6 +273,7 @@ class EfficientNetV2(ImageClassifier):
         bound = 1.0 / math.sqrt(fc.out_features)
         nn.init.uniform_(fc.weight, -bound, bound)
         nn.init.zeros_(fc.bias)
+
 
 _PAPER = Paper(
     title="EfficientNetV2: Smaller Models and Faster Training",

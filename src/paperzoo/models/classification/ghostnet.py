@@ -47,6 +47,7 @@ channels inside and giving ``out`` channels, k its depthwise kernel; SE marks sq
       x ─► Ghost module (expand, ReLU) ─► [k×k depthwise, stride 2, BN] ─► [SE] ─► Ghost module (project) ─(+)─► y
       └──── identity; or k×k depthwise (stride s) → BN → 1×1 conv → BN where the shape changes ───────────┘
 
+
 Deviations from the paper: none in the architecture; the details below are the released code's (timm's
 ``ghostnet_100`` is a port of it), where the paper does not state them:
 
@@ -246,6 +247,7 @@ class GhostNet(ImageClassifier):
         x = self.head_act(self.head_conv(self.global_pool(x)[..., None, None]))  # (N, C) → (N, 1280, 1, 1)
         x = self.dropout(torch.flatten(x, 1))
         return x if pre_logits else self.fc(x)
+
 
 _PAPER = Paper(
     title="GhostNet: More Features from Cheap Operations",

@@ -41,6 +41,7 @@ Data flow (Figure 5) at 299×299; every convolution is followed by BatchNorm::
     one module:   x ──► [ReLU ─► SepConv ─► BN] × 2 or 3 ─► [max pool /2] ──(+)──► y
                   └──────────── identity, or 1×1 conv /2 ─► BN ──────────────┘
 
+
 Deviations from the paper, all the reference's (timm's ``legacy_xception``, the Keras model's weights ported to
 PyTorch by Cadene), kept so that its weights load and its outputs match:
 
@@ -65,7 +66,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch
+from paperzoo.layers import ConvNormAct, FeatureInfo
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
 __all__ = ["Xception", "XceptionModule", "SeparableConv2d"]
@@ -135,16 +137,13 @@ def separable_conv_norm_act(in_channels: int, out_channels: int) -> nn.Sequentia
                                      norm=nn.BatchNorm2d(out_channels), act=nn.ReLU(inplace=True)))
 
 
-class Xception(nn.Module):
+class Xception(ImageClassifier):
     """Xception (Figure 5): entry flow, middle flow (8 identical modules), exit flow.
 
     Args:
         drop_rate: dropout before the classifier (0; the paper trains on ImageNet with 0.5).
         num_classes: outputs of the fc layer; 0 leaves it out and returns pooled features.
         in_chans: channels of the input image.
-        features_only: build no head; ``forward`` returns the maps in ``out_indices``.
-        out_indices: which of the stem (0, stride 2), entry modules 1 and 2 (1, 2: strides 4, 8), the middle
-            flow (3, stride 16) and the exit flow (4, stride 32) ``features_only`` returns.
     """
 
     # The network's total stride, as for the ResNets. The unpadded stem alone needs 7 pixels (the reference
@@ -157,14 +156,10 @@ class Xception(nn.Module):
         drop_rate: float = 0.0,
         num_classes: int = 1000,
         in_chans: int = 3,
-        features_only: bool = False,
-        out_indices: tuple[int, ...] = (0, 1, 2, 3, 4),
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.features_only = features_only
-        self.out_indices = tuple(out_indices)
         last = max(self.out_indices) if features_only else 4  # the last map built
 
         entry: OrderedDict[str, nn.Module] = OrderedDict(
@@ -193,10 +188,9 @@ class Xception(nn.Module):
         self.feature_info = [taps[i] for i in self.out_indices] if features_only else taps
 
         self.num_features = 2048
-        if not features_only:
-            self.global_pool = nn.AdaptiveAvgPool2d(1)
-            self.dropout = nn.Dropout(drop_rate)
-            self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.global_pool = ClassifierPool("avg")
+        self.dropout = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -206,38 +200,6 @@ class Xception(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → exit flow map ``(N, 2048, h, w)`` (10×10 at 299×299)."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.exit_flow(self.middle_flow(self.entry_flow(x)))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Exit flow map → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
-        x = self.dropout(torch.flatten(self.global_pool(x), 1))  # (N, 2048, h, w) → (N, 2048)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if self.features_only:
-            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-            wanted = {info.module for info in self.feature_info}
-            features = []
-            for name, module in self.entry_flow.named_children():
-                x = module(x)
-                if f"entry_flow.{name}" in wanted:
-                    features.append(x)
-            for name in ("middle_flow", "exit_flow"):
-                if hasattr(self, name):
-                    x = getattr(self, name)(x)
-                    if name in wanted:
-                        features.append(x)
-            return features
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
 
 _PAPER = Paper(
