@@ -47,7 +47,6 @@ channels inside and giving ``out`` channels, k its depthwise kernel; SE marks sq
       x ─► Ghost module (expand, ReLU) ─► [k×k depthwise, stride 2, BN] ─► [SE] ─► Ghost module (project) ─(+)─► y
       └──── identity; or k×k depthwise (stride s) → BN → 1×1 conv → BN where the shape changes ───────────┘
 
-
 Deviations from the paper: none in the architecture; the details below are the released code's (timm's
 ``ghostnet_100`` is a port of it), where the paper does not state them:
 

@@ -37,7 +37,6 @@ Data flow (Table 2) at 224×224, width 1.0 (t: expansion, c: channels, n: blocks
     one bottleneck:  x ─► 1×1 expand ×t, ReLU6 ─► 3×3 depthwise, ReLU6 ─► 1×1 project, linear ─(+)─► y
                      └──────────────── identity, only when s = 1 and the width is kept ─────────┘
 
-
 Deviations from the paper, all torchvision's (kept so that its weights load and its outputs match):
 
 * The block with t = 1 (stage1) has no expansion convolution, as in the released TensorFlow code; Table 1
