@@ -26,7 +26,6 @@ Data flow (channels × size at a 224×224 input)::
       dropout → fc6 → ReLU → dropout → fc7 → ReLU   4096
       fc8                                    1000 logits
 
-
 Deviations from the 2012 paper, all torchvision's, kept so that its weights load and its outputs match:
 
 * The single-column "one weird trick" network: 64, 192, 384, 256, 256 convolution channels instead of the

@@ -35,12 +35,10 @@ ImageNet-1K top-1 after every step (Figure 2, all at about 4.5 GFLOPs). The step
      stride 2 halves the resolution, with a LayerNorm before it (and one after the stem and one after the
      global pool) to keep training stable (82.0%).
 
-
 The result, the ConvNeXt block, with C channels on an H×W map::
 
     x ──► 7×7 depthwise conv ─► LN ─► 1×1, 4C ─► GELU ─► 1×1, C ─► ×γ ─► drop path ──(+)──► y
     └─────────────────────────────── identity ───────────────────────────────────────┘
-
 
 γ is layer scale (Touvron et al., "Going deeper with Image Transformers", 2021): a learned per-channel
 factor initialised to 1e-6, so every block starts close to the identity (Appendix A.1). Stochastic depth
@@ -59,7 +57,6 @@ Data flow of ConvNeXt-T at 224×224 (stage names as the paper's Table 9, after R
       res4: downsampling; 9 blocks                                    384×14×14
       res5: downsampling; 3 blocks                                    768×7×7
       global average pool → LN → fc                                   1000 logits
-
 
 The two 1×1 convolutions are ``nn.Linear`` layers on a channels-last ``(N, H, W, C)`` tensor, and the
 block's LayerNorm is ``nn.LayerNorm`` there: a 1×1 convolution is the same linear map applied at every

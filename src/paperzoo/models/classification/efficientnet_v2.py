@@ -38,7 +38,6 @@ Data flow of EfficientNetV2-S (Table 4, with its stage numbers) at 384×384::
     MBConv:        the inverted residual of MobileNetV2 with squeeze-and-excitation
                    (:class:`paperzoo.layers.InvertedResidual`), as in EfficientNet.
 
-
 Deviations from the paper, all torchvision's (kept so that its weights load and its outputs match):
 
 * V2-M and V2-L are the released code's configurations (:data:`V2_M_STAGES`, :data:`V2_L_STAGES`): the paper

@@ -40,7 +40,6 @@ Data flow (Table 1, channels × size at 224×224)::
          x ───┼─► 1×1 reduce ─► 5×5 ───────────┼─► concatenate the channels ─► y
               └─► 3×3 max pool ─► 1×1 pool proj┘
 
-
 With ``aux_logits=True`` a model in training mode returns ``(logits, (aux_4a, aux_4d))``, the two auxiliary
 classifiers' logits in the order of depth; :meth:`GoogLeNet.loss` turns that into the paper's objective,
 ``CE(logits) + 0.3 · (CE(aux_4a) + CE(aux_4d))``. In eval mode, and always without ``aux_logits``, it returns

@@ -45,7 +45,6 @@ the block's input width)::
     one MixConv (C channels, g = 3):
       x ─► split C into (⌊C/3⌋ + C mod 3, ⌊C/3⌋, ⌊C/3⌋) ─► 3×3 dw │ 5×5 dw │ 7×7 dw ─► concat ─► C channels
 
-
 Deviations from the paper, all timm's (``mixnet_s``/``_m``/``_l``, the reference, trained in PyTorch):
 
 * BatchNorm uses PyTorch's defaults (eps 1e-5, momentum 0.1) and every convolution pads symmetrically by

@@ -44,7 +44,6 @@ Data flow of NASNet-A (6 @ 4032) at 331×331 (filters per cell operation in pare
       block b = 0 … 4:  state b+2 = op_left(state[left input]) + op_right(state[right input])
       output = concat of the unconsumed states: 6C channels (normal cell), 4C (reduction cell)
 
-
 NASNet-A (4 @ 1056), the mobile model, is the same network with N = 4, 44 filters in the first stage
 (1056 = 6 × 44 × 2²), 11 and 22 in the stem cells and a 32-filter stem convolution, at 224×224.
 

@@ -31,7 +31,6 @@ Data flow (Table 1) of ResNet-50 at 224×224::
     one bottleneck:   x ──► 1×1 reduce ─► 3×3 ─► 1×1 restore ──(+)──► ReLU ─► y
                       └──────── identity, or 1×1 projection W_s ───┘
 
-
 Deviations from the paper, all torchvision's, kept so that its weights load and its outputs match:
 
 * "ResNet v1.5": a bottleneck that downsamples puts its stride on the 3×3 convolution, not on the first

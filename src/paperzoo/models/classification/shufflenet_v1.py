@@ -45,7 +45,6 @@ Data flow of ShuffleNet 1× (g = 3) at 224×224 (Table 1)::
          │                                                                         ├─ concat ─► ReLU ─► y
          └────────────────────────── 3×3 average pool /2 ──────────────────────────┘  C_in
 
-
 Complexity and size. Table 1 gives 143, 140, 137, 133 and 137 MFLOPs for g = 1, 2, 3, 4, 8 (Tables 2 and 5 round
 the 1× networks to 140, the 0.5× ones to 38); this build measures 143.1, 140.8, 137.5, 134.3 and 138.4
 (``paperzoo.measure.measure_gmacs``, which counts convolutions and the fc layer and, like the paper, a 3×3

@@ -26,7 +26,6 @@ Data flow of VGG-16 (configuration D) at 224×224::
       fc6 → ReLU → dropout → fc7 → ReLU → dropout               4096
       fc8                                                      1000 logits
 
-
 The layers keep the names of the authors' released Caffe models (``conv4_3``, ``fc7``), the names that the
 FCN and SSD papers use when they build on VGG.
 

@@ -41,7 +41,6 @@ Data flow (Figure 5) at 299×299; every convolution is followed by BatchNorm::
     one module:   x ──► [ReLU ─► SepConv ─► BN] × 2 or 3 ─► [max pool /2] ──(+)──► y
                   └──────────── identity, or 1×1 conv /2 ─► BN ──────────────┘
 
-
 Deviations from the paper, all the reference's (timm's ``legacy_xception``, the Keras model's weights ported to
 PyTorch by Cadene), kept so that its weights load and its outputs match:
 
