@@ -40,7 +40,6 @@ Data flow at the canonical 1×28×28 input::
       decoder (training): mask all but one v_j → 160 → FC 512, ReLU → FC 1024, ReLU
                           → FC 784, sigmoid                                   1×28×28
 
-
 The parameter count, 8,215,568 (the paper's "8.2M ... 6.8M without the reconstruction subnetwork", §5):
 Conv1 256·(1·9·9) + 256 = 20,992; PrimaryCaps 256·(256·9·9) + 256 = 5,308,672 (a convolution, so the 6×6
 positions share it); DigitCaps 1152·10·(16·8) = 1,474,560, one W_ij per primary capsule i, i.e. per type *and*

@@ -10,7 +10,6 @@ cheap attention maps that re-weight the block's output: first *what* to look at 
     F'  = M_c(F)  ⊗ F       channel attention  M_c ∈ R^{C×1×1}
     F'' = M_s(F') ⊗ F'      spatial attention  M_s ∈ R^{1×H×W}
 
-
 (⊗ is element-wise multiplication, the maps broadcast over the missing axes).
 
 * Channel attention (eq. 2). Squeeze the spatial axes two ways, average pooling and max pooling, and send
@@ -49,7 +48,6 @@ Data flow of CBAM-ResNet-50 at 224×224::
     channel attention:  F ─► avg pool ─┐                     spatial attention:  F' ─► mean over C ─┐
                         F ─► max pool ─┴► shared MLP ─► + ─► σ ─► ⊗ F              F' ─► max over C ─┴► 7×7 ─► σ ─► ⊗ F'
                         (N, C) each      C → C/16 → C        (N, C, 1, 1)           (N, 2, H, W)         (N, 1, H, W)
-
 
 Deviations from the paper:
 

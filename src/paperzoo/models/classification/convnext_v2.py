@@ -35,7 +35,6 @@ scale γ (with GRN it became redundant, the paper finds)::
     x ──► 7×7 depthwise conv ─► LN ─► 1×1, 4C ─► GELU ─► GRN ─► 1×1, C ─► drop path ──(+)──► y
     └───────────────────────────────────── identity ────────────────────────────────────┘
 
-
 The macro-architecture is V1's (patchify stem, four stages, LN + 2×2 stride-2 downsampling between them, pooled
 LN and linear head); the family (the paper's "model scaling") spans 3.7M to 659M parameters:
 Atto C = (40, 80, 160, 320), Femto (48, …, 384), Pico (64, …, 512), each with B = (2, 2, 6, 2) blocks per stage;
@@ -51,7 +50,6 @@ Data flow of ConvNeXt V2-Tiny at 224×224 (stage names as in ``convnext.py``, af
       res4: downsampling; 9 blocks                                    384×14×14
       res5: downsampling; 3 blocks                                    768×7×7
       global average pool → LN → fc                                   1000 logits
-
 
 As in ``convnext.py``, the block's 1×1 convolutions are ``nn.Linear`` layers on a channels-last ``(N, H, W, C)``
 tensor (the same linear map at every pixel), the block's LayerNorm and GRN work there too, and the stem and

@@ -32,7 +32,6 @@ Data flow of ``coordconv_resnet50`` at 224×224::
       1×1 convolution, 8 channels                           8×224×224
       ResNet-50 with an 8-channel first convolution         1000 logits
 
-
 Data flow of the coordinate classifier (``coordconv_classifier``, 64×64 canvas)::
 
     coordinates (i, j) in [−1, 1]                  2
@@ -41,11 +40,9 @@ Data flow of the coordinate classifier (``coordconv_classifier``, 64×64 canvas)
       1×1 convolutions 32, 64, 64 (ReLU), 1        1×64×64
       flatten                                      4096 logits: a softmax over the pixels paints one
 
-
 and of the coordinate regressor (one-hot 64×64 image → its pixel's (i, j))::
 
     image 1×64×64 → 1×1 CoordConv 8 → 1×1 8 → 1×1 8 → 3×3 8 → 3×3 2 → global max over the pixels → 2
-
 
 Deviations from the paper, and its gaps filled:
 

@@ -31,7 +31,6 @@ they make 53 layers. Data flow (Table 1) at 256×256::
     one residual unit:   x ──► 1×1, C/2 ─► 3×3, C ──(+)──► y      (no activation after the sum: Darknet's
                          └──────── identity ───────────┘        shortcut layer is linear)
 
-
 Deviations from the paper and from Darknet (the authors' C framework, whose cfg files define the network):
 
 * BatchNorm has PyTorch's defaults (ε = 1e-5, running averages with momentum 0.1; Darknet keeps them with 0.01),

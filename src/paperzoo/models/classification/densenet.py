@@ -43,7 +43,6 @@ Data flow (Table 1) of DenseNet-121 (k = 32, blocks of 6, 12, 24, 16 layers) at 
     dense layer ℓ:  [x_0, …, x_{ℓ−1}] ─► BN-ReLU-Conv 1×1 (4k) ─► BN-ReLU-Conv 3×3 (k) ─► x_ℓ
                     k_0 + k·(ℓ−1) maps                                                   k maps
 
-
 Deviations from the paper, all torchvision's, kept so that its weights load and its outputs match:
 
 * Transition layers are BN → ReLU → 1×1 conv → 2×2 average pool: the paper's text lists batch

@@ -42,7 +42,6 @@ Data flow of EfficientNet-B0 (Table 1, with the paper's stage numbers) at 224×2
     one MBConv:  x ─► 1×1 expand ×t, SiLU ─► k×k depthwise, SiLU ─► SE ─► 1×1 project, linear ─► drop ─(+)─► y
                  └──────────────────── identity, only when the stride is 1 and the width is kept ──────┘
 
-
 B1 … B7 scale every stage's width and number of layers, the stem and the head, and the input size.
 
 Deviations from the paper, all torchvision's (kept so that its weights load and its outputs match):

@@ -42,7 +42,6 @@ Data flow of HRNet-W32-C at 224×224 (C = 32; a module's four streams fuse after
                                            X_2 ─ 3×3 s2 ──────────(+)─ ReLU ─ Y_2
                                            X_3 ─ 1×1 ─ upsample ×2 ┘      (and likewise Y_1, Y_3)
 
-
 The pose network HRNet-W32 at 256×192 keeps only Y_1 of the very last fusion and maps it by a 1×1 convolution to 17
 heatmaps of 64×48; its targets are 2-D Gaussians at the keypoints and its loss the mean squared error.
 

@@ -42,7 +42,6 @@ Data flow (channels × size at 299×299)::
                                              ├─► 1×1 ─► … ─► 3×3/2 ──┼─► concatenate ─► y (half the grid)
                                              └─► 3×3/2 max pool ─────┘
 
-
 With ``aux_logits=True`` a model in training mode returns ``(logits, aux_logits)``; :meth:`InceptionV3.loss` gives
 the training objective, label-smoothed cross-entropy of the main classifier plus 0.4 times that of the
 auxiliary one. In eval mode, and always without ``aux_logits``, it returns the logits alone. ``aux_logits`` is

@@ -37,7 +37,6 @@ GroupNorm(32 groups) everywhere. At the canonical 1×28×28 input::
       (ResNet: 6 × [x + conv 3×3(ReLU(GN(conv 3×3(ReLU(GN(x))))))]  64×6×6)
       head: GroupNorm → ReLU → global average pool → fc           10 logits
 
-
 Parameter counts, derived by hand from that configuration: the downsampling has (64·9 + 64) + 128 +
 (64·64·16 + 64) + 128 + (64·64·16 + 64) = 132,096; f has two ConcatConv2d of 65·64·9 + 64 = 37,504 and
 three GroupNorms of 128, 75,392; the head 128 + 64·10 + 10 = 778. ODE-Net: 208,266. A residual block has two

@@ -34,7 +34,6 @@ Data flow of PyramidNet-272 (α = 200, bottleneck, N = 90 units) on a 32×32 CIF
     one unit:   x ──► BN ─► 1×1 ─► BN ─► ReLU ─► 3×3 (stride) ─► BN ─► ReLU ─► 1×1 ─► BN ──(+)──► y
                 └───── identity (2×2 average pool if strided) + zero channels ──────────┘
 
-
 PyramidNet-200 on ImageNet takes ResNet-200's stem (7×7 convolution with stride 2, BN, ReLU, 3×3 max pool)
 and four stages of [3, 24, 36, 3] bottleneck units widening from 64 by α = 300.
 

@@ -41,7 +41,6 @@ Data flow of RegNetY-400MF (d=16, w_0=48, w_a=27.89, w_m=2.09, g=8, b=1) at 224�
       x ──► 1×1, w·b ─► 3×3 grouped (group width g), stride s ─► [SE] ─► 1×1, w ──(+)──► ReLU ─► y
       └──────────────────── identity, or 1×1 projection with stride s ─────────────┘
 
-
 ``features_only=True`` returns the four stages, at strides 4, 8, 16 and 32, as ResNet and ResNeXt do, so a
 detection or segmentation head takes any of these backbones with the same ``out_indices``. The stem's output
 (32 channels at stride 2, after a single convolution) is not offered: torchvision's detection and segmentation

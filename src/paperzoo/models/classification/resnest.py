@@ -54,7 +54,6 @@ Data flow of ResNeSt-50 (2s1x64d: radix 2, cardinality 1, width 64) at 224×224:
              ─► fc C → C' ─► BN ─► ReLU ─► fc C' → R·C ─► r-Softmax over the R splits ─► a_1 … a_R
       V = Σ_i a_i · U_i   (C channels)
 
-
 Deviations from the paper, all the reference's (timm's ``resnest50d``, ``resnest101e``, ``resnest200e``,
 ``resnest269e``, which load the authors' weights), kept so that its weights load and its outputs match:
 

@@ -30,7 +30,6 @@ Figure 3 shows three equivalent forms of one block; this file builds (c), as the
         convolution with C groups (Krizhevsky et al. 2012). So: 1×1 256→128, 3×3 grouped 128→128 (C=32),
         1×1 128→256. The three forms compute the same function with the same weights; (c) is the fastest.
 
-
 The reformulation gives a new topology only for blocks of depth >= 3 (§3.3); in a two-layer block the
 grouped form collapses to a wide dense one, which is why ResNeXt is built from bottlenecks.
 
@@ -47,7 +46,6 @@ Data flow (Table 1) of ResNeXt-50 (32×4d) at 224×224::
     one block (form c):
       x ──► 1×1, C·d ─► 3×3 grouped, C·d, C groups ─► 1×1, out ──(+)──► ReLU ─► y
       └────────────── identity, or 1×1 projection with stride ────┘
-
 
 The stride of a downsampling block sits on its 3×3 convolution, as the paper says (§4, following
 fb.resnet.torch), which is what torchvision's ResNets call "v1.5"; here it is the paper's own network.

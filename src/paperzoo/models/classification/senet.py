@@ -47,7 +47,6 @@ Data flow of SE-ResNet-50 at 224×224 (Table 1; SENet-154 in brackets)::
       squeeze: global average pool, U (N, 256, H, W) → z (N, 256, 1, 1)
       excite:  fc 256 → 16 ─► ReLU ─► fc 16 → 256 ─► sigmoid: the gates s (N, 256, 1, 1)
 
-
 Deviations from the paper, kept so that the reference's weights load and its outputs match:
 
 * ``seresnet50`` is timm's ``seresnet50``, trained by timm in PyTorch: a downsampling block puts its stride

@@ -52,7 +52,6 @@ Data flow of ShuffleNet V2 1× at 224×224 (Table 5)::
       x ─┬─► 3×3 DWConv /2, BN ─► 1×1 Conv, BN, ReLU ─────────────────────── C_out/2 ─┬─► concat ─► shuffle ─► y
          └─► 1×1 Conv, BN, ReLU ─► 3×3 DWConv /2, BN ─► 1×1 Conv, BN, ReLU ─ C_out/2 ─┘
 
-
 Deviations: none in the architecture; the configuration and the layer order are torchvision's
 (``torchvision.models.shufflenet_v2_x*``), which are the paper's. Two implementation notes:
 

@@ -45,7 +45,6 @@ Data flow of SqueezeNet 1.0 at 224×224::
     Fire module:  x ─► squeeze 1×1 (s) ─► ReLU ─┬─► expand 1×1 (e_1x1) ─► ReLU ─┐
                                                 └─► expand 3×3 (e_3x3) ─► ReLU ─┴─► concat (e_1x1 + e_3x3)
 
-
 SqueezeNet 1.1 (``squeezenet1_1``) is not in the paper: the authors released it later
 (https://github.com/forresti/SqueezeNet) with 2.4× less computation and the same accuracy. Its conv1 is a
 3×3 convolution with 64 filters, and it pools earlier, after conv1, fire3 and fire5; the Fire modules are

@@ -54,7 +54,6 @@ Data flow of Swin-T at 224×224 (tokens are channels-last, N×H×W×C, where Lay
     variants (Table 1 / §3.3): Swin-T C=96, depths 2-2-6-2; Swin-S C=96, 2-2-18-2; Swin-B C=128, 2-2-18-2;
     32 channels per head, MLP ratio 4, M = 7.
 
-
 ``forward_features`` returns the final map channels-last, (N, H/32, W/32, 8C), as torchvision's
 ``features`` + ``norm``; ``features_only=True`` returns the four stages' outputs (before the next patch
 merging, without a final norm) channels-first, (N, C_i, H_i, W_i), like every backbone of the zoo.

@@ -53,7 +53,6 @@ Data flow of ViT-B/16 at 224×224::
     variants (Table 1):  Base L=12 D=768 MLP=3072 h=12 · Large 24/1024/4096/16 · Huge 32/1280/5120/16;
                          the /16, /32, /14 suffix is the patch size P.
 
-
 Deviations from the paper, all torchvision's unless said otherwise, so that its weights load and its outputs
 match:
 
