@@ -264,7 +264,7 @@ class ImageClassifier(nn.Module):
         if num_classes < 0:
             raise ValueError(f"num_classes must be 0 (no classifier) or more, got {num_classes}")
         if global_pool is not None:
-            self.global_pool = ClassifierPool(global_pool)
+            self.set_global_pool(global_pool)
         old = self.get_classifier()
         new = self._new_classifier(num_classes, old)
         new.train(self.training)
@@ -329,7 +329,7 @@ class ImageClassifier(nn.Module):
                 self.set_submodule(name, nn.Identity())
             self.head_modules = ()
             self.__dict__.pop("_head_hidden_size", None)
-            self.reset_classifier(0, "")
+            self.reset_classifier(0, "" if isinstance(getattr(self, "global_pool", None), ClassifierPool) else None)
         return take
 
     def as_backbone(self, out_indices: Sequence[int] | None = None) -> None:

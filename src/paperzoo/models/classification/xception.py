@@ -149,6 +149,8 @@ class Xception(ImageClassifier):
     # fails below: 6 → 2 → 0); below 32 the exit flow's map is one pixel computed mostly from padding.
     min_input_size = 32
     model_name = "xception"
+    first_conv = "entry_flow.conv1.conv"
+    head_dropout_name = "dropout"
 
     def __init__(
         self,
@@ -159,7 +161,6 @@ class Xception(ImageClassifier):
         super().__init__()
         self.num_classes = num_classes
         self.in_chans = in_chans
-        last = max(self.out_indices) if features_only else 4  # the last map built
 
         entry: OrderedDict[str, nn.Module] = OrderedDict(
             conv1=ConvNormAct(in_chans, 32, 3, stride=2, padding=0),
@@ -167,24 +168,23 @@ class Xception(ImageClassifier):
         )
         entry_modules = [("module1", 64, 128, False), ("module2", 128, 256, True), ("module3", 256, 728, True)]
         for index, (name, in_channels, width, start_with_relu) in enumerate(entry_modules, start=1):
-            if index <= last:  # module3 opens stride 16, built with the middle flow's map
-                entry[name] = XceptionModule(in_channels, (width, width), stride=2, start_with_relu=start_with_relu)
+            entry[name] = XceptionModule(in_channels, (width, width), stride=2, start_with_relu=start_with_relu)
         self.entry_flow = nn.Sequential(entry)
-        if last >= 3:
-            self.middle_flow = nn.Sequential(OrderedDict(
-                (f"module{i}", XceptionModule(MIDDLE_WIDTH, (MIDDLE_WIDTH,) * 3))
-                for i in range(1, MIDDLE_FLOW_MODULES + 1)))
-        if last >= 4:
-            self.exit_flow = nn.Sequential(OrderedDict(
-                module=XceptionModule(MIDDLE_WIDTH, (728, 1024), stride=2),
-                sepconv1=separable_conv_norm_act(1024, 1536),
-                sepconv2=separable_conv_norm_act(1536, 2048),
-            ))
+        self.middle_flow = nn.Sequential(OrderedDict(
+            (f"module{i}", XceptionModule(MIDDLE_WIDTH, (MIDDLE_WIDTH,) * 3))
+            for i in range(1, MIDDLE_FLOW_MODULES + 1)))
+        self.exit_flow = nn.Sequential(OrderedDict(
+            module=XceptionModule(MIDDLE_WIDTH, (728, 1024), stride=2),
+            sepconv1=separable_conv_norm_act(1024, 1536),
+            sepconv2=separable_conv_norm_act(1536, 2048),
+        ))
 
-        taps = [FeatureInfo(64, 2, "entry_flow.conv2"), FeatureInfo(128, 4, "entry_flow.module1"),
-                FeatureInfo(256, 8, "entry_flow.module2"), FeatureInfo(728, 16, "middle_flow"),
-                FeatureInfo(2048, 32, "exit_flow")]
-        self.feature_info = [taps[i] for i in self.out_indices] if features_only else taps
+        # The maps at strides 2 … 32, as timm's: entry module3 opens stride 16, so it goes with the middle flow.
+        self.feature_info = FeatureInfo([(64, 2, "entry_flow.conv2"), (128, 4, "entry_flow.module1"),
+                                         (256, 8, "entry_flow.module2"), (728, 16, "middle_flow"),
+                                         (2048, 32, "exit_flow")])
+        self.level_modules = (("entry_flow.conv1", "entry_flow.conv2"), ("entry_flow.module1",),
+                              ("entry_flow.module2",), ("entry_flow.module3", "middle_flow"), ("exit_flow",))
 
         self.num_features = 2048
         self.global_pool = ClassifierPool("avg")
@@ -199,6 +199,9 @@ class Xception(ImageClassifier):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return x  # the stem's two convolutions are the first feature level (stride 2)
 
 
 _PAPER = Paper(
