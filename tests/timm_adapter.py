@@ -1,6 +1,11 @@
 """The thin adapter that points timm's own model tests (``tests/timm_model_tests.py``) at paperzoo's registry:
 the names those tests import from ``timm`` (``create_model``, ``list_models``, ``get_pretrained_cfg_value``) and
-the one list of timm classes they read (``EARLY_POOL_MODELS``), answered by paperzoo."""
+the one list of timm classes they read (``EARLY_POOL_MODELS``), answered by paperzoo.
+
+Sizes: timm's tests take the input size from the model's ``pretrained_cfg``. To keep the run within CI's time on
+2 CPU cores, ``create_model`` here passes timm's ``pretrained_cfg_overlay`` with a 64×64 input (or the model's
+minimum, or the only size it takes), which the tests then use everywhere (timm shrinks its own CI's inputs with
+its TARGET_* sizes the same way)."""
 
 from __future__ import annotations
 
@@ -13,10 +18,20 @@ import paperzoo
 from paperzoo.models.classification.alexnet import AlexNet
 from paperzoo.models.classification.ghostnet import GhostNet
 from paperzoo.models.classification.vgg import VGG
+from paperzoo.registry import model_card
+
+TEST_SIZE = 64
+
+
+def test_input_size(model_name: str, in_chans: int = 3) -> tuple[int, int, int]:
+    spec = model_card(model_name).input
+    size = spec.shape[-1] if spec.fixed_size else max(TEST_SIZE, spec.min_size)
+    return (in_chans, size, size)
 
 
 def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> torch.nn.Module:
-    return paperzoo.create_model(model_name, pretrained=pretrained, **kwargs)
+    overlay = {"input_size": test_input_size(model_name, kwargs.get("in_chans", 3))}
+    return paperzoo.create_model(model_name, pretrained=pretrained, pretrained_cfg_overlay=overlay, **kwargs)
 
 
 def list_models(pattern: str = "*", **_: Any) -> list[str]:
@@ -25,7 +40,7 @@ def list_models(pattern: str = "*", **_: Any) -> list[str]:
 
 @functools.cache
 def _cfg(model_name: str) -> dict[str, Any]:
-    return paperzoo.create_model(model_name, device="meta").pretrained_cfg
+    return create_model(model_name, device="meta").pretrained_cfg
 
 
 def get_pretrained_cfg_value(model_name: str, key: str) -> Any:
@@ -33,5 +48,6 @@ def get_pretrained_cfg_value(model_name: str, key: str) -> Any:
 
 
 # timm: "models with extra conv/linear layers after pooling", where reset_classifier(0, '') cannot give the
-# unpooled map because the head's hidden layers need pooled (or fixed-size) input. timm lists its VGG; ours too.
+# unpooled map: timm lists its VGG and GhostNet; ours are VGG and AlexNet (fully-connected layers on a fixed-size
+# map) and GhostNet (a 1×1 convolution after the pool).
 EARLY_POOL_MODELS = (AlexNet, GhostNet, VGG)

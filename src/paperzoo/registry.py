@@ -445,7 +445,8 @@ def closest_names(name: str, known: list[str], limit: int = 5) -> list[str]:
 
 # timm's create_model keywords that every image classifier takes, applied by the shared base class
 # (layers/classifier.py) after the model file's constructor has built the network.
-CLASSIFIER_KEYWORDS = ("features_only", "out_indices", "global_pool", "drop_rate", "drop_path_rate")
+CLASSIFIER_KEYWORDS = ("features_only", "out_indices", "global_pool", "drop_rate", "drop_path_rate",
+                       "pretrained_cfg_overlay")
 
 
 def create_model(name: str, pretrained: bool | str = False, *, device: Any = None, dtype: Any = None,
@@ -457,8 +458,9 @@ def create_model(name: str, pretrained: bool | str = False, *, device: Any = Non
 
     Image classifiers also take timm's keywords: ``features_only`` with ``out_indices`` (a backbone returning
     the maps of those feature levels), ``global_pool`` (``"avg"``, ``"max"``, ``"avgmax"``, ``""``: none),
-    ``drop_rate`` (dropout before the classifier) and ``drop_path_rate`` (stochastic depth, where the
-    architecture has it)."""
+    ``drop_rate`` (dropout before the classifier), ``drop_path_rate`` (stochastic depth, where the
+    architecture has it) and ``pretrained_cfg_overlay`` (entries that replace the model's ``pretrained_cfg``,
+    e.g. another ``input_size``)."""
     import torch
 
     if pretrained:
@@ -476,6 +478,8 @@ def create_model(name: str, pretrained: bool | str = False, *, device: Any = Non
     if dtype is not None:
         model.to(dtype=dtype)
     if generic:
+        if generic.get("pretrained_cfg_overlay"):
+            model.pretrained_cfg = {**model.pretrained_cfg, **generic["pretrained_cfg_overlay"]}
         if "global_pool" in generic:
             model.set_global_pool(generic["global_pool"])
         if generic.get("drop_rate") is not None:

@@ -353,7 +353,10 @@ class ImageClassifier(nn.Module):
 
     @pretrained_cfg.setter
     def pretrained_cfg(self, value: dict[str, Any]) -> None:
-        self.__dict__["_pretrained_cfg"] = dict(value)
+        value = dict(value)
+        if "input_size" in value:  # the feature map's size follows the input's
+            value["pool_size"] = self._pool_size(tuple(value["input_size"][-2:]))
+        self.__dict__["_pretrained_cfg"] = value
 
     @property
     def default_cfg(self) -> dict[str, Any]:
