@@ -389,7 +389,10 @@ class ImageClassifier(nn.Module):
             "std": IMAGENET_STD,
             "pool_size": self._pool_size(size),
             "first_conv": self.first_conv,
-            "classifier": self.classifier_name,
+            # the layer whose weight the checkpoint's classifier is (inside a conv-act classifier: its conv)
+            "classifier": next((f"{self.classifier_name}.{n}".removesuffix(".weight") for n, _ in
+                                self.get_classifier().named_parameters() if n.endswith("weight")),
+                               self.classifier_name),
         }
         if preprocessing is not None and preprocessing.crop:
             # the weights' crop and resize decide the evaluation size (EfficientNet-B1 at 240, not the card's)
