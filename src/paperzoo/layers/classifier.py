@@ -51,7 +51,7 @@ from paperzoo.layers.features import FeatureInfo
 from paperzoo.layers.stochastic_depth import StochasticDepth
 from paperzoo.layers.validation import check_image_batch
 
-__all__ = ["ClassifierPool", "ImageClassifier", "NotApplicableError"]
+__all__ = ["ClassifierPool", "ImageClassifier", "NotApplicableError", "feature_indices"]
 
 POOL_TYPES = ("avg", "max", "avgmax", "")
 
@@ -86,7 +86,7 @@ class ClassifierPool(nn.Module):
         return f"pool_type={self.pool_type!r}"
 
 
-def _normalize_indices(indices: int | Sequence[int] | None, count: int) -> list[int]:
+def feature_indices(indices: int | Sequence[int] | None, count: int) -> list[int]:
     """timm's rule: ``None`` every level, an int ``n`` the last ``n``, a list those (negative from the end)."""
     if indices is None:
         return list(range(count))
@@ -209,7 +209,7 @@ class ImageClassifier(nn.Module):
             raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
         self.check_input(x)
         levels = self._level_names()
-        take = _normalize_indices(indices, len(levels))
+        take = feature_indices(indices, len(levels))
         last = max(take, default=-1) if (stop_early or intermediates_only) else len(levels) - 1
         intermediates = []
         x = self.forward_stem(x)
@@ -311,7 +311,7 @@ class ImageClassifier(nn.Module):
         """Remove the levels after the deepest of ``indices`` (and the head, the final layers if ``prune_norm``),
         so that a backbone keeps only what its features need. Returns the levels kept, as timm."""
         levels = self._level_names()
-        take = _normalize_indices(indices, len(levels))
+        take = feature_indices(indices, len(levels))
         deepest = max(take)
         for names in levels[deepest + 1:]:
             for name in names:
@@ -335,7 +335,7 @@ class ImageClassifier(nn.Module):
     def as_backbone(self, out_indices: Sequence[int] | None = None) -> None:
         """``features_only=True``: keep the levels up to the deepest of ``out_indices``, drop the head, and make
         ``forward`` return the maps of ``out_indices`` (``feature_info`` describes them)."""
-        take = _normalize_indices(out_indices, len(self.all_levels))
+        take = feature_indices(out_indices, len(self.all_levels))
         self.prune_intermediate_layers(take, prune_norm=True, prune_head=True)
         self.features_only = True
         self.out_indices = tuple(take)
