@@ -65,25 +65,27 @@ class ClassifierPool(nn.Module):
     """Global pooling before the classifier, flattened to ``(N, C)``: ``"avg"`` (every network here), ``"max"``,
     ``"avgmax"`` (their mean), or ``""``: none, the map is passed on unpooled (timm's ``global_pool=''``)."""
 
-    def __init__(self, pool_type: str = "avg") -> None:
+    def __init__(self, pool_type: str = "avg", input_fmt: str = "NCHW") -> None:
         super().__init__()
         if pool_type not in POOL_TYPES:
             raise ValueError(f"global_pool must be one of {', '.join(map(repr, POOL_TYPES))}, got {pool_type!r}")
         self.pool_type = pool_type
+        self.input_fmt = input_fmt
+        self.dims = (-2, -1) if input_fmt == "NCHW" else (1, 2)  # the spatial axes (Swin works channels-last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pool_type == "":
             return x
         if self.pool_type == "avg":
-            pooled = x.mean((-2, -1))
+            pooled = x.mean(self.dims)
         elif self.pool_type == "max":
-            pooled = x.amax((-2, -1))
+            pooled = x.amax(self.dims)
         else:
-            pooled = 0.5 * (x.mean((-2, -1)) + x.amax((-2, -1)))
+            pooled = 0.5 * (x.mean(self.dims) + x.amax(self.dims))
         return pooled  # (N, C, H, W) → (N, C)
 
     def extra_repr(self) -> str:
-        return f"pool_type={self.pool_type!r}"
+        return f"pool_type={self.pool_type!r}" + (f", input_fmt={self.input_fmt!r}" if self.input_fmt != "NCHW" else "")
 
 
 def feature_indices(indices: int | Sequence[int] | None, count: int) -> list[int]:
@@ -204,7 +206,8 @@ class ImageClassifier(nn.Module):
         ``n``), and unless ``intermediates_only`` the output of ``forward_features`` too, as ``(final, maps)``.
         ``stop_early`` skips the levels after the last one asked for (with ``intermediates_only``, always).
         ``norm`` applies to networks whose levels end in a shared norm (the transformers), a no-op for CNNs.
-        ``output_fmt``: ``"NCHW"`` (``"NHWC"`` where the network works channels-last)."""
+        ``output_fmt``: the maps' layout, ``"NCHW"`` or ``"NHWC"``, whatever the network's own (``output_fmt``,
+        the layout of ``forward_features``' output: channels-last for Swin)."""
         if output_fmt not in ("NCHW", "NHWC"):
             raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
         self.check_input(x)
@@ -216,7 +219,8 @@ class ImageClassifier(nn.Module):
         for index, names in enumerate(levels[:last + 1]):
             x = self._run(names, x)
             if index in take:
-                intermediates.append(x.permute(0, 2, 3, 1) if output_fmt == "NHWC" else x)
+                intermediates.append(x if output_fmt == self.output_fmt else
+                                     x.permute(0, 3, 1, 2) if output_fmt == "NCHW" else x.permute(0, 2, 3, 1))
         if intermediates_only:
             return intermediates
         return self.forward_final(x), intermediates
@@ -227,7 +231,7 @@ class ImageClassifier(nn.Module):
         x = self.global_pool(x)
         for name in self.head_modules:
             module = self.get_submodule(name)
-            if x.ndim == 4 and isinstance(module, nn.LayerNorm):  # unpooled (global_pool=""): each position
+            if x.ndim == 4 and isinstance(module, nn.LayerNorm) and self.output_fmt == "NCHW":  # unpooled: each pixel
                 x = module(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
             else:
                 x = module(x)
@@ -275,7 +279,7 @@ class ImageClassifier(nn.Module):
         """The global pooling before the classifier (``create_model(..., global_pool=...)``), classifier kept."""
         if not isinstance(getattr(self, "global_pool", None), ClassifierPool):
             raise NotApplicableError(f"{self.model_name} pools inside its head; global_pool does not apply")
-        self.global_pool = ClassifierPool(global_pool)
+        self.global_pool = ClassifierPool(global_pool, self.output_fmt)
 
     def set_drop_rate(self, drop_rate: float) -> None:
         """The dropout probability before the classifier (timm's ``drop_rate``)."""
