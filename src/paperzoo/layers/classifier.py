@@ -30,7 +30,8 @@ A model file declares (class attributes or set in ``__init__``):
 ``classifier_name``, ``first_conv``
     the dotted names of the logits layer and of the first convolution (as timm's ``pretrained_cfg``).
 ``head_dropout_name``
-    the dropout before the classifier that ``drop_rate`` sets (default: the shared ``head_drop``).
+    the model's dropout before the classifier, which ``drop_rate`` sets (none: ``head_drop``, dropout at
+    ``drop_rate``, 0 by default).
 
 and implements ``forward_stem`` when its stem is more than one module named ``stem``. Whatever differs from this
 shape (auxiliary classifiers, HRNet's parallel branches, NASNet's two-input cells, a transformer's tokens)
@@ -44,6 +45,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from paperzoo.layers.checkpoint import checkpoint_module, checkpointing
@@ -116,17 +118,16 @@ class ImageClassifier(nn.Module):
     level_modules: tuple[tuple[str, ...], ...] | None = None
     final_modules: tuple[str, ...] = ()
     head_modules: tuple[str, ...] = ()
-    head_dropout_name = "head_drop"
+    head_dropout_name: str | None = None
     # How the drop_path_rate keyword spreads over the stochastic-depth modules, shallow to deep: "linear" gives
     # module i of n rate·i/(n−1) (the last one the rate), "torchvision" rate·i/n (EfficientNet's rule).
     drop_path_schedule = "linear"
+    no_levels_reason = ""  # why a network without feature levels has none (said by features_only and the rest)
     features_only = False
     out_indices: tuple[int, ...] = ()
     grad_checkpointing = False
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.head_drop = nn.Dropout(0.0)  # timm's drop_rate; 0 (the identity) unless asked for
+    drop_rate = 0.0  # timm's drop_rate: dropout before the classifier, where the model has no dropout module
 
     # --- what the model file declares -------------------------------------------------------------------------
 
@@ -191,13 +192,18 @@ class ImageClassifier(nn.Module):
 
     def forward_final(self, x: torch.Tensor) -> torch.Tensor:
         """The layers after the last feature level that ``forward_features`` still includes."""
-        for name in self.final_modules:
-            x = self.get_submodule(name)(x)
-        return x
+        return self._run(tuple(self.final_modules), x)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → the last unpooled feature map ``(N, num_features, h, w)``."""
+        if not self.all_levels:  # a network without stages (CapsNet, ODE-Net): its stem, then its final layers
+            self.check_input(x)
+            return self.forward_final(self.forward_stem(x))
         return self.forward_intermediates(x, indices=[], intermediates_only=False)[0]
+
+    def _no_levels(self) -> None:
+        if not self.all_levels:
+            raise NotApplicableError(f"{self.model_name} has no feature levels to return: {self.no_levels_reason}")
 
     def forward_intermediates(self, x: torch.Tensor, indices: int | Sequence[int] | None = None, norm: bool = False,
                               stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False
@@ -210,6 +216,7 @@ class ImageClassifier(nn.Module):
         the layout of ``forward_features``' output: channels-last for Swin)."""
         if output_fmt not in ("NCHW", "NHWC"):
             raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
+        self._no_levels()
         self.check_input(x)
         levels = self._level_names()
         take = feature_indices(indices, len(levels))
@@ -235,8 +242,14 @@ class ImageClassifier(nn.Module):
                 x = module(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
             else:
                 x = module(x)
-        x = self.get_submodule(self.head_dropout_name)(x)
+        x = self.head_drop(x)
         return x if pre_logits else self.get_classifier()(x)
+
+    def head_drop(self, x: torch.Tensor) -> torch.Tensor:
+        """The dropout before the classifier: the model's own module, or ``drop_rate``."""
+        if self.head_dropout_name is not None:
+            return self.get_submodule(self.head_dropout_name)(x)
+        return F.dropout(x, self.drop_rate, self.training) if self.drop_rate > 0 else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if self.features_only:
@@ -285,10 +298,10 @@ class ImageClassifier(nn.Module):
         """The dropout probability before the classifier (timm's ``drop_rate``)."""
         if not 0.0 <= drop_rate < 1.0:
             raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate}")
-        dropout = self.get_submodule(self.head_dropout_name)
-        if not isinstance(dropout, nn.Dropout):
-            raise NotApplicableError(f"{self.model_name} has no dropout before its classifier")
-        dropout.p = drop_rate
+        if self.head_dropout_name is None:
+            self.drop_rate = drop_rate
+        else:
+            self.get_submodule(self.head_dropout_name).p = drop_rate
 
     def set_drop_path_rate(self, drop_path_rate: float) -> None:
         """Stochastic depth: the drop probability of the deepest residual branch, the others less with depth
@@ -314,6 +327,7 @@ class ImageClassifier(nn.Module):
                                   prune_head: bool = True) -> list[int]:
         """Remove the levels after the deepest of ``indices`` (and the head, the final layers if ``prune_norm``),
         so that a backbone keeps only what its features need. Returns the levels kept, as timm."""
+        self._no_levels()
         levels = self._level_names()
         take = feature_indices(indices, len(levels))
         deepest = max(take)

@@ -163,7 +163,6 @@ class CoordConvResNet(ImageClassifier):
                                    for names in self.backbone._level_names())
         self.final_modules = tuple(f"backbone.{name}" for name in self.backbone.final_modules)
         self.classifier_name = f"backbone.{self.backbone.classifier_name}"
-        self.head_dropout_name = f"backbone.{self.backbone.head_dropout_name}"
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.forward_stem(self.coord_conv(x))  # (N, 8, H, W) into the backbone's stem
@@ -173,6 +172,9 @@ class CoordConvResNet(ImageClassifier):
 
     def set_global_pool(self, global_pool: str) -> None:
         self.backbone.set_global_pool(global_pool)
+
+    def set_drop_rate(self, drop_rate: float) -> None:
+        self.backbone.set_drop_rate(drop_rate)
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         self.backbone.reset_classifier(num_classes, global_pool)
