@@ -81,7 +81,6 @@ from collections import OrderedDict
 from functools import partial
 from typing import Any, NamedTuple
 
-import torch
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, FeatureInfo, InvertedResidual

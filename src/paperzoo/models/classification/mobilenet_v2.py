@@ -58,7 +58,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-import torch
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, FeatureInfo, InvertedResidual

@@ -101,8 +101,8 @@ the paper does not state; we follow them so that timm's weights load and its out
 from __future__ import annotations
 
 from collections import OrderedDict
-from functools import partial
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, NamedTuple
 
 import torch

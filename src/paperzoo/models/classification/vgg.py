@@ -53,7 +53,7 @@ import torch
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, FeatureInfo
-from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
+from paperzoo.layers.classifier import ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["VGG", "VGGBlock"]

@@ -167,7 +167,7 @@ class Xception(ImageClassifier):
             conv2=ConvNormAct(32, 64, 3, padding=0),
         )
         entry_modules = [("module1", 64, 128, False), ("module2", 128, 256, True), ("module3", 256, 728, True)]
-        for index, (name, in_channels, width, start_with_relu) in enumerate(entry_modules, start=1):
+        for name, in_channels, width, start_with_relu in entry_modules:
             entry[name] = XceptionModule(in_channels, (width, width), stride=2, start_with_relu=start_with_relu)
         self.entry_flow = nn.Sequential(entry)
         self.middle_flow = nn.Sequential(OrderedDict(
