@@ -192,7 +192,9 @@ class ImageClassifier(nn.Module):
 
     def forward_final(self, x: torch.Tensor) -> torch.Tensor:
         """The layers after the last feature level that ``forward_features`` still includes."""
-        return self._run(tuple(self.final_modules), x)
+        for name in self.final_modules:
+            x = self.get_submodule(name)(x)
+        return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` → the last unpooled feature map ``(N, num_features, h, w)``."""
