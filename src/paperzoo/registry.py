@@ -479,7 +479,8 @@ def create_model(name: str, pretrained: bool | str = False, *, device: Any = Non
         model.to(dtype=dtype)
     if generic:
         if generic.get("pretrained_cfg_overlay"):
-            model.pretrained_cfg = {**model.pretrained_cfg, **generic["pretrained_cfg_overlay"]}
+            # dict.items: the stored values, without measuring the feature map's size at the replaced input size
+            model.pretrained_cfg = {**dict(dict.items(model.pretrained_cfg)), **generic["pretrained_cfg_overlay"]}
         if "global_pool" in generic:
             model.set_global_pool(generic["global_pool"])
         if generic.get("drop_rate") is not None:

@@ -373,9 +373,9 @@ class ImageClassifier(nn.Module):
 
     @pretrained_cfg.setter
     def pretrained_cfg(self, value: dict[str, Any]) -> None:
-        value = dict(value)
+        value = _Cfg(value, model=self)
         if "input_size" in value:  # the feature map's size follows the input's
-            value["pool_size"] = self._pool_size(tuple(value["input_size"][-2:]))
+            dict.pop(value, "pool_size", None)
         self.__dict__["_pretrained_cfg"] = value
 
     @property
@@ -392,7 +392,7 @@ class ImageClassifier(nn.Module):
         size = tuple(card.input.shape[-2:]) if card is not None else (224, 224)
         weights = next(iter(published_weights(name)), None) if known else None
         preprocessing = image_preprocessing(weights) if weights is not None else None
-        cfg: dict[str, Any] = {
+        cfg = _Cfg({
             "architecture": name,
             "tag": weights.tag if weights is not None else "",
             "source": weights.source if weights is not None else "",
@@ -407,17 +407,15 @@ class ImageClassifier(nn.Module):
             "crop_mode": "center",
             "mean": IMAGENET_MEAN,
             "std": IMAGENET_STD,
-            "pool_size": self._pool_size(size),
             "first_conv": self.first_conv,
             # the layer whose weight the checkpoint's classifier is (inside a conv-act classifier: its conv)
             "classifier": next((f"{self.classifier_name}.{n}".removesuffix(".weight") for n, _ in
                                 self.get_classifier().named_parameters() if n.endswith("weight")),
                                self.classifier_name),
-        }
+        }, model=self)
         if preprocessing is not None and preprocessing.crop:
             # the weights' crop and resize decide the evaluation size (EfficientNet-B1 at 240, not the card's)
             cfg["input_size"] = (self.in_chans, preprocessing.crop, preprocessing.crop)
-            cfg["pool_size"] = self._pool_size((preprocessing.crop, preprocessing.crop))
             cfg["crop_pct"] = round(preprocessing.crop / preprocessing.resize, 4) if preprocessing.resize else 1.0
             cfg["interpolation"] = preprocessing.interpolation
             cfg["mean"], cfg["std"] = tuple(preprocessing.mean), tuple(preprocessing.std)
@@ -425,25 +423,69 @@ class ImageClassifier(nn.Module):
 
     def _pool_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """The spatial size of ``forward_features``' output at the input ``size``: measured on the meta device
-        (no memory, nothing computed), which also covers unpadded convolutions."""
+        (no memory, nothing computed), which also covers unpadded convolutions; once per variant and size."""
+        key = (type(self), self.model_name, self.in_chans, tuple(size), tuple(self.all_levels.reduction()))
+        if key not in _POOL_SIZES:
+            _POOL_SIZES[key] = self._measure_pool_size(size)
+        return _POOL_SIZES[key]
+
+    def _measure_pool_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """One forward_features pass of a zero image, in eval mode and without gradients (running statistics
+        untouched): exact for unpadded convolutions too. On the meta device where the model is (nothing computed,
+        but torch's meta kernels are slow), on its own device otherwise."""
+        parameter = next(self.parameters())
+        x = torch.zeros(1, self.in_chans, *size, device=parameter.device, dtype=parameter.dtype)
+        modes = {module: module.training for module in self.modules()}
         try:
             with torch.no_grad():
-                params = {k: torch.empty_like(v, device="meta") for k, v in self.state_dict(keep_vars=True).items()}
-                x = torch.empty(1, self.in_chans, *size, device="meta", dtype=next(iter(params.values())).dtype)
-                out = torch.func.functional_call(_FeaturesOf(self), {f"model.{k}": v for k, v in params.items()},
-                                                 (x,))
-            return tuple(out.shape[-2:]) if self.output_fmt == "NCHW" else tuple(out.shape[1:3])
-        except Exception:  # noqa: BLE001 - a network whose features cannot be measured this way: from its stride
+                out = self.eval().forward_features(x)
+        except Exception:  # noqa: BLE001 - a size the network refuses: from its stride, as a guess
             reduction = self.all_levels[-1].stride if len(self.all_levels) else 32
             return (math.ceil(size[0] / reduction), math.ceil(size[1] / reduction))
+        finally:
+            for module, mode in modes.items():
+                module.training = mode
+        return tuple(out.shape[-2:]) if self.output_fmt == "NCHW" else tuple(out.shape[1:3])
 
 
-class _FeaturesOf(nn.Module):
-    """``model.forward_features`` as a module's ``forward``, for ``torch.func.functional_call``."""
+_POOL_SIZES: dict[tuple, tuple[int, int]] = {}
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
+
+class _Cfg(dict):
+    """``pretrained_cfg``: a dict whose ``pool_size`` (the feature map's size at ``input_size``) is measured when
+    first read, not each time a model is built."""
+
+    def __init__(self, values: dict[str, Any], model: ImageClassifier) -> None:
+        super().__init__(values)
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_features(x)
+    def _fill(self) -> None:
+        if not dict.__contains__(self, "pool_size"):
+            dict.__setitem__(self, "pool_size", self.model._pool_size(tuple(dict.__getitem__(self, "input_size")[-2:])))
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "pool_size":
+            self._fill()
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+    def __contains__(self, key: object) -> bool:
+        return key == "pool_size" or super().__contains__(key)
+
+    def __iter__(self):  # noqa: ANN204
+        self._fill()
+        return super().__iter__()
+
+    def items(self):  # noqa: ANN201
+        self._fill()
+        return super().items()
+
+    def keys(self):  # noqa: ANN201
+        self._fill()
+        return super().keys()
+
+    def __repr__(self) -> str:
+        self._fill()
+        return super().__repr__()
