@@ -90,3 +90,74 @@ def test_not_applicable(model_name: str) -> None:
     """What an architecture cannot have raises an error that says why, instead of a missing attribute."""
     with pytest.raises(NotApplicableError, match="feature levels|stages|capsule|continuous"):
         paperzoo.create_model(model_name, features_only=True)
+
+
+# --- the gaps issue 21 listed, each checked where it was ------------------------------------------------------
+
+def test_nasnet_classifier_lists_the_levels_its_backbone_returns():
+    """NASNet's classifier had an empty feature_info while its features_only build listed 5 levels."""
+    classifier = paperzoo.create_model("nasnet_a_mobile", device="meta")
+    backbone = paperzoo.create_model("nasnet_a_mobile", features_only=True, device="meta")
+    assert len(classifier.feature_info) == 5 and classifier.feature_info == backbone.feature_info
+    assert classifier.feature_info.reduction() == [2, 4, 8, 16, 32]
+
+
+def test_coordconv_resnet_builds_as_a_backbone():
+    """create_model("coordconv_resnet50", features_only=True) built, then its forward raised AttributeError."""
+    backbone = paperzoo.create_model("coordconv_resnet50", features_only=True, out_indices=(1, 3)).eval()
+    with torch.no_grad():
+        maps = backbone(torch.randn(1, 3, 64, 64))
+    assert [m.shape[1] for m in maps] == backbone.feature_info.channels() == [512, 2048]
+    assert [64 // m.shape[-1] for m in maps] == backbone.feature_info.reduction() == [8, 32]
+
+
+@pytest.mark.parametrize(("name", "features", "pre_logits"), [("vgg11", 512, 4096), ("alexnet", 256, 4096),
+                                                                ("ghostnet_050", 480, 1280)])
+def test_num_features_is_the_feature_maps_width(name, features, pre_logits):
+    """num_features was the pre-logits width (VGG's 4096); timm's meaning is forward_features' channels."""
+    model = paperzoo.create_model(name, device="meta").eval()
+    x = torch.empty(1, 3, 224, 224, device="meta")
+    feature_map = model.forward_features(x)
+    assert feature_map.shape[1] == model.num_features == features
+    assert model.forward_head(feature_map, pre_logits=True).shape[1] == model.head_hidden_size == pre_logits
+
+
+def test_swin_says_its_features_are_channels_last():
+    model = paperzoo.create_model("swin_t", device="meta")
+    x = torch.empty(1, 3, 224, 224, device="meta")
+    assert model.output_fmt == "NHWC" and model.forward_features(x).shape == (1, 7, 7, 768)
+    final, maps = model.forward_intermediates(x)  # NCHW unless asked otherwise, as timm
+    assert [tuple(m.shape[1:]) for m in maps] == [(96, 56, 56), (192, 28, 28), (384, 14, 14), (768, 7, 7)]
+    assert model.forward_intermediates(x, indices=1, output_fmt="NHWC", intermediates_only=True)[0].shape == (
+        1, 7, 7, 768)
+
+
+def test_timm_resolves_the_preprocessing_of_the_weights():
+    """timm.data.resolve_data_config(model=...) fell back to 224 pixels; the expected values are torchvision's
+    own metadata of the default weights, read here from torchvision."""
+    import timm.data
+    import torchvision
+
+    for name, weights in [("efficientnet_b1", torchvision.models.EfficientNet_B1_Weights.DEFAULT),
+                          ("inception_v3", torchvision.models.Inception_V3_Weights.DEFAULT),
+                          ("resnet50", torchvision.models.ResNet50_Weights.DEFAULT)]:
+        preprocessing = weights.transforms()
+        config = timm.data.resolve_data_config(model=paperzoo.create_model(name, device="meta"))
+        crop, resize = preprocessing.crop_size[0], preprocessing.resize_size[0]
+        assert config["input_size"] == (3, crop, crop), name
+        assert config["crop_pct"] == pytest.approx(crop / resize, abs=1e-4), name
+        assert config["interpolation"] == preprocessing.interpolation.value, name
+        assert config["mean"] == tuple(preprocessing.mean) and config["std"] == tuple(preprocessing.std), name
+
+
+def test_timm_keywords_reach_every_classifier():
+    model = paperzoo.create_model("convnextv2_atto", drop_rate=0.3, drop_path_rate=0.2, global_pool="max",
+                                  device="meta", dtype=torch.float64)
+    assert next(model.parameters()).dtype == torch.float64 and next(model.parameters()).device.type == "meta"
+    assert model.global_pool.pool_type == "max" and model.drop_rate == 0.3
+    rates = [m.p for m in model.modules() if type(m).__name__ == "StochasticDepth"]
+    assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.2)
+    with pytest.raises(NotApplicableError, match="stochastic depth"):
+        paperzoo.create_model("vgg11", drop_path_rate=0.1, device="meta")
+    with pytest.raises(TypeError):
+        paperzoo.create_model("resnet18", not_a_model_arg=1, device="meta")
