@@ -23,14 +23,15 @@ from paperzoo.registry import model_card
 TEST_SIZE = 64
 
 
-def test_input_size(model_name: str, in_chans: int = 3) -> tuple[int, int, int]:
+def test_input_size(model_name: str, in_chans: int | None = None) -> tuple[int, int, int]:
+    """64×64, or the card's size where it is smaller (the 28×28 models) or the only one the model takes."""
     spec = model_card(model_name).input
-    size = spec.shape[-1] if spec.fixed_size else max(TEST_SIZE, spec.min_size)
-    return (in_chans, size, size)
+    size = spec.shape[-1] if spec.fixed_size else max(min(TEST_SIZE, spec.shape[-1]), spec.min_size)
+    return (spec.shape[0] if in_chans is None else in_chans, size, size)
 
 
 def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> torch.nn.Module:
-    overlay = {"input_size": test_input_size(model_name, kwargs.get("in_chans", 3))}
+    overlay = {"input_size": test_input_size(model_name, kwargs.get("in_chans"))}
     return paperzoo.create_model(model_name, pretrained=pretrained, pretrained_cfg_overlay=overlay, **kwargs)
 
 

@@ -114,7 +114,8 @@ class ImageClassifier(nn.Module):
     classifier_name = "fc"
     first_conv = "conv1.conv"
     min_input_size = 1
-    output_fmt = "NCHW"
+    output_fmt = "NCHW"  # the layout of what forward_features (or a features_only forward) returns, as timm
+    map_fmt = "NCHW"  # the layout the network computes its maps in (Swin: channels-last)
     level_modules: tuple[tuple[str, ...], ...] | None = None
     final_modules: tuple[str, ...] = ()
     head_modules: tuple[str, ...] = ()
@@ -228,7 +229,7 @@ class ImageClassifier(nn.Module):
         for index, names in enumerate(levels[:last + 1]):
             x = self._run(names, x)
             if index in take:
-                intermediates.append(x if output_fmt == self.output_fmt else
+                intermediates.append(x if output_fmt == self.map_fmt else
                                      x.permute(0, 3, 1, 2) if output_fmt == "NCHW" else x.permute(0, 2, 3, 1))
         if intermediates_only:
             return intermediates
@@ -240,7 +241,7 @@ class ImageClassifier(nn.Module):
         x = self.global_pool(x)
         for name in self.head_modules:
             module = self.get_submodule(name)
-            if x.ndim == 4 and isinstance(module, nn.LayerNorm) and self.output_fmt == "NCHW":  # unpooled: each pixel
+            if x.ndim == 4 and isinstance(module, nn.LayerNorm) and self.map_fmt == "NCHW":  # unpooled: each pixel
                 x = module(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
             else:
                 x = module(x)
@@ -294,7 +295,7 @@ class ImageClassifier(nn.Module):
         """The global pooling before the classifier (``create_model(..., global_pool=...)``), classifier kept."""
         if not isinstance(getattr(self, "global_pool", None), ClassifierPool):
             raise NotApplicableError(f"{self.model_name} pools inside its head; global_pool does not apply")
-        self.global_pool = ClassifierPool(global_pool, self.output_fmt)
+        self.global_pool = ClassifierPool(global_pool, self.map_fmt)
 
     def set_drop_rate(self, drop_rate: float) -> None:
         """The dropout probability before the classifier (timm's ``drop_rate``)."""
@@ -359,6 +360,7 @@ class ImageClassifier(nn.Module):
         self.prune_intermediate_layers(take, prune_norm=True, prune_head=True)
         self.features_only = True
         self.out_indices = tuple(take)
+        self.output_fmt = "NCHW"  # the maps, channels-first whatever the network's own layout
 
     # --- pretrained_cfg ---------------------------------------------------------------------------------------
 

@@ -278,7 +278,7 @@ class SwinTransformer(ImageClassifier):
     # to whole windows for attention), so any H, W >= 4 works. torchvision's model takes 4×4 and fails on 3×3.
     min_input_size = 4
     model_name = "swin"
-    output_fmt = "NHWC"  # forward_features' map is channels-last (N, H/32, W/32, 8C), as timm's Swin
+    output_fmt = map_fmt = "NHWC"  # forward_features' map is channels-last (N, H/32, W/32, 8C), as timm's Swin
     first_conv = "patch_embed.projection"
     classifier_name = "head"
     final_modules = ("norm",)
