@@ -356,7 +356,11 @@ class ImageClassifier(nn.Module):
     def as_backbone(self, out_indices: Sequence[int] | None = None) -> None:
         """``features_only=True``: keep the levels up to the deepest of ``out_indices``, drop the head, and make
         ``forward`` return the maps of ``out_indices`` (``feature_info`` describes them)."""
-        take = feature_indices(out_indices, len(self.all_levels))
+        self._no_levels()
+        try:
+            take = feature_indices(out_indices, len(self.all_levels))
+        except ValueError as error:
+            raise ValueError(f"out_indices: {error}") from None
         self.prune_intermediate_layers(take, prune_norm=True, prune_head=True)
         self.features_only = True
         self.out_indices = tuple(take)

@@ -577,6 +577,8 @@ class NASNet(ImageClassifier):
 
     def prune_intermediate_layers(self, indices: int | Sequence[int] = 1, prune_norm: bool = False,
                                   prune_head: bool = True) -> list[int]:
+        if prune_head and self.aux_logits:
+            raise ValueError("a features_only backbone has no classifiers: aux_logits must be False")
         take = super().prune_intermediate_layers(indices, prune_norm, prune_head)
         last_cell = self._level_cells[max(take)]
         self.cells = self.cells[:0 if last_cell is None else last_cell + 1]  # no cell after the deepest level
