@@ -127,6 +127,7 @@ class ImageClassifier(nn.Module):
     features_only = False
     out_indices: tuple[int, ...] = ()
     grad_checkpointing = False
+    no_checkpointing_reason = ""  # why checkpointing would save nothing here (set_grad_checkpointing says so)
 
     drop_rate = 0.0  # timm's drop_rate: dropout before the classifier, where the model has no dropout module
 
@@ -322,6 +323,8 @@ class ImageClassifier(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Checkpoint each block in training: its activations are recomputed in the backward pass instead of
         kept (layers/checkpoint.py)."""
+        if self.no_checkpointing_reason:
+            raise NotApplicableError(f"{self.model_name} has no gradient checkpointing: {self.no_checkpointing_reason}")
         self.grad_checkpointing = enable
 
     # --- features_only and pruning ----------------------------------------------------------------------------

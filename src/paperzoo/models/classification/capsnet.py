@@ -90,7 +90,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from paperzoo.layers import check_image_batch
-from paperzoo.layers.checkpoint import checkpoint_module, checkpointing
 from paperzoo.layers.classifier import ImageClassifier, NotApplicableError
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
@@ -242,6 +241,8 @@ class CapsNet(ImageClassifier):
     model_name = "capsnet"
     first_conv = "conv1"
     classifier_name = "digit_caps"
+    no_checkpointing_reason = ("two layers and one routing step: recomputing any of them in the backward pass holds "
+                               "the same memory at the peak")
     no_levels_reason = ("one convolution and one layer of primary capsules, whose 6x6 grid DigitCaps reads whole "
                         "(it has a weight matrix for each capsule), not stages of maps at growing strides")
 
@@ -337,8 +338,8 @@ class CapsNet(ImageClassifier):
         return self._route(x).norm(dim=-1)  # (N, K, 16) → (N, K)
 
     def _route(self, primary: torch.Tensor) -> torch.Tensor:
-        """Primary capsules → digit capsules v_j (dynamic routing; checkpointed with set_grad_checkpointing)."""
-        return checkpoint_module(self.digit_caps, primary) if checkpointing(self) else self.digit_caps(primary)
+        """Primary capsules → digit capsules v_j (dynamic routing)."""
+        return self.digit_caps(primary)
 
     def digit_capsules(self, x: torch.Tensor) -> torch.Tensor:
         """Images → the DigitCaps vectors v_j ``(N, num_classes, 16)``."""

@@ -110,6 +110,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, FeatureInfo, StochasticDepth, check_image_batch
+from paperzoo.layers.checkpoint import checkpoint_module, checkpointing
 from paperzoo.layers.classifier import ClassifierPool, ImageClassifier, feature_indices
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
@@ -567,7 +568,8 @@ class NASNet(ImageClassifier):
         maps = {0: h} if 0 in take else {}
         h_prev, aux = h, None
         for index, cell in enumerate(self.cells[:last + 1]):
-            h, h_prev = cell(h, h_prev), (h_prev if self._keeps_previous[index] else h)
+            out = checkpoint_module(cell, h, h_prev) if checkpointing(self) else cell(h, h_prev)
+            h, h_prev = out, (h_prev if self._keeps_previous[index] else h)
             if index in taps:
                 maps[taps[index]] = F.relu(h)  # rectified, as every consumer of a cell output reads it
             if with_aux and index == self._aux_after:

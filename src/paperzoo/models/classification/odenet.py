@@ -76,7 +76,6 @@ import torch
 from torch import nn
 
 from paperzoo.layers import ConvNormAct
-from paperzoo.layers.checkpoint import checkpoint_module, checkpointing
 from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
@@ -206,6 +205,8 @@ class ODENet(ImageClassifier):
     min_input_size = 6
     model_name = "odenet"
     first_conv = "downsampling.0.conv"
+    no_checkpointing_reason = ("the continuous block is one unit: recomputing it in the backward pass holds the same "
+                               "memory at the peak; the paper's memory saver is the adjoint method, adjoint=True")
     no_levels_reason = ("its features come from one continuous block, h(1) = h(0) + ∫ f(h(t), t) dt, not from "
                         "stages of maps at growing strides")
 
@@ -262,12 +263,6 @@ class ODENet(ImageClassifier):
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         return self.downsampling(x)  # h(0)
-
-    def forward_final(self, x: torch.Tensor) -> torch.Tensor:
-        """h(0) → h(1), the ODE solved (or the residual blocks run), as one checkpointed unit in training with
-        ``set_grad_checkpointing``."""
-        block = self.get_submodule(self.final_modules[0])
-        return checkpoint_module(block, x) if checkpointing(self) else block(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Final state h(1) → logits ``(N, num_classes)``, or the pooled features ``(N, 64)`` if ``pre_logits``."""
