@@ -35,6 +35,13 @@ class FeatureLevel(dict):
     def module(self) -> str:
         return self["module"]
 
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, tuple):  # (channels, stride, module), as the levels were written before issue 21
+            return (self.channels, self.stride, self.module) == other
+        return dict.__eq__(self, other)
+
+    __hash__ = None  # a dict: mutable, unhashable
+
 
 class FeatureInfo(Sequence):
     """The feature levels of a network, shallow to deep, as timm's ``FeatureInfo``: ``channels()``,
