@@ -146,18 +146,22 @@ def test_loss_is_margin_plus_0_0005_times_the_true_class_reconstruction_error():
     assert all(p.grad is not None for p in model.parameters())
 
 
-def test_training_forward_returns_the_reconstruction_of_the_longest_capsule():
+def test_training_forward_returns_the_class_scores_as_every_classifier():
+    """Issue 21: the training-mode forward returned (scores, reconstructions), where a classifier returns logits;
+    the decoder is reached through loss/training_loss, and reconstruct draws the longest capsule's digit."""
     torch.manual_seed(0)
     model = CapsNet().train()
     x = digits("test", image_size=28)[:2][0]
-    scores, reconstructions = model(x)
-    assert scores.shape == (2, 10) and reconstructions.shape == (2, 1, 28, 28)
-    assert ((reconstructions > 0) & (reconstructions < 1)).all()
+    scores = model(x)
+    assert isinstance(scores, torch.Tensor) and scores.shape == (2, 10)
     with torch.no_grad():
         v = model.digit_capsules(x)
+        torch.testing.assert_close(scores, v.norm(dim=-1))  # ‖v_j‖
+        reconstructions = model.reconstruct(v)
+        assert reconstructions.shape == (2, 1, 28, 28) and ((reconstructions > 0) & (reconstructions < 1)).all()
         torch.testing.assert_close(reconstructions, model.reconstruct(v, scores.argmax(1)))
         model.eval()
-        assert torch.equal(model(x), scores)  # eval: the scores alone
+        assert torch.equal(model(x), scores)  # eval: the same scores
 
 
 def test_parameter_count_by_layer_is_the_papers():
@@ -188,8 +192,8 @@ def test_reset_classifier_rebuilds_the_digit_capsules_and_the_decoder():
     model.reset_classifier(5)
     assert model.digit_caps.weight.shape == (1152, 5, 16, 8) and model.decoder.fc1.in_features == 5 * 16
     x = torch.rand(2, 1, 28, 28)
-    scores, reconstructions = model.train()(x)
-    assert scores.shape == (2, 5) and reconstructions.shape == (2, 1, 28, 28)
+    scores = model.train()(x)
+    assert scores.shape == (2, 5) and model.reconstruct(model.digit_capsules(x)).shape == (2, 1, 28, 28)
     model.reset_classifier(0)
     assert model.digit_caps is None and model.decoder is None
     assert model(x).shape == (2, model.num_features) == (2, 1152 * 8)  # training mode too: no auxiliary head

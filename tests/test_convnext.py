@@ -23,7 +23,11 @@ SMALL_DEPTHS, SMALL_WIDTHS = (1, 1, 2, 1), (8, 16, 24, 32)
 def small_convnext(**kwargs) -> ConvNeXt:
     """A few-thousand-parameter ConvNeXt for behaviour tests."""
     torch.manual_seed(0)
-    return ConvNeXt(depths=SMALL_DEPTHS, widths=SMALL_WIDTHS, num_classes=5, **kwargs)
+    features_only, out_indices = kwargs.pop("features_only", False), kwargs.pop("out_indices", None)
+    model = ConvNeXt(depths=SMALL_DEPTHS, widths=SMALL_WIDTHS, num_classes=5, **kwargs)
+    if features_only:  # what create_model(..., features_only=True) does
+        model.as_backbone(out_indices)
+    return model
 
 
 def small_torchvision(**kwargs) -> torchvision.models.ConvNeXt:

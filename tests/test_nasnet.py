@@ -31,8 +31,12 @@ from paperzoo.models.classification.nasnet import (
 def tiny(**kwargs) -> NASNet:
     """NASNet-A (6 @ 192): the large model's layout with 8 filters in the first stage and an 8-filter stem, so
     timm's class builds the same network (its cell count is fixed at 6 per stage)."""
-    return NASNet(**{"cells_per_stage": 6, "penultimate_filters": 192, "stem_filters": 8, "num_classes": 10,
-                     **kwargs})
+    features_only, out_indices = kwargs.pop("features_only", False), kwargs.pop("out_indices", None)
+    model = NASNet(**{"cells_per_stage": 6, "penultimate_filters": 192, "stem_filters": 8, "num_classes": 10,
+                      **kwargs})
+    if features_only:  # what create_model(..., features_only=True) does
+        model.as_backbone(out_indices)
+    return model
 
 
 def tiny_timm() -> torch.nn.Module:

@@ -34,7 +34,11 @@ def torchvision_small() -> torch.nn.Module:
 
 
 def ours_small(**kwargs) -> SwinTransformer:
-    return SwinTransformer(num_classes=10, **SMALL, **kwargs)
+    features_only = kwargs.pop("features_only", False)
+    model = SwinTransformer(num_classes=10, **SMALL, **kwargs)
+    if features_only:  # what create_model(..., features_only=True) does
+        model.as_backbone()
+    return model
 
 
 def images(height: int, width: int, batch: int = 2) -> torch.Tensor:

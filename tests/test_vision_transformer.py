@@ -115,7 +115,7 @@ def test_pre_training_head_equals_torchvision_representation_size():
     reference = torchvision_small(representation_size=48)
     ours = paperzoo.load_weights(ours_small(representation_size=48), reference.state_dict(), source="torchvision")
     compare(ours, reference, images(224, 224))
-    assert ours.num_features == 48
+    assert ours.head_hidden_size == 48  # the pre-logits width; num_features is the tokens' (timm's meanings)
     with torch.no_grad():
         features = ours.forward_head(ours.forward_features(images(224, 224)), pre_logits=True)
     assert features.shape == (2, 48) and features.abs().max() <= 1  # the tanh layer's output

@@ -16,6 +16,7 @@ forgotten in either.
 from __future__ import annotations
 
 import ast
+import contextlib
 import fnmatch
 import functools
 import importlib
@@ -446,24 +447,60 @@ def closest_names(name: str, known: list[str], limit: int = 5) -> list[str]:
     return (family + typos)[:limit]
 
 
-def create_model(name: str, pretrained: bool | str = False, **kwargs: Any) -> nn.Module:
+# timm's create_model keywords that every image classifier takes, applied by the shared base class
+# (layers/classifier.py) after the model file's constructor has built the network.
+CLASSIFIER_KEYWORDS = ("features_only", "out_indices", "global_pool", "drop_rate", "drop_path_rate",
+                       "pretrained_cfg_overlay")
+
+
+def create_model(name: str, pretrained: bool | str = False, *, device: Any = None, dtype: Any = None,
+                 **kwargs: Any) -> nn.Module:
     """Build the registered variant ``name``; ``kwargs`` go to its constructor (``num_classes``,
-    ``in_chans``, ``features_only``, ...); a variant whose reference is a transformers class also takes its
-    configuration's names (``num_hidden_layers=6``, a ``config.json``'s contents). Build on the meta device
-    with ``with torch.device("meta"):``. ``pretrained=True`` loads the reference's default published weights, a
-    tag (``"IMAGENET1K_V1"``) others (:mod:`paperzoo.weights`)."""
+    ``in_chans``, ...); a variant whose reference is a transformers class also takes its configuration's names
+    (``num_hidden_layers=6``, a ``config.json``'s contents). ``pretrained=True`` loads the reference's default
+    published weights, a tag (``"IMAGENET1K_V1"``) others (:mod:`paperzoo.weights`). ``device`` and ``dtype``
+    place the model where it is built (``device="meta"``: the structure only, nothing allocated), as timm.
+
+    Image classifiers also take timm's keywords: ``features_only`` with ``out_indices`` (a backbone returning
+    the maps of those feature levels), ``global_pool`` (``"avg"``, ``"max"``, ``"avgmax"``, ``""``: none),
+    ``drop_rate`` (dropout before the classifier), ``drop_path_rate`` (stochastic depth, where the
+    architecture has it) and ``pretrained_cfg_overlay`` (entries that replace the model's ``pretrained_cfg``,
+    e.g. another ``input_size``)."""
+    import torch
+
     if pretrained:
         from paperzoo.weights import create_pretrained  # downloads and converters: only when weights are asked for
 
-        return create_pretrained(name, pretrained, **kwargs)
+        model = create_pretrained(name, pretrained, **kwargs)
+        return model.to(device=device, dtype=dtype) if device is not None or dtype is not None else model
+    generic = {key: kwargs.pop(key) for key in CLASSIFIER_KEYWORDS if key in kwargs}
     entry = _entry(name)
+    if generic and entry.card.task != "image-classification":
+        raise TypeError(f"{name} is not an image classifier; {', '.join(generic)} apply to image classifiers only")
     if kwargs and entry.card.reference.startswith("transformers:"):
         # the reference's configuration names (BertConfig's num_hidden_layers) → ours (num_layers)
         from paperzoo.interop.huggingface import our_keywords
 
         kwargs = our_keywords(name, kwargs)
-    model = entry.builder(**kwargs)
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        model = entry.builder(**kwargs)
     model.model_name = name  # read by the shared input check, so its errors name the variant
+    if dtype is not None:
+        model.to(dtype=dtype)
+    if generic:
+        if generic.get("pretrained_cfg_overlay"):
+            # dict.items: the stored values, without measuring the feature map's size at the replaced input size
+            model.pretrained_cfg = {**dict(dict.items(model.pretrained_cfg)), **generic["pretrained_cfg_overlay"]}
+        if "global_pool" in generic:
+            model.set_global_pool(generic["global_pool"])
+        if generic.get("drop_rate") is not None:
+            model.set_drop_rate(generic["drop_rate"])
+        if generic.get("drop_path_rate") is not None:
+            model.set_drop_path_rate(generic["drop_path_rate"])
+        if generic.get("features_only"):
+            model.as_backbone(generic.get("out_indices"))
+        elif "out_indices" in generic:
+            raise TypeError("out_indices applies with features_only=True; leave it out otherwise")
     return model
 
 

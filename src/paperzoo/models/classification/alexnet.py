@@ -53,13 +53,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, check_image_batch
+from paperzoo.layers import ConvNormAct, FeatureInfo
+from paperzoo.layers.classifier import ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["AlexNet"]
 
 
-class AlexNet(nn.Module):
+class AlexNet(ImageClassifier):
     """AlexNet (torchvision's single-column variant).
 
     Args:
@@ -70,6 +71,11 @@ class AlexNet(nn.Module):
 
     min_input_size = 63  # the smallest H, W for which pool5 still sees a 3×3 window
     model_name = "alexnet"
+    first_conv = "features.conv1.conv"
+    classifier_name = "fc8"
+    final_modules = ("features.pool5",)
+    # fc6 and fc7 work on the 6×6 map, not on globally pooled features: global_pool does not apply
+    head_modules = ("avgpool", "classifier")
 
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5) -> None:
         super().__init__()
@@ -88,8 +94,14 @@ class AlexNet(nn.Module):
             conv5=ConvNormAct(256, 256, kernel_size=3, norm_layer=None),
             pool5=nn.MaxPool2d(kernel_size=3, stride=2),  # 13 → 6
         ))
+        # the feature levels: the last convolution at each stride (pool5 follows in forward_features)
+        self.feature_info = FeatureInfo([(64, 4, "features.conv1"), (192, 8, "features.conv2"),
+                                         (256, 16, "features.conv5")])
+        self.level_modules = (("features.conv1",), ("features.pool1", "features.conv2"),
+                              ("features.pool2", "features.conv3", "features.conv4", "features.conv5"))
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
-        self.num_features = 4096
+        self.num_features = 256  # pool5's channels
+        self.head_hidden_size = 4096  # fc7's, what fc8 reads
         self.classifier = nn.Sequential(OrderedDict(
             drop6=nn.Dropout(p=dropout),
             fc6=nn.Linear(256 * 6 * 6, 4096),
@@ -109,28 +121,18 @@ class AlexNet(nn.Module):
                 nn.init.normal_(module.weight, mean=0.0, std=0.01)
                 nn.init.constant_(module.bias, 1.0 if module in ones else 0.0)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → pool5 feature map ``(N, 256, h, w)``."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.features(x)
+    def init_classifier(self, fc: nn.Module) -> None:
+        nn.init.normal_(fc.weight, mean=0.0, std=0.01)
+        nn.init.zeros_(fc.bias)
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return x  # conv1 is the first feature level
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """pool5 map → logits ``(N, num_classes)``, or fc7's features ``(N, 4096)`` if ``pre_logits``."""
-        x = torch.flatten(self.avgpool(x), 1)  # (N, 256, 6, 6) → (N, 9216)
-        x = self.classifier(x)
+        x = self.classifier(torch.flatten(self.avgpool(x), 1))  # (N, 256, 6, 6) → (N, 9216) → (N, 4096)
+        x = self.head_drop(x)
         return x if pre_logits else self.fc8(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace fc8 with a freshly initialised layer of ``num_classes`` outputs (0: no fc8)."""
-        self.num_classes = num_classes
-        self.fc8 = nn.Linear(4096, num_classes) if num_classes > 0 else nn.Identity()
-        if num_classes > 0:
-            nn.init.normal_(self.fc8.weight, mean=0.0, std=0.01)
-            nn.init.zeros_(self.fc8.bias)
-
 
 @register(ModelCard(
     name="alexnet",

@@ -52,11 +52,12 @@ How the classifier conventions apply to a capsule network (the project's method 
 
 * Class scores are the capsule lengths ‖v_j‖ in [0, 1), shape (N, num_classes), not logits: argmax predicts
   the class, but the paper's loss is the margin loss on them (``loss``), not a cross-entropy.
-* The decoder is an auxiliary head, as GoogLeNet's auxiliary classifiers are: ``forward`` returns
-  ``(class_scores, reconstructions)`` in training mode, so that one backward pass reaches the decoder, and only
-  the scores in eval mode. ``forward`` has no labels, so its reconstructions mask by the longest capsule (the
-  predicted digit, as the paper does outside training); ``loss(images, labels)`` masks by the true class, as
-  the paper does in training.
+* ``forward`` returns the class scores in training mode too, as every classifier returns its logits. The
+  decoder is reached through ``loss(images, labels)`` / ``training_loss`` (what ``paperzoo train`` calls), which
+  masks by the true class, as the paper does in training; ``reconstruct(digit_capsules(x))`` draws the
+  longest capsule's digit (the prediction, as the paper does outside training).
+* There are no stages of feature maps (``features_only``, ``forward_intermediates`` and pruning say so), no
+  pooling and no dropout before the classifier (``global_pool`` and ``drop_rate`` say so).
 * The classifier is DigitCaps: its W_ij and routing are what depends on the number of classes (one digit
   capsule per class). ``forward_features`` returns the primary capsules u_i (N, 1152, 8), the vectors the
   routing reads; ``forward_head`` routes them to the digit capsules and returns their lengths, or with
@@ -89,6 +90,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from paperzoo.layers import check_image_batch
+from paperzoo.layers.classifier import ImageClassifier, NotApplicableError
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["CapsNet", "PrimaryCapsules", "DigitCapsules", "DynamicRouting", "ReconstructionDecoder", "squash",
@@ -215,7 +217,7 @@ def margin_loss(lengths: torch.Tensor, labels: torch.Tensor, m_plus: float = 0.9
     return loss.sum(dim=1).mean()
 
 
-class CapsNet(nn.Module):
+class CapsNet(ImageClassifier):
     """The three-layer capsule network of §4 with its reconstruction decoder.
 
     Args:
@@ -237,6 +239,12 @@ class CapsNet(nn.Module):
     min_input_size = 28
     image_size = 28
     model_name = "capsnet"
+    first_conv = "conv1"
+    classifier_name = "digit_caps"
+    no_checkpointing_reason = ("two layers and one routing step: recomputing any of them in the backward pass holds "
+                               "the same memory at the peak")
+    no_levels_reason = ("one convolution and one layer of primary capsules, whose 6x6 grid DigitCaps reads whole "
+                        "(it has a weight matrix for each capsule), not stages of maps at growing strides")
 
     def __init__(
         self,
@@ -285,41 +293,59 @@ class CapsNet(nn.Module):
             else:
                 _truncated_normal_(parameter, std)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Build ``num_classes`` fresh digit capsules, and a fresh decoder reading their 16·K masked values
-        (0: neither; the model then returns the flattened primary capsules)."""
-        self.num_classes = num_classes
-        if num_classes == 0:
-            self.digit_caps, self.decoder = None, None
-            return
-        self.digit_caps = DigitCapsules(self.num_primary_capsules, self.primary_capsule_dim, num_classes,
-                                        self.digit_capsule_dim, self.num_routing_iterations)
-        self._init_weights(self.digit_caps, std=0.1)
-        if self.has_decoder:
-            self.decoder = ReconstructionDecoder(num_classes, self.digit_capsule_dim, self.decoder_widths,
-                                                 (self.in_chans, self.image_size, self.image_size))
-            self._init_weights(self.decoder, std=0.1)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, 28, 28)`` → primary capsules u_i ``(N, 1152, 8)``."""
+    def check_input(self, x: torch.Tensor) -> None:
         check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size,
                           size=self.image_size,
                           size_reason="DigitCaps has one weight matrix W_ij for each of the 6x6x32 primary "
                                       "capsules that a 28x28 image gives, and the decoder draws 28x28 images")
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``(N, C, 28, 28)`` → primary capsules u_i ``(N, 1152, 8)`` (``forward_features``)."""
         return self.primary_caps(F.relu(self.conv1(x)))
+
+    def set_global_pool(self, global_pool: str) -> None:
+        raise NotApplicableError("CapsNet does not pool: each digit capsule routes over all 1152 primary capsules; "
+                                 "leave global_pool out")
+
+    def set_drop_rate(self, drop_rate: float) -> None:
+        raise NotApplicableError("CapsNet has no dropout before a classifier: its class scores are capsule lengths; "
+                                 "leave drop_rate out")
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Build ``num_classes`` fresh digit capsules, and a fresh decoder reading their 16·K masked values
+        (0: neither; the model then returns the flattened primary capsules)."""
+        if global_pool is not None:
+            self.set_global_pool(global_pool)
+        self.num_classes = num_classes
+        if num_classes == 0:
+            self.digit_caps, self.decoder = None, None
+            return
+        reference = next(self.conv1.parameters())
+        self.digit_caps = DigitCapsules(self.num_primary_capsules, self.primary_capsule_dim, num_classes,
+                                        self.digit_capsule_dim, self.num_routing_iterations).to(reference)
+        self._init_weights(self.digit_caps, std=0.1)
+        if self.has_decoder:
+            self.decoder = ReconstructionDecoder(num_classes, self.digit_capsule_dim, self.decoder_widths,
+                                                 (self.in_chans, self.image_size, self.image_size)).to(reference)
+            self._init_weights(self.decoder, std=0.1)
+        self.train(self.training)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Primary capsules → class scores ‖v_j‖ ``(N, num_classes)``, or with ``pre_logits`` (or no digit
         capsules) the primary capsules flattened ``(N, 9216)``."""
         if pre_logits or self.digit_caps is None:
             return x.flatten(1)  # (N, 1152, 8) → (N, 9216)
-        return self.digit_caps(x).norm(dim=-1)  # (N, K, 16) → (N, K)
+        return self._route(x).norm(dim=-1)  # (N, K, 16) → (N, K)
+
+    def _route(self, primary: torch.Tensor) -> torch.Tensor:
+        """Primary capsules → digit capsules v_j (dynamic routing)."""
+        return self.digit_caps(primary)
 
     def digit_capsules(self, x: torch.Tensor) -> torch.Tensor:
         """Images → the DigitCaps vectors v_j ``(N, num_classes, 16)``."""
         if self.digit_caps is None:
             raise ValueError("this CapsNet has no digit capsules (num_classes=0)")
-        return self.digit_caps(self.forward_features(x))
+        return self._route(self.forward_features(x))
 
     def reconstruct(self, digit_capsules: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Decode the capsule of ``labels`` (the true classes), or of the longest capsule if ``None``, with
@@ -330,16 +356,6 @@ class CapsNet(nn.Module):
             labels = digit_capsules.norm(dim=-1).argmax(dim=1)  # the prediction
         mask = F.one_hot(labels, self.num_classes).to(digit_capsules.dtype)  # (N, K)
         return self.decoder(digit_capsules, mask)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        primary = self.forward_features(x)
-        if self.digit_caps is None:
-            return self.forward_head(primary)
-        digit = self.digit_caps(primary)  # (N, K, 16)
-        scores = digit.norm(dim=-1)  # ‖v_j‖: (N, K)
-        if self.training and self.decoder is not None:  # the auxiliary head, as GoogLeNet's in training
-            return scores, self.reconstruct(digit)
-        return scores
 
     def loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The paper's objective for a batch: margin loss (eq. 4) + 0.0005 × the sum of squared errors of the

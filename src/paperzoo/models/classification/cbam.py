@@ -73,8 +73,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch, stage_outputs
-from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
+from paperzoo.layers import ConvNormAct, FeatureInfo
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["CBAM", "ChannelAttention", "SpatialAttention", "CBAMBottleneck", "CBAMResNet"]
@@ -181,7 +181,7 @@ class CBAMBottleneck(nn.Module):
         return self.act(residual + self.shortcut(x))
 
 
-class CBAMResNet(nn.Module):
+class CBAMResNet(ImageClassifier):
     """A ResNet with CBAM in every bottleneck (§4.1, Table 4).
 
     Args:
@@ -189,8 +189,6 @@ class CBAMResNet(nn.Module):
         reduction: the channel attention's reduction ratio r (16).
         num_classes: outputs of the final fc layer; 0 leaves it out and returns pooled features.
         in_chans: channels of the input image.
-        features_only: build no head; ``forward`` returns the outputs of the stages in ``out_indices``.
-        out_indices: which of conv2_x … conv5_x (0 … 3) ``features_only`` returns.
 
     ``set_grad_checkpointing()`` checkpoints each CBAM bottleneck in training (BatchNorm stats kept exact).
     """
@@ -205,25 +203,18 @@ class CBAMResNet(nn.Module):
         reduction: int = 16,
         num_classes: int = 1000,
         in_chans: int = 3,
-        features_only: bool = False,
-        out_indices: tuple[int, ...] = (0, 1, 2, 3),
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.features_only = features_only
-        self.out_indices = tuple(out_indices)
 
         self.conv1 = ConvNormAct(in_chans, 64, kernel_size=7, stride=2, padding=3)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
         stages: OrderedDict[str, nn.Module] = OrderedDict()
-        self.feature_info: list[FeatureInfo] = []
+        levels = []
         in_channels, stride_so_far = 64, 4
-        num_stages = max(self.out_indices) + 1 if features_only else 4
         for i, (width, num_blocks) in enumerate(zip((64, 128, 256, 512), blocks_per_stage, strict=True)):
-            if i == num_stages:
-                break
             stride = 1 if i == 0 else 2
             stride_so_far *= stride
             layers = []
@@ -233,14 +224,13 @@ class CBAMResNet(nn.Module):
                 in_channels = width * CBAMBottleneck.expansion
             name = f"conv{i + 2}_x"
             stages[name] = nn.Sequential(*layers)
-            if i in self.out_indices:
-                self.feature_info.append(FeatureInfo(in_channels, stride_so_far, f"stages.{name}"))
+            levels.append((in_channels, stride_so_far, f"stages.{name}"))
         self.stages = nn.Sequential(stages)
+        self.feature_info = FeatureInfo(levels)
 
         self.num_features = 512 * CBAMBottleneck.expansion
-        if not features_only:
-            self.global_pool = nn.AdaptiveAvgPool2d(1)
-            self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.global_pool = ClassifierPool("avg")
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -256,36 +246,11 @@ class CBAMResNet(nn.Module):
             if isinstance(module, SpatialAttention):  # every spatial map starts as a uniform σ(0) = 0.5
                 nn.init.zeros_(module.conv.weight)
                 nn.init.zeros_(module.conv.bias)
-        if not self.features_only and isinstance(self.fc, nn.Linear):
+        if isinstance(self.fc, nn.Linear):
             nn.init.kaiming_normal_(self.fc.weight)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → conv5_x feature map ``(N, 2048, H/32, W/32)``."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        x = self.maxpool(self.conv1(x))
-        stages = checkpoint_seq(self.stages, x, flatten=True) if checkpointing(self) else self.stages(x)
-        return stages
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """conv5_x map → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
-        x = torch.flatten(self.global_pool(x), 1)  # (N, C, h, w) → (N, C)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if self.features_only:
-            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-            x = self.maxpool(self.conv1(x))
-            return stage_outputs(x, self.stages, self.out_indices)
-        return self.forward_head(self.forward_features(x))
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Checkpoint each CBAM bottleneck in training: its activations are recomputed in the backward pass."""
-        self.grad_checkpointing = enable
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maxpool(self.conv1(x))
 
 
 # §4: "we follow [ResNet]": SGD, momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at 50% and 75% of the

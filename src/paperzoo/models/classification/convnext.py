@@ -95,8 +95,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, FeatureInfo, StochasticDepth, check_image_batch, stage_outputs
-from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
+from paperzoo.layers import ConvNormAct, FeatureInfo, StochasticDepth
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["ConvNeXt", "ConvNeXtBlock", "ConvNeXtStage", "DownsamplingLayer", "LayerNorm2d"]
@@ -184,7 +184,7 @@ class ConvNeXtStage(nn.Module):
         return self.blocks(self.downsample(x))
 
 
-class ConvNeXt(nn.Module):
+class ConvNeXt(ImageClassifier):
     """ConvNeXt (§3): a patchify stem, four stages of ConvNeXt blocks, a pooled, normalised linear head.
 
     Args:
@@ -197,8 +197,6 @@ class ConvNeXt(nn.Module):
         expansion: hidden width of the inverted bottleneck, as a multiple of the block's width.
         num_classes: outputs of the final fc layer; 0 leaves it out and returns the pooled, normalised features.
         in_chans: channels of the input image.
-        features_only: build no head; ``forward`` returns the outputs of the stages in ``out_indices``.
-        out_indices: which of res2 … res5 (0 … 3) ``features_only`` returns.
 
     ``set_grad_checkpointing()`` checkpoints each ConvNeXt block (and downsampling layer) in training.
     """
@@ -206,8 +204,9 @@ class ConvNeXt(nn.Module):
     # The stem divides by 4 and each of the three downsampling layers by 2 with a 2×2 kernel, which needs a
     # map of at least 2×2: below 32×32 res5's downsampling gets a 1×1 map and fails, in torchvision too.
     min_input_size = 32
+    first_conv = "stem.conv"
+    head_modules = ("head_norm",)  # the LayerNorm after the pool (§2.6)
     model_name = "convnext"
-    grad_checkpointing = False  # set_grad_checkpointing
 
     def __init__(
         self,
@@ -219,18 +218,12 @@ class ConvNeXt(nn.Module):
         expansion: int = 4,
         num_classes: int = 1000,
         in_chans: int = 3,
-        features_only: bool = False,
-        out_indices: tuple[int, ...] = (0, 1, 2, 3),
     ) -> None:
         super().__init__()
         if len(depths) != len(widths):
             raise ValueError(f"depths and widths need one entry per stage, got {depths} and {widths}")
-        if features_only and not all(0 <= i < len(depths) for i in out_indices):
-            raise ValueError(f"out_indices pick stages 0 … {len(depths) - 1}, got {tuple(out_indices)}")
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.features_only = features_only
-        self.out_indices = tuple(out_indices)
 
         # The "patchify" stem (§2.2): non-overlapping 4×4 patches, each embedded linearly, then LayerNorm.
         self.stem = ConvNormAct(in_chans, widths[0], kernel_size=4, stride=4, padding=0,
@@ -242,66 +235,35 @@ class ConvNeXt(nn.Module):
         probs = [stochastic_depth_prob * i / max(total_blocks - 1, 1) for i in range(total_blocks)]
 
         stages: OrderedDict[str, nn.Module] = OrderedDict()
-        self.feature_info: list[FeatureInfo] = []
-        num_stages = max(self.out_indices) + 1 if features_only else len(depths)
+        levels = []
         in_channels, first_block = widths[0], 0
         for i, (depth, channels) in enumerate(zip(depths, widths, strict=True)):
-            if i == num_stages:
-                break
             name = f"res{i + 2}"
             stages[name] = ConvNeXtStage(in_channels, channels, depth, probs[first_block:first_block + depth],
                                          downsample=i > 0, kernel_size=kernel_size, expansion=expansion,
                                          layer_scale_init=layer_scale_init)
-            if i in self.out_indices:
-                self.feature_info.append(FeatureInfo(channels, 4 * 2**i, f"stages.{name}"))
+            levels.append((channels, 4 * 2**i, f"stages.{name}"))
             in_channels, first_block = channels, first_block + depth
         self.stages = nn.Sequential(stages)
+        self.feature_info = FeatureInfo(levels)
+        # a level is a stage's downsampling layer and its blocks: checkpointed one by one
+        self.level_modules = tuple((f"stages.{name}.downsample", f"stages.{name}.blocks") for name in stages)
 
         self.num_features = widths[-1]
-        if not features_only:
-            self.global_pool = nn.AdaptiveAvgPool2d(1)
-            self.head_norm = nn.LayerNorm(self.num_features, eps=1e-6)  # the LayerNorm after the pool (§2.6)
-            self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.global_pool = ClassifierPool("avg")
+        self.head_norm = nn.LayerNorm(self.num_features, eps=1e-6)  # the LayerNorm after the pool (§2.6)
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights()
 
     def _init_weights(self) -> None:
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+                self.init_classifier(module)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → res5 feature map ``(N, widths[-1], H/32, W/32)``."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        x = self.stem(x)
-        if checkpointing(self):  # each downsampling layer and each block on its own
-            return checkpoint_seq([m for stage in self.stages for m in (stage.downsample, *stage.blocks)], x)
-        return self.stages(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """res5 map → logits ``(N, num_classes)``, or the pooled, normalised features if ``pre_logits``."""
-        x = self.head_norm(torch.flatten(self.global_pool(x), 1))  # (N, C, h, w) → (N, C)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if self.features_only:
-            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-            x = self.stem(x)
-            return stage_outputs(x, self.stages, self.out_indices)
-        return self.forward_head(self.forward_features(x))
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Checkpoint each ConvNeXt block in training: its activations are recomputed in the backward pass."""
-        self.grad_checkpointing = enable
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        if num_classes > 0:
-            nn.init.trunc_normal_(self.fc.weight, std=0.02)
-            nn.init.zeros_(self.fc.bias)
+    def init_classifier(self, layer: nn.Module) -> None:
+        nn.init.trunc_normal_(layer.weight, std=0.02)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
 
 
 _PAPER = Paper(

@@ -70,7 +70,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from paperzoo.layers import check_image_batch, check_input_values, skip_on_fx_proxies
+from paperzoo.layers import FeatureInfo, check_image_batch, check_input_values, skip_on_fx_proxies
+from paperzoo.layers.classifier import ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, create_model, register
 
 __all__ = [
@@ -126,7 +127,7 @@ class CoordConv2d(nn.Module):
         return self.conv(self.add_coords(x))
 
 
-class CoordConvResNet(nn.Module):
+class CoordConvResNet(ImageClassifier):
     """A 1×1 CoordConv in front of a registered classifier: the paper's ImageNet experiment (§5).
 
     Args:
@@ -137,10 +138,13 @@ class CoordConvResNet(nn.Module):
         num_classes: outputs of the backbone's classifier; 0 returns pooled features.
         in_chans: channels of the input image.
         **backbone_kwargs: passed on to the backbone (``stride_in_1x1=True``, ...).
+
+    The feature levels, the head and the classifier are the backbone's; the CoordConv joins its stem.
     """
 
     min_input_size = 32  # ResNet-50's total stride (its own input check enforces it too)
     model_name = "coordconv_resnet"
+    first_conv = "coord_conv.conv"
 
     def __init__(self, backbone: str = "resnet50", coord_channels: int = 8, with_r: bool = True,
                  num_classes: int = 1000, in_chans: int = 3, **backbone_kwargs: Any) -> None:
@@ -151,21 +155,30 @@ class CoordConvResNet(nn.Module):
                                      **backbone_kwargs)
         self.num_classes = num_classes
         self.num_features = self.backbone.num_features
+        self.head_hidden_size = self.backbone.head_hidden_size
+        # the backbone's levels, final layers and classifier, named from here
+        self.feature_info = FeatureInfo((level.channels, level.stride, f"backbone.{level.module}")
+                                        for level in self.backbone.all_levels)
+        self.level_modules = tuple(tuple(f"backbone.{name}" for name in names)
+                                   for names in self.backbone._level_names())
+        self.final_modules = tuple(f"backbone.{name}" for name in self.backbone.final_modules)
+        self.classifier_name = f"backbone.{self.backbone.classifier_name}"
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → the backbone's last feature map."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.backbone.forward_features(self.coord_conv(x))  # (N, 8, H, W) into the backbone
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_stem(self.coord_conv(x))  # (N, 8, H, W) into the backbone's stem
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.backbone.forward_head(x, pre_logits=pre_logits)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def set_global_pool(self, global_pool: str) -> None:
+        self.backbone.set_global_pool(global_pool)
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def set_drop_rate(self, drop_rate: float) -> None:
+        self.backbone.set_drop_rate(drop_rate)
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        self.backbone.reset_classifier(num_classes, global_pool)
         self.num_classes = num_classes
-        self.backbone.reset_classifier(num_classes)
 
 
 def normalize_coordinates(indices: torch.Tensor, size: int) -> torch.Tensor:

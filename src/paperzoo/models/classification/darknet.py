@@ -55,7 +55,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch, stage_outputs
+from paperzoo.layers import ConvNormAct, FeatureInfo
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
 __all__ = ["Darknet", "ResidualUnit", "DarknetStage"]
@@ -87,7 +88,7 @@ class DarknetStage(nn.Module):
         return self.units(self.downsample(x))
 
 
-class Darknet(nn.Module):
+class Darknet(ImageClassifier):
     """Darknet-53 (Table 1) and smaller networks of the same plan.
 
     Args:
@@ -97,15 +98,13 @@ class Darknet(nn.Module):
         negative_slope: the leaky ReLU's slope for negative inputs (0.1 in Darknet; 0.01 loads timm's weights).
         num_classes: outputs of the final fully-connected layer; 0 leaves it out and returns pooled features.
         in_chans: channels of the input image.
-        features_only: build no head; ``forward`` returns the outputs of the stages in ``out_indices``.
-        out_indices: which of the five stages (0 … 4, strides 2 … 32) ``features_only`` returns; YOLOv3 takes
-            ``(2, 3, 4)``, the maps at strides 8, 16 and 32.
     """
 
     # Every convolution is padded, so the network runs even on a 1×1 image (so does timm's darknet53), but below
     # its total stride of 32 the stride-32 map holds less than one input cell; refused, as for ResNet.
     min_input_size = 32
     model_name = "darknet"
+    first_conv = "stem.conv"
 
     def __init__(
         self,
@@ -115,46 +114,36 @@ class Darknet(nn.Module):
         negative_slope: float = 0.1,
         num_classes: int = 1000,
         in_chans: int = 3,
-        features_only: bool = False,
-        out_indices: tuple[int, ...] = (0, 1, 2, 3, 4),
     ) -> None:
         super().__init__()
         if len(units_per_stage) != len(stage_widths):
             raise ValueError(f"units_per_stage {units_per_stage} and stage_widths {stage_widths} differ in length")
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.features_only = features_only
-        self.out_indices = tuple(out_indices)
         act_layer = partial(nn.LeakyReLU, negative_slope=negative_slope)
 
         self.stem = ConvNormAct(in_chans, stem_width, kernel_size=3, act_layer=act_layer)
         stages: OrderedDict[str, nn.Module] = OrderedDict()
-        self.feature_info: list[FeatureInfo] = []
+        levels = []
         in_channels, stride = stem_width, 1
-        num_stages = max(self.out_indices) + 1 if features_only else len(stage_widths)
-        plan = zip(stage_widths[:num_stages], units_per_stage[:num_stages], strict=True)
+        plan = zip(stage_widths, units_per_stage, strict=True)
         for i, (width, num_units) in enumerate(plan):
             stride *= 2
             stages[f"stage{i + 1}"] = DarknetStage(in_channels, width, num_units, act_layer)
             in_channels = width
-            if i in self.out_indices:
-                self.feature_info.append(FeatureInfo(width, stride, f"stages.stage{i + 1}"))
+            levels.append((width, stride, f"stages.stage{i + 1}"))
         self.stages = nn.Sequential(stages)
+        self.feature_info = FeatureInfo(levels)
 
         self.num_features = stage_widths[-1]
-        if not features_only:
-            self.global_pool = nn.AdaptiveAvgPool2d(1)
-            self.fc = self._classifier(num_classes)
+        self.global_pool = ClassifierPool("avg")
+        self.fc = self._new_classifier(num_classes, None)
         self._init_weights()
 
-    def _classifier(self, num_classes: int) -> nn.Module:
-        if num_classes == 0:
-            return nn.Identity()
-        fc = nn.Linear(self.num_features, num_classes)
-        bound = math.sqrt(2.0 / self.num_features)  # Darknet's connected layer: uniform in ±√(2 / inputs)
+    def init_classifier(self, fc: nn.Module) -> None:
+        bound = math.sqrt(2.0 / fc.in_features)  # Darknet's connected layer: uniform in ±√(2 / inputs)
         nn.init.uniform_(fc.weight, -bound, bound)
         nn.init.zeros_(fc.bias)
-        return fc
 
     def _init_weights(self) -> None:
         for module in self.modules():
@@ -163,27 +152,6 @@ class Darknet(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → the last stage's map ``(N, 1024, H/32, W/32)``."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.stages(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Last map → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
-        x = torch.flatten(self.global_pool(x), 1)  # (N, C, h, w) → (N, C)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if self.features_only:
-            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-            return stage_outputs(self.stem(x), self.stages, self.out_indices)
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""
-        self.num_classes = num_classes
-        self.fc = self._classifier(num_classes)
 
 
 _PAPER = Paper(

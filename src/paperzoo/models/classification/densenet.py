@@ -88,7 +88,8 @@ import torch
 import torch.utils.checkpoint
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch
+from paperzoo.layers import ConvNormAct, FeatureInfo
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["DenseNet", "DenseBlock", "DenseLayer", "Transition", "BNReLUConv"]
@@ -192,7 +193,7 @@ class Transition(nn.Sequential):
         ))
 
 
-class DenseNet(nn.Module):
+class DenseNet(ImageClassifier):
     """A DenseNet-BC for ImageNet (Table 1): a stem, dense blocks joined by transitions, a classifier.
 
     Args:
@@ -205,9 +206,6 @@ class DenseNet(nn.Module):
         num_classes: outputs of the fc layer; 0 leaves it out and returns the pooled features.
         in_chans: channels of the input image.
         memory_efficient: checkpoint each layer's concatenation and bottleneck (see the module docstring).
-        features_only: build no head; ``forward`` returns the maps of the blocks in ``out_indices``.
-        out_indices: which blocks' outputs ``features_only`` returns (0 is dense_block1, stride 4). The
-            last block's map is taken after ``final_norm``, as the classifier sees it.
 
     ``set_grad_checkpointing()`` sets ``memory_efficient``: each layer's concatenation and bottleneck checkpointed.
     """
@@ -216,6 +214,7 @@ class DenseNet(nn.Module):
     # (conv0 and pool0 both map n pixels to ⌊(n − 1)/2⌋ + 1). dense_block4 then works on a 1×1 map.
     min_input_size = 29
     model_name = "densenet"
+    first_conv = "conv0.conv"
 
     def __init__(
         self,
@@ -228,50 +227,43 @@ class DenseNet(nn.Module):
         num_classes: int = 1000,
         in_chans: int = 3,
         memory_efficient: bool = False,
-        features_only: bool = False,
-        out_indices: tuple[int, ...] = (0, 1, 2, 3),
     ) -> None:
         super().__init__()
         if not 0.0 < compression <= 1.0:
             raise ValueError(f"compression θ must be in (0, 1], got {compression}")
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.features_only = features_only
-        self.out_indices = tuple(out_indices)
 
         # The stem is post-activation (conv → BN → ReLU): there is no earlier BN to normalise its input.
         self.conv0 = ConvNormAct(in_chans, stem_channels, kernel_size=7, stride=2, padding=3)
         self.pool0 = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
         num_blocks = len(layers_per_block)
-        if features_only and not (self.out_indices and all(0 <= i < num_blocks for i in self.out_indices)):
-            raise ValueError(f"out_indices must name blocks 0 … {num_blocks - 1}, got {out_indices}")
-        built = max(self.out_indices) + 1 if features_only else num_blocks
         blocks: OrderedDict[str, nn.Module] = OrderedDict()
-        self.feature_info: list[FeatureInfo] = []
+        # A feature level is a dense block's output (before the next transition; the last one normalised by
+        # final_norm, the pre-activation network's last BN-ReLU), computed by the transition before it and the block.
+        levels, level_modules = [], []
         channels, stride = stem_channels, 4
         for i, num_layers in enumerate(layers_per_block):
-            if i < built:
-                blocks[f"dense_block{i + 1}"] = DenseBlock(num_layers, channels, growth_rate, bottleneck_factor,
-                                                           drop_rate, memory_efficient)
+            blocks[f"dense_block{i + 1}"] = DenseBlock(num_layers, channels, growth_rate, bottleneck_factor,
+                                                       drop_rate, memory_efficient)
             channels += num_layers * growth_rate  # k_0 + k·L: the block passes on everything it read and made
             is_last = i == num_blocks - 1
-            if i in self.out_indices:
-                module = "final_norm" if is_last else f"blocks.dense_block{i + 1}"
-                self.feature_info.append(FeatureInfo(channels, stride, module))
+            levels.append((channels, stride, "final_norm" if is_last else f"blocks.dense_block{i + 1}"))
+            level_modules.append(((f"blocks.transition{i}",) if i else ()) + (f"blocks.dense_block{i + 1}",)
+                                 + (("final_norm",) if is_last else ()))
             if not is_last:
                 compressed = math.floor(compression * channels)  # ⌊θm⌋
-                if i + 1 < built:
-                    blocks[f"transition{i + 1}"] = Transition(channels, compressed)
+                blocks[f"transition{i + 1}"] = Transition(channels, compressed)
                 channels, stride = compressed, stride * 2
         self.blocks = nn.Sequential(blocks)
+        self.feature_info = FeatureInfo(levels)
+        self.level_modules = tuple(level_modules)
 
         self.num_features = channels
-        if built == num_blocks:
-            self.final_norm = nn.Sequential(OrderedDict(norm=nn.BatchNorm2d(channels), act=nn.ReLU(inplace=True)))
-        if not features_only:
-            self.global_pool = nn.AdaptiveAvgPool2d(1)
-            self.fc = nn.Linear(channels, num_classes) if num_classes > 0 else nn.Identity()
+        self.final_norm = nn.Sequential(OrderedDict(norm=nn.BatchNorm2d(channels), act=nn.ReLU(inplace=True)))
+        self.global_pool = ClassifierPool("avg")
+        self.fc = nn.Linear(channels, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -282,45 +274,19 @@ class DenseNet(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Linear):
-                nn.init.zeros_(module.bias)
+                self.init_classifier(module)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → the normalised, rectified last block ``(N, num_features, H/32, W/32)``."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.final_norm(self.blocks(self.pool0(self.conv0(x))))
+    def init_classifier(self, fc: nn.Module) -> None:
+        nn.init.zeros_(fc.bias)  # the weight keeps torch's default, as torchvision
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Last map → logits ``(N, num_classes)``, or the pooled features ``(N, num_features)`` if ``pre_logits``."""
-        x = torch.flatten(self.global_pool(x), 1)  # (N, C, h, w) → (N, C)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if self.features_only:
-            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-            taps = {info.module for info in self.feature_info}
-            x = self.pool0(self.conv0(x))
-            features = []
-            for name, module in self.blocks.named_children():
-                x = module(x)
-                if f"blocks.{name}" in taps:
-                    features.append(x)
-            if "final_norm" in taps:
-                features.append(self.final_norm(x))
-            return features
-        return self.forward_head(self.forward_features(x))
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool0(self.conv0(x))
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """timm's name for ``memory_efficient``: set it on every dense layer (see the module docstring)."""
         for module in self.modules():
             if isinstance(module, DenseLayer):
                 module.memory_efficient = enable
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        if num_classes > 0:
-            nn.init.zeros_(self.fc.bias)
 
 
 _PAPER = Paper(

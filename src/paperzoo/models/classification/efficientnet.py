@@ -86,11 +86,10 @@ from collections import OrderedDict
 from functools import partial
 from typing import Any, NamedTuple
 
-import torch
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, FeatureInfo, InvertedResidual, check_image_batch, stage_outputs
-from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
+from paperzoo.layers import ConvNormAct, FeatureInfo, InvertedResidual
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["EfficientNet", "CompoundScaling", "compound_scaling", "round_channels", "round_layers",
@@ -162,7 +161,7 @@ PYTORCH_BATCHNORM, TENSORFLOW_BATCHNORM = (1e-5, 0.1), (1e-3, 0.01)
 
 # --- the network ----------------------------------------------------------------------------------------------
 
-class EfficientNet(nn.Module):
+class EfficientNet(ImageClassifier):
     """EfficientNet-B0 (Table 1) scaled in width and depth.
 
     Args:
@@ -174,8 +173,6 @@ class EfficientNet(nn.Module):
         norm_eps, norm_momentum: of every BatchNorm (see Deviations).
         num_classes: outputs of the classifier; 0 leaves it out and returns the pooled features.
         in_chans: channels of the input image.
-        features_only: build no head; ``forward`` returns the feature maps chosen by ``out_indices``.
-        out_indices: which of the maps at strides 2, 4, 8, 16, 32 (0 … 4) ``features_only`` returns.
 
     The input resolution is not a constructor argument: the network takes any size, and each variant's card
     gives the one it was scaled for.
@@ -190,7 +187,10 @@ class EfficientNet(nn.Module):
     # whole network, as it passes torchvision's (checked; its metadata says min_size (1, 1)).
     min_input_size = 1
     model_name = "efficientnet"
-    grad_checkpointing = False  # set_grad_checkpointing
+    first_conv = "stem.conv"
+    final_modules = ("head_conv",)  # the 1×1 convolution to 1280 channels, part of the features as in timm
+    head_dropout_name = "dropout"
+    drop_path_schedule = "torchvision"
 
     def __init__(
         self,
@@ -202,35 +202,27 @@ class EfficientNet(nn.Module):
         norm_momentum: float = 0.1,
         num_classes: int = 1000,
         in_chans: int = 3,
-        features_only: bool = False,
-        out_indices: tuple[int, ...] = (0, 1, 2, 3, 4),
     ) -> None:
         super().__init__()
-        if not set(out_indices) <= set(range(len(FEATURE_STRIDES))):
-            raise ValueError(f"out_indices must be among 0 … {len(FEATURE_STRIDES) - 1}, got {out_indices}")
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.features_only = features_only
-        self.out_indices = tuple(sorted(out_indices))
         norm_layer = partial(nn.BatchNorm2d, eps=norm_eps, momentum=norm_momentum)
 
         in_channels = round_channels(STEM_CHANNELS, width_coefficient)
         self.stem = ConvNormAct(in_chans, in_channels, 3, stride=2, norm_layer=norm_layer, act_layer=nn.SiLU)
 
-        # At each feature stride, the last stage that still has it; nothing after the last one asked for.
+        # A feature level for each stride: the output of the last stage that still has it.
         strides, stride = [], 2
         for _, _, first_stride, _, _ in B0_STAGES:
             stride *= first_stride
             strides.append(stride)
         feature_stages = [max(i for i, s in enumerate(strides) if s == stride) for stride in FEATURE_STRIDES]
-        self._returned_stages = [feature_stages[i] for i in self.out_indices]
-        num_stages = max(self._returned_stages) + 1 if features_only else len(B0_STAGES)
 
         layers_per_stage = [round_layers(layers, depth_coefficient) for *_, layers in B0_STAGES]
         total_blocks, block_index = sum(layers_per_stage), 0
         stages: OrderedDict[str, nn.Module] = OrderedDict()
-        self.feature_info: list[FeatureInfo] = []
-        for i, (expansion, kernel, first_stride, channels, _) in enumerate(B0_STAGES[:num_stages]):
+        levels, level_modules, level = [], [], []
+        for i, (expansion, kernel, first_stride, channels, _) in enumerate(B0_STAGES):
             out_channels = round_channels(channels, width_coefficient)
             blocks = []
             for j in range(layers_per_stage[i]):
@@ -243,17 +235,21 @@ class EfficientNet(nn.Module):
                 in_channels, block_index = out_channels, block_index + 1
             name = f"stage{i + 2}"  # Table 1 numbers the stem as stage 1
             stages[name] = nn.Sequential(*blocks)
-            if i in self._returned_stages:
-                self.feature_info.append(FeatureInfo(out_channels, strides[i], f"stages.{name}"))
+            level.append(f"stages.{name}")
+            if i in feature_stages:
+                levels.append((out_channels, strides[i], f"stages.{name}"))
+                level_modules.append(tuple(level))
+                level = []
         self.stages = nn.Sequential(stages)
+        self.feature_info = FeatureInfo(levels)
+        self.level_modules = tuple(level_modules)
 
         self.num_features = round_channels(HEAD_CHANNELS, width_coefficient)
-        if not features_only:
-            self.head_conv = ConvNormAct(in_channels, self.num_features, 1, norm_layer=norm_layer,
-                                         act_layer=nn.SiLU)
-            self.global_pool = nn.AdaptiveAvgPool2d(1)
-            self.dropout = nn.Dropout(dropout)
-            self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head_conv = ConvNormAct(in_channels, self.num_features, 1, norm_layer=norm_layer,
+                                     act_layer=nn.SiLU)
+        self.global_pool = ClassifierPool("avg")
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -266,38 +262,12 @@ class EfficientNet(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Linear):
-                bound = 1.0 / math.sqrt(module.out_features)
-                nn.init.uniform_(module.weight, -bound, bound)
-                nn.init.zeros_(module.bias)
+                self.init_classifier(module)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → head convolution's map ``(N, num_features, H/32, W/32)``."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        x = self.stem(x)
-        stages = checkpoint_seq(self.stages, x, flatten=True) if checkpointing(self) else self.stages(x)
-        return self.head_conv(stages)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Head map → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
-        x = torch.flatten(self.global_pool(x), 1)  # (N, C, h, w) → (N, C)
-        return x if pre_logits else self.fc(self.dropout(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if self.features_only:
-            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-            x = self.stem(x)
-            return stage_outputs(x, self.stages, self._returned_stages)
-        return self.forward_head(self.forward_features(x))
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Checkpoint each MBConv block in training: its activations are recomputed in the backward pass."""
-        self.grad_checkpointing = enable
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-
+    def init_classifier(self, fc: nn.Module) -> None:
+        bound = 1.0 / math.sqrt(fc.out_features)
+        nn.init.uniform_(fc.weight, -bound, bound)
+        nn.init.zeros_(fc.bias)
 
 # --- the registered variants ----------------------------------------------------------------------------------
 

@@ -76,15 +76,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from paperzoo.layers import (
-    ConvNormAct,
-    FeatureInfo,
-    InvertedResidual,
-    StochasticDepth,
-    check_image_batch,
-    stage_outputs,
-)
-from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
+from paperzoo.layers import ConvNormAct, FeatureInfo, InvertedResidual, StochasticDepth
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["EfficientNetV2", "FusedMBConv", "StageSpec", "V2_S_STAGES", "V2_M_STAGES", "V2_L_STAGES"]
@@ -175,7 +168,7 @@ V2_L_STAGES = (
 FEATURE_STRIDES = (2, 4, 8, 16, 32)
 
 
-class EfficientNetV2(nn.Module):
+class EfficientNetV2(ImageClassifier):
     """EfficientNetV2: a stem, stages of Fused-MBConv and MBConv blocks, and a 1×1 head convolution.
 
     Args:
@@ -188,9 +181,6 @@ class EfficientNetV2(nn.Module):
         norm_eps, norm_momentum: of every BatchNorm.
         num_classes: outputs of the classifier; 0 leaves it out and returns the pooled features.
         in_chans: channels of the input image.
-        features_only: build no head; ``forward`` returns the feature maps chosen by ``out_indices``.
-        out_indices: which of the maps at strides 2, 4, 8, 16, 32 (0 … 4) ``features_only`` returns; ``None``:
-            all of them (a network of fewer stride-2 stages has fewer).
 
     Initialisation as torchvision: Kaiming normal (fan-out) convolutions, BatchNorm scale 1 and shift 0,
     classifier weights uniform in ±1/√(num_classes) with zero bias.
@@ -202,8 +192,11 @@ class EfficientNetV2(nn.Module):
     # whole network, as it passes torchvision's (checked). torchvision's weights' metadata says min_size
     # (33, 33), which neither network enforces.
     min_input_size = 1
+    first_conv = "stem.conv"
+    final_modules = ("head_conv",)  # the 1×1 convolution to 1280 channels, part of the features as in timm
+    head_dropout_name = "dropout"
+    drop_path_schedule = "torchvision"
     model_name = "efficientnet_v2"
-    grad_checkpointing = False  # set_grad_checkpointing
 
     def __init__(
         self,
@@ -216,37 +209,27 @@ class EfficientNetV2(nn.Module):
         norm_momentum: float = 0.1,
         num_classes: int = 1000,
         in_chans: int = 3,
-        features_only: bool = False,
-        out_indices: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.features_only = features_only
         norm_layer = partial(nn.BatchNorm2d, eps=norm_eps, momentum=norm_momentum)
 
         self.stem = ConvNormAct(in_chans, stem_channels, 3, stride=2, norm_layer=norm_layer, act_layer=nn.SiLU)
 
-        # At each feature stride, the last stage that still has it; nothing after the last one asked for.
+        # A feature level for each stride: the output of the last stage that still has it.
         strides, stride = [], 2
         for spec in stages:
             stride *= spec.stride
             strides.append(stride)
         feature_stages = [max(i for i, s in enumerate(strides) if s == stride)
                           for stride in FEATURE_STRIDES if stride in strides]
-        if out_indices is None:
-            out_indices = tuple(range(len(feature_stages)))
-        if not set(out_indices) <= set(range(len(feature_stages))):
-            raise ValueError(f"out_indices must be among 0 … {len(feature_stages) - 1}, got {out_indices}")
-        self.out_indices = tuple(sorted(out_indices))
-        self._returned_stages = [feature_stages[i] for i in self.out_indices]
-        num_stages = max(self._returned_stages) + 1 if features_only else len(stages)
 
         total_blocks, block_index = sum(spec.layers for spec in stages), 0
         in_channels = stem_channels
         built: OrderedDict[str, nn.Module] = OrderedDict()
-        self.feature_info: list[FeatureInfo] = []
-        for i, spec in enumerate(stages[:num_stages]):
+        levels, level_modules, level = [], [], []
+        for i, spec in enumerate(stages):
             blocks: list[nn.Module] = []
             for j in range(spec.layers):
                 common = dict(expand_ratio=spec.expand_ratio, kernel_size=spec.kernel_size,
@@ -262,16 +245,20 @@ class EfficientNetV2(nn.Module):
                 in_channels, block_index = spec.channels, block_index + 1
             name = f"stage{i + 1}"  # Table 4 numbers the stem as stage 0
             built[name] = nn.Sequential(*blocks)
-            if i in self._returned_stages:
-                self.feature_info.append(FeatureInfo(spec.channels, strides[i], f"stages.{name}"))
+            level.append(f"stages.{name}")
+            if i in feature_stages:
+                levels.append((spec.channels, strides[i], f"stages.{name}"))
+                level_modules.append(tuple(level))
+                level = []
         self.stages = nn.Sequential(built)
+        self.feature_info = FeatureInfo(levels)
+        self.level_modules = tuple(level_modules)
 
         self.num_features = head_channels
-        if not features_only:
-            self.head_conv = ConvNormAct(in_channels, head_channels, 1, norm_layer=norm_layer, act_layer=nn.SiLU)
-            self.global_pool = nn.AdaptiveAvgPool2d(1)
-            self.dropout = nn.Dropout(dropout)
-            self.fc = nn.Linear(head_channels, num_classes) if num_classes > 0 else nn.Identity()
+        self.head_conv = ConvNormAct(in_channels, head_channels, 1, norm_layer=norm_layer, act_layer=nn.SiLU)
+        self.global_pool = ClassifierPool("avg")
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(head_channels, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -284,37 +271,12 @@ class EfficientNetV2(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Linear):
-                bound = 1.0 / math.sqrt(module.out_features)
-                nn.init.uniform_(module.weight, -bound, bound)
-                nn.init.zeros_(module.bias)
+                self.init_classifier(module)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → head convolution's map ``(N, head_channels, H/32, W/32)``."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        x = self.stem(x)
-        stages = checkpoint_seq(self.stages, x, flatten=True) if checkpointing(self) else self.stages(x)
-        return self.head_conv(stages)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Head map → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
-        x = torch.flatten(self.global_pool(x), 1)  # (N, C, h, w) → (N, C)
-        return x if pre_logits else self.fc(self.dropout(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if self.features_only:
-            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-            x = self.stem(x)
-            return stage_outputs(x, self.stages, self._returned_stages)
-        return self.forward_head(self.forward_features(x))
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Checkpoint each (Fused-)MBConv block in training: its activations are recomputed in the backward pass."""
-        self.grad_checkpointing = enable
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+    def init_classifier(self, fc: nn.Module) -> None:
+        bound = 1.0 / math.sqrt(fc.out_features)
+        nn.init.uniform_(fc.weight, -bound, bound)
+        nn.init.zeros_(fc.bias)
 
 
 _PAPER = Paper(

@@ -82,7 +82,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, FeatureInfo, SqueezeExcite, check_image_batch, stage_outputs
+from paperzoo.layers import ConvNormAct, FeatureInfo, SqueezeExcite
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
 __all__ = ["GhostNet", "GhostModule", "GhostBottleneck", "GHOSTNET_STAGES", "round_channels"]
@@ -183,7 +184,7 @@ class GhostBottleneck(nn.Module):
         return branch + self.shortcut(x)
 
 
-class GhostNet(nn.Module):
+class GhostNet(ImageClassifier):
     """GhostNet (Table 1), scaled by a width multiplier.
 
     Args:
@@ -191,8 +192,6 @@ class GhostNet(nn.Module):
         dropout: probability of dropping a pre-logits feature before the classifier.
         num_classes: outputs of the classifier; 0 leaves it out and returns the 1280 pre-logits features.
         in_chans: channels of the input image.
-        features_only: build no head; ``forward`` returns the outputs of the stages in ``out_indices``.
-        out_indices: which of stage1 … stage5 (0 … 4, strides 2 … 32) ``features_only`` returns.
 
     Initialisation: PyTorch's defaults, as the released code and timm (which initialise nothing themselves).
     """
@@ -201,6 +200,10 @@ class GhostNet(nn.Module):
     # global: a 1×1 image passes the whole network, as it passes timm's (checked).
     min_input_size = 1
     model_name = "ghostnet"
+    first_conv = "stem.conv"
+    final_modules = ("final_conv",)
+    head_modules = ("head_conv",)  # pruned with the head
+    head_dropout_name = "dropout"
 
     def __init__(
         self,
@@ -208,25 +211,18 @@ class GhostNet(nn.Module):
         dropout: float = 0.2,
         num_classes: int = 1000,
         in_chans: int = 3,
-        features_only: bool = False,
-        out_indices: tuple[int, ...] = (0, 1, 2, 3, 4),
     ) -> None:
         super().__init__()
-        if not set(out_indices) <= set(range(len(GHOSTNET_STAGES))):
-            raise ValueError(f"out_indices must be among 0 … {len(GHOSTNET_STAGES) - 1}, got {tuple(out_indices)}")
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.features_only = features_only
-        self.out_indices = tuple(sorted(out_indices))
 
         in_channels = round_channels(STEM_CHANNELS * width)
         self.stem = ConvNormAct(in_chans, in_channels, 3, stride=2)
 
         stages: OrderedDict[str, nn.Module] = OrderedDict()
-        self.feature_info: list[FeatureInfo] = []
-        num_stages = max(self.out_indices) + 1 if features_only else len(GHOSTNET_STAGES)
+        levels = []
         stride = 2
-        for i, rows in enumerate(GHOSTNET_STAGES[:num_stages]):
+        for i, rows in enumerate(GHOSTNET_STAGES):
             blocks = []
             for kernel, expansion, channels, squeeze_excite, block_stride in rows:
                 out_channels = round_channels(channels * width)
@@ -236,41 +232,25 @@ class GhostNet(nn.Module):
                 in_channels, stride = out_channels, stride * block_stride
             name = f"stage{i + 1}"
             stages[name] = nn.Sequential(*blocks)
-            if i in self.out_indices:
-                self.feature_info.append(FeatureInfo(in_channels, stride, f"stages.{name}"))
+            levels.append((in_channels, stride, f"stages.{name}"))
         self.stages = nn.Sequential(stages)
+        self.feature_info = FeatureInfo(levels)
 
-        self.num_features = HEAD_CHANNELS  # the pre-logits width: head_conv's output, not scaled by α
-        if not features_only:
-            self.final_conv = ConvNormAct(in_channels, round_channels(FINAL_CHANNELS * width), 1)
-            self.global_pool = nn.AdaptiveAvgPool2d(1)
-            # A 1×1 convolution with bias on the pooled map, and ReLU: MobileNetV3's efficient last stage.
-            self.head_conv = nn.Conv2d(round_channels(FINAL_CHANNELS * width), HEAD_CHANNELS, 1)
-            self.head_act = nn.ReLU(inplace=True)
-            self.dropout = nn.Dropout(dropout)
-            self.fc = nn.Linear(HEAD_CHANNELS, num_classes) if num_classes > 0 else nn.Identity()
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → final_conv's map ``(N, 960·α, H/32, W/32)``."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.final_conv(self.stages(self.stem(x)))
+        self.final_conv = ConvNormAct(in_channels, round_channels(FINAL_CHANNELS * width), 1)
+        self.num_features = round_channels(FINAL_CHANNELS * width)  # the map forward_features returns
+        self.head_hidden_size = HEAD_CHANNELS  # the pre-logits width: head_conv's output, not scaled by α
+        self.global_pool = ClassifierPool("avg")
+        # A 1×1 convolution with bias on the pooled map, and ReLU: MobileNetV3's efficient last stage.
+        self.head_conv = nn.Conv2d(round_channels(FINAL_CHANNELS * width), HEAD_CHANNELS, 1)
+        self.head_act = nn.ReLU(inplace=True)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(HEAD_CHANNELS, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """final_conv's map → logits ``(N, num_classes)``, or the 1280 pre-logits features if ``pre_logits``."""
-        x = self.head_act(self.head_conv(self.global_pool(x)))  # (N, C, h, w) → (N, 1280, 1, 1)
-        x = torch.flatten(x, 1)  # → (N, 1280)
-        return x if pre_logits else self.fc(self.dropout(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if self.features_only:
-            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-            return stage_outputs(self.stem(x), self.stages, self.out_indices)
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        """The map → pooled → head_conv, ReLU (on the 1×1 map, after the pool) → logits, or the 1280 features."""
+        x = self.head_act(self.head_conv(self.global_pool(x)[..., None, None]))  # (N, C) → (N, 1280, 1, 1)
+        x = self.dropout(torch.flatten(x, 1))
+        return x if pre_logits else self.fc(x)
 
 
 _PAPER = Paper(

@@ -80,7 +80,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, check_image_batch
+from paperzoo.layers import ConvNormAct, FeatureInfo
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
 __all__ = ["GoogLeNet", "InceptionModule", "AuxiliaryClassifier"]
@@ -156,7 +157,7 @@ class AuxiliaryClassifier(nn.Module):
         return self.fc(self.dropout(x))
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(ImageClassifier):
     """GoogLeNet (Table 1), with torchvision's deviations (see the module docstring).
 
     Args:
@@ -177,6 +178,8 @@ class GoogLeNet(nn.Module):
     # 1×1, too small for pool3's 3×3 window. Found by trying sizes; torchvision's model has the same limit.
     min_input_size = 15
     model_name = "googlenet"
+    first_conv = "stem.conv1.conv"
+    head_dropout_name = "dropout"
 
     def __init__(
         self,
@@ -223,8 +226,16 @@ class GoogLeNet(nn.Module):
             self.aux_4a = AuxiliaryClassifier(self.inception4a.out_channels, num_classes, dropout_aux)
             self.aux_4d = AuxiliaryClassifier(self.inception4d.out_channels, num_classes, dropout_aux)
 
+        # the feature levels: the last layer at each stride, 2 … 32
+        self.feature_info = FeatureInfo([(64, 2, "stem.conv1"), (192, 4, "stem.conv2"), (480, 8, "inception3b"),
+                                         (832, 16, "inception4e"), (1024, 32, "inception5b")])
+        self.level_modules = (("stem.conv1",), ("stem.pool1", "stem.conv2_reduce", "stem.conv2"),
+                              ("stem.pool2", "inception3a", "inception3b"),
+                              ("pool3", "inception4a", "inception4b", "inception4c", "inception4d", "inception4e"),
+                              ("pool4", "inception5a", "inception5b"))
+
         self.num_features = self.inception5b.out_channels  # 1024
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.global_pool = ClassifierPool("avg")
         self.dropout = nn.Dropout(p=dropout)
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights()
@@ -232,19 +243,25 @@ class GoogLeNet(nn.Module):
     def _init_weights(self) -> None:
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
-                nn.init.trunc_normal_(module.weight, mean=0.0, std=0.01, a=-2.0, b=2.0)
+                self.init_classifier(module)
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
-    def _trunk(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """Images → inception (5b)'s map ``(N, 1024, H/32, W/32)``, and the auxiliary logits if ``with_aux``."""
+    def init_classifier(self, layer: nn.Module) -> None:
+        nn.init.trunc_normal_(layer.weight, mean=0.0, std=0.01, a=-2.0, b=2.0)
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         if self.transform_input:
             mean = x.new_tensor(_IMAGENET_MEAN).view(1, 3, 1, 1)
             std = x.new_tensor(_IMAGENET_STD).view(1, 3, 1, 1)
             x = (x * std + mean - 0.5) / 0.5  # undo ImageNet normalisation, then map [0, 1] to [-1, 1]
+        return x
+
+    def _trunk(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Images → inception (5b)'s map ``(N, 1024, H/32, W/32)``, and the auxiliary logits if ``with_aux``."""
         aux = []
-        x = self.stem(x)  # (N, 192, H/8, W/8)
+        x = self.stem(self.forward_stem(x))  # (N, 192, H/8, W/8)
         x = self.pool3(self.inception3b(self.inception3a(x)))  # (N, 480, H/16, W/16)
         x = self.inception4a(x)  # (N, 512, H/16, W/16)
         if with_aux:
@@ -256,21 +273,11 @@ class GoogLeNet(nn.Module):
         x = self.inception5b(self.inception5a(x))  # (N, 1024, H/32, W/32)
         return x, tuple(aux)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → inception (5b)'s feature map ``(N, 1024, H/32, W/32)``."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self._trunk(x, with_aux=False)[0]
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """(5b)'s map → logits ``(N, num_classes)``, or the pooled features ``(N, 1024)`` if ``pre_logits``."""
-        x = self.dropout(torch.flatten(self.global_pool(x), 1))  # (N, 1024, h, w) → (N, 1024)
-        return x if pre_logits else self.fc(x)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Logits; in training mode with ``aux_logits``, ``(logits, (aux_4a, aux_4d))``."""
-        if not (self.training and self.aux_logits):
-            return self.forward_head(self.forward_features(x))
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
+        if not (self.training and self.aux_logits) or self.features_only:
+            return super().forward(x)
+        self.check_input(x)
         features, aux = self._trunk(x, with_aux=True)
         return self.forward_head(features), aux
 
@@ -283,17 +290,13 @@ class GoogLeNet(nn.Module):
         logits, aux = output
         return F.cross_entropy(logits, target) + aux_weight * sum(F.cross_entropy(a, target) for a in aux)
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace the final classifier, and the auxiliary ones' if built, with fresh layers of ``num_classes``
         outputs (0: none, so the model returns the pooled features)."""
-        self.num_classes = num_classes
-        heads = [(self, self.num_features)]
+        super().reset_classifier(num_classes, global_pool)
         if self.aux_logits:
-            heads += [(self.aux_4a, 1024), (self.aux_4d, 1024)]
-        for owner, width in heads:
-            owner.fc = nn.Linear(width, num_classes) if num_classes > 0 else nn.Identity()
-            if num_classes > 0:
-                nn.init.trunc_normal_(owner.fc.weight, mean=0.0, std=0.01, a=-2.0, b=2.0)
+            for aux in (self.aux_4a, self.aux_4d):  # their fc reads 1024 features too
+                aux.fc = self._new_classifier(num_classes, aux.fc)
 
 
 @register(ModelCard(

@@ -82,6 +82,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch, skip_on_fx_proxies
+from paperzoo.layers.checkpoint import checkpoint_module, checkpointing
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier, feature_indices
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["HRNet", "PoseHRNet", "HighResolutionModule", "ExchangeUnit", "gaussian_heatmaps",
@@ -299,7 +301,7 @@ class HighResolutionNetwork(nn.Module):
 
 # --- the classifier (HRNet-W{C}-C) --------------------------------------------------------------------------------
 
-class HRNet(HighResolutionNetwork):
+class HRNet(HighResolutionNetwork, ImageClassifier):
     """HRNet-W{C}-C, the ImageNet classifier (TPAMI, §4 "ImageNet classification").
 
     Args:
@@ -308,37 +310,33 @@ class HRNet(HighResolutionNetwork):
         num_classes: outputs of the classifier; 0 leaves it out and returns the pooled 2048 features.
         head_widths: bottleneck widths of the four "increase" layers (outputs 4× wider: 128 … 1024).
         num_features: channels of the final 1×1 convolution, the pooled representation.
-        features_only: build no classifier; ``forward`` returns the maps in ``out_indices``.
-        out_indices: which of [stem conv1 (stride 2), increase 1 … 4 (strides 4 … 32)] to return (0 … 4).
+
+    The feature levels, as timm's: the stem's first convolution (stride 2), then the four streams that leave
+    stage 4 together, each widened by its "increase" bottleneck (strides 4 … 32). They are not a chain, so
+    ``forward_intermediates`` and pruning are this class's own.
     """
+
+    first_conv = "stem.conv1.conv"
+    final_modules = ("downsample", "final_layer")  # the high-to-low merge of the widened streams
 
     def __init__(self, width: int = 32, stage1_width: int = 64, stage1_blocks: int = 4,
                  modules_per_stage: tuple[int, int, int] = (1, 4, 3), blocks_per_stream: int = 4,
                  num_classes: int = 1000, in_chans: int = 3,
-                 head_widths: tuple[int, int, int, int] = (32, 64, 128, 256), num_features: int = 2048,
-                 features_only: bool = False, out_indices: tuple[int, ...] = (0, 1, 2, 3, 4)) -> None:
-        if not set(out_indices) <= set(range(5)):
-            raise ValueError(f"out_indices must be among 0 … 4, got {out_indices}")
-        deepest = max(out_indices) if features_only else 4
-        super().__init__(width, stage1_width, stage1_blocks, modules_per_stage, blocks_per_stream, in_chans,
-                         stem_only=deepest == 0)
-        self.out_indices = tuple(out_indices)
+                 head_widths: tuple[int, int, int, int] = (32, 64, 128, 256), num_features: int = 2048) -> None:
+        super().__init__(width, stage1_width, stage1_blocks, modules_per_stage, blocks_per_stream, in_chans)
         self.num_classes = num_classes
-        self.features_only = features_only
         self.num_features = num_features
         head_out = [w * Bottleneck.expansion for w in head_widths]  # 128, 256, 512, 1024
-        # One bottleneck per stream widens it (C·2^k → 128·2^k); a feature extractor stops at the deepest asked for.
-        self.increase = nn.ModuleList([Bottleneck(self.stream_widths[k], head_widths[k]) for k in range(deepest)])
-        self.feature_info = [FeatureInfo(self.stem.conv1.out_channels, 2, "stem.conv1")]
-        self.feature_info += [FeatureInfo(c, 2 ** (k + 2), f"increase.{k}") for k, c in enumerate(head_out)]
-        self.feature_info = [self.feature_info[i] for i in self.out_indices] if features_only else self.feature_info
-        if not features_only:
-            # Merge high → low: a strided 3×3 convolution takes the running sum to the next resolution and width.
-            self.downsample = nn.ModuleList([ConvNormAct(c_in, c_out, 3, stride=2, bias=True)
-                                             for c_in, c_out in zip(head_out[:-1], head_out[1:], strict=True)])
-            self.final_layer = ConvNormAct(head_out[-1], num_features, 1, bias=True)
-            self.global_pool = nn.AdaptiveAvgPool2d(1)
-            self.fc = nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()
+        # One bottleneck per stream widens it (C·2^k → 128·2^k).
+        self.increase = nn.ModuleList([Bottleneck(self.stream_widths[k], head_widths[k]) for k in range(4)])
+        self.feature_info = FeatureInfo([(self.stem.conv1.out_channels, 2, "stem.conv1")]
+                                        + [(c, 2 ** (k + 2), f"increase.{k}") for k, c in enumerate(head_out)])
+        # Merge high → low: a strided 3×3 convolution takes the running sum to the next resolution and width.
+        self.downsample = nn.ModuleList([ConvNormAct(c_in, c_out, 3, stride=2, bias=True)
+                                         for c_in, c_out in zip(head_out[:-1], head_out[1:], strict=True)])
+        self.final_layer = ConvNormAct(head_out[-1], num_features, 1, bias=True)
+        self.global_pool = ClassifierPool("avg")
+        self.fc = nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -349,41 +347,48 @@ class HRNet(HighResolutionNetwork):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → the merged representation ``(N, 2048, H/32, W/32)``."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        check_stream_sizes(x, name=self.model_name, in_chans=self.in_chans)
-        streams = self.forward_streams(self.stem(x))
-        merged = self.increase[0](streams[0])
-        for increase, downsample, stream in zip(self.increase[1:], self.downsample, streams[1:], strict=True):
-            merged = increase(stream) + downsample(merged)  # same resolution, same width (256, 512, 1024)
-        return self.final_layer(merged)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Merged map → logits ``(N, num_classes)``, or the pooled 2048 features if ``pre_logits``."""
-        x = torch.flatten(self.global_pool(x), 1)  # (N, 2048, h, w) → (N, 2048)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if self.features_only:
-            return self._feature_maps(x)
-        return self.forward_head(self.forward_features(x))
-
-    def _feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def check_input(self, x: torch.Tensor) -> None:
         self._check(x)
-        x = self.stem.conv1(x)
-        maps = [x] if 0 in self.out_indices else []
-        if not self.increase:
-            return maps
-        streams = self.forward_streams(self.stem.conv2(x))
-        # Every stream leaves stage 4 together; only the widenings that were asked for are computed.
-        maps += [self.increase[k](streams[k]) for k in range(len(self.increase)) if k + 1 in self.out_indices]
-        return maps
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+    def forward_intermediates(self, x: torch.Tensor, indices: int | Sequence[int] | None = None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False
+                              ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """As :meth:`ImageClassifier.forward_intermediates`; the four widened streams come out of stage 4
+        together, so ``stop_early`` saves only the widenings and the merge after the deepest level asked for."""
+        if output_fmt not in ("NCHW", "NHWC"):
+            raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
+        self._check(x)
+        take = feature_indices(indices, len(self.all_levels))
+        deepest = max(take, default=-1) if (stop_early or intermediates_only) else len(self.all_levels) - 1
+        maps = [self.stem.conv1(x)]
+        if deepest > 0:
+            streams = self.forward_streams(self.stem.conv2(maps[0]))
+            maps += [self.increase[k](streams[k]) for k in range(deepest)]  # (N, 128·2^k, H/2^(k+2), …)
+        intermediates = [maps[i].permute(0, 2, 3, 1) if output_fmt == "NHWC" else maps[i] for i in take]
+        if intermediates_only:
+            return intermediates
+        if not self.final_modules:  # pruned: the deepest level kept is the output
+            return maps[-1], intermediates
+        merged = maps[1]
+        for downsample, widened in zip(self.downsample, maps[2:], strict=True):
+            merged = widened + downsample(merged)  # same resolution, same width (256, 512, 1024)
+        return self.final_layer(merged), intermediates
+
+    def prune_intermediate_layers(self, indices: int | Sequence[int] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        take = super().prune_intermediate_layers(indices, prune_norm, prune_head)
+        if max(take) == 0:  # only the stem's first convolution is asked for: nothing after it is needed
+            for name in ("stem.conv2", "stage1", "stage2", "stage3", "stage4"):
+                self.set_submodule(name, nn.Identity())
+        return take
+
+    def forward_streams(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """As :meth:`HighResolutionNetwork.forward_streams`, each stage checkpointed with
+        ``set_grad_checkpointing``."""
+        streams = [checkpoint_module(self.stage1, x) if checkpointing(self) else self.stage1(x)]
+        for stage in (self.stage2, self.stage3, self.stage4):
+            streams = checkpoint_module(stage, streams) if checkpointing(self) else stage(streams)
+        return streams
 
 
 # --- the pose network (HRNetV1, CVPR 2019) ----------------------------------------------------------------------

@@ -92,7 +92,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, check_image_batch
+from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = [
@@ -266,7 +267,7 @@ class AuxiliaryClassifier(nn.Module):
         return self.fc(torch.flatten(x, 1))  # (N, 768) → (N, num_classes)
 
 
-class InceptionV3(nn.Module):
+class InceptionV3(ImageClassifier):
     """Inception v3 as released by Google and ported by torchvision (see the module docstring).
 
     Args:
@@ -288,6 +289,8 @@ class InceptionV3(nn.Module):
     # torchvision's model too).
     aux_min_input_size = 299
     model_name = "inception_v3"
+    first_conv = "stem.conv1.conv"
+    head_dropout_name = "dropout"
 
     def __init__(
         self,
@@ -326,8 +329,15 @@ class InceptionV3(nn.Module):
         self.reduction_17_to_8 = GridReduction17to8(768)
         self.inception_8x8 = nn.Sequential(ExpandedInceptionModule(1280), ExpandedInceptionModule(2048))
 
+        # the feature levels at strides 2 … 32 (as timm's: conv3, conv5, the 35×35, 17×17 and 8×8 modules)
+        self.feature_info = FeatureInfo([(64, 2, "stem.conv3"), (192, 4, "stem.conv5"), (288, 8, "inception_35x35"),
+                                         (768, 16, "inception_17x17"), (2048, 32, "inception_8x8")])
+        self.level_modules = (("stem.conv1", "stem.conv2", "stem.conv3"), ("stem.pool1", "stem.conv4", "stem.conv5"),
+                              ("stem.pool2", "inception_35x35"), ("reduction_35_to_17", "inception_17x17"),
+                              ("reduction_17_to_8", "inception_8x8"))
+
         self.num_features = 2048
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.global_pool = ClassifierPool("avg")
         self.dropout = nn.Dropout(p=dropout)
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights()
@@ -335,20 +345,26 @@ class InceptionV3(nn.Module):
     def _init_weights(self) -> None:
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
-                nn.init.trunc_normal_(module.weight, mean=0.0, std=0.1, a=-2.0, b=2.0)
+                self.init_classifier(module)
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
         if self.aux_logits and isinstance(self.aux_classifier.fc, nn.Linear):
             nn.init.trunc_normal_(self.aux_classifier.fc.weight, mean=0.0, std=0.001, a=-2.0, b=2.0)
 
-    def _trunk(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Images → the last 8×8 module's map ``(N, 2048, h, w)``, and the auxiliary logits if ``with_aux``."""
+    def init_classifier(self, layer: nn.Module) -> None:
+        nn.init.trunc_normal_(layer.weight, mean=0.0, std=0.1, a=-2.0, b=2.0)
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         if self.transform_input:
             mean = x.new_tensor(_IMAGENET_MEAN).view(1, 3, 1, 1)
             std = x.new_tensor(_IMAGENET_STD).view(1, 3, 1, 1)
             x = (x * std + mean - 0.5) / 0.5  # undo ImageNet normalisation, then map [0, 1] to [-1, 1]
-        x = self.stem(x)  # (N, 192, 35, 35)
+        return x
+
+    def _trunk(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Images → the last 8×8 module's map ``(N, 2048, h, w)``, and the auxiliary logits if ``with_aux``."""
+        x = self.stem(self.forward_stem(x))  # (N, 192, 35, 35)
         x = self.inception_35x35(x)  # (N, 288, 35, 35)
         x = self.reduction_35_to_17(x)  # (N, 768, 17, 17)
         x = self.inception_17x17(x)  # (N, 768, 17, 17)
@@ -357,20 +373,10 @@ class InceptionV3(nn.Module):
         x = self.inception_8x8(x)  # (N, 2048, 8, 8)
         return x, aux
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → the last 8×8 module's feature map ``(N, 2048, 8, 8)`` at 299×299."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self._trunk(x, with_aux=False)[0]
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """8×8 map → logits ``(N, num_classes)``, or the pooled features ``(N, 2048)`` if ``pre_logits``."""
-        x = self.dropout(torch.flatten(self.global_pool(x), 1))  # (N, 2048, h, w) → (N, 2048)
-        return x if pre_logits else self.fc(x)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Logits; in training mode with ``aux_logits``, ``(logits, aux_logits)``."""
-        if not (self.training and self.aux_logits):
-            return self.forward_head(self.forward_features(x))
+        if not (self.training and self.aux_logits) or self.features_only:
+            return super().forward(x)
         check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.aux_min_input_size)
         features, aux = self._trunk(x, with_aux=True)
         return self.forward_head(features), aux
@@ -387,13 +393,10 @@ class InceptionV3(nn.Module):
         logits, aux = output
         return criterion(logits) + aux_weight * criterion(aux)
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace the classifier, and the auxiliary one's if built, with fresh layers of ``num_classes``
         outputs (0: none, so the model returns the pooled features)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        if num_classes > 0:
-            nn.init.trunc_normal_(self.fc.weight, mean=0.0, std=0.1, a=-2.0, b=2.0)
+        super().reset_classifier(num_classes, global_pool)
         if self.aux_logits:
             self.aux_classifier.fc = nn.Linear(768, num_classes) if num_classes > 0 else nn.Identity()
             if num_classes > 0:

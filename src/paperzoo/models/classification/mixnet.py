@@ -81,7 +81,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, FeatureInfo, SqueezeExcite, check_image_batch, stage_outputs
+from paperzoo.layers import ConvNormAct, FeatureInfo, SqueezeExcite
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
 __all__ = ["MixNet", "MixConv", "MixNetBlock", "BlockConfig", "MIXNET_S", "MIXNET_M", "split_channels",
@@ -230,7 +231,7 @@ def round_channels(channels: int, width: float, divisor: int = 8) -> int:
     return rounded + divisor if rounded < 0.9 * scaled else rounded
 
 
-class MixNet(nn.Module):
+class MixNet(ImageClassifier):
     """A MixNet: a stem, stages of MixNet blocks, a 1×1 head convolution, global pooling and a classifier.
 
     Args:
@@ -242,14 +243,15 @@ class MixNet(nn.Module):
         norm_eps, norm_momentum: of every BatchNorm (see Deviations).
         num_classes: outputs of the classifier; 0 leaves it out and returns the pooled features.
         in_chans: channels of the input image.
-        features_only: build no head; ``forward`` returns the feature maps chosen by ``out_indices``.
-        out_indices: which of the maps at strides 2, 4, 8, 16, 32 (0 … 4) ``features_only`` returns.
     """
 
     # Every convolution pads by (k - 1) / 2, so a stride-2 layer maps a 1×1 map to 1×1, and the pooling is
     # global: a 1×1 image passes the whole network, as it passes timm's (checked).
     min_input_size = 1
     model_name = "mixnet"
+    first_conv = "stem.conv"
+    final_modules = ("head_conv",)  # the 1×1 convolution before the pool, part of the features as in timm
+    head_dropout_name = "dropout"
 
     def __init__(
         self,
@@ -261,33 +263,25 @@ class MixNet(nn.Module):
         norm_momentum: float = 0.1,
         num_classes: int = 1000,
         in_chans: int = 3,
-        features_only: bool = False,
-        out_indices: tuple[int, ...] = (0, 1, 2, 3, 4),
     ) -> None:
         super().__init__()
-        if not set(out_indices) <= set(range(len(FEATURE_STRIDES))):
-            raise ValueError(f"out_indices must be among 0 … {len(FEATURE_STRIDES) - 1}, got {tuple(out_indices)}")
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.features_only = features_only
-        self.out_indices = tuple(sorted(out_indices))
         norm_layer = partial(nn.BatchNorm2d, eps=norm_eps, momentum=norm_momentum)
 
         in_channels = round_channels(stem_channels, width)
         self.stem = ConvNormAct(in_chans, in_channels, 3, stride=2, norm_layer=norm_layer, act_layer=nn.ReLU)
 
-        # At each feature stride, the last stage that still has it; nothing after the last one asked for.
+        # A feature level for each stride: the output of the last stage that still has it.
         strides, stride = [], 2
         for rows in stages:
             stride *= rows[0].stride
             strides.append(stride)
         feature_stages = [max(i for i, s in enumerate(strides) if s == stride) for stride in FEATURE_STRIDES]
-        self._returned_stages = [feature_stages[i] for i in self.out_indices]
-        num_stages = max(self._returned_stages) + 1 if features_only else len(stages)
 
         built: OrderedDict[str, nn.Module] = OrderedDict()
-        self.feature_info: list[FeatureInfo] = []
-        for i, rows in enumerate(stages[:num_stages]):
+        levels, level_modules, level = [], [], []
+        for i, rows in enumerate(stages):
             blocks = []
             for row in rows:
                 out_channels = round_channels(row.channels, width)
@@ -300,16 +294,20 @@ class MixNet(nn.Module):
                     in_channels = out_channels
             name = f"stage{i + 1}"
             built[name] = nn.Sequential(*blocks)
-            if i in self._returned_stages:
-                self.feature_info.append(FeatureInfo(in_channels, strides[i], f"stages.{name}"))
+            level.append(f"stages.{name}")
+            if i in feature_stages:
+                levels.append((in_channels, strides[i], f"stages.{name}"))
+                level_modules.append(tuple(level))
+                level = []
         self.stages = nn.Sequential(built)
+        self.feature_info = FeatureInfo(levels)
+        self.level_modules = tuple(level_modules)
 
         self.num_features = HEAD_CHANNELS
-        if not features_only:
-            self.head_conv = ConvNormAct(in_channels, HEAD_CHANNELS, 1, norm_layer=norm_layer, act_layer=nn.ReLU)
-            self.global_pool = nn.AdaptiveAvgPool2d(1)
-            self.dropout = nn.Dropout(dropout)
-            self.fc = nn.Linear(HEAD_CHANNELS, num_classes) if num_classes > 0 else nn.Identity()
+        self.head_conv = ConvNormAct(in_channels, HEAD_CHANNELS, 1, norm_layer=norm_layer, act_layer=nn.ReLU)
+        self.global_pool = ClassifierPool("avg")
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(HEAD_CHANNELS, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -324,34 +322,12 @@ class MixNet(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Linear):
-                bound = 1.0 / math.sqrt(module.out_features)
-                nn.init.uniform_(module.weight, -bound, bound)
-                nn.init.zeros_(module.bias)
+                self.init_classifier(module)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → head convolution's map ``(N, 1536, H/32, W/32)``."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.head_conv(self.stages(self.stem(x)))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Head map → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
-        x = torch.flatten(self.global_pool(x), 1)  # (N, C, h, w) → (N, C)
-        return x if pre_logits else self.fc(self.dropout(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if self.features_only:
-            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-            return stage_outputs(self.stem(x), self.stages, self._returned_stages)
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        if num_classes > 0:
-            bound = 1.0 / math.sqrt(num_classes)
-            nn.init.uniform_(self.fc.weight, -bound, bound)
-            nn.init.zeros_(self.fc.bias)
+    def init_classifier(self, fc: nn.Module) -> None:
+        bound = 1.0 / math.sqrt(fc.out_features)
+        nn.init.uniform_(fc.weight, -bound, bound)
+        nn.init.zeros_(fc.bias)
 
 
 _PAPER = Paper(

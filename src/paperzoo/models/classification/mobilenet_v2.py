@@ -63,11 +63,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-import torch
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, FeatureInfo, InvertedResidual, check_image_batch, stage_outputs
-from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
+from paperzoo.layers import ConvNormAct, FeatureInfo, InvertedResidual
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["MobileNetV2", "BOTTLENECK_STAGES", "make_divisible"]
@@ -93,7 +92,7 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     return rounded + divisor if rounded < 0.9 * value else rounded
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(ImageClassifier):
     """MobileNetV2 (Table 2).
 
     Args:
@@ -102,8 +101,6 @@ class MobileNetV2(nn.Module):
         dropout: probability of dropping a pooled feature before the classifier.
         num_classes: outputs of the classifier; 0 leaves it out and returns the pooled features.
         in_chans: channels of the input image.
-        features_only: build no head; ``forward`` returns the feature maps chosen by ``out_indices``.
-        out_indices: which of the maps at strides 2, 4, 8, 16, 32 (0 … 4) ``features_only`` returns.
 
     Initialisation as torchvision: Kaiming normal (fan-out) convolutions, BatchNorm scale 1 and shift 0,
     classifier weights N(0, 0.01) with zero bias.
@@ -115,7 +112,9 @@ class MobileNetV2(nn.Module):
     # torchvision's MobileNetV2 takes 1×1 as well (checked), and its weights' metadata says min_size (1, 1).
     min_input_size = 1
     model_name = "mobilenet_v2"
-    grad_checkpointing = False  # set_grad_checkpointing
+    first_conv = "stem.conv"
+    final_modules = ("head_conv",)  # the 1×1 convolution before the pool, part of the features as in timm
+    head_dropout_name = "dropout"
 
     def __init__(
         self,
@@ -124,32 +123,24 @@ class MobileNetV2(nn.Module):
         dropout: float = 0.2,
         num_classes: int = 1000,
         in_chans: int = 3,
-        features_only: bool = False,
-        out_indices: tuple[int, ...] = (0, 1, 2, 3, 4),
     ) -> None:
         super().__init__()
-        if not set(out_indices) <= set(range(len(FEATURE_STRIDES))):
-            raise ValueError(f"out_indices must be among 0 … {len(FEATURE_STRIDES) - 1}, got {out_indices}")
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.features_only = features_only
-        self.out_indices = tuple(sorted(out_indices))
 
         in_channels = make_divisible(STEM_CHANNELS * width_mult, round_to)
         self.stem = ConvNormAct(in_chans, in_channels, 3, stride=2, act_layer=nn.ReLU6)
 
-        # At each feature stride, the last stage that still has it; nothing after the last one asked for.
+        # A feature level for each stride: the output of the last stage that still has it.
         strides, stride = [], 2
         for *_, first_stride in BOTTLENECK_STAGES:
             stride *= first_stride
             strides.append(stride)
         feature_stages = [max(i for i, s in enumerate(strides) if s == stride) for stride in FEATURE_STRIDES]
-        self._returned_stages = [feature_stages[i] for i in self.out_indices]
-        num_stages = max(self._returned_stages) + 1 if features_only else len(BOTTLENECK_STAGES)
 
         stages: OrderedDict[str, nn.Module] = OrderedDict()
-        self.feature_info: list[FeatureInfo] = []
-        for i, (expansion, channels, blocks, first_stride) in enumerate(BOTTLENECK_STAGES[:num_stages]):
+        levels, level_modules, level = [], [], []
+        for i, (expansion, channels, blocks, first_stride) in enumerate(BOTTLENECK_STAGES):
             out_channels = make_divisible(channels * width_mult, round_to)
             layers = []
             for j in range(blocks):
@@ -157,17 +148,21 @@ class MobileNetV2(nn.Module):
                                                stride=first_stride if j == 0 else 1, act_layer=nn.ReLU6))
                 in_channels = out_channels
             stages[f"stage{i + 1}"] = nn.Sequential(*layers)
-            if i in self._returned_stages:
-                self.feature_info.append(FeatureInfo(out_channels, strides[i], f"stages.stage{i + 1}"))
+            level.append(f"stages.stage{i + 1}")
+            if i in feature_stages:
+                levels.append((out_channels, strides[i], f"stages.stage{i + 1}"))
+                level_modules.append(tuple(level))
+                level = []
         self.stages = nn.Sequential(stages)
+        self.feature_info = FeatureInfo(levels)
+        self.level_modules = tuple(level_modules)
 
         # §4: below width 1 the last convolution keeps its 1280 channels (it is what the classifier sees).
         self.num_features = make_divisible(HEAD_CHANNELS * max(1.0, width_mult), round_to)
-        if not features_only:
-            self.head_conv = ConvNormAct(in_channels, self.num_features, 1, act_layer=nn.ReLU6)
-            self.global_pool = nn.AdaptiveAvgPool2d(1)
-            self.dropout = nn.Dropout(dropout)
-            self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head_conv = ConvNormAct(in_channels, self.num_features, 1, act_layer=nn.ReLU6)
+        self.global_pool = ClassifierPool("avg")
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -180,36 +175,11 @@ class MobileNetV2(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0.0, 0.01)
-                nn.init.zeros_(module.bias)
+                self.init_classifier(module)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → head convolution's map ``(N, 1280, H/32, W/32)``."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        x = self.stem(x)
-        stages = checkpoint_seq(self.stages, x, flatten=True) if checkpointing(self) else self.stages(x)
-        return self.head_conv(stages)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Head map → logits ``(N, num_classes)``, or the pooled features ``(N, 1280)`` if ``pre_logits``."""
-        x = torch.flatten(self.global_pool(x), 1)  # (N, C, h, w) → (N, C)
-        return x if pre_logits else self.fc(self.dropout(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if self.features_only:
-            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-            x = self.stem(x)
-            return stage_outputs(x, self.stages, self._returned_stages)
-        return self.forward_head(self.forward_features(x))
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Checkpoint each inverted residual block in training: its activations are recomputed in the backward pass."""
-        self.grad_checkpointing = enable
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+    def init_classifier(self, fc: nn.Module) -> None:
+        nn.init.normal_(fc.weight, 0.0, 0.01)
+        nn.init.zeros_(fc.bias)
 
 
 _PAPER = Paper(

@@ -106,6 +106,7 @@ tests/test_graph_capture.py).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -114,6 +115,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from paperzoo.layers import ConvNormAct, FeatureInfo, StochasticDepth, check_image_batch
+from paperzoo.layers.checkpoint import checkpoint_module, checkpointing
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier, feature_indices
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
 __all__ = [
@@ -421,7 +424,7 @@ def aux_kernel_size(image_size: int) -> int:
     return (map_sizes(image_size)[3] - 5) // 3 + 1
 
 
-class NASNet(nn.Module):
+class NASNet(ImageClassifier):
     """NASNet-A (N @ F) for ImageNet (Figure 2): a stem convolution, two reduction cells as a stem, then three
     stages of N normal cells separated by reduction cells.
 
@@ -452,6 +455,8 @@ class NASNet(nn.Module):
     # 1×1 map passes through the cells. timm's model takes 3×3 inputs too and refuses 2×2.
     min_input_size = 3
     model_name = "nasnet"
+    first_conv = "stem.conv"
+    head_dropout_name = "dropout"
 
     def __init__(
         self,
@@ -466,22 +471,16 @@ class NASNet(nn.Module):
         image_size: int = 331,
         dropout: float = 0.5,
         drop_path_rate: float = 0.0,
-        features_only: bool = False,
-        out_indices: tuple[int, ...] = (0, 1, 2, 3, 4),
     ) -> None:
         super().__init__()
         filters, remainder = divmod(penultimate_filters, 6 * filter_multiplier**2)
         if remainder or filters % filter_multiplier**2:
             raise ValueError(f"penultimate_filters={penultimate_filters} does not give whole filter counts")
-        if aux_logits and features_only:
-            raise ValueError("a features_only backbone has no classifiers: aux_logits must be False")
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.cells_per_stage = cells_per_stage
         self.skip_reduction_input = skip_reduction_input
         self.aux_logits = aux_logits
-        self.features_only = features_only
-        self.out_indices = tuple(out_indices)
 
         self.stem = ConvNormAct(in_chans, stem_filters, 3, stride=2, padding=0, norm_layer=batch_norm,
                                 act_layer=None)
@@ -497,19 +496,10 @@ class NASNet(nn.Module):
                 plan.append((REDUCTION_CELL, filters * filter_multiplier**stage))
             plan += [(NORMAL_CELL, filters * filter_multiplier**stage)] * n
         stage_reductions = {n + 2, 2 * n + 3}  # indices of the two reduction cells between stages
-        # Where features_only taps (index in ``cells``, stride): the first stem cell, each stage's last cell.
-        taps = {1: (0, 4), 2: (n + 1, 8), 3: (2 * n + 2, 16), 4: (3 * n + 3, 32)}
+        # The feature levels: the stem (stride 2), then the first stem cell and each stage's last cell (the
+        # index in ``cells`` whose rectified output is the map; strides 4 … 32).
+        self._level_cells = (None, 0, n + 1, 2 * n + 2, 3 * n + 3)
         self._aux_after = 2 * n + 2  # the last normal cell before the second reduction between stages
-
-        self.feature_info: list[FeatureInfo] = []
-        if features_only:
-            if 0 in self.out_indices:
-                self.feature_info.append(FeatureInfo(stem_filters, 2, "stem"))
-            last = max(self.out_indices)
-            num_cells = taps[last][0] + 1 if last > 0 else 0
-        else:
-            num_cells = len(plan)
-        self._taps = {taps[i][0]: i for i in self.out_indices if i > 0} if features_only else {}
 
         # What the forward pass hands each cell: h_i = the previous output, h_{i−1} = the one before it, except
         # after a reduction between stages with skip_reduction_input, where h_{i−1} stays the reduction's own.
@@ -517,7 +507,8 @@ class NASNet(nn.Module):
         self._keeps_previous = [skip_reduction_input and i in stage_reductions for i in range(len(plan))]
         current, previous = (stem_filters, 2), (stem_filters, 2)  # (channels, stride) of h_i and h_{i−1}
         self.cells = nn.ModuleList()
-        for index, (spec, cell_filters) in enumerate(plan[:num_cells]):
+        levels = [(stem_filters, 2, "stem")]
+        for index, (spec, cell_filters) in enumerate(plan):
             reduction = spec is REDUCTION_CELL
             if index == 0:
                 adapt = "none"  # no cell before the first stem cell: its h_{i−1} is the stem output itself
@@ -531,15 +522,15 @@ class NASNet(nn.Module):
             self.cells.append(cell)
             output = (cell.out_channels, current[1] * (2 if reduction else 1))
             current, previous = output, (previous if self._keeps_previous[index] else current)
-            if index in self._taps:
-                self.feature_info.append(FeatureInfo(cell.out_channels, output[1], f"cells.{index}"))
+            if index in self._level_cells:
+                levels.append((cell.out_channels, output[1], f"cells.{index}"))
+        self.feature_info = FeatureInfo(levels)
 
         self.num_features = penultimate_filters
-        if not features_only:
-            self.final_act = nn.ReLU()
-            self.global_pool = nn.AdaptiveAvgPool2d(1)
-            self.dropout = nn.Dropout(p=dropout)
-            self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.final_act = nn.ReLU()
+        self.global_pool = ClassifierPool("avg")
+        self.dropout = nn.Dropout(p=dropout)
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         if aux_logits:
             kernel_size = aux_kernel_size(image_size)
             if kernel_size < 1:
@@ -550,6 +541,12 @@ class NASNet(nn.Module):
             self.aux_min_input_size = next(size for size in range(self.min_input_size, image_size + 1)
                                            if aux_kernel_size(size) >= kernel_size)
 
+    def set_drop_path_rate(self, drop_path_rate: float) -> None:
+        """The final drop probability of the last cell's paths; cell i of K gets ``drop_path_rate · (i + 1) / K``
+        (TF-slim's numbering, stem cells included)."""
+        for index, cell in enumerate(self.cells):
+            cell.drop_path.final_drop_prob = cell.drop_path.p = drop_path_rate * (index + 1) / len(self.cells)
+
     def set_drop_path_progress(self, fraction: float) -> None:
         """Tell ScheduledDropPath the fraction of training done (step / total steps): every cell's drop
         probability is then its final one times ``fraction``. Call it each step for the paper's linear ramp."""
@@ -557,42 +554,62 @@ class NASNet(nn.Module):
             if isinstance(module, ScheduledDropPath):
                 module.set_progress(fraction)
 
-    def _trunk(self, x: torch.Tensor, with_aux: bool = False,
-               ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
-        """Images → the last cell's output (not rectified), the auxiliary logits if ``with_aux``, and the
-        features_only taps."""
+    def forward_intermediates(self, x: torch.Tensor, indices: int | Sequence[int] | None = None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False
+                              ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """As :meth:`ImageClassifier.forward_intermediates`, for cells that take the two previous outputs."""
+        features, intermediates, _ = self._trunk(x, indices, stop_early, output_fmt, intermediates_only)
+        return intermediates if intermediates_only else (features, intermediates)
+
+    def _trunk(self, x: torch.Tensor, indices: int | Sequence[int] | None = None, stop_early: bool = False,
+               output_fmt: str = "NCHW", intermediates_only: bool = False, with_aux: bool = False) -> tuple:
+        """Images → (the rectified last cell output, the maps of the levels ``indices``, the auxiliary logits
+        if ``with_aux``); with ``intermediates_only``, the maps first."""
+        if output_fmt not in ("NCHW", "NHWC"):
+            raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
+        check_image_batch(x, model=self, in_chans=self.in_chans,
+                          min_size=self.aux_min_input_size if with_aux else self.min_input_size)
+        take = feature_indices(indices, len(self.all_levels))
+        taps = {self._level_cells[i]: i for i in take}
+        last = len(self.cells) - 1
+        if stop_early or intermediates_only:
+            last = max((self._level_cells[i] for i in take if i > 0), default=-1)
         h = self.stem(x)  # (N, 96, 165, 165) at 331×331
-        features = [h] if self.features_only and 0 in self.out_indices else []
+        maps = {0: h} if 0 in take else {}
         h_prev, aux = h, None
-        for index, cell in enumerate(self.cells):
-            h, h_prev = cell(h, h_prev), (h_prev if self._keeps_previous[index] else h)
-            if index in self._taps:
-                features.append(F.relu(h))  # rectified, as every consumer of a cell output reads it
+        for index, cell in enumerate(self.cells[:last + 1]):
+            out = checkpoint_module(cell, h, h_prev) if checkpointing(self) else cell(h, h_prev)
+            h, h_prev = out, (h_prev if self._keeps_previous[index] else h)
+            if index in taps:
+                maps[taps[index]] = F.relu(h)  # rectified, as every consumer of a cell output reads it
             if with_aux and index == self._aux_after:
                 aux = self.aux_classifier(h)
-        return h, aux, features
+        intermediates = [maps[i].permute(0, 2, 3, 1) if output_fmt == "NHWC" else maps[i] for i in take]
+        return (None if intermediates_only else self.final_act(h)), intermediates, aux
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → the rectified last cell output ``(N, F, 11, 11)`` at 331×331."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.final_act(self._trunk(x)[0])
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Last map → logits ``(N, num_classes)``, or the pooled features ``(N, F)`` if ``pre_logits``."""
-        x = self.dropout(torch.flatten(self.global_pool(x), 1))  # (N, F, h, w) → (N, F)
-        return x if pre_logits else self.fc(x)
+    def prune_intermediate_layers(self, indices: int | Sequence[int] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        if prune_head and self.aux_logits:
+            raise ValueError("a features_only backbone has no classifiers: aux_logits must be False")
+        take = super().prune_intermediate_layers(indices, prune_norm, prune_head)
+        last_cell = self._level_cells[max(take)]
+        self.cells = self.cells[:0 if last_cell is None else last_cell + 1]  # no cell after the deepest level
+        return take
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor] | list[torch.Tensor]:
         """Logits; in training mode with ``aux_logits``, ``(logits, aux_logits)``; with ``features_only``, the
         list of maps in ``out_indices``."""
-        if self.features_only:
-            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-            return self._trunk(x)[2]
-        if not (self.training and self.aux_logits):
-            return self.forward_head(self.forward_features(x))
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.aux_min_input_size)
-        h, aux, _ = self._trunk(x, with_aux=True)
-        return self.forward_head(self.final_act(h)), aux
+        if not (self.training and self.aux_logits) or self.features_only:
+            return super().forward(x)
+        features, _, aux = self._trunk(x, indices=[], with_aux=True)
+        return self.forward_head(features), aux
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the classifier, and the auxiliary one's if built, with fresh layers of ``num_classes``
+        outputs (0: none, so the model returns the pooled features)."""
+        super().reset_classifier(num_classes, global_pool)
+        if self.aux_logits:
+            self.aux_classifier.fc = nn.Linear(768, num_classes) if num_classes > 0 else nn.Identity()
 
     def loss(self, output: torch.Tensor | tuple[torch.Tensor, torch.Tensor], target: torch.Tensor,
              aux_weight: float = 0.4, label_smoothing: float = 0.1) -> torch.Tensor:
@@ -603,15 +620,6 @@ class NASNet(nn.Module):
             return criterion(output)
         logits, aux = output
         return criterion(logits) + aux_weight * criterion(aux)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier, and the auxiliary one's if built, with fresh layers of ``num_classes``
-        outputs (0: none, so the model returns the pooled features)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        if self.aux_logits:
-            self.aux_classifier.fc = nn.Linear(768, num_classes) if num_classes > 0 else nn.Identity()
-
 
 # --- Variants --------------------------------------------------------------------------------------------
 

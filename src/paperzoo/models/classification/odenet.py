@@ -75,7 +75,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, check_image_batch
+from paperzoo.layers import ConvNormAct
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["ODENet", "ODEBlock", "ODEDynamics", "ConcatConv2d", "ResidualBlock", "group_norm"]
@@ -196,7 +197,7 @@ class ResidualBlock(nn.Module):
         return shortcut + residual  # h_{t+1} = h_t + f(h_t) (eq. 1): the step the ODE block makes continuous
 
 
-class ODENet(nn.Module):
+class ODENet(ImageClassifier):
     """The MNIST ODE-Net of §3 (``feature_block="ode"``) or its ResNet baseline (``"residual"``).
 
     Args:
@@ -213,6 +214,11 @@ class ODENet(nn.Module):
     # The default downsampling maps 6×6 to 1×1 (6 → 4 → 2 → 1); "res" downsampling takes 3×3 (set per instance).
     min_input_size = 6
     model_name = "odenet"
+    first_conv = "downsampling.0.conv"
+    no_checkpointing_reason = ("the continuous block is one unit: recomputing it in the backward pass holds the same "
+                               "memory at the peak; the paper's memory saver is the adjoint method, adjoint=True")
+    no_levels_reason = ("its features come from one continuous block, h(1) = h(0) + ∫ f(h(t), t) dt, not from "
+                        "stages of maps at growing strides")
 
     def __init__(
         self,
@@ -260,28 +266,18 @@ class ODENet(nn.Module):
 
         self.norm = group_norm(width)
         self.act = nn.ReLU(inplace=True)
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.global_pool = ClassifierPool("avg")
         self.fc = nn.Linear(width, num_classes) if num_classes > 0 else nn.Identity()
+        self.final_modules = ("ode_block",) if feature_block == "ode" else ("residual_blocks",)
+        self.first_conv = "downsampling.0.conv" if downsampling == "conv" else "downsampling.0"
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → the final state h(1) ``(N, 64, H', W')`` (6×6 at 28×28)."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        h0 = self.downsampling(x)
-        return self.ode_block(h0) if self.ode_block is not None else self.residual_blocks(h0)
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.downsampling(x)  # h(0)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Final state → logits ``(N, num_classes)``, or the pooled features ``(N, 64)`` if ``pre_logits``."""
-        x = torch.flatten(self.global_pool(self.act(self.norm(x))), 1)  # (N, 64, h, w) → (N, 64)
+        """Final state h(1) → logits ``(N, num_classes)``, or the pooled features ``(N, 64)`` if ``pre_logits``."""
+        x = self.head_drop(self.global_pool(self.act(self.norm(x))))  # (N, 64, h, w) → (N, 64)
         return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-
 
 _PAPER = Paper(
     title="Neural Ordinary Differential Equations",

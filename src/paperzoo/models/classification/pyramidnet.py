@@ -64,8 +64,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from paperzoo.layers import ConvNormAct, check_image_batch
-from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
+from paperzoo.layers import ConvNormAct, FeatureInfo
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["PyramidNet", "BasicUnit", "BottleneckUnit", "ZeroPaddedShortcut", "pyramid_widths"]
@@ -135,7 +135,7 @@ class BottleneckUnit(nn.Module):
         return self.conv3(self.conv2(self.conv1(self.norm(x)))) + self.shortcut(x)
 
 
-class PyramidNet(nn.Module):
+class PyramidNet(ImageClassifier):
     """A pyramidal residual network with additive widening.
 
     Args:
@@ -156,7 +156,8 @@ class PyramidNet(nn.Module):
     # takes any size, so even a 1×1 image goes through (checked in eval mode for both stems).
     min_input_size = 1
     model_name = "pyramidnet"
-    grad_checkpointing = False  # set_grad_checkpointing
+    first_conv = "conv1.conv"
+    final_modules = ("final_norm",)
 
     def __init__(
         self,
@@ -186,7 +187,7 @@ class PyramidNet(nn.Module):
 
         widths = iter(pyramid_widths(stem_width, alpha, sum(units_per_stage), width_rounding))
         stages: OrderedDict[str, nn.Module] = OrderedDict()
-        in_channels = stem_width
+        in_channels, stride_so_far, levels = stem_width, 1 if stem == "cifar" else 4, []
         for i, num_units in enumerate(units_per_stage):
             layers = []
             for j in range(num_units):
@@ -195,13 +196,17 @@ class PyramidNet(nn.Module):
                 layers.append(unit(in_channels, width, stride=stride))
                 in_channels = width * unit.expansion
             stages[f"conv{i + 2}_x"] = nn.Sequential(*layers)
+            stride_so_far *= 2 if i > 0 else 1
+            levels.append((in_channels, stride_so_far, f"stages.conv{i + 2}_x"))
         self.stages = nn.Sequential(stages)
+        self.feature_info = FeatureInfo(levels)
+        self.feature_info = FeatureInfo(levels)
 
         self.num_features = in_channels
         # The units end in BN and a sum, never a ReLU: the network closes with one BN-ReLU before pooling.
         self.final_norm = nn.Sequential(OrderedDict([("norm", nn.BatchNorm2d(in_channels)),
                                                      ("act", nn.ReLU(inplace=True))]))
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.global_pool = ClassifierPool("avg")
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights()
 
@@ -213,32 +218,13 @@ class PyramidNet(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Linear):
-                nn.init.zeros_(module.bias)
+                self.init_classifier(module)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → the last unit's map after the final BN-ReLU ``(N, num_features, h, w)``."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        x = self.maxpool(self.conv1(x))
-        stages = checkpoint_seq(self.stages, x, flatten=True) if checkpointing(self) else self.stages(x)
-        return self.final_norm(stages)
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maxpool(self.conv1(x))
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Feature map → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
-        x = torch.flatten(self.global_pool(x), 1)  # (N, C, h, w) → (N, C)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Checkpoint each residual unit in training: its activations are recomputed in the backward pass."""
-        self.grad_checkpointing = enable
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-
+    def init_classifier(self, fc: nn.Module) -> None:
+        nn.init.zeros_(fc.bias)
 
 _PAPER = Paper(
     title="Deep Pyramidal Residual Networks",

@@ -88,8 +88,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch, stage_outputs
-from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
+from paperzoo.layers import ConvNormAct, FeatureInfo
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
 __all__ = ["ResNeSt", "ResNeStBottleneck", "SplitAttention"]
@@ -179,7 +179,7 @@ class ResNeStBottleneck(nn.Module):
         return self.act(v + self.shortcut(x))  # Y = V + T(X)
 
 
-class ResNeSt(nn.Module):
+class ResNeSt(ImageClassifier):
     """A ResNeSt: ResNet's layout (Table 1 of He et al.) of split-attention bottlenecks, with a deep stem.
 
     Args:
@@ -192,8 +192,6 @@ class ResNeSt(nn.Module):
         num_classes: outputs of the fc layer; 0 leaves it out and returns pooled features.
         in_chans: channels of the input image.
         zero_init_residual: start every block as the identity by zeroing its last BN scale (timm's default).
-        features_only: build no head; ``forward`` returns the outputs of the stages in ``out_indices``.
-        out_indices: which of conv2_x … conv5_x (0 … 3) ``features_only`` returns.
 
     ``set_grad_checkpointing()`` checkpoints each split-attention bottleneck in training (BatchNorm stats kept exact).
     """
@@ -202,7 +200,8 @@ class ResNeSt(nn.Module):
     # rounds up), but below 32 the conv5_x map is one pixel computed mostly from padding.
     min_input_size = 32
     model_name = "resnest"
-    grad_checkpointing = False  # set_grad_checkpointing
+    first_conv = "stem.conv1.conv"
+    head_dropout_name = "dropout"
 
     def __init__(
         self,
@@ -215,14 +214,10 @@ class ResNeSt(nn.Module):
         num_classes: int = 1000,
         in_chans: int = 3,
         zero_init_residual: bool = False,
-        features_only: bool = False,
-        out_indices: tuple[int, ...] = (0, 1, 2, 3),
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.features_only = features_only
-        self.out_indices = tuple(out_indices)
 
         # ResNet-D's deep stem: three 3×3 convolutions see the 7×7 window at a fraction of its cost.
         self.stem = nn.Sequential(OrderedDict(
@@ -233,12 +228,9 @@ class ResNeSt(nn.Module):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
 
         stages: OrderedDict[str, nn.Module] = OrderedDict()
-        self.feature_info: list[FeatureInfo] = []
+        levels = []
         in_channels, stride_so_far = 2 * stem_width, 4
-        num_stages = max(self.out_indices) + 1 if features_only else 4
         for i, (out_channels, num_blocks) in enumerate(zip(STAGE_OUT_CHANNELS, blocks_per_stage, strict=True)):
-            if i == num_stages:
-                break
             stride = 1 if i == 0 else 2
             stride_so_far *= stride
             width = cardinality * bottleneck_width * 2**i
@@ -249,15 +241,14 @@ class ResNeSt(nn.Module):
                 in_channels = out_channels
             name = f"conv{i + 2}_x"
             stages[name] = nn.Sequential(*layers)
-            if i in self.out_indices:
-                self.feature_info.append(FeatureInfo(out_channels, stride_so_far, f"stages.{name}"))
+            levels.append((out_channels, stride_so_far, f"stages.{name}"))
         self.stages = nn.Sequential(stages)
+        self.feature_info = FeatureInfo(levels)
 
         self.num_features = STAGE_OUT_CHANNELS[-1]
-        if not features_only:
-            self.global_pool = nn.AdaptiveAvgPool2d(1)
-            self.dropout = nn.Dropout(drop_rate)
-            self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.global_pool = ClassifierPool("avg")
+        self.dropout = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights(zero_init_residual)
 
     def _init_weights(self, zero_init_residual: bool) -> None:
@@ -272,32 +263,8 @@ class ResNeSt(nn.Module):
                 if isinstance(module, ResNeStBottleneck):
                     nn.init.zeros_(module.conv3.norm.weight)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → conv5_x feature map ``(N, 2048, H/32, W/32)``."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        x = self.maxpool(self.stem(x))
-        stages = checkpoint_seq(self.stages, x, flatten=True) if checkpointing(self) else self.stages(x)
-        return stages
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """conv5_x map → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
-        x = self.dropout(torch.flatten(self.global_pool(x), 1))  # (N, 2048, h, w) → (N, 2048)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if self.features_only:
-            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-            return stage_outputs(self.maxpool(self.stem(x)), self.stages, self.out_indices)
-        return self.forward_head(self.forward_features(x))
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Checkpoint each split-attention bottleneck in training: its activations are recomputed in backward."""
-        self.grad_checkpointing = enable
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maxpool(self.stem(x))
 
 
 _PAPER = Paper(

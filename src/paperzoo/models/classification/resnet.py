@@ -61,8 +61,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch, stage_outputs
-from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
+from paperzoo.layers import ConvNormAct, FeatureInfo
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["ResNet", "BasicBlock", "Bottleneck"]
@@ -116,7 +116,7 @@ class Bottleneck(nn.Module):
         return self.act(residual + self.shortcut(x))  # y = F(x) + W_s x
 
 
-class ResNet(nn.Module):
+class ResNet(ImageClassifier):
     """A residual network (Table 1).
 
     Args:
@@ -128,19 +128,17 @@ class ResNet(nn.Module):
             (``False``, the default, is torchvision's v1.5).
         zero_init_residual: start every block as the identity by zeroing its last BN scale.
         output_stride: 32 (the paper), 16 or 8: the last stages trade their stride for dilation.
-        features_only: build no head; ``forward`` returns the outputs of the stages in ``out_indices``.
-        out_indices: which of conv2_x … conv5_x (0 … 3) ``features_only`` returns.
         deep_stem: conv1 as three 3×3 convolutions (``stem_width``, ``stem_width``, 2·``stem_width``) instead
             of one 7×7 (PSPNet's backbone).
         stem_width: output channels of the 7×7 conv1 (64 in Table 1).
         stage_widths: the widths of conv2_x … conv5_x (Table 1: 64, 128, 256, 512; a bottleneck outputs 4×).
 
-    ``set_grad_checkpointing()`` checkpoints each residual block in training (BatchNorm stats kept exact).
+    The feature levels are conv2_x … conv5_x (strides 4 … 32); the rest of the interface (``features_only``,
+    ``forward_intermediates``, ``reset_classifier``, checkpointing) is the shared one of ``ImageClassifier``.
     """
 
     min_input_size = 32  # the network's total stride; smaller images leave conv5_x less than one pixel
     model_name = "resnet"
-    grad_checkpointing = False  # set_grad_checkpointing
 
     def __init__(
         self,
@@ -151,8 +149,6 @@ class ResNet(nn.Module):
         stride_in_1x1: bool = False,
         zero_init_residual: bool = False,
         output_stride: int = 32,
-        features_only: bool = False,
-        out_indices: tuple[int, ...] = (0, 1, 2, 3),
         deep_stem: bool = False,
         stem_width: int = 64,
         stage_widths: tuple[int, int, int, int] = (64, 128, 256, 512),
@@ -162,8 +158,6 @@ class ResNet(nn.Module):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.features_only = features_only
-        self.out_indices = tuple(out_indices)
 
         # conv1 and the max pool that Table 1 lists at the top of conv2_x: together stride 4.
         if deep_stem:  # three 3×3 convolutions see the same 7×7 window with more non-linearity
@@ -173,18 +167,16 @@ class ResNet(nn.Module):
                 conv1_3=ConvNormAct(stem_width, 2 * stem_width, kernel_size=3),
             ))
             stem_channels = 2 * stem_width
+            self.first_conv = "conv1.conv1_1.conv"
         else:
             self.conv1 = ConvNormAct(in_chans, stem_width, kernel_size=7, stride=2, padding=3)
             stem_channels = stem_width
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
         stages: OrderedDict[str, nn.Module] = OrderedDict()
-        self.feature_info: list[FeatureInfo] = []
+        levels = []
         in_channels, stride_so_far, dilation = stem_channels, 4, 1
-        num_stages = max(self.out_indices) + 1 if features_only else 4
         for i, (width, num_blocks) in enumerate(zip(stage_widths, blocks_per_stage, strict=True)):
-            if i == num_stages:
-                break
             stride = 1 if i == 0 else 2
             first_dilation = dilation
             if stride_so_far * stride > output_stride:  # keep the resolution, widen the receptive field
@@ -198,14 +190,13 @@ class ResNet(nn.Module):
                 in_channels = width * block.expansion
             name = f"conv{i + 2}_x"
             stages[name] = nn.Sequential(*layers)
-            if i in self.out_indices:
-                self.feature_info.append(FeatureInfo(in_channels, stride_so_far, f"stages.{name}"))
+            levels.append((in_channels, stride_so_far, f"stages.{name}"))
         self.stages = nn.Sequential(stages)
+        self.feature_info = FeatureInfo(levels)
 
         self.num_features = stage_widths[-1] * block.expansion
-        if not features_only:
-            self.global_pool = nn.AdaptiveAvgPool2d(1)
-            self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.global_pool = ClassifierPool("avg")
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights(zero_init_residual)
 
     def _init_weights(self, zero_init_residual: bool) -> None:
@@ -221,33 +212,8 @@ class ResNet(nn.Module):
                     last = module.conv3 if isinstance(module, Bottleneck) else module.conv2
                     nn.init.zeros_(last.norm.weight)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → conv5_x feature map ``(N, 512·expansion, H/32, W/32)``."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        x = self.maxpool(self.conv1(x))
-        stages = checkpoint_seq(self.stages, x, flatten=True) if checkpointing(self) else self.stages(x)
-        return stages
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """conv5_x map → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
-        x = torch.flatten(self.global_pool(x), 1)  # (N, C, h, w) → (N, C)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if self.features_only:
-            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-            x = self.maxpool(self.conv1(x))
-            return stage_outputs(x, self.stages, self.out_indices)
-        return self.forward_head(self.forward_features(x))
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Checkpoint each residual block in training: its activations are recomputed in the backward pass."""
-        self.grad_checkpointing = enable
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maxpool(self.conv1(x))  # conv1 and conv2_x's max pool: stride 4
 
 
 _PAPER = Paper(

@@ -74,8 +74,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch, stage_outputs
-from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
+from paperzoo.layers import ConvNormAct, FeatureInfo
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["ResNeXt", "AggregatedBottleneck"]
@@ -122,7 +122,7 @@ class AggregatedBottleneck(nn.Module):
         return self.act(aggregated + self.shortcut(x))  # y = x + Σ T_i(x) (eq. 3), then the block's ReLU
 
 
-class ResNeXt(nn.Module):
+class ResNeXt(ImageClassifier):
     """A ResNeXt (Table 1): ResNet's layout with every bottleneck replaced by an aggregated one.
 
     Args:
@@ -133,8 +133,6 @@ class ResNeXt(nn.Module):
         in_chans: channels of the input image.
         zero_init_residual: start every block as the identity by zeroing its last BN scale.
         output_stride: 32 (the paper), 16 or 8: the last stages trade their stride for dilation.
-        features_only: build no head; ``forward`` returns the outputs of the stages in ``out_indices``.
-        out_indices: which of conv2_x … conv5_x (0 … 3) ``features_only`` returns.
 
     ``set_grad_checkpointing()`` checkpoints each aggregated residual block in training (BatchNorm stats kept exact).
     """
@@ -144,7 +142,7 @@ class ResNeXt(nn.Module):
     # padding; 32 is the smallest size at which every stage sees real image content, as for ResNet.
     min_input_size = 32
     model_name = "resnext"
-    grad_checkpointing = False  # set_grad_checkpointing
+    first_conv = "conv1.conv"
 
     def __init__(
         self,
@@ -155,8 +153,6 @@ class ResNeXt(nn.Module):
         in_chans: int = 3,
         zero_init_residual: bool = False,
         output_stride: int = 32,
-        features_only: bool = False,
-        out_indices: tuple[int, ...] = (0, 1, 2, 3),
     ) -> None:
         super().__init__()
         if output_stride not in (8, 16, 32):
@@ -165,20 +161,15 @@ class ResNeXt(nn.Module):
         self.in_chans = in_chans
         self.cardinality = cardinality
         self.bottleneck_width = bottleneck_width
-        self.features_only = features_only
-        self.out_indices = tuple(out_indices)
 
         # conv1 and the max pool that Table 1 lists at the top of conv2_x: together stride 4.
         self.conv1 = ConvNormAct(in_chans, 64, kernel_size=7, stride=2, padding=3)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
         stages: OrderedDict[str, nn.Module] = OrderedDict()
-        self.feature_info: list[FeatureInfo] = []
+        levels = []
         in_channels, stride_so_far, dilation = 64, 4, 1
-        num_stages = max(self.out_indices) + 1 if features_only else 4
         for i, (out_channels, num_blocks) in enumerate(zip(STAGE_OUT_CHANNELS, blocks_per_stage, strict=True)):
-            if i == num_stages:
-                break
             group_width = bottleneck_width * 2**i  # template rule 2: widths double as the map halves
             stride = 1 if i == 0 else 2
             first_dilation = dilation
@@ -193,14 +184,13 @@ class ResNeXt(nn.Module):
                 in_channels = out_channels
             name = f"conv{i + 2}_x"
             stages[name] = nn.Sequential(*layers)
-            if i in self.out_indices:
-                self.feature_info.append(FeatureInfo(in_channels, stride_so_far, f"stages.{name}"))
+            levels.append((in_channels, stride_so_far, f"stages.{name}"))
         self.stages = nn.Sequential(stages)
+        self.feature_info = FeatureInfo(levels)
 
         self.num_features = STAGE_OUT_CHANNELS[-1]
-        if not features_only:
-            self.global_pool = nn.AdaptiveAvgPool2d(1)
-            self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.global_pool = ClassifierPool("avg")
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights(zero_init_residual)
 
     def _init_weights(self, zero_init_residual: bool) -> None:
@@ -215,33 +205,8 @@ class ResNeXt(nn.Module):
                 if isinstance(module, AggregatedBottleneck):
                     nn.init.zeros_(module.conv3.norm.weight)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → conv5_x feature map ``(N, 2048, H/32, W/32)``."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        x = self.maxpool(self.conv1(x))
-        stages = checkpoint_seq(self.stages, x, flatten=True) if checkpointing(self) else self.stages(x)
-        return stages
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """conv5_x map → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
-        x = torch.flatten(self.global_pool(x), 1)  # (N, 2048, h, w) → (N, 2048)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if self.features_only:
-            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-            x = self.maxpool(self.conv1(x))
-            return stage_outputs(x, self.stages, self.out_indices)
-        return self.forward_head(self.forward_features(x))
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Checkpoint each aggregated residual block in training: its activations are recomputed in backward."""
-        self.grad_checkpointing = enable
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maxpool(self.conv1(x))
 
 
 _PAPER = Paper(

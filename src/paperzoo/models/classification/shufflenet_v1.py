@@ -91,7 +91,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, check_image_batch
+from paperzoo.layers import ConvNormAct, FeatureInfo
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["ShuffleNetV1", "ShuffleNetUnit", "ChannelShuffle", "channel_shuffle", "TABLE1_STAGE_CHANNELS"]
@@ -185,7 +186,7 @@ class ShuffleNetUnit(nn.Module):
         return self.act(x + branch)
 
 
-class ShuffleNetV1(nn.Module):
+class ShuffleNetV1(ImageClassifier):
     """ShuffleNet (Table 1), for any number of groups and width.
 
     Args:
@@ -201,6 +202,7 @@ class ShuffleNetV1(nn.Module):
     # then see mostly padding, which is legal. (Train mode needs more than one value per BN channel.)
     min_input_size = 1
     model_name = "shufflenet_v1"
+    first_conv = "conv1.conv"
 
     def __init__(
         self,
@@ -228,16 +230,20 @@ class ShuffleNetV1(nn.Module):
             stages[f"stage{i + 2}"] = nn.Sequential(*units)
             in_channels = out_channels
         self.stages = nn.Sequential(stages)
+        self.feature_info = FeatureInfo((channels, 2 ** (i + 3), f"stages.stage{i + 2}")
+                                        for i, channels in enumerate(stage_channels))
 
         self.num_features = stage_channels[-1]
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = self._new_fc(num_classes)
+        self.global_pool = ClassifierPool("avg")
+        self.fc = self._new_classifier(num_classes, None)
         self._init_weights()
 
-    def _new_fc(self, num_classes: int) -> nn.Module:
+    def _new_classifier(self, num_classes: int, like: nn.Module | None) -> nn.Module:
         if num_classes == 0:
             return nn.Identity()
-        fc = nn.Linear(self.num_features, num_classes, bias=False)  # no bias, as the authors' release
+        reference = next(self.parameters())
+        fc = nn.Linear(self.num_features, num_classes, bias=False,  # no bias, as the authors' release
+                       device=reference.device, dtype=reference.dtype)
         nn.init.normal_(fc.weight, mean=0.0, std=0.01)
         return fc
 
@@ -250,24 +256,8 @@ class ShuffleNetV1(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.constant_(module.bias, 1e-4)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → Stage 4's feature map ``(N, stage_channels[-1], H/32, W/32)``."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.stages(self.maxpool(self.conv1(x)))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Stage 4's map → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
-        x = torch.flatten(self.global_pool(x), 1)  # (N, C, h, w) → (N, C)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""
-        self.num_classes = num_classes
-        self.fc = self._new_fc(num_classes)
-
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maxpool(self.conv1(x))
 
 _PAPER = Paper(
     title="ShuffleNet: An Extremely Efficient Convolutional Neural Network for Mobile Devices",

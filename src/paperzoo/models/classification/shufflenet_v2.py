@@ -76,7 +76,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, check_image_batch
+from paperzoo.layers import ConvNormAct, FeatureInfo
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["ShuffleNetV2", "BasicUnit", "DownsamplingUnit", "channel_shuffle"]
@@ -147,7 +148,7 @@ class DownsamplingUnit(nn.Module):
         return channel_shuffle(out, groups=2)
 
 
-class ShuffleNetV2(nn.Module):
+class ShuffleNetV2(ImageClassifier):
     """ShuffleNet V2 (Table 5).
 
     Args:
@@ -162,6 +163,8 @@ class ShuffleNetV2(nn.Module):
     # Every stride-2 layer pads, so a 1×1 image stays 1×1 through all five (torchvision's min_size too).
     min_input_size = 1
     model_name = "shufflenet_v2"
+    first_conv = "conv1.conv"
+    final_modules = ("conv5",)
 
     def __init__(
         self,
@@ -187,30 +190,16 @@ class ShuffleNetV2(nn.Module):
             stages[f"stage{i + 2}"] = nn.Sequential(*units)
             in_channels = out_channels
         self.stages = nn.Sequential(stages)
+        self.feature_info = FeatureInfo((channels, 2 ** (i + 3), f"stages.stage{i + 2}")
+                                        for i, channels in enumerate(stage_channels))
         self.conv5 = ConvNormAct(in_channels, conv5_channels, kernel_size=1)  # mixes the features (§3)
 
         self.num_features = conv5_channels
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.global_pool = ClassifierPool("avg")
         self.fc = nn.Linear(conv5_channels, num_classes) if num_classes > 0 else nn.Identity()
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → conv5's feature map ``(N, conv5_channels, H/32, W/32)``."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.conv5(self.stages(self.maxpool(self.conv1(x))))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """conv5's map → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
-        x = torch.flatten(self.global_pool(x), 1)  # (N, C, h, w) → (N, C)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maxpool(self.conv1(x))
 
 _PAPER = Paper(
     title="ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture Design",

@@ -85,7 +85,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, check_image_batch
+from paperzoo.layers import ConvNormAct, FeatureInfo
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["SqueezeNet", "FireModule", "fire_widths", "smallest_input_size"]
@@ -140,7 +141,7 @@ class FireModule(nn.Module):
         return torch.cat([self.expand1x1(squeezed), self.expand3x3(squeezed)], dim=1)  # (N, e_1x1 + e_3x3, H, W)
 
 
-class SqueezeNet(nn.Module):
+class SqueezeNet(ImageClassifier):
     """SqueezeNet: conv1, Fire modules fire2 … fire9 with three max pools between them, conv10, global pool.
 
     Args:
@@ -158,6 +159,9 @@ class SqueezeNet(nn.Module):
 
     min_input_size = smallest_input_size(7)  # of SqueezeNet 1.0; each instance sets its own
     model_name = "squeezenet"
+    first_conv = "features.conv1.conv"
+    classifier_name = "conv10"  # a 1×1 convolution before the pool, not a linear layer after it
+    head_dropout_name = "dropout"
 
     def __init__(
         self,
@@ -190,18 +194,32 @@ class SqueezeNet(nn.Module):
             if number in pool_after:  # (N, C, H, W) → (N, C, ⌈(H − 3)/2⌉ + 1, ⌈(W − 3)/2⌉ + 1)
                 layers[f"maxpool{number}"] = nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
         self.features = nn.Sequential(layers)
+        # A feature level at each stride: conv1 (2), and the last fire module before each pool (4, 8, 16).
+        levels, level_modules, level, stride = [], [], [], 2
+        names = list(layers)
+        for i, name in enumerate(names):
+            level.append(f"features.{name}")
+            if name.startswith("maxpool"):
+                stride *= 2
+            elif i + 1 == len(names) or names[i + 1].startswith("maxpool"):
+                levels.append((layers[name].out_channels, stride, f"features.{name}"))
+                level_modules.append(tuple(level))
+                level = []
+        self.feature_info = FeatureInfo(levels)
+        self.level_modules = tuple(level_modules)
 
         self.num_features = channels
         self.dropout = nn.Dropout(p=dropout)
-        self.conv10 = self._classifier(num_classes)
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.conv10 = self._new_classifier(num_classes, None)
+        self.global_pool = ClassifierPool("avg")
         self._init_weights()
 
-    def _classifier(self, num_classes: int) -> nn.Module:
+    def _new_classifier(self, num_classes: int, like: nn.Module | None) -> nn.Module:
         """conv10 → ReLU, initialised from N(0, 0.01²); or nothing, for ``num_classes=0``."""
         if num_classes == 0:
             return nn.Identity()
-        conv10 = ConvNormAct(self.num_features, num_classes, kernel_size=1, norm_layer=None)
+        reference = next(self.features.parameters())
+        conv10 = ConvNormAct(self.num_features, num_classes, kernel_size=1, norm_layer=None).to(reference)
         nn.init.normal_(conv10.conv.weight, mean=0.0, std=0.01)
         nn.init.zeros_(conv10.conv.bias)
         return conv10
@@ -212,10 +230,8 @@ class SqueezeNet(nn.Module):
                 nn.init.kaiming_uniform_(module.weight)
                 nn.init.zeros_(module.bias)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → fire9's map ``(N, 512, h, w)`` (13×13 at 224×224)."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.features(x)
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return x  # conv1 is the first feature level
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """fire9's map → logits ``(N, num_classes)``: conv10 and its ReLU at every position, then the
@@ -223,16 +239,7 @@ class SqueezeNet(nn.Module):
         x = self.dropout(x)
         if not pre_logits:
             x = self.conv10(x)  # (N, 512, h, w) → (N, num_classes, h, w): a class map per class
-        return torch.flatten(self.global_pool(x), 1)  # (N, C, h, w) → (N, C)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace conv10 (and its ReLU) by a freshly initialised one of ``num_classes`` filters (0: none)."""
-        self.num_classes = num_classes
-        self.conv10 = self._classifier(num_classes)
-
+        return self.global_pool(x)  # (N, C, h, w) → (N, C)
 
 _PAPER = Paper(
     title="SqueezeNet: AlexNet-level accuracy with 50x fewer parameters and <0.5MB model size",

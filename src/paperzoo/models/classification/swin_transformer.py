@@ -90,8 +90,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from paperzoo.layers import FeatureInfo, MultiHeadAttention, StochasticDepth, check_image_batch
-from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
+from paperzoo.layers import FeatureInfo, MultiHeadAttention, StochasticDepth
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["SwinTransformer", "SwinTransformerBlock", "WindowAttention", "PatchMerging", "shifted_window_attention",
@@ -275,7 +275,7 @@ class PatchEmbedding(nn.Module):
         return self.norm(x)
 
 
-class SwinTransformer(nn.Module):
+class SwinTransformer(ImageClassifier):
     """The Swin Transformer (Figure 3a).
 
     Args:
@@ -290,8 +290,6 @@ class SwinTransformer(nn.Module):
         stochastic_depth_prob: drop-path rate of the last block, growing linearly from 0 at the first.
         num_classes: outputs of the head; 0 leaves it out and returns the pooled features.
         in_chans: channels of the input image.
-        features_only: build no norm or head; ``forward`` returns the stages in ``out_indices``, channels-first.
-        out_indices: which of the stages 1 … 4 (0 … 3) ``features_only`` returns.
 
     ``set_grad_checkpointing()`` checkpoints each Swin Transformer block (and patch merging) in training.
     """
@@ -300,7 +298,10 @@ class SwinTransformer(nn.Module):
     # to whole windows for attention), so any H, W >= 4 works. torchvision's model takes 4×4 and fails on 3×3.
     min_input_size = 4
     model_name = "swin"
-    grad_checkpointing = False  # set_grad_checkpointing
+    output_fmt = map_fmt = "NHWC"  # forward_features' map is channels-last (N, H/32, W/32, 8C), as timm's Swin
+    first_conv = "patch_embed.projection"
+    classifier_name = "head"
+    final_modules = ("norm",)
 
     def __init__(
         self,
@@ -315,24 +316,19 @@ class SwinTransformer(nn.Module):
         stochastic_depth_prob: float = 0.2,
         num_classes: int = 1000,
         in_chans: int = 3,
-        features_only: bool = False,
-        out_indices: tuple[int, ...] = (0, 1, 2, 3),
     ) -> None:
         super().__init__()
         if len(depths) != len(num_heads):
             raise ValueError(f"depths {depths} and num_heads {num_heads} must have one entry per stage")
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.features_only = features_only
-        self.out_indices = tuple(out_indices)
         self.num_features = embed_dim * 2 ** (len(depths) - 1)
 
         self.patch_embed = PatchEmbedding(patch_size, in_chans, embed_dim)
         stages: OrderedDict[str, nn.Module] = OrderedDict()
-        self.feature_info: list[FeatureInfo] = []
-        num_stages = max(self.out_indices) + 1 if features_only else len(depths)
+        levels = []
         total_blocks, block_index = sum(depths), 0
-        for i in range(num_stages):
+        for i in range(len(depths)):
             dim = embed_dim * 2**i
             layers: OrderedDict[str, nn.Module] = OrderedDict()
             if i > 0:
@@ -347,61 +343,32 @@ class SwinTransformer(nn.Module):
                 block_index += 1
             layers["blocks"] = nn.Sequential(*blocks)
             stages[f"stage{i + 1}"] = nn.Sequential(layers)
-            if i in self.out_indices:
-                self.feature_info.append(FeatureInfo(dim, patch_size * 2**i, f"stages.stage{i + 1}"))
+            levels.append((dim, patch_size * 2**i, f"stages.stage{i + 1}"))
         self.stages = nn.Sequential(stages)
+        self.feature_info = FeatureInfo(levels)
+        # a level: a stage's patch merging and its blocks, checkpointed one by one
+        self.level_modules = tuple(tuple(f"stages.{name}.{part}" for part in stage._modules)
+                                   for name, stage in stages.items())
 
-        if not features_only:
-            self.norm = nn.LayerNorm(self.num_features)
-            self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.norm = nn.LayerNorm(self.num_features)
+        self.global_pool = ClassifierPool("avg", input_fmt="NHWC")
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights()
 
     def _init_weights(self) -> None:
         for module in self.modules():
             if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+                self.init_classifier(module)
             elif isinstance(module, WindowAttention):
                 nn.init.trunc_normal_(module.relative_position_bias_table, std=0.02)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → the normalised stage-4 map, channels-last ``(N, H/32, W/32, 8C)``."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        x = self.patch_embed(x)
-        if checkpointing(self):  # each patch merging and each block on its own
-            return self.norm(checkpoint_seq([m for stage in self.stages for m in (*stage[:-1], *stage.blocks)], x))
-        return self.norm(self.stages(x))
+    def init_classifier(self, layer: nn.Module) -> None:
+        nn.init.trunc_normal_(layer.weight, std=0.02)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Stage-4 map ``(N, h, w, C)`` → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
-        x = x.mean(dim=(1, 2))  # global average pool: (N, h, w, C) → (N, C)
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if self.features_only:
-            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-            x = self.patch_embed(x)
-            features = []
-            for i, stage in enumerate(self.stages):
-                x = stage(x)
-                if i in self.out_indices:
-                    features.append(x.permute(0, 3, 1, 2))  # (N, H_i, W_i, C_i) → (N, C_i, H_i, W_i)
-            return features
-        return self.forward_head(self.forward_features(x))
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Checkpoint each Swin Transformer block in training: its activations are recomputed in the backward pass."""
-        self.grad_checkpointing = enable
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head with a freshly initialised layer of ``num_classes`` outputs (0: no head)."""
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        if isinstance(self.head, nn.Linear):
-            nn.init.trunc_normal_(self.head.weight, std=0.02)
-            nn.init.zeros_(self.head.bias)
-
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.patch_embed(x)  # (N, C_in, H, W) → (N, H/4, W/4, C), channels-last from here on
 
 _PAPER = Paper(
     title="Swin Transformer: Hierarchical Vision Transformer using Shifted Windows",

@@ -57,7 +57,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch, stage_outputs
+from paperzoo.layers import ConvNormAct, FeatureInfo
+from paperzoo.layers.classifier import ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["VGG", "VGGBlock"]
@@ -90,7 +91,7 @@ class VGGBlock(nn.Sequential):
         super().__init__(layers)
 
 
-class VGG(nn.Module):
+class VGG(ImageClassifier):
     """A VGG network: five :class:`VGGBlock` s and three fully-connected layers.
 
     Args:
@@ -99,15 +100,16 @@ class VGG(nn.Module):
         num_classes: outputs of fc8; 0 leaves fc8 out and returns fc7's features.
         in_chans: channels of the input image.
         dropout: dropout probability after fc6 and fc7 (the paper's 0.5).
-        features_only: build only the convolutional blocks; ``forward`` returns the outputs of the
-            blocks named by ``out_indices`` (after their pools: strides 2, 4, 8, 16, 32).
-        out_indices: which blocks' outputs ``features_only`` returns (0 is block1).
         ceil_mode: pooled sizes rounded up (Caffe's pooling), not down.
         block_widths: channels of the five blocks (Table 1: 64, 128, 256, 512, 512).
     """
 
     min_input_size = 32  # five 2×2 pools need at least 2⁵ pixels
     model_name = "vgg"
+    first_conv = "features.block1.conv1_1.conv"
+    classifier_name = "fc8"
+    # fc6 and fc7 work on the 7×7 map, not on globally pooled features (timm's VGG too): global_pool does not apply
+    head_modules = ("avgpool", "classifier")
 
     def __init__(
         self,
@@ -116,8 +118,6 @@ class VGG(nn.Module):
         num_classes: int = 1000,
         in_chans: int = 3,
         dropout: float = 0.5,
-        features_only: bool = False,
-        out_indices: tuple[int, ...] = (0, 1, 2, 3, 4),
         ceil_mode: bool = False,
         block_widths: tuple[int, ...] = BLOCK_WIDTHS,
     ) -> None:
@@ -127,10 +127,8 @@ class VGG(nn.Module):
                              f"got {convs_per_block} and {block_widths}")
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.features_only = features_only
-        self.out_indices = tuple(out_indices)
 
-        num_blocks = max(self.out_indices) + 1 if features_only else len(block_widths)
+        num_blocks = len(block_widths)
         blocks: OrderedDict[str, nn.Module] = OrderedDict()
         channels = in_chans
         for i in range(num_blocks):
@@ -138,21 +136,22 @@ class VGG(nn.Module):
                                                ceil_mode)
             channels = block_widths[i]
         self.features = nn.Sequential(blocks)
-        self.feature_info = [FeatureInfo(block_widths[i], 2 ** (i + 1), f"features.block{i + 1}")
-                             for i in self.out_indices]
+        # the feature levels: each block's output, after its pool (strides 2 … 32)
+        self.feature_info = FeatureInfo((width, 2 ** (i + 1), f"features.block{i + 1}")
+                                        for i, width in enumerate(block_widths))
 
-        self.num_features = 4096
-        if not features_only:
-            self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
-            self.classifier = nn.Sequential(OrderedDict(
-                fc6=nn.Linear(block_widths[-1] * 7 * 7, 4096),
-                relu6=nn.ReLU(inplace=True),
-                drop6=nn.Dropout(p=dropout),
-                fc7=nn.Linear(4096, 4096),
-                relu7=nn.ReLU(inplace=True),
-                drop7=nn.Dropout(p=dropout),
-            ))
-            self.fc8 = nn.Linear(4096, num_classes) if num_classes > 0 else nn.Identity()
+        self.num_features = block_widths[-1]  # pool5's channels
+        self.head_hidden_size = 4096  # fc7's, what fc8 reads
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier = nn.Sequential(OrderedDict(
+            fc6=nn.Linear(block_widths[-1] * 7 * 7, 4096),
+            relu6=nn.ReLU(inplace=True),
+            drop6=nn.Dropout(p=dropout),
+            fc7=nn.Linear(4096, 4096),
+            relu7=nn.ReLU(inplace=True),
+            drop7=nn.Dropout(p=dropout),
+        ))
+        self.fc8 = nn.Linear(4096, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -164,34 +163,20 @@ class VGG(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, mean=0.0, std=0.01)
-                nn.init.zeros_(module.bias)
+                self.init_classifier(module)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → pool5 feature map ``(N, 512, H/32, W/32)``."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.features(x)
+    def init_classifier(self, fc: nn.Module) -> None:
+        nn.init.normal_(fc.weight, mean=0.0, std=0.01)
+        nn.init.zeros_(fc.bias)
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return x  # block1 is the first feature level
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """pool5 map → logits ``(N, num_classes)``, or fc7's features ``(N, 4096)`` if ``pre_logits``."""
-        x = torch.flatten(self.avgpool(x), 1)  # (N, 512, 7, 7) → (N, 25088)
-        x = self.classifier(x)
+        x = self.classifier(torch.flatten(self.avgpool(x), 1))  # (N, 512, 7, 7) → (N, 25088) → (N, 4096)
+        x = self.head_drop(x)
         return x if pre_logits else self.fc8(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if self.features_only:
-            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-            return stage_outputs(x, self.features, self.out_indices)
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace fc8 with a freshly initialised layer of ``num_classes`` outputs (0: no fc8)."""
-        self.num_classes = num_classes
-        self.fc8 = nn.Linear(4096, num_classes) if num_classes > 0 else nn.Identity()
-        if num_classes > 0:
-            nn.init.normal_(self.fc8.weight, mean=0.0, std=0.01)
-            nn.init.zeros_(self.fc8.bias)
-
 
 _PAPER = Paper(
     title="Very Deep Convolutional Networks for Large-Scale Image Recognition",

@@ -80,14 +80,15 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from paperzoo.layers import MultiHeadAttention, check_image_batch, skip_on_fx_proxies
-from paperzoo.layers.checkpoint import checkpoint_seq, checkpointing
+from paperzoo.layers import FeatureInfo, MultiHeadAttention, check_image_batch, skip_on_fx_proxies
+from paperzoo.layers.classifier import ImageClassifier, feature_indices
 from paperzoo.registry import InputSpec, ModelCard, Paper, TrainingRecipe, register
 
 __all__ = ["VisionTransformer", "EncoderBlock", "PatchEmbedding", "resample_position_embedding"]
@@ -155,7 +156,7 @@ class EncoderBlock(nn.Module):
         return z + self.mlp(self.norm2(z))  # z_ℓ = MLP(LN(z'_ℓ)) + z'_ℓ   (eq. 3)
 
 
-class VisionTransformer(nn.Module):
+class VisionTransformer(ImageClassifier):
     """The Vision Transformer (Figure 1, Table 1).
 
     Args:
@@ -180,6 +181,10 @@ class VisionTransformer(nn.Module):
     # min_input_size follows img_size (set_image_size updates it on the instance).
     min_input_size = 224
     model_name = "vit"
+    first_conv = "patch_embed.projection"
+    classifier_name = "head"
+    final_modules = ("norm",)
+    head_modules = ("representation",)
     grad_checkpointing = False  # set_grad_checkpointing
 
     def __init__(
@@ -215,14 +220,17 @@ class VisionTransformer(nn.Module):
                                        for _ in range(num_layers)])
         self.norm = nn.LayerNorm(hidden_dim, eps=1e-6)
 
+        # the feature levels: every encoder block's tokens, as a (D, H/P, W/P) map of the patches
+        self.feature_info = FeatureInfo((hidden_dim, patch_size, f"encoder.{i}") for i in range(num_layers))
+        self.num_features = hidden_dim
+        self.global_pool = "token"  # eq. 4 reads the class token; "avg" averages the patch tokens, "" keeps all
         if representation_size is None:
             self.representation: nn.Module = nn.Identity()
-            self.num_features = hidden_dim
         else:  # the pre-training head's hidden layer
             self.representation = nn.Sequential(OrderedDict(fc=nn.Linear(hidden_dim, representation_size),
                                                             act=nn.Tanh()))
-            self.num_features = representation_size
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+            self.head_hidden_size = representation_size
+        self.head = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights(zero_init_head)
 
     def _init_weights(self, zero_init_head: bool) -> None:
@@ -239,15 +247,60 @@ class VisionTransformer(nn.Module):
             fc = self.representation.fc
             nn.init.trunc_normal_(fc.weight, std=math.sqrt(1 / fc.in_features))
             nn.init.zeros_(fc.bias)
-        self._init_head(zero_init_head)
-
-    def _init_head(self, zero: bool = False) -> None:
         if isinstance(self.head, nn.Linear):
-            if zero:
+            self.init_classifier(self.head)
+            if zero_init_head:
                 nn.init.zeros_(self.head.weight)
-            else:
-                nn.init.trunc_normal_(self.head.weight, std=0.02)
-            nn.init.zeros_(self.head.bias)
+
+    def init_classifier(self, layer: nn.Module) -> None:
+        nn.init.trunc_normal_(layer.weight, std=0.02)
+        nn.init.zeros_(layer.bias)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        check_image_batch(x, model=self, in_chans=self.in_chans)  # everything but the size, which
+        self._check_image_size(x)  # must be exactly img_size: this check says so, and how to allow others
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """Images → z_0 (eq. 1), the class token and the embedded patches ``(N, 1 + L, D)``."""
+        patches = self.patch_embed(x)  # (N, L, D)
+        class_token = self.class_token.expand(x.shape[0], -1, -1)  # (N, 1, D); len(x) would fix N in export
+        return self.dropout(torch.cat([class_token, patches], dim=1) + self.position_embedding)
+
+    def forward_intermediates(self, x: torch.Tensor, indices: int | Sequence[int] | None = None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False
+                              ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """As :meth:`ImageClassifier.forward_intermediates`, from tokens: each block's patch tokens (``norm``:
+        through the final LayerNorm) as ``(N, D, H/P, W/P)`` maps, or ``(N, L, D)`` with ``output_fmt="NLC"``;
+        the final output is every token after the LayerNorm, ``(N, 1 + L, D)``, as ``forward_features``."""
+        if output_fmt not in ("NCHW", "NLC"):
+            raise ValueError(f"output_fmt must be 'NCHW' or 'NLC' for a ViT's tokens, got {output_fmt!r}")
+        self.check_input(x)
+        take = feature_indices(indices, len(self.all_levels))
+        last = max(take, default=-1) if (stop_early or intermediates_only) else len(self.all_levels) - 1
+        z, intermediates = self.forward_stem(x), []
+        for index, names in enumerate(self._level_names()[:last + 1]):
+            z = self._run(names, z)  # z_l (eqs. 2, 3)
+            if index in take:
+                patches = (self.norm(z) if norm else z)[:, 1:]  # (N, L, D) without the class token
+                intermediates.append(patches if output_fmt == "NLC" else
+                                     patches.transpose(1, 2).reshape(z.shape[0], -1, *self.grid_size))
+        if intermediates_only:
+            return intermediates
+        return self.norm(z), intermediates  # LN(z_L); eq. 4 reads its class token
+
+    def set_global_pool(self, global_pool: str) -> None:
+        if global_pool not in ("token", "avg", ""):
+            raise ValueError(f"global_pool must be 'token', 'avg' or '' for a ViT, got {global_pool!r}")
+        self.global_pool = global_pool
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Tokens ``(N, 1 + L, D)`` → logits ``(N, num_classes)``, or the class token's features if ``pre_logits``."""
+        if self.global_pool == "token":
+            x = x[:, 0]  # y = LN(z_L^0) (eq. 4): (N, D)
+        elif self.global_pool == "avg":
+            x = x[:, 1:].mean(dim=1)
+        y = self.head_drop(self.representation(x))
+        return y if pre_logits else self.head(y)
 
     def _checked_size(self, img_size: int | tuple[int, int]) -> tuple[int, int]:
         size = _pair(img_size)
@@ -291,36 +344,6 @@ class VisionTransformer(nn.Module):
                 f"Resize the images to {h}x{w}, or allow ({height}, {width}) with "
                 f"model.set_image_size(({height}, {width})) or img_size=({height}, {width}) at build time "
                 f"(H and W must be multiples of {self.patch_size}; the position embeddings are interpolated)")
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → every token after the final LayerNorm, ``(N, 1 + L, D)``, class token first."""
-        check_image_batch(x, model=self, in_chans=self.in_chans)  # everything but the size, which
-        self._check_image_size(x)  # must be exactly img_size: this check says so, and how to allow others
-        patches = self.patch_embed(x)  # (N, L, D)
-        class_token = self.class_token.expand(x.shape[0], -1, -1)  # (N, 1, D); len(x) would fix N in export
-        z = torch.cat([class_token, patches], dim=1) + self.position_embedding  # z_0 (eq. 1): (N, 1 + L, D)
-        z = self.dropout(z)
-        z = checkpoint_seq(self.encoder, z) if checkpointing(self) else self.encoder(z)  # z_L (eqs. 2, 3)
-        return self.norm(z)  # LN(z_L); eq. 4 reads its class token
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Tokens ``(N, 1 + L, D)`` → logits ``(N, num_classes)``, or the class token's features if ``pre_logits``."""
-        y = self.representation(x[:, 0])  # y = LN(z_L^0) (eq. 4): (N, D)
-        return y if pre_logits else self.head(y)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Checkpoint each encoder block in training: its activations are recomputed in the backward pass."""
-        self.grad_checkpointing = enable
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head with a freshly initialised one of ``num_classes`` outputs (0: no head)."""
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        self._init_head()
-
 
 _PAPER = Paper(
     title="An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale",

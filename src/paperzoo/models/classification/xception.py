@@ -70,7 +70,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from paperzoo.layers import ConvNormAct, FeatureInfo, check_image_batch
+from paperzoo.layers import ConvNormAct, FeatureInfo
+from paperzoo.layers.classifier import ClassifierPool, ImageClassifier
 from paperzoo.registry import InputSpec, ModelCard, Paper, register
 
 __all__ = ["Xception", "XceptionModule", "SeparableConv2d"]
@@ -140,68 +141,60 @@ def separable_conv_norm_act(in_channels: int, out_channels: int) -> nn.Sequentia
                                      norm=nn.BatchNorm2d(out_channels), act=nn.ReLU(inplace=True)))
 
 
-class Xception(nn.Module):
+class Xception(ImageClassifier):
     """Xception (Figure 5): entry flow, middle flow (8 identical modules), exit flow.
 
     Args:
         drop_rate: dropout before the classifier (0; the paper trains on ImageNet with 0.5).
         num_classes: outputs of the fc layer; 0 leaves it out and returns pooled features.
         in_chans: channels of the input image.
-        features_only: build no head; ``forward`` returns the maps in ``out_indices``.
-        out_indices: which of the stem (0, stride 2), entry modules 1 and 2 (1, 2: strides 4, 8), the middle
-            flow (3, stride 16) and the exit flow (4, stride 32) ``features_only`` returns.
     """
 
     # The network's total stride, as for the ResNets. The unpadded stem alone needs 7 pixels (the reference
     # fails below: 6 → 2 → 0); below 32 the exit flow's map is one pixel computed mostly from padding.
     min_input_size = 32
     model_name = "xception"
+    first_conv = "entry_flow.conv1.conv"
+    head_dropout_name = "dropout"
 
     def __init__(
         self,
         drop_rate: float = 0.0,
         num_classes: int = 1000,
         in_chans: int = 3,
-        features_only: bool = False,
-        out_indices: tuple[int, ...] = (0, 1, 2, 3, 4),
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.features_only = features_only
-        self.out_indices = tuple(out_indices)
-        last = max(self.out_indices) if features_only else 4  # the last map built
 
         entry: OrderedDict[str, nn.Module] = OrderedDict(
             conv1=ConvNormAct(in_chans, 32, 3, stride=2, padding=0),
             conv2=ConvNormAct(32, 64, 3, padding=0),
         )
         entry_modules = [("module1", 64, 128, False), ("module2", 128, 256, True), ("module3", 256, 728, True)]
-        for index, (name, in_channels, width, start_with_relu) in enumerate(entry_modules, start=1):
-            if index <= last:  # module3 opens stride 16, built with the middle flow's map
-                entry[name] = XceptionModule(in_channels, (width, width), stride=2, start_with_relu=start_with_relu)
+        for name, in_channels, width, start_with_relu in entry_modules:
+            entry[name] = XceptionModule(in_channels, (width, width), stride=2, start_with_relu=start_with_relu)
         self.entry_flow = nn.Sequential(entry)
-        if last >= 3:
-            self.middle_flow = nn.Sequential(OrderedDict(
-                (f"module{i}", XceptionModule(MIDDLE_WIDTH, (MIDDLE_WIDTH,) * 3))
-                for i in range(1, MIDDLE_FLOW_MODULES + 1)))
-        if last >= 4:
-            self.exit_flow = nn.Sequential(OrderedDict(
-                module=XceptionModule(MIDDLE_WIDTH, (728, 1024), stride=2),
-                sepconv1=separable_conv_norm_act(1024, 1536),
-                sepconv2=separable_conv_norm_act(1536, 2048),
-            ))
+        self.middle_flow = nn.Sequential(OrderedDict(
+            (f"module{i}", XceptionModule(MIDDLE_WIDTH, (MIDDLE_WIDTH,) * 3))
+            for i in range(1, MIDDLE_FLOW_MODULES + 1)))
+        self.exit_flow = nn.Sequential(OrderedDict(
+            module=XceptionModule(MIDDLE_WIDTH, (728, 1024), stride=2),
+            sepconv1=separable_conv_norm_act(1024, 1536),
+            sepconv2=separable_conv_norm_act(1536, 2048),
+        ))
 
-        taps = [FeatureInfo(64, 2, "entry_flow.conv2"), FeatureInfo(128, 4, "entry_flow.module1"),
-                FeatureInfo(256, 8, "entry_flow.module2"), FeatureInfo(728, 16, "middle_flow"),
-                FeatureInfo(2048, 32, "exit_flow")]
-        self.feature_info = [taps[i] for i in self.out_indices] if features_only else taps
+        # The maps at strides 2 … 32, as timm's: entry module3 opens stride 16, so it goes with the middle flow.
+        self.feature_info = FeatureInfo([(64, 2, "entry_flow.conv2"), (128, 4, "entry_flow.module1"),
+                                         (256, 8, "entry_flow.module2"), (728, 16, "middle_flow"),
+                                         (2048, 32, "exit_flow")])
+        self.level_modules = (("entry_flow.conv1", "entry_flow.conv2"), ("entry_flow.module1",),
+                              ("entry_flow.module2",), ("entry_flow.module3", "middle_flow"), ("exit_flow",))
 
         self.num_features = 2048
-        if not features_only:
-            self.global_pool = nn.AdaptiveAvgPool2d(1)
-            self.dropout = nn.Dropout(drop_rate)
-            self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.global_pool = ClassifierPool("avg")
+        self.dropout = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -212,37 +205,8 @@ class Xception(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, C, H, W)`` → exit flow map ``(N, 2048, h, w)`` (10×10 at 299×299)."""
-        check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-        return self.exit_flow(self.middle_flow(self.entry_flow(x)))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Exit flow map → logits ``(N, num_classes)``, or the pooled features if ``pre_logits``."""
-        x = self.dropout(torch.flatten(self.global_pool(x), 1))  # (N, 2048, h, w) → (N, 2048)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if self.features_only:
-            check_image_batch(x, model=self, in_chans=self.in_chans, min_size=self.min_input_size)
-            wanted = {info.module for info in self.feature_info}
-            features = []
-            for name, module in self.entry_flow.named_children():
-                x = module(x)
-                if f"entry_flow.{name}" in wanted:
-                    features.append(x)
-            for name in ("middle_flow", "exit_flow"):
-                if hasattr(self, name):
-                    x = getattr(self, name)(x)
-                    if name in wanted:
-                        features.append(x)
-            return features
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace fc with a freshly initialised layer of ``num_classes`` outputs (0: no fc)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return x  # the stem's two convolutions are the first feature level (stride 2)
 
 
 _PAPER = Paper(
