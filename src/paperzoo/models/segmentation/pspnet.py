@@ -53,6 +53,10 @@ Deviations:
 * The head's convolutions keep PyTorch's default initialisation, as the authors' code does; the backbone is
   He-initialised (the paper starts from ImageNet weights).
 * ``loss`` averages the cross entropy over the pixels not labelled 255, as the authors' code does.
+* Dropout before each classifier drops single activations (``nn.Dropout``), as the Caffe layer ``conv5_4/dropout``
+  of the authors' released prototxt does (Caffe's ``Dropout`` is element-wise); that Caffe code produced the
+  paper's results, which are this card's reference. The authors' later PyTorch code ("semseg") uses
+  ``nn.Dropout2d`` there, dropping whole channels. Either is the identity in eval mode, so only training differs.
 """
 
 from __future__ import annotations
@@ -185,7 +189,9 @@ def _card(name: str, depth: int, params: int, gmacs: float, canonical: bool = Fa
         reference="paper",
         gmacs=gmacs,
         canonical=canonical,
-        notes="the deep-stem dilated ResNet of the authors' code; aux_loss=False drops the auxiliary head",
+        notes="the deep-stem dilated ResNet of the authors' code; aux_loss=False drops the auxiliary head. "
+              "Dropout 0.1 before each classifier is element-wise (nn.Dropout), as the authors' Caffe release "
+              "that the paper's results come from; their later PyTorch code (semseg) uses nn.Dropout2d.",
     )
 
 
