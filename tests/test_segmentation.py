@@ -55,7 +55,7 @@ def parameters_of(module: nn.Module) -> int:
 
 def test_unet_is_the_papers_network():
     model = meta("unet")
-    assert count_parameters(model) == 31_030_658  # MODELS.md's count, derived by hand from Figure 1
+    assert count_parameters(model) == 31_030_658  # derived by hand from Figure 1 (the card's params_source)
     widths = [step.conv2.conv.out_channels for step in model.contracting] + [model.bottom.conv2.conv.out_channels]
     assert widths == [64, 128, 256, 512, 1024]
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]

@@ -43,7 +43,7 @@ TASK_TITLES = {
 }
 
 # The order in which to read the zoo, from the first ideas to the ones that build on many others. Names are
-# registry names (MODELS.md's canonical ones); a name not registered yet is left out, and every registered
+# registry names (the canonical variants); a name not registered yet is left out, and every registered
 # canonical model missing here is listed after the stages, so the path never hides a model.
 LEARNING_PATH: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("Beginner", "Layers, losses and learned features",
