@@ -580,14 +580,15 @@ def test_transformers_referenced_pages_list_the_accepted_configuration_fields(bu
     site = Path(built_site["dir"])
     for slug, name, config in [("bert", "bert_base", transformers.BertConfig()),
                                ("wav2vec2", "wav2vec2_base", transformers.Wav2Vec2Config())]:
-        page = PageText.of((site / "models" / slug / "index.html").read_text())
+        html = (site / "models" / slug / "index.html").read_text()
+        page = PageText.of(html)
         rows = {tuple(row) for table in page.tables if table and table[0] == ["transformers field", "our argument"]
                 for row in table[1:]}
         read = accepted_config_fields(name).split("\n")[0].split(": ", 1)[1]
         pairs = [tuple(item.split(" → ")) for item in read.split(", ") if " → " in item]
         assert len(pairs) >= 10 and set(pairs) <= rows, (slug, set(pairs) - rows)
         assert {theirs for theirs, _ in pairs} <= set(config.to_dict()), "a field transformers does not have"
-        assert "hidden_act ∈ ['gelu']" in page.prose
+        assert "Checked: <code>hidden_act ∈ ['gelu']</code>" in html  # the checked values, as code
     resnet = (site / "models" / "resnet" / "index.html").read_text()
     assert "Configuration fields" not in resnet and "transformers field" not in resnet
 
