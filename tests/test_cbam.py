@@ -107,3 +107,11 @@ def test_parameter_budget_is_resnet50_plus_one_cbam_per_block():
 
 def test_module_exports_the_attention_blocks():
     assert {"CBAM", "ChannelAttention", "SpatialAttention"} <= set(cbam.__all__)
+
+
+def test_recipe_divides_the_lr_at_epochs_30_and_60_of_90():
+    """§4 follows ResNet's ImageNet schedule: lr ÷10 at epochs 30 and 60 of 90 (the card had 50%/75%, CIFAR's)."""
+    recipe = paperzoo.model_card("cbam_resnet50").recipe
+    assert recipe.schedule == "step" and recipe.gamma == 0.1
+    assert [round(f * 90) for f in recipe.milestones] == [30, 60]
+    assert [round(f * 300) for f in recipe.milestones] == [100, 200]  # fractions, not 45/68 of a 90-epoch run

@@ -569,6 +569,31 @@ def test_model_pages_show_the_recipe_and_the_published_weights_with_their_metric
 
 
 @pytest.mark.heavy
+def test_transformers_referenced_pages_list_the_accepted_configuration_fields(built_site):
+    """What `paperzoo info NAME` lists (accepted_config_fields) is on the page: every transformers field beside our
+    argument, each field one that transformers' own configuration class has; pages without such variants have
+    no such section. Reads the session's built site, never a second build."""
+    import transformers
+
+    from paperzoo.interop.huggingface import accepted_config_fields
+
+    site = Path(built_site["dir"])
+    for slug, name, config in [("bert", "bert_base", transformers.BertConfig()),
+                               ("wav2vec2", "wav2vec2_base", transformers.Wav2Vec2Config())]:
+        html = (site / "models" / slug / "index.html").read_text()
+        page = PageText.of(html)
+        rows = {tuple(row) for table in page.tables if table and table[0] == ["transformers field", "our argument"]
+                for row in table[1:]}
+        read = accepted_config_fields(name).split("\n")[0].split(": ", 1)[1]
+        pairs = [tuple(item.split(" → ")) for item in read.split(", ") if " → " in item]
+        assert len(pairs) >= 10 and set(pairs) <= rows, (slug, set(pairs) - rows)
+        assert {theirs for theirs, _ in pairs} <= set(config.to_dict()), "a field transformers does not have"
+        assert "Checked: <code>hidden_act ∈ ['gelu']</code>" in html  # the checked values, as code
+    resnet = (site / "models" / "resnet" / "index.html").read_text()
+    assert "Configuration fields" not in resnet and "transformers field" not in resnet
+
+
+@pytest.mark.heavy
 def test_titles_parameters_navigation_and_sitemap_are_sound(built_site):
     """Item 6's smaller defects: a page title is the architecture's name, not a citation cut at its first line;
     every documented parameter is one real parameter (no "a, b" rows, no prose for a name), and none that has a

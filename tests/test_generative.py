@@ -38,7 +38,7 @@ def test_gan_halves_are_the_papers_mnist_networks():
         (100, 1200), (1200, 1200), (1200, 784)]
     assert (d.maxout1.num_units, d.maxout1.num_pieces, d.maxout2.num_units, d.output.out_features) == (240, 5, 240, 1)
     assert (d.drop1.p, d.drop2.p, d.drop3.p) == (0.2, 0.5, 0.5)  # the release's input_include_probs 0.8, 0.5
-    # MODELS.md's hand-derived split (G 2,503,984 + D 1,231,441).
+    # the hand-derived split (G 2,503,984 + D 1,231,441) of the module docstring.
     assert (count_parameters(model.generator), count_parameters(model.discriminator)) == (2_503_984, 1_231_441)
 
 
@@ -151,7 +151,7 @@ def test_dcgan_counts():
         with_4x4 = paperzoo.create_model("dcgan", kernel_size=4)
     # Figure 1's 5×5 generator, counted by hand in the module docstring.
     assert count_parameters(figure1.generator) == 18_855_040
-    # MODELS.md's † 12,658,432 is the same generator with 4×4 kernels.
+    # the hand-derived 12,658,432 is the same generator with 4×4 kernels.
     assert count_parameters(with_4x4.generator) == 12_658_432
     assert count_parameters(with_4x4.discriminator) == 11_036_160
 

@@ -216,6 +216,18 @@ def test_mobile_parameter_count_derived_by_hand():
     assert paperzoo.model_card("nasnet_a_mobile").params_match(total)
 
 
+def test_mobile_card_names_its_library_reference():
+    """Keras's NASNetMobile summary: 5,326,716 total = 5,289,978 trainable + 36,738 BatchNorm moving statistics
+    (2 per BN channel; our count, like torch's, holds them as buffers). The card names it."""
+    card = paperzoo.model_card("nasnet_a_mobile")
+    assert "NASNetMobile" in card.params_source and "Keras" in card.params_source and "NASNetMobile" in card.notes
+    assert "5,289,978" in card.params_source and "5,326,716" in card.params_source
+    with torch.device("meta"):
+        model = paperzoo.create_model("nasnet_a_mobile")
+    moving = sum(b.numel() for name, b in model.named_buffers() if name.endswith(("running_mean", "running_var")))
+    assert count_parameters(model) + moving == 5_326_716
+
+
 @pytest.mark.parametrize("name, paper_gmacs", [("nasnet_a_mobile", 0.564), ("nasnet_a_large", 23.8)])
 def test_multiply_adds_equal_the_paper(name, paper_gmacs):
     """The paper's Tables 2 and 3: 564M multiply-adds for (4 @ 1056) at 224, 23.8B for (6 @ 4032) at 331."""

@@ -151,3 +151,12 @@ def test_cifar_100_head_changes_only_the_classifier():
         ten = count_parameters(paperzoo.create_model("pyramidnet_272_a200"))
         hundred = count_parameters(paperzoo.create_model("pyramidnet_272_a200", num_classes=100))
     assert hundred - ten == 90 * (864 + 1)  # 4 · (16 + 200) = 864 features
+
+
+def test_imagenet_variant_says_its_recipe_is_the_cifar_one():
+    """§4's recipe is the CIFAR one; PyramidNet-200 is the ImageNet network, so its card must say what it carries."""
+    cifar, imagenet = paperzoo.model_card("pyramidnet_272_a200"), paperzoo.model_card("pyramidnet_200_a300")
+    assert "CIFAR" in cifar.recipe.source
+    assert "CIFAR recipe" in imagenet.recipe.source and "CIFAR" in imagenet.notes and "ImageNet" in imagenet.notes
+    # the same optimiser and schedule: only what the card says about it differs
+    assert (imagenet.recipe.lr, imagenet.recipe.milestones, imagenet.recipe.batch_size) == (0.1, (0.5, 0.75), 128)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -174,3 +175,24 @@ def test_create_model_on_the_meta_device_names_the_variant():
         model = paperzoo.create_model("resnet34")
     assert model.model_name == "resnet34"
     assert next(model.parameters()).is_meta
+
+
+# The variants whose paper states no parameter count: the card must say how its count was derived, as a sum of
+# parts that a reader can check, "a (part) + b (part) + ... = total".
+_DERIVED_COUNTS = ["gan", "dcgan", "vae", "autoencoder", "unet", "unet_padded", "pspnet_resnet50", "pspnet_resnet101",
+                   "attention_seq2seq", "coordconv_resnet50", "coordconv_classifier", "darknet53",
+                   *[f"shufflenet_v1_g{g}" for g in (1, 2, 3, 4, 8)],
+                   *[f"shufflenet_v1_g{g}_x0_5" for g in (1, 3, 8)]]
+_PART = r"\d[\d,]*(?: \([^)]*\))?"
+_EQUATION = re.compile(rf"({_PART}(?: \+ {_PART})+) = (\d[\d,]*)")
+
+
+@pytest.mark.parametrize("name", _DERIVED_COUNTS)
+def test_derived_counts_show_their_derivation(name):
+    card = paperzoo.model_card(name)
+    assert card.params_source.startswith("derived"), card.params_source
+    equation = _EQUATION.search(card.params_source)
+    assert equation, f"{name}: no 'a (part) + b (part) = total' in {card.params_source!r}"
+    parts = [int(re.sub(r" \(.*", "", part).replace(",", "")) for part in re.split(r" \+ (?![^(]*\))",
+                                                                                    equation.group(1))]
+    assert sum(parts) == int(equation.group(2).replace(",", "")) == card.params

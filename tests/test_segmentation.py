@@ -53,7 +53,7 @@ def parameters_of(module: nn.Module) -> int:
 
 def test_unet_is_the_papers_network():
     model = meta("unet")
-    assert count_parameters(model) == 31_030_658  # MODELS.md's count, derived by hand from Figure 1
+    assert count_parameters(model) == 31_030_658  # derived by hand from Figure 1 (the card's params_source)
     widths = [step.conv2.conv.out_channels for step in model.contracting] + [model.bottom.conv2.conv.out_channels]
     assert widths == [64, 128, 256, 512, 1024]
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
@@ -315,7 +315,7 @@ def test_deeplabv3_rates_double_at_output_stride_8():
 
 def test_pspnet_parameters_as_derived():
     model = meta("pspnet_resnet50")
-    # pspnet.py's docstring derives each part; the total is MODELS.md's "≈49.18M with aux, 150 classes".
+    # pspnet.py's docstring derives each part (≈49.18M with the auxiliary head, 150 classes).
     assert count_parameters(model.backbone) == 23_631_808
     assert count_parameters(model.head.pyramid) == 4_198_400
     assert count_parameters(model.head.conv) == 18_875_392
@@ -341,6 +341,16 @@ def test_pspnet_is_the_papers_configuration():
                                                                               pyramid=out.shape))
     assert meta_output_shape(model, 1, 3, 473, 473) == {"out": (1, 150, 473, 473), "aux": (1, 150, 473, 473)}
     assert seen == {"features": (1, 2048, 60, 60), "pyramid": (1, 4096, 60, 60)}
+
+
+def test_pspnet_dropout_is_the_caffe_releases_and_the_card_says_so():
+    """The authors' Caffe prototxt (conv5_4/dropout, Caffe's element-wise Dropout) produced the paper's results;
+    their later PyTorch code uses Dropout2d. The card names the choice; the module drops single activations."""
+    model = meta("pspnet_resnet50")
+    for dropout in (model.head.dropout, model.aux_head.dropout):
+        assert type(dropout) is nn.Dropout and dropout.p == 0.1
+    notes = paperzoo.model_card("pspnet_resnet50").notes
+    assert "nn.Dropout2d" in notes and "element-wise" in notes
 
 
 def test_aux_weights_and_ignore_index():

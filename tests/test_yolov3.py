@@ -238,6 +238,24 @@ def test_loss_equals_the_paper_computed_by_loops():
     assert losses["loss_classifier"].item() == pytest.approx(classes, rel=1e-5)
 
 
+def test_ignore_threshold_is_the_papers_and_the_release_value_is_one_keyword_away():
+    """§2.1: "We use the threshold of .5"; the released yolov3.cfg says ignore_thresh = .7. The card says which one
+    this build follows, and ignore_threshold=0.7 is the release's loss, equal to the loops at that threshold."""
+    card = paperzoo.model_card("yolov3")
+    assert "0.5" in card.notes and ".7" in card.notes and "ignore_threshold=0.7" in card.notes
+    anchors = ((6, 6), (9, 12), (12, 9), (14, 14), (20, 16), (16, 20), (24, 24), (32, 28), (28, 32))
+    assert tiny_yolo(anchors=anchors).ignore_threshold == 0.5
+    model = tiny_yolo(anchors=anchors, ignore_threshold=0.7)
+    _, targets = make_shapes_dataset(3, size=64, num_classes=3, seed=3)
+    targets = [{"boxes": t["boxes"], "labels": t["labels"] - 1} for t in targets]
+    predictions = predictions_near(model, targets)
+    at_05 = brute_force_loss(predictions, targets, model.anchors.tolist(), 3, ignore_threshold=0.5)
+    at_07 = brute_force_loss(predictions, targets, model.anchors.tolist(), 3, ignore_threshold=0.7)
+    assert at_07[3] < at_05[3], "the two thresholds must ignore different predictions here"
+    objectness = model.loss(predictions, targets)["loss_objectness"].item()
+    assert objectness == pytest.approx(at_07[1], rel=1e-5) and objectness != pytest.approx(at_05[1], rel=1e-5)
+
+
 def test_ignored_predictions_get_no_objectness_gradient():
     """A prediction that overlaps an object by more than 0.5 but is not its assigned one is ignored; below 0.5 it
     learns objectness 0."""

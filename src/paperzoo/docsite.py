@@ -43,7 +43,7 @@ TASK_TITLES = {
 }
 
 # The order in which to read the zoo, from the first ideas to the ones that build on many others. Names are
-# registry names (MODELS.md's canonical ones); a name not registered yet is left out, and every registered
+# registry names (the canonical variants); a name not registered yet is left out, and every registered
 # canonical model missing here is listed after the stages, so the path never hides a model.
 LEARNING_PATH: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("Beginner", "Layers, losses and learned features",
@@ -464,6 +464,40 @@ def _paper_block(card: ModelCard) -> str:
             f"{paper.year}")
 
 
+def config_fields_section(arch: Architecture) -> str:
+    """The configuration fields that ``from_pretrained`` and ``create_model`` accept for the variants with a
+    transformers reference (what ``paperzoo info NAME`` lists): the reference's name beside ours, the values that
+    are checked, and the ones a new model must have; "" for an architecture without such variants."""
+    from paperzoo.interop.huggingface import accepted_config_fields
+
+    groups: dict[str, list[str]] = {}
+    for variant in arch.cards:
+        if fields := accepted_config_fields(variant.name):
+            groups.setdefault(fields, []).append(variant.name)
+    if not groups:
+        return ""
+    parts = ["## Configuration fields", "",
+             "`paperzoo.from_pretrained(folder)` reads these fields of a transformers `config.json`, and "
+             "`create_model(name, **fields)` takes them beside our own argument names; a value outside the checked "
+             "ones is refused with the field, its value and what is supported.", ""]
+    for fields, names in groups.items():
+        read, _, rest = fields.partition("\n")
+        config_class, _, mapped = read.partition(": ")
+        checked, _, fresh = rest.removeprefix("checked: ").partition("; for a new model (create_model): ")
+        items = re.split(r", (?![^(]*\))", mapped)  # commas inside a parenthesised explanation stay
+        rows = ["| transformers field | our argument |", "| --- | --- |"]
+        rows += [f"| `{theirs}` | `{ours}` |" for theirs, _, ours in (i.partition(" → ") for i in items if " → " in i)]
+        derived = [i for i in items if " → " not in i]
+        parts += [f"### `{config_class}`: " + ", ".join(f"`{n}`" for n in names), "", "\n".join(rows), ""]
+        if derived:
+            parts += [f"- Derived: `{d}`" for d in derived]
+        def as_code(values: str) -> str:  # "a ∈ [x, y], b ∈ [z]": each field with its values as one code span
+            return ", ".join(f"`{v}`" for v in re.split(r", (?![^\[]*\])", values) if v)
+
+        parts += [f"- Checked: {as_code(checked)}", f"- For a new model (`create_model`): {as_code(fresh)}", ""]
+    return "\n".join(parts)
+
+
 def architecture_page(arch: Architecture, diagrams: list | None, repo_url: str | None = None,
                       example: Example | None = None) -> str:
     """The page of one architecture: paper, key ideas, diagram, variants, how to run it, the source's account
@@ -501,6 +535,8 @@ def architecture_page(arch: Architecture, diagrams: list | None, repo_url: str |
     notes = [c for c in arch.cards if c.notes]
     if notes:
         parts += [f"- `{c.name}`: {_inline(c.notes)}" for c in notes] + [""]
+    if fields := config_fields_section(arch):
+        parts += [fields, ""]
     parts += [example_section(arch, example), ""]
     parts += [training_section(arch), ""]
     parts += ["## From the source", "", rst_to_markdown(sections.body) if sections.body else "", ""]

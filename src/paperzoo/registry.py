@@ -332,8 +332,8 @@ class ModelCard:
     step (score thresholds, NMS): transform, backbone, neck and dense heads, without the region-wise heads of
     Faster/Mask R-CNN, whose work depends on how many proposals survive.
     ``params_tolerance`` is 0 for an implementation and half the last printed digit for a paper's rounded
-    figure. ``canonical`` marks the variant that MODELS.md names for its architecture: the one the contract
-    tests run at full size and ``paperzoo tour`` shows. ``recipe`` is the paper's training recipe, if it gives
+    figure. ``canonical`` marks the one variant that stands for its architecture: the one the contract tests
+    run at full size and ``paperzoo tour`` shows. ``recipe`` is the paper's training recipe, if it gives
     one that ``paperzoo train`` can follow.
     """
 

@@ -253,10 +253,11 @@ class CBAMResNet(ImageClassifier):
         return self.maxpool(self.conv1(x))
 
 
-# §4: "we follow [ResNet]": SGD, momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at 50% and 75% of the
-# run (epochs 30 and 60 of 90 on ImageNet).
+# §4: "we follow [ResNet]": SGD, momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at epochs 30 and 60 of
+# 90 on ImageNet, i.e. at 1/3 and 2/3 of the run.
 _RECIPE = TrainingRecipe(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step",
-                         milestones=(0.5, 0.75), batch_size=128, source="Woo et al. 2018, §4 (ResNet's recipe)")
+                         milestones=(1 / 3, 2 / 3), batch_size=128,
+                         source="Woo et al. 2018, §4 (ResNet's ImageNet recipe: ÷10 at epochs 30 and 60 of 90)")
 
 
 @register(ModelCard(

@@ -303,8 +303,9 @@ _INNOVATIONS = (
     innovations=_INNOVATIONS,
     input=InputSpec(kind="image", shape=(3, 224, 224), min_size=CoordConvResNet.min_input_size),
     params=25_572_768,
-    params_source="derived (§5): ResNet-50 (25,557,032) with an 8-channel first convolution "
-                  "(+ 64·5·7·7 = 15,680) after a 1×1 CoordConv with r, 3 + 3 → 8 channels (6·8 + 8 = 56)",
+    params_source="derived by hand (§5; the paper states no count): 25,557,032 (ResNet-50) + 15,680 (an 8-channel "
+                  "first convolution, 64·5·7·7 more weights) + 56 (the 1×1 CoordConv with r, 3 + 3 → 8 channels, "
+                  "6·8 + 8) = 25,572,768",
     reference="paper",
     gmacs=4.288,
     canonical=True,
@@ -322,8 +323,9 @@ def coordconv_resnet50(**kwargs: Any) -> CoordConvResNet:
     innovations=_INNOVATIONS,
     input=InputSpec(kind="coordinates", shape=(2,)),
     params=7_553,
-    params_source="derived: 1×1 CoordConv 2 + 2 → 32 (160), 1×1 convolutions 32 → 32 (1,056), 32 → 64 (2,112), "
-                  "64 → 64 (4,160), 64 → 1 (65): the widths of the authors' released model",
+    params_source="derived by hand from the widths of the authors' released model (the paper states no count): "
+                  "160 (1×1 CoordConv, 2 + 2 → 32) + 1,056 (32 → 32) + 2,112 (32 → 64) + 4,160 (64 → 64) + 65 "
+                  "(64 → 1) = 7,553",
     reference="paper",
     gmacs=0.030,
     notes="Input: (N, 2) coordinates in [-1, 1]; output: (N, 4096) logits, one per pixel of the 64x64 canvas.",

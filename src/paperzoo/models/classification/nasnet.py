@@ -670,11 +670,14 @@ def nasnet_a_large(**kwargs: Any) -> NASNet:
     params_tolerance=50_000,
     params_source="the paper's Table 3 (NASNet-A (4 @ 1056): 5.3M); the same cells with N = 4, 44 filters in "
                   "the first stage, a 32-filter stem (TF-slim's mobile configuration) and 1000 classes count "
-                  "5,289,978 (7,701,218 with aux_logits=True)",
+                  "5,289,978 (7,701,218 with aux_logits=True), the trainable parameters of Keras's "
+                  "NASNetMobile (keras.applications; its summary's 5,326,716 adds 36,738 BatchNorm moving statistics)",
     reference="paper",
     gmacs=0.564,
-    notes="no reference implementation to load: built from the large model's cells with N = 4, penultimate "
-          "filters 1056 and the 32-filter stem; its 0.564 GMACs at 224x224 equal Table 3's 564M mult-adds.",
+    notes="no PyTorch reference implementation to load: built from the large model's cells with N = 4, "
+          "penultimate filters 1056 and the 32-filter stem; its 0.564 GMACs at 224x224 equal Table 3's 564M "
+          "mult-adds. A library reference exists in TensorFlow: Keras's NASNetMobile (keras.applications) has "
+          "the same 5,289,978 trainable parameters.",
 ))
 def nasnet_a_mobile(**kwargs: Any) -> NASNet:
     """NASNet-A (4 @ 1056) at 224×224, TF-slim's mobile configuration."""

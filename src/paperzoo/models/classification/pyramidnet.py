@@ -243,11 +243,16 @@ _INNOVATIONS = (
 # §4 (CIFAR): SGD with Nesterov momentum 0.9, batch 128, weight decay 1e-4, lr 0.1 (CIFAR-10; 0.5 for
 # CIFAR-100) divided by 10 at epochs 150 and 225 of 300, i.e. at 50% and 75% of the run.
 _RECIPE = TrainingRecipe(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4, schedule="step",
-                         milestones=(0.5, 0.75), batch_size=128, source="Han et al. 2017, §4")
+                         milestones=(0.5, 0.75), batch_size=128, source="Han et al. 2017, §4 (CIFAR)")
+# PyramidNet-200 (ImageNet) keeps the CIFAR recipe, and its card says so: a short run on small images is the CIFAR
+# setting. The authors' release trains it on ImageNet with lr 0.05, batch 128 and ÷10 every 30 epochs.
+_CIFAR_RECIPE_ON_IMAGENET = TrainingRecipe(
+    optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4, schedule="step", milestones=(0.5, 0.75),
+    batch_size=128, source="Han et al. 2017, §4: the CIFAR recipe, not the ImageNet training (see the card's notes)")
 
 
 def _card(name: str, architecture: str, params: int, source: str, gmacs: float, shape: tuple[int, int, int],
-          canonical: bool = False, notes: str = "") -> ModelCard:
+          canonical: bool = False, notes: str = "", recipe: TrainingRecipe = _RECIPE) -> ModelCard:
     return ModelCard(
         name=name,
         architecture=architecture,
@@ -260,7 +265,7 @@ def _card(name: str, architecture: str, params: int, source: str, gmacs: float, 
         params_source=source,
         reference="paper",
         gmacs=gmacs,
-        recipe=_RECIPE,
+        recipe=recipe,
         canonical=canonical,
         notes=notes,
     )
@@ -284,7 +289,12 @@ def pyramidnet_272_a200(**kwargs: Any) -> PyramidNet:
 
 
 @register(_card("pyramidnet_200_a300", "PyramidNet-200 (alpha=300, bottleneck)", params=62_100_000,
-                source="paper, ImageNet results table (62.1M); built: 62,119,514", gmacs=16.456, shape=(3, 224, 224)))
+                source="paper, ImageNet results table (62.1M); built: 62,119,514", gmacs=16.456, shape=(3, 224, 224),
+                recipe=_CIFAR_RECIPE_ON_IMAGENET,
+                notes="The recipe is the paper's CIFAR one (§4: SGD with Nesterov momentum, lr 0.1, batch 128, "
+                      "÷10 at 50% and 75% of the run), applied to this ImageNet network; the authors' release "
+                      "(github.com/dyhan0920/PyramidNet-PyTorch) trains it on ImageNet with lr 0.05, batch 128, "
+                      "÷10 every 30 epochs."))
 def pyramidnet_200_a300(**kwargs: Any) -> PyramidNet:
     """PyramidNet-200 for ImageNet, α = 300: ResNet's stem and [3, 24, 36, 3] bottleneck units."""
     kwargs.setdefault("num_classes", 1000)

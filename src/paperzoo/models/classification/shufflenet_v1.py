@@ -52,8 +52,8 @@ depthwise convolution as 9 multiply-adds per output), and 38.5, 37.6 and 40.5 fo
 g = 1, 3, 8 (for 0.5× g = 8 the release too reports 40M, not Table 2's 38). The paper states no parameter counts.
 The authors' released implementation (github.com/megvii-model/ShuffleNet-Series, ShuffleNetV1) reports 1.9M for
 1× g = 3, 2.4M for g = 8, 0.7M and 1.0M for their 0.5× networks; this build has 1,864,728, 2,433,768, 717,324 and
-1,010,448, which round to them. That 1.9M is the "≈1.9M" of the project's model list; the cards carry the exact
-counts of this build.
+1,010,448, which round to them. That 1.9M is the "≈1.9M" usually quoted for ShuffleNet 1× (g = 3); the cards
+carry the exact counts, each split into the stem, the three stages and the fc layer.
 
 The paper leaves some details open; they are taken from that release: the shortcut comes first in the
 concatenation; the average pool pads by one pixel and counts the padding; the fc layer has no bias; the 0.5×
@@ -280,6 +280,16 @@ _PAPER_MFLOPS = {(1, 1.0): 143, (2, 1.0): 140, (3, 1.0): 137, (4, 1.0): 133, (8,
 # parameters and FLOPs it reports for the networks it trained.
 _RELEASE = {(3, 1.0): ("1.9M", "138M"), (8, 1.0): ("2.4M", "138M"), (3, 0.5): ("0.7M", "38M"),
             (8, 0.5): ("1.0M", "40M")}
+# How each count is made up (the paper states none): the stem's 3×3 convolution and BatchNorm (3·9·C + 2·C), the
+# units of stages 2, 3 and 4 at Table 1's widths, and the bias-free fc layer of the release (C_out·1000).
+_PARAMS_BY_PART = {(1, 1.0): (696, 39_264, 322_848, 592_128, 576_000),
+                   (2, 1.0): (696, 39_752, 316_400, 576_000, 800_000),
+                   (3, 1.0): (696, 39_552, 307_680, 556_800, 960_000),
+                   (4, 1.0): (696, 39_256, 299_744, 539_648, 1_088_000),
+                   (8, 1.0): (696, 42_288, 307_968, 546_816, 1_536_000),
+                   (1, 0.5): (348, 10_560, 83_664, 150_912, 288_000),
+                   (3, 0.5): (348, 11_136, 81_840, 144_000, 480_000),
+                   (8, 0.5): (464, 12_736, 84_864, 144_384, 768_000)}
 
 
 # §4: weight decay 4e-5, a linear-decay learning rate policy from 0.5 to 0, batch 1024 (momentum 0.9 as the
@@ -291,7 +301,10 @@ _RECIPE = TrainingRecipe(optimizer="sgd", lr=0.0625, momentum=0.9, weight_decay=
 def _card(name: str, groups: int, width: float, params: int, gmacs: float, canonical: bool = False) -> ModelCard:
     scale = "1×" if width == 1.0 else "0.5×"
     release = _RELEASE.get((groups, width))
-    source = "counted from this build of the paper's configuration (Table 1); the paper states no parameter counts"
+    stem, stage2, stage3, stage4, fc = _PARAMS_BY_PART[groups, width]
+    source = (f"derived from Table 1's widths, the details the paper leaves open taken from the authors' release (the "
+              f"paper states no parameter counts): {stem:,} (stem) + {stage2:,} (stage 2) + {stage3:,} (stage 3) + "
+              f"{stage4:,} (stage 4) + {fc:,} (bias-free fc) = {params:,}")
     notes = (f"The paper gives {_PAPER_MFLOPS[groups, width]} MFLOPs (multiply-adds; Table "
              f"{1 if width == 1.0 else 2}); this build measures {gmacs * 1000:.0f}. No implementation to compare "
              "outputs with: the widths are Table 1's, the details the paper leaves open the authors' release's.")
@@ -299,7 +312,7 @@ def _card(name: str, groups: int, width: float, params: int, gmacs: float, canon
         source += f"; the authors' release reports {release[0]}, which it matches when rounded"
         notes += f" The release reports {release[0]} parameters and {release[1]} FLOPs for this network."
     if canonical:
-        notes += (" Tables 2 and 5 round the 1× networks to 140 MFLOPs. MODELS.md's ≈1.9M is the release's "
+        notes += (" Tables 2 and 5 round the 1× networks to 140 MFLOPs. The often quoted ≈1.9M is the release's "
                   "rounded figure; this faithful build has 1,864,728, which rounds to it.")
     return ModelCard(
         name=name,

@@ -94,7 +94,7 @@ _PAPER = Paper(
     input=InputSpec(kind="image-list", shape=(3, 800, 800), min_size=FasterRCNN.min_input_size),
     params=41_808_406,
     params_source="torchvision.models.detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None), "
-                  "counted (BatchNorm2d in the backbone, every layer trainable; = MODELS.md). torchvision's COCO "
+                  "counted (BatchNorm2d in the backbone, every layer trainable). torchvision's COCO "
                   "weights meta says 41,755,286: the same network with frozen BatchNorm, whose 53,120 scales and "
                   "shifts are buffers (frozen_batchnorm=True)",
     reference="torchvision.models.detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None)",

@@ -411,8 +411,8 @@ _INNOVATIONS = (
     input=InputSpec(kind="image-list", shape=(3, 800, 800), min_size=RetinaNet.min_input_size),
     params=34_068_119,
     params_source="torchvision.models.detection.retinanet_resnet50_fpn(weights=None, weights_backbone=None), "
-                  "counted: trainable BatchNorm, as torchvision builds it without pretrained weights (MODELS.md's "
-                  "figure); frozen_batchnorm=True gives torchvision's pretrained configuration, 34,014,999 "
+                  "counted: trainable BatchNorm, as torchvision builds it without pretrained weights; "
+                  "frozen_batchnorm=True gives torchvision's pretrained configuration, 34,014,999 "
                   "(-53,120 BatchNorm scales and shifts)",
     reference="torchvision.models.detection.retinanet_resnet50_fpn(weights_backbone=None)",
     gmacs=151.540,

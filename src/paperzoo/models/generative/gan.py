@@ -37,8 +37,8 @@ leaves p_z open) are the authors' release's (github.com/goodfeli/adversarial, ``
                      dropout 0.5 → Linear 240 → 1, sigmoid       (N,) D(x) in (0, 1)
 
 Parameters: generator 121,200 + 1,441,200 + 941,584 = 2,503,984; discriminator (a maxout layer of 240 units
-× 5 pieces is a 1,200-output linear map) 942,000 + 289,200 + 241 = 1,231,441; 3,735,425 in all, as the
-project's model list derives from the paper's configuration.
+× 5 pieces is a 1,200-output linear map) 942,000 + 289,200 + 241 = 1,231,441; 3,735,425 in all, derived by hand
+from the paper's configuration (the paper states no count).
 
 What one call does (the project's contract for generative models): ``forward(z)`` is the generator,
 latent vectors ``(N, 100)`` → images ``(N, 1, 28, 28)``; ``loss(batch)`` is the game's two objectives on a
@@ -258,8 +258,9 @@ class GAN(nn.Module):
     ),
     input=InputSpec(kind="latent", shape=(100,)),
     params=3_735_425,
-    params_source="derived from the paper's MNIST configuration (authors' release mnist.yaml): generator 2,503,984 "
-                  "+ discriminator 1,231,441; the paper states no count. This build reproduces it exactly",
+    params_source="derived by hand from the paper's MNIST configuration as the authors' release (mnist.yaml) sets it; "
+                  "the paper states no count: 121,200 (G 100→1200) + 1,441,200 (G 1200→1200) + 941,584 (G 1200→784) "
+                  "+ 942,000 (D maxout 784→240×5) + 289,200 (D maxout 240→240×5) + 241 (D 240→1) = 3,735,425",
     reference="paper",
     gmacs=0.003,
     canonical=True,

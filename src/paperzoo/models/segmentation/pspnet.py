@@ -53,6 +53,10 @@ Deviations:
 * The head's convolutions keep PyTorch's default initialisation, as the authors' code does; the backbone is
   He-initialised (the paper starts from ImageNet weights).
 * ``loss`` averages the cross entropy over the pixels not labelled 255, as the authors' code does.
+* Dropout before each classifier drops single activations (``nn.Dropout``), as the Caffe layer ``conv5_4/dropout``
+  of the authors' released prototxt does (Caffe's ``Dropout`` is element-wise); that Caffe code produced the
+  paper's results, which are this card's reference. The authors' later PyTorch code ("semseg") uses
+  ``nn.Dropout2d`` there, dropping whole channels. Either is the identity in eval mode, so only training differs.
 """
 
 from __future__ import annotations
@@ -172,7 +176,7 @@ _INNOVATIONS = (
 )
 
 
-def _card(name: str, depth: int, params: int, gmacs: float, canonical: bool = False) -> ModelCard:
+def _card(name: str, depth: int, backbone: int, params: int, gmacs: float, canonical: bool = False) -> ModelCard:
     return ModelCard(
         name=name,
         architecture=f"PSPNet (ResNet-{depth}, dilated)",
@@ -181,22 +185,26 @@ def _card(name: str, depth: int, params: int, gmacs: float, canonical: bool = Fa
         innovations=_INNOVATIONS,
         input=InputSpec(kind="image", shape=(3, 473, 473), min_size=PSPNet.min_input_size),
         params=params,
-        params_source="derived from the paper's configuration and the authors' code (the paper states none): "
-                      "150 classes, with the auxiliary head",
+        params_source="derived by hand from the paper's configuration and the authors' code (the paper states none), "
+                      f"150 classes, with the auxiliary head: {backbone:,} (dilated ResNet-{depth}, deep stem) + "
+                      "4,198,400 (pyramid pooling) + 18,875,392 (3x3 conv 4096→512) + 76,950 (classifier) + 2,398,358 "
+                      f"(auxiliary head) = {params:,}",
         reference="paper",
         gmacs=gmacs,
         canonical=canonical,
-        notes="the deep-stem dilated ResNet of the authors' code; aux_loss=False drops the auxiliary head",
+        notes="the deep-stem dilated ResNet of the authors' code; aux_loss=False drops the auxiliary head. "
+              "Dropout 0.1 before each classifier is element-wise (nn.Dropout), as the authors' Caffe release "
+              "that the paper's results come from; their later PyTorch code (semseg) uses nn.Dropout2d.",
     )
 
 
-@register(_card("pspnet_resnet50", 50, params=49_180_908, gmacs=170.507, canonical=True))
+@register(_card("pspnet_resnet50", 50, backbone=23_631_808, params=49_180_908, gmacs=170.507, canonical=True))
 def pspnet_resnet50(**kwargs: Any) -> PSPNet:
     """PSPNet on a dilated ResNet-50 with the deep stem."""
     return PSPNet(backbone="resnet50", **kwargs)
 
 
-@register(_card("pspnet_resnet101", 101, params=68_173_036, gmacs=238.690))
+@register(_card("pspnet_resnet101", 101, backbone=42_623_936, params=68_173_036, gmacs=238.690))
 def pspnet_resnet101(**kwargs: Any) -> PSPNet:
     """PSPNet on a dilated ResNet-101 with the deep stem (the paper's best single model)."""
     return PSPNet(backbone="resnet101", **kwargs)
