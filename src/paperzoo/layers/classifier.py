@@ -239,10 +239,13 @@ class ImageClassifier(nn.Module):
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Feature map → logits ``(N, num_classes)``; ``pre_logits``: the features the classifier takes
         ``(N, head_hidden_size)``."""
+        # global_pool="" passes the map on: a LayerNorm then normalises each pixel (decided from the pool's
+        # setting, not x.ndim, which torch.fx cannot branch on)
+        unpooled = getattr(self.global_pool, "pool_type", None) == ""
         x = self.global_pool(x)
         for name in self.head_modules:
             module = self.get_submodule(name)
-            if x.ndim == 4 and isinstance(module, nn.LayerNorm) and self.map_fmt == "NCHW":  # unpooled: each pixel
+            if unpooled and isinstance(module, nn.LayerNorm) and self.map_fmt == "NCHW":
                 x = module(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
             else:
                 x = module(x)
