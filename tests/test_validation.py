@@ -59,6 +59,25 @@ def test_messages_say_how_to_fix_the_call(x, advice):
     assert advice in str(info.value)
 
 
+def test_a_channels_last_batch_is_told_to_permute_not_to_rebuild_the_model():
+    """(1, 224, 224, 3) used to be told first to build the model with in_chans=224."""
+    with pytest.raises(ValueError) as info:
+        check_image_batch(torch.zeros(1, 224, 224, 3), name="resnet50", in_chans=3, min_size=32)
+    assert "x.permute(0, 3, 1, 2)" in str(info.value) and "in_chans" not in str(info.value)
+
+
+def test_token_inputs_say_they_are_integer_ids():
+    """card.input.dtype said float32 for the models that take int64 ids (the field's default)."""
+    import paperzoo
+
+    for name in ("bert_base", "gpt2", "transformer_base", "seq2seq", "attention_seq2seq"):
+        card = paperzoo.model_card(name)
+        assert card.input.dtype == torch.int64, name
+        example = card.example_input(1)
+        assert all(t.dtype == torch.int64 for t in (example if isinstance(example, tuple) else (example,))), name
+    assert paperzoo.model_card("resnet50").input.dtype == torch.float32
+
+
 def test_a_count_of_one_channel_is_singular():
     with pytest.raises(ValueError, match=r"got \(1, 1, 8, 8\): 1 channel; convert the images to 3 channels"):
         check_image_batch(torch.zeros(1, 1, 8, 8), name="net", in_chans=3)

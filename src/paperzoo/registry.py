@@ -215,6 +215,8 @@ class InputSpec:
             raise ValueError(f"unknown input kind {self.kind!r}; expected one of {INPUT_KINDS}")
         if self.kind in ("tokens", "token-pairs") and self.vocab_size < 1:
             raise ValueError(f"an input of kind {self.kind!r} needs its vocab_size")
+        if self.kind in ("tokens", "token-pairs") and InputSpec.__dict__["dtype"].name(self) == "float32":
+            self.__dict__["_dtype"] = "int64"  # ids are integers: float32 here is only the field's default
         if self.kind == "token-pairs" and (self.target_vocab_size < 1 or len(self.shape) != 2):
             raise ValueError("a 'token-pairs' input needs target_vocab_size and shape (S, T)")
 

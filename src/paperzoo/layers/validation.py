@@ -145,10 +145,12 @@ def check_image_batch(x: object, *, model: nn.Module | None = None, name: str | 
         problem = "the batch dimension is missing; add it with x.unsqueeze(0)"
     elif x.ndim != 4:
         problem = f"a {x.ndim}-d tensor; pass a 4-d batch of images (N, C, H, W)"
+    elif shape[1] != in_chans and shape[3] == in_chans:  # (N, H, W, C): the layout, not the channel count
+        problem = (f"{_channels(shape[1])}: a channels-last (N, H, W, C) batch? move the channels first with "
+                   "x.permute(0, 3, 1, 2)")
     elif shape[1] != in_chans:
         problem = (f"{_channels(shape[1])}; convert the images to {_channels(in_chans)}, or build the model "
-                   f"with in_chans={shape[1]}" + (" (a channels-last (N, H, W, C) array needs "
-                                                  "x.permute(0, 3, 1, 2))" if shape[3] == in_chans else ""))
+                   f"with in_chans={shape[1]}")
     elif not x.is_floating_point():
         problem = (f"dtype {str(x.dtype).removeprefix('torch.')}; convert with x.float() "
                    "(and scale and normalise as in training)")
