@@ -170,10 +170,19 @@ class Task:
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        clip = self.gradient_clip()
         for optimizer in optimizers:
+            if clip is not None:  # on the true gradients: unscaled first under float16's loss scaling
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], clip)
             scaler.step(optimizer)
         scaler.update()
         return loss, sums, count
+
+    def gradient_clip(self) -> float | None:
+        """The largest gradient norm a step takes (``None``: not clipped), where the paper clips (Seq2Seq at 5,
+        RNNsearch at 1) or the user asks."""
+        return None
 
     def statistics_forward(self, model: nn.Module, batch: Any) -> None:
         """The evaluation-time forward of a training batch, for recomputing BatchNorm statistics."""

@@ -138,23 +138,8 @@ class DetectionTask(Task):
     def objective(self, model: nn.Module) -> nn.Module:
         return _Step(model)
 
-    def train_step(self, trained: nn.Module, batch: Any, optimizers: list[torch.optim.Optimizer], scaler: Any,
-                   device: torch.device, amp: bool) -> tuple[torch.Tensor, dict[str, Any], int]:
-        """The loop's step, with the gradients' norm clipped (on their unscaled values) under ``--clip-grad``."""
-        clip = self.option_values["clip_grad"]
-        if clip is None:
-            return super().train_step(trained, batch, optimizers, scaler, device, amp)
-        with autocast(device, amp):
-            loss, sums, count = trained(batch)
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        for optimizer in optimizers:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], clip)
-            scaler.step(optimizer)
-        scaler.update()
-        return loss, sums, count
+    def gradient_clip(self) -> float | None:
+        return self.option_values["clip_grad"]  # --clip-grad (RetinaNet from scratch needs it)
 
     def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device, context: distributed.Context,
                  amp: bool) -> dict[str, float]:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from paperzoo.registry import create_model
-from paperzoo.training.tasks import Option, autocast
+from paperzoo.training.tasks import Option
 from paperzoo.training.tasks.language_model import LanguageModelTask
 
 GRADIENT_CLIP = 5.0  # Zaremba et al. 2014, §4
@@ -88,20 +88,8 @@ class SequenceTask(LanguageModelTask):
         sizes = {k: settings[k] for k in cls.size_options if settings.get(k) is not None}
         return RecurrentLanguageModel(create_model(name, **sizes), settings["vocabulary"])
 
-    def train_step(self, trained: nn.Module, batch: Any, optimizers: list[torch.optim.Optimizer], scaler: Any,
-                   device: torch.device, amp: bool) -> tuple[torch.Tensor, dict[str, Any], int]:
-        """The default step, with the gradient norm clipped before the update."""
-        with autocast(device, amp):
-            loss, sums, count = trained(batch)
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        for optimizer in optimizers:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], GRADIENT_CLIP)
-            scaler.step(optimizer)
-        scaler.update()
-        return loss, sums, count
+    def gradient_clip(self) -> float | None:
+        return GRADIENT_CLIP
 
 
 TASK = SequenceTask

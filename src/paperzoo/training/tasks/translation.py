@@ -275,22 +275,8 @@ class TranslationTask(Task):
         scale = 0.3 if self.recipe.schedule == "inverse-sqrt" and self.size == "small" else 1.0
         return self.config.lr or self.recipe.lr * scale
 
-    def train_step(self, trained: nn.Module, batch: Any, optimizers: list[torch.optim.Optimizer], scaler: Any,
-                   device: torch.device, amp: bool) -> tuple[torch.Tensor, dict[str, Any], int]:
-        """The default step, with the gradient's norm clipped where the paper clips it (Seq2Seq, RNNsearch)."""
-        with autocast(device, amp):
-            loss, sums, count = trained(batch)
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        for optimizer in optimizers:
-            if self.recipe.clip_norm is not None:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
-                                         self.recipe.clip_norm)
-            scaler.step(optimizer)
-        scaler.update()
-        return loss, sums, count
+    def gradient_clip(self) -> float | None:
+        return getattr(self.recipe, "clip_norm", None)  # Seq2Seq's 5 (§3.4), RNNsearch's 1 (Appendix B.2)
 
     def objective(self, model: nn.Module) -> nn.Module:
         return _Step(model)
