@@ -21,6 +21,7 @@ from paperzoo.cli import main
 from paperzoo.models.detection.evaluation import mean_average_precision
 from paperzoo.training import detection_data
 from paperzoo.training.loop import TrainConfig, train
+from resume import whole_and_resumed
 
 sys.path.insert(0, str(Path(__file__).parent))  # the detector test files' small configurations
 
@@ -91,9 +92,6 @@ def test_small_detector_learns_the_shapes(name, small_models, tmp_path, one_thre
 
 # --- resume ----------------------------------------------------------------------------------------------------
 
-class Interrupted(Exception):
-    pass
-
 
 @pytest.fixture
 def tiny(monkeypatch):
@@ -112,15 +110,7 @@ def test_an_interrupted_and_resumed_detection_run_ends_with_the_same_weights(tin
     """A detector stopped after epoch 1 of 2 and resumed ends with the weights, and the log, of a run that never
     stopped."""
     config = TrainConfig("tiny_detector", epochs=2, batch_size=8, image_size=64, options={"shapes_images": 24})
-    whole = train(dataclasses.replace(config, out=str(tmp_path / "whole")))
-
-    def interrupt(row):
-        raise Interrupted
-
-    with pytest.raises(Interrupted):
-        train(dataclasses.replace(config, out=str(tmp_path / "cut")), on_epoch=interrupt)
-    resumed = train(dataclasses.replace(config, out=str(tmp_path / "cut"),
-                                        resume=str(tmp_path / "cut" / "checkpoint.pt")))
+    whole, resumed = whole_and_resumed(config, tmp_path)
     assert resumed["parameter_digest"] == whole["parameter_digest"]
 
     def results(run: str) -> list[tuple]:

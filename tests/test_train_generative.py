@@ -4,7 +4,6 @@ its digits classifier, and bad input refused before anything is written."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 
@@ -19,6 +18,7 @@ from paperzoo import cli
 from paperzoo.training import checkpoints, digit_features
 from paperzoo.training.data import digits
 from paperzoo.training.loop import TrainConfig, train
+from resume import whole_and_resumed
 
 
 def digit_images(split: str, size: int = 28) -> torch.Tensor:
@@ -166,24 +166,13 @@ def test_dcgan_trains_on_grey_digits_in_its_tanh_range(tmp_path, one_thread):
 
 # --- resume, folders, bad input --------------------------------------------------------------------------
 
-class Interrupted(Exception):
-    pass
-
 
 @pytest.mark.heavy
 def test_an_interrupted_gan_resumes_to_the_same_weights(tmp_path, one_thread):
     """The GAN has what a resume must restore: two optimizers, the discriminator's dropout and the generator's
     noise, both drawn from the global random generator."""
     config = TrainConfig("gan", epochs=2, batch_size=128)
-    whole = train(dataclasses.replace(config, out=str(tmp_path / "whole")))
-
-    def interrupt(row):
-        raise Interrupted
-
-    with pytest.raises(Interrupted):
-        train(dataclasses.replace(config, out=str(tmp_path / "cut")), on_epoch=interrupt)
-    resumed = train(dataclasses.replace(config, out=str(tmp_path / "cut"),
-                                        resume=str(tmp_path / "cut" / "checkpoint.pt")))
+    whole, resumed = whole_and_resumed(config, tmp_path)
     assert resumed["parameter_digest"] == whole["parameter_digest"]
     assert resumed["final_test_frechet_distance"] == whole["final_test_frechet_distance"]
 

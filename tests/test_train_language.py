@@ -4,7 +4,6 @@ generate``: learning on the embedded text through the loop, exact resume, the ru
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
 import math
 
@@ -15,13 +14,11 @@ from paperzoo import cli
 from paperzoo.training import checkpoints
 from paperzoo.training import text_data as texts
 from paperzoo.training.loop import TrainConfig, plan, train
+from resume import whole_and_resumed
 from weights_helpers import caches  # noqa: F401  (a fixture: empty, offline Hub and torch caches)
 
 TINY_GPT = {"num_layers": 2, "hidden_size": 64, "num_heads": 4, "seq_len": 64, "vocab_size": 512}
 
-
-class Interrupted(Exception):
-    pass
 
 
 def held_out_unigram_perplexity(run) -> float:
@@ -61,17 +58,8 @@ def test_an_interrupted_and_resumed_language_model_ends_with_the_same_weights(tm
     config = TrainConfig("gpt", data="text", data_path=str(small), epochs=2, lr=3e-3, batch_size=16,
                          options={"num_layers": 1, "hidden_size": 32, "num_heads": 2, "seq_len": 32,
                                   "vocab_size": 300})
-    whole = train(dataclasses.replace(config, out=str(tmp_path / "whole")))
-
-    def interrupt(row):
-        raise Interrupted
-
-    with pytest.raises(Interrupted):
-        train(dataclasses.replace(config, out=str(tmp_path / "cut")), on_epoch=interrupt)
-    state = checkpoints.load_checkpoint(tmp_path / "cut" / "checkpoint.pt", "gpt")
-    assert state["epoch"] == 1 and "tokenizer" in state
-    resumed = train(dataclasses.replace(config, out=str(tmp_path / "cut"),
-                                        resume=str(tmp_path / "cut" / "checkpoint.pt")))
+    whole, resumed = whole_and_resumed(config, tmp_path)
+    assert "tokenizer" in checkpoints.load_checkpoint(tmp_path / "cut" / "checkpoint.pt", "gpt")
     assert resumed["parameter_digest"] == whole["parameter_digest"]
     assert (tmp_path / "cut" / "tokenizer.json").read_text() == (tmp_path / "whole" / "tokenizer.json").read_text()
 

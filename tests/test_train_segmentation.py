@@ -4,7 +4,6 @@ code path, exact resume, and bad input refused before anything is written."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -23,6 +22,7 @@ from paperzoo.training.tasks.segmentation import (
     iou_from_confusion,
     mirror_pad,
 )
+from resume import whole_and_resumed
 
 SMALL_RESNET = "backbone_kwargs={'stem_width': 8, 'stage_widths': (8, 16, 32, 64)}"
 # A narrow variant of each architecture: CPU-sized, the paper's structure (the valid U-Net with 3 poolings).
@@ -111,24 +111,13 @@ def test_small_variant_learns_the_shapes(name, epochs, threshold, tmp_path, one_
     paperzoo.load_weights(model, tmp_path / "model.safetensors")
 
 
-class Interrupted(Exception):
-    pass
-
 
 @pytest.mark.heavy
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, one_thread):
     """DeepLabV3 with its auxiliary head: BatchNorm statistics, dropout, AdamW's moments, the schedule."""
     config = TrainConfig("deeplabv3_resnet50", epochs=2, batch_size=64, image_size=32,
                          model_kwargs=SMALL["deeplabv3_resnet50"])
-    whole = train(dataclasses.replace(config, out=str(tmp_path / "whole")))
-
-    def interrupt(row):
-        raise Interrupted
-
-    with pytest.raises(Interrupted):
-        train(dataclasses.replace(config, out=str(tmp_path / "cut")), on_epoch=interrupt)
-    resumed = train(dataclasses.replace(config, out=str(tmp_path / "cut"),
-                                        resume=str(tmp_path / "cut" / "checkpoint.pt")))
+    whole, resumed = whole_and_resumed(config, tmp_path)
     assert resumed["parameter_digest"] == whole["parameter_digest"]
     assert resumed["test_per_class_iou"] == whole["test_per_class_iou"]
 

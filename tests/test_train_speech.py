@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from paperzoo.training import audio_data
 from paperzoo.training.loop import TrainConfig, plan, train
 from paperzoo.training.tasks.speech import greedy_ctc
+from resume import whole_and_resumed
 
 WORDS = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
 
@@ -101,10 +102,6 @@ SMALL_PRETRAINING = dict(SMALL, codebook_size=8, codevector_dim=16, final_dim=12
                          quantizer_dropout=0.0)
 
 
-class Interrupted(Exception):
-    pass
-
-
 @pytest.mark.heavy
 def test_pretraining_learns_the_contrastive_task_on_spoken_digits_and_resumes_exactly(tmp_path):
     """A small wav2vec 2.0 (width 32, 2 layers, 2 codebooks of 8) pre-trained by `paperzoo train` on 200 spoken
@@ -113,20 +110,11 @@ def test_pretraining_learns_the_contrastive_task_on_spoken_digits_and_resumes_ex
     machine; 0.247 after 8). This replaces the test's own loop over synthetic tones."""
     config = TrainConfig("wav2vec2_base_pretraining", epochs=5, lr=2e-3, threads=1, options={"utterances": 200},
                          model_kwargs=SMALL_PRETRAINING)
-    whole = train(dataclasses.replace(config, out=str(tmp_path / "whole")))
+    whole, resumed = whole_and_resumed(config, tmp_path, stop_after=2)
     history = [json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
     first, last = history[0]["test_accuracy"], history[-1]["test_accuracy"]
     assert last >= 0.17 and last >= 1.5 * first, history
     assert history[-1]["test_loss"] < history[0]["test_loss"] and whole["metric"] == "accuracy"
-
-    def interrupt(row):
-        if row["epoch"] == 2:
-            raise Interrupted
-
-    with pytest.raises(Interrupted):
-        train(dataclasses.replace(config, out=str(tmp_path / "cut")), on_epoch=interrupt)
-    resumed = train(dataclasses.replace(config, out=str(tmp_path / "cut"), resume=str(tmp_path / "cut" /
-                                                                                        "checkpoint.pt")))
     assert resumed["parameter_digest"] == whole["parameter_digest"]  # masks, distractors, temperature restored
 
 

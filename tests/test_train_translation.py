@@ -3,7 +3,6 @@ the data behind them: the embedded English → German numerals, aligned text fil
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -12,10 +11,10 @@ import pytest
 import torch
 
 from paperzoo import cli
-from paperzoo.training import checkpoints
 from paperzoo.training import translation_data as td
 from paperzoo.training.loop import TrainConfig, plan, train
 from paperzoo.training.tasks.translation import load_translator, translate_sentences
+from resume import whole_and_resumed
 
 # --- the embedded data ----------------------------------------------------------------------------------------
 
@@ -264,9 +263,6 @@ def test_rnnsearch_learns_to_reverse_digits_and_aligns_each_output_with_its_sour
     assert (focus == torch.arange(5, -1, -1)).float().mean() >= 0.9
 
 
-class Interrupted(Exception):
-    pass
-
 
 @pytest.mark.heavy
 def test_an_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
@@ -275,16 +271,7 @@ def test_an_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
     folder = write_corpus(tmp_path / "data", *corpus(200))
     config = TrainConfig("attention_seq2seq", data="parallel", data_path=str(folder), epochs=2, threads=1,
                          options={"size": "small", "beam_size": 1})
-    whole = train(dataclasses.replace(config, out=str(tmp_path / "whole")))
-
-    def interrupt(row):
-        raise Interrupted
-
-    with pytest.raises(Interrupted):
-        train(dataclasses.replace(config, out=str(tmp_path / "cut")), on_epoch=interrupt)
-    assert checkpoints.load_checkpoint(tmp_path / "cut" / "checkpoint.pt", "attention_seq2seq")["epoch"] == 1
-    resumed = train(dataclasses.replace(config, out=str(tmp_path / "cut"),
-                                        resume=str(tmp_path / "cut" / "checkpoint.pt")))
+    whole, resumed = whole_and_resumed(config, tmp_path)
     assert resumed["parameter_digest"] == whole["parameter_digest"]
     assert not math.isnan(resumed["final_test_bleu"])
 
