@@ -90,12 +90,16 @@ class SpeechPreTrainingTask(Task):
             raise ValueError(f"{config.model} is wav2vec 2.0's encoder without a training objective; pre-train "
                              f"{config.model}_pretraining instead")
         self.recipe = RECIPE
-        if config.data == "spoken-digits":
+        self.load_audio()
+
+    def load_audio(self) -> None:
+        """The spoken digits (a quarter as many test utterances, from the held-out voices) or the audio folder."""
+        if self.config.data == "spoken-digits":
             count = self.option_values["utterances"]
-            self.train_set = audio_data.spoken_digits("train", count, seed=config.seed)
-            self.test_set = audio_data.spoken_digits("test", max(count // 4, 8), seed=config.seed)
+            self.train_set = audio_data.spoken_digits("train", count, seed=self.config.seed)
+            self.test_set = audio_data.spoken_digits("test", max(count // 4, 8), seed=self.config.seed)
         else:
-            self.train_set, self.test_set = audio_data.audio_folder(config.data_path, seed=config.seed)
+            self.train_set, self.test_set = audio_data.audio_folder(self.config.data_path, seed=self.config.seed)
 
     def model_kwargs(self) -> dict[str, Any]:
         return {"mask_prob": self.option_values["mask_prob"]}
@@ -212,12 +216,8 @@ class SpeechTask(SpeechPreTrainingTask):
         except ImportError:
             raise ValueError("the word error rate needs jiwer: pip install 'paperzoo[train]'") from None
         self.recipe = FINE_TUNING
-        if config.data == "spoken-digits":
-            count = self.option_values["utterances"]
-            self.train_set = audio_data.spoken_digits("train", count, seed=config.seed)
-            self.test_set = audio_data.spoken_digits("test", max(count // 4, 8), seed=config.seed)
-        else:
-            self.train_set, self.test_set = audio_data.audio_folder(config.data_path, seed=config.seed)
+        self.load_audio()
+        if config.data != "spoken-digits":
             untranscribed = [i for i, t in enumerate(self.train_set.transcripts) if not t]
             if untranscribed:
                 raise ValueError(f"CTC fine-tuning needs a transcript beside every audio file (name.txt); "
@@ -317,7 +317,6 @@ class SpeechTask(SpeechPreTrainingTask):
         words = sum(len(r.split()) for r in references)
         loss_sum, errors, words, count = distributed.all_sum([loss_sum, errors, words, len(references)], context,
                                                              device)
-        self.examples = list(zip(references[:3], hypotheses[:3], strict=True))
         return {"loss": loss_sum / count, "wer": errors / words}
 
     def checkpoint_extra(self) -> dict[str, Any]:
