@@ -202,6 +202,11 @@ def test_backward_reaches_every_parameter(name):
         low, high = model.output_range
         images = low + (high - low) * torch.rand(2, *model.image_shape)
         scalar_loss(model.loss(images)).backward()
+    elif hasattr(model, "training_loss"):
+        # CapsNet: its forward returns the class scores, as every classifier's; the reconstruction decoder learns
+        # from the paper's loss, which needs the labels (it reconstructs from the true class's capsule).
+        loss, _ = model.training_loss(contract_input(name, 2), torch.tensor([0, model.num_classes - 1]))
+        loss.backward()
     else:
         scalar_loss(run_example(model, contract_input(name, 2))).backward()
     for pname, p in model.named_parameters():
