@@ -432,8 +432,9 @@ def test_train_pretrained_starts_from_the_weights_with_a_new_head(caches: Path, 
     config = TrainConfig(model="resnet18", data="folder", data_path=str(tmp_path / "data"), epochs=1, image_size=32,
                          batch_size=4, pretrained=True, out=str(tmp_path / "run"))
     planned = plan(config)
-    assert planned.lr == pytest.approx(0.1 * paperzoo.model_card("resnet18").recipe.lr)
-    assert min(planned.train_set[i][0].min() for i in range(4)) < 0  # normalised, no longer in [0, 1]
+    recipe = paperzoo.model_card("resnet18").recipe  # a tenth of the recipe's rate, scaled to the batch of 4
+    assert planned.lr == pytest.approx(0.1 * recipe.lr * 4 / recipe.batch_size)
+    assert min(planned.task.train_set[i][0].min() for i in range(4)) < 0  # normalised, no longer in [0, 1]
 
     train(TrainConfig(**{**config.__dict__, "lr": 1e-12}))
     trained = load_file(tmp_path / "run" / "model.safetensors")

@@ -470,6 +470,8 @@ def create_model(name: str, pretrained: bool | str = False, *, device: Any = Non
     e.g. another ``input_size``)."""
     import torch
 
+    if isinstance(dtype, str):  # a name, as a config.json writes it ("float32")
+        dtype = getattr(torch, dtype.removeprefix("torch."))
     if pretrained:
         from paperzoo.weights import create_pretrained  # downloads and converters: only when weights are asked for
 

@@ -393,8 +393,8 @@ PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_class
 
 
 class BERTSequenceClassification(nn.Module):
-    """BERT fine-tuned to classify a sequence or a pair (§4.1, GLUE): K classes from the pooled [CLS] vector C,
-    logits = C Wᵀ + b with W ∈ R^{K×H}, "the only new parameters introduced during fine-tuning"
+    r"""BERT fine-tuned to classify a sequence or a pair (§4.1, GLUE): K classes from the pooled [CLS] vector C,
+    logits = C Wᵀ + b with $W \in \mathbb{R}^{K \times H}$, "the only new parameters introduced during fine-tuning"
     (transformers' ``BertForSequenceClassification``).
 
     Args: those of :class:`BERT`, and
