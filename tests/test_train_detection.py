@@ -61,7 +61,7 @@ def small_models(monkeypatch):
 # thread): Faster R-CNN 0.85, RetinaNet 0.99 (without --clip-grad the focal loss stalled: 0.00 after 400 steps),
 # SSD 0.78, YOLOv3 0.91 (no backbone pre-training needed), Mask R-CNN 0.85 for boxes and masks.
 LEARNING = {
-    "small_fasterrcnn": (dict(epochs=5, batch_size=8, lr=2e-3, image_size=128, options={"shapes_images": 240}),
+    "small_fasterrcnn": (dict(epochs=7, batch_size=8, lr=2e-3, image_size=128, options={"shapes_images": 240}),
                          {"map50": 0.7}),
     "small_maskrcnn": (dict(epochs=5, batch_size=8, lr=2e-3, image_size=128, options={"shapes_images": 240}),
                        {"map50": 0.7, "mask_map50": 0.7}),

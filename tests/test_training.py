@@ -191,14 +191,14 @@ def test_two_processes_with_gloo(tmp_path):
     out = tmp_path / "ddp"
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "paperzoo",
-         "train", "mobilenet_v2", "--image-size", "32", "--epochs", "3", "--batch-size", "128", "--out", str(out)],
+         "train", "resnet18", "--image-size", "32", "--epochs", "3", "--batch-size", "128", "--out", str(out)],
         capture_output=True, text=True, env={**ENV, "OMP_NUM_THREADS": "1"}, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["replicas_identical"] is True
     assert summary["final_train_loss"] < summary["first_train_loss"]
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
-    assert result.stdout.count("trained mobilenet_v2") == 1
+    assert result.stdout.count("trained resnet18") == 1
 
 
 # --- checkpoints -----------------------------------------------------------------------------------------
