@@ -16,6 +16,11 @@ A task is a :class:`Task` subclass in a module of this package, named in :data:`
 
 ``sums`` are per-batch totals (e.g. ``{"accuracy": correct}``) that the loop adds up and divides by the summed
 ``count``: the train metrics of the epoch, averaged over every example on every process.
+
+What a task may change besides: ``schedules`` (a per-step warm-up), ``distribute`` (DDP's
+``find_unused_parameters``), ``gradient_clip`` (where the paper clips), ``precise_bn`` with
+``statistics_forward`` (BatchNorm statistics recomputed before each evaluation), ``notes`` (where the run departs
+from the paper), ``settings`` (what a resume must not change) and ``checkpoint_extra`` (classes, a vocabulary).
 """
 
 from __future__ import annotations
