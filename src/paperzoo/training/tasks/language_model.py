@@ -163,7 +163,12 @@ class LanguageModelTask(Task):
 
             return create_model(name, **get_weights(name, settings["pretrained"]).model_kwargs)
         sizes = {k: settings[k] for k in cls.size_options if settings.get(k) is not None}
-        return create_model(name, vocab_size=settings["vocabulary"], **sizes)
+        return create_model(name, vocab_size=settings["vocabulary"], **cls.size_kwargs(sizes))
+
+    @classmethod
+    def size_kwargs(cls, sizes: dict[str, Any]) -> dict[str, Any]:
+        """The constructor's size arguments from the size options (BERT adds its feed-forward width, 4H)."""
+        return sizes
 
     def build_model(self) -> nn.Module:
         return self.rebuild(self.config.model, self.settings(), self.config.pretrained)

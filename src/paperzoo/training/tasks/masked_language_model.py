@@ -107,17 +107,10 @@ class MaskedLanguageModelTask(LanguageModelTask):
                              "needed): give a longer text, with more than one line")
 
     @classmethod
-    def rebuild(cls, name: str, settings: dict[str, Any], pretrained: bool | str = False) -> nn.Module:
-        if pretrained:
-            return create_model(name, pretrained=pretrained)
-        if settings.get("pretrained"):  # a fine-tuned run: the published weights' shapes, filled from its file
-            from paperzoo.weights import get_weights
-
-            return create_model(name, **get_weights(name, settings["pretrained"]).model_kwargs)
-        sizes = {k: settings[k] for k in cls.size_options if settings.get(k) is not None}
+    def size_kwargs(cls, sizes: dict[str, Any]) -> dict[str, Any]:
         if "hidden_size" in sizes:
-            sizes["intermediate_size"] = 4 * sizes["hidden_size"]  # the paper's 4H
-        return create_model(name, vocab_size=settings["vocabulary"], **sizes)
+            sizes = {**sizes, "intermediate_size": 4 * sizes["hidden_size"]}  # the paper's 4H
+        return sizes
 
     def collate(self, examples: Sequence[tuple[torch.Tensor, torch.Tensor, int]]) -> tuple[torch.Tensor, ...]:
         """Pairs padded on the right with [PAD] to the longest: ``(ids, token_type_ids, attention_mask,
