@@ -61,6 +61,26 @@ def test_bench_command_writes_consistent_json_and_markdown(tmp_path):
     assert f"{rows['gru']['timings']['fp32']['train']['ratio']:.2f}" in text
     assert "`capsnet` (skipped): no reference implementation" in text
     assert "test machine" in text and "`import paperzoo` adds" in text
+    # the terminal gets the report rendered, not its Markdown source
+    assert "**float32**" not in result.stdout and "| --- |" not in result.stdout
+    assert "float32" in result.stdout and "torch.nn.GRU(input_size=256" in result.stdout
+
+
+def _report_with_ratios(*ratios: float) -> dict:
+    """A report as ``benchmark.report`` shapes it, with one forward timing per ratio."""
+    rows = [{"model": f"m{i}", "reference": "ref", "status": "ok", "reason": "", "notes": [],
+             "timings": {"fp32": {"forward": {"ours_ms": ratio, "reference_ms": 1.0, "ratio": ratio}}}}
+            for i, ratio in enumerate(ratios)]
+    return {"machine": {"label": "x", "processor": "x", "cpu_count": 2, "threads": 1, "torch": "2"},
+            "settings": {"device": "cpu", "batch": 1, "repeats": 1, "warmup": 0, "train": False,
+                         "precisions": ["fp32"]},
+            "summary": {"fp32": {"forward": {"geometric_mean": 1.0, "models": len(ratios)}}}, "results": rows}
+
+
+def test_the_warning_legend_appears_only_with_a_flagged_row():
+    assert "⚠" not in benchmark.markdown(_report_with_ratios(1.0, 1.10))
+    flagged = benchmark.markdown(_report_with_ratios(1.0, 1.25))
+    assert "| 1.25 ⚠ |" in flagged and "⚠: above 1.10." in flagged
 
 
 def test_unknown_name_exits_2(capsys):

@@ -584,7 +584,8 @@ def markdown(data: dict[str, Any]) -> str:
         summary = data["summary"].get(precision, {})
         means = ", ".join(f"{phase} {entry['geometric_mean']:.3f} over {entry['models']} models"
                           for phase, entry in summary.items())
-        lines += ["", f"Geometric mean ratio ({title}): {means}. ⚠: above 1.10."]
+        flagged = any(row.get("ratio", 0) > 1.10 for r in timed for row in r["timings"][precision].values())
+        lines += ["", f"Geometric mean ratio ({title}): {means}." + (" ⚠: above 1.10." if flagged else "")]
         lines.append("")
     noted = [r for r in results if r.get("notes")]
     if noted:

@@ -412,7 +412,11 @@ def _bench(args: argparse.Namespace, console: Console) -> int:
 
             gc.collect()
             torch.cuda.empty_cache()
-    print(write(results))
+    from rich.markdown import Markdown  # here: markdown-it is not worth importing for every command
+
+    # rendered for the reader (a Markdown table on a terminal is a wall of pipes and asterisks); --markdown
+    # writes the source for the documentation
+    console.print(Markdown(write(results)))
     return 1 if any(result.status == "error" for result in results) else 0
 
 
