@@ -123,6 +123,8 @@ def test_run():
     result = run("run", "alexnet", "--batch-size", "2")
     assert result.returncode == 0, result.stderr
     assert "61,100,840 parameters ✓" in result.stdout
+    assert ("random weights, so the outputs below show shapes, not predictions (`paperzoo predict alexnet IMAGE "
+            "--pretrained` uses the published ones)") in " ".join(result.stdout.split())
     assert "input (2, 3, 224, 224) → output (2, 1000)" in result.stdout
 
 

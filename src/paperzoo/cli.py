@@ -206,7 +206,15 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     built = time.perf_counter() - start
     params = count_parameters(model)
     mark = "✓" if card.params_match(params) else f"✗ (published {card.params:,})"
-    console.print(f"built in {built:.2f} s: {params:,} parameters {mark}")
+    # `run` shows that the model builds, counts and computes; with random weights its numbers (a random detector's
+    # confident "top scores 0.98", a classifier's logits) mean nothing, and a reader must not take them for results
+    from paperzoo.weights import published_weights
+
+    where = ("no published weights exist for it" if not published_weights(args.name)
+             else f"`paperzoo predict {args.name} IMAGE --pretrained` uses the published ones"
+             if card.task in PREDICT_TASKS else f"create_model('{args.name}', pretrained=True) loads the published ones")
+    console.print(f"built in {built:.2f} s: {params:,} parameters {mark}; random weights, so the outputs below "
+                  f"show shapes, not predictions ({where})")
     x = card.example_input(args.batch_size)
     with torch.no_grad():
         start = time.perf_counter()
