@@ -196,3 +196,12 @@ def test_derived_counts_show_their_derivation(name):
     parts = [int(re.sub(r" \(.*", "", part).replace(",", "")) for part in re.split(r" \+ (?![^(]*\))",
                                                                                     equation.group(1))]
     assert sum(parts) == int(equation.group(2).replace(",", "")) == card.params
+
+
+def test_every_variant_has_its_own_architecture_label():
+    """``paperzoo list``, the site's variant tables and the README name each variant by its label; two variants with
+    one label (``unet`` and ``unet_padded`` were both "U-Net") cannot be told apart there."""
+    by_label: dict[str, list[str]] = {}
+    for name in registry.list_models():
+        by_label.setdefault(registry.model_card(name).architecture, []).append(name)
+    assert not {label: names for label, names in by_label.items() if len(names) > 1}

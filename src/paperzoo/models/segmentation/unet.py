@@ -308,11 +308,11 @@ _INNOVATIONS = (
 )
 
 
-def _card(name: str, shape: tuple[int, int, int], min_size: int, gmacs: float, canonical: bool = False,
-          notes: str = "") -> ModelCard:
+def _card(name: str, architecture: str, shape: tuple[int, int, int], min_size: int, gmacs: float,
+          canonical: bool = False, notes: str = "") -> ModelCard:
     return ModelCard(
         name=name,
-        architecture="U-Net",
+        architecture=architecture,
         task="semantic-segmentation",
         paper=_PAPER,
         innovations=_INNOVATIONS,
@@ -328,14 +328,14 @@ def _card(name: str, shape: tuple[int, int, int], min_size: int, gmacs: float, c
     )
 
 
-@register(_card("unet", (1, 572, 572), UNet.min_input_size, gmacs=150.428, canonical=True,
+@register(_card("unet", "U-Net", (1, 572, 572), UNet.min_input_size, gmacs=150.428, canonical=True,
                 notes="valid convolutions: a 572x572 tile gives 388x388 scores; sizes 188 + 16k"))
 def unet(**kwargs: Any) -> UNet:
     """The paper's U-Net: valid convolutions, 572×572 tiles → 388×388 scores, 2 classes."""
     return UNet(**kwargs)
 
 
-@register(_card("unet_padded", (1, 512, 512), 16, gmacs=192.384,
+@register(_card("unet_padded", "U-Net (padded convolutions)", (1, 512, 512), 16, gmacs=192.384,
                 notes="padded 3x3 convolutions (not the paper's): the output has the input's size, any multiple of 16"))
 def unet_padded(**kwargs: Any) -> UNet:
     """U-Net with padded 3×3 convolutions: output size = input size (a multiple of 16)."""
