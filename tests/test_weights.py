@@ -255,6 +255,22 @@ def test_timm_weights_from_the_hub_cache_equal_timm_pretrained(caches: Path) -> 
         assert transfer(x).shape == (2, 5)
 
 
+def test_a_hub_repository_with_only_the_other_format_still_loads(caches: Path) -> None:
+    """The table names model.safetensors; a repository (or an offline cache) that holds only pytorch_model.bin is
+    read from that, as transformers' and timm's loaders fall back; the .bin is read with weights_only=True."""
+    import timm
+
+    weights = get_weights("convnextv2_atto")
+    assert weights.hub_file == "model.safetensors"
+    reference = timm.create_model("convnextv2_atto").eval()
+    torch.save(reference.state_dict(), caches / "pytorch_model.bin")
+    place_in_hub_cache(caches, weights.hub_repo, {"pytorch_model.bin": caches / "pytorch_model.bin"})
+    ours = paperzoo.create_model("convnextv2_atto", pretrained=True).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x), **TOLERANCE)
+
+
 def test_hub_weights_offline_and_not_cached_say_what_to_do(caches: Path) -> None:
     with pytest.raises(ValueError, match="hf download timm/convnextv2_atto.fcmae_ft_in1k model.safetensors"):
         paperzoo.create_model("convnextv2_atto", pretrained=True)

@@ -58,7 +58,36 @@ def _from_url(url: str, check_hash: bool) -> StateDict:
     return dict(state_dict)
 
 
+# A Hub repository holds its weights as model.safetensors, pytorch_model.bin or both (older repositories have only
+# the .bin written by torch.save; newer ones only safetensors). transformers and timm try one, then the other; so do
+# we, so that a repository converted (or not yet converted) since the table was written still loads. The .bin is
+# read with weights_only=True like every other file.
+_HUB_ALTERNATIVES = {"model.safetensors": "pytorch_model.bin", "pytorch_model.bin": "model.safetensors"}
+
+
+class _MissingHubFile(Exception):
+    """The repository has no such file."""
+
+
+class _NotCached(Exception):
+    """Offline (or no network), and the file is not in the Hub cache."""
+
+
 def _from_hub(repo: str, filename: str) -> Path:
+    """The path of ``filename`` of the Hub repository ``repo`` in the Hub cache (downloaded if needed), or of its
+    alternative format where the repository (or the offline cache) has only that; the error names ``filename``."""
+    try:
+        return _hub_file(repo, filename)
+    except (_MissingHubFile, _NotCached) as missing:
+        if filename in _HUB_ALTERNATIVES:
+            try:
+                return _hub_file(repo, _HUB_ALTERNATIVES[filename])
+            except (_MissingHubFile, _NotCached):
+                pass
+        raise ValueError(str(missing)) from None
+
+
+def _hub_file(repo: str, filename: str) -> Path:
     try:
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
@@ -71,8 +100,8 @@ def _from_hub(repo: str, filename: str) -> Path:
         from huggingface_hub.constants import HF_HUB_CACHE
 
         folder = Path(HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
-        raise ValueError(f"cannot download {filename} from the Hub repository {repo} and it is not in the cache "
+        raise _NotCached(f"cannot download {filename} from the Hub repository {repo} and it is not in the cache "
                          f"({folder}); connect once, or run `hf download {repo} {filename}` where there is a "
                          "network and copy the cache folder here") from None
     except EntryNotFoundError:
-        raise ValueError(f"the Hub repository {repo} has no file {filename}") from None
+        raise _MissingHubFile(f"the Hub repository {repo} has no file {filename}") from None
