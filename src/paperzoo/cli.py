@@ -210,9 +210,12 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     # confident "top scores 0.98", a classifier's logits) mean nothing, and a reader must not take them for results
     from paperzoo.weights import published_weights
 
-    where = ("no published weights exist for it" if not published_weights(args.name)
-             else f"`paperzoo predict {args.name} IMAGE --pretrained` uses the published ones"
-             if card.task in PREDICT_TASKS else f"create_model('{args.name}', pretrained=True) loads the published ones")
+    if not published_weights(args.name):
+        where = "no published weights exist for it"
+    elif card.task in PREDICT_TASKS:
+        where = f"`paperzoo predict {args.name} IMAGE --pretrained` uses the published ones"
+    else:
+        where = f"create_model('{args.name}', pretrained=True) loads the published ones"
     console.print(f"built in {built:.2f} s: {params:,} parameters {mark}; random weights, so the outputs below "
                   f"show shapes, not predictions ({where})")
     x = card.example_input(args.batch_size)
