@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from paperzoo import cli
 from paperzoo.training import audio_data
 from paperzoo.training.loop import TrainConfig, plan, train
 from paperzoo.training.tasks.speech import greedy_ctc
@@ -76,7 +77,7 @@ def test_greedy_ctc_merges_repeats_and_drops_blanks():
     assert greedy_ctc(logits, torch.tensor([8, 3])) == [[3, 3, 2], [1]]  # the second stops at its 3 frames
 
 
-def test_speech_runs_are_checked_before_anything_is_written(tmp_path):
+def test_speech_runs_are_checked_before_anything_is_written(tmp_path, capsys):
     out = str(tmp_path / "out")
     with pytest.raises(ValueError, match="encoder without a training objective"):
         plan(TrainConfig("wav2vec2_base", out=out))
@@ -87,13 +88,35 @@ def test_speech_runs_are_checked_before_anything_is_written(tmp_path):
         write_wav(tmp_path / "audio" / split / f"{name}.wav", tone)
         (tmp_path / "audio" / split / f"{name}.txt").write_text(text)
     audio = str(tmp_path / "audio")
-    with pytest.raises(ValueError, match=r"test transcript 0 \('one två'\) has characters outside the vocabulary "
-                                         r"of the training transcripts: 'vå'"):
+    bad = tmp_path / "audio" / "val" / "0.txt"
+    with pytest.raises(ValueError, match=rf"{bad}: the test transcript 'one två' has characters outside the "
+                                         r"vocabulary of the training transcripts: 'vå'"):
         plan(TrainConfig("wav2vec2_base_ctc", data="audio", data_path=audio, out=out))
+    assert cli.main(["train", "wav2vec2_base_ctc", "--data", "audio", audio, "--out", out]) == 2
+    assert f"{bad}: the test transcript" in capsys.readouterr().err
     (tmp_path / "audio" / "train" / "1.txt").unlink()
-    with pytest.raises(ValueError, match="needs a transcript beside every audio file"):
+    untranscribed = tmp_path / "audio" / "train" / "1.wav"
+    with pytest.raises(ValueError, match=r"needs a transcript beside every audio file \(name.txt\); 1 training "
+                                         rf"files have none, e.g. {untranscribed} has no 1.txt"):
         plan(TrainConfig("wav2vec2_base_ctc", data="audio", data_path=audio, out=out))
     assert not (tmp_path / "out").exists()
+
+
+def test_an_audio_folder_at_another_sample_rate_is_resampled_with_a_warning_naming_the_file(tmp_path):
+    """The issue's bad input: an 8 kHz file in a training folder is resampled to 16 kHz (twice as many samples)
+    with a warning that names it, through the training command's own data path, not refused or read as is."""
+    tone = np.sin(np.linspace(0, 400 * np.pi, 8000)) * 0.5
+    for i in range(4):
+        write_wav(tmp_path / "audio" / f"{i}.wav", tone)
+        (tmp_path / "audio" / f"{i}.txt").write_text("one")
+    slow = write_wav(tmp_path / "audio" / "4.wav", tone, rate=8000)
+    (tmp_path / "audio" / "4.txt").write_text("one")
+    with pytest.warns(UserWarning, match=rf"{slow} is sampled at 8000 Hz; resampled to the 16000 Hz"):
+        task = plan(TrainConfig("wav2vec2_base_ctc", data="audio", data_path=str(tmp_path / "audio"),
+                                out=str(tmp_path / "out"))).task
+    utterances = {f: len(w) for s in (task.train_set, task.test_set)
+                  for f, w in zip(s.files, s.waveforms, strict=True)}
+    assert utterances[slow] == 16_000 and utterances[tmp_path / "audio" / "0.wav"] == 8000
 
 
 SMALL = dict(hidden_size=32, num_layers=2, num_heads=4, ffn_dim=64, feature_channels=32, position_kernel_size=16,
