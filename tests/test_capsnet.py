@@ -206,8 +206,8 @@ def test_capsnet_learns_digits(tmp_path):
     TensorFlow's default learning rate), one epoch of batch 32, on a small CapsNet (64 Conv1 channels, 8 primary
     capsule types: routing from 8×6×6 = 288 primary capsules instead of 1,152, everything else as the paper,
     its reconstruction decoder included). Measured: 94.4% of the 359 held-out digits after the epoch (chance
-    10%), 15 s with one thread on a loaded machine; the full-size network learns as well but costs several
-    times as much."""
+    10%), in about 9 s of one CPU (user time; 13 s of wall time on a loaded machine); the full-size network
+    learns as well but costs several times as much."""
     summary = train(TrainConfig("capsnet", epochs=1, batch_size=32, threads=1, out=str(tmp_path),
                                 model_kwargs={"conv_channels": 64, "primary_capsule_types": 8}))
     assert summary["final_test_accuracy"] >= 0.90, summary

@@ -170,7 +170,8 @@ def test_odenet_learns_digits(tmp_path):
     the paper does (dopri5, rtol = atol = 1e-3), the authors' optimiser (SGD, momentum 0.9) and step schedule
     (the rate divided by 10 at 37.5%, 62.5% and 87.5% of the run: here after epochs 2 and 4), on a narrow
     ODE-Net (16 channels instead of 64) at 16×16 pixels, batch 32 at lr 0.2, 4 epochs. Measured: 90.3% of the
-    359 held-out digits (chance 10%; 34% after the first epoch), about 30 s of one thread on a loaded machine.
+    359 held-out digits (chance 10%; 34% after the first epoch), in about 13 s of one CPU (user time; 33 s
+    of wall time on the loaded machine).
     The full-size network at 28×28 (5 epochs of SGD at batch 16 with a cosine decay) reached 97.5–98.6% but
     cost 64 s of the suite."""
     summary = train(TrainConfig("odenet", epochs=4, batch_size=32, lr=0.2, image_size=16, threads=1,
