@@ -1,6 +1,8 @@
 """wav2vec 2.0: parity with transformers' Wav2Vec2Model and Wav2Vec2ForPreTraining (outputs, with and without a
 padding mask, and the pre-training loss for the same masks and distractors), the span masking and the distractor
-sampling against the paper and transformers, the quantiser, the input checks, and a short pre-training run.
+sampling against the paper and transformers, the quantiser, the input checks, and one pre-training step. Learning
+(pre-training and CTC fine-tuning on the spoken digits) is tested through ``paperzoo train`` in
+test_train_speech.py.
 
 Small configurations (width 32, 2 layers, 32-channel feature encoder) check every code path in well under a
 second each; the ``heavy`` tests compare every registered variant at full size, built from its card's reference.
