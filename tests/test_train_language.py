@@ -210,6 +210,7 @@ def test_bad_text_inputs_are_refused_before_anything_is_written(tmp_path, capsys
         (["train", "bert_base_pretraining", "--data", "text", str(tmp_path / "short.txt")], "short.txt is too short"),
         (["train", "gpt", "--data", "text"], "needs the path"),
         (["train", "gpt", "--seq-len", "600"], "exceeds gpt's 512 positions"),
+        (["train", "gpt", "--model-kwargs", "max_positions=16", "--seq-len", "32"], "exceeds gpt's 16 positions"),
         (["train", "gpt", "--seq-len", "0"], "--seq-len must be positive"),
         (["train", "gpt", "--seq-len", "1"], "a window needs at least 2 tokens"),
         (["train", "gpt", "--vocab-size", "many"], "--vocab-size takes a int"),

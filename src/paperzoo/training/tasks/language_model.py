@@ -122,8 +122,9 @@ class LanguageModelTask(Task):
         return self.train_tokenizer(train_text)
 
     def positions(self) -> int | None:
-        """The longest window the model takes (its learned positions), or None for no limit."""
-        return self.card.input.shape[0]
+        """The longest window the model takes (its learned positions, ``--model-kwargs max_positions=N`` where
+        given), or None for no limit."""
+        return self.config.model_kwargs.get("max_positions", self.card.input.shape[0])
 
     def train_tokenizer(self, text: str) -> Any:
         return texts.train_byte_level_bpe(text, self.option_values["vocab_size"])
