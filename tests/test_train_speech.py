@@ -71,6 +71,14 @@ def test_audio_folders_are_read_and_bad_ones_named(tmp_path):
         audio_data.audio_folder(tmp_path / "empty")
 
 
+def test_max_words_sets_the_longest_utterance_of_the_spoken_digits(tmp_path):
+    task = plan(TrainConfig("wav2vec2_base_ctc", out=str(tmp_path / "out"),
+                            options={"utterances": 40, "max_words": 1})).task
+    assert {len(t.split()) for s in (task.train_set, task.test_set) for t in s.transcripts} == {1}
+    task = plan(TrainConfig("wav2vec2_base_ctc", out=str(tmp_path / "out"), options={"utterances": 40})).task
+    assert {len(t.split()) for t in task.train_set.transcripts} == {1, 2, 3}  # the default: 1 to 3 words
+
+
 def test_greedy_ctc_merges_repeats_and_drops_blanks():
     best = [[0, 3, 3, 0, 3, 2, 2, 0], [1, 1, 0, 1, 0, 0, 0, 0]]
     logits = torch.nn.functional.one_hot(torch.tensor(best), 5).float()
