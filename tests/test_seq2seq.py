@@ -10,7 +10,6 @@ digit sequences on a CPU.
 from __future__ import annotations
 
 import itertools
-import time
 
 import pytest
 import torch
@@ -301,42 +300,3 @@ def test_bad_input_raises_value_error_with_the_expected_shape(name):
         assert message.startswith(f"{name} expects") and expected in message, f"{reason}: {message}"
     with pytest.raises(ValueError, match="eos_id"):
         paperzoo.create_model(name, vocab_size=5, target_vocab_size=2, eos_id=2)
-
-
-# --- learning ---------------------------------------------------------------------------------------------
-
-def digit_task(task: str, batch_size: int, length: int, generator: torch.Generator):
-    """Sequences of digits and their sorted or reversed copy: (source, decoder input, decoder target, answer)."""
-    digits = torch.randint(0, 10, (batch_size, length), generator=generator)
-    answer = (digits.sort(dim=1).values if task == "sort" else digits.flip(1)) + FIRST_DIGIT
-    bos, eos = torch.full((batch_size, 1), BOS), torch.full((batch_size, 1), EOS)
-    return digits + FIRST_DIGIT, torch.cat((bos, answer), 1), torch.cat((answer, eos), 1), answer
-
-
-def train_on_digits(model: torch.nn.Module, task: str, length: int, steps: int, batch_size: int) -> float:
-    """Adam on fresh batches, then the exact-sequence accuracy of greedy decoding on 500 unseen sequences."""
-    generator = torch.Generator().manual_seed(0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model.train()
-    for _ in range(steps):
-        src, decoder_input, decoder_target, _ = digit_task(task, batch_size, length, generator)
-        loss = F.cross_entropy(model(src, decoder_input).flatten(0, 1), decoder_target.flatten())
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # as both papers (5 and 1)
-        optimizer.step()
-    model.eval()
-    src, _, _, answer = digit_task(task, 500, length, torch.Generator().manual_seed(1))
-    hypotheses = model.beam_search(src, beam_size=1, max_length=length + 1)
-    return sum(h[0].tokens == a.tolist() for h, a in zip(hypotheses, answer, strict=True)) / len(answer)
-
-
-@pytest.mark.heavy
-def test_seq2seq_learns_to_sort_digits():
-    # Measured: 500 of 500 sorted exactly after 250 steps, 18-21 s on one core of a busy machine.
-    torch.manual_seed(0)
-    model = paperzoo.create_model("seq2seq", vocab_size=13, target_vocab_size=13, embedding_dim=32, hidden_size=128,
-                                  num_layers=1, bos_id=BOS, eos_id=EOS)
-    start = time.perf_counter()
-    accuracy = train_on_digits(model, "sort", length=5, steps=250, batch_size=256)
-    assert accuracy >= 0.98, f"{accuracy:.1%} of 500 sequences sorted exactly ({time.perf_counter() - start:.0f} s)"

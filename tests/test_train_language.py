@@ -17,7 +17,8 @@ from paperzoo.training.loop import TrainConfig, plan, train
 from resume import whole_and_resumed
 from weights_helpers import caches  # noqa: F401  (a fixture: empty, offline Hub and torch caches)
 
-TINY_GPT = {"num_layers": 2, "hidden_size": 64, "num_heads": 4, "seq_len": 64, "vocab_size": 512}
+TINY_GPT = {"num_layers": 2, "hidden_size": 64, "num_heads": 4}  # --model-kwargs: the model's own names
+TINY_TEXT = {"seq_len": 64, "vocab_size": 512}
 
 
 
@@ -42,7 +43,8 @@ def held_out_unigram_perplexity(run) -> float:
 def test_a_small_gpt2_learns_the_embedded_text_far_below_the_unigram_perplexity(tmp_path, one_thread):
     """Three epochs of a 2-block GPT-2 on Genesis, BPE of 512 tokens: the held-out perplexity falls below 70% of
     the unigram perplexity (measured: 100.0 against 179.3)."""
-    summary = train(TrainConfig("gpt2", epochs=3, lr=3e-3, out=str(tmp_path), options=TINY_GPT))
+    summary = train(TrainConfig("gpt2", epochs=3, lr=3e-3, out=str(tmp_path), options=TINY_TEXT,
+                                model_kwargs=TINY_GPT))
     unigram = held_out_unigram_perplexity(tmp_path)
     assert summary["final_test_perplexity"] < 0.7 * unigram, (summary["final_test_perplexity"], unigram)
     assert summary["final_train_loss"] < summary["first_train_loss"]
@@ -56,8 +58,8 @@ def test_an_interrupted_and_resumed_language_model_ends_with_the_same_weights(tm
     small = tmp_path / "small.txt"
     small.write_text(texts.DEFAULT_TEXT.read_text(encoding="utf-8")[:20_000], encoding="utf-8")
     config = TrainConfig("gpt", data="text", data_path=str(small), epochs=2, lr=3e-3, batch_size=16,
-                         options={"num_layers": 1, "hidden_size": 32, "num_heads": 2, "seq_len": 32,
-                                  "vocab_size": 300})
+                         options={"seq_len": 32, "vocab_size": 300},
+                         model_kwargs={"num_layers": 1, "hidden_size": 32, "num_heads": 2})
     whole, resumed = whole_and_resumed(config, tmp_path)
     assert "tokenizer" in checkpoints.load_checkpoint(tmp_path / "cut" / "checkpoint.pt", "gpt")
     assert resumed["parameter_digest"] == whole["parameter_digest"]
@@ -71,8 +73,8 @@ def tiny_run(tmp_path_factory):
     small = folder / "small.txt"
     small.write_text(texts.DEFAULT_TEXT.read_text(encoding="utf-8")[:20_000], encoding="utf-8")
     train(TrainConfig("gpt", data="text", data_path=str(small), epochs=1, lr=3e-3, batch_size=16,
-                      out=str(folder / "run"), options={"num_layers": 1, "hidden_size": 32, "num_heads": 2,
-                                                        "seq_len": 32, "vocab_size": 300}))
+                      out=str(folder / "run"), options={"seq_len": 32, "vocab_size": 300},
+                      model_kwargs={"num_layers": 1, "hidden_size": 32, "num_heads": 2}))
     return folder / "run"
 
 
@@ -116,7 +118,7 @@ def test_an_lstm_language_model_learns_the_embedded_text(tmp_path, one_thread):
     """The registered LSTM (256 inputs, here 128 cells) between an embedding and a read-out, one epoch on Genesis
     with a 320-token BPE: held-out perplexity below 70% of the unigram perplexity (measured: 35.7)."""
     summary = train(TrainConfig("lstm", epochs=1, lr=3e-3, out=str(tmp_path),
-                                options={"seq_len": 64, "vocab_size": 320, "hidden_size": 128}))
+                                options={"seq_len": 64, "vocab_size": 320}, model_kwargs={"hidden_size": 128}))
     unigram = held_out_unigram_perplexity(tmp_path)
     assert summary["final_test_perplexity"] < 0.7 * unigram, (summary["final_test_perplexity"], unigram)
 
@@ -125,7 +127,7 @@ def test_a_gru_language_model_trains_and_generates(tmp_path, one_thread, capsys)
     small = tmp_path / "small.txt"
     small.write_text(texts.DEFAULT_TEXT.read_text(encoding="utf-8")[:10_000], encoding="utf-8")
     summary = train(TrainConfig("gru", data="text", data_path=str(small), epochs=1, out=str(tmp_path / "run"),
-                                options={"seq_len": 32, "vocab_size": 300, "hidden_size": 32}))
+                                options={"seq_len": 32, "vocab_size": 300}, model_kwargs={"hidden_size": 32}))
     assert summary["final_train_loss"] < summary["first_train_loss"] + 1  # it ran; the learning test is the LSTM's
     from safetensors.torch import load_file
 
@@ -145,8 +147,8 @@ def test_bert_pretraining_learns_masked_tokens_of_the_embedded_text(tmp_path, on
     import tokenizers
 
     summary = train(TrainConfig("bert_base_pretraining", epochs=6, lr=3e-3, batch_size=32, out=str(tmp_path),
-                                options={"num_layers": 2, "hidden_size": 64, "num_heads": 4, "seq_len": 32,
-                                         "vocab_size": 300}))
+                                options={"seq_len": 32, "vocab_size": 300},
+                                model_kwargs={"num_layers": 2, "hidden_size": 64, "num_heads": 4}))
     tokenizer = tokenizers.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
     lines = [line for line in texts.DEFAULT_TEXT.read_text(encoding="utf-8").splitlines(keepends=True)]
     cut = len(lines) - round(0.1 * len(lines))
@@ -185,8 +187,8 @@ def test_bert_pretraining_learns_masked_words_and_next_segments_of_a_motif_text(
     (tmp_path / "motifs.txt").write_text("\n".join(lines) + "\n")
     summary = train(TrainConfig("bert_base_pretraining", data="text", data_path=str(tmp_path / "motifs.txt"),
                                 epochs=12, lr=2e-3, batch_size=64, out=str(tmp_path / "run"),
-                                options={"num_layers": 2, "hidden_size": 64, "num_heads": 4, "seq_len": 29,
-                                         "vocab_size": 100}))
+                                options={"seq_len": 29, "vocab_size": 100},
+                                model_kwargs={"num_layers": 2, "hidden_size": 64, "num_heads": 4}))
     final = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert summary["final_test_mlm_accuracy"] > 0.5, summary
     assert final["test_nsp_accuracy"] > 0.75, final
@@ -208,12 +210,15 @@ def test_bad_text_inputs_are_refused_before_anything_is_written(tmp_path, capsys
         (["train", "bert_base_pretraining", "--data", "text", str(tmp_path / "short.txt")], "short.txt is too short"),
         (["train", "gpt", "--data", "text"], "needs the path"),
         (["train", "gpt", "--seq-len", "600"], "exceeds gpt's 512 positions"),
+        (["train", "gpt", "--model-kwargs", "max_positions=16", "--seq-len", "32"], "exceeds gpt's 16 positions"),
         (["train", "gpt", "--seq-len", "0"], "--seq-len must be positive"),
         (["train", "gpt", "--seq-len", "1"], "a window needs at least 2 tokens"),
         (["train", "gpt", "--vocab-size", "many"], "--vocab-size takes a int"),
         (["train", "bert_base"], "train bert_base_pretraining"),
-        (["train", "lstm", "--num-heads", "4"], "--num-heads does not apply to sequence models"),
-        (["train", "gpt2", "--pretrained", "--num-layers", "2"], "--pretrained keeps the published gpt2's size"),
+        (["train", "lstm", "--model-kwargs", "num_heads=4"], "--model-kwargs: lstm does not take"),
+        (["train", "gpt2", "--pretrained", "--model-kwargs", "num_layers=2"],
+         "--pretrained keeps the published gpt2's size: drop --model-kwargs num_layers=2"),
+        (["train", "gpt", "--model-kwargs", "vocab_size=100"], "set its size with --vocab-size"),
         (["train", "lstm", "--pretrained"], "lstm has no published weights"),
     ]
     for args, message in cases:
@@ -236,6 +241,21 @@ def test_the_tasks_take_the_papers_recipes():
     assert factors[100 + 450] == pytest.approx(0.5, abs=0.01) and factors[-1] < 1e-4  # cosine to 0
     bert = plan(TrainConfig("bert_base_pretraining", out="unused", options={"seq_len": 16, "vocab_size": 300})).task
     assert (bert.recipe.lr, bert.recipe.weight_decay, bert.decay) == (1e-4, 0.01, "linear")  # Appendix A.2
+
+
+def test_model_kwargs_size_the_language_models_with_their_own_keywords():
+    """--model-kwargs is the one way to size a language model (the flags --num-layers, --hidden-size and
+    --num-heads are gone); a narrower BERT keeps the paper's 4H feed-forward unless intermediate_size is given."""
+    bert = plan(TrainConfig("bert_base_pretraining", out="unused", options={"seq_len": 16, "vocab_size": 300},
+                            model_kwargs="num_layers=1 hidden_size=32 num_heads=2")).task.build_model()
+    assert bert.bert.layers[0].feed_forward.fc1.out_features == 4 * 32
+    wide = plan(TrainConfig("bert_base_pretraining", out="unused", options={"seq_len": 16, "vocab_size": 300},
+                            model_kwargs={"num_layers": 1, "hidden_size": 32, "num_heads": 2,
+                                          "intermediate_size": 40})).task.build_model()
+    assert wide.bert.layers[0].feed_forward.fc1.out_features == 40
+    lstm = plan(TrainConfig("lstm", out="unused", options={"seq_len": 16, "vocab_size": 300},
+                            model_kwargs={"hidden_size": 24, "num_layers": 2})).task.build_model()
+    assert (lstm.recurrent.hidden_size, lstm.recurrent.num_layers) == (24, 2)
 
 
 def test_pretrained_gpt2_fine_tunes_with_its_published_tokenizer_and_generates(request, monkeypatch, tmp_path, capsys,
@@ -294,7 +314,7 @@ def test_bert_pretraining_under_torchrun_with_two_processes(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "paperzoo",
          "train", "bert_base_pretraining", "--data", "text", str(small), "--epochs", "1", "--batch-size", "16",
-         "--num-layers", "1", "--hidden-size", "32", "--num-heads", "2", "--seq-len", "32", "--vocab-size", "200",
+         "--model-kwargs", "num_layers=1 hidden_size=32 num_heads=2", "--seq-len", "32", "--vocab-size", "200",
          "--out", str(out)],
         capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr

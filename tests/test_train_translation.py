@@ -265,6 +265,28 @@ def test_rnnsearch_learns_to_reverse_digits_and_aligns_each_output_with_its_sour
 
 
 @pytest.mark.heavy
+def test_seq2seq_learns_to_sort_digits(tmp_path):
+    """Seq2Seq (reversed source, one LSTM layer of 128 cells, 32-wide embeddings) through the training command on
+    files: 6,800 strings of five digits and their sorted copies, 200 held out (valid.src/valid.tgt); Adam at 1e-2
+    (--optimizer adam; the paper's SGD stays on the plateau this short a run) with the paper's clipping at 5,
+    batches of 128, 4 epochs of 54 steps, greedy decoding. The whole source passes through one vector: sorting
+    needs no alignment, which is why Seq2Seq learns it in so few steps. Measured: 199 of the 200 held-out strings
+    sorted exactly (BLEU 99.6; 8% exact after 2 epochs, 67.5% after 3; chance is nil), about 10 s of one CPU."""
+    generator = torch.Generator().manual_seed(0)
+    digits = torch.randint(0, 10, (7000, 5), generator=generator).tolist()
+    folder = tmp_path / "data"
+    for split, part in (("train", digits[:6800]), ("valid", digits[6800:])):
+        write_corpus(folder, [" ".join(map(str, d)) for d in part], [" ".join(map(str, sorted(d))) for d in part],
+                     split)
+    summary = train(TrainConfig("seq2seq", data="parallel", data_path=str(folder), epochs=4, lr=0.01,
+                                batch_size=128, threads=1, out=str(tmp_path / "run"),
+                                options={"size": "small", "optimizer": "adam", "beam_size": 1},
+                                model_kwargs={"num_layers": 1, "embedding_dim": 32}))
+    history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert history[-1]["test_exact_match"] >= 0.95 and summary["final_test_bleu"] >= 95, history[-1]
+
+
+@pytest.mark.heavy
 def test_an_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
     # RNNsearch: Adadelta's running averages and the gradient clipping must be restored exactly. A corpus of 200
     # numerals in files (10 held out) keeps the three runs' evaluations short.

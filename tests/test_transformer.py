@@ -5,8 +5,9 @@ whole model equals a composition of torch.nn modules with the paper's embedding 
 The paper's formulas: positional encodings, the learning-rate schedule, label smoothing. Masks: padding and
 causality reach F.scaled_dot_product_attention and hide what they must. Decoding: greedy and beam search with
 and without the key/value cache agree; beam search finds the exhaustive optimum of the length-penalised score
-on a tiny vocabulary; the maximum length is the source length + 50. Bad input. Learning: a small Transformer
-learns to reverse digit sequences.
+on a tiny vocabulary; the maximum length is the source length + 50. Bad input. Learning is tested through
+`paperzoo train` (tests/test_train_translation.py: the small Transformer with the paper's recipe translates the
+numerals).
 """
 
 from __future__ import annotations

@@ -26,10 +26,12 @@ _HELD_OUT_VOICES = 2
 
 class Utterances(Dataset):
     """``(waveform float32 (samples,), transcript str)`` pairs; the waveform normalised to zero mean and unit
-    variance, as wav2vec 2.0's feature extractor does (``do_normalize``)."""
+    variance, as wav2vec 2.0's feature extractor does (``do_normalize``). ``files`` names where each came from
+    (the ``.wav`` files of a folder), for messages about a bad one."""
 
-    def __init__(self, waveforms: list[np.ndarray], transcripts: list[str]) -> None:
+    def __init__(self, waveforms: list[np.ndarray], transcripts: list[str], files: list[Path] | None = None) -> None:
         self.waveforms, self.transcripts = waveforms, transcripts
+        self.files = files
 
     def __len__(self) -> int:
         return len(self.waveforms)
@@ -112,7 +114,7 @@ def audio_folder(root: str | Path, test_fraction: float = 0.2, seed: int = 0) ->
             text = path.with_suffix(".txt")
             waveforms.append(audio)
             transcripts.append(" ".join(text.read_text().split()).lower() if text.is_file() else "")
-        return Utterances(waveforms, transcripts)
+        return Utterances(waveforms, transcripts, files)
 
     held_out = next((root / name for name in ("val", "test") if (root / name).is_dir()), None)
     if (root / "train").is_dir() and held_out is not None:
@@ -122,6 +124,7 @@ def audio_folder(root: str | Path, test_fraction: float = 0.2, seed: int = 0) ->
     cut = max(1, round(test_fraction * len(full)))
 
     def pick(indices: list[int]) -> Utterances:
-        return Utterances([full.waveforms[i] for i in indices], [full.transcripts[i] for i in indices])
+        return Utterances([full.waveforms[i] for i in indices], [full.transcripts[i] for i in indices],
+                          [full.files[i] for i in indices])
 
     return pick(order[cut:]), pick(order[:cut])

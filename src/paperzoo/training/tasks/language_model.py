@@ -71,12 +71,7 @@ class LanguageModelTask(Task):
         "seq_len": Option(int, 128, "language models: tokens per training window"),
         "vocab_size": Option(int, 2048, "language models: the size of the tokenizer trained on the text (not with "
                                         "--pretrained, which keeps the published one)"),
-        "num_layers": Option(int, None, "language models: blocks (default: the card's), for a smaller model of "
-                                        "the same architecture"),
-        "hidden_size": Option(int, None, "language models: the width of the states (default: the card's)"),
-        "num_heads": Option(int, None, "transformers: attention heads (default: the card's)"),
     }
-    size_options: ClassVar[tuple[str, ...]] = ("num_layers", "hidden_size", "num_heads")
     recipe_default: ClassVar[TrainingRecipe | None] = GPT_RECIPE
     warmup_steps: ClassVar[int] = WARMUP_STEPS
     decay: ClassVar[str] = "cosine"
@@ -91,10 +86,12 @@ class LanguageModelTask(Task):
     def read(self) -> tuple[str, str, str]:
         """The text's name (for messages), its training part and its held-out part."""
         config = self.config
-        if config.pretrained and any(self.option_values.get(name) for name in self.size_options):
-            raise ValueError(f"--pretrained keeps the published {config.model}'s size: drop "
-                             + ", ".join("--" + n.replace("_", "-") for n in self.size_options
-                                         if self.option_values.get(n)))
+        if config.pretrained and config.model_kwargs:
+            raise ValueError(f"--pretrained keeps the published {config.model}'s size: drop --model-kwargs "
+                             + " ".join(f"{k}={v!r}" for k, v in config.model_kwargs.items()))
+        if "vocab_size" in config.model_kwargs:
+            raise ValueError("--model-kwargs vocab_size: the vocabulary is the tokenizer's, trained on the text; "
+                             "set its size with --vocab-size N")
         path = Path(config.data_path) if config.data == "text" else texts.DEFAULT_TEXT
         train_text, test_text = texts.split_text(texts.read_text(path))
         return str(path), train_text, test_text
@@ -125,8 +122,9 @@ class LanguageModelTask(Task):
         return self.train_tokenizer(train_text)
 
     def positions(self) -> int | None:
-        """The longest window the model takes (its learned positions), or None for no limit."""
-        return self.card.input.shape[0]
+        """The longest window the model takes (its learned positions, ``--model-kwargs max_positions=N`` where
+        given), or None for no limit."""
+        return self.config.model_kwargs.get("max_positions", self.card.input.shape[0])
 
     def train_tokenizer(self, text: str) -> Any:
         return texts.train_byte_level_bpe(text, self.option_values["vocab_size"])
@@ -162,16 +160,17 @@ class LanguageModelTask(Task):
             from paperzoo.weights import get_weights
 
             return create_model(name, **get_weights(name, settings["pretrained"]).model_kwargs)
-        sizes = {k: settings[k] for k in cls.size_options if settings.get(k) is not None}
-        return create_model(name, vocab_size=settings["vocabulary"], **cls.size_kwargs(sizes))
+        return create_model(name, vocab_size=settings["vocabulary"], **cls.size_kwargs(settings["model_kwargs"]))
 
     @classmethod
-    def size_kwargs(cls, sizes: dict[str, Any]) -> dict[str, Any]:
-        """The constructor's size arguments from the size options (BERT adds its feed-forward width, 4H)."""
-        return sizes
+    def size_kwargs(cls, model_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The constructor's arguments from ``--model-kwargs`` (the model's own names, e.g. ``num_layers=2
+        hidden_size=64 num_heads=4``); BERT adds the feed-forward width its paper ties to the width, 4H."""
+        return dict(model_kwargs)
 
     def build_model(self) -> nn.Module:
-        return self.rebuild(self.config.model, self.settings(), self.config.pretrained)
+        settings = {**self.settings(), "model_kwargs": self.config.model_kwargs}  # as config.json's "run" has them
+        return self.rebuild(self.config.model, settings, self.config.pretrained)
 
     def objective(self, model: nn.Module) -> nn.Module:
         return _Step(model)

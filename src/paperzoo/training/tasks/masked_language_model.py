@@ -107,10 +107,11 @@ class MaskedLanguageModelTask(LanguageModelTask):
                              "needed): give a longer text, with more than one line")
 
     @classmethod
-    def size_kwargs(cls, sizes: dict[str, Any]) -> dict[str, Any]:
-        if "hidden_size" in sizes:
-            sizes = {**sizes, "intermediate_size": 4 * sizes["hidden_size"]}  # the paper's 4H
-        return sizes
+    def size_kwargs(cls, model_kwargs: dict[str, Any]) -> dict[str, Any]:
+        if "hidden_size" in model_kwargs and "intermediate_size" not in model_kwargs:
+            # The paper's feed-forward is 4H wide (§3): a narrower BERT keeps that ratio, not the card's 3072.
+            return {**model_kwargs, "intermediate_size": 4 * model_kwargs["hidden_size"]}
+        return dict(model_kwargs)
 
     def collate(self, examples: Sequence[tuple[torch.Tensor, torch.Tensor, int]]) -> tuple[torch.Tensor, ...]:
         """Pairs padded on the right with [PAD] to the longest: ``(ids, token_type_ids, attention_mask,

@@ -13,14 +13,13 @@ LSTM or GRU, loadable into it alone) and ``head.*``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from paperzoo.registry import create_model
-from paperzoo.training.tasks import Option
 from paperzoo.training.tasks.language_model import LanguageModelTask
 
 GRADIENT_CLIP = 5.0  # Zaremba et al. 2014, §4
@@ -70,9 +69,6 @@ class RecurrentLanguageModel(nn.Module):
 
 
 class SequenceTask(LanguageModelTask):
-    options: ClassVar[dict[str, Option]] = {
-        name: option for name, option in LanguageModelTask.options.items() if name != "num_heads"}
-    size_options = ("num_layers", "hidden_size")
     recipe_default = None  # the loop's default recipe
 
     def positions(self) -> int | None:
@@ -85,8 +81,7 @@ class SequenceTask(LanguageModelTask):
 
     @classmethod
     def rebuild(cls, name: str, settings: dict[str, Any], pretrained: bool | str = False) -> nn.Module:
-        sizes = {k: settings[k] for k in cls.size_options if settings.get(k) is not None}
-        return RecurrentLanguageModel(create_model(name, **sizes), settings["vocabulary"])
+        return RecurrentLanguageModel(create_model(name, **settings["model_kwargs"]), settings["vocabulary"])
 
     def gradient_clip(self) -> float | None:
         return GRADIENT_CLIP

@@ -80,6 +80,8 @@ class SpeechPreTrainingTask(Task):
     unit = "masked steps"
     options = {
         "utterances": Option(int, 400, "spoken-digits: training utterances made (test: a quarter as many)"),
+        "max_words": Option(int, 3, "spoken-digits: each utterance says 1 to this many digits (1: single words, "
+                                    "the easiest start for CTC)"),
         "mask_prob": Option(float, 0.065, "p, the probability that a latent step starts a masked span (§4.2)",
                             inclusive=True),
     }
@@ -96,8 +98,10 @@ class SpeechPreTrainingTask(Task):
         """The spoken digits (a quarter as many test utterances, from the held-out voices) or the audio folder."""
         if self.config.data == "spoken-digits":
             count = self.option_values["utterances"]
-            self.train_set = audio_data.spoken_digits("train", count, seed=self.config.seed)
-            self.test_set = audio_data.spoken_digits("test", max(count // 4, 8), seed=self.config.seed)
+            words = self.option_values["max_words"]
+            self.train_set = audio_data.spoken_digits("train", count, seed=self.config.seed, max_words=words)
+            self.test_set = audio_data.spoken_digits("test", max(count // 4, 8), seed=self.config.seed,
+                                                     max_words=words)
         else:
             self.train_set, self.test_set = audio_data.audio_folder(self.config.data_path, seed=self.config.seed)
 
@@ -220,16 +224,21 @@ class SpeechTask(SpeechPreTrainingTask):
         if config.data != "spoken-digits":
             untranscribed = [i for i, t in enumerate(self.train_set.transcripts) if not t]
             if untranscribed:
+                first = self.train_set.files[untranscribed[0]]
                 raise ValueError(f"CTC fine-tuning needs a transcript beside every audio file (name.txt); "
-                                 f"{len(untranscribed)} training files have none")
+                                 f"{len(untranscribed)} training files have none, e.g. {first} has no "
+                                 f"{first.with_suffix('.txt').name}")
         letters = sorted(set("".join(self.train_set.transcripts)) - {" "})
         self.vocabulary = [BLANK, WORD_BOUNDARY, *letters]
         for name, dataset in (("training", self.train_set), ("test", self.test_set)):
             for i, transcript in enumerate(dataset.transcripts):
                 unknown = set(transcript) - set(letters) - {" "}
                 if unknown:
-                    raise ValueError(f"the {name} transcript {i} ({transcript!r}) has characters outside the "
-                                     f"vocabulary of the training transcripts: {''.join(sorted(unknown))!r}")
+                    where = (f"{dataset.files[i].with_suffix('.txt')}: the {name} transcript" if dataset.files
+                             else f"the {name} transcript {i}")
+                    raise ValueError(f"{where} {transcript!r} has characters outside the vocabulary of the training "
+                                     f"transcripts: {''.join(sorted(unknown))!r} (CTC can only emit characters "
+                                     "that the training transcripts hold)")
         encoder = self.option_values["encoder"]
         if encoder is not None and not Path(encoder).is_file():
             raise ValueError(f"--encoder {encoder} does not exist (a pre-training run's model.safetensors)")
