@@ -211,7 +211,7 @@ def epoch_batches(num_examples: int, batch_size: int, seed: int, epoch: int,
     return batches
 
 
-def test_batches(num_examples: int, context: distributed.Context, shard: bool) -> list[list[int]]:
+def evaluation_batches(num_examples: int, context: distributed.Context, shard: bool) -> list[list[int]]:
     """This process's evaluation batches of up to 256 examples: every ``world_size``-th one from its rank on.
     A sharded model gathers each unit's weights from every process at every forward, so there every process
     cuts its part into as many batches as the largest part needs."""
@@ -284,8 +284,8 @@ def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, 
                           + ": the run continues, but its weights will not equal an uninterrupted run's bit for bit",
                           stacklevel=2)
     trained = task.distribute(objective) if context.distributed and not config.shard else objective
-    test_loader = DataLoader(task.test_set, batch_sampler=test_batches(len(task.test_set), context, config.shard),
-                             num_workers=config.workers, collate_fn=task.collate)
+    test_loader = DataLoader(task.test_set, num_workers=config.workers, collate_fn=task.collate,
+                             batch_sampler=evaluation_batches(len(task.test_set), context, config.shard))
     if context.is_main:
         p.out.mkdir(parents=True, exist_ok=True)
         (p.out / "config.json").write_text(json.dumps({**asdict(config), "run": p.run, "notes": p.notes,
@@ -358,8 +358,7 @@ def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, 
                "parameter_digest": distributed.parameter_digest(weights) if context.is_main else None,
                "sharded": config.shard, "out": str(p.out), "notes": p.notes,
                "files": ["checkpoint/" if config.shard else "checkpoint.pt", "model.safetensors", "metrics.jsonl",
-                         "metrics.png", "summary.json",
-                         "config.json", *task.outputs()], **task.summary()}
+                         "metrics.png", "summary.json", "config.json", *task.outputs()], **task.summary()}
     if context.is_main:
         from safetensors.torch import save_file
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,9 @@ def export(checkpoint: str | Path, out: str | Path) -> Path:
     stored = reader.read_metadata().state_dict_metadata
     weights = {key: torch.empty(meta.size, dtype=meta.properties.dtype) for key, meta in stored.items()
                if key.startswith("model.")}
-    dcp.load(weights, storage_reader=dcp.HuggingFaceStorageReader(str(folder)), no_dist=True)
+    with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.load(weights, storage_reader=dcp.HuggingFaceStorageReader(str(folder)), no_dist=True)
     out = Path(out)
     full = {key.removeprefix("model."): value.contiguous() for key, value in weights.items()}
     checkpoints.atomic_write(out, lambda tmp: save_file(full, str(tmp)))
