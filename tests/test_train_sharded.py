@@ -20,7 +20,7 @@ import paperzoo
 from paperzoo import cli
 from paperzoo.training import checkpoints, distributed, sharding
 from paperzoo.training import text_data as texts
-from paperzoo.training.loop import evaluation_batches
+from paperzoo.training.loop import TrainConfig, evaluation_batches, train
 
 SIZES = {"num_layers": 2, "hidden_size": 32, "num_heads": 2, "seq_len": 32, "vocab_size": 300}
 
@@ -33,7 +33,8 @@ def small_text(tmp_path: Path) -> Path:
 
 
 @pytest.mark.heavy
-def test_a_sharded_run_on_two_processes_resumes_exactly_and_exports_one_safetensors(tmp_path, small_text):
+def test_a_sharded_run_on_two_processes_resumes_exactly_and_exports_one_safetensors(tmp_path, small_text,
+                                                                                  one_thread):
     config = {"model": "gpt", "data": "text", "data_path": str(small_text), "epochs": 2, "lr": 3e-3,
               "batch_size": 16, "shard": True, "options": SIZES}
     result = subprocess.run(
@@ -70,6 +71,14 @@ def test_a_sharded_run_on_two_processes_resumes_exactly_and_exports_one_safetens
     exported = sharding.export(tmp_path / "whole" / "checkpoint", tmp_path / "exported.safetensors")
     final, again = load_file(tmp_path / "whole" / "model.safetensors"), load_file(exported)
     assert final.keys() == again.keys() and all(torch.equal(final[k], again[k]) for k in final)
+
+    # The two processes' shards, cut again for one process: a third epoch resumes from them.
+    with pytest.warns(UserWarning, match=r"world_size \(2 → 1\)"):
+        one = train(TrainConfig(**{**config, "epochs": 3, "override": True, "out": str(tmp_path / "one"),
+                                   "resume": str(tmp_path / "whole" / "checkpoint")}))
+    assert one["world_size"] == 1 and math.isfinite(one["final_train_loss"])
+    first = [json.loads(line) for line in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in first] == [1, 2, 3] and first[:2] == history
 
 
 def test_every_process_evaluates_as_many_batches_under_shard():
