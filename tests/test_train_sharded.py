@@ -121,3 +121,40 @@ def test_what_a_sharded_run_cannot_do_is_refused_in_one_line(tmp_path, small_tex
     (folder / sharding.STATE).unlink()
     assert "not a sharded paperzoo checkpoint" in one_line_error(capsys, *gpt, "--shard", "--resume", str(folder))
     assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_a_save_that_dies_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    import torch.distributed.checkpoint as dcp
+
+    context = distributed.start("cpu", shard=True)  # a process group of one
+    try:
+        def sharded() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+            torch.manual_seed(0)
+            model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+            sharding.shard(model, model, torch.device("cpu"))
+            return model, torch.optim.AdamW(model.parameters())
+
+        model, optimizer = sharded()
+        for _ in range(2):
+            model(torch.ones(2, 4)).sum().backward()
+            optimizer.step()
+        path = tmp_path / "checkpoint"
+        sharding.save_checkpoint(path, model, [optimizer], {"model_name": "m", "epoch": 1}, True)
+
+        def dies(*args, **kwargs):
+            raise OSError("No space left on device")
+
+        monkeypatch.setattr(dcp, "save", dies)
+        with pytest.raises(OSError):
+            sharding.save_checkpoint(path, model, [optimizer], {"model_name": "m", "epoch": 2}, True)
+        assert checkpoints.load_checkpoint(path, "m")["epoch"] == 1
+        path.rename(tmp_path / ".checkpoint.old")  # as if it died between moving the old folder aside and the new in
+        state = checkpoints.load_checkpoint(path, "m")
+        assert state["epoch"] == 1
+        fresh, fresh_optimizer = sharded()
+        sharding.load_checkpoint(path, fresh, [fresh_optimizer], state)
+        saved, loaded = sharding.full_state_dict(model), sharding.full_state_dict(fresh)
+        assert all(torch.equal(saved[k], loaded[k]) for k in saved)
+        assert int(fresh_optimizer.state_dict()["state"][0]["step"]) == 2  # Adam's step count came back too
+    finally:
+        distributed.stop(context, shard=True)

@@ -77,6 +77,8 @@ def shard(model: nn.Module, objective: nn.Module, device: torch.device) -> None:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
+    if device.type == "cuda":  # the mesh, and NCCL's collectives, take the current device
+        torch.cuda.set_device(device)
     mesh = init_device_mesh(device.type, (torch.distributed.get_world_size(),))
     for unit in reversed(units(model)):
         fully_shard(unit, mesh=mesh)
@@ -198,7 +200,8 @@ def export(checkpoint: str | Path, out: str | Path) -> Path:
 
 if __name__ == "__main__":
     if len(sys.argv) not in (2, 3):
-        sys.exit("usage: python -m paperzoo.training.sharding RUN/checkpoint [OUT.safetensors]")
+        print("usage: python -m paperzoo.training.sharding RUN/checkpoint [OUT.safetensors]", file=sys.stderr)
+        sys.exit(2)
     target = sys.argv[2] if len(sys.argv) == 3 else Path(sys.argv[1]).parent / "model.safetensors"
     try:
         print(export(sys.argv[1], target))
