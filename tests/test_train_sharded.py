@@ -5,6 +5,7 @@ computes the held-out loss the sharded one reported, and what cannot work is ref
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -97,8 +98,52 @@ def test_the_units_are_the_repeated_blocks():
         gpt = paperzoo.create_model("gpt", num_layers=3)
         convnext = paperzoo.create_model("convnextv2_atto")
     assert sharding.units(gpt) == list(gpt.blocks)
-    names = {type(unit).__name__ for unit in sharding.units(convnext)}
-    assert names == {"ConvNeXtV2Stage", "ConvNeXtV2Block"}  # the stages and the blocks inside them
+    # The blocks, not the stages around them: the classifier API runs a stage's downsampling and blocks one by one.
+    assert {type(unit).__name__ for unit in sharding.units(convnext)} == {"ConvNeXtV2Block"}
+    assert len(sharding.units(convnext)) == sum(len(stage.blocks) for stage in convnext.stages)
+
+
+@pytest.fixture
+def group_of_one():
+    context = distributed.start("cpu", shard=True)
+    yield
+    distributed.stop(context, shard=True)
+
+
+def tiny_vit() -> torch.nn.Module:
+    from paperzoo.models.classification.vision_transformer import VisionTransformer
+
+    return VisionTransformer(img_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
+                             num_classes=10)
+
+
+STEPS = {  # a model and the loss of one batch, for the architectures the issue names (ConvNeXt V2, ViT, GPT)
+    "gpt": (lambda: paperzoo.create_model("gpt", num_layers=2, hidden_size=32, num_heads=2, vocab_size=50),
+            lambda m: m.loss(torch.arange(32).reshape(2, 16) % 50)),
+    "vit": (tiny_vit, lambda m: m(torch.linspace(-1, 1, 2 * 3 * 32 * 32).reshape(2, 3, 32, 32)).square().mean()),
+    "convnextv2_atto": (lambda: paperzoo.create_model("convnextv2_atto", num_classes=10),
+                        lambda m: m(torch.linspace(-1, 1, 2 * 3 * 32 * 32).reshape(2, 3, 32, 32)).square().mean()),
+}
+
+
+@pytest.mark.parametrize("name", list(STEPS))
+def test_a_sharded_step_is_the_unsharded_step(name, group_of_one):
+    """Every parameter gathered where it is used: a unit's weights used outside its forward would fail here
+    (ConvNeXt's stages did: the classifier API runs a stage's downsampling and blocks one by one)."""
+    build, loss = STEPS[name]
+    torch.manual_seed(0)
+    reference = build()
+    sharded = copy.deepcopy(reference)
+    sharding.shard(sharded, sharded, torch.device("cpu"))
+    for model in (reference, sharded):
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        torch.manual_seed(1)  # the same dropout
+        loss(model).backward()
+        optimizer.step()
+    expected, got = reference.state_dict(), sharding.full_state_dict(sharded)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6, msg=key)
 
 
 def one_line_error(capsys, *args: str) -> str:

@@ -6,9 +6,10 @@ of its gradient and of its optimizer state (ZeRO stage 3, Rajbhandari et al. 202
 ``fully_shard``). A unit's full weights are gathered just before its forward (and again for its backward) and
 freed after it, so a process holds whole weights only for one unit at a time, plus the root's own parameters
 (embeddings, heads). The units are picked the same way for every model: the children of each ``ModuleList`` or
-``Sequential`` made of two or more modules of one class that hold parameters (the transformer blocks; a CNN's
-stages and the blocks inside them), then the model itself, then the task's objective around it. One process
-is allowed too (a process group of one): the same checkpoints, which a later run may resume on N processes.
+``Sequential`` made of two or more modules of one class that hold parameters, innermost only (the transformer
+blocks; a CNN's blocks, whose stages stay with the model), then the model itself, then the task's objective.
+One process is allowed too (a process group of one): the same checkpoints, which a later run may resume on N
+processes.
 
 A sharded run writes the folder ``checkpoint/`` instead of ``checkpoint.pt``: every process writes its own
 shards of the model and of the optimizer state as safetensors (``torch.distributed.checkpoint`` with its
@@ -60,15 +61,17 @@ def check(config: Any, task: Any, context: Any) -> None:
 
 
 def units(model: nn.Module) -> list[nn.Module]:
-    """The modules sharded as units of their own, outermost first: the children of every ``ModuleList`` or
-    ``Sequential`` of two or more modules of one class that hold parameters."""
+    """The modules sharded as units of their own: the children of every ``ModuleList`` or ``Sequential`` of two
+    or more modules of one class that hold parameters, innermost only (a CNN's blocks, not the stages around
+    them: a model may call a stage's parts one by one, past the stage's forward, where its weights are gathered)."""
     found = []
     for module in model.modules():
         if isinstance(module, (nn.ModuleList, nn.Sequential)) and len(module) > 1:
             children = list(module)
             if len({type(c) for c in children}) == 1 and all(any(True for _ in c.parameters()) for c in children):
                 found.extend(children)
-    return found
+    ids = {id(unit) for unit in found}
+    return [unit for unit in found if not any(id(m) in ids for m in unit.modules() if m is not unit)]
 
 
 def shard(model: nn.Module, objective: nn.Module, device: torch.device) -> None:
