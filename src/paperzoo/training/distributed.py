@@ -3,7 +3,8 @@
 torchrun sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; with more than one process each joins a process
 group (NCCL between GPUs, gloo on CPUs), wraps the model in DistributedDataParallel (gradients averaged
 across processes at every step, so every replica takes the same step) and trains on its own shard of every
-epoch's data. Only rank 0 writes checkpoints, logs and plots.
+epoch's data. Only rank 0 writes checkpoints, logs and plots. With ``--shard`` the model is sharded across the
+processes instead of replicated (:mod:`paperzoo.training.sharding`).
 """
 
 from __future__ import annotations

@@ -355,7 +355,7 @@ def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, 
                f"final_test_{task.metric}": history[-1][f"test_{task.metric}"], f"best_test_{task.metric}": best,
                "final_train_loss": history[-1]["train_loss"], "first_train_loss": history[0]["train_loss"],
                "seconds_this_run": time.perf_counter() - started, "replicas_identical": identical,
-               "parameter_digest": distributed.parameter_digest(weights) if context.is_main else None,
+               "parameter_digest": distributed.parameter_digest(weights) if weights else None,  # sharded: rank 0's
                "sharded": config.shard, "out": str(p.out), "notes": p.notes,
                "files": ["checkpoint/" if config.shard else "checkpoint.pt", "model.safetensors", "metrics.jsonl",
                          "metrics.png", "summary.json", "config.json", *task.outputs()], **task.summary()}
