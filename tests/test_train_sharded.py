@@ -9,6 +9,7 @@ import copy
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -196,6 +197,13 @@ def test_a_save_that_dies_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
         path.rename(tmp_path / ".checkpoint.old")  # as if it died between moving the old folder aside and the new in
         state = checkpoints.load_checkpoint(path, "m")
         assert state["epoch"] == 1
+        monkeypatch.undo()
+        (tmp_path / ".checkpoint.old").rename(path)
+        shutil.copytree(path, tmp_path / ".checkpoint.old")  # as if it died after the new one was in, not deleted
+        sharding.save_checkpoint(path, model, [optimizer], {"model_name": "m", "epoch": 2}, True)
+        assert checkpoints.load_checkpoint(path, "m")["epoch"] == 2
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+        state = checkpoints.load_checkpoint(path, "m")
         fresh, fresh_optimizer = sharded()
         sharding.load_checkpoint(path, fresh, [fresh_optimizer], state)
         saved, loaded = sharding.full_state_dict(model), sharding.full_state_dict(fresh)

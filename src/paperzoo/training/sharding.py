@@ -22,7 +22,7 @@ interrupted run): ``python -m paperzoo.training.sharding RUN/checkpoint [OUT.saf
 
 Every process must take part in every gather, so evaluation gives each the same number of batches, and a task
 whose evaluation decodes a different number of steps per process (translation's beam search, the GANs' two
-players) says ``shardable = False``.
+players) names why in ``not_shardable``.
 """
 
 from __future__ import annotations
@@ -33,17 +33,22 @@ import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from paperzoo.training import checkpoints
 
+if TYPE_CHECKING:
+    from paperzoo.training.distributed import Context
+    from paperzoo.training.loop import TrainConfig
+    from paperzoo.training.tasks import Task
+
 STATE = "state.pt"  # the first process's part of a sharded checkpoint
 
 
-def check(config: Any, task: Any, context: Any) -> None:
+def check(config: TrainConfig, task: Task, context: Context) -> None:
     """Refuse, before anything is written, what a sharded run cannot do."""
     if task.not_shardable:
         raise ValueError(f"--shard does not train {task.card.task} models: {task.not_shardable}; train without --shard")
@@ -131,8 +136,9 @@ def save_checkpoint(path: Path, model: nn.Module, optimizers: list[torch.optim.O
     import torch.distributed.checkpoint as dcp
 
     tmp, old = path.with_name(f".{path.name}.tmp"), path.with_name(f".{path.name}.old")
-    if is_main and tmp.exists():
-        shutil.rmtree(tmp)  # a save interrupted earlier
+    if is_main:  # what an interrupted save left: its folder, and an old one (stale once the checkpoint is in place)
+        for stale in (tmp, old) if path.exists() else (tmp,):
+            shutil.rmtree(stale, ignore_errors=True)
     dist.barrier()
     tensors, rests = _sharded_state(model, optimizers)
     dcp.save(tensors, storage_writer=dcp.HuggingFaceStorageWriter(str(tmp), save_distributed=True))
