@@ -646,8 +646,9 @@ def build_parser(with_task_options: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under torchrun: cuda picks the local rank)")
     p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
     p.add_argument("--out", help="output folder (default: runs/NAME)")
-    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint.pt of an earlier run (with the same "
-                   "settings: a changed one is refused unless --override)")
+    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint.pt of an earlier run, or the "
+                   "checkpoint folder of a --shard run (with the same settings: a changed one is refused unless "
+                   "--override)")
     p.add_argument("--override", action="store_true", help="resume with settings that differ from the checkpoint's")
     p.add_argument("--shard", action="store_true", help="fully sharded data parallel (FSDP2) for models too large for "
                    "one device: each of torchrun's processes holds 1/N of the weights, gradients and optimizer state; "
