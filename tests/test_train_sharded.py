@@ -20,6 +20,8 @@ from safetensors.torch import load_file
 
 import paperzoo
 from paperzoo import cli
+from paperzoo.models.classification.convnext_v2 import ConvNeXtV2
+from paperzoo.models.classification.vision_transformer import VisionTransformer
 from paperzoo.training import checkpoints, distributed, sharding
 from paperzoo.training import text_data as texts
 from paperzoo.training.loop import TrainConfig, evaluation_batches, train
@@ -111,19 +113,16 @@ def group_of_one():
     distributed.stop(context, shard=True)
 
 
-def tiny_vit() -> torch.nn.Module:
-    from paperzoo.models.classification.vision_transformer import VisionTransformer
-
-    return VisionTransformer(img_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
-                             num_classes=10)
+def image_loss(model: torch.nn.Module) -> torch.Tensor:
+    return model(torch.linspace(-1, 1, 2 * 3 * 32 * 32).reshape(2, 3, 32, 32)).square().mean()
 
 
-STEPS = {  # a model and the loss of one batch, for the architectures the issue names (ConvNeXt V2, ViT, GPT)
+STEPS = {  # a small model and the loss of one batch, for the architectures the issue names (GPT, ViT, ConvNeXt V2)
     "gpt": (lambda: paperzoo.create_model("gpt", num_layers=2, hidden_size=32, num_heads=2, vocab_size=50),
-            lambda m: m.loss(torch.arange(32).reshape(2, 16) % 50)),
-    "vit": (tiny_vit, lambda m: m(torch.linspace(-1, 1, 2 * 3 * 32 * 32).reshape(2, 3, 32, 32)).square().mean()),
-    "convnextv2_atto": (lambda: paperzoo.create_model("convnextv2_atto", num_classes=10),
-                        lambda m: m(torch.linspace(-1, 1, 2 * 3 * 32 * 32).reshape(2, 3, 32, 32)).square().mean()),
+            lambda model: model.loss(torch.arange(32).reshape(2, 16) % 50)),
+    "vit": (lambda: VisionTransformer(img_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
+                                      num_classes=10), image_loss),
+    "convnextv2": (lambda: ConvNeXtV2(depths=(2, 2, 2, 2), widths=(8, 16, 32, 64), num_classes=10), image_loss),
 }
 
 
