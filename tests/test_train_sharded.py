@@ -9,6 +9,7 @@ import copy
 import json
 import math
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -168,6 +169,14 @@ def test_what_a_sharded_run_cannot_do_is_refused_in_one_line(tmp_path, small_tex
     assert not (tmp_path / "run").exists()  # nothing written
 
 
+class _PlantsAFile:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
 def test_a_save_that_dies_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
     import torch.distributed.checkpoint as dcp
 
@@ -203,8 +212,13 @@ def test_a_save_that_dies_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
         assert checkpoints.load_checkpoint(path, "m")["epoch"] == 2
         assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
         state = checkpoints.load_checkpoint(path, "m")
+        # DCP's default storage would unpickle an index named .metadata; the safetensors storage never reads one.
+        marker = tmp_path / "pwned"
+        (path / ".metadata").write_bytes(pickle.dumps(_PlantsAFile(str(marker))))
         fresh, fresh_optimizer = sharded()
         sharding.load_checkpoint(path, fresh, [fresh_optimizer], state)
+        sharding.export(path, tmp_path / "exported.safetensors")
+        assert not marker.exists()
         saved, loaded = sharding.full_state_dict(model), sharding.full_state_dict(fresh)
         assert all(torch.equal(saved[k], loaded[k]) for k in saved)
         assert int(fresh_optimizer.state_dict()["state"][0]["step"]) == 2  # Adam's step count came back too
