@@ -159,6 +159,11 @@ def test_what_a_sharded_run_cannot_do_is_refused_in_one_line(tmp_path, small_tex
            "2", "--seq-len", "32", "--vocab-size", "300", "--out", str(tmp_path / "run")]
     assert "--shard does not train generative models" in one_line_error(capsys, "dcgan", "--shard", "--epochs", "1")
     assert "--shard runs on cpu (gloo) or cuda" in one_line_error(capsys, *gpt, "--shard", "--device", "mps")
+    import torch.distributed.checkpoint as dcp
+
+    with pytest.MonkeyPatch.context() as patch:  # an older torch
+        patch.delattr(dcp, "HuggingFaceStorageReader")
+        assert "upgrade torch" in one_line_error(capsys, *gpt, "--shard")
     checkpoints.save_checkpoint(tmp_path / "checkpoint.pt", {"model_name": "gpt", "epoch": 1})
     assert "not a checkpoint.pt" in one_line_error(capsys, *gpt, "--shard", "--resume", str(tmp_path / "checkpoint.pt"))
     folder = tmp_path / "sharded"

@@ -50,6 +50,10 @@ STATE = "state.pt"  # the first process's part of a sharded checkpoint
 
 def check(config: TrainConfig, task: Task, context: Context) -> None:
     """Refuse, before anything is written, what a sharded run cannot do."""
+    if not supported():
+        raise ValueError(f"--shard needs torch.distributed with FSDP2 (fully_shard) and the safetensors storage of "
+                         f"torch.distributed.checkpoint, which torch {torch.__version__} lacks: upgrade torch "
+                         "(tested with 2.14)")
     if task.not_shardable:
         raise ValueError(f"--shard does not train {task.card.task} models: {task.not_shardable}; train without --shard")
     device = torch.device(config.device)
@@ -63,6 +67,17 @@ def check(config: TrainConfig, task: Task, context: Context) -> None:
     if len(task.test_set) < context.world_size:
         raise ValueError(f"--shard: the held-out set has {len(task.test_set)} examples for {context.world_size} "
                          "processes, and every process must evaluate at least one: use more data or fewer processes")
+
+
+def supported() -> bool:
+    """Whether this torch has what ``--shard`` uses (FSDP2 is public from torch 2.6; the checkpoints' safetensors
+    storage came later)."""
+    if not torch.distributed.is_available():
+        return False
+    import torch.distributed.checkpoint as dcp
+    import torch.distributed.fsdp as fsdp
+
+    return hasattr(fsdp, "fully_shard") and hasattr(dcp, "HuggingFaceStorageReader")
 
 
 def units(model: nn.Module) -> list[nn.Module]:
