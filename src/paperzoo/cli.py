@@ -312,7 +312,7 @@ def _train(args: argparse.Namespace, console: Console) -> int:
                          batch_size=args.batch_size, lr=args.lr, image_size=args.image_size, device=args.device,
                          amp=args.amp, out=args.out, resume=args.resume, seed=args.seed, workers=args.workers,
                          pretrained=args.pretrained, threads=args.threads, override=args.override, options=options,
-                         model_kwargs=" ".join(args.model_kwargs or ()))
+                         model_kwargs=" ".join(args.model_kwargs or ()), shard=args.shard)
     main_process = distributed.Context(int(os.environ.get("RANK", "0"))).is_main
     shown: dict[str, str] = {}  # the progress bar's fields: the loss, then the task's own metric
 
@@ -354,7 +354,8 @@ def _train(args: argparse.Namespace, console: Console) -> int:
         final, best = summary[f"final_test_{metric}"], summary[f"best_test_{metric}"]
         table.add_row(f"test {metric.replace('_', ' ')}", f"{_number(metric, final)} (best {_number(metric, best)})")
         table.add_row("train loss", f"{summary['first_train_loss']:.4f} → {summary['final_train_loss']:.4f}")
-        table.add_row("processes", f"{summary['world_size']} (replicas identical: {summary['replicas_identical']})")
+        table.add_row("processes", f"{summary['world_size']} (sharded)" if summary["sharded"] else
+                      f"{summary['world_size']} (replicas identical: {summary['replicas_identical']})")
         table.add_row("time", f"{summary['seconds_this_run']:.1f} s")
         table.add_row("written to", f"{summary['out']}: {', '.join(summary['files'])}")
         console.print(table)
@@ -660,9 +661,13 @@ def build_parser(with_task_options: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under torchrun: cuda picks the local rank)")
     p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
     p.add_argument("--out", help="output folder (default: runs/NAME)")
-    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint.pt of an earlier run (with the same "
-                   "settings: a changed one is refused unless --override)")
+    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint.pt of an earlier run, or the "
+                   "checkpoint folder of a --shard run (with the same settings: a changed one is refused unless "
+                   "--override)")
     p.add_argument("--override", action="store_true", help="resume with settings that differ from the checkpoint's")
+    p.add_argument("--shard", action="store_true", help="fully sharded data parallel (FSDP2) for models too large for "
+                   "one device: each of torchrun's processes holds 1/N of the weights, gradients and optimizer state; "
+                   "checkpoints go to the folder RUN/checkpoint (resume with --resume RUN/checkpoint --shard)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=positive(int), help="torch's CPU threads (results depend on it; recorded in "
                    "config.json; default: torch's)")

@@ -4,6 +4,7 @@ A checkpoint holds everything a run needs to continue as if it had never stopped
 and the scheduler, the random number generators' states, the number of finished epochs and the metrics so
 far. It is written to a temporary file and renamed over the old one (``os.replace`` is atomic), so a run
 killed while saving leaves the previous checkpoint intact. It is read with ``torch.load(weights_only=True)``.
+A sharded run (``--shard``) writes a folder instead: :mod:`paperzoo.training.sharding`.
 """
 
 from __future__ import annotations
@@ -36,11 +37,18 @@ def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
 def load_checkpoint(path: str | Path, model_name: str) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` for ``model_name``; anything else is a clear
     ``ValueError``: a missing, corrupt or foreign file, or one that would need to run code to load."""
+    from paperzoo.training.sharding import STATE, checkpoint_folder
+
     path = Path(path)
-    if not path.is_file():
+    folder = checkpoint_folder(path)  # a sharded checkpoint (--shard) is a folder
+    file = folder / STATE if folder.is_dir() else path
+    if folder.is_dir() and not file.is_file():
+        raise ValueError(f"checkpoint {path} is a folder without {STATE}: not a sharded paperzoo checkpoint "
+                         "(paperzoo train --shard writes RUN/checkpoint)")
+    if not file.is_file():
         raise ValueError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise ValueError(f"checkpoint {path} holds objects other than tensors and plain data (refused by "
                          f"torch.load(weights_only=True)): {str(err).splitlines()[0]}") from None

@@ -3,13 +3,15 @@
 torchrun sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; with more than one process each joins a process
 group (NCCL between GPUs, gloo on CPUs), wraps the model in DistributedDataParallel (gradients averaged
 across processes at every step, so every replica takes the same step) and trains on its own shard of every
-epoch's data. Only rank 0 writes checkpoints, logs and plots.
+epoch's data. Only rank 0 writes checkpoints, logs and plots. With ``--shard`` the model is sharded across the
+processes instead of replicated (:mod:`paperzoo.training.sharding`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -31,20 +33,23 @@ class Context:
         return self.world_size > 1
 
 
-def start(device: str) -> Context:
-    """Join the process group torchrun describes in the environment (a no-op for a single process)."""
+def start(device: str, shard: bool = False) -> Context:
+    """Join the process group torchrun describes in the environment (a no-op for a single process, except under
+    ``--shard``: sharded parameters live on a process group, here one of one process)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    backend = "nccl" if device.startswith("cuda") else "gloo"
     if world_size == 1:
+        if shard and not dist.is_initialized():
+            dist.init_process_group(backend=backend, store=dist.HashStore(), rank=0, world_size=1)
         return Context()
     context = Context(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
-    backend = "nccl" if device.startswith("cuda") else "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     return context
 
 
-def stop(context: Context) -> None:
-    if context.distributed and dist.is_initialized():
+def stop(context: Context, shard: bool = False) -> None:
+    if (context.distributed or shard) and dist.is_initialized():
         dist.destroy_process_group()
 
 
@@ -70,10 +75,11 @@ def sync_buffers(model: torch.nn.Module, context: Context) -> None:
             dist.broadcast(buffer, src=0)
 
 
-def parameter_digest(model: torch.nn.Module) -> str:
-    """A hash of every parameter's bytes: equal digests mean bit-identical replicas."""
+def parameter_digest(model: torch.nn.Module | Mapping[str, torch.Tensor]) -> str:
+    """A hash of every parameter's bytes (of a model or of its state dict): equal digests mean bit-identical
+    replicas."""
     digest = hashlib.sha256()
-    for tensor in model.state_dict().values():
+    for tensor in (model.state_dict() if isinstance(model, torch.nn.Module) else model).values():
         digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import time
 import warnings
@@ -28,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from paperzoo.registry import DEFAULT_RECIPE, create_model, model_card
-from paperzoo.training import checkpoints, distributed
+from paperzoo.training import checkpoints, distributed, sharding
 from paperzoo.training.model_options import key_values
 from paperzoo.training.recipes import make_optimizer, make_schedule, precise_batchnorm  # noqa: F401  (public)
 from paperzoo.training.tasks import Task, autocast, task_for  # noqa: F401  (autocast: public here too)
@@ -61,6 +62,7 @@ class TrainConfig:
     options: dict[str, Any] = field(default_factory=dict)  # the task's own options (Task.options)
     # passed to create_model, as timm's --model-kwargs: a dict, or "KEY=VALUE KEY=VALUE" (Python literals)
     model_kwargs: dict[str, Any] | str = field(default_factory=dict)
+    shard: bool = False  # fully sharded data parallel (FSDP2) instead of DDP: see paperzoo.training.sharding
 
 
 # The run's settings a resume must not change silently (the task adds its own, e.g. the image size).
@@ -144,6 +146,8 @@ def plan(config: TrainConfig, context: distributed.Context | None = None) -> Pla
         except TypeError as err:
             raise ValueError(f"--model-kwargs: {config.model} does not take {err}".rstrip(".")) from None
     task.prepare()
+    if config.shard:
+        sharding.check(config, task, context)
     batch_size, lr = task.batch_size, task.lr
     notes = list(task.notes())
     if task.recipe is DEFAULT_RECIPE:
@@ -160,6 +164,11 @@ def plan(config: TrainConfig, context: distributed.Context | None = None) -> Pla
            **task.settings()}
     if config.resume is not None:
         state = checkpoints.load_checkpoint(config.resume, config.model)  # a bad checkpoint fails here
+        if state.get("sharded", False) != config.shard:
+            raise ValueError(f"--resume {config.resume}: a sharded checkpoint resumes with --shard only"
+                             if config.shard is False else
+                             f"--resume {config.resume}: --shard resumes a sharded run's RUN/checkpoint folder, "
+                             "not a checkpoint.pt; drop --shard to resume this one")
         check_resume(state, run, config)
     return Plan(config, task, batch_size, lr, out, run, notes)
 
@@ -202,6 +211,17 @@ def epoch_batches(num_examples: int, batch_size: int, seed: int, epoch: int,
     return batches
 
 
+def evaluation_batches(num_examples: int, context: distributed.Context, shard: bool) -> list[list[int]]:
+    """This process's evaluation batches of up to 256 examples: every ``world_size``-th one from its rank on.
+    A sharded model gathers each unit's weights from every process at every forward, so there every process
+    cuts its part into as many batches as the largest part needs."""
+    mine = list(range(context.rank, num_examples, context.world_size))
+    if not shard:
+        return [mine[i: i + 256] for i in range(0, len(mine), 256)]
+    count = math.ceil(math.ceil(num_examples / context.world_size) / 256)
+    return [mine[i * len(mine) // count: (i + 1) * len(mine) // count] for i in range(count)]
+
+
 def to_device(batch: Any, device: torch.device) -> Any:
     """A batch's tensors on ``device``, through tuples, lists and dicts (detection targets are dicts)."""
     if isinstance(batch, torch.Tensor):
@@ -217,14 +237,14 @@ def train(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None
           progress: Any = None, on_start: Callable[[Plan], None] | None = None) -> dict[str, Any]:
     """Run one training; returns the summary (also written to ``summary.json``). ``on_start`` sees the checked
     plan (its notes: where the run departs from the paper) before the first step."""
-    context = distributed.start(config.device)
+    context = distributed.start(config.device, config.shard)
     try:
         checked = plan(config, context)
         if on_start is not None and context.is_main:
             on_start(checked)
         return _train(checked, context, on_epoch, progress)
     finally:
-        distributed.stop(context)
+        distributed.stop(context, config.shard)
 
 
 def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, Any]], None] | None,
@@ -236,6 +256,9 @@ def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, 
                           else config.device)
     torch.manual_seed(config.seed)  # the same initial weights on every process
     model = task.build_model().to(device)
+    objective = task.objective(model)
+    if config.shard:  # before the optimizers, which must hold the sharded parameters
+        sharding.shard(model, objective, device)
     optimizers = task.optimizers(model, p.lr)
     steps_per_epoch = len(epoch_batches(len(task.train_set), p.batch_size, config.seed, 0, context))
     schedules = task.schedules(optimizers, config.epochs, steps_per_epoch)
@@ -245,9 +268,12 @@ def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, 
     start_epoch = 0
     if config.resume is not None:
         state = checkpoints.load_checkpoint(config.resume, config.model)
-        model.load_state_dict(state["model"])
-        for optimizer, saved in zip(optimizers, state["optimizers"], strict=True):
-            optimizer.load_state_dict(saved)
+        if config.shard:
+            sharding.load_checkpoint(config.resume, model, optimizers, state)
+        else:
+            model.load_state_dict(state["model"])
+            for optimizer, saved in zip(optimizers, state["optimizers"], strict=True):
+                optimizer.load_state_dict(saved)
         for schedule, saved in zip(schedules, state["schedules"], strict=True):
             schedule.load_state_dict(saved)
         checkpoints.set_rng_state(state["rng"])
@@ -257,10 +283,9 @@ def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, 
             warnings.warn("resuming under another " + ", ".join(f"{k} ({a} → {b})" for k, (a, b) in differs.items())
                           + ": the run continues, but its weights will not equal an uninterrupted run's bit for bit",
                           stacklevel=2)
-    objective = task.objective(model)
-    trained = task.distribute(objective) if context.distributed else objective
-    test_loader = DataLoader(task.test_set, batch_size=256, num_workers=config.workers, collate_fn=task.collate,
-                             sampler=list(range(context.rank, len(task.test_set), context.world_size)))
+    trained = task.distribute(objective) if context.distributed and not config.shard else objective
+    test_loader = DataLoader(task.test_set, num_workers=config.workers, collate_fn=task.collate,
+                             batch_sampler=evaluation_batches(len(task.test_set), context, config.shard))
     if context.is_main:
         p.out.mkdir(parents=True, exist_ok=True)
         (p.out / "config.json").write_text(json.dumps({**asdict(config), "run": p.run, "notes": p.notes,
@@ -307,31 +332,37 @@ def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, 
                **{f"test_{k}": v for k, v in metrics.items()}, "lr": lr, "seconds": seconds,
                f"{task.unit}_per_second": count / seconds}
         history.append(row)
+        state = {"model_name": config.model, "epoch": epoch + 1, "schedules": [s.state_dict() for s in schedules],
+                 "rng": checkpoints.rng_state(), "history": history, "run": p.run, "environment": env,
+                 **task.checkpoint_extra()}
+        if config.shard:  # every process writes its shards
+            sharding.save_checkpoint(p.out / "checkpoint", model, optimizers, state, context.is_main)
         if context.is_main:
-            checkpoints.save_checkpoint(p.out / "checkpoint.pt", {
-                "model_name": config.model, "epoch": epoch + 1, "model": model.state_dict(),
-                "optimizers": [o.state_dict() for o in optimizers], "schedules": [s.state_dict() for s in schedules],
-                "rng": checkpoints.rng_state(), "history": history, "run": p.run, "environment": env,
-                **task.checkpoint_extra()})
+            if not config.shard:
+                checkpoints.save_checkpoint(p.out / "checkpoint.pt", {
+                    **state, "model": model.state_dict(), "optimizers": [o.state_dict() for o in optimizers]})
             write_log(p.out, history)
             write_plot(p.out / "metrics.png", history, config.model)
             task.after_epoch(model, p.out, epoch + 1)
         if on_epoch is not None and context.is_main:
             on_epoch(row)
-    identical = distributed.replicas_identical(model, context)
+    # A sharded model has no replicas to compare: its one copy is gathered for the digest and model.safetensors.
+    weights = sharding.full_state_dict(model) if config.shard else model.state_dict()
+    identical = None if config.shard else distributed.replicas_identical(model, context)
     best = (max if task.higher_is_better else min)(r[f"test_{task.metric}"] for r in history)
     summary = {"model": config.model, "task": task.card.task, "epochs": config.epochs,
                "world_size": context.world_size, "metric": task.metric,
                f"final_test_{task.metric}": history[-1][f"test_{task.metric}"], f"best_test_{task.metric}": best,
                "final_train_loss": history[-1]["train_loss"], "first_train_loss": history[0]["train_loss"],
                "seconds_this_run": time.perf_counter() - started, "replicas_identical": identical,
-               "parameter_digest": distributed.parameter_digest(model), "out": str(p.out), "notes": p.notes,
-               "files": ["checkpoint.pt", "model.safetensors", "metrics.jsonl", "metrics.png", "summary.json",
-                         "config.json", *task.outputs()], **task.summary()}
+               "parameter_digest": distributed.parameter_digest(weights) if weights else None,  # sharded: rank 0's
+               "sharded": config.shard, "out": str(p.out), "notes": p.notes,
+               "files": ["checkpoint/" if config.shard else "checkpoint.pt", "model.safetensors", "metrics.jsonl",
+                         "metrics.png", "summary.json", "config.json", *task.outputs()], **task.summary()}
     if context.is_main:
         from safetensors.torch import save_file
 
-        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        weights = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
         checkpoints.atomic_write(p.out / "model.safetensors", lambda tmp: save_file(weights, str(tmp)))
         checkpoints.atomic_write(p.out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
     return summary

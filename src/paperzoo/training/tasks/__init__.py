@@ -19,8 +19,9 @@ A task is a :class:`Task` subclass in a module of this package, named in :data:`
 
 What a task may change besides: ``schedules`` (a per-step warm-up), ``distribute`` (DDP's
 ``find_unused_parameters``), ``gradient_clip`` (where the paper clips), ``precise_bn`` with
-``statistics_forward`` (BatchNorm statistics recomputed before each evaluation), ``notes`` (where the run departs
-from the paper), ``settings`` (what a resume must not change) and ``checkpoint_extra`` (classes, a vocabulary).
+``statistics_forward`` (BatchNorm statistics recomputed before each evaluation), ``not_shardable`` (why
+``--shard`` cannot train it), ``notes`` (where the run departs from the paper), ``settings`` (what a resume
+must not change) and ``checkpoint_extra`` (classes, a vocabulary).
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ class Task:
     options: ClassVar[Mapping[str, Option]] = {}
     # recompute BatchNorm statistics exactly before each evaluation (see recipes.precise_batchnorm)
     precise_bn: ClassVar[bool] = False
+    # why ``--shard`` cannot train this task ("" where it can): every process must run the same forward passes
+    not_shardable: ClassVar[str] = ""
     # what the task adds to the run's settings that a resume must not change (besides the loop's own)
     train_set: Dataset
     test_set: Dataset

@@ -73,6 +73,8 @@ class GenerativeTask(Task):
     data_kinds = ("digits", "folder")
     takes_path = ("folder",)
     unit = "images"
+    not_shardable = ("the first process alone draws the samples after each epoch, which a sharded model cannot "
+                     "do without the others")
 
     def __init__(self, config: Any, card: Any) -> None:
         super().__init__(config, card)

@@ -143,6 +143,8 @@ class TranslationTask(Task):
     metric = "bleu"
     progress_metric = ("accuracy", "acc", ".2%")
     unit = "tokens"
+    not_shardable = ("its evaluation decodes each process's sentences for as many steps as they need, and a sharded "
+                     "model needs every process in each step")
     options = {
         "vocab": Option(str, None, "translation: one vocabulary for both languages or one each (default: the "
                         "model's, shared for the Transformer, separate for Seq2Seq and RNNsearch)",
