@@ -27,7 +27,8 @@ from paperzoo.training import checkpoints, distributed, sharding
 from paperzoo.training import text_data as texts
 from paperzoo.training.loop import TrainConfig, evaluation_batches, train
 
-SIZES = {"num_layers": 2, "hidden_size": 32, "num_heads": 2, "seq_len": 32, "vocab_size": 300}
+SIZES = {"num_layers": 2, "hidden_size": 32, "num_heads": 2}
+OPTIONS = {"seq_len": 32, "vocab_size": 300}
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def small_text(tmp_path: Path) -> Path:
 def test_a_sharded_run_on_two_processes_resumes_exactly_and_exports_one_safetensors(tmp_path, small_text,
                                                                                   one_thread):
     config = {"model": "gpt", "data": "text", "data_path": str(small_text), "epochs": 2, "lr": 3e-3,
-              "batch_size": 16, "shard": True, "options": SIZES}
+              "batch_size": 16, "shard": True, "options": OPTIONS, "model_kwargs": SIZES}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          str(Path(__file__).with_name("sharded_run.py")), str(tmp_path), json.dumps(config)],
@@ -66,7 +67,7 @@ def test_a_sharded_run_on_two_processes_resumes_exactly_and_exports_one_safetens
     paperzoo.load_weights(model, tmp_path / "whole" / "model.safetensors")
     tokenizer = texts.tokenizers_library().Tokenizer.from_file(str(tmp_path / "whole" / "tokenizer.json"))
     held_out = texts.split_text(texts.read_text(small_text))[1]
-    windows = torch.stack(list(texts.TokenWindows(texts.encode(tokenizer, held_out), SIZES["seq_len"])))
+    windows = torch.stack(list(texts.TokenWindows(texts.encode(tokenizer, held_out), OPTIONS["seq_len"])))
     with torch.no_grad():
         loss = model.eval().loss(windows).item()
     history = [json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
@@ -155,8 +156,8 @@ def one_line_error(capsys, *args: str) -> str:
 
 
 def test_what_a_sharded_run_cannot_do_is_refused_in_one_line(tmp_path, small_text, capsys):
-    gpt = ["gpt", "--data", "text", str(small_text), "--num-layers", "1", "--hidden-size", "32", "--num-heads",
-           "2", "--seq-len", "32", "--vocab-size", "300", "--out", str(tmp_path / "run")]
+    gpt = ["gpt", "--data", "text", str(small_text), "--model-kwargs", "num_layers=1", "hidden_size=32",
+           "num_heads=2", "--seq-len", "32", "--vocab-size", "300", "--out", str(tmp_path / "run")]
     assert "--shard does not train generative models" in one_line_error(capsys, "dcgan", "--shard", "--epochs", "1")
     assert "--shard runs on cpu (gloo) or cuda" in one_line_error(capsys, *gpt, "--shard", "--device", "mps")
     import torch.distributed.checkpoint as dcp
