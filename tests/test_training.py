@@ -99,6 +99,11 @@ def test_the_card_recipe_is_the_papers():
 
     # §4.2: warm up at 0.01 (one epoch here), then 0.1, ÷10 at 50% and 75% of the run.
     assert learning_rates(recipe, 0.1, 8) == pytest.approx([0.01] + [0.1] * 3 + [0.01] * 2 + [0.001] * 2)
+    # a short run of a step recipe starts at its rate: ODE-Net's first drop (37.5%) rounds to epoch 0 of 1 or 2
+    odenet = paperzoo.model_card("odenet").recipe
+    assert odenet.warmup_epochs == 0 and odenet.milestones[0] < 0.5
+    assert learning_rates(odenet, 0.1, 1) == pytest.approx([0.1])
+    assert learning_rates(odenet, 0.1, 2) == pytest.approx([0.1, 0.001])
     cosine = learning_rates(registry.DEFAULT_RECIPE, 1.0, 4)  # no warm-up: ½(1 + cos(π e / 4))
     assert cosine == pytest.approx([1.0, 0.5 + 0.5 * math.cos(math.pi / 4), 0.5, 0.5 - 0.5 * math.cos(math.pi / 4)])
 

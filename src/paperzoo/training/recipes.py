@@ -75,7 +75,9 @@ def make_schedule(optimizer: torch.optim.Optimizer, recipe: TrainingRecipe, epoc
     warm-up, then its steps at fractions of the run, an exponential decay, a linear decay to 0, or a cosine
     decay to 0."""
     if recipe.schedule == "step":
-        milestones = [round(f * epochs) for f in recipe.milestones]
+        # At least epoch 1: a milestone that rounds to 0 in a short run (ODE-Net's 37.5% of one epoch) would run
+        # the whole schedule at the decayed rate, which is no step at all.
+        milestones = [max(1, round(f * epochs)) for f in recipe.milestones]
 
         def decay(epoch: int) -> float:
             return recipe.gamma ** sum(epoch >= m for m in milestones)
