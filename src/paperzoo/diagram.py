@@ -28,6 +28,8 @@ from itertools import pairwise
 from typing import Any
 
 import torch
+import torch.fx.experimental._config  # noqa: F401 (meta_nonzero_assume_all_nonzero, below)
+import torchvision  # noqa: F401 (registers torch.ops.torchvision.nms)
 from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
@@ -50,7 +52,8 @@ _OP_NAMES = {"cat": "concat", "concat": "concat", "concatenate": "concat", "stac
              "__add__": "+", "__iadd__": "+", "__radd__": "+", "add_": "+", "sub": "−", "__sub__": "−",
              "__rsub__": "−", "mul": "×", "__mul__": "×", "__imul__": "×", "__rmul__": "×", "mul_": "×",
              "matmul": "matmul", "__matmul__": "matmul", "bmm": "matmul", "einsum": "einsum",
-             "div": "÷", "__truediv__": "÷"}
+             "div": "÷", "__truediv__": "÷", "__getitem__": "index", "__setitem__": "write at index"}
+_POSITIONS = ("arange",)  # tensors made inside forward() from the input's size
 _MAX_OP_NODES = 40  # functional merges drawn as nodes; beyond this (a solver's loop) tensors just carry their sources
 # A module called at up to this many places gets a box at each (U-Net's max-pool: 4); one called more often is in a
 # loop (a decoder's step, a detection head per pyramid level) and is drawn once, with its call count.
@@ -261,13 +264,18 @@ class _Trace:
                     self.edges.setdefault((source, node.id), None)
 
     def on_op(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+        name = getattr(func, "__name__", str(func))
+        if name == "__setitem__" or (name.endswith("_") and not name.startswith("__")):
+            out = args[0]  # written in place (``keep[indices] = True``): the tensor now carries what was written
         if not _tensors(out):
             return
         found = self.sources_of((args, kwargs))
         sources = frozenset().union(*(s for _, s in found)) if found else frozenset()
+        if not sources and name in _POSITIONS:
+            # Positions 0..T-1 (a position embedding's input) come from the input's length, not from a box.
+            sources = frozenset(n.id for n in self.nodes if n.kind == "input")
         if not sources:
             return
-        name = getattr(func, "__name__", str(func))
         looping = any(self.nodes[s].calls > 1 for s in sources)
         if len(sources) > 1 and not looping and len(self.op_nodes) < _MAX_OP_NODES:
             key = (name, sources)
@@ -284,6 +292,24 @@ class _Trace:
             self.mark(out, sources)
 
 
+def _keep_every_box(func: Callable, args: tuple) -> Any:
+    """What a detector's value-dependent step returns on the meta device, which holds shapes but no values:
+    every box kept. NMS keeps all its boxes (``arange``), a per-class NMS sees one class (``unique``), a box read
+    into Python lies at 0 (``tolist``); with PyTorch's ``meta_nonzero_assume_all_nonzero`` (a score threshold,
+    ``remove_small_boxes``) this lets the trace run through a two-stage detector's second stage, so that the
+    drawing shows the proposals and the features both feeding RoI pooling. ``None``: not such a step."""
+    first = args[0] if args else None
+    if not isinstance(first, torch.Tensor) or not first.is_meta:
+        return None
+    if func in (torch.ops.torchvision.nms, torch.ops.torchvision.nms.default):
+        return torch.arange(first.shape[0], device=first.device)
+    if func is torch.unique:
+        return first.reshape(-1)[:1]
+    if func is torch.Tensor.tolist:
+        return torch.zeros(first.shape, dtype=first.dtype).tolist()
+    return None
+
+
 class _FollowFunctions(TorchFunctionMode):
     def __init__(self, trace: _Trace) -> None:
         super().__init__()
@@ -291,7 +317,8 @@ class _FollowFunctions(TorchFunctionMode):
 
     def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        stand_in = _keep_every_box(func, args)
+        out = func(*args, **kwargs) if stand_in is None else stand_in
         if self.trace.depth == 0:
             self.trace.on_op(func, args, kwargs, out)
         return out
@@ -388,7 +415,8 @@ def _trace_once(root: nn.Module, args: tuple, kwargs: dict, batch_size: int,
     handles.append(nn.modules.module.register_module_forward_pre_hook(lambda module, _: ran.add(id(module))))
     note = ""
     try:
-        with _FollowFunctions(trace), torch.no_grad():
+        with (_FollowFunctions(trace), torch.no_grad(),
+              torch.fx.experimental._config.patch(meta_nonzero_assume_all_nonzero=True)):
             result = root(*args, **kwargs)
     except (NotImplementedError, RuntimeError) as error:
         # A detector's forward pass reaches a step whose output size depends on the values (a score threshold,
@@ -409,6 +437,9 @@ def _trace_once(root: nn.Module, args: tuple, kwargs: dict, batch_size: int,
             continue
         node = trace.add_node(kind="output", title=title, shape=describe_shape(value, batch_size), calls=1)
         trace.connect(value, node)
+    # An input the call never reads (a block handed every pyramid level, of which it uses two) is not drawn.
+    read = {a for a, _ in trace.edges}
+    trace.nodes = [n for n in trace.nodes if n.kind != "input" or n.id in read or not trace.edges]
     for uses in trace.uses.values():
         for k, node in enumerate(uses, 1):
             node.use = (k, len(uses))
@@ -524,7 +555,8 @@ def _lines(node: Node) -> tuple[str, str, str]:
     return node.title + (" ⊕" if node.block else ""), sub.strip(" ·"), ("→ " + node.shape) if node.shape else ""
 
 
-def _layout(graph: Graph) -> tuple[dict[int, _Place], list[list[tuple[float, float]]], float, float]:
+def _layout(graph: Graph) -> tuple[dict[int, _Place], list[tuple[tuple[int, int], list[tuple[float, float]]]],
+                                   float, float]:
     incoming, outgoing = _in_out(graph)
     called = sorted((n for n in graph.nodes if n.calls > 0 or n.kind != "module"), key=lambda n: n.order)
     uncalled = [n for n in graph.nodes if n.calls == 0 and n.kind == "module"]
@@ -601,7 +633,7 @@ def _layout(graph: Graph) -> tuple[dict[int, _Place], list[list[tuple[float, flo
     width = right - left + 2 * _PAD
     height = top - _ROW_GAP + _PAD
     lines = []
-    for route in routes.values():
+    for edge, route in routes.items():
         points = []
         for k, item in enumerate(route):
             p = places[item]
@@ -609,7 +641,7 @@ def _layout(graph: Graph) -> tuple[dict[int, _Place], list[list[tuple[float, flo
                 points.append((p.x, p.y))
             if k < len(route) - 1:
                 points.append((p.x, p.y + p.h))
-        lines.append(points)
+        lines.append((edge, points))
     return {k: v for k, v in places.items() if not isinstance(k, tuple)}, lines, width, height
 
 
@@ -644,7 +676,7 @@ def render_svg(graph: Graph, *, title: str) -> str:
            '<defs><marker id="pz-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
            'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#6b7a99"/></marker></defs>',
            f"<style>{_STYLE.strip()}</style>"]
-    for points in lines:
+    for (a, b), points in lines:
         d = f"M{points[0][0]:.1f},{points[0][1]:.1f}"
         for (x0, y0), (x1, y1) in pairwise(points):
             if x0 == x1 or y1 - y0 < 1:
@@ -652,7 +684,7 @@ def render_svg(graph: Graph, *, title: str) -> str:
             else:
                 mid = (y0 + y1) / 2
                 d += f" C{x0:.1f},{mid:.1f} {x1:.1f},{mid:.1f} {x1:.1f},{y1:.1f}"
-        out.append(f'<path class="pz-e" d="{d}" marker-end="url(#pz-arrow)"/>')
+        out.append(f'<path class="pz-e" d="{d}" data-from="{a}" data-to="{b}" marker-end="url(#pz-arrow)"/>')
     for node in sorted(graph.nodes, key=lambda n: n.order):
         p = places[node.id]
         head, sub, shape = _lines(node)
@@ -666,7 +698,9 @@ def render_svg(graph: Graph, *, title: str) -> str:
             tip.append("contains: " + ", ".join(node.members))
         if node.block and node.module is not None:
             tip.append(f"{type(node.module).__name__}: click to open the block")
-        group = [f'<g class="pz-node {kind}" data-path="{html.escape(node.path)}">',
+        # The drawn graph rides along in data- attributes, so that a test can check every diagram of the built site.
+        group = [f'<g class="pz-node {kind}" data-path="{html.escape(node.path)}" data-id="{node.id}" '
+                 f'data-kind="{node.kind}" data-calls="{node.calls}">',
                  f"<title>{html.escape(chr(10).join(tip))}</title>",
                  f'<rect class="pz-box" x="{p.x - p.w / 2:.1f}" y="{p.y:.1f}" width="{p.w:.1f}" height="{p.h:.1f}" '
                  'rx="6"/>']
