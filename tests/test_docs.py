@@ -947,6 +947,21 @@ def test_browser_reads_the_site(built_site):
         wait.until(lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth", chart))
         assert chart.size["width"] > 300
         _full_page_screenshot(browser, SCREENSHOTS / "5-parameters-and-compute.png")
+        # The chart's labels as the browser draws them (its fonts, not matplotlib's estimate): no two overlap.
+        # The chart is an <img>, whose inside a page cannot measure: its SVG is fetched and set in the page.
+        labels = browser.execute_async_script("""const done = arguments[arguments.length - 1];
+            fetch(arguments[0].src).then(r => r.text()).then(text => {
+              const holder = document.createElement('div');
+              holder.innerHTML = text;
+              document.body.prepend(holder);
+              done(Array.from(holder.querySelectorAll('g[id^="pz-label-"] text')).map(t => {
+                const r = t.getBoundingClientRect();
+                return [t.closest('g[id^="pz-label-"]').id, r.left, r.top, r.right, r.bottom]; }));
+            });""", chart)
+        assert len(labels) == 2 * len(docsite.architectures()), len(labels)
+        overlaps = [(a[0], b[0]) for i, a in enumerate(labels) for b in labels[i + 1:]
+                    if a[1] < b[3] and b[1] < a[3] and a[2] < b[4] and b[2] < a[4]]
+        assert not overlaps, overlaps
 
         # The equations, typeset by the site's own KaTeX: CapsNet's squash and routing. Every equation container
         # holds KaTeX's rendering and none its error box, and nothing came from outside the site (offline reader).
