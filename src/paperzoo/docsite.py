@@ -499,9 +499,12 @@ def config_fields_section(arch: Architecture) -> str:
 
 
 def architecture_page(arch: Architecture, diagrams: list | None, repo_url: str | None = None,
-                      example: Example | None = None) -> str:
+                      example: Example | None = None, shown=None, worked: dict | None = None) -> str:
     """The page of one architecture: paper, key ideas, diagram, variants, how to run it, the source's account
-    of the paper and its deviations, its code beside the explanation, and the API of its network class."""
+    of the paper and its deviations, its code beside the explanation, and the API of its network class.
+
+    ``shown``: its worked example as it ran (:mod:`paperzoo.showcase`); ``worked``: ``{task: architecture}`` of the
+    pages that show one, linked from the other pages of the task."""
     sections = split_docstring(arch.doc)
     card = arch.canonical
     # The architecture's name as the page's search tag, which Material's search weighs above titles and text: a
@@ -538,6 +541,14 @@ def architecture_page(arch: Architecture, diagrams: list | None, repo_url: str |
     if fields := config_fields_section(arch):
         parts += [fields, ""]
     parts += [example_section(arch, example), ""]
+    if shown is not None:
+        from paperzoo.showcase import section
+
+        parts += [section(card.name, shown), ""]
+    elif worked and arch.task in worked:
+        other = worked[arch.task]
+        parts += [f"A worked example of this task on real data, with its output and pictures, is on "
+                  f"[{other.short_title}'s page]({other.slug}.md#on-real-data).", ""]
     parts += [training_section(arch), ""]
     parts += ["## From the source", "", rst_to_markdown(sections.body) if sections.body else "", ""]
     parts += ["## Deviations", "",
@@ -1025,13 +1036,17 @@ def _api_title(path: str) -> str:
     return {"api/layers.md": "Shared layers", "api/training.md": "Training"}.get(path, path)
 
 
-def site_files(root: Path | str = ".", *, diagrams: bool = True, repo_url: str | None = None) -> dict[str, str]:
+def site_files(root: Path | str = ".", *, diagrams: bool = True, repo_url: str | None = None,
+               examples: bool = True) -> dict[str, str | bytes]:
     """Every generated page (and the chart, and a copy of each model file beside its page),
     ``{path under docs/: text}``.
 
     ``diagrams=False`` leaves the architecture diagrams out (a quick build for checking pages and links);
-    ``repo_url`` (mkdocs.yml's) makes the code sections link to the repository's files at their lines.
+    ``repo_url`` (mkdocs.yml's) makes the code sections link to the repository's files at their lines;
+    ``examples=False`` leaves out the worked examples on real data (:mod:`paperzoo.showcase`, seconds on a CPU)
+    and their pictures (PNG bytes).
     """
+    from paperzoo import showcase
     from paperzoo.diagram import architecture_diagrams
 
     archs = architectures()
@@ -1042,9 +1057,15 @@ def site_files(root: Path | str = ".", *, diagrams: bool = True, repo_url: str |
              "overview/scale.svg": scale_chart(archs),
              "overview/learning-path.md": learning_path_page(archs),
              "overview/benchmarks.md": benchmarks_page(Path(root))}
+    worked = {a.task: a for a in archs if a.canonical.name in showcase.SCRIPTS and a.task != "image-classification"
+              or a.canonical.name == "resnet50"}
     for arch in archs:
         drawn = architecture_diagrams(arch.canonical.name) if diagrams else None
-        files[f"models/{arch.slug}.md"] = architecture_page(arch, drawn, repo_url, run_example(arch))
+        shown = showcase.run(arch.canonical.name) if examples and arch.canonical.name in showcase.SCRIPTS else None
+        for picture, data in shown.pictures.items() if shown else ():
+            files[f"models/{picture}"] = data
+        files[f"models/{arch.slug}.md"] = architecture_page(arch, drawn, repo_url, run_example(arch), shown,
+                                                            worked if examples else None)
         files[f"models/{arch.slug}.py"] = Path(importlib.util.find_spec(arch.module).origin).read_text()
     api = api_pages()
     files.update(api)
@@ -1075,11 +1096,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--root", type=Path, default=Path("."), help="the repository (for benchmarks/results)")
     parser.add_argument("--no-diagrams", action="store_true")
+    parser.add_argument("--no-examples", action="store_true", help="leave out the worked examples on real data")
     args = parser.parse_args(argv)
-    for path, text in site_files(args.root, diagrams=not args.no_diagrams).items():
+    for path, text in site_files(args.root, diagrams=not args.no_diagrams, examples=not args.no_examples).items():
         target = args.out / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
+        target.write_bytes(text) if isinstance(text, bytes) else target.write_text(text)
     return 0
 
 
