@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 import paperzoo
-from paperzoo import diagram, docsite
+from paperzoo import diagram, docsite, showcase
 from paperzoo.registry import MODEL_MODULES, ModelCard
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -576,6 +576,59 @@ def test_every_drawn_graph_of_the_site_runs_from_input_to_output(built_site):
 
 
 @pytest.mark.heavy
+def test_worked_examples_show_their_output_and_pictures_and_say_which_weights(built_site):
+    """Issue 24, item 4: the pages of a classifier, a detector, a segmenter, CapsNet, ODE-Net and DCGAN show a
+    script run when the site was built on real data (scikit-learn's photograph and digits), what it printed and
+    the pictures it saved; with random weights (nothing is downloaded) the code says pretrained=False and the
+    caption says so; every other page of those tasks links to its task's example."""
+    from PIL import Image
+
+    site = Path(built_site["dir"])
+    pages = {a.canonical.name: a for a in docsite.architectures()}
+    pictures = {"resnet50": "resnet50-china.png", "fasterrcnn_resnet50_fpn": "fasterrcnn_resnet50_fpn-china.png",
+                "deeplabv3_resnet50": "deeplabv3_resnet50-china.png", "capsnet": "capsnet-routing.png",
+                "dcgan": "dcgan-samples.png", "odenet": None}
+    assert set(pictures) == set(showcase.SCRIPTS)
+    for name, picture in pictures.items():
+        html = (site / "models" / pages[name].slug / "index.html").read_text()
+        assert 'id="on-real-data"' in html, name
+        text = PageText.of(html.split('id="on-real-data"', 1)[1].split("<h2", 1)[0])  # the section only
+        code, printed = text.code_blocks
+        assert f'create_model("{name}"' in code
+        assert printed.strip(), f"{name}: the example printed nothing"
+        if not showcase.cached_weights(name) and name not in ("capsnet", "odenet", "dcgan"):  # no weights published
+            assert "pretrained=False" in code and "random weights" in text.prose, name
+        if picture:
+            assert f'src="../{picture}"' in html, name
+            with Image.open(site / "models" / picture) as image:
+                assert image.format == "PNG" and len(image.convert("RGB").getcolors(1 << 20) or range(999)) > 100
+        if name == "resnet50":  # the top 5 classes of the photograph, with their probabilities
+            lines = printed.strip().splitlines()
+            assert len(lines) == 5 and all(line.endswith("%") for line in lines), lines
+        if name == "odenet":
+            assert re.search(r"tolerance 0\.1: the solver evaluated f \d+ times", printed), printed
+    assert "resnet.md" not in html and 'href="../resnet/#on-real-data"' in (
+        site / "models" / "vgg" / "index.html").read_text()
+
+
+def test_worked_examples_use_published_weights_only_from_the_cache(tmp_path, monkeypatch):
+    """Nothing is downloaded while the site builds: ``pretrained=True`` only when torch.hub's cache holds the file
+    (TORCH_HOME pointed at a scratch folder, empty and then holding a file of the URL's name)."""
+    from paperzoo.weights import get_weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert not showcase.cached_weights("resnet50")
+    assert "pretrained=False" in showcase.SCRIPTS["resnet50"]("resnet50", False)
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / get_weights("resnet50").url.rsplit("/", 1)[1]).write_bytes(b"")
+    assert showcase.cached_weights("resnet50")
+    assert not showcase.cached_weights("capsnet")  # no published weights
+    code = showcase.SCRIPTS["resnet50"]("resnet50", True)
+    assert "pretrained=True" in code and "random weights" not in code
+
+
+@pytest.mark.heavy
 def test_every_model_page_shows_its_whole_file_numbered_as_in_the_file(built_site):
     """The code beside the explanation (issue 24, item 3): every model page holds its model file, definition by
     definition in folding blocks, each line under the number it has in the file, so that together the blocks are
@@ -1001,6 +1054,13 @@ def test_browser_reads_the_site(built_site):
             browser.get(url + page)
             wait.until(expected.presence_of_element_located((By.CSS_SELECTOR, "article table")))
             assert not browser.execute_script(too_wide), (page, browser.execute_script(too_wide))
+        # The worked example's picture (the detections drawn on the photograph) loads, at the photograph's size.
+        browser.get(url + "models/faster_rcnn/")
+        picture = browser.find_element(By.CSS_SELECTOR, "article img[src$='fasterrcnn_resnet50_fpn-china.png']")
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", picture)
+        assert wait.until(lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth",
+                                                     picture)) == 640
+        browser.save_screenshot(str(SCREENSHOTS / "8-worked-example.png"))
         browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                                 {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
         for page in ("models/wav2vec2/", "models/googlenet/", "overview/benchmarks/"):
@@ -1020,4 +1080,4 @@ def test_browser_reads_the_site(built_site):
         server.shutdown()
     for shot in sorted(SCREENSHOTS.glob("*.png")):
         _assert_real_picture(shot, min_width=390 if "phone" in shot.name else 800)
-    assert len(list(SCREENSHOTS.glob("*.png"))) == 7
+    assert len(list(SCREENSHOTS.glob("*.png"))) == 8

@@ -219,16 +219,22 @@ def run(name: str) -> Shown:
     return Shown(code, printed.getvalue().rstrip("\n"), pictures, pretrained)
 
 
+_MECHANISM = ("capsnet", "odenet", "dcgan")  # no published weights: the example shows how the model works
+
+
 def section(name: str, shown: Shown) -> str:
     """The page's "On real data" part: the script, what it printed, its pictures, and what the weights were."""
     weights = ("with the published weights, found in torch.hub's cache" if shown.pretrained else
                "with random weights (nothing is downloaded while the site builds): run with pretrained=True for "
                "real labels")
-    if name in ("capsnet", "odenet", "dcgan"):
+    if name in _MECHANISM:
         weights = "with random weights: what it shows is the mechanism, which works the same on trained ones"
     parts = ["### On real data", "", f"Run when this site was built, {weights}.", "", "```python",
              shown.code.rstrip("\n"), "```", "", "It printed:", "", "```text", shown.printed, "```", ""]
+    caption = ("Published weights." if shown.pretrained else
+               "Random weights: run with pretrained=True for real labels." if name not in _MECHANISM else
+               "Random weights: the mechanism, not a trained model's answer.")
     for picture in shown.pictures:
-        parts += [f"![What the example above saved, {weights.split(':')[0]}]({picture})", ""]
+        parts += [f"![What the example above saved ({caption})]({picture})", "", f"*{caption}*", ""]
     return "\n".join(parts)
 
