@@ -533,8 +533,9 @@ def test_every_drawn_graph_of_the_site_runs_from_input_to_output(built_site):
     site = Path(built_site["dir"])
     idle_blocks: set[str] = set()
     problems = []
-    graphs = {arch.slug: _drawn_graphs((site / "models" / arch.slug / "index.html").read_text())
-              for arch in docsite.architectures()}
+    graphs_html = {arch.slug: (site / "models" / arch.slug / "index.html").read_text()
+                   for arch in docsite.architectures()}
+    graphs = {slug: _drawn_graphs(html) for slug, html in graphs_html.items()}
     for slug, drawn in graphs.items():
         assert "network" in drawn, slug
         for anchor, (nodes, edges, note) in drawn.items():
@@ -561,6 +562,32 @@ def test_every_drawn_graph_of_the_site_runs_from_input_to_output(built_site):
         # The proposals and the features both feed the second stage, which leads to the output.
         assert {("rpn", "roi_heads"), ("backbone", "roi_heads"), ("backbone", "rpn")} <= drawn, (slug, drawn)
         assert any(a == "roi_heads" for a, _ in drawn)
+    # Attention and recurrent cells open into their inner steps (issue 24, item 2): the LSTM's and the GRU's box
+    # links to one time step drawn gate by gate; every multi-head attention into its Q/K/V, scores, softmax and
+    # weighted sum; Swin's window attention into its cyclic shift, window partition, relative position bias and mask.
+    def titles(slug: str, anchor: str) -> list[str]:
+        html = (site / "models" / slug / "index.html").read_text()
+        svg = html.split(f'data-diagram="{anchor}">', 1)[1].split("</svg>", 1)[0]
+        return [html_module.unescape(t) for t in re.findall(r'<text class="pz-[ts]"[^>]*>([^<]*)</text>', svg)]
+
+    import html as html_module
+
+    for slug, gates in (("lstm", ["input gate i", "forget gate f", "cell input g", "output gate o"]),
+                        ("gru", ["reset gate r", "update gate z", "candidate n"])):
+        assert 'href="#block-' + slug + '"' in graphs_html[slug], f"{slug}: its box does not open"
+        drawn = titles(slug, f"block-{slug}")
+        assert all(drawn.count(gate) >= 1 for gate in gates), drawn
+        assert {"σ", "tanh", "×", "h_{t-1}", "h_t"} <= set(drawn), drawn
+    assert "c_t" in titles("lstm", "block-lstm") and drawn.count("reset gate r") == 2  # GRU: W_i·x and W_h·h parts
+    for slug in ("bert", "gpt", "transformer", "vision_transformer", "swin_transformer", "wav2vec2"):
+        drawn = titles(slug, "block-multiheadattention")
+        assert {"scores QKᵀ/√d", "softmax", "weighted sum of V", "split (chunk)"} <= set(drawn), (slug, drawn)
+    swin = titles("swin_transformer", "block-windowattention")
+    assert {"cyclic shift (roll)", "window_partition()", "window_reverse()", "relative_position_bias()",
+            "relative_position_bias_table"} <= set(swin), swin
+    assert "+ bias / mask" in titles("swin_transformer", "block-multiheadattention")
+    assert "+ causal mask" in titles("gpt", "block-multiheadattention") or "mask" in titles(
+        "gpt", "block-multiheadattention")
     # The call counts drawn are the forward pass's, counted here with hooks (models whose modules are called more
     # than once: a recurrent decoder, an ODE solver's function, U-Net's pool, an FPN head per level).
     for name, slug in (("attention_seq2seq", "attention_seq2seq"), ("odenet", "odenet"), ("unet", "unet"),
