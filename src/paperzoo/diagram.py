@@ -233,6 +233,7 @@ class _Trace:
         self.every_op = every_op  # each functional step a node (an attention's or a recurrent cell's inner steps)
         self.attention = False  # the traced module's own forward calls scaled_dot_product_attention
         self.gate_names: tuple[str, ...] = ()  # a recurrent cell's gates, in the order its weights stack them
+        self.kept_every_box = False  # a value-dependent step (NMS) was taken to keep every box
         self.nodes: list[Node] = []
         self.edges: dict[tuple[int, int], None] = {}
         self.sources: dict[int, tuple[torch.Tensor, frozenset[int]]] = {}
@@ -380,6 +381,11 @@ def _computing_function() -> str:
     return ""
 
 
+KEPT_EVERY_BOX = ("traced on the meta device, which has shapes but no values: every score threshold and NMS is "
+                  "taken to keep every box, so the box counts shown are the caps (proposals kept, detections per "
+                  "image), not what a given image yields")
+
+
 def _keep_every_box(func: Callable, args: tuple) -> Any:
     """What a detector's value-dependent step returns on the meta device, which holds shapes but no values:
     every box kept. NMS keeps all its boxes (``arange``), a per-class NMS sees one class (``unique``), a box read
@@ -407,6 +413,7 @@ class _FollowFunctions(TorchFunctionMode):
         kwargs = kwargs or {}
         stand_in = _keep_every_box(func, args)
         out = func(*args, **kwargs) if stand_in is None else stand_in
+        self.trace.kept_every_box |= stand_in is not None
         if self.trace.depth == 0:
             self.trace.on_op(func, args, kwargs, out)
         return out
@@ -546,6 +553,8 @@ def _trace_once(root: nn.Module, args: tuple, kwargs: dict, batch_size: int,
     # An input the call never reads (a block handed every pyramid level, of which it uses two) is not drawn.
     read = {a for a, _ in trace.edges}
     trace.nodes = [n for n in trace.nodes if n.kind != "input" or n.id in read or not trace.edges]
+    if trace.kept_every_box and not note:
+        note = KEPT_EVERY_BOX
     for uses in trace.uses.values():
         for k, node in enumerate(uses, 1):
             node.use = (k, len(uses))
