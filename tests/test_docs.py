@@ -193,6 +193,19 @@ def test_overviews_list_every_architecture(archs):
     assert path.index("## Beginner") < path.index("## Intermediate") < path.index("## Advanced")
 
 
+def test_timeline_is_drawn_along_a_line_not_listed(archs):
+    """Issue 24 ("the timeline is a list"): one marked section per year in order, the papers as cards inside it,
+    the empty years between said; no bulleted list is left."""
+    page = docsite.timeline_page(archs)
+    assert not re.search(r"^\s*[-*] ", page, flags=re.M), "still a bulleted list"
+    years = [int(y) for y in re.findall(r"^## (\d{4})$", page, flags=re.M)]
+    assert years == sorted({a.year for a in archs})
+    assert page.count('<section class="pz-year" markdown') == len(years)
+    assert page.count('<div class="pz-event" markdown>') == len(archs)
+    assert 'data-gap="8 years without a paper here"' in page  # 1997 (LSTM) to 2006 (the deep autoencoder)
+    assert "Sepp Hochreiter and Jürgen Schmidhuber" in page
+
+
 def test_learning_path_keeps_models_it_does_not_name(archs, monkeypatch):
     monkeypatch.setattr(docsite, "LEARNING_PATH", docsite.LEARNING_PATH[:1])
     page = docsite.learning_path_page(archs)
@@ -1059,6 +1072,16 @@ def test_browser_reads_the_site(built_site):
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", containers[0])
         browser.save_screenshot(str(SCREENSHOTS / "6-equations.png"))
 
+        # The timeline is drawn: a line down the page (the container's left border), a marker per year on it.
+        browser.get(url + "overview/timeline/")
+        line = wait.until(expected.visibility_of_element_located((By.CSS_SELECTOR, "article .pz-timeline")))
+        assert line.value_of_css_property("border-left-width") == "3px"
+        markers = browser.execute_script("""return Array.from(document.querySelectorAll('.pz-year > h2')).map(h =>
+            getComputedStyle(h, '::before').width)""")
+        assert len(markers) == len({a.year for a in docsite.architectures()}) and set(markers) == {"15px"}, markers
+        assert len(browser.find_elements(By.CSS_SELECTOR, ".pz-event")) == len(docsite.architectures())
+        browser.save_screenshot(str(SCREENSHOTS / "9-timeline.png"))
+
         # Search ranks the page whose title is the query first (it ranked CBAM and ODE-Net, whose long titles mention
         # ResNet, above ResNet's own page).
         for query, slug_wanted in (("resnet", "resnet"), ("densenet", "densenet")):
@@ -1109,4 +1132,4 @@ def test_browser_reads_the_site(built_site):
         server.shutdown()
     for shot in sorted(SCREENSHOTS.glob("*.png")):
         _assert_real_picture(shot, min_width=390 if "phone" in shot.name else 800)
-    assert len(list(SCREENSHOTS.glob("*.png"))) == 8
+    assert len(list(SCREENSHOTS.glob("*.png"))) == 9

@@ -714,17 +714,25 @@ def by_category_page(archs: list[Architecture]) -> str:
 
 
 def timeline_page(archs: list[Architecture]) -> str:
-    parts = ["# Timeline", "", "The architectures by the year of their paper.", ""]
+    """The architectures along a drawn time axis (a line down the page, a marker per year, each paper a card
+    beside it; the gaps between years show), not a bulleted list."""
+    parts = ["# Timeline", "", "The architectures by the year of their paper, from the LSTM (1997) to today: each "
+             "year a marker on the line, each paper a card with its task and its first author.", "",
+             '<div class="pz-timeline" markdown>', ""]
     years = sorted({a.year for a in archs})
-    for year in years:
-        parts += [f"## {year}", ""]
+    for previous, year in zip([None, *years], years, strict=False):
+        empty = year - previous - 1 if previous else 0
+        gap = f' data-gap="{empty} year{"s" if empty > 1 else ""} without a paper here"' if empty else ""
+        parts += [f'<section class="pz-year" markdown{gap}>', "", f"## {year}", ""]
         for a in sorted((a for a in archs if a.year == year), key=lambda a: a.title):
             paper = a.canonical.paper
-            parts.append(f"- **{_link(a)}** ({TASK_TITLES.get(a.task, a.task).lower()}): *{paper.title}*, "
-                         f"{paper.authors.split(',')[0].strip()} et al." if "," in paper.authors else
-                         f"- **{_link(a)}** ({TASK_TITLES.get(a.task, a.task).lower()}): *{paper.title}*, "
-                         f"{paper.authors}")
-        parts.append("")
+            authors = [name.strip() for name in paper.authors.split(",")]
+            first = " and ".join(authors) if len(authors) <= 2 else f"{authors[0]} et al."
+            parts += ['<div class="pz-event" markdown>', "",
+                      f"**{_link(a)}** <span class=\"pz-task\">{TASK_TITLES.get(a.task, a.task)}</span>  ",
+                      f"*{_inline(paper.title)}*, {first}", "", "</div>", ""]
+        parts += ["</section>", ""]
+    parts += ["</div>", ""]
     return "\n".join(parts)
 
 
