@@ -504,7 +504,7 @@ def _drawn_graphs(html: str) -> dict[str, tuple[list[dict], list[tuple[str, str]
     attributes of its ``<g class="pz-node">`` (``data-id``, ``data-kind``, ``data-calls``, ``data-path``)."""
     found = {}
     for anchor, svg, note in re.findall(r'<div class="pz-figure" data-diagram="([^"]+)">\s*(<svg.*?</svg>)\s*</div>'
-                                        r'(?:<p class="pz-note">(.*?)</p>)?', html, flags=re.S):
+                                        r'\s*(?:<p class="pz-note">(.*?)</p>)?', html, flags=re.S):
         tree = ET.fromstring(svg)
         nodes = [dict(g.attrib) for g in tree.iter("{http://www.w3.org/2000/svg}g")
                  if "pz-node" in g.get("class", "")]
