@@ -1115,10 +1115,11 @@ def test_browser_reads_the_site(built_site):
         browser.save_screenshot(str(SCREENSHOTS / "8-worked-example.png"))
         browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                                 {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
-        for page in ("models/wav2vec2/", "models/googlenet/", "overview/benchmarks/"):
+        for page in ("models/wav2vec2/", "models/googlenet/", "overview/benchmarks/", "models/faster_rcnn/",
+                     "overview/timeline/", "models/swin_transformer/"):
             browser.get(url + page)
             wait.until(expected.presence_of_element_located((By.CSS_SELECTOR, "article .arithmatex .katex, "
-                                                                               "article table")))
+                                                                               "article table, article .pz-timeline")))
             widths = browser.execute_script("return [document.documentElement.scrollWidth, "
                                             "document.documentElement.clientWidth]")
             assert widths[0] <= widths[1], (page, widths)
