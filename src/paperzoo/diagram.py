@@ -234,6 +234,8 @@ class _Trace:
         self.attention = False  # the traced module's own forward calls scaled_dot_product_attention
         self.gate_names: tuple[str, ...] = ()  # a recurrent cell's gates, in the order its weights stack them
         self.kept_every_box = False  # a value-dependent step (NMS) was taken to keep every box
+        self.keep_boxes = True  # whether to take them so (see _keep_every_box)
+        self.input_tensors: list[tuple[int, torch.Tensor]] = []
         self.nodes: list[Node] = []
         self.edges: dict[tuple[int, int], None] = {}
         self.sources: dict[int, tuple[torch.Tensor, frozenset[int]]] = {}
@@ -298,8 +300,9 @@ class _Trace:
         found = self.sources_of((args, kwargs))
         sources = frozenset().union(*(s for _, s in found)) if found else frozenset()
         if not sources and name in _POSITIONS:
-            # Positions 0..T-1 (a position embedding's input) come from the input's length, not from a box.
-            sources = frozenset(n.id for n in self.nodes if n.kind == "input")
+            # Positions 0..T-1 (a position embedding's input) come from the token input's length, not from a box.
+            sources = frozenset(i for i, t in self.input_tensors
+                                if not t.is_floating_point() and out.numel() in tuple(t.shape)[1:])
         if not sources:
             return
         looping = any(self.nodes[s].calls > 1 for s in sources)
@@ -411,7 +414,7 @@ class _FollowFunctions(TorchFunctionMode):
 
     def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
-        stand_in = _keep_every_box(func, args)
+        stand_in = _keep_every_box(func, args) if self.trace.keep_boxes else None
         out = func(*args, **kwargs) if stand_in is None else stand_in
         self.trace.kept_every_box |= stand_in is not None
         if self.trace.depth == 0:
@@ -449,8 +452,18 @@ def trace_graph(root: nn.Module, args: tuple, kwargs: dict | None = None, *, bat
     """
     opened: frozenset[int] = frozenset()
     looping: frozenset[int] = frozenset()
+    keep_boxes = True
     for _ in range(6):
-        graph, ran = _trace_once(root, args, kwargs or {}, batch_size, opened, looping, every_op, names)
+        try:
+            graph, ran = _trace_once(root, args, kwargs or {}, batch_size, opened, looping, every_op, names,
+                                     keep_boxes)
+        except Exception:
+            # Past a value-dependent step taken to keep every box, code that reads values back (a box's corners
+            # times a CPU tensor) can fail on the meta device: then the drawing stops at that step, as before.
+            if not keep_boxes:
+                raise
+            keep_boxes = False
+            continue
         bypassed = {id(n.module) for n in graph.nodes if n.kind == "module" and n.calls == 0 and n.module is not None
                     and any(id(m) in ran for m in n.module.modules())}
         calls: dict[int, list[Node]] = {}
@@ -467,14 +480,16 @@ def trace_graph(root: nn.Module, args: tuple, kwargs: dict | None = None, *, bat
 
 def _trace_once(root: nn.Module, args: tuple, kwargs: dict, batch_size: int,
                 opened: frozenset[int], looping: frozenset[int] = frozenset(), every_op: bool = False,
-                names: tuple[list[str], list[str]] | None = None) -> tuple[Graph, set[int]]:
+                names: tuple[list[str], list[str]] | None = None, keep_boxes: bool = True) -> tuple[Graph, set[int]]:
     trace = _Trace(batch_size, every_op)
+    trace.keep_boxes = keep_boxes
     trace.gate_names = getattr(root, "gate_names", ())
     inputs = _tensors((args, kwargs))
     input_names = names[0] if names else [f"input {i}" if len(inputs) > 1 else "input" for i in range(len(inputs))]
     for title, t in zip(input_names, inputs, strict=True):
         node = trace.add_node(kind="input", title=title, shape=describe_shape(t, batch_size), calls=1)
         trace.mark(t, frozenset({node.id}))
+        trace.input_tensors.append((node.id, t))
     boxes = display_modules(root, opened)
     if every_op:
         # The module's own parameters (a relative position bias table, a recurrent weight) enter its steps as
