@@ -596,7 +596,8 @@ def test_every_drawn_graph_of_the_site_runs_from_input_to_output(built_site):
     assert "c_t" in titles("lstm", "block-lstm") and drawn.count("reset gate r") == 2  # GRU: W_i·x and W_h·h parts
     for slug in ("bert", "gpt", "transformer", "vision_transformer", "swin_transformer", "wav2vec2"):
         drawn = titles(slug, "block-multiheadattention")
-        assert {"scores QKᵀ/√d", "softmax", "weighted sum of V", "split (chunk)"} <= set(drawn), (slug, drawn)
+        assert {"query Q", "key K", "value V", "scores QKᵀ/√d", "softmax", "weighted sum of V"} <= set(drawn), (
+            slug, drawn)
     swin = titles("swin_transformer", "block-windowattention")
     assert {"cyclic shift (roll)", "window_partition()", "window_reverse()", "relative_position_bias()",
             "relative_position_bias_table"} <= set(swin), swin

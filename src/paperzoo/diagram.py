@@ -359,9 +359,9 @@ class _Trace:
             node = self.step_node("weighted sum of V", frozenset({last.id}) | self.sources_union(value),
                                   describe_shape(out, self.batch_size))
         elif name == "chunk" and self.gate_names and len(out) == len(self.gate_names):
-            # A recurrent cell's gates, one piece each, named as torch.nn's layout orders them.
+            # A recurrent cell's gates (named as torch.nn's layout orders them) or an attention's Q, K, V: a node each.
             for gate, piece in zip(self.gate_names, out, strict=True):
-                self.mark(piece, frozenset({self.step_node(gate, sources, describe_shape(piece, 0)).id}))
+                self.mark(piece, frozenset({self.step_node(gate, sources, describe_shape(piece, self.batch_size)).id}))
             return
         else:
             node = self.step_node(_OP_NAMES.get(name, name), sources, describe_shape(out, self.batch_size))
@@ -483,7 +483,9 @@ def _trace_once(root: nn.Module, args: tuple, kwargs: dict, batch_size: int,
                 names: tuple[list[str], list[str]] | None = None, keep_boxes: bool = True) -> tuple[Graph, set[int]]:
     trace = _Trace(batch_size, every_op)
     trace.keep_boxes = keep_boxes
-    trace.gate_names = getattr(root, "gate_names", ())
+    # The pieces a chunk splits into, named: a recurrent cell's gates; an attention's packed projection's Q, K, V.
+    trace.gate_names = getattr(root, "gate_names", ()) or (
+        ("query Q", "key K", "value V") if every_op and _is_attention(root) else ())
     inputs = _tensors((args, kwargs))
     input_names = names[0] if names else [f"input {i}" if len(inputs) > 1 else "input" for i in range(len(inputs))]
     for title, t in zip(input_names, inputs, strict=True):
