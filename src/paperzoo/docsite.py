@@ -523,10 +523,11 @@ def architecture_page(arch: Architecture, diagrams: list | None, repo_url: str |
                   "below. Hover a box for its module path.", ""]
         parts += [_figure(network), ""]
         if blocks:
-            parts += ["### Blocks", "", "Each block as its first instance draws it (click a highlighted box above to "
-                      "open it here).", ""]
+            parts += ["### Blocks", "", "Each block drawn opened, as one instance runs it: the first, or the one "
+                      "that shows the most (Swin's shifted-window block); attention and recurrent cells open into "
+                      "their steps (click a highlighted box above to open it here).", ""]
             for block in blocks:
-                where = f" — first used as <code>{block.path}</code>" if block.path else ""
+                where = f" — as used at <code>{block.path}</code>" if block.path else ""
                 parts += [f'<details class="pz-block" id="{block.anchor}">',
                           f"<summary><code>{block.title}</code>{where}</summary>",
                           _figure(block), "</details>", ""]
