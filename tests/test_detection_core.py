@@ -481,10 +481,15 @@ def test_describe_detections_counts_and_ranks():
     assert cli.describe_result(output) == "[3 det., top 0.90; 0 det.]"
 
 
-def test_a_detector_diagram_is_traced_up_to_its_first_data_dependent_step(tiny):
+def test_a_detector_diagram_is_traced_through_its_value_dependent_steps(tiny):
+    """On the meta device the score threshold and NMS are taken to keep every box (the note says so), so the
+    drawing reaches the output; a forward pass that then reads values back (the tiny segmenter's mask pasting
+    multiplies box corners by a CPU tensor) is drawn up to its first value-dependent step instead, as before."""
     network, *_ = diagram.architecture_diagrams("tiny_detector")
-    assert network.traced and "data-dependent step" in network.note and "failed" not in network.note
-    assert network.boxes >= 5  # input, transform, features, heads, anchors
+    assert network.traced and network.note == diagram.KEPT_EVERY_BOX
+    assert network.boxes >= 5 and any(n.kind == "output" for n in network.graph.nodes)
+    segmenter, *_ = diagram.architecture_diagrams("tiny_instance_segmenter")
+    assert segmenter.traced and "data-dependent step" in segmenter.note and "failed" not in segmenter.note
 
 
 def test_only_data_dependent_steps_end_a_meta_measurement():

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 import paperzoo
-from paperzoo import diagram, docsite
+from paperzoo import diagram, docsite, showcase
 from paperzoo.registry import MODEL_MODULES, ModelCard
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,6 +191,19 @@ def test_overviews_list_every_architecture(archs):
             assert f"models/{arch.slug}.md" in page, f"the {name} page leaves out {arch.slug}"
     path = pages["path"]
     assert path.index("## Beginner") < path.index("## Intermediate") < path.index("## Advanced")
+
+
+def test_timeline_is_drawn_along_a_line_not_listed(archs):
+    """Issue 24 ("the timeline is a list"): one marked section per year in order, the papers as cards inside it,
+    the empty years between said; no bulleted list is left."""
+    page = docsite.timeline_page(archs)
+    assert not re.search(r"^\s*[-*] ", page, flags=re.M), "still a bulleted list"
+    years = [int(y) for y in re.findall(r"^## (\d{4})$", page, flags=re.M)]
+    assert years == sorted({a.year for a in archs})
+    assert page.count('<section class="pz-year" markdown') == len(years)
+    assert page.count('<div class="pz-event" markdown>') == len(archs)
+    assert 'data-gap="8 years without a paper here"' in page  # 1997 (LSTM) to 2006 (the deep autoencoder)
+    assert "Sepp Hochreiter and Jürgen Schmidhuber" in page
 
 
 def test_learning_path_keeps_models_it_does_not_name(archs, monkeypatch):
@@ -377,7 +390,7 @@ def _calls(name: str, path: str) -> int:
         calls = []
         model.get_submodule(path).register_forward_hook(lambda *_: calls.append(1))
         with torch.no_grad():
-            model(x)
+            model(*x) if isinstance(x, tuple) else model(x)
     return len(calls)
 
 
@@ -484,6 +497,178 @@ def test_every_canonical_model_has_a_page_with_its_diagram_and_variants(built_si
                  "overview/benchmarks", "api"):
         assert (site / page / "index.html").exists(), page
     assert (site / "overview" / "scale.svg").stat().st_size > 10_000
+
+
+def _drawn_graphs(html: str) -> dict[str, tuple[list[dict], list[tuple[str, str]], str]]:
+    """Every diagram on a built page, read back from its SVG: ``{anchor: (nodes, edges, note)}``, each node the
+    attributes of its ``<g class="pz-node">`` (``data-id``, ``data-kind``, ``data-calls``, ``data-path``)."""
+    found = {}
+    for anchor, svg, note in re.findall(r'<div class="pz-figure" data-diagram="([^"]+)">\s*(<svg.*?</svg>)\s*</div>'
+                                        r'\s*(?:<p class="pz-note">(.*?)</p>)?', html, flags=re.S):
+        tree = ET.fromstring(svg)
+        nodes = [dict(g.attrib) for g in tree.iter("{http://www.w3.org/2000/svg}g")
+                 if "pz-node" in g.get("class", "")]
+        edges = [(p.get("data-from"), p.get("data-to")) for p in tree.iter("{http://www.w3.org/2000/svg}path")
+                 if p.get("class") == "pz-e"]
+        found[anchor] = (nodes, edges, note)
+    return found
+
+
+def _off_the_drawn_flow(nodes: list[dict], edges: list[tuple[str, str]]) -> list[str]:
+    """The drawn boxes that no path from an input to an output passes (a box drawn "not called by forward()"
+    excepted: it is idle in this forward pass, and says so)."""
+    step: dict[str, dict[str, list[str]]] = {"out": {}, "in": {}}
+    for a, b in edges:
+        step["out"].setdefault(a, []).append(b)
+        step["in"].setdefault(b, []).append(a)
+
+    def reach(kind: str, direction: str) -> set[str]:
+        seen = {n["data-id"] for n in nodes if n["data-kind"] == kind}
+        todo = list(seen)
+        while todo:
+            for other in step[direction].get(todo.pop(), []):
+                if other not in seen:
+                    seen.add(other)
+                    todo.append(other)
+        return seen
+
+    on_flow = reach("input", "out") & reach("output", "in")
+    return [n["data-path"] or n["data-id"] for n in nodes
+            if n["data-id"] not in on_flow and not (n["data-kind"] == "module" and n["data-calls"] == "0")]
+
+
+@pytest.mark.heavy
+def test_every_drawn_graph_of_the_site_runs_from_input_to_output(built_site):
+    """Issue 24, item 2, over every canonical model's page: each diagram read back from the built SVG is traced
+    (not a structure-only fallback, unless the module is idle in the network's forward pass), has an input and an
+    output, and every box lies on a path from an input to an output. Mask R-CNN's and Faster R-CNN's second stage
+    (the RoI heads after NMS) was drawn detached, with no edge in or out: this caught it."""
+    import html as html_module
+
+    site = Path(built_site["dir"])
+    idle_blocks: set[str] = set()
+    problems = []
+    graphs_html = {arch.slug: (site / "models" / arch.slug / "index.html").read_text()
+                   for arch in docsite.architectures()}
+    graphs = {slug: _drawn_graphs(html) for slug, html in graphs_html.items()}
+    for slug, drawn in graphs.items():
+        assert "network" in drawn, slug
+        for anchor, (nodes, edges, note) in drawn.items():
+            ids = {n["data-id"] for n in nodes}
+            assert all(a in ids and b in ids for a, b in edges), f"{slug} {anchor}: an edge to no box"
+            if "not called by the network" in note:
+                idle_blocks.add(f"{slug} {anchor}")
+                continue
+            kinds = {n["data-kind"] for n in nodes}
+            if not {"input", "output"} <= kinds or _off_the_drawn_flow(nodes, edges) or (
+                    note and note != html_module.escape(diagram.KEPT_EVERY_BOX, quote=False)):
+                problems.append(f"{slug} {anchor}: {_off_the_drawn_flow(nodes, edges)} {note}")
+    assert not problems, "\n".join(problems)
+    # The structure-only diagrams are the halves a forward pass does not run (a GAN's discriminator, CapsNet's
+    # reconstruction decoder, used by the loss): their box in the network is drawn idle.
+    assert idle_blocks == {"gan block-discriminator", "gan block-maxout", "dcgan block-discriminator",
+                           "capsnet block-reconstructiondecoder"}, idle_blocks
+    for slug, path in (("gan", "discriminator"), ("dcgan", "discriminator"), ("capsnet", "decoder")):
+        (box,) = [n for n in graphs[slug]["network"][0] if n["data-path"] == path]
+        assert box["data-calls"] == "0"
+    for slug in ("faster_rcnn", "mask_rcnn"):
+        nodes, edges, _ = graphs[slug]["network"]
+        path = {n["data-id"]: n["data-path"] for n in nodes}
+        drawn = {(path[a], path[b]) for a, b in edges}
+        # The proposals and the features both feed the second stage, which leads to the output.
+        assert {("rpn", "roi_heads"), ("backbone", "roi_heads"), ("backbone", "rpn")} <= drawn, (slug, drawn)
+        assert graphs[slug]["network"][2] == html_module.escape(diagram.KEPT_EVERY_BOX, quote=False)
+        assert any(a == "roi_heads" for a, _ in drawn)
+    # Attention and recurrent cells open into their inner steps (issue 24, item 2): the LSTM's and the GRU's box
+    # links to one time step drawn gate by gate; every multi-head attention into its Q/K/V, scores, softmax and
+    # weighted sum; Swin's window attention into its cyclic shift, window partition, relative position bias and mask.
+    def titles(slug: str, anchor: str) -> list[str]:
+        html = (site / "models" / slug / "index.html").read_text()
+        svg = html.split(f'data-diagram="{anchor}">', 1)[1].split("</svg>", 1)[0]
+        return [html_module.unescape(t) for t in re.findall(r'<text class="pz-[ts]"[^>]*>([^<]*)</text>', svg)]
+
+    for slug, gates in (("lstm", ["input gate i", "forget gate f", "cell input g", "output gate o"]),
+                        ("gru", ["reset gate r", "update gate z", "candidate n"])):
+        assert 'href="#block-' + slug + '"' in graphs_html[slug], f"{slug}: its box does not open"
+        drawn = titles(slug, f"block-{slug}")
+        assert all(drawn.count(gate) >= 1 for gate in gates), drawn
+        assert {"σ", "tanh", "×", "h_{t-1}", "h_t"} <= set(drawn), drawn
+    assert "c_t" in titles("lstm", "block-lstm") and drawn.count("reset gate r") == 2  # GRU: W_i·x and W_h·h parts
+    for slug in ("bert", "gpt", "transformer", "vision_transformer", "swin_transformer", "wav2vec2"):
+        drawn = titles(slug, "block-multiheadattention")
+        assert {"query Q", "key K", "value V", "scores QKᵀ/√d", "softmax", "weighted sum of V"} <= set(drawn), (
+            slug, drawn)
+    swin = titles("swin_transformer", "block-windowattention")
+    assert {"cyclic shift (roll)", "window_partition()", "window_reverse()", "relative_position_bias()",
+            "relative_position_bias_table"} <= set(swin), swin
+    assert "+ bias / mask" in titles("swin_transformer", "block-multiheadattention")
+    assert "+ causal mask" in titles("gpt", "block-multiheadattention") or "mask" in titles(
+        "gpt", "block-multiheadattention")
+    # The call counts drawn are the forward pass's, counted here with hooks (models whose modules are called more
+    # than once: a recurrent decoder, an ODE solver's function, U-Net's pool, an FPN head per level).
+    for name, slug in (("attention_seq2seq", "attention_seq2seq"), ("odenet", "odenet"), ("unet", "unet"),
+                       ("gru", "gru")):
+        nodes = graphs[slug]["network"][0]
+        model = paperzoo.create_model(name, device="meta")
+        paths = {n["data-path"] for n in nodes if n["data-kind"] == "module"}
+        for module_path in sorted(p for p in paths if p and "…" not in p):
+            drawn_calls = sum(int(n["data-calls"]) for n in nodes if n["data-path"] == module_path)
+            if isinstance(model.get_submodule(module_path), (nn.Sequential, nn.ModuleList)):
+                continue  # a run of blocks folded into one box under its container's name
+            assert drawn_calls == _calls(name, module_path), (slug, module_path, drawn_calls)
+
+
+@pytest.mark.heavy
+def test_worked_examples_show_their_output_and_pictures_and_say_which_weights(built_site):
+    """Issue 24, item 4: the pages of a classifier, a detector, a segmenter, CapsNet, ODE-Net and DCGAN show a
+    script run when the site was built on real data (scikit-learn's photograph and digits), what it printed and
+    the pictures it saved; with random weights (nothing is downloaded) the code says pretrained=False and the
+    caption says so; every other page of those tasks links to its task's example."""
+    from PIL import Image
+
+    site = Path(built_site["dir"])
+    pages = {a.canonical.name: a for a in docsite.architectures()}
+    pictures = {"resnet50": "resnet50-china.png", "fasterrcnn_resnet50_fpn": "fasterrcnn_resnet50_fpn-china.png",
+                "deeplabv3_resnet50": "deeplabv3_resnet50-china.png", "capsnet": "capsnet-routing.png",
+                "dcgan": "dcgan-samples.png", "odenet": None}
+    assert set(pictures) == set(showcase.SCRIPTS)
+    for name, picture in pictures.items():
+        html = (site / "models" / pages[name].slug / "index.html").read_text()
+        assert 'id="on-real-data"' in html, name
+        text = PageText.of(html.split('id="on-real-data"', 1)[1].split("<h2", 1)[0])  # the section only
+        code, printed = text.code_blocks
+        assert f'create_model("{name}"' in code
+        assert printed.strip(), f"{name}: the example printed nothing"
+        if not showcase.cached_weights(name) and name not in ("capsnet", "odenet", "dcgan"):  # no weights published
+            assert "pretrained=False" in code and "random weights" in text.prose, name
+        if picture:
+            assert f'src="../{picture}"' in html, name
+            with Image.open(site / "models" / picture) as image:
+                assert image.format == "PNG" and len(image.convert("RGB").getcolors(1 << 20) or range(999)) > 100
+        if name == "resnet50":  # the top 5 classes of the photograph, with their probabilities
+            lines = printed.strip().splitlines()
+            assert len(lines) == 5 and all(line.endswith("%") for line in lines), lines
+        if name == "odenet":
+            assert re.search(r"tolerance 0\.1: the solver evaluated f \d+ times", printed), printed
+    assert "resnet.md" not in html and 'href="../resnet/#on-real-data"' in (
+        site / "models" / "vgg" / "index.html").read_text()
+
+
+def test_worked_examples_use_published_weights_only_from_the_cache(tmp_path, monkeypatch):
+    """Nothing is downloaded while the site builds: ``pretrained=True`` only when torch.hub's cache holds the file
+    (TORCH_HOME pointed at a scratch folder, empty and then holding a file of the URL's name)."""
+    from paperzoo.weights import get_weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert not showcase.cached_weights("resnet50")
+    assert "pretrained=False" in showcase.SCRIPTS["resnet50"]("resnet50", False)
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / get_weights("resnet50").url.rsplit("/", 1)[1]).write_bytes(b"")
+    assert showcase.cached_weights("resnet50")
+    assert not showcase.cached_weights("capsnet")  # no published weights
+    code = showcase.SCRIPTS["resnet50"]("resnet50", True)
+    assert "pretrained=True" in code and "random weights" not in code
 
 
 @pytest.mark.heavy
@@ -858,6 +1043,21 @@ def test_browser_reads_the_site(built_site):
         wait.until(lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth", chart))
         assert chart.size["width"] > 300
         _full_page_screenshot(browser, SCREENSHOTS / "5-parameters-and-compute.png")
+        # The chart's labels as the browser draws them (its fonts, not matplotlib's estimate): no two overlap.
+        # The chart is an <img>, whose inside a page cannot measure: its SVG is fetched and set in the page.
+        labels = browser.execute_async_script("""const done = arguments[arguments.length - 1];
+            fetch(arguments[0].src).then(r => r.text()).then(text => {
+              const holder = document.createElement('div');
+              holder.innerHTML = text;
+              document.body.prepend(holder);
+              done(Array.from(holder.querySelectorAll('g[id^="pz-label-"] text')).map(t => {
+                const r = t.getBoundingClientRect();
+                return [t.closest('g[id^="pz-label-"]').id, r.left, r.top, r.right, r.bottom]; }));
+            });""", chart)
+        assert len(labels) == 2 * len(docsite.architectures()), len(labels)
+        overlaps = [(a[0], b[0]) for i, a in enumerate(labels) for b in labels[i + 1:]
+                    if a[1] < b[3] and b[1] < a[3] and a[2] < b[4] and b[2] < a[4]]
+        assert not overlaps, overlaps
 
         # The equations, typeset by the site's own KaTeX: CapsNet's squash and routing. Every equation container
         # holds KaTeX's rendering and none its error box, and nothing came from outside the site (offline reader).
@@ -872,6 +1072,16 @@ def test_browser_reads_the_site(built_site):
         assert fetched and all(name.startswith(url) for name in fetched), [n for n in fetched if not n.startswith(url)]
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", containers[0])
         browser.save_screenshot(str(SCREENSHOTS / "6-equations.png"))
+
+        # The timeline is drawn: a line down the page (the container's left border), a marker per year on it.
+        browser.get(url + "overview/timeline/")
+        line = wait.until(expected.visibility_of_element_located((By.CSS_SELECTOR, "article .pz-timeline")))
+        assert line.value_of_css_property("border-left-width") == "3px"
+        markers = browser.execute_script("""return Array.from(document.querySelectorAll('.pz-year > h2')).map(h =>
+            getComputedStyle(h, '::before').width)""")
+        assert len(markers) == len({a.year for a in docsite.architectures()}) and set(markers) == {"15px"}, markers
+        assert len(browser.find_elements(By.CSS_SELECTOR, ".pz-event")) == len(docsite.architectures())
+        browser.save_screenshot(str(SCREENSHOTS / "9-timeline.png"))
 
         # Search ranks the page whose title is the query first (it ranked CBAM and ODE-Net, whose long titles mention
         # ResNet, above ResNet's own page).
@@ -897,12 +1107,20 @@ def test_browser_reads_the_site(built_site):
             browser.get(url + page)
             wait.until(expected.presence_of_element_located((By.CSS_SELECTOR, "article table")))
             assert not browser.execute_script(too_wide), (page, browser.execute_script(too_wide))
+        # The worked example's picture (the detections drawn on the photograph) loads, at the photograph's size.
+        browser.get(url + "models/faster_rcnn/")
+        picture = browser.find_element(By.CSS_SELECTOR, "article img[src$='fasterrcnn_resnet50_fpn-china.png']")
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", picture)
+        assert wait.until(lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth",
+                                                     picture)) == 640
+        browser.save_screenshot(str(SCREENSHOTS / "8-worked-example.png"))
         browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                                 {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
-        for page in ("models/wav2vec2/", "models/googlenet/", "overview/benchmarks/"):
+        for page in ("models/wav2vec2/", "models/googlenet/", "overview/benchmarks/", "models/faster_rcnn/",
+                     "overview/timeline/", "models/swin_transformer/"):
             browser.get(url + page)
             wait.until(expected.presence_of_element_located((By.CSS_SELECTOR, "article .arithmatex .katex, "
-                                                                               "article table")))
+                                                                               "article table, article .pz-timeline")))
             widths = browser.execute_script("return [document.documentElement.scrollWidth, "
                                             "document.documentElement.clientWidth]")
             assert widths[0] <= widths[1], (page, widths)
@@ -916,4 +1134,4 @@ def test_browser_reads_the_site(built_site):
         server.shutdown()
     for shot in sorted(SCREENSHOTS.glob("*.png")):
         _assert_real_picture(shot, min_width=390 if "phone" in shot.name else 800)
-    assert len(list(SCREENSHOTS.glob("*.png"))) == 7
+    assert len(list(SCREENSHOTS.glob("*.png"))) == 9

@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import html
 import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import torch
+import torch.fx.experimental._config  # noqa: F401 (meta_nonzero_assume_all_nonzero, below)
+import torchvision  # noqa: F401 (registers torch.ops.torchvision.nms)
 from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
@@ -50,7 +54,15 @@ _OP_NAMES = {"cat": "concat", "concat": "concat", "concatenate": "concat", "stac
              "__add__": "+", "__iadd__": "+", "__radd__": "+", "add_": "+", "sub": "−", "__sub__": "−",
              "__rsub__": "−", "mul": "×", "__mul__": "×", "__imul__": "×", "__rmul__": "×", "mul_": "×",
              "matmul": "matmul", "__matmul__": "matmul", "bmm": "matmul", "einsum": "einsum",
-             "div": "÷", "__truediv__": "÷"}
+             "div": "÷", "__truediv__": "÷", "__getitem__": "index", "__setitem__": "write at index",
+             "roll": "cyclic shift (roll)", "baddbmm": "+ matmul", "addmm": "+ matmul", "linear": "linear",
+             "sigmoid": "σ", "tanh": "tanh", "chunk": "split (chunk)", "permute": "permute", "pad": "pad"}
+_POSITIONS = ("arange",)  # tensors made inside forward() from the input's size
+# Bookkeeping of shapes, not a step of the computation: not drawn among an attention's or a cell's inner steps.
+_SHAPE_OPS = {"view", "reshape", "transpose", "contiguous", "flatten", "unflatten", "squeeze", "unsqueeze", "expand",
+              "expand_as", "clone", "__getitem__", "split", "unbind", "to", "type", "float", "detach", "repeat",
+              "__get__", "size", "dim", "t", "narrow", "select"}
+_MAX_STEP_NODES = 40
 _MAX_OP_NODES = 40  # functional merges drawn as nodes; beyond this (a solver's loop) tensors just carry their sources
 # A module called at up to this many places gets a box at each (U-Net's max-pool: 4); one called more often is in a
 # loop (a decoder's step, a detection head per pyramid level) and is drawn once, with its call count.
@@ -69,8 +81,16 @@ def _is_generic_group(module: nn.Module) -> bool:
     """A shared paperzoo layer made of plain torch layers only (``ConvNormAct``): drawn as one box whose label
     lists its layers, not as a block of its own."""
     children = list(module.children())
+    if _is_attention(module):  # it opens into its steps instead (scores, softmax, weighted sum)
+        return False
     return (type(module).__module__.startswith("paperzoo.layers") and 0 < len(children) <= 4
             and all(not list(c.children()) and not _is_paperzoo(c) for c in children))
+
+
+def _is_attention(module: nn.Module) -> bool:
+    """An attention module of paperzoo's (``MultiHeadAttention``, Swin's ``WindowAttention``): drawn opened into
+    its functional steps, which its boxes alone would hide."""
+    return _is_paperzoo(module) and type(module).__name__.endswith("Attention")
 
 
 def expandable(module: nn.Module) -> bool:
@@ -208,8 +228,14 @@ def describe_shape(value: Any, batch_size: int) -> str:
 class _Trace:
     """The bookkeeping of one traced forward call: which box produced each tensor, and the edges found."""
 
-    def __init__(self, batch_size: int) -> None:
+    def __init__(self, batch_size: int, every_op: bool = False) -> None:
         self.batch_size = batch_size
+        self.every_op = every_op  # each functional step a node (an attention's or a recurrent cell's inner steps)
+        self.attention = False  # the traced module's own forward calls scaled_dot_product_attention
+        self.gate_names: tuple[str, ...] = ()  # a recurrent cell's gates, in the order its weights stack them
+        self.kept_every_box = False  # a value-dependent step (NMS) was taken to keep every box
+        self.keep_boxes = True  # whether to take them so (see _keep_every_box)
+        self.input_tensors: list[tuple[int, torch.Tensor]] = []
         self.nodes: list[Node] = []
         self.edges: dict[tuple[int, int], None] = {}
         self.sources: dict[int, tuple[torch.Tensor, frozenset[int]]] = {}
@@ -261,13 +287,24 @@ class _Trace:
                     self.edges.setdefault((source, node.id), None)
 
     def on_op(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+        name = getattr(func, "__name__", str(func))
+        if name == "scaled_dot_product_attention":
+            self.attention = True
+        if self.every_op:
+            self.on_step(func, name, args, kwargs, out)
+            return
+        if name == "__setitem__" or (name.endswith("_") and not name.startswith("__")):
+            out = args[0]  # written in place (``keep[indices] = True``): the tensor now carries what was written
         if not _tensors(out):
             return
         found = self.sources_of((args, kwargs))
         sources = frozenset().union(*(s for _, s in found)) if found else frozenset()
+        if not sources and name in _POSITIONS:
+            # Positions 0..T-1 (a position embedding's input) come from the token input's length, not from a box.
+            sources = frozenset(i for i, t in self.input_tensors
+                                if not t.is_floating_point() and out.numel() in tuple(t.shape)[1:])
         if not sources:
             return
-        name = getattr(func, "__name__", str(func))
         looping = any(self.nodes[s].calls > 1 for s in sources)
         if len(sources) > 1 and not looping and len(self.op_nodes) < _MAX_OP_NODES:
             key = (name, sources)
@@ -283,6 +320,92 @@ class _Trace:
         else:
             self.mark(out, sources)
 
+    def sources_union(self, value: Any) -> frozenset[int]:
+        found = self.sources_of(value)
+        return frozenset().union(*(s for _, s in found)) if found else frozenset()
+
+    def step_node(self, title: str, sources: frozenset[int], shape: str) -> Node:
+        node = self.add_node(kind="op", title=title, shape=shape, calls=1, path=_computing_function())
+        for source in sorted(sources):
+            self.edges.setdefault((source, node.id), None)
+        return node
+
+    def on_step(self, func: Callable, name: str, args: tuple, kwargs: dict, out: Any) -> None:
+        """Every functional step a node of its own (shape bookkeeping excepted), and scaled dot-product
+        attention drawn as the steps it computes: scores QKᵀ/√d, the mask or bias added, softmax, the weighted
+        sum of the values."""
+        if name in ("__setitem__",) or (name.endswith("_") and not name.startswith("__")):
+            out = args[0]
+        if not _tensors(out):
+            return
+        sources = self.sources_union((args, kwargs))
+        if not sources:  # a constant made inside (Swin's mask of the shifted pieces): it enters where it is used
+            return
+        unchanged = name == "pad" and out.shape == args[0].shape  # padding by nothing (a map of whole windows)
+        if name in _SHAPE_OPS or unchanged or sum(n.kind == "op" for n in self.nodes) >= _MAX_STEP_NODES:
+            self.mark(out, sources)
+            return
+        if name == "scaled_dot_product_attention":
+            query, key, value = (list(args) + [kwargs.get(k) for k in ("query", "key", "value")])[:3]
+            mask = args[3] if len(args) > 3 else kwargs.get("attn_mask")
+            scores_shape = describe_shape(query.new_empty(*query.shape[:-1], key.shape[-2]), self.batch_size)
+            last = self.step_node("scores QKᵀ/√d", self.sources_union(query) | self.sources_union(key),
+                                  scores_shape)
+            if mask is not None or kwargs.get("is_causal"):
+                title = ("+ causal mask" if mask is None else "mask" if mask.dtype == torch.bool
+                         else "+ bias / mask")
+                last = self.step_node(title, frozenset({last.id}) | self.sources_union(mask), scores_shape)
+            last = self.step_node("softmax", frozenset({last.id}), scores_shape)
+            node = self.step_node("weighted sum of V", frozenset({last.id}) | self.sources_union(value),
+                                  describe_shape(out, self.batch_size))
+        elif name == "chunk" and self.gate_names and len(out) == len(self.gate_names):
+            # A recurrent cell's gates (named as torch.nn's layout orders them) or an attention's Q, K, V: a node each.
+            for gate, piece in zip(self.gate_names, out, strict=True):
+                self.mark(piece, frozenset({self.step_node(gate, sources, describe_shape(piece, self.batch_size)).id}))
+            return
+        else:
+            node = self.step_node(_OP_NAMES.get(name, name), sources, describe_shape(out, self.batch_size))
+        self.mark(out, frozenset({node.id}))
+
+
+_PACKAGE = str(Path(__file__).resolve().parent)
+
+
+def _computing_function() -> str:
+    """The paperzoo function whose line computes the current step (``window_partition()``,
+    ``relative_position_bias()``), its box's second line; "" when it is a ``forward`` itself."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        file = frame.f_code.co_filename
+        if file.startswith(_PACKAGE) and not file.endswith("diagram.py"):
+            name = frame.f_code.co_name
+            return "" if name == "forward" else f"{name}()"
+        frame = frame.f_back
+    return ""
+
+
+KEPT_EVERY_BOX = ("traced on the meta device, which has shapes but no values: every score threshold and NMS is "
+                  "taken to keep every box, so the box counts shown are the caps (proposals kept, detections per "
+                  "image), not what a given image yields")
+
+
+def _keep_every_box(func: Callable, args: tuple) -> Any:
+    """What a detector's value-dependent step returns on the meta device, which holds shapes but no values:
+    every box kept. NMS keeps all its boxes (``arange``), a per-class NMS sees one class (``unique``), a box read
+    into Python lies at 0 (``tolist``); with PyTorch's ``meta_nonzero_assume_all_nonzero`` (a score threshold,
+    ``remove_small_boxes``) this lets the trace run through a two-stage detector's second stage, so that the
+    drawing shows the proposals and the features both feeding RoI pooling. ``None``: not such a step."""
+    first = args[0] if args else None
+    if not isinstance(first, torch.Tensor) or not first.is_meta:
+        return None
+    if func in (torch.ops.torchvision.nms, torch.ops.torchvision.nms.default):
+        return torch.arange(first.shape[0], device=first.device)
+    if func is torch.unique:
+        return first.reshape(-1)[:1]
+    if func is torch.Tensor.tolist:
+        return torch.zeros(first.shape, dtype=first.dtype).tolist()
+    return None
+
 
 class _FollowFunctions(TorchFunctionMode):
     def __init__(self, trace: _Trace) -> None:
@@ -291,7 +414,9 @@ class _FollowFunctions(TorchFunctionMode):
 
     def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        stand_in = _keep_every_box(func, args) if self.trace.keep_boxes else None
+        out = func(*args, **kwargs) if stand_in is None else stand_in
+        self.trace.kept_every_box |= stand_in is not None
         if self.trace.depth == 0:
             self.trace.on_op(func, args, kwargs, out)
         return out
@@ -310,7 +435,8 @@ def _module_node(trace: _Trace, path: str, parent: str, module: nn.Module) -> No
     return node
 
 
-def trace_graph(root: nn.Module, args: tuple, kwargs: dict | None = None, *, batch_size: int) -> Graph:
+def trace_graph(root: nn.Module, args: tuple, kwargs: dict | None = None, *, batch_size: int,
+                every_op: bool = False, names: tuple[list[str], list[str]] | None = None) -> Graph:
     """Run ``root(*args, **kwargs)`` (meta tensors) and return its boxes and edges.
 
     Every tensor input becomes an input node, every tensor of the result an output node.
@@ -319,11 +445,25 @@ def trace_graph(root: nn.Module, args: tuple, kwargs: dict | None = None, *, bat
     it runs the box's parts (``self.backbone.forward_features(x)`` calls the backbone's stages, not the
     backbone) is opened, and the pass run again; so is a pass in which a module called more than
     :data:`_MAX_USES` times was drawn at each place, with that module drawn once.
+
+    ``every_op`` draws each functional step between the boxes (an attention's scores, softmax and weighted sum; a
+    recurrent cell's gates), with the module's own parameters as inputs; ``names`` are the inputs' and the
+    outputs' titles (``h_{t-1}``, ``h_t``).
     """
     opened: frozenset[int] = frozenset()
     looping: frozenset[int] = frozenset()
+    keep_boxes = True
     for _ in range(6):
-        graph, ran = _trace_once(root, args, kwargs or {}, batch_size, opened, looping)
+        try:
+            graph, ran = _trace_once(root, args, kwargs or {}, batch_size, opened, looping, every_op, names,
+                                     keep_boxes)
+        except Exception:
+            # Past a value-dependent step taken to keep every box, code that reads values back (a box's corners
+            # times a CPU tensor) can fail on the meta device: then the drawing stops at that step, as before.
+            if not keep_boxes:
+                raise
+            keep_boxes = False
+            continue
         bypassed = {id(n.module) for n in graph.nodes if n.kind == "module" and n.calls == 0 and n.module is not None
                     and any(id(m) in ran for m in n.module.modules())}
         calls: dict[int, list[Node]] = {}
@@ -339,16 +479,31 @@ def trace_graph(root: nn.Module, args: tuple, kwargs: dict | None = None, *, bat
 
 
 def _trace_once(root: nn.Module, args: tuple, kwargs: dict, batch_size: int,
-                opened: frozenset[int], looping: frozenset[int] = frozenset()) -> tuple[Graph, set[int]]:
-    trace = _Trace(batch_size)
-    flat_inputs = [(f"input {i}" if len(_tensors((args, kwargs))) > 1 else "input", t)
-                   for i, t in enumerate(_tensors((args, kwargs)))]
-    for title, t in flat_inputs:
+                opened: frozenset[int], looping: frozenset[int] = frozenset(), every_op: bool = False,
+                names: tuple[list[str], list[str]] | None = None, keep_boxes: bool = True) -> tuple[Graph, set[int]]:
+    trace = _Trace(batch_size, every_op)
+    trace.keep_boxes = keep_boxes
+    # The pieces a chunk splits into, named: a recurrent cell's gates; an attention's packed projection's Q, K, V.
+    trace.gate_names = getattr(root, "gate_names", ()) or (
+        ("query Q", "key K", "value V") if every_op and _is_attention(root) else ())
+    inputs = _tensors((args, kwargs))
+    input_names = names[0] if names else [f"input {i}" if len(inputs) > 1 else "input" for i in range(len(inputs))]
+    for title, t in zip(input_names, inputs, strict=True):
         node = trace.add_node(kind="input", title=title, shape=describe_shape(t, batch_size), calls=1)
         trace.mark(t, frozenset({node.id}))
+        trace.input_tensors.append((node.id, t))
+    boxes = display_modules(root, opened)
+    if every_op:
+        # The module's own parameters (a relative position bias table, a recurrent weight) enter its steps as
+        # inputs do; those of its boxes stay inside them.
+        inside = {id(p) for _, _, m in boxes for p in m.parameters()}
+        for name, parameter in root.named_parameters():
+            if id(parameter) not in inside:
+                node = trace.add_node(kind="input", title=name, shape="×".join(map(str, parameter.shape)), calls=1)
+                trace.mark(parameter, frozenset({node.id}))
     handles = []
     # A network with no submodules (a recurrent layer holding its weights itself) is one box.
-    for path, parent, module in display_modules(root, opened) or [("", "", root)]:
+    for path, parent, module in boxes or ([] if every_op else [("", "", root)]):
         trace.uses[id(module)] = [_module_node(trace, path, parent, module)]
 
         def before(module: nn.Module, m_args: tuple, m_kwargs: dict) -> None:
@@ -388,7 +543,8 @@ def _trace_once(root: nn.Module, args: tuple, kwargs: dict, batch_size: int,
     handles.append(nn.modules.module.register_module_forward_pre_hook(lambda module, _: ran.add(id(module))))
     note = ""
     try:
-        with _FollowFunctions(trace), torch.no_grad():
+        with (_FollowFunctions(trace), torch.no_grad(),
+              torch.fx.experimental._config.patch(meta_nonzero_assume_all_nonzero=True)):
             result = root(*args, **kwargs)
     except (NotImplementedError, RuntimeError) as error:
         # A detector's forward pass reaches a step whose output size depends on the values (a score threshold,
@@ -402,13 +558,20 @@ def _trace_once(root: nn.Module, args: tuple, kwargs: dict, batch_size: int,
         for handle in handles:
             handle.remove()
     outputs = [] if result is None else result.items() if isinstance(result, dict) else [("output", result)]
+    if names and isinstance(result, (tuple, list)):
+        outputs = list(zip(names[1], result, strict=True))
     for key, value in outputs:
-        title = "output" if key == "output" else f"output[{key!r}]"
+        title = key if names else "output" if key == "output" else f"output[{key!r}]"
         tensors = _tensors(value)
         if not tensors:
             continue
         node = trace.add_node(kind="output", title=title, shape=describe_shape(value, batch_size), calls=1)
         trace.connect(value, node)
+    # An input the call never reads (a block handed every pyramid level, of which it uses two) is not drawn.
+    read = {a for a, _ in trace.edges}
+    trace.nodes = [n for n in trace.nodes if n.kind != "input" or n.id in read or not trace.edges]
+    if trace.kept_every_box and not note:
+        note = KEPT_EVERY_BOX
     for uses in trace.uses.values():
         for k, node in enumerate(uses, 1):
             node.use = (k, len(uses))
@@ -419,6 +582,7 @@ def _trace_once(root: nn.Module, args: tuple, kwargs: dict, batch_size: int,
     graph = Graph(nodes=trace.nodes, edges=edges, output="" if result is None else describe_output(result),
                   note=note)
     graph.first_inputs = trace.first_inputs  # type: ignore[attr-defined]
+    graph.attention = trace.attention  # type: ignore[attr-defined]
     return graph, ran
 
 
@@ -524,7 +688,8 @@ def _lines(node: Node) -> tuple[str, str, str]:
     return node.title + (" ⊕" if node.block else ""), sub.strip(" ·"), ("→ " + node.shape) if node.shape else ""
 
 
-def _layout(graph: Graph) -> tuple[dict[int, _Place], list[list[tuple[float, float]]], float, float]:
+def _layout(graph: Graph) -> tuple[dict[int, _Place], list[tuple[tuple[int, int], list[tuple[float, float]]]],
+                                   float, float]:
     incoming, outgoing = _in_out(graph)
     called = sorted((n for n in graph.nodes if n.calls > 0 or n.kind != "module"), key=lambda n: n.order)
     uncalled = [n for n in graph.nodes if n.calls == 0 and n.kind == "module"]
@@ -601,7 +766,7 @@ def _layout(graph: Graph) -> tuple[dict[int, _Place], list[list[tuple[float, flo
     width = right - left + 2 * _PAD
     height = top - _ROW_GAP + _PAD
     lines = []
-    for route in routes.values():
+    for edge, route in routes.items():
         points = []
         for k, item in enumerate(route):
             p = places[item]
@@ -609,7 +774,7 @@ def _layout(graph: Graph) -> tuple[dict[int, _Place], list[list[tuple[float, flo
                 points.append((p.x, p.y))
             if k < len(route) - 1:
                 points.append((p.x, p.y + p.h))
-        lines.append(points)
+        lines.append((edge, points))
     return {k: v for k, v in places.items() if not isinstance(k, tuple)}, lines, width, height
 
 
@@ -644,7 +809,7 @@ def render_svg(graph: Graph, *, title: str) -> str:
            '<defs><marker id="pz-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
            'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#6b7a99"/></marker></defs>',
            f"<style>{_STYLE.strip()}</style>"]
-    for points in lines:
+    for (a, b), points in lines:
         d = f"M{points[0][0]:.1f},{points[0][1]:.1f}"
         for (x0, y0), (x1, y1) in pairwise(points):
             if x0 == x1 or y1 - y0 < 1:
@@ -652,7 +817,7 @@ def render_svg(graph: Graph, *, title: str) -> str:
             else:
                 mid = (y0 + y1) / 2
                 d += f" C{x0:.1f},{mid:.1f} {x1:.1f},{mid:.1f} {x1:.1f},{y1:.1f}"
-        out.append(f'<path class="pz-e" d="{d}" marker-end="url(#pz-arrow)"/>')
+        out.append(f'<path class="pz-e" d="{d}" data-from="{a}" data-to="{b}" marker-end="url(#pz-arrow)"/>')
     for node in sorted(graph.nodes, key=lambda n: n.order):
         p = places[node.id]
         head, sub, shape = _lines(node)
@@ -666,7 +831,9 @@ def render_svg(graph: Graph, *, title: str) -> str:
             tip.append("contains: " + ", ".join(node.members))
         if node.block and node.module is not None:
             tip.append(f"{type(node.module).__name__}: click to open the block")
-        group = [f'<g class="pz-node {kind}" data-path="{html.escape(node.path)}">',
+        # The drawn graph rides along in data- attributes, so that a test can check every diagram of the built site.
+        group = [f'<g class="pz-node {kind}" data-path="{html.escape(node.path)}" data-id="{node.id}" '
+                 f'data-kind="{node.kind}" data-calls="{node.calls}">',
                  f"<title>{html.escape(chr(10).join(tip))}</title>",
                  f'<rect class="pz-box" x="{p.x - p.w / 2:.1f}" y="{p.y:.1f}" width="{p.w:.1f}" height="{p.h:.1f}" '
                  'rx="6"/>']
@@ -703,7 +870,11 @@ def _trace_or_describe(module: nn.Module, args: tuple | None, kwargs: dict | Non
     if args is None:
         return structure_graph(module, "not called by the network's forward pass: its parts in registration order")
     try:
-        return trace_graph(module, args, kwargs, batch_size=batch_size)
+        graph = trace_graph(module, args, kwargs, batch_size=batch_size)
+        if (graph.attention and _is_paperzoo(module)) or _is_attention(module):  # type: ignore[attr-defined]
+            # An attention module opens into its steps: Q, K, V, the scores, their mask, softmax, the weighted sum.
+            graph = trace_graph(module, args, kwargs, batch_size=batch_size, every_op=True)
+        return graph
     except Exception as err:  # a model the meta device cannot run still gets its structure drawn
         return structure_graph(module, f"structure only: the meta-device forward pass failed ({type(err).__name__}: "
                                        f"{str(err).splitlines()[0] if str(err) else ''})")
@@ -728,15 +899,69 @@ def architecture_diagrams(name: str, *, max_blocks: int = 12) -> list[Diagram]:
     return _diagrams(model, args, batch_size, card.architecture, max_blocks)
 
 
+class _OneStep(nn.Module):
+    """A recurrent layer's ``cell`` as a module: one time step of its first layer, ``(W_i·x_t + b, state) →
+    state``, traced to draw the gates."""
+
+    # torch.nn's layout of the stacked gates: LSTM (and the peephole LSTM) W_i|W_f|W_g|W_o, GRU (and RNNsearch's
+    # gated hidden unit) W_r|W_z|W_n.
+    _GATES = {4: ("input gate i", "forget gate f", "cell input g", "output gate o"),
+              3: ("reset gate r", "update gate z", "candidate n")}
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = [layer]  # in a list: the layer's parameters are read, not registered as a submodule
+        weights = layer.layer_weights(0)
+        self.kinds = list(weights)
+        self.gate_names = self._GATES.get(weights["weight_hh"].shape[1] // weights["weight_hh"].shape[2], ())
+        for name, parameter in layer.named_parameters():
+            if name.endswith("_l0"):
+                self.register_parameter(name.removesuffix("_l0"), parameter)
+
+    def forward(self, input_gates: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        layer = self.layer[0]
+        weights = {kind: getattr(self, kind).unsqueeze(0) for kind in self.kinds}  # one direction: (1, ...)
+        return tuple(layer.cell(input_gates, tuple(state), weights))
+
+
+def _is_recurrent(module: nn.Module | None) -> bool:
+    return module is not None and _is_paperzoo(module) and callable(getattr(module, "cell", None)) and callable(
+        getattr(module, "layer_weights", None))
+
+
+def _step_diagram(layer: nn.Module, batch_size: int) -> Diagram:
+    """One time step of a recurrent layer, opened into its gates."""
+    step = _OneStep(layer)
+    weights = layer.layer_weights(0)
+    with torch.device("meta"):
+        gates = torch.empty(1, batch_size, weights["weight_hh"].shape[1])
+        state = [torch.empty(1, batch_size, size) for size in layer.state_sizes]
+    names = (["W_i·x_t + b (every gate)", *["h_{t-1}", "c_{t-1}"][:len(state)]], ["h_t", "c_t"][:len(state)])
+    graph = simplify(trace_graph(step, (gates, *state), batch_size=batch_size, every_op=True, names=names))
+    label = f"{type(layer).__name__}: one time step"
+    return Diagram(anchor=block_anchor(type(layer)), title=label, path="cell", svg=render_svg(graph, title=label),
+                   traced=True, note="", boxes=len(graph.nodes), output="", graph=graph)
+
+
 def _diagrams(model: nn.Module, args: tuple, batch_size: int, title: str, max_blocks: int) -> list[Diagram]:
     diagrams: list[Diagram] = []
     queue: list[tuple[str, str, nn.Module, tuple | None, dict | None]] = [("network", "", model, args, {})]
     seen: set[type] = {type(model)}
+    steps: list[Diagram] = []
+    stepped: set[type] = set()
     while queue:
         anchor, path, module, m_args, m_kwargs = queue.pop(0)
         graph = _trace_or_describe(module, m_args, m_kwargs, batch_size)
         first_inputs = graph.first_inputs  # type: ignore[attr-defined]
-        for node in graph.nodes:
+        # Swin's shifted-window blocks first: the instance drawn opened is the one with the cyclic shift and its mask.
+        for node in sorted(graph.nodes, key=lambda n: n.module is None or not any(
+                getattr(m, "shift_size", 0) for m in n.module.modules())):
+            if _is_recurrent(node.module):  # an LSTM or GRU opens into its gates
+                node.block = True
+                if type(node.module) not in stepped:
+                    stepped.add(type(node.module))
+                    steps.append(_step_diagram(node.module, batch_size))
+                continue
             if node.block and node.module is not None and type(node.module) not in seen:
                 if len(seen) > max_blocks:
                     node.block = False
@@ -750,4 +975,4 @@ def _diagrams(model: nn.Module, args: tuple, batch_size: int, title: str, max_bl
         diagrams.append(Diagram(anchor=anchor, title=label, path=path, svg=render_svg(graph, title=label),
                                 traced=graph.traced, note=graph.note, boxes=len(graph.nodes),
                                 output=graph.output, graph=graph))
-    return diagrams
+    return diagrams + steps

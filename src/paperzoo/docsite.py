@@ -499,9 +499,12 @@ def config_fields_section(arch: Architecture) -> str:
 
 
 def architecture_page(arch: Architecture, diagrams: list | None, repo_url: str | None = None,
-                      example: Example | None = None) -> str:
+                      example: Example | None = None, shown=None, worked: dict | None = None) -> str:
     """The page of one architecture: paper, key ideas, diagram, variants, how to run it, the source's account
-    of the paper and its deviations, its code beside the explanation, and the API of its network class."""
+    of the paper and its deviations, its code beside the explanation, and the API of its network class.
+
+    ``shown``: its worked example as it ran (:mod:`paperzoo.showcase`); ``worked``: ``{task: architecture}`` of the
+    pages that show one, linked from the other pages of the task."""
     sections = split_docstring(arch.doc)
     card = arch.canonical
     # The architecture's name as the page's search tag, which Material's search weighs above titles and text: a
@@ -520,10 +523,11 @@ def architecture_page(arch: Architecture, diagrams: list | None, repo_url: str |
                   "below. Hover a box for its module path.", ""]
         parts += [_figure(network), ""]
         if blocks:
-            parts += ["### Blocks", "", "Each block as its first instance draws it (click a highlighted box above to "
-                      "open it here).", ""]
+            parts += ["### Blocks", "", "Each block drawn opened, as one instance runs it: the first, or the one "
+                      "that shows the most (Swin's shifted-window block); attention and recurrent cells open into "
+                      "their steps (click a highlighted box above to open it here).", ""]
             for block in blocks:
-                where = f" — first used as <code>{block.path}</code>" if block.path else ""
+                where = f" — as used at <code>{block.path}</code>" if block.path else ""
                 parts += [f'<details class="pz-block" id="{block.anchor}">',
                           f"<summary><code>{block.title}</code>{where}</summary>",
                           _figure(block), "</details>", ""]
@@ -538,6 +542,14 @@ def architecture_page(arch: Architecture, diagrams: list | None, repo_url: str |
     if fields := config_fields_section(arch):
         parts += [fields, ""]
     parts += [example_section(arch, example), ""]
+    if shown is not None:
+        from paperzoo.showcase import section
+
+        parts += [section(card.name, shown), ""]
+    elif worked and arch.task in worked:
+        other = worked[arch.task]
+        parts += [f"A worked example of this task on real data, with its output and pictures, is on "
+                  f"[{other.short_title}'s page]({other.slug}.md#on-real-data).", ""]
     parts += [training_section(arch), ""]
     parts += ["## From the source", "", rst_to_markdown(sections.body) if sections.body else "", ""]
     parts += ["## Deviations", "",
@@ -703,33 +715,66 @@ def by_category_page(archs: list[Architecture]) -> str:
 
 
 def timeline_page(archs: list[Architecture]) -> str:
-    parts = ["# Timeline", "", "The architectures by the year of their paper.", ""]
+    """The architectures along a drawn time axis (a line down the page, a marker per year, each paper a card
+    beside it; the gaps between years show), not a bulleted list."""
+    parts = ["# Timeline", "", "The architectures by the year of their paper, from the LSTM (1997) to today: each "
+             "year a marker on the line, each paper a card with its task and its first author.", "",
+             '<div class="pz-timeline" markdown>', ""]
     years = sorted({a.year for a in archs})
-    for year in years:
-        parts += [f"## {year}", ""]
+    for previous, year in zip([None, *years], years, strict=False):
+        empty = year - previous - 1 if previous else 0
+        gap = f' data-gap="{empty} year{"s" if empty > 1 else ""} without a paper here"' if empty else ""
+        parts += [f'<section class="pz-year" markdown{gap}>', "", f"## {year}", ""]
         for a in sorted((a for a in archs if a.year == year), key=lambda a: a.title):
             paper = a.canonical.paper
-            parts.append(f"- **{_link(a)}** ({TASK_TITLES.get(a.task, a.task).lower()}): *{paper.title}*, "
-                         f"{paper.authors.split(',')[0].strip()} et al." if "," in paper.authors else
-                         f"- **{_link(a)}** ({TASK_TITLES.get(a.task, a.task).lower()}): *{paper.title}*, "
-                         f"{paper.authors}")
-        parts.append("")
+            authors = [name.strip() for name in paper.authors.split(",")]
+            first = " and ".join(authors) if len(authors) <= 2 else f"{authors[0]} et al."
+            parts += ['<div class="pz-event" markdown>', "",
+                      f"**{_link(a)}** <span class=\"pz-task\">{TASK_TITLES.get(a.task, a.task)}</span>  ",
+                      f"*{_inline(paper.title)}*, {first}", "", "</div>", ""]
+        parts += ["</section>", ""]
+    parts += ["</div>", ""]
     return "\n".join(parts)
 
 
+# The years before deep learning's return (LSTM 1997, the deep autoencoder 2006) take a tenth of the width each
+# year takes from 2011, where forty papers crowd into twelve years.
+_CHART_SQUEEZE_BEFORE, _CHART_SQUEEZE = 2011, 0.1
+
+
+def _year_to_axis(years):
+    import numpy as np
+
+    years = np.asarray(years, dtype=float)
+    return np.where(years < _CHART_SQUEEZE_BEFORE,
+                    _CHART_SQUEEZE_BEFORE - (_CHART_SQUEEZE_BEFORE - years) * _CHART_SQUEEZE, years)
+
+
+def _axis_to_year(values):
+    import numpy as np
+
+    values = np.asarray(values, dtype=float)
+    return np.where(values < _CHART_SQUEEZE_BEFORE,
+                    _CHART_SQUEEZE_BEFORE - (_CHART_SQUEEZE_BEFORE - values) / _CHART_SQUEEZE, values)
+
+
 def scale_chart(archs: list[Architecture]) -> str:
-    """Parameters and GMACs of every variant against the year of its paper, as SVG text (matplotlib)."""
+    """Parameters and GMACs of every variant against the year of its paper, as SVG text (matplotlib); each
+    canonical variant named by a label that overlaps no other label and no dot (each label is an SVG group
+    ``pz-label-<slug>``, so that the browser test can measure them)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
     plt.rcParams["svg.fonttype"] = "none"  # text stays text: smaller files, searchable labels
     tasks = [t for t in TASKS if any(a.task == t for a in archs)]
     colours = dict(zip(tasks, plt.get_cmap("tab10").colors, strict=False))
-    fig, axes = plt.subplots(2, 1, figsize=(10, 11))
+    fig, axes = plt.subplots(2, 1, figsize=(12, 15))
+    years = [a.year for a in archs]
     for ax, what, label in ((axes[0], "params", "parameters (millions)"), (axes[1], "gmacs", "GMACs")):
+        ax.set_xscale("function", functions=(_year_to_axis, _axis_to_year))
+        dots = []
         for a in archs:
             colour = colours[a.task]
             for card in a.cards:
@@ -739,47 +784,71 @@ def scale_chart(archs: list[Architecture]) -> str:
                 size = 46 if card.canonical else 12
                 ax.scatter(card.paper.year, value, s=size, color=colour, alpha=0.9 if card.canonical else 0.45,
                            edgecolors="white", linewidths=0.5, zorder=3 if card.canonical else 2)
+                dots.append((card.paper.year, value, 3.5 if card.canonical else 2.0))
         ax.set_yscale("log")
-        years = [a.year for a in archs]
         ax.set_xlim(min(years) - 1, max(years) + 2)
-        _name_points(fig, ax, [(a.year, v, a.short_title.split(" (")[0]) for a in archs
-                               if (v := a.canonical.params / 1e6 if what == "params" else a.canonical.gmacs) > 0])
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("year of the paper")
+        ax.set_xticks(sorted({*range(2012, max(years) + 2, 2), *(y for y in years if y < _CHART_SQUEEZE_BEFORE)}))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%d"))
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xlabel("year of the paper (the years before 2011 drawn narrower)")
         ax.set_ylabel(label + " (log scale)")
         ax.grid(True, which="major", alpha=0.3)
+        ax.set_title("Parameters against year (large dots: the canonical variants, named)" if what == "params"
+                     else "Multiply-accumulates of one example at the card's input", fontsize=11)
     for task in tasks:
         axes[0].scatter([], [], color=colours[task], label=TASK_TITLES.get(task, task))
-    axes[0].legend(loc="upper left", fontsize=8, frameon=False)
-    axes[0].set_title("Parameters against year (large dots: the canonical variants, named)", fontsize=11)
-    axes[1].set_title("Multiply-accumulates of one example at the card's input", fontsize=11)
+    axes[0].legend(loc="upper left", fontsize=8, frameon=True, framealpha=0.9)
     fig.tight_layout()
+    for ax, what in ((axes[0], "params"), (axes[1], "gmacs")):
+        points = [(a.year, v, a.short_title.split(" (")[0], a.slug) for a in archs
+                  if (v := a.canonical.params / 1e6 if what == "params" else a.canonical.gmacs) > 0]
+        dots = [(c.paper.year, v) for a in archs for c in a.cards
+                if (v := c.params / 1e6 if what == "params" else c.gmacs) > 0]
+        _name_points(fig, ax, points, dots, what)
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", metadata={"Date": None})
     plt.close(fig)
     return buffer.getvalue()
 
 
-def _name_points(fig, ax, points: list[tuple[int, float, str]]) -> None:
-    """Label each point to its right, moving a label up or down until it overlaps no label placed before it
-    (sizes estimated from an 8 pt font on this axis's scale; log-scaled y)."""
-    box = ax.get_position()
-    width_pt, height_pt = box.width * fig.get_figwidth() * 72, box.height * fig.get_figheight() * 72
-    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
-    years_per_pt = (x1 - x0) / width_pt
-    decades_per_pt = (math.log10(y1) - math.log10(y0)) / height_pt
-    height = 10 * decades_per_pt
-    placed: list[tuple[float, float, float]] = []
-    for year, value, text in sorted(points, key=lambda p: -p[1]):
-        left, right = year + 5 * years_per_pt, year + (5 + 4.7 * len(text)) * years_per_pt
-        for step in (0, *(s * k for k in range(1, 9) for s in (-1, 1))):
-            centre = math.log10(value) + step * height
-            if not any(left < r and start < right and abs(centre - c) < height for start, r, c in placed):
+def _name_points(fig, ax, points: list[tuple[int, float, str, str]], dots: list[tuple[int, float]],
+                 prefix: str) -> None:
+    """Label each point where its text overlaps no label placed before it, no dot and no legend: the nearest
+    free place on rings of growing radius around the point (right and left first), in display pixels measured
+    by matplotlib's renderer; a label away from its point gets a thin leader line."""
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    taken = [ax.get_legend().get_window_extent(renderer)] if ax.get_legend() else []
+    taken = [(b.x0, b.y0, b.x1, b.y1) for b in taken]
+    for x, y in ax.transData.transform([(year, value) for year, value in dots]):
+        taken.append((x - 4, y - 4, x + 4, y + 4))
+    rings = [(r * math.cos(math.radians(a)), r * math.sin(math.radians(a)))
+             for r in (7, 14, 22, 32, 44, 58, 74, 92, 112, 134)
+             for a in (0, 180, 20, -20, 160, -160, 40, -40, 140, -140, 60, -60, 120, -120, 90, -90)]
+    pad = 2.0
+    dpi_scale = fig.dpi / 72
+    for year, value, text, slug in sorted(points, key=lambda p: (p[0], -p[1])):
+        px, py = ax.transData.transform((year, value))
+        probe = ax.text(0, 0, text, fontsize=8)
+        extent = probe.get_window_extent(renderer)
+        probe.remove()
+        w, h = extent.width, extent.height
+        for dx, dy in rings:
+            left = dx >= 0 or abs(dx) < 1e-6
+            x0 = px + dx if left else px + dx - w
+            box = (x0 - pad, py + dy - h / 2 - pad, x0 + w + pad, py + dy + h / 2 + pad)
+            inside = frame.x0 <= box[0] and box[2] <= frame.x1 and frame.y0 <= box[1] and box[3] <= frame.y1
+            if inside and not any(box[0] < t[2] and t[0] < box[2] and box[1] < t[3] and t[1] < box[3]
+                                  for t in taken):
                 break
-        placed.append((left, right, centre))
-        ax.annotate(text, (year, value), xytext=(left, 10**centre), textcoords="data", fontsize=8,
-                    color="#333333", va="center",
-                    arrowprops={"arrowstyle": "-", "color": "#999999", "lw": 0.5} if step else None)
+        taken.append(box)
+        near = math.hypot(dx, dy) <= 8
+        annotation = ax.annotate(
+            text, (year, value), xytext=(dx / dpi_scale, dy / dpi_scale), textcoords="offset points", fontsize=8,
+            color="#333333", va="center", ha="left" if left else "right",
+            arrowprops=None if near else {"arrowstyle": "-", "color": "#999999", "lw": 0.5, "shrinkA": 0,
+                                          "shrinkB": 3})
+        annotation.set_gid(f"pz-label-{prefix}-{slug}")
 
 
 def scale_page(archs: list[Architecture]) -> str:
@@ -976,13 +1045,17 @@ def _api_title(path: str) -> str:
     return {"api/layers.md": "Shared layers", "api/training.md": "Training"}.get(path, path)
 
 
-def site_files(root: Path | str = ".", *, diagrams: bool = True, repo_url: str | None = None) -> dict[str, str]:
+def site_files(root: Path | str = ".", *, diagrams: bool = True, repo_url: str | None = None,
+               examples: bool = True) -> dict[str, str | bytes]:
     """Every generated page (and the chart, and a copy of each model file beside its page),
     ``{path under docs/: text}``.
 
     ``diagrams=False`` leaves the architecture diagrams out (a quick build for checking pages and links);
-    ``repo_url`` (mkdocs.yml's) makes the code sections link to the repository's files at their lines.
+    ``repo_url`` (mkdocs.yml's) makes the code sections link to the repository's files at their lines;
+    ``examples=False`` leaves out the worked examples on real data (:mod:`paperzoo.showcase`, seconds on a CPU)
+    and their pictures (PNG bytes).
     """
+    from paperzoo import showcase
     from paperzoo.diagram import architecture_diagrams
 
     archs = architectures()
@@ -993,9 +1066,15 @@ def site_files(root: Path | str = ".", *, diagrams: bool = True, repo_url: str |
              "overview/scale.svg": scale_chart(archs),
              "overview/learning-path.md": learning_path_page(archs),
              "overview/benchmarks.md": benchmarks_page(Path(root))}
+    worked = {a.task: a for a in archs if a.canonical.name in showcase.SCRIPTS and a.task != "image-classification"
+              or a.canonical.name == "resnet50"}
     for arch in archs:
         drawn = architecture_diagrams(arch.canonical.name) if diagrams else None
-        files[f"models/{arch.slug}.md"] = architecture_page(arch, drawn, repo_url, run_example(arch))
+        shown = showcase.run(arch.canonical.name) if examples and arch.canonical.name in showcase.SCRIPTS else None
+        for picture, data in shown.pictures.items() if shown else ():
+            files[f"models/{picture}"] = data
+        files[f"models/{arch.slug}.md"] = architecture_page(arch, drawn, repo_url, run_example(arch), shown,
+                                                            worked if examples else None)
         files[f"models/{arch.slug}.py"] = Path(importlib.util.find_spec(arch.module).origin).read_text()
     api = api_pages()
     files.update(api)
@@ -1026,11 +1105,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--root", type=Path, default=Path("."), help="the repository (for benchmarks/results)")
     parser.add_argument("--no-diagrams", action="store_true")
+    parser.add_argument("--no-examples", action="store_true", help="leave out the worked examples on real data")
     args = parser.parse_args(argv)
-    for path, text in site_files(args.root, diagrams=not args.no_diagrams).items():
+    for path, text in site_files(args.root, diagrams=not args.no_diagrams, examples=not args.no_examples).items():
         target = args.out / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
+        target.write_bytes(text) if isinstance(text, bytes) else target.write_text(text)
     return 0
 
 
