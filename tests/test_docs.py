@@ -26,6 +26,7 @@ from torch import nn
 import paperzoo
 from paperzoo import diagram, docsite, showcase
 from paperzoo.registry import MODEL_MODULES, ModelCard
+from weights_helpers import caches, place_in_hub_cache  # noqa: F401 (caches: a fixture, used by name)
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = Path(os.environ.get("PAPERZOO_SCREENSHOTS", ROOT / "build" / "docs-screenshots"))
@@ -630,7 +631,7 @@ def test_worked_examples_show_their_output_and_pictures_and_say_which_weights(bu
     pages = {a.canonical.name: a for a in docsite.architectures()}
     pictures = {"resnet50": "resnet50-china.png", "fasterrcnn_resnet50_fpn": "fasterrcnn_resnet50_fpn-china.png",
                 "deeplabv3_resnet50": "deeplabv3_resnet50-china.png", "capsnet": "capsnet-routing.png",
-                "dcgan": "dcgan-samples.png", "odenet": None}
+                "dcgan": "dcgan-samples.png", "odenet": None, "gpt": None}
     assert set(pictures) == set(showcase.SCRIPTS)
     for name, picture in pictures.items():
         html = (site / "models" / pages[name].slug / "index.html").read_text()
@@ -648,6 +649,8 @@ def test_worked_examples_show_their_output_and_pictures_and_say_which_weights(bu
         if name == "resnet50":  # the top 5 classes of the photograph, with their probabilities
             lines = printed.strip().splitlines()
             assert len(lines) == 5 and all(line.endswith("%") for line in lines), lines
+        if name == "gpt":  # the prompt, continued
+            assert printed.startswith("In the beginning God created") and len(printed) > 30, printed
         if name == "odenet":
             assert re.search(r"tolerance 0\.1: the solver evaluated f \d+ times", printed), printed
     assert "resnet.md" not in html and 'href="../resnet/#on-real-data"' in (
@@ -669,6 +672,27 @@ def test_worked_examples_use_published_weights_only_from_the_cache(tmp_path, mon
     assert not showcase.cached_weights("capsnet")  # no published weights
     code = showcase.SCRIPTS["resnet50"]("resnet50", True)
     assert "pretrained=True" in code and "random weights" not in code
+
+
+def test_the_language_example_uses_published_weights_only_from_the_hub_cache(caches):  # noqa: F811
+    """GPT's example reads its weights and tokenizer from the Hugging Face cache when both are there (offline:
+    nothing is downloaded), else it continues the prompt with random weights and a tokenizer learned on the shipped
+    text, and says so."""
+    from paperzoo.weights import get_weights
+
+    assert not showcase.cached_weights("gpt")
+    assert "pretrained=False" in showcase.SCRIPTS["gpt"]("gpt", False)
+    weights = get_weights("gpt")
+    (caches / "empty").write_bytes(b"")
+    place_in_hub_cache(caches, weights.hub_repo, {weights.hub_file: caches / "empty"})
+    assert not showcase.cached_weights("gpt")  # the weights without the tokenizer are not enough
+    shutil.rmtree(caches / "hf")
+    place_in_hub_cache(caches, weights.hub_repo, {weights.hub_file: caches / "empty", "vocab.json": caches / "empty",
+                                                   "merges.txt": caches / "empty"})
+    assert showcase.cached_weights("gpt")
+    code = showcase.SCRIPTS["gpt"]("gpt", True)
+    assert f'paperzoo.tokenizer("{weights.hub_repo}")' in code and "pretrained=True" in code
+    assert "random weights" not in code
 
 
 @pytest.mark.heavy

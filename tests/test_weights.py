@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ import torchvision
 import paperzoo
 from paperzoo.weights import _published, get_weights, published_weights
 from paperzoo.weights.download import torch_hub_path
-from weights_helpers import caches, photo, place_in_torch_cache, randomize_batchnorm
+from weights_helpers import caches, photo, place_in_hub_cache, place_in_torch_cache, randomize_batchnorm
 
 __all__ = ["caches"]  # a fixture, used by name
 
@@ -217,19 +216,6 @@ def test_fasterrcnn_equals_torchvision_with_the_same_file(caches: Path) -> None:
 
 
 # --- Hugging Face Hub: timm and transformers, from the cache with HF_HUB_OFFLINE ----------------------------------
-
-def place_in_hub_cache(cache: Path, repo: str, files: dict[str, Path]) -> None:
-    """Files laid out as ``huggingface_hub`` keeps a downloaded repository: ``models--<org>--<name>/snapshots/
-    <revision>/<file>`` and ``refs/main`` naming the revision."""
-    folder = cache / "hf" / "hub" / f"models--{repo.replace('/', '--')}"
-    revision = "0" * 40
-    (folder / "refs").mkdir(parents=True)
-    (folder / "refs" / "main").write_text(revision)
-    snapshot = folder / "snapshots" / revision
-    snapshot.mkdir(parents=True)
-    for name, source in files.items():
-        shutil.copy(source, snapshot / name)
-
 
 @pytest.mark.heavy
 def test_timm_weights_from_the_hub_cache_equal_timm_pretrained(caches: Path) -> None:

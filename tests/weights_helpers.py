@@ -3,6 +3,7 @@ in them as the references publish them."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,19 @@ def place_in_torch_cache(model: torch.nn.Module, name: str, tag: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
     return path
+
+
+def place_in_hub_cache(cache: Path, repo: str, files: dict[str, Path]) -> None:
+    """Files laid out as ``huggingface_hub`` keeps a downloaded repository: ``models--<org>--<name>/snapshots/
+    <revision>/<file>`` and ``refs/main`` naming the revision."""
+    folder = cache / "hf" / "hub" / f"models--{repo.replace('/', '--')}"
+    revision = "0" * 40
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(revision)
+    snapshot = folder / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    for name, source in files.items():
+        shutil.copy(source, snapshot / name)
 
 
 def randomize_batchnorm(model: torch.nn.Module) -> torch.nn.Module:

@@ -2,14 +2,16 @@
 
 Each is a short script a reader can paste: a real photograph that ships with scikit-learn (``china.jpg``)
 classified, its objects detected and drawn, its pixels segmented; a digit of scikit-learn's bundled set routed
-through CapsNet's capsules and solved through ODE-Net's ODE; a grid of DCGAN samples. :func:`run` executes the
+through CapsNet's capsules and solved through ODE-Net's ODE; a grid of DCGAN samples; a sentence continued by
+GPT. :func:`run` executes the
 script as the page shows it, in a scratch folder, and returns what it printed and the pictures it saved, so a page
 cannot show an example that fails or output that its code did not produce.
 
 Nothing is downloaded while the site builds: the published weights are used when they are already in the
-standard caches (torch.hub's ``checkpoints/``), else the script builds the model with random weights, says so in
-its own line (``pretrained=False``), and the page's caption says it plainly. The inputs are kept small (the
-detector and the segmenter at a shorter side of 320 and 192 pixels) so that all of them cost seconds on a CPU.
+standard caches (torch.hub's ``checkpoints/``, the Hugging Face cache), else the script builds the model with
+random weights, says so in its own line (``pretrained=False``), and the page's caption says it plainly. The
+inputs are kept small (the detector and the segmenter at a shorter side of 320 and 192 pixels) so that all of them
+cost seconds on a CPU.
 """
 
 from __future__ import annotations
@@ -37,8 +39,24 @@ def cached_weights(name: str) -> bool:
     from paperzoo.weights import published_weights
     from paperzoo.weights.download import torch_hub_path
 
-    available = [w for w in published_weights(name) if w.default and w.url]
-    return bool(available) and torch_hub_path(available[0].url).exists()
+    available = [w for w in published_weights(name) if w.default]
+    if not available:
+        return False
+    if available[0].url:
+        return torch_hub_path(available[0].url).exists()
+    # a language model needs its tokenizer too: tokenizer.json, or GPT's vocab.json and merges.txt
+    repo, weights_file = available[0].hub_repo, available[0].hub_file
+    return _in_hub_cache(repo, (weights_file, "tokenizer.json")) or _in_hub_cache(
+        repo, (weights_file, "vocab.json", "merges.txt"))
+
+
+def _in_hub_cache(repo: str, files: tuple[str, ...]) -> bool:
+    """Whether the Hugging Face cache holds every one of ``files`` of ``repo`` (no network is asked)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    return all(isinstance(try_to_load_from_cache(repo, file), str) for file in files)
 
 
 def _weights_line(name: str, pretrained: bool, extra: str = "") -> str:
@@ -190,6 +208,31 @@ print(tuple(images.shape), f"in [{{images.min():.2f}}, {{images.max():.2f}}]")
 '''
 
 
+def _language_model(name: str, pretrained: bool) -> str:
+    if pretrained:
+        from paperzoo.weights import get_weights
+
+        tokenizer = f'\ntokenizer = paperzoo.tokenizer("{get_weights(name).hub_repo}")  # from the Hub\'s cache'
+        model = f'model = paperzoo.create_model("{name}", pretrained=True).eval()'
+    else:
+        tokenizer = ("from paperzoo.training.text_data import DEFAULT_TEXT, train_byte_level_bpe\n\n"
+                     "text = DEFAULT_TEXT.read_text()  # Genesis (World English Bible), shipped with paperzoo\n"
+                     "tokenizer = train_byte_level_bpe(text, 2048)  # byte-level BPE (GPT-2's), learned on that text")
+        model = ("# random weights: pretrained=True (or a model trained with paperzoo train) writes real sentences\n"
+                 f'model = paperzoo.create_model("{name}", pretrained=False,\n'
+                 '                               vocab_size=tokenizer.get_vocab_size()).eval()')
+    return f'''import torch
+
+import paperzoo
+{tokenizer}
+{model}
+prompt = torch.tensor([tokenizer.encode("In the beginning God created").ids])
+with torch.no_grad():
+    tokens = model.generate(prompt, max_new_tokens=12)  # greedy, one token a step through the key/value cache
+print(tokenizer.decode(tokens[0].tolist()))
+'''
+
+
 # The model whose page shows each worked example, and the script that makes it.
 SCRIPTS = {
     "resnet50": _classification,
@@ -198,6 +241,7 @@ SCRIPTS = {
     "capsnet": _capsnet,
     "odenet": _odenet,
     "dcgan": _dcgan,
+    "gpt": _language_model,
 }
 
 
@@ -224,9 +268,10 @@ _MECHANISM = ("capsnet", "odenet", "dcgan")  # no published weights: the example
 
 def section(name: str, shown: Shown) -> str:
     """The page's "On real data" part: the script, what it printed, its pictures, and what the weights were."""
-    weights = ("with the published weights, found in torch.hub's cache" if shown.pretrained else
+    real = "real sentences" if SCRIPTS[name] is _language_model else "real labels"
+    weights = ("with the published weights, found in the standard cache" if shown.pretrained else
                "with random weights (nothing is downloaded while the site builds): run with pretrained=True for "
-               "real labels")
+               + real)
     if name in _MECHANISM:
         weights = "with random weights: what it shows is the mechanism, which works the same on trained ones"
     parts = ["### On real data", "", f"Run when this site was built, {weights}.", "", "```python",
