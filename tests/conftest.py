@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -151,3 +152,35 @@ def randomize_constant_parameters(model: nn.Module, seed: int = 0) -> nn.Module:
             if flat.numel() and bool((flat == flat[0]).all()):
                 parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator).to(parameter.dtype))
     return model
+
+
+# --- the suite's time in CI's log ------------------------------------------------------------------------------
+
+_SECONDS_PER_FILE: dict[str, float] = {}
+_SESSION_START: list[float] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _SESSION_START.append(time.perf_counter())
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Every phase's duration (setup, call, teardown), added up per test file. Under pytest-xdist the workers'
+    reports reach the controller's hook too, so the controller's sums cover the whole run."""
+    path = report.nodeid.split("::")[0]
+    _SECONDS_PER_FILE[path] = _SECONDS_PER_FILE.get(path, 0.0) + report.duration
+
+
+@pytest.hookimpl(trylast=True)  # after --durations' list, just above pytest's final line
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """The suite's time, per file (the 15 slowest) and in all, so that CI's log shows where a slower run went.
+    A worker's own summary is not printed: only the process that reports to the terminal prints this."""
+    if not _SECONDS_PER_FILE or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    total = sum(_SECONDS_PER_FILE.values())
+    wall = time.perf_counter() - _SESSION_START[0] if _SESSION_START else float("nan")
+    terminalreporter.section("the suite's time")
+    for path, seconds in sorted(_SECONDS_PER_FILE.items(), key=lambda item: -item[1])[:15]:
+        terminalreporter.write_line(f"{seconds:8.1f} s  {100 * seconds / total:5.1f} %  {path}")
+    terminalreporter.write_line(f"{total:8.1f} s of tests (setup, call, teardown) in {len(_SECONDS_PER_FILE)} file(s), "
+                                f"{wall:.1f} s of wall time")
