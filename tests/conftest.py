@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -101,6 +104,32 @@ def randomized_reference(reference: str, seed: int = 0) -> nn.Module:
     return model
 
 
+@contextlib.contextmanager
+def tensors_on_meta() -> Iterator[None]:
+    """Modules built inside hold their parameters and buffers on the meta device: shapes, no data, and their
+    initialisation costs nothing.
+
+    ``torch.device("meta")`` does the same for constructors that only create tensors, but a constructor that
+    computes with a tensor (torchvision's RegNet reads its stage widths with ``.tolist()``) fails under it; here
+    only what a module registers moves to the meta device, so the constructor's own arithmetic still runs.
+    """
+    register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
+
+    def parameter_on_meta(module: nn.Module, name: str, parameter: nn.Parameter | None) -> None:
+        register_parameter(module, name, parameter)
+        if parameter is not None:
+            module._parameters[name] = nn.Parameter(parameter.to("meta"), parameter.requires_grad)
+
+    def buffer_on_meta(module: nn.Module, name: str, tensor: torch.Tensor | None, persistent: bool = True) -> None:
+        register_buffer(module, name, tensor if tensor is None else tensor.to("meta"), persistent)
+
+    nn.Module.register_parameter, nn.Module.register_buffer = parameter_on_meta, buffer_on_meta
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
+
+
 def assert_output_depends_on_input(output: torch.Tensor) -> None:
     """Parity is only evidence if the output depends on the input: two examples must give clearly different
     outputs (relative to the output's size), or a wrongly converted layer could hide below the tolerance."""
@@ -123,3 +152,56 @@ def randomize_constant_parameters(model: nn.Module, seed: int = 0) -> nn.Module:
             if flat.numel() and bool((flat == flat[0]).all()):
                 parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator).to(parameter.dtype))
     return model
+
+
+# --- the suite's time in CI's log ------------------------------------------------------------------------------
+
+_SECONDS_PER_FILE: dict[str, float] = {}
+_SESSION_START: list[float] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _SESSION_START.append(time.perf_counter())
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Every phase's duration (setup, call, teardown), added up per test file. Under pytest-xdist the workers'
+    reports reach the controller's hook too, so the controller's sums cover the whole run."""
+    path = report.nodeid.split("::")[0]
+    _SECONDS_PER_FILE[path] = _SECONDS_PER_FILE.get(path, 0.0) + report.duration
+
+
+@pytest.hookimpl(trylast=True)  # after --durations' list, just above pytest's final line
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """The suite's time, per file (the 15 slowest) and in all, so that CI's log shows where a slower run went.
+    A worker's own summary is not printed: only the process that reports to the terminal prints this."""
+    if not _SECONDS_PER_FILE or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    total = sum(_SECONDS_PER_FILE.values())
+    wall = time.perf_counter() - _SESSION_START[0] if _SESSION_START else float("nan")
+    terminalreporter.section("the suite's time")
+    for path, seconds in sorted(_SECONDS_PER_FILE.items(), key=lambda item: -item[1])[:15]:
+        terminalreporter.write_line(f"{seconds:8.1f} s  {100 * seconds / total:5.1f} %  {path}")
+    terminalreporter.write_line(f"{total:8.1f} s of tests (setup, call, teardown) in {len(_SECONDS_PER_FILE)} file(s), "
+                                f"{wall:.1f} s of wall time")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """test_contract.py's tests ordered by model (each model's tests one after the other, in the file's order),
+    so that the model's first build, which the file keeps, serves its next tests (see its ``build``). pytest-xdist
+    sends each worker runs of consecutive tests, so a model's tests mostly meet in one worker; where they do not,
+    a worker builds the model again. The order is a pure function of the collection, as xdist requires."""
+    positions = [i for i, item in enumerate(items) if item.nodeid.startswith("tests/test_contract.py::")
+                 or item.nodeid.startswith("test_contract.py::")]
+    contract = [items[i] for i in positions]
+    first_seen: dict[str, int] = {}
+    for item in contract:
+        callspec = getattr(item, "callspec", None)
+        first_seen.setdefault(str(callspec.params.get("name")) if callspec else "", len(first_seen))
+
+    def key(item: pytest.Item) -> int:
+        callspec = getattr(item, "callspec", None)
+        return first_seen[str(callspec.params.get("name")) if callspec else ""]
+
+    for i, item in zip(positions, sorted(contract, key=key), strict=True):  # sorted is stable: the file's order
+        items[i] = item

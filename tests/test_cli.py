@@ -140,16 +140,12 @@ def test_tour_checks_every_canonical_model():
     for name in canonical:
         card = paperzoo.model_card(name)
         with torch.device("meta"):
-            measured = re.escape(f"{paperzoo.count_parameters(paperzoo.create_model(name)):,}")
+            model = paperzoo.create_model(name)  # built once for both figures
+        measured = re.escape(f"{paperzoo.count_parameters(model):,}")
         published = re.escape(f"{card.params:,}")  # equal, or the paper's rounded figure within its precision
         assert re.search(rf"│ {name}\s.*{published}\s*│\s*{measured}\s*│ ✓ │", result.stdout), name
         if card.task == "image-classification":
-            assert re.search(rf"│ {name}\s.*│ ✓ │ \(1, {card_classes(name)}\)", result.stdout), name
-
-
-def card_classes(name: str) -> int:
-    with torch.device("meta"):
-        return paperzoo.create_model(name).num_classes
+            assert re.search(rf"│ {name}\s.*│ ✓ │ \(1, {model.num_classes}\)", result.stdout), name
 
 
 def test_tour_runs_each_model_forward_on_the_cpu():

@@ -177,6 +177,7 @@ def train_and_score(model: nn.Module, seed: int, steps: int, lr: float) -> tuple
     return correct[~held_out].float().mean().item(), correct[held_out].float().mean().item()
 
 
+@pytest.mark.heavy  # 20 s in the last full run: seven small networks trained
 def test_coordconv_generalises_to_a_held_out_quadrant_where_deconvolution_fails(one_thread):
     """Thresholds: CoordConv, the mean held-out accuracy of five seeds >= 0.75 (measured 0.97: three seeds
     paint every held-out pixel, the others 88% and 97%; which solution a seed finds varies, the mean does

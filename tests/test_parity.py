@@ -9,6 +9,11 @@ The reference's weights and BatchNorm statistics are redrawn first (``randomize_
 every layer shapes the output, and each comparison first checks that the output depends on the input: with a
 reference's own initialisation (torchvision's GoogLeNet draws σ = 0.01; ConvNeXt's layer scale starts at 1e-6;
 fresh BatchNorms are the identity in eval mode) a wrongly converted layer could hide below the tolerance.
+
+The three variants of about 650M parameters (a third of this file's time with their outputs compared) are checked
+on the meta device instead: every reference tensor converts onto ours by name and shape, and the parameter count
+equals the card's. Their outputs come from the same classes as a smaller variant's, compared here in full
+(``OUTPUTS_COMPARED_ON``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from conftest import (
     randomize_batchnorm,
     randomize_weights,
     randomized_reference,
+    tensors_on_meta,
 )
 
 
@@ -41,6 +47,9 @@ def _referencing(library: str) -> list[str]:
 # Every variant whose card names a torchvision or timm reference is compared: a new one is covered when registered.
 TORCHVISION = _referencing("torchvision")
 TIMM = _referencing("timm")
+# The largest variants -> the smaller variant of the same classes and code path whose outputs are compared.
+OUTPUTS_COMPARED_ON = {"regnet_y_128gf": "regnet_y_32gf", "vit_h_14": "vit_l_16", "convnextv2_huge": "convnextv2_large"}
+LARGEST = [name for name in TORCHVISION + TIMM if paperzoo.model_card(name).params > 500_000_000]
 ODD_SIZE = (2, 3, 160, 192)
 
 
@@ -103,7 +112,7 @@ def test_randomized_reference_draws_what_the_slow_path_draws(reference):
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("name", TORCHVISION)
+@pytest.mark.parametrize("name", [name for name in TORCHVISION if name not in LARGEST])
 def test_torchvision_weights_give_torchvision_outputs(name):
     torch.manual_seed(0)
     reference = randomized_reference(paperzoo.model_card(name).reference)
@@ -111,11 +120,33 @@ def test_torchvision_weights_give_torchvision_outputs(name):
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("name", TIMM)
+@pytest.mark.parametrize("name", [name for name in TIMM if name not in LARGEST])
 def test_timm_weights_give_timm_outputs(name):
     torch.manual_seed(0)
     reference = randomized_reference(paperzoo.model_card(name).reference)
     check_parity(converted(name, reference, source="timm"), reference, name)
+
+
+@pytest.mark.parametrize("name", LARGEST)
+def test_the_largest_variants_take_every_reference_tensor_on_the_meta_device(name):
+    """Structure without computation: the reference built with its tensors on the meta device converts onto ours
+    with every key matched by name and shape (``load_weights`` is strict), and both count the card's parameters.
+    The smaller variant named in OUTPUTS_COMPARED_ON runs the same code and has its outputs compared above."""
+    card = paperzoo.model_card(name)
+    with tensors_on_meta():
+        reference = build_reference(card.reference)
+    with torch.device("meta"):
+        ours = paperzoo.create_model(name)
+        smaller = paperzoo.create_model(OUTPUTS_COMPARED_ON[name])
+    assert OUTPUTS_COMPARED_ON[name] in TORCHVISION + TIMM and type(smaller) is type(ours)
+    source = parse_reference(card.reference)[0]
+    paperzoo.load_weights(ours, reference.state_dict(), source=source, assign=True)
+    assert all(tensor.is_meta for tensor in ours.state_dict().values())
+    assert paperzoo.count_parameters(ours) == paperzoo.count_parameters(reference) == card.params
+
+
+def test_the_largest_variants_are_the_ones_compared_on_a_smaller_variant():
+    assert sorted(LARGEST) == sorted(OUTPUTS_COMPARED_ON)
 
 
 def test_the_foundation_models_are_compared():

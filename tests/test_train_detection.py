@@ -57,20 +57,28 @@ def small_models(monkeypatch):
 
 # --- learning --------------------------------------------------------------------------------------------------
 
-# name -> (TrainConfig fields, {test metric: threshold}). Measured (COCO AP@.5 on the 64 held-out images, one
-# thread): Faster R-CNN 0.85, RetinaNet 0.99 (without --clip-grad the focal loss stalled: 0.00 after 400 steps),
-# SSD 0.78, YOLOv3 0.91 (no backbone pre-training needed), Mask R-CNN 0.85 for boxes and masks.
+# name -> (TrainConfig fields, {test metric: threshold}). Chance is an AP@.5 of about 0 (random boxes rarely overlap
+# a shape by IoU 0.5). Measured (COCO AP@.5 on the 64 held-out images, one thread; CPU seconds of one core on the
+# shared 2-core machine), and the thresholds at about 80% of it:
+#   Faster R-CNN  160 images x 7 epochs at 128 px: 0.660, 48 s (240 x 7: at least 0.7; 44 s wall in the last full run)
+#   Mask R-CNN    160 x 5 at 128 px: boxes 0.738, masks 0.741, 59 s (240 x 5: 0.85 and 0.85; 83 s wall)
+#   RetinaNet     800 x 4 at 64 px: 0.567, 39 s (1,600 x 4: 0.99; 98 s wall); without --clip-grad the focal
+#                 loss stalled: 0.00 after 400 steps
+#   SSD           800 x 6 at 64 px: 0.78 (25 s wall)
+#   YOLOv3        400 x 6 at 128 px: 0.662, 33 s (800 x 6: 0.91, 60 s wall; at 96 px 800 x 6: 0.695, 47 s); no backbone
+#                 pre-training needed
+# The image counts were halved for the suite's time (issue 26): the same code path, learning less far.
 LEARNING = {
-    "small_fasterrcnn": (dict(epochs=7, batch_size=8, lr=2e-3, image_size=128, options={"shapes_images": 240}),
-                         {"map50": 0.7}),
-    "small_maskrcnn": (dict(epochs=5, batch_size=8, lr=2e-3, image_size=128, options={"shapes_images": 240}),
-                       {"map50": 0.7, "mask_map50": 0.7}),
+    "small_fasterrcnn": (dict(epochs=7, batch_size=8, lr=2e-3, image_size=128, options={"shapes_images": 160}),
+                         {"map50": 0.55}),
+    "small_maskrcnn": (dict(epochs=5, batch_size=8, lr=2e-3, image_size=128, options={"shapes_images": 160}),
+                       {"map50": 0.6, "mask_map50": 0.6}),
     "small_retinanet": (dict(epochs=4, batch_size=4, lr=2e-3, image_size=64,
-                             options={"shapes_images": 1600, "clip_grad": 1.0}), {"map50": 0.8}),
+                             options={"shapes_images": 800, "clip_grad": 1.0}), {"map50": 0.45}),
     "small_ssd": (dict(epochs=6, batch_size=16, lr=2e-3, image_size=64, options={"shapes_images": 800}),
                   {"map50": 0.7}),
-    "small_yolov3": (dict(epochs=6, batch_size=8, lr=3e-3, image_size=128, options={"shapes_images": 800}),
-                     {"map50": 0.8}),
+    "small_yolov3": (dict(epochs=6, batch_size=8, lr=3e-3, image_size=128, options={"shapes_images": 400}),
+                     {"map50": 0.55}),
 }
 
 
