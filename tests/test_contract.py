@@ -82,23 +82,10 @@ def _first_build(name: str) -> tuple[dict[str, torch.Tensor], torch.Tensor] | No
     state = model.state_dict()
     outside = len(state) != len(list(model.named_parameters(remove_duplicate=False))) + len(list(
         model.named_buffers(remove_duplicate=False)))  # a non-persistent buffer, or a buffer shared by two modules
-    plain = any(_holds_a_tensor(value) for module in model.modules()
-                for key, value in vars(module).items() if key not in ("_parameters", "_buffers", "_modules"))
+    plain = any(isinstance(value, torch.Tensor) for module in model.modules() for value in vars(module).values())
     if tied or outside or plain:
         return None
     return {key: tensor.detach().clone() for key, tensor in state.items()}, random_state
-
-
-def _holds_a_tensor(value: object) -> bool:
-    """Whether an attribute is, or holds in a list, tuple or dict, a tensor (an anchor generator's cell anchors):
-    a tensor a meta-device build would leave without data and a state_dict would not fill."""
-    if isinstance(value, torch.Tensor):
-        return True
-    if isinstance(value, (list, tuple)):
-        return any(_holds_a_tensor(item) for item in value)
-    if isinstance(value, dict):
-        return any(_holds_a_tensor(item) for item in value.values())
-    return False
 
 
 def batch_size(x) -> int:
