@@ -184,24 +184,3 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_line(f"{seconds:8.1f} s  {100 * seconds / total:5.1f} %  {path}")
     terminalreporter.write_line(f"{total:8.1f} s of tests (setup, call, teardown) in {len(_SECONDS_PER_FILE)} file(s), "
                                 f"{wall:.1f} s of wall time")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """test_contract.py's tests ordered by model (each model's tests one after the other, in the file's order),
-    so that the model's first build, which the file keeps, serves its next tests (see its ``build``). pytest-xdist
-    sends each worker runs of consecutive tests, so a model's tests mostly meet in one worker; where they do not,
-    a worker builds the model again. The order is a pure function of the collection, as xdist requires."""
-    positions = [i for i, item in enumerate(items) if item.nodeid.startswith("tests/test_contract.py::")
-                 or item.nodeid.startswith("test_contract.py::")]
-    contract = [items[i] for i in positions]
-    first_seen: dict[str, int] = {}
-    for item in contract:
-        callspec = getattr(item, "callspec", None)
-        first_seen.setdefault(str(callspec.params.get("name")) if callspec else "", len(first_seen))
-
-    def key(item: pytest.Item) -> int:
-        callspec = getattr(item, "callspec", None)
-        return first_seen[str(callspec.params.get("name")) if callspec else ""]
-
-    for i, item in zip(positions, sorted(contract, key=key), strict=True):  # sorted is stable: the file's order
-        items[i] = item

@@ -16,7 +16,6 @@ whatever detectors are registered.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import pytest
@@ -50,42 +49,8 @@ def _register_tiny_detector(request, monkeypatch):
 
 
 def build(name: str, **kwargs) -> torch.nn.Module:
-    """``create_model(name, **kwargs)`` after ``torch.manual_seed(0)``. A canonical model is built and initialised
-    by each of up to six tests; its first build's tensors are kept (``_first_build``, one model at a time: the
-    conftest orders this file's tests by model) and the next builds are made on the meta device and given copies
-    of them, with the random generator left where the initialisation left it: the same model and the same random
-    state as a build from scratch, without paying for the random initialisation again (22 s of CPU over the
-    canonical models, per test). Built from scratch every time: models over CACHED_UP_TO parameters, and those
-    whose tensors a state_dict does not carry one to one (tied weights, non-persistent buffers, plain tensor
-    attributes)."""
-    kept = None if kwargs or paperzoo.model_card(name).params > CACHED_UP_TO else _first_build(name)
-    if kept is None:
-        torch.manual_seed(0)
-        return paperzoo.create_model(name, **kwargs)
-    state, random_state = kept
-    with torch.device("meta"):
-        model = paperzoo.create_model(name)
-    model.load_state_dict({key: tensor.clone() for key, tensor in state.items()}, assign=True)
-    torch.set_rng_state(random_state)
-    return model
-
-
-CACHED_UP_TO = 150_000_000  # parameters: a kept copy costs memory in each pytest-xdist worker (600 MB at most)
-
-
-@functools.lru_cache(maxsize=1)
-def _first_build(name: str) -> tuple[dict[str, torch.Tensor], torch.Tensor] | None:
     torch.manual_seed(0)
-    model = paperzoo.create_model(name)
-    random_state = torch.get_rng_state()
-    tied = len(list(model.named_parameters(remove_duplicate=False))) != len(list(model.parameters()))
-    state = model.state_dict()
-    outside = len(state) != len(list(model.named_parameters(remove_duplicate=False))) + len(list(
-        model.named_buffers(remove_duplicate=False)))  # a non-persistent buffer, or a buffer shared by two modules
-    plain = any(isinstance(value, torch.Tensor) for module in model.modules() for value in vars(module).values())
-    if tied or outside or plain:
-        return None
-    return {key: tensor.detach().clone() for key, tensor in state.items()}, random_state
+    return paperzoo.create_model(name, **kwargs)
 
 
 def batch_size(x) -> int:
