@@ -953,9 +953,10 @@ def _diagrams(model: nn.Module, args: tuple, batch_size: int, title: str, max_bl
         anchor, path, module, m_args, m_kwargs = queue.pop(0)
         graph = _trace_or_describe(module, m_args, m_kwargs, batch_size)
         first_inputs = graph.first_inputs  # type: ignore[attr-defined]
-        # Swin's shifted-window blocks first: the instance drawn opened is the one with the cyclic shift and its mask.
+        # One instance of each block class is drawn opened: the first, unless a module marks the instances that
+        # show more of it with ``drawn_opened = True`` (Swin's shifted windows, every second block): those first.
         for node in sorted(graph.nodes, key=lambda n: n.module is None or not any(
-                getattr(m, "shift_size", 0) for m in n.module.modules())):
+                getattr(m, "drawn_opened", False) for m in n.module.modules())):
             if _is_recurrent(node.module):  # an LSTM or GRU opens into its gates
                 node.block = True
                 if type(node.module) not in stepped:

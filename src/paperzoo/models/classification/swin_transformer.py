@@ -199,6 +199,9 @@ class WindowAttention(nn.Module):
         self.window_size = window_size
         self.shift_size = shift_size
         self.num_heads = num_heads
+        # The site's diagram opens one instance of each block class: a shifted one, since only it shows the cyclic
+        # shift and the mask of §3.2 (paperzoo.diagram reads ``drawn_opened``).
+        self.drawn_opened = shift_size > 0
         self.attention = MultiHeadAttention(dim, num_heads, attention_dropout=attention_dropout)
         self.dropout = nn.Dropout(dropout)
         # B̂: one bias per head for each of the (2M − 1)² relative offsets.
