@@ -5,7 +5,8 @@ Which models. Every task of registry.TASKS but detection and the generative mode
 one variant per model file and task, the canonical one (``_representatives``; a model registered later is covered
 the day it lands), plus EXTRA_CODE_PATHS, the variants whose module types differ from their canonical variant's
 (another block, another class), and two cheaper stand-ins for the costliest canonical variants (CHEAPER_STAND_IN).
-Variants of one file that are built from the same module types run the same code at other widths and depths.
+Variants of one file that are built from the same module types run the same code at other widths and depths; the
+deep ones are built with fewer units of every kind (FEWER_UNITS: the same module types, checked on the meta device).
 Weights are redrawn (``randomize_weights``) so that every layer shapes the output, and every comparison first
 checks that the output depends on the input. Inputs are the smallest worth comparing (``small_input``), batch 2,
 and batch 3 for the exported programs, whose batch dimension is dynamic.
@@ -45,15 +46,19 @@ runs the same tracer; (3) hrnet_w18_small and nasnet_a_mobile stand in for hrnet
 This design, measured the same way (load about 3 on the 2 cores): 215 checks, 506 CPU seconds in the tests
 (compile 163, export 112, ONNX 169, inductor 36, bf16 19, channels_last 7), 8 min 38 s of wall time on one
 core: still over the budget; the costliest left were pyramidnet_272_a200 (52 s, 90 bottleneck units), now built
-with 12 units of the same kind (SHALLOWER: 10 s), and the ONNX translation (5.3 s a classifier), kept on every
-classifier as issue 12 asks.
+with 12 units of the same kind (10 s), and the ONNX translation (5.3 s a classifier), kept on every
+classifier as issue 12 asks. Issue 26 (a 15-minute suite) then built 28 deep variants with at most two units of each
+kind per stage (FEWER_UNITS): the file's test time from 454 to 330 CPU seconds (`pytest tests/test_export.py -n 2
+--durations=0`, quiet machine; ONNX 199 -> 145, compile 134 -> 99, export 84 -> 59).
 The compile, export and ONNX checks are marked ``heavy``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
@@ -61,7 +66,28 @@ import torch
 import paperzoo
 from conftest import assert_close_rel, assert_output_depends_on_input, randomize_batchnorm, randomize_weights
 from paperzoo.measure import run_example
-from paperzoo.models.classification.pyramidnet import PyramidNet
+from paperzoo.models.audio import wav2vec2
+from paperzoo.models.classification import (
+    cbam,
+    convnext,
+    convnext_v2,
+    darknet,
+    densenet,
+    efficientnet_v2,
+    hrnet,
+    mixnet,
+    nasnet,
+    pyramidnet,
+    resnest,
+    resnet,
+    resnext,
+    senet,
+    shufflenet_v1,
+    shufflenet_v2,
+    swin_transformer,
+    vision_transformer,
+)
+from paperzoo.models.language import bert, gpt, transformer
 from paperzoo.registry import TASKS, model_builder
 
 # --- what is checked, on which models ----------------------------------------------------------------------
@@ -98,17 +124,91 @@ CHEAPER_STAND_IN = {
 }
 
 
-# Canonical variants whose depth is repetition of one unit, built shallower (the same module types and code, fewer
-# units): PyramidNet-272's 90 bottleneck units cost 52 CPU seconds over the compile, export and ONNX checks; 12 units
-# of the same kind (4 per stage, each stage still widening by alpha / units and downsampling) cost about a seventh.
-SHALLOWER: dict[str, Callable[[], torch.nn.Module]] = {
-    "pyramidnet_272_a200": lambda: PyramidNet(units_per_stage=(4, 4, 4), alpha=200, bottleneck=True, stem="cifar"),
+# Variants whose depth is the repetition of units, checked with fewer units of every kind: a trace costs in
+# proportion to its number of operations, whatever the input's size, and the n-th identical block of a stage is
+# traced, exported and translated by the same code as the second. Each entry names the class whose keyword
+# arguments are replaced while the registered builder runs (``build_model``; the builders fix their depths), and
+# the replacements as a function of the builder's own arguments. Every stage keeps its first unit (the one that
+# changes the width or the resolution) and at least one more where it had more, so that every kind of unit stays:
+# ``test_fewer_units_keep_every_module_type`` checks on the meta device that the build has fewer modules of exactly
+# the same types. PyramidNet-272's 90 bottleneck units cost 52 CPU seconds over the compile, export and ONNX checks;
+# 12 units of the same kind (4 per stage, each stage still widening by alpha / units and downsampling) about a
+# seventh.
+def _at_most(count: int, *names: str) -> Callable[[dict], dict]:
+    """Replacements: each named argument (a count, or a tuple of counts) capped at ``count``."""
+    def cap(value):
+        return min(value, count) if isinstance(value, int) else tuple(min(v, count) for v in value)
+    return lambda arguments: {name: cap(arguments[name]) for name in names}
+
+
+def _stages_at_most(count: int, field: str) -> Callable[[dict], dict]:
+    """Replacements for a ``stages`` argument of named tuples (or tuples of them) with a repeat count ``field``."""
+    def cap(spec):
+        if hasattr(spec, field):
+            return spec._replace(**{field: min(getattr(spec, field), count)})
+        return tuple(cap(item) for item in spec)
+    return lambda arguments: {"stages": cap(arguments["stages"])}
+
+
+FEWER_UNITS: dict[str, tuple[type, Callable[[dict], dict]]] = {
+    "pyramidnet_272_a200": (pyramidnet.PyramidNet, _at_most(4, "units_per_stage")),
+    "nasnet_a_mobile": (nasnet.NASNet, _at_most(2, "cells_per_stage")),
+    "vit_b_16": (vision_transformer.VisionTransformer, _at_most(2, "num_layers")),
+    "swin_t": (swin_transformer.SwinTransformer, _at_most(2, "depths")),  # a block and its shifted twin
+    "densenet121": (densenet.DenseNet, _at_most(2, "layers_per_block")),
+    "efficientnet_v2_s": (efficientnet_v2.EfficientNetV2, _stages_at_most(2, "layers")),
+    "mixnet_s": (mixnet.MixNet, _stages_at_most(2, "repeats")),
+    "hrnet_w32_pose": (hrnet.PoseHRNet, _at_most(2, "stage1_blocks", "modules_per_stage", "blocks_per_stream")),
+    "resnet50": (resnet.ResNet, _at_most(2, "blocks_per_stage")),
+    "coordconv_resnet50": (resnet.ResNet, _at_most(2, "blocks_per_stage")),
+    "fcn_resnet50": (resnet.ResNet, _at_most(2, "blocks_per_stage")),
+    "deeplabv3_resnet50": (resnet.ResNet, _at_most(2, "blocks_per_stage")),
+    "pspnet_resnet50": (resnet.ResNet, _at_most(2, "blocks_per_stage")),
+    "resnext50_32x4d": (resnext.ResNeXt, _at_most(2, "blocks_per_stage")),
+    "seresnet50": (senet.SENet, _at_most(2, "blocks_per_stage")),
+    "cbam_resnet50": (cbam.CBAMResNet, _at_most(2, "blocks_per_stage")),
+    "resnest50": (resnest.ResNeSt, _at_most(2, "blocks_per_stage")),
+    "convnext_tiny": (convnext.ConvNeXt, _at_most(2, "depths")),
+    "convnextv2_tiny": (convnext_v2.ConvNeXtV2, _at_most(2, "depths")),
+    "darknet53": (darknet.Darknet, _at_most(2, "units_per_stage")),
+    "shufflenet_v1_g3": (shufflenet_v1.ShuffleNetV1, _at_most(2, "units_per_stage")),
+    "shufflenet_v2_x1_0": (shufflenet_v2.ShuffleNetV2, _at_most(2, "units_per_stage")),
+    "gpt": (gpt.GPT, _at_most(2, "num_layers")),
+    "bert_base": (bert.BERT, _at_most(2, "num_layers")),
+    "bert_base_pretraining": (bert.BERT, _at_most(2, "num_layers")),
+    "transformer_base": (transformer.Transformer, _at_most(2, "num_encoder_layers", "num_decoder_layers")),
+    "wav2vec2_base": (wav2vec2.Wav2Vec2, _at_most(2, "num_layers")),
+    "wav2vec2_base_pretraining": (wav2vec2.Wav2Vec2, _at_most(2, "num_layers")),
 }
 
-
 def build_model(name: str) -> torch.nn.Module:
-    """The model a check runs: the registered one, with EXTRA_CODE_PATHS' keywords, or its SHALLOWER build."""
-    return SHALLOWER[name]() if name in SHALLOWER else paperzoo.create_model(name, **EXTRA_CODE_PATHS.get(name, {}))
+    """The model a check runs: the registered one with EXTRA_CODE_PATHS' keywords, with FEWER_UNITS if listed."""
+    with _fewer_units(name):
+        return paperzoo.create_model(name, **EXTRA_CODE_PATHS.get(name, {}))
+
+
+@contextlib.contextmanager
+def _fewer_units(name: str) -> Iterator[None]:
+    """While the builder runs, FEWER_UNITS' class takes its replacements over the arguments it is given (by keyword,
+    by position or by default)."""
+    if name not in FEWER_UNITS:
+        yield
+        return
+    cls, replacements = FEWER_UNITS[name]
+    original = cls.__dict__["__init__"]
+
+    @functools.wraps(original)
+    def init(self, *args, **kwargs):
+        bound = inspect.signature(original).bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        bound.arguments.update(replacements(bound.arguments))
+        original(*bound.args, **bound.kwargs)
+
+    cls.__init__ = init
+    try:
+        yield
+    finally:
+        cls.__init__ = original
 
 
 # Variants that run code their file's canonical variant does not (another class, or other block types: found by
@@ -335,3 +435,21 @@ def test_export(name, check):
     # a comparison is only evidence if the output depends on the input
     assert_output_depends_on_input(flatten(case.y2)[0])
     CHECKS[check][0](case)
+
+
+@pytest.mark.parametrize("name", sorted(FEWER_UNITS))
+def test_fewer_units_keep_every_module_type(name):
+    """A FEWER_UNITS build runs its variant's code: fewer modules than the registered build, of the same types
+    (built on the meta device), and the class is itself again afterwards."""
+    cls = FEWER_UNITS[name][0]
+    init = cls.__dict__["__init__"]
+    with torch.device("meta"):
+        registered = paperzoo.create_model(name, **EXTRA_CODE_PATHS.get(name, {}))
+        checked = build_model(name)
+    assert cls.__dict__["__init__"] is init, f"{cls.__name__}.__init__ is still replaced"
+    modules, fewer = list(registered.modules()), list(checked.modules())
+    assert len(fewer) < len(modules), f"{name}: the FEWER_UNITS build has as many modules as the registered one"
+    missing = {type(m) for m in modules} - {type(m) for m in fewer}
+    extra = {type(m) for m in fewer} - {type(m) for m in modules}
+    assert not missing and not extra, (f"{name}: module types missing {sorted(t.__name__ for t in missing)}, "
+                                       f"added {sorted(t.__name__ for t in extra)}")
