@@ -4,9 +4,9 @@ onnxruntime, channels_last and bf16 autocast, each giving the eager fp32 outputs
 Which models. Every task of registry.TASKS but detection and the generative models (OUT_OF_SCOPE_TASKS says why):
 one variant per model file and task, the canonical one (``_representatives``; a model registered later is covered
 the day it lands), plus EXTRA_CODE_PATHS, the variants whose module types differ from their canonical variant's
-(another block, another class), and two cheaper stand-ins for the costliest canonical variants (CHEAPER_STAND_IN).
-Variants of one file that are built from the same module types run the same code at other widths and depths; the
-deep ones are built with fewer units of every kind (FEWER_UNITS: the same module types, checked on the meta device).
+(another block, another class). Variants of one file that are built from the same module types run the same code at
+other widths and depths; the deep ones are built with fewer units of every kind (FEWER_UNITS: the same module
+types, checked on the meta device).
 Weights are redrawn (``randomize_weights``) so that every layer shapes the output, and every comparison first
 checks that the output depends on the input. Inputs are the smallest worth comparing (``small_input``), batch 2,
 and batch 3 for the exported programs, whose batch dimension is dynamic.
@@ -111,17 +111,8 @@ def _representatives(task: str) -> list[str]:
     by_module: dict[str, list] = {}
     for name in paperzoo.list_models(task=task):
         by_module.setdefault(model_builder(name).__module__, []).append(paperzoo.model_card(name))
-    chosen = [next((card for card in cards if card.canonical), min(cards, key=lambda c: (c.gmacs, c.params))).name
-              for cards in by_module.values()]
-    return [CHEAPER_STAND_IN.get(name, name) for name in chosen]
-
-
-# Canonical variants whose trace is the most expensive (CPU seconds for all checks, measured here), replaced by a
-# variant of the same file built from the same module types (checked on the meta device), only fewer of them.
-CHEAPER_STAND_IN = {
-    "hrnet_w32": "hrnet_w18_small",  # 48 s: four stages of multi-resolution modules, each fused with every other
-    "nasnet_a_large": "nasnet_a_mobile",  # 51 s: 18 normal and 2 reduction cells at 331x331; mobile has 12
-}
+    return [next((card for card in cards if card.canonical), min(cards, key=lambda c: (c.gmacs, c.params))).name
+            for cards in by_module.values()]
 
 
 # Variants whose depth is the repetition of units, checked with fewer units of every kind: a trace costs in
@@ -152,7 +143,8 @@ def _stages_at_most(count: int, field: str) -> Callable[[dict], dict]:
 
 FEWER_UNITS: dict[str, tuple[type, Callable[[dict], dict]]] = {
     "pyramidnet_272_a200": (pyramidnet.PyramidNet, _at_most(4, "units_per_stage")),
-    "nasnet_a_mobile": (nasnet.NASNet, _at_most(2, "cells_per_stage")),
+    "nasnet_a_large": (nasnet.NASNet, _at_most(2, "cells_per_stage")),
+    "hrnet_w32": (hrnet.HRNet, _at_most(2, "stage1_blocks", "modules_per_stage", "blocks_per_stream")),
     "vit_b_16": (vision_transformer.VisionTransformer, _at_most(2, "num_layers")),
     "swin_t": (swin_transformer.SwinTransformer, _at_most(2, "depths")),  # a block and its shifted twin
     "densenet121": (densenet.DenseNet, _at_most(2, "layers_per_block")),
@@ -424,6 +416,7 @@ def _parameters() -> list:
     for check, (_, names, excluded, _) in CHECKS.items():
         assert set(excluded) <= set(names), f"{check}: excluded but not checked anyway: {set(excluded) - set(names)}"
     assert set(WEIGHT_SCALE) <= set(MODELS), f"scaled but not checked: {set(WEIGHT_SCALE) - set(MODELS)}"
+    assert set(FEWER_UNITS) <= set(MODELS), f"fewer units but not checked: {set(FEWER_UNITS) - set(MODELS)}"
     return [pytest.param(name, check, id=f"{name}-{check}", marks=[pytest.mark.heavy] if heavy else [])
             for name in MODELS for check, (_, names, excluded, heavy) in CHECKS.items()
             if name in names and name not in excluded]
