@@ -157,7 +157,18 @@ def randomize_constant_parameters(model: nn.Module, seed: int = 0) -> nn.Module:
 # --- the suite's time in CI's log ------------------------------------------------------------------------------
 
 _SECONDS_PER_FILE: dict[str, float] = {}
+_SECONDS_PER_WORKER: dict[str, float] = {}
 _SESSION_START: list[float] = []
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The learning tests (tests/test_train*.py: a model trained through ``paperzoo train``'s loop, up to a minute
+    each) first, every file's tests otherwise in their order. pytest-xdist deals out the first quarter of the tests
+    one by one to its workers and the rest in chunks as they free up: the long tests are then shared out early, and
+    the run ends on short ones instead of one worker still training while the other waits. Collected last (in
+    alphabetical order), they left the two workers of a fresh run 132 s outside tests (2 x 1,110.8 s of wall time
+    against 2,089.2 s of tests), collection and start-up included; the summary below prints each worker's time."""
+    items.sort(key=lambda item: not item.path.name.startswith("test_train"))  # a stable sort
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -169,6 +180,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     reports reach the controller's hook too, so the controller's sums cover the whole run."""
     path = report.nodeid.split("::")[0]
     _SECONDS_PER_FILE[path] = _SECONDS_PER_FILE.get(path, 0.0) + report.duration
+    worker = getattr(getattr(report, "node", None), "gateway", None)
+    worker = worker.id if worker is not None else "this process"
+    _SECONDS_PER_WORKER[worker] = _SECONDS_PER_WORKER.get(worker, 0.0) + report.duration
 
 
 @pytest.hookimpl(trylast=True)  # after --durations' list, just above pytest's final line
@@ -184,3 +198,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_line(f"{seconds:8.1f} s  {100 * seconds / total:5.1f} %  {path}")
     terminalreporter.write_line(f"{total:8.1f} s of tests (setup, call, teardown) in {len(_SECONDS_PER_FILE)} file(s), "
                                 f"{wall:.1f} s of wall time")
+    terminalreporter.write_line("in tests per worker: " + ", ".join(
+        f"{worker} {seconds:.1f} s" for worker, seconds in sorted(_SECONDS_PER_WORKER.items())))
