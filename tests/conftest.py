@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from collections.abc import Iterator
 
 import pytest
 import torch
 from torch import nn
 
-from paperzoo.interop.references import build_reference, parse_reference  # noqa: F401 (the tests import them from here)
+from paperzoo.interop.references import (  # noqa: F401 (the tests import them from here)
+    build_reference,
+    parse_reference,
+    tensors_on_meta,
+)
 
 # pytest-xdist runs one process per core (`pytest -n 2`); each would otherwise start a thread per core too,
 # and on 2 cores 4 busy threads are several times slower than 2 (measured: a DenseNet parity test 64 s → 3 s).
@@ -102,32 +104,6 @@ def randomized_reference(reference: str, seed: int = 0) -> nn.Module:
         if norm.num_batches_tracked is not None:
             norm.num_batches_tracked.zero_()
     return model
-
-
-@contextlib.contextmanager
-def tensors_on_meta() -> Iterator[None]:
-    """Modules built inside hold their parameters and buffers on the meta device: shapes, no data, and their
-    initialisation costs nothing.
-
-    ``torch.device("meta")`` does the same for constructors that only create tensors, but a constructor that
-    computes with a tensor (torchvision's RegNet reads its stage widths with ``.tolist()``) fails under it; here
-    only what a module registers moves to the meta device, so the constructor's own arithmetic still runs.
-    """
-    register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
-
-    def parameter_on_meta(module: nn.Module, name: str, parameter: nn.Parameter | None) -> None:
-        register_parameter(module, name, parameter)
-        if parameter is not None:
-            module._parameters[name] = nn.Parameter(parameter.to("meta"), parameter.requires_grad)
-
-    def buffer_on_meta(module: nn.Module, name: str, tensor: torch.Tensor | None, persistent: bool = True) -> None:
-        register_buffer(module, name, tensor if tensor is None else tensor.to("meta"), persistent)
-
-    nn.Module.register_parameter, nn.Module.register_buffer = parameter_on_meta, buffer_on_meta
-    try:
-        yield
-    finally:
-        nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
 
 
 def assert_output_depends_on_input(output: torch.Tensor) -> None:

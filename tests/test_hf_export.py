@@ -12,7 +12,13 @@ import paperzoo
 from conftest import assert_close_rel, randomize_weights
 from paperzoo.interop import convert_state_dict
 from paperzoo.interop.export import export_positions, reference_for
-from paperzoo.interop.references import WEIGHT_SOURCES, build_reference, parse_reference, reference_unavailable
+from paperzoo.interop.references import (
+    WEIGHT_SOURCES,
+    build_reference,
+    parse_reference,
+    reference_unavailable,
+    tensors_on_meta,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small models, one thread
 
@@ -159,6 +165,30 @@ def test_every_reference_layout_converts_to_ours(name):
     own = model.state_dict()
     assert converted.keys() == own.keys()
     assert all(converted[k].shape == own[k].shape for k in own)
+
+
+def test_a_reference_whose_constructor_computes_is_built_on_the_meta_device_too():
+    """torchvision's RegNet computes its stage widths with tensors, which torch.device("meta") refuses: its
+    reference was built on the CPU instead (regnet_y_128gf: 644M parameters drawn, 6 s, 2.6 GB, to read a layout)."""
+    with torch.device("meta"):
+        model = paperzoo.create_model("regnet_y_128gf")
+    reference = reference_for(model, "torchvision")
+    assert all(t.is_meta for t in reference.state_dict().values())
+    assert sum(p.numel() for p in reference.parameters()) == paperzoo.model_card("regnet_y_128gf").params
+
+
+def test_tensors_on_meta_keeps_a_tied_weight_one_parameter():
+    class Tied(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embedding = torch.nn.Embedding(5, 3)
+            self.head = torch.nn.Linear(3, 5, bias=False)
+            self.head.weight = self.embedding.weight  # GPT's tied output layer
+
+    with tensors_on_meta():
+        model = Tied()
+    assert model.head.weight is model.embedding.weight and model.head.weight.is_meta
+    assert len(list(model.parameters())) == 1
 
 
 @pytest.mark.heavy

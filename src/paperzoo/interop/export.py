@@ -21,6 +21,7 @@ from torch import nn
 
 from paperzoo.interop import convert_state_dict
 from paperzoo.interop.hints import _bert, _gpt, _wav2vec2
+from paperzoo.interop.references import tensors_on_meta
 
 StateDict = dict[str, torch.Tensor]
 LIBRARIES = ("torchvision", "timm", "transformers", "torch")
@@ -118,8 +119,9 @@ def reference_for(model: nn.Module, library: str) -> nn.Module:
     try:
         with torch.device("meta"):
             return _build_reference(model, library)
-    except (NotImplementedError, RuntimeError):  # an initialiser that reads values (torchvision's RegNet)
-        return _build_reference(model, library)
+    except (NotImplementedError, RuntimeError):  # a constructor that computes with values (torchvision's RegNet)
+        with tensors_on_meta():  # it computes on the CPU; what it registers moves to the meta device
+            return _build_reference(model, library)
 
 
 def _build_reference(model: nn.Module, library: str) -> nn.Module:

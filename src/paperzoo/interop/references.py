@@ -6,7 +6,9 @@ The parity tests and the benchmark (``paperzoo.benchmark``) build exactly what t
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+from collections.abc import Iterator
 
 from torch import nn
 
@@ -51,3 +53,31 @@ def build_reference(reference: str) -> nn.Module:
         model_class = getattr(transformers, name)
         return model_class(model_class.config_class(**kwargs))
     raise ValueError(f"no reference builder for {reference!r}")
+
+
+@contextlib.contextmanager
+def tensors_on_meta() -> Iterator[None]:
+    """Modules built inside hold their parameters and buffers on the meta device: shapes, no data, and their
+    initialisation costs nothing.
+
+    ``torch.device("meta")`` does the same for constructors that only create tensors, but a constructor that
+    computes with a tensor (torchvision's RegNet reads its stage widths with ``.tolist()``) fails under it; here
+    only what a module registers moves to the meta device, so the constructor's own arithmetic still runs. A
+    parameter registered again (a tied weight, ``lm_head.weight = embedding.weight``) is already on the meta device
+    and stays the same parameter.
+    """
+    register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
+
+    def parameter_on_meta(module: nn.Module, name: str, parameter: nn.Parameter | None) -> None:
+        register_parameter(module, name, parameter)
+        if parameter is not None and not parameter.is_meta:
+            module._parameters[name] = nn.Parameter(parameter.to("meta"), parameter.requires_grad)
+
+    def buffer_on_meta(module: nn.Module, name: str, tensor, persistent: bool = True) -> None:
+        register_buffer(module, name, tensor if tensor is None else tensor.to("meta"), persistent)
+
+    nn.Module.register_parameter, nn.Module.register_buffer = parameter_on_meta, buffer_on_meta
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
