@@ -49,7 +49,8 @@ core: still over the budget; the costliest left were pyramidnet_272_a200 (52 s, 
 with 12 units of the same kind (10 s), and the ONNX translation (5.3 s a classifier), kept on every
 classifier as issue 12 asks. Issue 26 (a 15-minute suite) then built 28 deep variants with at most two units of each
 kind per stage (FEWER_UNITS): the file's test time from 454 to 330 CPU seconds (`pytest tests/test_export.py -n 2
---durations=0`, quiet machine; ONNX 199 -> 145, compile 134 -> 99, export 84 -> 59).
+--durations=0`, quiet machine; ONNX 199 -> 145, compile 134 -> 99, export 84 -> 59); hrnet_w32 and nasnet_a_large
+are now checked themselves, with fewer units, instead of the two stand-ins of (3).
 The compile, export and ONNX checks are marked ``heavy``.
 """
 
