@@ -3,9 +3,10 @@ the day it is registered.
 
 Every variant: builds on the meta device with exactly its card's parameter count, and its measured GMACs
 equal its card's. Every canonical variant, at full size and built once for these: the example input gives its
-task's output structure; one backward pass (through ``loss`` for a generative model) reaches every parameter; eval
-output is deterministic and survives a state_dict round trip (images larger than 256 pixels at a smaller size the model
-takes: see ``contract_input``); bad inputs raise a ValueError naming the expected shape; the card is complete.
+task's output structure; a training step (up to three, for stochastic depth; through ``loss`` for a generative
+model) reaches every parameter; eval output is deterministic and survives a state_dict round trip (images larger
+than 256 pixels at a smaller size the model takes: see ``contract_input``); bad inputs raise a ValueError naming the
+expected shape; the card is complete.
 Classifiers also keep the classifier method set and, where they have ``feature_info``, ``features_only``.
 Detectors (tasks object-detection and instance-segmentation, input kind "image-list") have their own canonical
 checks at the end: one image per call, the canonical size for the output structure, a smaller resize for the
@@ -205,9 +206,9 @@ def check_example_input_gives_the_task_output(name: str, model: torch.nn.Module)
 
 def check_backward_reaches_every_parameter(name: str, model: torch.nn.Module) -> None:
     # Up to three training steps (gradients accumulate), each from a fixed random state: at batch 2, stochastic
-    # depth drops a block for both examples with probability p^2 (EfficientNetV2-S's last blocks: p = 0.2, about one
-    # such block a step over its 40), and that block's parameters get no gradient from that step. Before issue 26 this
-    # passed on one step only because of what the model's build had drawn from the generator before it.
+    # depth drops a block for both examples with probability p^2 (EfficientNetV2-S's last blocks: p = 0.2; over its
+    # 40 blocks the sum of p^2 is about 0.5 a step), and that block's parameters get no gradient from that step.
+    # Before issue 26 this passed on one step only because of what the model's build had drawn from the generator.
     for step in range(3):
         torch.manual_seed(step)
         training_step_loss(name, model).backward()
