@@ -67,18 +67,21 @@ def small_models(monkeypatch):
 #   SSD           800 x 6 at 64 px: 0.78 (25 s wall)
 #   YOLOv3        400 x 6 at 128 px: 0.662, 33 s (800 x 6: 0.91, 60 s wall; at 96 px 800 x 6: 0.695, 47 s); no backbone
 #                 pre-training needed
-# The image counts were halved for the suite's time (issue 26): the same code path, learning less far.
+# The image counts were halved for the suite's time (issue 26): the same code path, learning less far. Then (issue
+# 26 again) fewer epochs, thresholds at about 80% of what they reach (one thread, alone, seconds of the run):
+#   Faster R-CNN  160 x 5: 0.623 (36 s);  Mask R-CNN  160 x 4: boxes 0.646, masks 0.646 (47 s)
+#   RetinaNet     800 x 3: 0.543 (33 s);  YOLOv3      400 x 4: 0.609 (21 s)
 LEARNING = {
-    "small_fasterrcnn": (dict(epochs=7, batch_size=8, lr=2e-3, image_size=128, options={"shapes_images": 160}),
-                         {"map50": 0.55}),
-    "small_maskrcnn": (dict(epochs=5, batch_size=8, lr=2e-3, image_size=128, options={"shapes_images": 160}),
-                       {"map50": 0.6, "mask_map50": 0.6}),
-    "small_retinanet": (dict(epochs=4, batch_size=4, lr=2e-3, image_size=64,
-                             options={"shapes_images": 800, "clip_grad": 1.0}), {"map50": 0.45}),
+    "small_fasterrcnn": (dict(epochs=5, batch_size=8, lr=2e-3, image_size=128, options={"shapes_images": 160}),
+                         {"map50": 0.5}),
+    "small_maskrcnn": (dict(epochs=4, batch_size=8, lr=2e-3, image_size=128, options={"shapes_images": 160}),
+                       {"map50": 0.52, "mask_map50": 0.52}),
+    "small_retinanet": (dict(epochs=3, batch_size=4, lr=2e-3, image_size=64,
+                             options={"shapes_images": 800, "clip_grad": 1.0}), {"map50": 0.43}),
     "small_ssd": (dict(epochs=6, batch_size=16, lr=2e-3, image_size=64, options={"shapes_images": 800}),
                   {"map50": 0.7}),
-    "small_yolov3": (dict(epochs=6, batch_size=8, lr=3e-3, image_size=128, options={"shapes_images": 400}),
-                     {"map50": 0.55}),
+    "small_yolov3": (dict(epochs=4, batch_size=8, lr=3e-3, image_size=128, options={"shapes_images": 400}),
+                     {"map50": 0.49}),
 }
 
 
