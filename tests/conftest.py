@@ -21,6 +21,19 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 
+@pytest.fixture(autouse=True)
+def _threads_as_found():
+    """Every test leaves torch's thread count as it found it. A count left at 2 (``train(threads=2)`` did until
+    issue 26) made every later test of that worker run 2 threads beside the other worker's on 2 cores: the benchmark's
+    detector test took 25 s there against 5 s alone."""
+    threads = torch.get_num_threads()
+    yield
+    left = torch.get_num_threads()
+    if left != threads:
+        torch.set_num_threads(threads)
+        pytest.fail(f"the test left torch at {left} threads; it found {threads}", pytrace=False)
+
+
 @pytest.fixture
 def one_thread():
     """One intra-op thread for a small model's test: on the busy 2-core machine a second thread costs more than it

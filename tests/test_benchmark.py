@@ -90,6 +90,20 @@ def test_unknown_name_exits_2(capsys):
     assert cli.main(["bench"]) == 2
 
 
+def test_threads_hold_for_the_run_and_the_caller_keeps_its_own(tmp_path, capsys):
+    """--threads sets torch's count for the benchmark only: called in a process (a notebook, a test), the process
+    keeps its own count afterwards (it used to keep the benchmark's)."""
+    before = torch.get_num_threads()
+    json_path = tmp_path / "bench.json"
+    assert cli.main(["bench", "gru", "--threads", str(before + 1), "--batch", "1", "--repeats", "1", "--warmup", "0",
+                     "--no-import-time", "--json", str(json_path)]) == 0
+    assert json.loads(json_path.read_text())["machine"]["threads"] == before + 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", "gru", "--threads", "0"])
+    assert exit_info.value.code == 2 and "must be positive, got 0" in capsys.readouterr().err
+
+
 def test_a_failed_conversion_is_refused():
     """A reference of another size cannot give its weights to ours: the pair is not built, so it is never timed."""
     with pytest.raises(benchmark.BenchmarkError, match="converting the weights"):

@@ -357,9 +357,11 @@ def test_resume_refuses_a_changed_run_and_records_the_environment(tmp_path):
         train(resume)
     with pytest.raises(ValueError, match=r"differs from the checkpoint's run in epochs 1 → 2; lr 0.003125 → 0.05"):
         train(dataclasses.replace(resume, epochs=2, lr=0.05))
+    before = torch.get_num_threads()
     with pytest.warns(UserWarning, match=r"resuming under another threads \(1 → 2\)"):
         summary = train(dataclasses.replace(resume, epochs=2, override=True, threads=2))
     assert summary["epochs"] == 2
+    assert torch.get_num_threads() == before, "the run's threads=2 outlived the run"  # the caller keeps its own
     log = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in log] == [1, 2]
 

@@ -371,11 +371,8 @@ def _number(name: str, value: float) -> str:
 
 
 def _bench(args: argparse.Namespace, console: Console) -> int:
-    import json
-
-    import torch
-
     from paperzoo import benchmark
+    from paperzoo.measure import torch_threads
 
     if not args.names and not args.all:
         raise ValueError("name the models to benchmark (names or wildcards such as 'resnet*'), or pass --all")
@@ -386,8 +383,17 @@ def _bench(args: argparse.Namespace, console: Console) -> int:
                       "paper as reference and are skipped", highlight=False)
     else:
         names = benchmark.select_models(args.names, canonical_only=args.canonical)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    with torch_threads(args.threads):  # a caller's process keeps its own count afterwards
+        return _bench_models(args, console, names)
+
+
+def _bench_models(args: argparse.Namespace, console: Console, names: list[str]) -> int:
+    import json
+
+    import torch
+
+    from paperzoo import benchmark
+
     threads = torch.get_num_threads()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: CUDA is not available here")
@@ -740,7 +746,7 @@ def build_parser(with_task_options: bool = False) -> argparse.ArgumentParser:
                    "that take any size (DeepLabV3's 520 and the R-CNNs' 800 cost minutes on a CPU)")
     p.add_argument("--repeats", type=int, default=5, help="timed samples per model and phase (the median is shown)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls before the samples")
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--threads", type=positive(int), help="torch intra-op threads (default: torch's)")
     p.add_argument("--precision", action="append", choices=("fp32", "bf16"),
                    help="repeatable (default: fp32 on CPU; fp32 and bf16 on CUDA)")
     p.add_argument("--memory", action="store_true",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -12,6 +13,22 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 ExampleInput = torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor]
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """torch's intra-op threads at ``count`` (None: as they are) inside the block, and as they were after it.
+
+    For what runs inside a caller's process (``train``, ``paperzoo bench`` called as a function, a worked example):
+    the thread count is process-wide, and a count left behind changes the speed of everything the caller runs next.
+    """
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -249,16 +249,15 @@ def run(name: str) -> Shown:
     """Run ``name``'s worked example in a scratch folder with one CPU thread, as the page shows it."""
     import torch
 
+    from paperzoo.measure import torch_threads
+
     pretrained = cached_weights(name)
     code = SCRIPTS[name](name, pretrained)
     printed = io.StringIO()
-    threads = torch.get_num_threads()
-    with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch), contextlib.redirect_stdout(printed):
+    with (tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch), contextlib.redirect_stdout(printed),
+          torch_threads(None)):  # the script sets its one thread; the site's build keeps its own afterwards
         torch.manual_seed(0)
-        try:
-            exec(compile(code, f"{name} worked example", "exec"), {"__name__": "__main__"})
-        finally:
-            torch.set_num_threads(threads)
+        exec(compile(code, f"{name} worked example", "exec"), {"__name__": "__main__"})
         pictures = {p.name: p.read_bytes() for p in sorted(Path(scratch).glob("*.png"))}
     return Shown(code, printed.getvalue().rstrip("\n"), pictures, pretrained)
 

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from paperzoo.measure import torch_threads
 from paperzoo.registry import DEFAULT_RECIPE, create_model, model_card
 from paperzoo.training import checkpoints, distributed, sharding
 from paperzoo.training.model_options import key_values
@@ -237,21 +238,22 @@ def train(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None
           progress: Any = None, on_start: Callable[[Plan], None] | None = None) -> dict[str, Any]:
     """Run one training; returns the summary (also written to ``summary.json``). ``on_start`` sees the checked
     plan (its notes: where the run departs from the paper) before the first step."""
-    context = distributed.start(config.device, config.shard)
-    try:
-        checked = plan(config, context)
-        if on_start is not None and context.is_main:
-            on_start(checked)
-        return _train(checked, context, on_epoch, progress)
-    finally:
-        distributed.stop(context, config.shard)
+    # config.threads holds for this run only: a caller's process (a notebook, a test session) keeps its own
+    # thread count afterwards, where two processes on two cores at two threads each run several times slower.
+    with torch_threads(config.threads):
+        context = distributed.start(config.device, config.shard)
+        try:
+            checked = plan(config, context)
+            if on_start is not None and context.is_main:
+                on_start(checked)
+            return _train(checked, context, on_epoch, progress)
+        finally:
+            distributed.stop(context, config.shard)
 
 
 def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, Any]], None] | None,
            progress: Any) -> dict[str, Any]:
     config, task = p.config, p.task
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
     device = torch.device(f"cuda:{context.local_rank}" if config.device == "cuda" and context.distributed
                           else config.device)
     torch.manual_seed(config.seed)  # the same initial weights on every process
