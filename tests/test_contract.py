@@ -9,7 +9,7 @@ than 256 pixels at a smaller size the model takes: see ``contract_input``); bad 
 expected shape; the card is complete.
 Classifiers also keep the classifier method set and, where they have ``feature_info``, ``features_only``.
 Detectors (tasks object-detection and instance-segmentation, input kind "image-list") have their own canonical
-checks at the end: one image per call, the canonical size for the output structure, a smaller resize for the
+checks at the end, on one build: one image per call, the canonical size for the output structure, a smaller resize for the
 training step, determinism and the state_dict round trip (see ``shrink``); bad targets raise a ValueError too.
 A tiny detector from tests/detection_data.py, registered only while its test runs, exercises these checks
 whatever detectors are registered.
@@ -515,18 +515,28 @@ def detection_targets(name: str, size: int = 128):
 
 @pytest.mark.heavy
 @pytest.mark.parametrize("name", DETECTORS)
-def test_detector_example_input_gives_detections(name):
+def test_detector_canonical_variant(name):
+    """The detector checks that need its weights, on one build of it (until issue 26 each built its own: a build is
+    about a second of the R-CNNs' checks on one thread). The order keeps every check on the model as built: the
+    output structure at the canonical size first, then resized (``shrink``) the smallest stated input, determinism
+    and the state_dict round trip, and last the training step, which leaves gradients."""
     model = build(name).eval()
+    check_detector_example_input_gives_detections(name, model)
+    shrink(model)
+    check_detector_smallest_stated_input_works(name, model)
+    check_detector_eval_is_deterministic_and_round_trips(name, model)
+    torch.manual_seed(0)  # the training step samples anchors and proposals from the global generator
+    check_detector_training_step_reaches_every_parameter(name, model.train())
+
+
+def check_detector_example_input_gives_detections(name: str, model: torch.nn.Module) -> None:
     assert isinstance(model.num_classes, int) and model.model_name == name
     x = paperzoo.model_card(name).example_input(1)  # one image at the canonical size
     with torch.no_grad():
         check_output_structure(name, model, x, run_example(model, x))
 
 
-@pytest.mark.heavy
-@pytest.mark.parametrize("name", DETECTORS)
-def test_detector_training_step_reaches_every_parameter(name):
-    model = shrink(build(name).train())
+def check_detector_training_step_reaches_every_parameter(name: str, model: torch.nn.Module) -> None:
     images, targets = detection_targets(name)
     given = [{key: value.clone() for key, value in target.items()} for target in targets]
     losses = model(images, targets)
@@ -543,13 +553,10 @@ def test_detector_training_step_reaches_every_parameter(name):
     assert same(targets, given), f"{name}: the caller's targets were modified"
 
 
-@pytest.mark.heavy
-@pytest.mark.parametrize("name", DETECTORS)
-def test_detector_eval_is_deterministic_and_survives_a_state_dict_round_trip(name):
+def check_detector_eval_is_deterministic_and_round_trips(name: str, model: torch.nn.Module) -> None:
     """Two passes, the second through a fresh instance holding the first one's state_dict: equal outputs show both
     that eval is deterministic and that the state_dict holds everything the output depends on (a third pass would
     add a minute to CI for SSD and YOLO, which cannot run at a smaller size)."""
-    model = shrink(build(name).eval())
     x = paperzoo.model_card(name).example_input(1)
     with torch.no_grad():
         first = run_example(model, x)
@@ -560,11 +567,8 @@ def test_detector_eval_is_deterministic_and_survives_a_state_dict_round_trip(nam
     assert same(first, second), f"{name}: eval after a state_dict round trip differs (or eval is not deterministic)"
 
 
-@pytest.mark.heavy
-@pytest.mark.parametrize("name", DETECTORS)
-def test_detector_smallest_stated_input_works(name):
+def check_detector_smallest_stated_input_works(name: str, model: torch.nn.Module) -> None:
     spec = paperzoo.model_card(name).input
-    model = shrink(build(name).eval())
     assert model.min_input_size == spec.min_size, "the card and the model disagree on the smallest input"
     x = [torch.rand(spec.shape[0], spec.min_size, spec.min_size)]
     with torch.no_grad():
