@@ -1,16 +1,17 @@
 """The contract every registered model keeps, parametrized over the registry so that a model is covered
 the day it is registered.
 
-Every variant: builds on the meta device with exactly its card's parameter count, and its measured GMACs
-equal its card's. Every canonical variant, at full size and built once for these: the example input gives its
-task's output structure; a training step (up to three, for stochastic depth; through ``loss`` for a generative
-model) reaches every parameter; eval output is deterministic and survives a state_dict round trip (images larger
-than 256 pixels at a smaller size the model takes: see ``contract_input``); bad inputs raise a ValueError naming the
-expected shape; the card is complete.
+Every variant: builds on the meta device with exactly its card's parameter count, and its measured GMACs equal its
+card's. Every canonical variant, at full size and built once for these: the example input (one image where the
+canonical images are larger than 256 pixels) gives its task's output structure; a training step (up to three, for
+stochastic depth; through ``loss`` for a generative model) reaches every parameter; eval output is deterministic and
+survives a state_dict round trip (images larger than 256 pixels at a smaller size the model takes: see
+``contract_input``); bad inputs raise a ValueError naming the expected shape; the card is complete.
 Classifiers also keep the classifier method set and, where they have ``feature_info``, ``features_only``.
 Detectors (tasks object-detection and instance-segmentation, input kind "image-list") have their own canonical
-checks at the end, on one build: one image per call, the canonical size for the output structure, a smaller resize for the
-training step, determinism and the state_dict round trip (see ``shrink``); bad targets raise a ValueError too.
+checks at the end, on one build: one image per call, the canonical size for the output structure, a smaller resize
+for the training step, determinism and the state_dict round trip (see ``shrink``); bad targets raise a ValueError
+too.
 A tiny detector from tests/detection_data.py, registered only while its test runs, exercises these checks
 whatever detectors are registered.
 """
@@ -144,19 +145,13 @@ def scalar_loss(output) -> torch.Tensor:
 # --- every registered variant ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ALL)
-def test_parameter_count_equals_card(name):
-    card = paperzoo.model_card(name)
-    with torch.device("meta"):
-        model = paperzoo.create_model(name)
-    count = count_parameters(model)
-    assert card.params_match(count), f"{name}: {count:,} parameters, card says {card.params:,}"
-
-
-@pytest.mark.parametrize("name", ALL)
-def test_gmacs_equal_card(name):
+def test_parameter_count_and_gmacs_equal_card(name):
+    """Both on one build on the meta device (until issue 26 each test built its own, most of either's time)."""
     card = paperzoo.model_card(name)
     with torch.device("meta"):
         model = paperzoo.create_model(name).eval()
+        count = count_parameters(model)
+        assert card.params_match(count), f"{name}: {count:,} parameters, card says {card.params:,}"
         measured = measure_gmacs(model, card.example_input(1))
     assert measured == pytest.approx(card.gmacs, abs=5e-4), f"{name}: {measured:.4f} GMACs measured"
 
@@ -199,7 +194,11 @@ def test_canonical_variant_at_full_size(name):
 
 
 def check_example_input_gives_the_task_output(name: str, model: torch.nn.Module) -> None:
-    x = paperzoo.model_card(name).example_input(2)
+    """The card's example input at the canonical size. One image where the canonical images are larger than 256
+    pixels (4 to 9 s an image for the segmentation models on one thread): the structure of a batch of two is checked
+    on ``contract_input`` by the determinism check."""
+    spec = paperzoo.model_card(name).input
+    x = paperzoo.model_card(name).example_input(1 if spec.kind == "image" and max(spec.shape[1:]) > 256 else 2)
     with torch.no_grad():
         check_output_structure(name, model, x, run_example(model, x))
 
@@ -236,15 +235,18 @@ def training_step_loss(name: str, model: torch.nn.Module) -> torch.Tensor:
 
 
 def check_eval_is_deterministic_and_survives_a_state_dict_round_trip(name: str, model: torch.nn.Module) -> None:
+    """Two passes, the second through a fresh instance holding the first one's state_dict: equal outputs show both
+    that eval is deterministic and that the state_dict holds everything the output depends on (as for the detectors
+    below; a third pass cost up to 3 s a model, issue 26)."""
     x = contract_input(name, 2)
     with torch.no_grad():
-        first, second = run_example(model, x), run_example(model, x)
+        first = run_example(model, x)
+        check_output_structure(name, model, x, first)  # a batch of two, at any canonical size
         torch.manual_seed(1)  # the fresh instance starts from other random weights
         fresh = paperzoo.create_model(name).eval()
         fresh.load_state_dict(model.state_dict())
-        third = run_example(fresh, x)
-    assert same(first, second), f"{name}: two eval passes differ"
-    assert same(first, third), f"{name}: a state_dict round trip changes the output"
+        second = run_example(fresh, x)
+    assert same(first, second), f"{name}: eval after a state_dict round trip differs (or eval is not deterministic)"
 
 
 def contract_input(name: str, batch: int):
