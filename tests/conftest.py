@@ -194,7 +194,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 
 def _reference_workload_seconds() -> float:
-    """A fixed computation timed after the tests, on the idle machine: the same code took 1.04 to 1.47 s on this
+    """A fixed computation timed after the tests, on the idle machine: the same code took 0.95 to 1.47 s on this
     project's 2-core machine within one day (issue 26), so a suite's time is compared across runs in this unit."""
     import torchvision
 
