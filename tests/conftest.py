@@ -14,6 +14,7 @@ from paperzoo.interop.references import (  # noqa: F401 (the tests import them f
     parse_reference,
     tensors_on_meta,
 )
+from paperzoo.measure import torch_threads
 
 # pytest-xdist runs one process per core (`pytest -n 2`); each would otherwise start a thread per core too,
 # and on 2 cores 4 busy threads are several times slower than 2 (measured: a DenseNet parity test 64 s → 3 s).
@@ -38,10 +39,8 @@ def _threads_as_found():
 def one_thread():
     """One intra-op thread for a small model's test: on the busy 2-core machine a second thread costs more than it
     gives, and a result does not depend on how many cores the machine has."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 def assert_close_rel(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1e-5) -> None:
@@ -198,15 +197,10 @@ def _reference_workload_seconds() -> float:
     project's 2-core machine within one day (issue 26), so a suite's time is compared across runs in this unit."""
     import torchvision
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1), torch.no_grad():
         model, x = torchvision.models.resnet18().eval(), torch.randn(8, 3, 128, 128, generator=torch.Generator())
-        with torch.no_grad():
-            model(x)  # the first pass allocates and picks kernels
-            start = time.perf_counter()
-            for _ in range(10):
-                model(x)
-            return time.perf_counter() - start
-    finally:
-        torch.set_num_threads(threads)
+        model(x)  # the first pass allocates and picks kernels
+        start = time.perf_counter()
+        for _ in range(10):
+            model(x)
+        return time.perf_counter() - start

@@ -188,7 +188,9 @@ def test_canonical_variant_at_full_size(name):
     eval passes first, the training step (which moves BatchNorm statistics and leaves gradients) last."""
     model = build(name).eval()
     check_example_input_gives_the_task_output(name, model)
-    check_eval_is_deterministic_and_survives_a_state_dict_round_trip(name, model)
+    x = contract_input(name, 2)
+    output = check_eval_is_deterministic_and_survives_a_state_dict_round_trip(name, model, x)
+    check_output_structure(name, model, x, output)  # a batch of two, at any canonical size
     check_smallest_stated_input_works(name, model)
     check_backward_reaches_every_parameter(name, model.train())
 
@@ -196,7 +198,7 @@ def test_canonical_variant_at_full_size(name):
 def check_example_input_gives_the_task_output(name: str, model: torch.nn.Module) -> None:
     """The card's example input at the canonical size. One image where the canonical images are larger than 256
     pixels (4 to 9 s an image for the segmentation models on one thread): the structure of a batch of two is checked
-    on ``contract_input`` by the determinism check."""
+    on ``contract_input``, the determinism check's output."""
     spec = paperzoo.model_card(name).input
     x = paperzoo.model_card(name).example_input(1 if spec.kind == "image" and max(spec.shape[1:]) > 256 else 2)
     with torch.no_grad():
@@ -234,19 +236,19 @@ def training_step_loss(name: str, model: torch.nn.Module) -> torch.Tensor:
     return scalar_loss(run_example(model, contract_input(name, 2)))
 
 
-def check_eval_is_deterministic_and_survives_a_state_dict_round_trip(name: str, model: torch.nn.Module) -> None:
-    """Two passes, the second through a fresh instance holding the first one's state_dict: equal outputs show both
-    that eval is deterministic and that the state_dict holds everything the output depends on (as for the detectors
-    below; a third pass cost up to 3 s a model, issue 26)."""
-    x = contract_input(name, 2)
+def check_eval_is_deterministic_and_survives_a_state_dict_round_trip(name: str, model: torch.nn.Module, x,
+                                                                     prepare=lambda fresh: fresh) -> object:
+    """Two passes, the second through a fresh instance (``prepare``d as ``model`` was) holding the first one's
+    state_dict: equal outputs show both that eval is deterministic and that the state_dict holds everything the
+    output depends on (a third pass, for determinism alone, cost up to 3 s a model: issue 26). Returns the output."""
     with torch.no_grad():
         first = run_example(model, x)
-        check_output_structure(name, model, x, first)  # a batch of two, at any canonical size
         torch.manual_seed(1)  # the fresh instance starts from other random weights
-        fresh = paperzoo.create_model(name).eval()
+        fresh = prepare(paperzoo.create_model(name).eval())
         fresh.load_state_dict(model.state_dict())
         second = run_example(fresh, x)
     assert same(first, second), f"{name}: eval after a state_dict round trip differs (or eval is not deterministic)"
+    return first
 
 
 def contract_input(name: str, batch: int):
@@ -526,7 +528,8 @@ def test_detector_canonical_variant(name):
     check_detector_example_input_gives_detections(name, model)
     shrink(model)
     check_detector_smallest_stated_input_works(name, model)
-    check_detector_eval_is_deterministic_and_round_trips(name, model)
+    check_eval_is_deterministic_and_survives_a_state_dict_round_trip(  # the fresh instance resized as this one
+        name, model, paperzoo.model_card(name).example_input(1), prepare=shrink)
     torch.manual_seed(0)  # the training step samples anchors and proposals from the global generator
     check_detector_training_step_reaches_every_parameter(name, model.train())
 
@@ -553,20 +556,6 @@ def check_detector_training_step_reaches_every_parameter(name: str, model: torch
         assert torch.isfinite(p.grad).all(), f"{name}: {pname} has a non-finite gradient"
         assert p.grad.abs().sum() > 0, f"{name}: {pname} has an all-zero gradient"
     assert same(targets, given), f"{name}: the caller's targets were modified"
-
-
-def check_detector_eval_is_deterministic_and_round_trips(name: str, model: torch.nn.Module) -> None:
-    """Two passes, the second through a fresh instance holding the first one's state_dict: equal outputs show both
-    that eval is deterministic and that the state_dict holds everything the output depends on (a third pass would
-    add a minute to CI for SSD and YOLO, which cannot run at a smaller size)."""
-    x = paperzoo.model_card(name).example_input(1)
-    with torch.no_grad():
-        first = run_example(model, x)
-        torch.manual_seed(1)  # the fresh instance starts from other random weights
-        fresh = shrink(paperzoo.create_model(name).eval())
-        fresh.load_state_dict(model.state_dict())
-        second = run_example(fresh, x)
-    assert same(first, second), f"{name}: eval after a state_dict round trip differs (or eval is not deterministic)"
 
 
 def check_detector_smallest_stated_input_works(name: str, model: torch.nn.Module) -> None:

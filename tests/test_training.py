@@ -29,6 +29,7 @@ from paperzoo.training.loop import (
     train,
 )
 from paperzoo.training.recipes import RMSpropTF
+from resume import whole_and_resumed
 
 ENV = {**os.environ, "COLUMNS": "200"}
 
@@ -152,10 +153,6 @@ def test_resnet18_reaches_97_percent_on_the_digits(tmp_path):
     paperzoo.load_weights(model, tmp_path / "model.safetensors")
 
 
-class Interrupted(Exception):
-    pass
-
-
 @pytest.mark.heavy
 def test_an_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
     # MobileNetV2 (at half width) at 32×32: cheap, and it has what a resume must restore exactly: BatchNorm
@@ -163,20 +160,12 @@ def test_an_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
     # Two epochs, stopped after the first: the resumed epoch must restore all of it (three cost half as much again).
     # Half width: 9.7 s a 2-epoch run against 14.0 s at full width (one thread, issue 26), the same class and code.
     config = TrainConfig("mobilenet_v2_050", epochs=2, image_size=32, batch_size=128)
-    whole = train(dataclasses.replace(config, out=str(tmp_path / "whole")))
+    whole, resumed = whole_and_resumed(config, tmp_path)  # tests/resume.py: every task's resume check
     # The RMSProp recipe learns: 58% here after 2 epochs of 2 (51% at full width; chance 10%; with torch's RMSprop
     # it stayed at chance, 10.03%, after 10).
     assert whole["best_test_accuracy"] >= 0.3, whole
-
-    def interrupt(row):  # called after the epoch's checkpoint is on disk, like a kill at that moment
-        raise Interrupted
-
-    with pytest.raises(Interrupted):
-        train(dataclasses.replace(config, out=str(tmp_path / "cut")), on_epoch=interrupt)
-    assert checkpoints.load_checkpoint(tmp_path / "cut" / "checkpoint.pt", "mobilenet_v2_050")["epoch"] == 1
-    resumed = train(dataclasses.replace(config, out=str(tmp_path / "cut"),
-                                        resume=str(tmp_path / "cut" / "checkpoint.pt")))
     assert resumed["parameter_digest"] == whole["parameter_digest"]
+
     def results(run: str) -> list[tuple]:  # the log without the timings, which differ between runs
         rows = [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
         return [(r["epoch"], r["train_loss"], r["test_loss"], r["test_accuracy"], r["lr"]) for r in rows]
