@@ -50,13 +50,16 @@ with 12 units of the same kind (10 s), and the ONNX translation (5.3 s a classif
 classifier as issue 12 asks. Issue 26 (a 15-minute suite) then built 28 deep variants with at most two units of each
 kind per stage (FEWER_UNITS): the file's test time from 454 to 330 CPU seconds (`pytest tests/test_export.py -n 2
 --durations=0`, quiet machine; ONNX 199 -> 145, compile 134 -> 99, export 84 -> 59); hrnet_w32 and nasnet_a_large
-are now checked themselves, with fewer units, instead of the two stand-ins of (3).
+are now checked themselves, with fewer units, instead of the two stand-ins of (3). Later in issue 26, six more
+whose depths are tables of their module (FEWER_UNITS_IN_MODULES), and the bf16 check on the build the other checks
+made (its own weights kept) instead of a second build.
 The compile, export and ONNX checks are marked ``heavy``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import inspect
 from collections.abc import Callable, Iterator
@@ -74,11 +77,15 @@ from paperzoo.models.classification import (
     convnext_v2,
     darknet,
     densenet,
+    efficientnet,
     efficientnet_v2,
+    ghostnet,
     hrnet,
     mixnet,
+    mobilenet_v2,
     nasnet,
     pyramidnet,
+    regnet,
     resnest,
     resnet,
     resnext,
@@ -87,6 +94,7 @@ from paperzoo.models.classification import (
     shufflenet_v2,
     swin_transformer,
     vision_transformer,
+    xception,
 )
 from paperzoo.models.language import bert, gpt, transformer
 from paperzoo.registry import TASKS, model_builder
@@ -174,8 +182,32 @@ FEWER_UNITS: dict[str, tuple[type, Callable[[dict], dict]]] = {
     "wav2vec2_base_pretraining": (wav2vec2.Wav2Vec2, _at_most(2, "num_layers")),
 }
 
+
+def _regnet_stages_at_most(count: int) -> Callable[[Callable], Callable]:
+    """A replacement for regnet.regnet_stages: the same stages (widths, group widths), each at most ``count`` blocks
+    deep. (Fewer blocks in the RegNet rule itself, its ``depth``, would give other widths and stages.)"""
+    def replace(stages: Callable) -> Callable:
+        return lambda *args, **kwargs: [spec._replace(depth=min(spec.depth, count)) for spec in stages(*args, **kwargs)]
+    return replace
+
+
+# The same for variants whose depths are tables of their module, not arguments of a class: the module's attribute
+# is replaced (by a function of what it holds) while the builder runs. Issue 26: these six took 62 s of the file's
+# 367 in a full run at their full depths (ONNX 4.6 to 6.6 s each).
+FEWER_UNITS_IN_MODULES: dict[str, tuple[object, str, Callable]] = {
+    "mobilenet_v2": (mobilenet_v2, "BOTTLENECK_STAGES",
+                     lambda stages: tuple((t, c, min(n, 2), s) for t, c, n, s in stages)),
+    "efficientnet_b0": (efficientnet, "B0_STAGES", lambda stages: tuple((*row[:4], min(row[4], 2)) for row in stages)),
+    "ghostnet": (ghostnet, "GHOSTNET_STAGES", lambda stages: tuple(rows[:2] for rows in stages)),
+    "xception": (xception, "MIDDLE_FLOW_MODULES", lambda modules: min(modules, 2)),
+    "regnet_x_400mf": (regnet, "regnet_stages", _regnet_stages_at_most(2)),
+    "regnet_y_400mf": (regnet, "regnet_stages", _regnet_stages_at_most(2)),
+}
+
+
 def build_model(name: str) -> torch.nn.Module:
-    """The model a check runs: the registered one with EXTRA_CODE_PATHS' keywords, with FEWER_UNITS if listed."""
+    """The model a check runs: the registered one with EXTRA_CODE_PATHS' keywords, with FEWER_UNITS (or
+    FEWER_UNITS_IN_MODULES) if listed."""
     with _fewer_units(name):
         return paperzoo.create_model(name, **EXTRA_CODE_PATHS.get(name, {}))
 
@@ -183,7 +215,16 @@ def build_model(name: str) -> torch.nn.Module:
 @contextlib.contextmanager
 def _fewer_units(name: str) -> Iterator[None]:
     """While the builder runs, FEWER_UNITS' class takes its replacements over the arguments it is given (by keyword,
-    by position or by default)."""
+    by position or by default), or FEWER_UNITS_IN_MODULES' attribute is replaced."""
+    if name in FEWER_UNITS_IN_MODULES:
+        module, attribute, replace = FEWER_UNITS_IN_MODULES[name]
+        held = getattr(module, attribute)
+        setattr(module, attribute, replace(held))
+        try:
+            yield
+        finally:
+            setattr(module, attribute, held)
+        return
     if name not in FEWER_UNITS:
         yield
         return
@@ -300,7 +341,11 @@ class Case:
     def __init__(self, name: str) -> None:
         self.name = name
         torch.manual_seed(0)
-        self.model = randomize_weights(build_model(name)).eval()
+        model = build_model(name)
+        # check_bf16 runs on the model's own initialisation: kept rather than built again (a build was most of that
+        # check's cost: FCN-8s's took 3.5 s, issue 26). randomize_weights changes only what the state_dict holds.
+        self.own_weights = copy.deepcopy(model.state_dict())
+        self.model = randomize_weights(model).eval()
         if name in WEIGHT_SCALE:  # matrices and kernels at a smaller scale: see WEIGHT_SCALE
             with torch.no_grad():
                 for parameter in self.model.parameters():
@@ -391,8 +436,9 @@ def check_bf16(case: Case) -> None:
     to 25% in the deep SE and depthwise networks (measured: GhostNet 25%, SE-ResNet-50 17%, MobileNetV2 13%). At
     the networks' own scale the largest measured difference is 1.4% (ResNet-50), so 5% is the tolerance.
     """
-    torch.manual_seed(0)
-    model = randomize_batchnorm(build_model(case.name)).eval()
+    model = copy.deepcopy(case.model)
+    model.load_state_dict(case.own_weights)  # the build as it was before randomize_weights
+    model = randomize_batchnorm(model).eval()
     with torch.no_grad():
         expected = model(case.x2)
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -417,7 +463,9 @@ def _parameters() -> list:
     for check, (_, names, excluded, _) in CHECKS.items():
         assert set(excluded) <= set(names), f"{check}: excluded but not checked anyway: {set(excluded) - set(names)}"
     assert set(WEIGHT_SCALE) <= set(MODELS), f"scaled but not checked: {set(WEIGHT_SCALE) - set(MODELS)}"
-    assert set(FEWER_UNITS) <= set(MODELS), f"fewer units but not checked: {set(FEWER_UNITS) - set(MODELS)}"
+    fewer = set(FEWER_UNITS) | set(FEWER_UNITS_IN_MODULES)
+    assert fewer <= set(MODELS), f"fewer units but not checked: {fewer - set(MODELS)}"
+    assert not set(FEWER_UNITS) & set(FEWER_UNITS_IN_MODULES), "one way of fewer units a model"
     return [pytest.param(name, check, id=f"{name}-{check}", marks=[pytest.mark.heavy] if heavy else [])
             for name in MODELS for check, (_, names, excluded, heavy) in CHECKS.items()
             if name in names and name not in excluded]
@@ -431,16 +479,18 @@ def test_export(name, check):
     CHECKS[check][0](case)
 
 
-@pytest.mark.parametrize("name", sorted(FEWER_UNITS))
+@pytest.mark.parametrize("name", sorted(FEWER_UNITS | FEWER_UNITS_IN_MODULES))
 def test_fewer_units_keep_every_module_type(name):
-    """A FEWER_UNITS build runs its variant's code: fewer modules than the registered build, of the same types
-    (built on the meta device), and the class is itself again afterwards."""
-    cls = FEWER_UNITS[name][0]
-    init = cls.__dict__["__init__"]
+    """A FEWER_UNITS (or FEWER_UNITS_IN_MODULES) build runs its variant's code: fewer modules than the registered
+    build, of the same types (built on the meta device), and the class (or the module's attribute) is itself again
+    afterwards."""
+    owner, attribute = ((FEWER_UNITS[name][0], "__init__") if name in FEWER_UNITS
+                        else FEWER_UNITS_IN_MODULES[name][:2])
+    held = vars(owner)[attribute]
     with torch.device("meta"):
         registered = paperzoo.create_model(name, **EXTRA_CODE_PATHS.get(name, {}))
         checked = build_model(name)
-    assert cls.__dict__["__init__"] is init, f"{cls.__name__}.__init__ is still replaced"
+    assert vars(owner)[attribute] is held, f"{owner.__name__}.{attribute} is still replaced"
     modules, fewer = list(registered.modules()), list(checked.modules())
     assert len(fewer) < len(modules), f"{name}: the FEWER_UNITS build has as many modules as the registered one"
     missing = {type(m) for m in modules} - {type(m) for m in fewer}

@@ -294,6 +294,7 @@ def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, 
                                                         "environment": env,
                                                         "recipe": asdict(task.recipe)}, indent=2, default=str))
     started = time.perf_counter()
+    plot_due = started  # when metrics.png may be drawn again: see PLOT_SHARE
     for epoch in range(start_epoch, config.epochs):
         batches = epoch_batches(len(task.train_set), p.batch_size, config.seed, epoch, context)
         loader = DataLoader(task.train_set, batch_sampler=batches, num_workers=config.workers,
@@ -344,7 +345,11 @@ def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, 
                 checkpoints.save_checkpoint(p.out / "checkpoint.pt", {
                     **state, "model": model.state_dict(), "optimizers": [o.state_dict() for o in optimizers]})
             write_log(p.out, history)
-            write_plot(p.out / "metrics.png", history, config.model)
+            if epoch + 1 == config.epochs or time.perf_counter() >= plot_due:
+                drawing = time.perf_counter()
+                write_plot(p.out / "metrics.png", history, config.model)
+                now = time.perf_counter()
+                plot_due = now + (now - drawing) * (1 - PLOT_SHARE) / PLOT_SHARE
             task.after_epoch(model, p.out, epoch + 1)
         if on_epoch is not None and context.is_main:
             on_epoch(row)
@@ -375,6 +380,14 @@ def write_log(out: Path, history: list[dict[str, Any]]) -> None:
     log always agrees with the checkpoint, also after a resume."""
     text = "".join(json.dumps(row) + "\n" for row in history)
     checkpoints.atomic_write(out / "metrics.jsonl", lambda tmp: tmp.write_text(text))
+
+
+# The most of a run's time that drawing metrics.png may take. A drawing costs 0.1 to 0.4 s (matplotlib; the
+# detectors' five panels the most), as much as a whole epoch of a small model on the digits: after each epoch the
+# plot is drawn again only once the time since the last drawing is at least (1 - PLOT_SHARE) / PLOT_SHARE times what
+# that drawing took, and always after the last epoch. Epochs of a few seconds or more are each drawn, as before;
+# metrics.jsonl has every epoch as soon as it ends.
+PLOT_SHARE = 0.05
 
 
 def write_plot(path: Path, history: list[dict[str, Any]], title: str) -> None:
