@@ -203,8 +203,10 @@ def test_every_converter_has_an_exact_inverse(name):
         model = paperzoo.create_model(name)
     probe, positions, total, _ = export_positions(model, library)
     used = torch.cat([p.flatten().long() for p in positions.values()])
-    assert used.numel() == torch.unique(used).numel(), "two of our elements come from one reference element"
-    covered = torch.zeros(total, dtype=torch.bool)
-    covered[used] = True
+    # How many of our elements each reference element becomes: a count in one pass (torch.unique sorted the 14M
+    # positions of DenseNet-169 in 1.4 s of its 2 s, issue 26).
+    becomes = torch.bincount(used, minlength=total)
+    assert becomes.max() <= 1, "two of our elements come from one reference element"
+    covered = becomes > 0
     lost = [k for k, p in probe.items() if not covered[p.flatten().long()].all() and k.endswith(("weight", "bias"))]
     assert not lost, f"reference weights that no tensor of ours becomes: {lost}"
