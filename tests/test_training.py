@@ -336,7 +336,7 @@ def test_a_global_batch_is_the_same_examples_on_any_number_of_processes():
 def test_metrics_png_takes_at_most_a_twentieth_of_the_run_and_shows_the_last_epoch(tmp_path, monkeypatch):
     """Drawing metrics.png took 0.1 to 0.4 s after every epoch (matplotlib), as long as an epoch of a small model:
     it is drawn again only once 19 times its drawing time has passed (PLOT_SHARE, 5%), and always after the last
-    epoch. Here a drawing takes 0.3 s and these epochs of 8 images far less than the 5.7 s that buys."""
+    epoch. Here a drawing takes 0.3 s, and an epoch of these few images far less than the 5.7 s that buys."""
     drawn: list[int] = []
 
     def plot(seconds: float):
