@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
@@ -116,6 +117,30 @@ def randomized_reference(reference: str, seed: int = 0) -> nn.Module:
         if norm.num_batches_tracked is not None:
             norm.num_batches_tracked.zero_()
     return model
+
+
+def built_and_filled(build: Callable[[], nn.Module], fill: Callable[[nn.Module, bool], object]) -> nn.Module:
+    """``build()`` given its weights by ``fill(model, assign)``, without the random initialisation they replace
+    (seconds for the large models: 2.7 s of Seq2Seq's 384M draws). Built on the meta device and filled by assignment;
+    where a tensor stays on the meta device (a non-persistent buffer, or a plain tensor attribute such as the
+    detectors' cell anchors: what ``__init__`` computes rather than what the weights hold), built normally and filled
+    by copying."""
+    with torch.device("meta"):
+        model = build()
+    fill(model, True)
+    if not any(t.is_meta for t in [*model.parameters(), *model.buffers(), *_plain_tensors(model)]):
+        return model
+    model = build()
+    fill(model, False)
+    return model
+
+
+def _plain_tensors(model: nn.Module) -> Iterator[torch.Tensor]:
+    """The tensors a model's modules hold as plain attributes (alone, or in a list, tuple or dict)."""
+    for module in model.modules():
+        for value in vars(module).values():
+            items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else [value]
+            yield from (item for item in items if isinstance(item, torch.Tensor))
 
 
 def assert_output_depends_on_input(output: torch.Tensor) -> None:

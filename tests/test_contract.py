@@ -19,12 +19,12 @@ whatever detectors are registered.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
 
 import paperzoo
+from conftest import built_and_filled
 from detection_data import TINY_DETECTORS, TinyDetector, tiny_detector_macs
 from paperzoo import registry
 from paperzoo.measure import count_parameters, measure_gmacs, run_example
@@ -262,28 +262,13 @@ def check_eval_is_deterministic_and_survives_a_state_dict_round_trip(name: str, 
 
 
 def fresh_instance_holding(name: str, state_dict: dict, prepare) -> torch.nn.Module:
-    """A new instance of ``name`` that has nothing but ``state_dict``: built on the meta device and given the
-    state_dict's tensors (a tensor the state_dict does not fill stays on the meta device); where one does stay there
-    (a non-persistent buffer, or a plain tensor attribute such as the detectors' cell anchors, which ``__init__``
-    computes), built normally from other random weights and loaded. The meta build skips the random draws the
-    state_dict replaces (2.7 s of Seq2Seq's 384M, 2.1 s of FCN-8s's: issue 26)."""
-    with torch.device("meta"):
-        fresh = prepare(paperzoo.create_model(name).eval())
-    fresh.load_state_dict(state_dict, assign=True)
-    if any(t.is_meta for t in [*fresh.parameters(), *fresh.buffers(), *plain_tensors(fresh)]):
-        torch.manual_seed(1)  # other random weights than the first instance's
-        fresh = prepare(paperzoo.create_model(name).eval())
-        fresh.load_state_dict(state_dict)
-    return fresh
+    """A new instance of ``name`` (``prepare``d) that has nothing but ``state_dict`` (``built_and_filled``: where it
+    must be built normally, from other random weights than the first instance's)."""
+    def fresh() -> torch.nn.Module:
+        torch.manual_seed(1)
+        return prepare(paperzoo.create_model(name).eval())
 
-
-def plain_tensors(model: torch.nn.Module) -> Iterator[torch.Tensor]:
-    """The tensors a model's modules hold as plain attributes (alone, or in a list, tuple or dict), not as parameters
-    or buffers."""
-    for module in model.modules():
-        for value in vars(module).values():
-            items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else [value]
-            yield from (item for item in items if isinstance(item, torch.Tensor))
+    return built_and_filled(fresh, lambda model, assign: model.load_state_dict(state_dict, assign=assign))
 
 
 def contract_input(name: str, batch: int):

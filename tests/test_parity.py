@@ -29,6 +29,7 @@ from conftest import (
     assert_close_rel,
     assert_output_depends_on_input,
     build_reference,
+    built_and_filled,
     parse_reference,
     randomize_batchnorm,
     randomize_weights,
@@ -90,15 +91,11 @@ def check_parity(ours: torch.nn.Module, reference: torch.nn.Module, name: str) -
 
 
 def converted(name: str, reference: torch.nn.Module, source: str = "torchvision") -> torch.nn.Module:
-    """Ours, holding the reference's converted weights. Built on the meta device and filled by
-    ``load_weights(..., assign=True)``: the random initialisation of a big model, which the weights replace
-    anyway, is skipped. A model with tensors outside its state_dict (non-persistent buffers) is built normally."""
-    with torch.device("meta"):
-        ours = paperzoo.create_model(name)
-    paperzoo.load_weights(ours, reference.state_dict(), source=source, assign=True)
-    if any(t.is_meta for t in [*ours.parameters(), *ours.buffers()]):
-        ours = paperzoo.load_weights(paperzoo.create_model(name), reference.state_dict(), source=source)
-    return ours
+    """Ours, holding the reference's converted weights (``built_and_filled``: without the random initialisation
+    that the weights replace anyway)."""
+    weights = reference.state_dict()
+    return built_and_filled(lambda: paperzoo.create_model(name),
+                            lambda ours, assign: paperzoo.load_weights(ours, weights, source=source, assign=assign))
 
 
 @pytest.mark.parametrize("reference", ["torchvision.models.resnet18", "timm:seresnet18", "torchvision.models.swin_t"])
