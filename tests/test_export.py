@@ -212,22 +212,13 @@ def build_model(name: str) -> torch.nn.Module:
         return paperzoo.create_model(name, **EXTRA_CODE_PATHS.get(name, {}))
 
 
-@contextlib.contextmanager
-def _fewer_units(name: str) -> Iterator[None]:
-    """While the builder runs, FEWER_UNITS' class takes its replacements over the arguments it is given (by keyword,
-    by position or by default), or FEWER_UNITS_IN_MODULES' attribute is replaced."""
+def _fewer_units_replacement(name: str) -> tuple[object, str, object]:
+    """(owner, attribute, what the attribute holds while the builder runs): FEWER_UNITS' class ``__init__`` taking
+    its replacements over the arguments it is given (by keyword, by position or by default), or
+    FEWER_UNITS_IN_MODULES' module attribute."""
     if name in FEWER_UNITS_IN_MODULES:
         module, attribute, replace = FEWER_UNITS_IN_MODULES[name]
-        held = getattr(module, attribute)
-        setattr(module, attribute, replace(held))
-        try:
-            yield
-        finally:
-            setattr(module, attribute, held)
-        return
-    if name not in FEWER_UNITS:
-        yield
-        return
+        return module, attribute, replace(getattr(module, attribute))
     cls, replacements = FEWER_UNITS[name]
     original = cls.__dict__["__init__"]
 
@@ -238,11 +229,22 @@ def _fewer_units(name: str) -> Iterator[None]:
         bound.arguments.update(replacements(bound.arguments))
         original(*bound.args, **bound.kwargs)
 
-    cls.__init__ = init
+    return cls, "__init__", init
+
+
+@contextlib.contextmanager
+def _fewer_units(name: str) -> Iterator[None]:
+    """While the builder runs, the attribute ``_fewer_units_replacement`` names holds its replacement."""
+    if name not in FEWER_UNITS and name not in FEWER_UNITS_IN_MODULES:
+        yield
+        return
+    owner, attribute, replacement = _fewer_units_replacement(name)
+    held = vars(owner)[attribute]
+    setattr(owner, attribute, replacement)
     try:
         yield
     finally:
-        cls.__init__ = original
+        setattr(owner, attribute, held)
 
 
 # Variants that run code their file's canonical variant does not (another class, or other block types: found by
@@ -485,8 +487,7 @@ def test_fewer_units_keep_every_module_type(name):
     """A FEWER_UNITS (or FEWER_UNITS_IN_MODULES) build runs its variant's code: fewer modules than the registered
     build, of the same types (built on the meta device), and the class (or the module's attribute) is itself again
     afterwards."""
-    owner, attribute = ((FEWER_UNITS[name][0], "__init__") if name in FEWER_UNITS
-                        else FEWER_UNITS_IN_MODULES[name][:2])
+    owner, attribute, _ = _fewer_units_replacement(name)
     held = vars(owner)[attribute]
     with torch.device("meta"):
         registered = paperzoo.create_model(name, **EXTRA_CODE_PATHS.get(name, {}))
