@@ -177,6 +177,29 @@ def test_create_model_on_the_meta_device_names_the_variant():
     assert next(model.parameters()).is_meta
 
 
+# timm's keywords, each with a value an image classifier takes
+_CLASSIFIER_KEYWORDS = {"features_only": True, "out_indices": (1, 2), "global_pool": "max", "drop_rate": 0.1,
+                        "drop_path_rate": 0.1, "pretrained_cfg_overlay": {"input_size": (3, 64, 64)}}
+
+
+def test_every_classifier_keyword_is_given_a_value_here():
+    assert set(_CLASSIFIER_KEYWORDS) == set(registry.CLASSIFIER_KEYWORDS)
+
+
+def _not_image_classifiers() -> list[str]:
+    cards = [paperzoo.model_card(name) for name in paperzoo.list_models()]
+    return [card.name for card in cards if card.task != "image-classification" or card.input.kind != "image"]
+
+
+@pytest.mark.parametrize("name", _not_image_classifiers())
+def test_classifier_keywords_are_refused_by_a_model_that_does_not_classify_images(name):
+    """A TypeError naming the variant and the keyword, as for any argument a model does not take, before anything
+    is built. CoordConv's coordinate classifier (the classification task, coordinates in) ended in an
+    AttributeError from inside the registry until issue 26."""
+    for keyword, value in _CLASSIFIER_KEYWORDS.items():
+        with pytest.raises(TypeError, match=f"^{name} .*; {keyword} apply to image classifiers only$"):
+            paperzoo.create_model(name, device="meta", **{keyword: value})
+
 # The variants whose paper states no parameter count: the card must say how its count was derived, as a sum of
 # parts that a reader can check, "a (part) + b (part) + ... = total".
 _DERIVED_COUNTS = ["gan", "dcgan", "vae", "autoencoder", "unet", "unet_padded", "pspnet_resnet50", "pspnet_resnet101",

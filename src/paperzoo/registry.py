@@ -479,8 +479,12 @@ def create_model(name: str, pretrained: bool | str = False, *, device: Any = Non
         return model.to(device=device, dtype=dtype) if device is not None or dtype is not None else model
     generic = {key: kwargs.pop(key) for key in CLASSIFIER_KEYWORDS if key in kwargs}
     entry = _entry(name)
-    if generic and entry.card.task != "image-classification":
-        raise TypeError(f"{name} is not an image classifier; {', '.join(generic)} apply to image classifiers only")
+    if generic and (entry.card.task != "image-classification" or entry.card.input.kind != "image"):
+        # CoordConv's coordinate classifier is of the classification task but reads coordinates, not images: it
+        # has no feature maps, pooling or head to set (these keywords ended in an AttributeError until issue 26)
+        what = (f"classifies {entry.card.input.kind}, not images" if entry.card.task == "image-classification"
+                else "is not an image classifier")
+        raise TypeError(f"{name} {what}; {', '.join(generic)} apply to image classifiers only")
     if kwargs and entry.card.reference.startswith("transformers:"):
         # the reference's configuration names (BertConfig's num_hidden_layers) → ours (num_layers)
         from paperzoo.interop.huggingface import our_keywords
