@@ -11,9 +11,13 @@ the same output on the card's example input (it refuses to time a pair that diff
 ours and the reference in turn (the order alternates between repeats, so a drift in the machine's speed hits both
 alike), after warm-up calls, and reports the medians and the ratio ours / reference (> 1: ours is slower), with
 the geometric mean of the ratios over the models. On CUDA every pair is also timed under bfloat16 autocast, CNNs
-in channels_last. The CPU and CUDA paths are the same code: only the synchronisation and the precision modes
-differ. ``import_time`` measures what ``import paperzoo`` adds to ``import torch`` in fresh interpreters, and
-``training_memory`` the peak training memory of a model with and without gradient checkpointing.
+in channels_last. With ``Settings.compile`` (``paperzoo bench --compile [BACKEND]``) both phases are timed again
+with ours and the reference each wrapped by ``torch.compile`` with that backend (inductor by default), beside the
+eager timings: the compiled pair is first checked to give the same output, its compilation happens in the warm-up
+calls, and the summary gives each side's speed-up over its own eager timing. The CPU and CUDA paths are the same
+code: only the synchronisation and the precision modes differ. ``import_time`` measures what ``import paperzoo``
+adds to ``import torch`` in fresh interpreters, and ``training_memory`` the peak training memory of a model with
+and without gradient checkpointing.
 
 ``Settings.max_image_size`` shrinks the images of the models that take any size (and a detector's resizing, on
 both sides of the pair) to at most that many pixels a side: on a CPU, DeepLabV3 at 520×520 and the R-CNNs at 800
@@ -46,6 +50,7 @@ from paperzoo.measure import peak_training_memory, run_example
 from paperzoo.registry import ModelCard, create_model, list_models, model_card
 
 PHASES = ("forward", "train")
+COMPILED = "compiled "  # the prefix of a phase timed with both models wrapped by torch.compile: "compiled forward"
 # The largest relative difference (max |ours - reference| / max |reference|) at which the converted pair counts as
 # equal. The parity tests hold 1e-5 on fp32 with redrawn weights; here the default initialisation and larger
 # inputs leave a little more rounding, and a wrong conversion is off by orders of magnitude more.
@@ -171,6 +176,7 @@ _SCORE_THRESHOLDS = (("roi_heads", "score_thresh"), ("", "score_thresh"), ("", "
 def _score_thresholds(model: nn.Module, value: float | None) -> list[tuple[Any, str, float]]:
     """Set every score threshold a detector has to ``value`` (None: leave them); returns what to restore."""
     saved = []
+    model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper: the thresholds are the wrapped model's
     for owner_name, attribute in _SCORE_THRESHOLDS:
         owner = getattr(model, owner_name, None) if owner_name else model
         if owner is not None and isinstance(getattr(owner, attribute, None), float):
@@ -349,9 +355,26 @@ class Settings:
     precisions: tuple[str, ...] = ()  # empty: fp32 on CPU; fp32 and bf16 on CUDA
     min_seconds: float = 0.02
     max_image_size: int | None = None  # images (and a detector's resizing) at most this many pixels a side
+    compile: str | None = None  # a torch.compile backend ("inductor"): the phases are timed compiled too
 
     def resolved_precisions(self) -> tuple[str, ...]:
         return self.precisions or (("fp32", "bf16") if torch.device(self.device).type == "cuda" else ("fp32",))
+
+    def phases(self) -> tuple[str, ...]:
+        """``forward`` (and ``train``), then the same phases compiled where ``compile`` names a backend."""
+        eager = PHASES if self.train else PHASES[:1]
+        return eager + tuple(COMPILED + phase for phase in eager) if self.compile else eager
+
+
+def compile_backends() -> list[str]:
+    """The names ``torch.compile(backend=...)`` takes here, the debugging ones (``eager``, ``aot_eager``) included."""
+    return sorted(torch.compiler.list_backends(exclude_tags=()))
+
+
+def compiled(pair: Pair, backend: str) -> Pair:
+    """The same pair, each model wrapped by ``torch.compile`` (the weights and the training mode are shared)."""
+    return Pair(pair.name, pair.card, pair.library, torch.compile(pair.ours, backend=backend),
+                torch.compile(pair.reference, backend=backend), pair.notes)
 
 
 @dataclass
@@ -410,20 +433,30 @@ def benchmark_model(name: str, settings: Settings, log: Callable[[str], None] = 
         xd = _to(x, device, channels_last)
         td = None if targets is None else [{k: v.to(device) for k, v in t.items()} for t in targets]
         rows = result.timings.setdefault(precision, {})
-        for phase in PHASES if settings.train else PHASES[:1]:
+        timed = pair
+        for phase in settings.phases():
             try:
-                if phase == "forward":
+                if phase.startswith(COMPILED) and timed is pair:
+                    torch._dynamo.reset()  # this model's graphs only: the cache of the last model's is dropped
+                    timed = compiled(pair, settings.compile)
+                    if precision == "fp32":  # the compiled pair computes what the eager one does, or is not timed
+                        pair.ours.eval()
+                        pair.reference.eval()
+                        with _full_fp32():
+                            check_same_outputs(timed, _to(_first(x), device, channels_last))
+                if phase.removeprefix(COMPILED) == "forward":
                     pair.ours.eval()
                     pair.reference.eval()
-                    functions = {"ours": _forward(pair.call_ours, xd, device, precision),
-                                 "reference": _forward(pair.call_reference, xd, device, precision)}
+                    functions = {"ours": _forward(timed.call_ours, xd, device, precision),
+                                 "reference": _forward(timed.call_reference, xd, device, precision)}
                 else:
                     pair.ours.train()
                     pair.reference.train()
-                    functions = {"ours": _training_step(pair.ours, pair.call_ours, xd, device, precision, td),
-                                 "reference": _training_step(pair.reference, pair.call_reference, xd, device,
+                    functions = {"ours": _training_step(timed.ours, timed.call_ours, xd, device, precision, td),
+                                 "reference": _training_step(timed.reference, timed.call_reference, xd, device,
                                                              precision, td)}
-                samples = time_interleaved(functions, device, warmup=settings.warmup, repeats=settings.repeats,
+                warmup = max(settings.warmup, 1) if phase.startswith(COMPILED) else settings.warmup  # compiles
+                samples = time_interleaved(functions, device, warmup=warmup, repeats=settings.repeats,
                                            min_seconds=settings.min_seconds)
             except Exception as err:  # e.g. BatchNorm in training mode on one pooled value at batch 1
                 rows[phase] = {"error": f"{type(err).__name__}: {err}"}
@@ -468,12 +501,19 @@ def summarize(results: Sequence[Result]) -> dict[str, dict[str, dict[str, Any]]]
                 if "ratio" in row:
                     summary.setdefault(precision, {}).setdefault(phase, {"ratios": {}})["ratios"][result.model] = \
                         row["ratio"]
-    for phases in summary.values():
-        for entry in phases.values():
+    for precision, phases in summary.items():
+        for phase, entry in phases.items():
             ratios = entry.pop("ratios")
             worst = max(ratios, key=ratios.get)
             entry.update(geometric_mean=geometric_mean(list(ratios.values())), models=len(ratios),
                          slower=sorted(name for name, r in ratios.items() if r > 1.0), worst=[worst, ratios[worst]])
+            if phase.startswith(COMPILED):  # eager time / compiled time, each side against itself
+                entry["speedup"] = {side: geometric_mean([
+                    result.timings[precision][phase.removeprefix(COMPILED)][f"{side}_ms"]
+                    / result.timings[precision][phase][f"{side}_ms"] for result in results
+                    if "ratio" in result.timings.get(precision, {}).get(phase, {})
+                    and "ratio" in result.timings[precision].get(phase.removeprefix(COMPILED), {})])
+                    for side in ("ours", "reference")}
     return summary
 
 
@@ -535,7 +575,8 @@ def report(results: Sequence[Result], settings: Settings, *, threads: int, label
     return {"machine": machine(threads, settings.device, label),
             "settings": {"device": settings.device, "batch": settings.batch, "max_image_size": settings.max_image_size,
                          "repeats": settings.repeats,
-                         "warmup": settings.warmup, "train": settings.train,
+                         "warmup": settings.warmup, "train": settings.train, "compile": settings.compile,
+                         "phases": list(settings.phases()),
                          "precisions": list(settings.resolved_precisions()), "statistic": "median",
                          "ratio": "ours / reference (> 1: ours is slower)"},
             "import_time": import_seconds,
@@ -557,6 +598,8 @@ def markdown(data: dict[str, Any]) -> str:
              + (f" (images at most {s['max_image_size']} pixels a side)" if s.get("max_image_size") else "")
              + f", median of {s['repeats']} interleaved repeats after "
              f"{s['warmup']} warm-up calls. Ratio = ours / reference (> 1: ours is slower)."
+             + (f" Compiled: both models wrapped by `torch.compile(backend=\"{s['compile']}\")`, compiled in the "
+                "warm-up calls." if s.get("compile") else "")
              + (f" {s['note']}." if s.get("note") else ""), ""]
     results = data["results"]
     for precision in s["precisions"]:
@@ -565,15 +608,14 @@ def markdown(data: dict[str, Any]) -> str:
             continue
         channels_last = " (CNNs in channels_last)" if s["device"].startswith("cuda") else ""
         title = {"fp32": "float32", "bf16": f"bfloat16 autocast{channels_last}"}.get(precision, precision)
-        header = "| model | reference | input | forward ours (ms) | reference (ms) | ratio |"
-        rule = "| --- | --- | --- | ---: | ---: | ---: |"
-        if s["train"]:
-            header += " train step ours (ms) | reference (ms) | ratio |"
-            rule += " ---: | ---: | ---: |"
+        phases = s.get("phases") or (PHASES if s["train"] else PHASES[:1])
+        header = "| model | reference | input |" + "".join(
+            f" {phase.replace('train', 'train step')} ours (ms) | reference (ms) | ratio |" for phase in phases)
+        rule = "| --- | --- | --- |" + " ---: | ---: | ---: |" * len(phases)
         lines += [f"**{title}**", "", header, rule]
         for r in timed:
             cells = [f"`{r['model']}`", r["reference"].replace("|", "\\|"), r.get("input", "")]
-            for phase in PHASES if s["train"] else PHASES[:1]:
+            for phase in phases:
                 row = r["timings"][precision].get(phase, {})
                 if "ratio" in row:
                     mark = " ⚠" if row["ratio"] > 1.10 else ""
@@ -582,8 +624,9 @@ def markdown(data: dict[str, Any]) -> str:
                     cells += ["error", "", ""]
             lines.append("| " + " | ".join(cells) + " |")
         summary = data["summary"].get(precision, {})
-        means = ", ".join(f"{phase} {entry['geometric_mean']:.3f} over {entry['models']} models"
-                          for phase, entry in summary.items())
+        means = ", ".join(f"{phase} {entry['geometric_mean']:.3f} over {entry['models']} models" + (
+            f" (eager time / compiled time: ours {entry['speedup']['ours']:.2f}, reference "
+            f"{entry['speedup']['reference']:.2f})" if "speedup" in entry else "") for phase, entry in summary.items())
         flagged = any(row.get("ratio", 0) > 1.10 for r in timed for row in r["timings"][precision].values())
         lines += ["", f"Geometric mean ratio ({title}): {means}." + (" ⚠: above 1.10." if flagged else "")]
         lines.append("")

@@ -399,7 +399,10 @@ def _bench_models(args: argparse.Namespace, console: Console, names: list[str]) 
         raise ValueError(f"--device {args.device}: CUDA is not available here")
     settings = benchmark.Settings(device=args.device, batch=args.batch, repeats=args.repeats, warmup=args.warmup,
                                   train=args.train, precisions=tuple(args.precision or ()),
-                                  max_image_size=args.max_image_size)
+                                  max_image_size=args.max_image_size, compile=args.compile)
+    if args.compile and args.compile not in benchmark.compile_backends():
+        raise ValueError(f"--compile {args.compile}: not a torch.compile backend here; expected one of "
+                         f"{', '.join(benchmark.compile_backends())}")
     import_seconds = None if args.no_import_time else benchmark.import_time(args.import_repeats)
 
     def write(results: list) -> str:  # after every model, so that a long run's partial results survive
@@ -749,6 +752,9 @@ def build_parser(with_task_options: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive(int), help="torch intra-op threads (default: torch's)")
     p.add_argument("--precision", action="append", choices=("fp32", "bf16"),
                    help="repeatable (default: fp32 on CPU; fp32 and bf16 on CUDA)")
+    p.add_argument("--compile", nargs="?", const="inductor", metavar="BACKEND",
+                   help="also time both models wrapped by torch.compile with this backend (default inductor), beside "
+                   "eager; compiling takes seconds to minutes a model")
     p.add_argument("--memory", action="store_true",
                    help="also the peak training memory with and without gradient checkpointing, where a model has it")
     p.add_argument("--json", metavar="PATH", help="write every measurement as JSON")
