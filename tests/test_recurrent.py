@@ -285,6 +285,33 @@ def test_a_peephole_lstm_runs_the_loop():
     assert LSTM(INPUT, HIDDEN).fused_kernel_applies() and GRU(INPUT, HIDDEN).fused_kernel_applies()
 
 
+@pytest.mark.parametrize("kind, fused, options", [
+    ("lstm", True, {}), ("gru", True, {}), ("lstm", False, {}), ("gru", False, {}), ("lstm", True, {"peephole": True})],
+    ids=["lstm-fused", "gru-fused", "lstm-loop", "gru-loop", "peephole-lstm"])
+def test_a_compiled_training_step_gives_the_eager_outputs_and_gradients(kind, fused, options):
+    """torch.compile around a training step (backend aot_eager: AOT autograd's joint graph, as inductor builds it,
+    without generating code), on an input that needs no gradient, as a model's input in training. Until issue 26 the
+    LSTM on the kernel failed (an AssertionError from AOT autograd on the tensors the kernel saves for backward;
+    under inductor a TypeError at oneDNN's ``mkldnn_rnn_layer``). The layer now runs outside the graph while
+    gradients are taken, as Dynamo runs torch.nn's recurrent layers."""
+    torch.manual_seed(0)
+    model = KINDS[kind][0](INPUT, HIDDEN, num_layers=2, bidirectional=True, batch_first=True, fused=fused, **options)
+    x = torch.randn(BATCH, STEPS, INPUT)
+
+    def training_step(forward) -> list[torch.Tensor]:
+        output, state = forward(x)
+        states = state if isinstance(state, tuple) else (state,)
+        loss = output.square().mean() + sum(s.square().mean() for s in states)
+        return [output, *states, *torch.autograd.grad(loss, list(model.parameters()))]
+
+    expected = training_step(model)
+    torch._dynamo.reset()
+    actual = training_step(torch.compile(model, backend="aot_eager"))
+    assert len(actual) == len(expected) == 3 + len(list(model.parameters())) - (kind == "gru")
+    for a, e in zip(actual, expected, strict=True):
+        assert_close_rel(a, e)
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_fused_kernel_on_the_meta_device(kind):
     """The contract tests build on the meta device; the kernel gives torch.nn's shapes there too."""
