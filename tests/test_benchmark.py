@@ -66,6 +66,61 @@ def test_bench_command_writes_consistent_json_and_markdown(tmp_path):
     assert "float32" in result.stdout and "torch.nn.GRU(input_size=256" in result.stdout
 
 
+def test_compiled_phases_beside_the_eager_ones(tmp_path, capsys):
+    """--compile BACKEND times both phases again with ours and the reference each wrapped by torch.compile
+    (aot_eager here: the same wrapping as inductor without generating code), reports each side's speed-up over its
+    own eager timing, and tables them beside the eager columns."""
+    json_path, markdown_path = tmp_path / "bench.json", tmp_path / "bench.md"
+    assert cli.main(["bench", "gru", "--train", "--compile", "aot_eager", "--batch", "2", "--repeats", "1",
+                     "--warmup", "0", "--threads", "1", "--no-import-time", "--json", str(json_path),
+                     "--markdown", str(markdown_path)]) == 0
+    data = json.loads(json_path.read_text())
+    assert data["settings"]["compile"] == "aot_eager"
+    assert data["settings"]["phases"] == ["forward", "train", "compiled forward", "compiled train"]
+    (row,) = data["results"]
+    assert row["status"] == "ok", row["reason"]
+    timings = row["timings"]["fp32"]
+    for phase in ("forward", "train"):
+        eager, compiled = timings[phase], timings[f"compiled {phase}"]
+        assert compiled["ratio"] == pytest.approx(compiled["ours_ms"] / compiled["reference_ms"])
+        speedup = data["summary"]["fp32"][f"compiled {phase}"]["speedup"]
+        assert speedup["ours"] == pytest.approx(eager["ours_ms"] / compiled["ours_ms"])
+        assert speedup["reference"] == pytest.approx(eager["reference_ms"] / compiled["reference_ms"])
+        assert "speedup" not in data["summary"]["fp32"][phase]
+    text = markdown_path.read_text()
+    assert "| compiled forward ours (ms) | reference (ms) | ratio | compiled train step ours (ms) |" in text
+    assert 'torch.compile(backend="aot_eager")' in text
+    assert f"{timings['compiled train']['ratio']:.2f}" in text
+
+
+def test_a_compiled_pair_whose_outputs_differ_is_not_timed(monkeypatch):
+    """The compiled pair is checked like the eager one: a compiled model that computed something else is reported,
+    its compiled phases not timed, the eager ones still are."""
+    def compiled_wrongly(pair, backend):
+        class Doubled(torch.nn.Module):
+            def __init__(self, model):
+                super().__init__()
+                self.model = model
+
+            def forward(self, x):
+                output, state = self.model(x)
+                return 2 * output, state
+        return benchmark.Pair(pair.name, pair.card, pair.library, Doubled(pair.ours), pair.reference)
+
+    monkeypatch.setattr(benchmark, "compiled", compiled_wrongly)
+    result = benchmark.benchmark_model("gru", benchmark.Settings(repeats=1, warmup=0, compile="aot_eager"))
+    timings = result.timings["fp32"]
+    assert "ratio" in timings["forward"] and "ratio" in timings["train"]
+    assert "differ" in timings["compiled forward"]["error"] and result.status == "error"
+    assert timings["compiled train"]["error"] == timings["compiled forward"]["error"]
+
+
+def test_an_unknown_compile_backend_exits_2(capsys):
+    assert cli.main(["bench", "gru", "--compile", "inductr", "--no-import-time"]) == 2
+    err = capsys.readouterr().err
+    assert "--compile inductr: not a torch.compile backend here; expected one of" in err and "inductor" in err
+
+
 def _report_with_ratios(*ratios: float) -> dict:
     """A report as ``benchmark.report`` shapes it, with one forward timing per ratio."""
     rows = [{"model": f"m{i}", "reference": "ref", "status": "ok", "reason": "", "notes": [],

@@ -433,17 +433,20 @@ def benchmark_model(name: str, settings: Settings, log: Callable[[str], None] = 
         xd = _to(x, device, channels_last)
         td = None if targets is None else [{k: v.to(device) for k, v in t.items()} for t in targets]
         rows = result.timings.setdefault(precision, {})
-        timed = pair
+        compiled_pair: Pair | Exception | None = None  # built at the first compiled phase, for both
         for phase in settings.phases():
             try:
-                if phase.startswith(COMPILED) and timed is pair:
-                    torch._dynamo.reset()  # this model's graphs only: the cache of the last model's is dropped
-                    timed = compiled(pair, settings.compile)
-                    if precision == "fp32":  # the compiled pair computes what the eager one does, or is not timed
-                        pair.ours.eval()
-                        pair.reference.eval()
-                        with _full_fp32():
-                            check_same_outputs(timed, _to(_first(x), device, channels_last))
+                timed = pair
+                if phase.startswith(COMPILED):
+                    if compiled_pair is None:
+                        first = _to(_first(x), device, channels_last)
+                        try:
+                            compiled_pair = _compiled_and_checked(pair, settings.compile, first, precision == "fp32")
+                        except Exception as err:  # neither compiled phase is timed
+                            compiled_pair = err
+                    if isinstance(compiled_pair, Exception):
+                        raise compiled_pair
+                    timed = compiled_pair
                 if phase.removeprefix(COMPILED) == "forward":
                     pair.ours.eval()
                     pair.reference.eval()
@@ -474,6 +477,17 @@ def benchmark_model(name: str, settings: Settings, log: Callable[[str], None] = 
             pair.ours.to(memory_format=torch.contiguous_format)
             pair.reference.to(memory_format=torch.contiguous_format)
     return result
+
+
+def _compiled_and_checked(pair: Pair, backend: str, x: Any, check: bool) -> Pair:
+    """The pair compiled (``compiled``), this model's graphs only (Dynamo's cache of the last model's dropped); with
+    ``check`` (fp32), refused as the eager pair is if the compiled models' outputs differ."""
+    torch._dynamo.reset()
+    timed = compiled(pair, backend)
+    if check:
+        with _full_fp32():
+            check_same_outputs(timed, x)
+    return timed
 
 
 def example_input(card: ModelCard, settings: Settings) -> Any:
