@@ -34,8 +34,9 @@ Under torch.compile. In inference (no gradients) TorchDynamo traces the layer, o
 model's graph: the whole forward is one graph (``fullgraph=True``, ``tests/test_export.py``). A forward whose
 gradients will be taken runs the layer outside the graph instead (``torch.compiler.disable``: a graph break, then
 the layer eagerly, exactly as in eager mode), as Dynamo runs torch.nn's recurrent layers in any mode. Traced, a
-compiled training step failed on the kernel (torch 2.14 on a CPU, the cards' LSTM: AOT autograd stopped at
-oneDNN's ``aten.mkldnn_rnn_layer`` under inductor, at the tensors the kernel saves for backward under aot_eager);
+compiled training step failed on the kernel (torch 2.14 on a CPU, the LSTM on an input that needs no gradient, as
+a model's input in training: AOT autograd stopped at oneDNN's ``aten.mkldnn_rnn_layer`` under inductor, at the
+tensors the kernel saves for backward under aot_eager);
 the loop's one-product gradient of W_hh (below) cannot be traced (its backward reads a list that the loop fills
 after the call), and the loop traced without it, through one product per step, was the slow graph:
 ``paperzoo bench gru lstm --train --compile`` (one thread, inductor, the cards' input) timed the compiled training
