@@ -124,6 +124,10 @@ class _RecurrentWeightGradient(torch.autograd.Function):
         return grad_gates, grad_weight.to(ctx.weight_dtype), None
 
 
+# torch.compiler.is_dynamo_compiling is torch 2.3's; before it, a training step is traced as in inference
+_dynamo_compiling = getattr(torch.compiler, "is_dynamo_compiling", lambda: False)
+
+
 @torch.compiler.disable
 def _run_eagerly(layer: RecurrentLayers, input: torch.Tensor | PackedSequence, hx: torch.Tensor | State | None,
                  lengths: torch.Tensor | Sequence[int] | None) -> tuple[torch.Tensor | PackedSequence, object]:
@@ -258,7 +262,7 @@ class RecurrentLayers(nn.Module):
         ``(T, N, D * H_out)`` (batch first if batch_first; a PackedSequence for a PackedSequence input).
         ``lengths`` (N integers in [1, T]), our addition, makes a padded batch variable-length, as packing does.
         """
-        if torch.compiler.is_dynamo_compiling() and torch.is_grad_enabled():  # see "Under torch.compile" above
+        if _dynamo_compiling() and torch.is_grad_enabled():  # see "Under torch.compile" above
             return _run_eagerly(self, input, hx, lengths)
         return self._forward(input, hx, lengths)
 
