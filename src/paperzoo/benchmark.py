@@ -429,6 +429,9 @@ def benchmark_model(name: str, settings: Settings, log: Callable[[str], None] = 
         result.status, result.reason = "error", str(err) if isinstance(err, BenchmarkError) else \
             f"{name}: {type(err).__name__}: {err}"
         return result
+    # The training phases move the weights and the BatchNorm statistics, ours and the reference's by as many steps
+    # as each was timed for (not the same number): every compiled pair is checked from the state checked above.
+    checked = _states(pair) if settings.compile else None
     for precision in settings.resolved_precisions():
         channels_last = precision == "bf16" and device.type == "cuda" and pair.is_cnn
         if channels_last:
@@ -444,6 +447,7 @@ def benchmark_model(name: str, settings: Settings, log: Callable[[str], None] = 
                 if phase.startswith(COMPILED):
                     if compiled_pair is None:
                         try:
+                            _restore(pair, checked)
                             compiled_pair = _compiled_and_checked(pair, settings.compile, xd, device, precision)
                         except Exception as err:  # neither compiled phase is timed
                             compiled_pair = err
@@ -480,6 +484,17 @@ def benchmark_model(name: str, settings: Settings, log: Callable[[str], None] = 
             pair.ours.to(memory_format=torch.contiguous_format)
             pair.reference.to(memory_format=torch.contiguous_format)
     return result
+
+
+def _states(pair: Pair) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Copies of ours' and the reference's state_dicts."""
+    return tuple({key: tensor.clone() for key, tensor in model.state_dict().items()}
+                 for model in (pair.ours, pair.reference))
+
+
+def _restore(pair: Pair, states: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]) -> None:
+    for model, state in zip((pair.ours, pair.reference), states, strict=True):
+        model.load_state_dict(state)
 
 
 def _compiled_and_checked(pair: Pair, backend: str, x: Any, device: torch.device, precision: str) -> Pair:
