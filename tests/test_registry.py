@@ -200,6 +200,7 @@ def test_classifier_keywords_are_refused_by_a_model_that_does_not_classify_image
         with pytest.raises(TypeError, match=f"^{name} .*; {keyword} apply to image classifiers only$"):
             paperzoo.create_model(name, device="meta", **{keyword: value})
 
+
 # The variants whose paper states no parameter count: the card must say how its count was derived, as a sum of
 # parts that a reader can check, "a (part) + b (part) + ... = total".
 _DERIVED_COUNTS = ["gan", "dcgan", "vae", "autoencoder", "unet", "unet_padded", "pspnet_resnet50", "pspnet_resnet101",
