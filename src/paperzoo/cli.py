@@ -402,7 +402,8 @@ def _bench_models(args: argparse.Namespace, console: Console, names: list[str]) 
                                   max_image_size=args.max_image_size, compile=args.compile)
     if args.compile and args.compile not in benchmark.compile_backends():
         raise ValueError(f"--compile {args.compile}: not a torch.compile backend here; expected one of "
-                         f"{', '.join(benchmark.compile_backends())}")
+                         f"{', '.join(sorted(torch.compiler.list_backends()))}, or a debugging one "
+                         "(eager, aot_eager)")
     import_seconds = None if args.no_import_time else benchmark.import_time(args.import_repeats)
 
     def write(results: list) -> str:  # after every model, so that a long run's partial results survive
