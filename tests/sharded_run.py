@@ -9,9 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-import torch.distributed as dist
-
-from paperzoo.training import distributed, sharding
+from paperzoo.training import sharding
 from paperzoo.training.loop import TrainConfig, train
 
 
@@ -20,8 +18,6 @@ class Interrupted(Exception):
 
 
 def main(out: Path, config: TrainConfig) -> None:
-    # One process group for the three runs: a second one on torchrun's store would wait forever.
-    distributed.stop = lambda context, shard=False: None
     train(dataclasses.replace(config, out=str(out / "whole")))
     save = sharding.save_checkpoint
 
@@ -36,7 +32,6 @@ def main(out: Path, config: TrainConfig) -> None:
         pass
     sharding.save_checkpoint = save
     train(dataclasses.replace(config, out=str(out / "cut"), resume=str(out / "cut" / "checkpoint")))
-    dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ processes instead of replicated (:mod:`paperzoo.training.sharding`).
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 from collections.abc import Mapping
@@ -35,21 +36,35 @@ class Context:
 
 def start(device: str, shard: bool = False) -> Context:
     """Join the process group torchrun describes in the environment (a no-op for a single process, except under
-    ``--shard``: sharded parameters live on a process group, here one of one process)."""
+    ``--shard``: sharded parameters live on a process group, here one of one process).
+
+    torchrun's group, once started, is kept until the process ends (``atexit``), and the next training in the same
+    process (a script calling ``train()`` twice) runs on it. Destroying it and starting another would rendezvous
+    again in torchrun's store, where the first group's keys are still written under the same names: a process that
+    gets there first reads its peer's old address and waits forever in gloo's connect.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     backend = "nccl" if device.startswith("cuda") else "gloo"
     if world_size == 1:
         if shard and not dist.is_initialized():
+            # A store in memory, new each time: this group of one can be destroyed and started again.
             dist.init_process_group(backend=backend, store=dist.HashStore(), rank=0, world_size=1)
         return Context()
     context = Context(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
+        atexit.register(_destroy_at_exit)
     return context
 
 
+def _destroy_at_exit() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def stop(context: Context, shard: bool = False) -> None:
-    if (context.distributed or shard) and dist.is_initialized():
+    """Leave the group of one that a single sharded process started; torchrun's group stays (see ``start``)."""
+    if shard and not context.distributed and dist.is_initialized():
         dist.destroy_process_group()
 
 
