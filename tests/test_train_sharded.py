@@ -25,7 +25,7 @@ from paperzoo.models.classification.convnext_v2 import ConvNeXtV2
 from paperzoo.models.classification.vision_transformer import VisionTransformer
 from paperzoo.training import checkpoints, distributed, sharding
 from paperzoo.training import text_data as texts
-from paperzoo.training.loop import TrainConfig, evaluation_batches, train
+from paperzoo.training.loop import TrainConfig, evaluation_batches, plan, train
 
 SIZES = {"num_layers": 2, "hidden_size": 32, "num_heads": 2}
 OPTIONS = {"seq_len": 32, "vocab_size": 300}
@@ -173,6 +173,12 @@ def test_what_a_sharded_run_cannot_do_is_refused_in_one_line(tmp_path, small_tex
     assert "resumes with --shard only" in one_line_error(capsys, *gpt, "--resume", str(folder))
     (folder / sharding.STATE).unlink()
     assert "not a sharded paperzoo checkpoint" in one_line_error(capsys, *gpt, "--shard", "--resume", str(folder))
+    # More processes than held-out examples: planned for 100,000 processes (the check reads the world size from the
+    # run's context, which torchrun's environment gives the command line).
+    config = TrainConfig(model="gpt", data="text", data_path=str(small_text), shard=True, options=OPTIONS,
+                         model_kwargs=SIZES, out=str(tmp_path / "run"))
+    with pytest.raises(ValueError, match=r"^--shard: the held-out set has \d+ examples for 100000 processes"):
+        plan(config, distributed.Context(rank=0, world_size=100_000))
     assert not (tmp_path / "run").exists()  # nothing written
 
 
