@@ -188,6 +188,23 @@ def test_wrong_options_exit_2_with_usage(args):
     assert "usage: paperzoo" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("args, unknown, hint", [
+    (["train", "gpt", "--num-layers", "2", "--epochs", "1"], "--num-layers 2",
+     "; a model's own settings go in --model-kwargs, e.g. --model-kwargs num_layers=2"),
+    (["train", "resnet18", "--stem-width=16"], "--stem-width=16", "--model-kwargs stem_width=16"),
+    (["train", "resnet18", "--drop-path"], "--drop-path", "--model-kwargs drop_path=VALUE"),
+    (["list", "--num-layers"], "--num-layers", None),  # only train builds a model from keywords
+])
+def test_an_unknown_option_of_train_points_to_model_kwargs(args, unknown, hint, capsys):
+    """--num-layers, --hidden-size and --num-heads were train's options once; they, and any model keyword written
+    as an option, are now told where they go instead of argparse's bare refusal."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(args)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"unrecognized arguments: {unknown}" in err
+    assert (hint in err) if hint else "--model-kwargs" not in err
+
+
 def test_a_model_file_runs_its_example():
     result = subprocess.run([sys.executable, "-m", "paperzoo.models.classification.resnet"], capture_output=True,
                             text=True, timeout=600)

@@ -767,9 +767,26 @@ def build_parser(with_task_options: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
+def _unrecognized(unknown: list[str], command: str) -> str:
+    """argparse's message, and for ``train`` where a model's own setting goes (the flags --num-layers,
+    --hidden-size and --num-heads were replaced by --model-kwargs, as timm's train.py takes them)."""
+    message = "unrecognized arguments: " + " ".join(unknown)
+    option = next((i for i, arg in enumerate(unknown) if arg.startswith("--")), None)
+    if command == "train" and option is not None:
+        key, _, value = unknown[option][2:].partition("=")
+        if not value and option + 1 < len(unknown) and not unknown[option + 1].startswith("-"):
+            value = unknown[option + 1]
+        message += (f"; a model's own settings go in --model-kwargs, e.g. --model-kwargs "
+                    f"{key.replace('-', '_')}={value or 'VALUE'}")
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(with_task_options="train" in argv[:1]).parse_args(argv)
+    parser = build_parser(with_task_options="train" in argv[:1])
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.error(_unrecognized(unknown, args.command))
     console = Console()
     if not console.is_terminal:  # piped or captured: rich would assume 80 columns and cut the numbers
         console = Console(width=max(console.width, 160))
