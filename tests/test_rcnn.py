@@ -137,12 +137,14 @@ def small_detector(masks: bool = False, **kwargs) -> FasterRCNN | MaskRCNN:
     of P2): the narrow backbone with a 64-channel FPN, anchors of 16…256 pixels on P2…P6, narrower heads (box
     representation 256, mask branch 32 channels), fewer proposals (300 per level before NMS, 300 after) and fewer
     sampled anchors and RoIs (64 each per image)."""
-    config = dict(num_classes=3, backbone=NarrowResNetFPN(out_channels=64), min_size=128, max_size=128,
+    config = dict(num_classes=3, min_size=128, max_size=128,
                   anchor_sizes=((16,), (32,), (64,), (128,), (256,)), rpn_batch_size_per_image=64,
                   rpn_pre_nms_top_n_train=300, rpn_post_nms_top_n_train=300, rpn_pre_nms_top_n_test=300,
                   rpn_post_nms_top_n_test=100, box_batch_size_per_image=64, box_representation_size=256,
                   box_detections_per_img=20)
     config.update(kwargs)
+    if "backbone" not in config:  # built only where the caller gives none
+        config["backbone"] = NarrowResNetFPN(out_channels=64)
     if masks:
         return MaskRCNN(mask_conv_channels=(32,) * 4, mask_deconv_channels=32, **config)
     return FasterRCNN(**config)
