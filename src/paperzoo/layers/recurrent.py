@@ -26,9 +26,9 @@ reference that ``tests/test_recurrent.py`` holds the kernel equal to (outputs, f
 input, the initial state and every parameter; layers with dropout between them, both directions, projections,
 padded and packed batches), and both equal to torch.nn. The kernel runs on the meta device and is traced by
 ``torch.export`` (as ``aten.lstm.input``/``aten.gru.input``) and by ``torch.compile`` in inference (below), so no
-input needs the loop as a fallback. On a GPU cuDNN wants the weights in one buffer, which torch.nn's
-``flatten_parameters`` makes and ours (a no-op) does not, so cuDNN compacts them at every call (not measured: no
-GPU here).
+input needs the loop as a fallback. On a GPU cuDNN wants the weights in one buffer: :meth:`flatten_parameters`
+makes it after every move, as torch.nn's does (checked on a GPU by ``scripts/gpu-checks.py``, which no CPU can
+run: cuDNN's layout is known only to ``torch._cudnn_rnn_flatten_weight``).
 
 Under torch.compile. In inference (no gradients) TorchDynamo traces the layer, on the kernel or the loop, into the
 model's graph: the whole forward is one graph (``fullgraph=True``, ``tests/test_export.py``). A forward whose
@@ -462,7 +462,32 @@ class RecurrentLayers(nn.Module):
         return [[getattr(self, name) for name in names] for names in self._all_weights]
 
     def flatten_parameters(self) -> None:
-        """A no-op kept for code written for torch.nn (there, it compacts the weights for cuDNN)."""
+        """torch.nn's: on a GPU, lay the weights out in the one buffer cuDNN reads (each parameter becomes a view of
+        it, its name and shape unchanged), so that the fused kernel takes them as they are; separate, cuDNN copies
+        them into such a buffer at every call, and warns. Called after every ``.to()``/``.cuda()`` (``_apply``). A
+        no-op on a CPU, for a cell cuDNN lacks (the peephole LSTM), and for weights cuDNN does not take as they are
+        (mixed dtypes, two names for one tensor, a sharded tensor)."""
+        weights = self._flat_weights()
+        if not self.fused_kernel_applies() or not weights:
+            return
+        first = weights[0]
+        if not all(type(w) in (nn.Parameter, torch.Tensor) and w.is_cuda and w.dtype == first.dtype
+                   and torch.backends.cudnn.is_acceptable(w) for w in weights):
+            return
+        if len({w.data_ptr() for w in weights}) != len(weights):  # tied weights cannot be two views of one buffer
+            return
+        import torch.backends.cudnn.rnn as cudnn_rnn
+
+        with torch.cuda.device_of(first), torch.no_grad():  # in place: each parameter's storage is replaced
+            if torch._use_cudnn_rnn_flatten_weight():
+                torch._cudnn_rnn_flatten_weight(
+                    weights, len(self._kinds), self.input_size, cudnn_rnn.get_cudnn_mode(self.fused_kernel.upper()),
+                    self.hidden_size, self.proj_size, self.num_layers, self.batch_first, self.bidirectional)
+
+    def _apply(self, fn, recurse: bool = True):
+        module = super()._apply(fn, recurse)
+        self.flatten_parameters()  # .cuda() and .to() made new, separate tensors
+        return module
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.hidden_size}"
