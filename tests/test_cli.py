@@ -186,6 +186,8 @@ def test_wrong_options_exit_2_with_usage(args):
     result = run(*args)
     assert result.returncode == 2
     assert "usage: paperzoo" in result.stderr and "Traceback" not in result.stderr
+    if "two" in args:
+        assert "argument --batch-size: expected an integer, got 'two'" in result.stderr
 
 
 @pytest.mark.parametrize("args, unknown, hint", [

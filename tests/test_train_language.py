@@ -213,7 +213,7 @@ def test_bad_text_inputs_are_refused_before_anything_is_written(tmp_path, capsys
         (["train", "gpt", "--model-kwargs", "max_positions=16", "--seq-len", "32"], "exceeds gpt's 16 positions"),
         (["train", "gpt", "--seq-len", "0"], "--seq-len must be positive"),
         (["train", "gpt", "--seq-len", "1"], "a window needs at least 2 tokens"),
-        (["train", "gpt", "--vocab-size", "many"], "--vocab-size takes a int"),
+        (["train", "gpt", "--vocab-size", "many"], "--vocab-size takes an integer, got 'many'"),
         (["train", "bert_base"], "train bert_base_pretraining"),
         (["train", "lstm", "--model-kwargs", "num_heads=4"], "--model-kwargs: lstm does not take"),
         (["train", "gpt2", "--pretrained", "--model-kwargs", "num_layers=2"],

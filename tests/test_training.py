@@ -325,7 +325,7 @@ def test_a_model_that_no_task_trains_is_refused(monkeypatch, tmp_path, capsys):
     (["train", "resnet18", "--epochs", "0"], "must be positive, got 0"),
     (["train", "resnet18", "--threads", "0"], "must be positive, got 0"),
     (["train", "resnet18", "--workers", "-1"], "must be 0 or more"),
-    (["train", "resnet18", "--lr", "fast"], "expected a float, got 'fast'"),
+    (["train", "resnet18", "--lr", "fast"], "expected a number, got 'fast'"),
     (["run", "resnet18", "--batch-size", "-1"], "must be positive, got -1"),
 ])
 def test_bad_numbers_are_a_usage_error_not_the_recipes_value(args, message, tmp_path, capsys):

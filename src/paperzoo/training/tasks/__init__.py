@@ -75,7 +75,8 @@ class Option:
         try:
             value = self.type(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{flag} takes a {self.type.__name__}, got {value!r}") from None
+            expected = "an integer" if self.type is int else "a number"  # str options take any text
+            raise ValueError(f"{flag} takes {expected}, got {value!r}") from None
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"{flag} must be one of {', '.join(map(str, self.choices))}, got {value!r}")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and (
