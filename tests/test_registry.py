@@ -201,6 +201,62 @@ def test_classifier_keywords_are_refused_by_a_model_that_does_not_classify_image
             paperzoo.create_model(name, device="meta", **{keyword: value})
 
 
+# num_classes and in_chans below what any model of the task can have: one line naming the variant, the keyword and
+# what it takes, before anything is built. Before issue 26 these ended in torch's RuntimeError ("negative
+# dimension"), a ZeroDivisionError or an IndexError from inside the build, or built a classifier-less resnet18 that
+# said num_classes=-1.
+_BELOW = {"num_classes": (-1, 2.5, True, "10"), "in_chans": (0, -3, 3.0)}
+
+
+@pytest.mark.parametrize("task", sorted(registry._LEAST_SIZES))
+def test_sizes_no_model_can_have_are_refused_in_one_line(task):
+    # every variant of the task: nothing is built, so this costs nothing
+    names = [name for name in paperzoo.list_models(task=task) if paperzoo.model_card(name).input.kind != "coordinates"]
+    assert names
+    for name in names:
+        for keyword, minimum in registry._LEAST_SIZES[task].items():
+            for value in (*_BELOW[keyword], minimum - 1):
+                with pytest.raises(ValueError, match=rf"^{name}: {keyword} must be a positive integer(, or 0 for "
+                                                     rf"no classifier .*)?; got {re.escape(repr(value))}$"):
+                    paperzoo.create_model(name, device="meta", **{keyword: value})
+
+
+@pytest.mark.parametrize(("name", "keyword", "least"), [
+    ("resnet18", "num_classes", 0), ("resnet18", "in_chans", 1), ("hrnet_w32_pose", "in_chans", 1),
+    ("unet", "num_classes", 1), ("unet", "in_chans", 1), ("fasterrcnn_resnet50_fpn", "num_classes", 1),
+    ("maskrcnn_resnet50_fpn", "num_classes", 1), ("yolov3", "num_classes", 1),
+])
+def test_the_least_size_of_a_task_builds(name, keyword, least):
+    """The refusal's bound is real: a model of the task builds at the least value (and numpy's integers pass)."""
+    import numpy as np
+
+    assert registry._LEAST_SIZES[paperzoo.model_card(name).task][keyword] == least
+    model = paperzoo.create_model(name, device="meta", **{keyword: np.int64(least)})
+    assert next(model.parameters()).is_meta
+
+
+def test_a_model_without_the_keyword_still_says_it_does_not_take_it():
+    for name, keyword in [("gpt", "num_classes"), ("coordconv_classifier", "num_classes"), ("lstm", "in_chans"),
+                          ("fasterrcnn_resnet50_fpn", "in_chans")]:
+        with pytest.raises(TypeError, match=f"unexpected keyword argument '{keyword}'"):
+            paperzoo.create_model(name, device="meta", **{keyword: -1})
+
+
+def test_a_wrong_device_or_dtype_is_one_value_error(monkeypatch):
+    """torch's RuntimeError ("Expected one of cpu, cuda, ...", "Found no NVIDIA driver") and an AttributeError for
+    a dtype name before."""
+    with pytest.raises(ValueError, match=r"^device='gpu0': expected a torch device such as 'cpu', 'cuda'"):
+        paperzoo.create_model("resnet18", device="gpu0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without a GPU, whichever runs this
+    with pytest.raises(ValueError, match=r"^device='cuda:0': this machine has no CUDA GPU that torch can use"):
+        paperzoo.create_model("resnet18", device="cuda:0")
+    for dtype in ("float33", "int64", torch.int64, "Tensor"):
+        with pytest.raises(ValueError, match=rf"^dtype={re.escape(repr(dtype))}: expected a floating-point dtype"):
+            paperzoo.create_model("resnet18", device="meta", dtype=dtype)
+    model = paperzoo.create_model("resnet18", device="meta", dtype="torch.bfloat16")
+    assert next(model.parameters()).dtype == torch.bfloat16
+
+
 # The variants whose paper states no parameter count: the card must say how its count was derived, as a sum of
 # parts that a reader can check, "a (part) + b (part) + ... = total".
 _DERIVED_COUNTS = ["gan", "dcgan", "vae", "autoencoder", "unet", "unet_padded", "pspnet_resnet50", "pspnet_resnet101",

@@ -21,6 +21,7 @@ import fnmatch
 import functools
 import importlib
 import json
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -455,6 +456,62 @@ CLASSIFIER_KEYWORDS = ("features_only", "out_indices", "global_pool", "drop_rate
                        "pretrained_cfg_overlay")
 
 
+# The sizes a task's models share, with their least meaningful value. Below it torch refused deep inside the
+# build (a negative dimension, a division by zero, an index out of range) or, worse, built something that looked
+# fine: resnet18 with num_classes=-1 had no classifier and said num_classes=-1 (found in issue 26). An image
+# classifier takes 0, timm's "no classifier: the pooled features out". A model that does not take the keyword
+# still refuses it with its own TypeError; BERT's sequence classifier checks its num_classes itself.
+_LEAST_SIZES: dict[str, dict[str, int]] = {
+    "image-classification": {"num_classes": 0, "in_chans": 1},
+    "keypoint-detection": {"in_chans": 1},
+    "semantic-segmentation": {"num_classes": 1, "in_chans": 1},
+    "object-detection": {"num_classes": 1},
+    "instance-segmentation": {"num_classes": 1},
+}
+
+
+def _check_sizes(name: str, kwargs: dict[str, Any]) -> None:
+    """A one-line ValueError for a ``num_classes`` or ``in_chans`` that no model of the variant's task can have."""
+    card = model_card(name)
+    # CoordConv's coordinate classifier takes neither keyword (its TypeError says so)
+    classifies_images = card.task != "image-classification" or card.input.kind == "image"
+    least = _LEAST_SIZES.get(card.task, {}) if classifies_images else {}
+    for keyword, minimum in least.items():
+        value = kwargs.get(keyword)
+        if value is None:
+            continue
+        try:
+            count = operator.index(value)  # an int, or numpy's
+        except TypeError:
+            count = None
+        if isinstance(value, bool) or count is None or count < minimum:
+            zero = ", or 0 for no classifier (the pooled features out, as in timm)" if minimum == 0 else ""
+            raise ValueError(f"{name}: {keyword} must be a positive integer{zero}; got {value!r}")
+
+
+def _checked_placement(device: Any, dtype: Any) -> tuple[Any, Any]:
+    """``device`` and ``dtype`` as torch objects (a dtype may be named, as a config.json writes it: "float32"),
+    or a one-line ValueError instead of torch's RuntimeError or an AttributeError."""
+    import torch
+
+    if device is not None:
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device={device!r}: expected a torch device such as 'cpu', 'cuda', 'cuda:1' or "
+                             "'meta'") from None
+        if device.type == "cuda" and not torch.cuda.is_available():  # torch's "Found no NVIDIA driver", mid-build
+            raise ValueError(f"device={str(device)!r}: this machine has no CUDA GPU that torch can use; use 'cpu', or "
+                             "'meta' for the structure only")
+    if dtype is not None:
+        named = getattr(torch, dtype.removeprefix("torch."), None) if isinstance(dtype, str) else dtype
+        if not (isinstance(named, torch.dtype) and named.is_floating_point):
+            raise ValueError(f"dtype={dtype!r}: expected a floating-point dtype such as torch.float32, "
+                             "torch.bfloat16 or its name 'float32'")
+        dtype = named
+    return device, dtype
+
+
 def create_model(name: str, pretrained: bool | str = False, *, device: Any = None, dtype: Any = None,
                  **kwargs: Any) -> nn.Module:
     """Build the registered variant ``name``; ``kwargs`` go to its constructor (``num_classes``,
@@ -470,8 +527,8 @@ def create_model(name: str, pretrained: bool | str = False, *, device: Any = Non
     e.g. another ``input_size``)."""
     import torch
 
-    if isinstance(dtype, str):  # a name, as a config.json writes it ("float32")
-        dtype = getattr(torch, dtype.removeprefix("torch."))
+    device, dtype = _checked_placement(device, dtype)
+    _check_sizes(name, kwargs)
     if pretrained:
         from paperzoo.weights import create_pretrained  # downloads and converters: only when weights are asked for
 
