@@ -218,6 +218,18 @@ def test_generation_stops_at_the_end_token_and_pads():
     assert everyone.shape[1] <= 14
 
 
+def test_generate_names_what_is_wrong_with_its_length():
+    """A negative max_new_tokens was blamed on the prompt ("shorten the prompt or generate fewer tokens")."""
+    model, _ = tiny_pair(pre_norm=True)
+    prompt = random_ids(1, 4, 97)
+    with pytest.raises(ValueError, match="^max_new_tokens must not be negative, got -1$"):
+        model.generate(prompt, -1)
+    with pytest.raises(ValueError, match=rf"fit its {model.max_positions} positions; got a prompt of shape \(1, 4\) "
+                                         rf"and max_new_tokens={model.max_positions - 3}: shorten the prompt"):
+        model.generate(prompt, model.max_positions - 3)
+    assert model.generate(prompt, model.max_positions - 4).shape == (1, model.max_positions)
+
+
 @pytest.mark.parametrize("num_beams", [1, 3])
 def test_left_padded_prompts_with_the_attention_mask_equal_unpadded_ones(num_beams):
     model, reference = tiny_pair(pre_norm=True)

@@ -255,6 +255,26 @@ def test_generate_takes_the_attention_mask_of_a_padded_source(name):
         model.generate(src, 6, attention_mask=mask.flip(1))
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_generate_keeps_to_its_length_limits_and_says_how_to_sample(name):
+    """max_new_tokens=0 was read as "the default", 2 S + 10 (RNNsearch then translated 20 tokens), and a tensor
+    of per-row limits raised "Boolean value of Tensor ... is ambiguous"; the Transformer's generate read both."""
+    model = small(name)
+    src = torch.randint(0, 11, (2, 5), generator=torch.Generator().manual_seed(1))
+    assert model.generate(src, 0, num_beams=1).tolist() == [[model.bos_id]] * 2
+    with pytest.raises(ValueError, match="beam search needs max_new_tokens of at least 1, got 0"):
+        model.generate(src, 0)
+    limits = torch.tensor([1, 3])
+    rows = model.generate(src, limits, num_beams=1, eos_token_id=-1, pad_token_id=PAD)  # no end token: full length
+    assert rows.shape == (2, 4) and rows[0, 2:].tolist() == [PAD, PAD] and (rows[1, 1:] != PAD).any()
+    assert rows[1].tolist() == model.generate(src[1:], 3, num_beams=1, eos_token_id=-1)[0].tolist()
+    # sampling needs num_beams=1, and the message says so with the beam it was given (the paper's 12 by default;
+    # it said "sampling with a beam (do_sample=True, num_beams > 1) is not supported: pass one")
+    with pytest.raises(ValueError, match="^do_sample=True with num_beams=12: .* pass num_beams=1 to sample"):
+        model.generate(src, 3, do_sample=True)
+    assert model.generate(src, 3, do_sample=True, num_beams=1).shape[0] == 2
+
+
 def test_beam_search_batches_examples_independently():
     model = small("seq2seq")
     src = torch.randint(0, 11, (3, 4))

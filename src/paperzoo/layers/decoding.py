@@ -155,7 +155,10 @@ def generate(step: Step, input_ids: torch.Tensor, state: Any, reorder: Reorder, 
         raise ValueError(f"num_beams must be at least 1, got {num_beams}")
     if do_sample:
         if num_beams > 1:
-            raise ValueError("sampling with a beam (do_sample=True, num_beams > 1) is not supported: pass one")
+            # the translation models' generate searches with their paper's beam by default: say so, and the way out
+            raise ValueError(f"do_sample=True with num_beams={num_beams}: sampling from a beam is not supported; "
+                             "pass num_beams=1 to sample (the translation models search with their paper's beam "
+                             "by default)")
         _check_sampling(temperature, top_k, top_p)
     elif temperature != 1.0 or top_k is not None or top_p is not None:
         # transformers ignores them here with a warning; a silently unused argument is a bug waiting to happen
@@ -209,7 +212,9 @@ def generate_from_source(model: Any, input_ids: torch.Tensor, *, max_new_tokens:
     lengths = source_lengths(attention_mask, input_ids, model.model_name)
     state, step, reorder = model._decoder(input_ids, src_lengths if lengths is None else lengths)
     start = input_ids.new_full((input_ids.shape[0], 1), model.bos_id)
-    return generate(step, start, state, reorder, max_new_tokens=max_new_tokens or 2 * input_ids.shape[1] + 10,
+    if max_new_tokens is None:  # not `or`: 0 is a limit (the start token alone), and a tensor has no truth value
+        max_new_tokens = 2 * input_ids.shape[1] + 10
+    return generate(step, start, state, reorder, max_new_tokens=max_new_tokens,
                     eos_token_id=model.eos_id if eos_token_id is None else eos_token_id, **search)
 
 

@@ -280,7 +280,8 @@ class GPT(nn.Module):
         same without it, only slower). Put the model in eval mode first, or dropout stays on.
         """
         check_token_batch(input_ids, name=self.model_name, vocab_size=self.vocab_size, max_length=self.max_positions)
-        if max_new_tokens < 0 or input_ids.shape[1] + max_new_tokens > self.max_positions:
+        # (a negative max_new_tokens is the shared decoding's to refuse, as such: this message would blame the prompt)
+        if input_ids.shape[1] + max_new_tokens > self.max_positions:
             raise ValueError(f"{self.model_name} expects a prompt and max_new_tokens that fit its "
                              f"{self.max_positions} positions; got a prompt of shape {tuple(input_ids.shape)} and "
                              f"max_new_tokens={max_new_tokens}: shorten the prompt or generate fewer tokens")
