@@ -4,6 +4,8 @@ converter over the registry."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import transformers
@@ -140,6 +142,37 @@ def test_export_refuses_a_library_that_is_not_the_models_reference():
         paperzoo.export_weights(paperzoo.create_model("lstm"), "torchvision")
     with pytest.raises(ValueError, match="unknown library 'keras'"):
         paperzoo.export_weights(paperzoo.create_model("lstm"), "keras")
+
+
+def test_save_pretrained_refuses_what_it_cannot_write_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    """A model with no timm or transformers counterpart ended in timm's RuntimeError "Unknown model (unet)" after
+    making an empty folder; a write that failed left config.json without its weights; a file where the folder
+    should be gave pathlib's FileExistsError."""
+    import safetensors.torch
+
+    for name, reference in [("unet", "the paper alone"),
+                            ("fcn_resnet50", r"torchvision\.models\.segmentation\.fcn_resnet50\(.*\): "
+                                             r"export_weights\(model, 'torchvision'\) writes that layout")]:
+        with pytest.raises(ValueError, match=f"^{name} has no timm counterpart; its reference is {reference}"):
+            paperzoo.save_pretrained(paperzoo.create_model(name, device="meta"), tmp_path / name)
+        assert not (tmp_path / name).exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="^save_pretrained writes a folder, and .*file is a file; name a folder$"):
+        paperzoo.save_pretrained(paperzoo.create_model("resnet18"), tmp_path / "file")
+
+    def disk_full(tensors, path, metadata=None):
+        Path(path).write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    model = paperzoo.create_model("resnet18")
+    paperzoo.save_pretrained(model, tmp_path / "earlier")
+    before = {f.name: f.read_bytes() for f in (tmp_path / "earlier").iterdir()}
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
+    for folder in (tmp_path / "new", tmp_path / "earlier"):
+        with pytest.raises(OSError, match="No space left"):
+            paperzoo.save_pretrained(model, folder)
+    assert not (tmp_path / "new").exists()
+    assert {f.name: f.read_bytes() for f in (tmp_path / "earlier").iterdir()} == before
 
 
 def referenced_variants(max_params: int | None = None) -> list[str]:

@@ -155,6 +155,11 @@ def _build_reference(model: nn.Module, library: str) -> nn.Module:
     if library == "timm":
         import timm
 
+        if not timm.is_model(constructor):  # timm's own RuntimeError, "Unknown model (unet)", said less
+            reference = model_card(name).reference
+            where = ("the paper alone: no library has it, and model.state_dict() is its layout" if reference == "paper"
+                     else f"{reference}: export_weights(model, {card_library!r}) writes that layout")
+            raise ValueError(f"{name} has no timm counterpart; its reference is {where}")
         return timm.create_model(constructor, pretrained=False, **kwargs)
     return getattr(nn, constructor)(**kwargs)
 
@@ -225,7 +230,8 @@ def save_pretrained(model: nn.Module, folder: str | Path) -> Path:
     from paperzoo.interop.transformers import CONVERTERS as TRANSFORMERS
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"save_pretrained writes a folder, and {folder} is a file; name a folder")
     if type(model).__name__ in TRANSFORMERS:
         config, weights = transformers_config(model), export_weights(model, "transformers")
     else:
@@ -239,7 +245,22 @@ def save_pretrained(model: nn.Module, folder: str | Path) -> Path:
         classes = getattr(model, "num_classes", None)
         config = {"architecture": architecture, "num_classes": classes, "pretrained_cfg": {"num_classes": classes}}
         config = {k: v for k, v in config.items() if v is not None}
-    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    save_file({k: v.contiguous() for k, v in weights.items()}, str(folder / "model.safetensors"),
-              metadata={"format": "pt"})
+    # Everything is converted before the folder is made, and each file is written under a temporary name, then
+    # renamed: a model that cannot be written, or a write that fails, leaves no file behind (nor the folder, if this
+    # call made it), and a folder written before keeps its files.
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {name: folder / f".{name}.partial" for name in ("config.json", "model.safetensors")}
+    try:
+        written["config.json"].write_text(json.dumps(config, indent=2) + "\n")
+        save_file({k: v.contiguous() for k, v in weights.items()}, str(written["model.safetensors"]),
+                  metadata={"format": "pt"})
+    except BaseException:
+        for partial in written.values():
+            partial.unlink(missing_ok=True)
+        if made:
+            folder.rmdir()
+        raise
+    for final, partial in written.items():
+        partial.replace(folder / final)
     return folder
