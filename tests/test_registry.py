@@ -101,6 +101,16 @@ def test_name_without_any_close_match():
     assert "did you mean" not in str(info.value)
 
 
+def test_a_name_that_is_not_a_string_is_a_type_error():
+    """create_model(3) and model_card(None) ended in "'int' object has no attribute 'lower'", from the suggestions;
+    a list ended in "unhashable type"."""
+    for name in (3, None, ["resnet50"]):
+        for lookup in (paperzoo.create_model, paperzoo.model_card):
+            with pytest.raises(TypeError, match=rf"^a model name is a string such as 'resnet50' .*; got "
+                                                rf"{type(name).__name__} {re.escape(repr(name))}$"):
+                lookup(name)
+
+
 def test_duplicate_name_raises():
     card = paperzoo.model_card("resnet50")
 

@@ -407,7 +407,15 @@ def _import_all() -> None:
         importlib.import_module(module)
 
 
+def _check_name(name: object) -> None:
+    """A name that is no string: a TypeError saying so, not an AttributeError from the suggestions' str.lower."""
+    if not isinstance(name, str):
+        raise TypeError(f"a model name is a string such as 'resnet50' (`paperzoo list` shows them all); "
+                        f"got {type(name).__name__} {name!r}")
+
+
 def _entry(name: str) -> _Entry:
+    _check_name(name)
     if name not in _REGISTRY and name in _MODULE_OF:
         importlib.import_module(_MODULE_OF[name])
     if name not in _REGISTRY:
@@ -572,6 +580,7 @@ def create_model(name: str, pretrained: bool | str = False, *, device: Any = Non
 def model_card(name: str) -> ModelCard:
     """The card of a registered variant: from the model index, without importing its model file, until that file
     is imported and registers it (the two cards are equal: ``tests/test_registry.py``)."""
+    _check_name(name)
     if name not in _REGISTRY and name in _index():
         return _indexed_card(name)
     return _entry(name).card
