@@ -289,6 +289,21 @@ def test_bad_coco_annotations_are_refused_before_anything_is_written(case, tiny,
     assert not out.exists()
 
 
+def test_an_unreadable_coco_image_is_named_and_leaves_no_run(tiny, tmp_path, capsys):
+    """torchvision's decoder said "RuntimeError: operator(), .../decode_png.cpp:79, Out of bound read in
+    decode_png. Probably, the input image is corrupted", from inside the DataLoader, after config.json was written."""
+    root = write_coco(tmp_path / "coco", n_train=2, n_val=1)
+    broken = root / "train" / "001.png"
+    broken.write_bytes(broken.read_bytes()[:100])
+    out = tmp_path / "run"
+    code = main(["train", "tiny_detector", "--data", "coco", str(root), "--epochs", "1", "--batch-size", "2",
+                 "--image-size", "64", "--out", str(out)])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and error.startswith(f"error: {broken} cannot be read as an image (") and error.endswith(
+        "); remove it or replace it") and "\n" not in error and ".cpp" not in error, error
+    assert not out.exists()
+
+
 def test_a_coco_folder_without_its_annotations_is_refused(tiny, tmp_path):
     root = write_coco(tmp_path / "coco", n_train=1, n_val=1)
     (root / "annotations" / "instances_val.json").unlink()

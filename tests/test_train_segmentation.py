@@ -174,6 +174,10 @@ def test_without_lists_the_masks_are_split_at_random(tmp_path):
     ("rgb", "SegmentationClass/c.png is a RGB image; VOC masks are palette (P)"),
     ("missing", "{root}/JPEGImages/c.jpg has no mask {root}/SegmentationClass/c.png"),
     ("no_folder", "JPEGImages does not exist"),
+    # its header reads, so it passes the check of every pair; it failed in the DataLoader, with a traceback, after
+    # config.json was written
+    ("truncated", "{root}/JPEGImages/c.jpg cannot be read as an image (image file is truncated"),
+    ("truncated_mask", "{root}/SegmentationClass/c.png cannot be read as a mask ("),
 ])
 def test_bad_voc_folders_are_refused_before_anything_is_written(damage, message, tmp_path, capsys):
     root = voc_folder(tmp_path / "voc")
@@ -184,6 +188,11 @@ def test_bad_voc_folders_are_refused_before_anything_is_written(damage, message,
         Image.open(mask).convert("RGB").save(mask)
     elif damage == "missing":
         mask.unlink()
+    elif damage == "truncated":
+        image = root / "JPEGImages" / "c.jpg"
+        image.write_bytes(image.read_bytes()[:700])
+    elif damage == "truncated_mask":
+        mask.write_bytes(mask.read_bytes()[:-30])
     else:
         for path in (root / "JPEGImages").iterdir():
             path.unlink()

@@ -80,6 +80,36 @@ def test_image_folder_errors(tmp_path):
     (tmp_path / "empty" / "cats" / "notes.txt").write_text("no images here")
     with pytest.raises(ValueError, match="holds no images"):
         image_folder(tmp_path / "empty", image_size=32)
+    # one class: it trained, to a loss of 0 and a test accuracy of 100%
+    Image.new("RGB", (8, 8)).save(tmp_path / "empty" / "cats" / "0.png")
+    with pytest.raises(ValueError, match=r"^.*empty has one class folder \(cats/\); a classifier learns from two"):
+        image_folder(tmp_path / "empty", image_size=32)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_an_unreadable_image_stops_the_run_in_one_line_and_leaves_no_folder(tmp_path, capsys, workers):
+    """It ended in PIL's UnidentifiedImageError from inside the DataLoader (a traceback, exit 1), with a worker's
+    traceback inside the message under --workers, and a run folder holding config.json alone."""
+    root = make_folder(tmp_path / "shapes")
+    (root / "red" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot the rest")
+    out = tmp_path / "run"
+    code = cli.main(["train", "resnet18", "--data", "folder", str(root), "--epochs", "1", "--batch-size", "13",
+                     "--image-size", "32", "--workers", str(workers), "--out", str(out)])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and error == f"error: {root / 'red' / 'broken.png'} is not an image Pillow can read; remove it " \
+                                  "or replace it", error
+    assert not out.exists()
+
+
+def test_a_truncated_image_is_named(tmp_path):
+    from paperzoo.training.data import read_rgb
+
+    whole = tmp_path / "whole.png"
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(whole)
+    (tmp_path / "cut.png").write_bytes(whole.read_bytes()[:60])
+    assert read_rgb(whole).size == (64, 64)
+    with pytest.raises(ValueError, match=r"cut\.png cannot be read as an image \(.*truncated.*\); remove it"):
+        read_rgb(tmp_path / "cut.png")
 
 
 # --- recipes and schedules -------------------------------------------------------------------------------

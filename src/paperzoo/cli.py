@@ -627,7 +627,7 @@ def non_negative_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an int, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
@@ -795,8 +795,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args, console)
     except (UnknownModelError, ValueError, ImportError) as err:  # a wrong name, option, file or missing extra
         # escaped: a message's square brackets (pip install 'paperzoo[train]', masks[k]) are not Rich markup
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {escape(str(err))}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {escape(_one_line(err))}", highlight=False)
         return 2
+
+
+def _one_line(err: Exception) -> str:
+    """The error's message; one raised in a DataLoader worker (--workers) comes back with the worker's traceback
+    in it ("Caught ValueError in DataLoader worker process 0. Original Traceback ..."): its last line, our own."""
+    message = str(err)
+    if "\nOriginal Traceback" not in message:
+        return message
+    return message.rstrip().splitlines()[-1].removeprefix(f"{type(err).__name__}: ")
 
 
 if __name__ == "__main__":

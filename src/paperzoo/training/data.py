@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +56,21 @@ def digits(split: str = "train", image_size: int = 8, channels: int = 1, test_fr
     return TensorDataset(images, labels)
 
 
+def read_rgb(path: str | Path) -> Any:
+    """The image at ``path`` as an RGB PIL image (torchvision's ImageFolder reader); one that cannot be read is a
+    ValueError naming the file, not PIL's error from inside a DataLoader (``UnidentifiedImageError`` with a
+    reader object's repr, "image file is truncated")."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except UnidentifiedImageError:
+        raise ValueError(f"{path} is not an image Pillow can read; remove it or replace it") from None
+    except (OSError, Image.DecompressionBombError) as err:
+        raise ValueError(f"{path} cannot be read as an image ({err}); remove it or replace it") from None
+
+
 def image_folder(root: str | Path, image_size: int, channels: int = 3, test_fraction: float = 0.2,
                  seed: int = 0, normalize: tuple[Sequence[float], Sequence[float]] | None = None
                  ) -> tuple[Dataset, Dataset, list[str]]:
@@ -78,9 +94,13 @@ def image_folder(root: str | Path, image_size: int, channels: int = 3, test_frac
 
     def read(folder: Path) -> datasets.ImageFolder:
         try:
-            return datasets.ImageFolder(str(folder), transform=transform)
+            tree = datasets.ImageFolder(str(folder), transform=transform, loader=read_rgb)
         except (FileNotFoundError, RuntimeError) as err:  # torchvision's words for "no class folders with images"
             raise ValueError(f"cannot read images from {folder}: {err}") from None
+        if len(tree.classes) < 2:  # it trained, at a loss of 0 and 100% accuracy, to say the one class it knows
+            raise ValueError(f"{folder} has one class folder ({tree.classes[0]}/); a classifier learns from two or "
+                             "more, one folder of images per class")
+        return tree
 
     held_out = next((root / name for name in ("val", "test") if (root / name).is_dir()), None)
     if (root / "train").is_dir() and held_out is not None:

@@ -149,8 +149,12 @@ class DetectionDataset(Dataset):
             return self.images[index]
         from torchvision.io import ImageReadMode, decode_image
 
-        info = self.coco.imgs[self.image_ids[index]]
-        return decode_image(str(self.image_folder / info["file_name"]), mode=ImageReadMode.RGB).float() / 255.0
+        path = self.image_folder / self.coco.imgs[self.image_ids[index]]["file_name"]
+        try:
+            return decode_image(str(path), mode=ImageReadMode.RGB).float() / 255.0
+        except RuntimeError as err:  # torchvision's, with its C++ source line: "Out of bound read in decode_png ..."
+            reason = str(err).rsplit(", ", 1)[-1]
+            raise ValueError(f"{path} cannot be read as an image ({reason}); remove it or replace it") from None
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         image_id = self.image_ids[index]

@@ -288,11 +288,8 @@ def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, 
     trained = task.distribute(objective) if context.distributed and not config.shard else objective
     test_loader = DataLoader(task.test_set, num_workers=config.workers, collate_fn=task.collate,
                              batch_sampler=evaluation_batches(len(task.test_set), context, config.shard))
-    if context.is_main:
-        p.out.mkdir(parents=True, exist_ok=True)
-        (p.out / "config.json").write_text(json.dumps({**asdict(config), "run": p.run, "notes": p.notes,
-                                                        "environment": env,
-                                                        "recipe": asdict(task.recipe)}, indent=2, default=str))
+    run_config = json.dumps({**asdict(config), "run": p.run, "notes": p.notes, "environment": env,
+                             "recipe": asdict(task.recipe)}, indent=2, default=str)
     started = time.perf_counter()
     plot_due = started  # when metrics.png may be drawn again: see PLOT_SHARE
     for epoch in range(start_epoch, config.epochs):
@@ -338,6 +335,11 @@ def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, 
         state = {"model_name": config.model, "epoch": epoch + 1, "schedules": [s.state_dict() for s in schedules],
                  "rng": checkpoints.rng_state(), "history": history, "run": p.run, "environment": env,
                  **task.checkpoint_extra()}
+        if context.is_main and epoch == start_epoch:
+            # The folder and config.json come with the first checkpoint, not before the first batch: a run that
+            # stops in its first epoch (an unreadable image, Ctrl-C) left a folder holding config.json alone.
+            p.out.mkdir(parents=True, exist_ok=True)
+            checkpoints.atomic_write(p.out / "config.json", lambda tmp: tmp.write_text(run_config))
         if config.shard:  # every process writes its shards
             sharding.save_checkpoint(p.out / "checkpoint", model, optimizers, state, context.is_main)
         if context.is_main:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from paperzoo.layers.segmentation import IGNORE_INDEX
+from paperzoo.training.data import read_rgb
 
 SHAPE_CLASSES = ["background", "square", "disc", "triangle"]
 VOC_CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -97,12 +98,10 @@ class VOCSegmentation(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        from PIL import Image
         from torchvision.transforms.functional import pil_to_tensor
 
         image_path, mask_path, objects_path = self.files[index]
-        with Image.open(image_path) as file:
-            image = pil_to_tensor(file.convert("RGB")).float().div(255)[None]  # (1, 3, H, W)
+        image = pil_to_tensor(read_rgb(image_path)).float().div(255)[None]  # (1, 3, H, W); its header was checked
         image = F.interpolate(image, size=(self.size, self.size), mode="bilinear", align_corners=False,
                               antialias=True)[0].clamp(0, 1)
         mask = _resize_labels(_read_labels(mask_path), self.size)
@@ -119,8 +118,11 @@ def _read_labels(path: Path) -> torch.Tensor:
     import numpy as np
     from PIL import Image
 
-    with Image.open(path) as file:
-        return torch.from_numpy(np.array(file, dtype=np.int64))
+    try:
+        with Image.open(path) as file:
+            return torch.from_numpy(np.array(file, dtype=np.int64))
+    except OSError as err:  # a header that reads over data that does not ("image file is truncated")
+        raise ValueError(f"{path} cannot be read as a mask ({err}); remove it or replace it") from None
 
 
 def _resize_labels(labels: torch.Tensor, size: int) -> torch.Tensor:
