@@ -106,3 +106,96 @@ def test_segmentation_writes_a_colour_overlay(tmp_path: Path, photos: list[Path]
     assert "random weights" in printed and "classes:" in printed or "background only" in printed
     drawn = Image.open(out / "flower_fcn_resnet50.png")
     assert drawn.size == Image.open(photos[1]).size
+
+
+# --- the weights of a paperzoo train run (--checkpoint) -------------------------------------------------------
+
+SMALL_RESNET = ("stem_width=16", "stage_widths=(16,32,64,128)")
+
+
+def squares(root: Path) -> Path:
+    """An ImageFolder tree of red and blue squares."""
+    for name, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (20 + i, 20), colour).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("data", ["folder", "digits"])
+def test_a_classifier_trained_by_paperzoo_train_predicts_with_its_classes_and_preprocessing(
+        data: str, tmp_path: Path, photos: list[Path], capsys: pytest.CaptureFixture[str], one_thread) -> None:
+    """predict had no way to the weights a user trained: --checkpoint RUN gives the run's model its class names
+    and each image as training gave it (squashed to the run's size; greyscale for the one-channel digits). The
+    expected values are computed here from model.safetensors and torchvision's transforms, not from the run's
+    config.json."""
+    from safetensors.torch import load_file
+    from torchvision import transforms
+
+    run = tmp_path / "run"
+    source = ["--data", "folder", str(squares(tmp_path / "squares"))] if data == "folder" else []
+    assert main(["train", "resnet18", *source, "--epochs", "1", "--image-size", "32", "--batch-size", "64",
+                 "--model-kwargs", *SMALL_RESNET, "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["predict", "resnet18", *map(str, photos), "--checkpoint", str(run), "--top-k", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert f"resnet18 trained by paperzoo train ({run})" in printed and "random" not in printed
+    classes, channels = (["blue", "red"], 3) if data == "folder" else ([str(d) for d in range(10)], 1)
+    model = paperzoo.create_model("resnet18", num_classes=len(classes), in_chans=channels, stem_width=16,
+                                  stage_widths=(16, 32, 64, 128))
+    model.load_state_dict(load_file(str(run / "model.safetensors")))
+    steps = [transforms.Resize((32, 32)), *([transforms.Grayscale(1)] if channels == 1 else []), transforms.ToTensor()]
+    rows = re.findall(r"^\s+\d\. (.+?)\s+([\d.]+)%$", printed, flags=re.M)
+    assert len(rows) == 4
+    for index, path in enumerate(photos):
+        with torch.no_grad():
+            image = transforms.Compose(steps)(Image.open(path).convert("RGB"))
+            probabilities = model.eval()(image.unsqueeze(0)).softmax(-1)[0]
+        top = probabilities.topk(2)
+        expected = [(classes[i], f"{100 * p:.2f}") for p, i in zip(top.values.tolist(), top.indices.tolist(),
+                                                                   strict=True)]
+        assert rows[2 * index: 2 * index + 2] == expected
+
+
+def test_a_segmentation_run_predicts_its_own_classes(tmp_path: Path, photos: list[Path],
+                                                     capsys: pytest.CaptureFixture[str], one_thread) -> None:
+    """A U-Net of valid convolutions trained on the generated shapes: predicted through the mirrored tile, as in
+    training; the overlay has the photo's size and the summary names the run's classes."""
+    from paperzoo.training.segmentation_data import SHAPE_CLASSES
+
+    run = tmp_path / "run"
+    assert main(["train", "unet", "--epochs", "1", "--image-size", "32", "--model-kwargs", "base_width=4",
+                 "--out", str(run)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "drawn"
+    assert main(["predict", "unet", str(photos[1]), "--checkpoint", str(run), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    found = re.search(r"flower.jpg: (?:\d+ classes: (.+)|background only) → ", printed)
+    assert found, printed
+    named = [part.rsplit(" ", 1)[0] for part in (found[1] or "").split(", ") if part]
+    assert set(named) <= set(SHAPE_CLASSES[1:])
+    assert Image.open(out / "flower_unet.png").size == Image.open(photos[1]).size
+
+
+def test_a_checkpoint_that_does_not_fit_is_one_line(tmp_path: Path, photos: list[Path],
+                                                    capsys: pytest.CaptureFixture[str], one_thread) -> None:
+    import json
+
+    run = tmp_path / "run"
+    assert main(["train", "resnet18", "--epochs", "1", "--image-size", "32", "--model-kwargs", *SMALL_RESNET,
+                 "--out", str(run)]) == 0
+    capsys.readouterr()
+    config = json.loads((run / "config.json").read_text())
+    del config["inference"]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    for arguments, message in [
+        (["resnet18", "--checkpoint", str(run), "--pretrained"], "give --checkpoint (the weights of a paperzoo "
+                                                                  "train run) or --pretrained (the published ones)"),
+        (["resnet34", "--checkpoint", str(run)], f"--checkpoint {run} holds a run of 'resnet18', not 'resnet34'"),
+        (["resnet18", "--checkpoint", str(tmp_path)], f"--checkpoint {tmp_path}: no config.json in {tmp_path}"),
+        (["resnet18", "--checkpoint", str(tmp_path / "old")], "its config.json has no \"inference\" entry"),
+    ]:
+        assert main(["predict", arguments[0], str(photos[0]), *arguments[1:]]) == 2
+        error = capsys.readouterr().err.strip()
+        assert message in error and "\n" not in error, error

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -253,6 +254,32 @@ def test_train_on_a_coco_folder_from_the_command_line(tiny, tmp_path, capsys, on
     assert {"train_loss_classifier", "train_loss_box_reg", "test_map", "test_map50"} <= set(row)
     # The summed loss is the sum of the logged components (each a mean over the epoch's images).
     assert row["train_loss"] == pytest.approx(row["train_loss_classifier"] + row["train_loss_box_reg"], rel=1e-5)
+
+
+def test_a_detector_trained_on_a_coco_folder_predicts_its_categories(tiny, tmp_path, capsys, one_thread):
+    """paperzoo predict --checkpoint: the run's model with the folder's category names; the labels of this
+    detector start at 1 (0: background), so label 1 is the first category."""
+    from safetensors.torch import load_file
+    from torchvision.io import decode_image
+
+    root = write_coco(tmp_path / "coco")
+    run = tmp_path / "run"
+    assert main(["train", "tiny_detector", "--data", "coco", str(root), "--epochs", "1", "--batch-size", "2",
+                 "--image-size", "64", "--out", str(run)]) == 0
+    capsys.readouterr()
+    image = root / "val" / "000.png"
+    assert main(["predict", "tiny_detector", str(image), "--checkpoint", str(run), "--threshold", "0",
+                 "--out", str(tmp_path / "drawn")]) == 0
+    printed = capsys.readouterr().out
+    count = int(re.search(r"(\d+) detections with score >= 0", printed)[1])
+    labels = re.findall(r"^  (.+) [01]\.\d\d at \(", printed, flags=re.M)
+    assert count == len(labels) > 0 and set(labels) <= {"rectangle", "ellipse"}, printed
+    model = paperzoo.create_model("tiny_detector", num_classes=3, min_size=64, max_size=64)  # background + 2
+    model.load_state_dict(load_file(str(run / "model.safetensors")))
+    with torch.no_grad():
+        expected = model.eval()([decode_image(str(image)).float() / 255])[0]
+    assert count == len(expected["boxes"])
+    assert labels == [("rectangle", "ellipse")[int(k) - 1] for k in expected["labels"]]
 
 
 def _edit(root: Path, change) -> None:

@@ -480,7 +480,31 @@ def _predict(args: argparse.Namespace, console: Console) -> int:
         raise ValueError(f"{args.name}'s task is {card.task}; paperzoo predict takes image classifiers, detectors "
                          "and segmentation models")
     images = _read_images(args.inputs)
-    if args.pretrained is not None:
+    offset = 0  # the label of names[0]: a detector trained by paperzoo train numbers its classes from first_label
+    if args.checkpoint is not None:
+        if args.pretrained is not None:
+            raise ValueError("give --checkpoint (the weights of a paperzoo train run) or --pretrained (the published "
+                             "ones), not both")
+        from paperzoo.training.checkpoints import load_trained
+        from paperzoo.training.data import image_transform
+        from paperzoo.training.segmentation_data import resized_image
+        from paperzoo.training.tasks.segmentation import Segmenter
+
+        model, inference = load_trained(args.checkpoint, args.name)
+        console.print(f"{args.name} trained by paperzoo train ({args.checkpoint})", highlight=False)
+        names, offset = inference["classes"], inference.get("first_label", 0)
+        # each image as training gave it to the model
+        if card.task == "image-classification":
+            normalize = (inference["mean"], inference["std"]) if inference["mean"] else None
+            transform = image_transform(inference["image_size"], inference["channels"], normalize)
+        elif card.task == "semantic-segmentation":
+            model = Segmenter(model)  # a U-Net of valid convolutions sees the mirrored tile, as in training
+
+            def transform(image: Any, size: int = inference["image_size"]) -> torch.Tensor:
+                return resized_image(image, size)
+        else:
+            transform = Preprocessing().transforms()  # in [0, 1]; the detector resizes
+    elif args.pretrained is not None:
         model = create_model(args.name, pretrained=args.pretrained).eval()
         weights = model.pretrained_weights
         console.print(f"{args.name} with the {weights.tag} weights ({weights.source})", highlight=False)
@@ -498,10 +522,11 @@ def _predict(args: argparse.Namespace, console: Console) -> int:
                          "semantic-segmentation": Preprocessing(resize=size, mean=IMAGENET_MEAN, std=IMAGENET_STD),
                          }.get(card.task, Preprocessing())
         names = CATEGORIES["imagenet-1k"] if card.task == "image-classification" and model.num_classes == 1000 else None
-    transform = preprocessing.transforms()
+    if args.checkpoint is None:
+        transform = preprocessing.transforms()
 
     def label(index: int) -> str:
-        return names[index] if names is not None and index < len(names) else f"class {index}"
+        return names[index - offset] if names is not None and 0 <= index - offset < len(names) else f"class {index}"
 
     out = Path(args.out)
     with torch.no_grad():
@@ -701,9 +726,11 @@ def build_parser(with_task_options: bool = False) -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (any format Pillow reads)")
     p.add_argument("--pretrained", nargs="?", const=True, metavar="TAG",
-                   help="load the published weights (default: the reference's; TAG picks others); without it the "
-                   "model has random weights")
-    p.add_argument("--top-k", type=int, default=5, help="classifiers: how many labels to print")
+                   help="load the published weights (default: the reference's; TAG picks others); without it or "
+                   "--checkpoint the model has random weights")
+    p.add_argument("--checkpoint", metavar="RUN", help="the weights of a paperzoo train run (its folder): its "
+                   "classes, and its images' size and normalisation")
+    p.add_argument("--top-k", type=positive(int), default=5, help="classifiers: how many labels to print")
     p.add_argument("--threshold", type=float, default=0.5, help="detectors: the lowest score drawn")
     p.add_argument("--out", default="predictions", help="where detectors and segmentation models write their images")
     p.set_defaults(handler=_predict)

@@ -64,6 +64,42 @@ def load_checkpoint(path: str | Path, model_name: str) -> dict[str, Any]:
     return state
 
 
+def load_trained(run: str | Path, model_name: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The model a ``paperzoo train`` run of an image task left, in eval mode, and its config.json's "inference"
+    entry (how training fed it images, what its outputs are called): ``run`` is the run's folder or a file in
+    it. The weights are its model.safetensors (a finished run), else its last checkpoint.pt."""
+    import json
+
+    from paperzoo.registry import create_model
+
+    folder = Path(run)
+    folder = folder.parent if folder.is_file() else folder
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"--checkpoint {run}: no config.json in {folder}; give the folder of a paperzoo train run "
+                         f"(runs/{model_name} by default)")
+    config = json.loads((folder / "config.json").read_text())
+    if config.get("model") != model_name:
+        raise ValueError(f"--checkpoint {run} holds a run of {config.get('model')!r}, not {model_name!r}")
+    inference = config.get("inference")
+    if not inference:
+        raise ValueError(f"--checkpoint {run}: its config.json has no \"inference\" entry (how to feed the model): "
+                         "a run of a task that paperzoo predict does not take, or of an earlier paperzoo")
+    if (folder / "model.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        weights = load_file(str(folder / "model.safetensors"))
+    elif (folder / "checkpoint.pt").is_file():
+        weights = load_checkpoint(folder / "checkpoint.pt", model_name)["model"]
+    else:
+        raise ValueError(f"--checkpoint {run}: no model.safetensors or checkpoint.pt in {folder} (a --shard run "
+                         "writes model.safetensors when it finishes)")
+    # JSON made the keywords' tuples (stage widths, ...) lists
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in inference["model_kwargs"].items()}
+    model = create_model(model_name, **kwargs)
+    model.load_state_dict(weights)
+    return model.eval(), inference
+
+
 def rng_state() -> dict[str, Any]:
     """The generators a training step draws from (dropout, stochastic depth); data order has its own."""
     state: dict[str, Any] = {"torch": torch.get_rng_state()}

@@ -71,26 +71,36 @@ def read_rgb(path: str | Path) -> Any:
         raise ValueError(f"{path} cannot be read as an image ({err}); remove it or replace it") from None
 
 
-def image_folder(root: str | Path, image_size: int, channels: int = 3, test_fraction: float = 0.2,
-                 seed: int = 0, normalize: tuple[Sequence[float], Sequence[float]] | None = None
-                 ) -> tuple[Dataset, Dataset, list[str]]:
-    """Train and test parts of an ImageFolder tree: ``root/train`` and ``root/val`` (or ``root/test``) if they
-    exist, else a fixed random split of ``root``; ``normalize=(mean, std)`` normalises the images per channel.
-    Returns ``(train, test, class_names)``."""
-    from torchvision import datasets, transforms
+def image_transform(image_size: int, channels: int = 3,
+                    normalize: tuple[Sequence[float], Sequence[float]] | None = None) -> Any:
+    """An RGB PIL image → the ``(channels, image_size, image_size)`` tensor a classifier trained on an
+    ImageFolder tree sees: squashed to the square, greyscale for one channel, in [0, 1] or normalised. Training
+    and ``paperzoo predict --checkpoint`` use this one pipeline, so a prediction sees what training saw."""
+    from torchvision import transforms
 
-    root = Path(root)
-    if not root.is_dir():
-        raise ValueError(f"dataset folder {root} does not exist")
-    if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.rglob("*") if p.is_file()):
-        raise ValueError(f"dataset folder {root} holds no images ({', '.join(IMAGE_SUFFIXES)}) in class folders")
     steps = [transforms.Resize((image_size, image_size))]
     if channels == 1:
         steps.append(transforms.Grayscale(num_output_channels=1))
     steps.append(transforms.ToTensor())  # RGB images → (3, H, W) in [0, 1]
     if normalize is not None:
         steps.append(transforms.Normalize(*normalize))
-    transform = transforms.Compose(steps)
+    return transforms.Compose(steps)
+
+
+def image_folder(root: str | Path, image_size: int, channels: int = 3, test_fraction: float = 0.2,
+                 seed: int = 0, normalize: tuple[Sequence[float], Sequence[float]] | None = None
+                 ) -> tuple[Dataset, Dataset, list[str]]:
+    """Train and test parts of an ImageFolder tree: ``root/train`` and ``root/val`` (or ``root/test``) if they
+    exist, else a fixed random split of ``root``; ``normalize=(mean, std)`` normalises the images per channel.
+    Returns ``(train, test, class_names)``."""
+    from torchvision import datasets
+
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"dataset folder {root} does not exist")
+    if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.rglob("*") if p.is_file()):
+        raise ValueError(f"dataset folder {root} holds no images ({', '.join(IMAGE_SUFFIXES)}) in class folders")
+    transform = image_transform(image_size, channels, normalize)
 
     def read(folder: Path) -> datasets.ImageFolder:
         try:

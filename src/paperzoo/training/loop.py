@@ -289,7 +289,7 @@ def _train(p: Plan, context: distributed.Context, on_epoch: Callable[[dict[str, 
     test_loader = DataLoader(task.test_set, num_workers=config.workers, collate_fn=task.collate,
                              batch_sampler=evaluation_batches(len(task.test_set), context, config.shard))
     run_config = json.dumps({**asdict(config), "run": p.run, "notes": p.notes, "environment": env,
-                             "recipe": asdict(task.recipe)}, indent=2, default=str)
+                             "recipe": asdict(task.recipe), "inference": task.inference()}, indent=2, default=str)
     started = time.perf_counter()
     plot_due = started  # when metrics.png may be drawn again: see PLOT_SHARE
     for epoch in range(start_epoch, config.epochs):

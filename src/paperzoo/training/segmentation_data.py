@@ -20,6 +20,7 @@ for nothing (VOC's object borders); ``instances`` numbers the objects (0: none),
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -98,12 +99,8 @@ class VOCSegmentation(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        from torchvision.transforms.functional import pil_to_tensor
-
         image_path, mask_path, objects_path = self.files[index]
-        image = pil_to_tensor(read_rgb(image_path)).float().div(255)[None]  # (1, 3, H, W); its header was checked
-        image = F.interpolate(image, size=(self.size, self.size), mode="bilinear", align_corners=False,
-                              antialias=True)[0].clamp(0, 1)
+        image = resized_image(read_rgb(image_path), self.size)  # its header was checked
         mask = _resize_labels(_read_labels(mask_path), self.size)
         if objects_path is not None:
             instances = _resize_labels(_read_labels(objects_path), self.size)
@@ -111,6 +108,15 @@ class VOCSegmentation(Dataset):
         else:  # no object masks: the whole foreground as one object (class balance only, no border term)
             instances = ((mask > 0) & (mask != IGNORE_INDEX)).long()
         return image, mask, instances
+
+
+def resized_image(image: Any, size: int) -> torch.Tensor:
+    """An RGB PIL image → the ``(3, size, size)`` tensor in [0, 1] that training (and ``paperzoo predict
+    --checkpoint``) gives a segmentation model: squashed to the square, bilinear with antialiasing."""
+    from torchvision.transforms.functional import pil_to_tensor
+
+    pixels = pil_to_tensor(image).float().div(255)[None]  # (1, 3, H, W)
+    return F.interpolate(pixels, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0].clamp(0, 1)
 
 
 def _read_labels(path: Path) -> torch.Tensor:

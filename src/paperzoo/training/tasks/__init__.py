@@ -209,6 +209,21 @@ class Task:
         """Plain data the checkpoint keeps for using the model later (class names, a vocabulary)."""
         return {}
 
+    def inference(self) -> dict[str, Any] | None:
+        """What ``paperzoo predict --checkpoint RUN`` needs to rebuild the trained model and feed it images as
+        training did (config.json keeps it as "inference"): ``model_kwargs`` (see :meth:`built_kwargs`) and the
+        task's own (the class names, the image size); None for a task ``paperzoo predict`` does not take."""
+        return None
+
+    def built_kwargs(self) -> dict[str, Any]:
+        """The keywords that build the trained model's shapes with no published weights: :meth:`build_kwargs`,
+        over the weights' own configuration where the run fine-tuned them (``create_pretrained`` merges them so)."""
+        if not self.config.pretrained:
+            return self.build_kwargs()
+        from paperzoo.weights import get_weights
+
+        return {**get_weights(self.config.model, self.config.pretrained).model_kwargs, **self.build_kwargs()}
+
     def after_epoch(self, model: nn.Module, out: Path, epoch: int) -> list[str]:
         """Files drawn after an epoch (rank 0 only); returns their names."""
         return []

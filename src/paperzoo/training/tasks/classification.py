@@ -81,6 +81,7 @@ class ClassificationTask(Task):
                 normalize = (preprocessing.mean, preprocessing.std)
             pretrained_size = preprocessing.crop if preprocessing is not None else None
             self.lr_scale = 0.1  # only the new head starts from scratch: a tenth of the recipe's rate, as transfer
+        self.normalize = normalize
         self.image_size = config.image_size or pretrained_size or card.input.shape[-1]
         if self.image_size < card.input.min_size:
             raise ValueError(f"{config.model} takes images of at least {card.input.min_size}x{card.input.min_size}; "
@@ -128,6 +129,12 @@ class ClassificationTask(Task):
 
     def checkpoint_extra(self) -> dict[str, Any]:
         return {"classes": self.classes}
+
+    def inference(self) -> dict[str, Any]:
+        # data.image_transform(image_size, channels, normalize) is what the folder's images went through
+        mean, std = self.normalize if self.normalize is not None else (None, None)
+        return {"model_kwargs": self.built_kwargs(), "classes": self.classes, "image_size": self.image_size,
+                "channels": self.channels, "mean": mean, "std": std}
 
     def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device, context: distributed.Context,
                  amp: bool) -> dict[str, float]:

@@ -131,6 +131,10 @@ class DetectionTask(Task):
     def checkpoint_extra(self) -> dict[str, Any]:
         return {"classes": self.classes, "first_label": self.first_label}
 
+    def inference(self) -> dict[str, Any]:
+        # images in [0, 1] at their own size: the model resizes them (its image_size or min_size in model_kwargs)
+        return {"model_kwargs": self.built_kwargs(), "classes": self.classes, "first_label": self.first_label}
+
     def collate(self, examples: Sequence[tuple[torch.Tensor, dict[str, Any]]]
                 ) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
         return [image for image, _ in examples], [target for _, target in examples]

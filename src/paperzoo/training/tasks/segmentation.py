@@ -172,6 +172,10 @@ class SegmentationTask(Task):
     def checkpoint_extra(self) -> dict[str, Any]:
         return {"classes": self.classes, "model_kwargs": self.build_kwargs()}
 
+    def inference(self) -> dict[str, Any]:
+        # segmentation_data.resized_image(image, image_size) is what the images went through; then Segmenter
+        return {"model_kwargs": self.built_kwargs(), "classes": self.classes, "image_size": self.image_size}
+
     def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device, context: distributed.Context,
                  amp: bool) -> dict[str, float]:
         """Mean loss, mean IoU and pixel accuracy over the test pixels of every process."""
