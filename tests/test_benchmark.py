@@ -163,6 +163,29 @@ def test_unknown_name_exits_2(capsys):
     assert cli.main(["bench"]) == 2
 
 
+@pytest.mark.parametrize("option, message", [
+    (["--batch", "0"], "--batch: must be positive, got 0"),  # each model failed on an empty batch, exit 1
+    (["--repeats", "0"], "--repeats: must be positive, got 0"),  # "no median for empty data"
+    (["--import-repeats", "0"], "--import-repeats: must be positive, got 0"),
+    (["--warmup", "-1"], "--warmup: must be 0 or more, got -1"),  # ran as if 0
+    (["--max-image-size", "0"], "--max-image-size: must be positive, got 0"),  # ran as if not given
+])
+def test_options_no_benchmark_can_take_exit_2(option, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", "gru", "--no-import-time", *option])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_devices_bench_cannot_time_are_one_line(capsys, monkeypatch):
+    """The meta device computes nothing: each model failed on "Tensor.item() cannot be called on meta tensors"."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device, message in [("meta", "--device meta: bench times computations on cpu, cuda or cuda:N"),
+                            ("cuda", "--device cuda: CUDA is not available here; use cpu"),
+                            ("tpu", "--device tpu: bench times computations on cpu, cuda or cuda:N")]:
+        assert cli.main(["bench", "gru", "--no-import-time", "--device", device]) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_threads_hold_for_the_run_and_the_caller_keeps_its_own(tmp_path, capsys):
     """--threads sets torch's count for the benchmark only: called in a process (a notebook, a test), the process
     keeps its own count afterwards (it used to keep the benchmark's)."""

@@ -395,8 +395,14 @@ def _bench_models(args: argparse.Namespace, console: Console, names: list[str]) 
     from paperzoo import benchmark
 
     threads = torch.get_num_threads()
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {args.device}: CUDA is not available here")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):  # meta: each model failed on "Tensor.item()"
+        raise ValueError(f"--device {args.device}: bench times computations on cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: CUDA is not available here; use cpu")
     settings = benchmark.Settings(device=args.device, batch=args.batch, repeats=args.repeats, warmup=args.warmup,
                                   train=args.train, precisions=tuple(args.precision or ()),
                                   max_image_size=args.max_image_size, compile=args.compile)
@@ -770,14 +776,15 @@ def build_parser(with_task_options: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every model whose card names a reference implementation")
     p.add_argument("--canonical", action="store_true", help="only the canonical variant of each architecture")
     p.add_argument("--device", default="cpu", help="cpu or cuda (cuda also times bf16 autocast, CNNs channels_last)")
-    p.add_argument("--batch", type=int, default=2, help="examples per call (default 2: BatchNorm in training mode "
-                   "needs two values per channel after global pooling)")
+    p.add_argument("--batch", type=positive(int), default=2, help="examples per call (default 2: BatchNorm in "
+                   "training mode needs two values per channel after global pooling)")
     p.add_argument("--train", action="store_true", help="also time a training step (forward, backward, SGD step)")
-    p.add_argument("--max-image-size", type=int, metavar="PIXELS",
+    p.add_argument("--max-image-size", type=positive(int), metavar="PIXELS",
                    help="shrink larger images (and a detector's resizing) to this many pixels a side, for the models "
                    "that take any size (DeepLabV3's 520 and the R-CNNs' 800 cost minutes on a CPU)")
-    p.add_argument("--repeats", type=int, default=5, help="timed samples per model and phase (the median is shown)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed calls before the samples")
+    p.add_argument("--repeats", type=positive(int), default=5,
+                   help="timed samples per model and phase (the median is shown)")
+    p.add_argument("--warmup", type=non_negative_int, default=2, help="untimed calls before the samples")
     p.add_argument("--threads", type=positive(int), help="torch intra-op threads (default: torch's)")
     p.add_argument("--precision", action="append", choices=("fp32", "bf16"),
                    help="repeatable (default: fp32 on CPU; fp32 and bf16 on CUDA)")
@@ -790,7 +797,7 @@ def build_parser(with_task_options: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--markdown", metavar="PATH", help="write the tables as Markdown (for the docs)")
     p.add_argument("--label", default="", help="a description of the machine for the report")
     p.add_argument("--no-import-time", action="store_true", help="skip timing `import paperzoo` in fresh processes")
-    p.add_argument("--import-repeats", type=int, default=5, help="fresh interpreters for the import time")
+    p.add_argument("--import-repeats", type=positive(int), default=5, help="fresh interpreters for the import time")
     p.set_defaults(handler=_bench)
     return parser
 
