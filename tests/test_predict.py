@@ -199,3 +199,26 @@ def test_a_checkpoint_that_does_not_fit_is_one_line(tmp_path: Path, photos: list
         assert main(["predict", arguments[0], str(photos[0]), *arguments[1:]]) == 2
         error = capsys.readouterr().err.strip()
         assert message in error and "\n" not in error, error
+
+
+def test_greyscale_networks_get_grey_images_and_capsule_lengths_are_printed_as_they_are(
+        tmp_path: Path, photos: list[Path], capsys: pytest.CaptureFixture[str], one_thread) -> None:
+    """CapsNet, ODE-Net and U-Net take one channel: predict failed on every photo ("expects (N, 1, H, W) ... got 3
+    channels"). CapsNet's scores are capsule lengths, the probability of each digit on its own: printed, not their
+    softmax."""
+    from torchvision.transforms import v2
+
+    torch.manual_seed(0)
+    assert main(["predict", "capsnet", str(photos[0]), "--top-k", "3"]) == 0
+    rows = re.findall(r"^\s+\d\. (.+?)\s+([\d.]+)%$", capsys.readouterr().out, flags=re.M)
+    torch.manual_seed(0)
+    model = paperzoo.create_model("capsnet").eval()  # the same draws: the same random weights
+    steps = v2.Compose([v2.Grayscale(1), v2.ToImage(), v2.Resize(28, antialias=True), v2.CenterCrop(28),
+                        v2.ToDtype(torch.float32, scale=True)])
+    with torch.no_grad():
+        lengths = model(steps(Image.open(photos[0]).convert("RGB")).unsqueeze(0))[0]
+    top = lengths.topk(3)
+    assert rows == [(f"class {i}", f"{100 * p:.2f}") for p, i in zip(top.values.tolist(), top.indices.tolist(),
+                                                                      strict=True)]
+    assert main(["predict", "odenet", str(photos[0]), "--top-k", "1"]) == 0
+    assert len(re.findall(r"^\s+1\. class \d ", capsys.readouterr().out, flags=re.M)) == 1

@@ -87,6 +87,18 @@ def test_the_valid_unet_sees_each_image_as_the_centre_of_a_mirrored_tile():
         full = model(torch.from_numpy(tile))["out"]
         skip = (full.shape[-1] - 30) // 2
         torch.testing.assert_close(out, full[..., skip:skip + 30, skip:skip + 30])
+        # A photo keeps its aspect in paperzoo predict: each side its own tile (the width's margins on both sides
+        # found no tile for the height), and an odd side one more mirrored pixel after it than before (the valid
+        # tiles are even: no tile was found, StopIteration)
+        wide = torch.rand(1, 3, 22, 37)
+        out = Segmenter(model)(wide)["out"]
+        assert out.shape == (1, 3, 22, 37)
+        top, left = (model.valid_sizes(22 + 40)[1] - 22) // 2, (model.valid_sizes(37 + 40)[1] - 37) // 2
+        right = model.valid_sizes(37 + 40)[1] - 37 - left
+        assert right == left + 1
+        tile = np.pad(wide.numpy(), ((0, 0), (0, 0), (top, top), (left, right)), mode="reflect")
+        full = model(torch.from_numpy(tile))["out"]  # 20 pixels off each side of the tile at depth 2
+        torch.testing.assert_close(out, full[..., top - 20:top - 20 + 22, left - 20:left - 20 + 37])
 
 
 # --- learning --------------------------------------------------------------------------------------------

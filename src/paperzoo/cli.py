@@ -475,6 +475,7 @@ def _label_color(label: int) -> tuple[int, int, int]:
 
 def _predict(args: argparse.Namespace, console: Console) -> int:
     import torch
+    from torchvision.transforms import v2
     from torchvision.transforms.v2 import functional as TF
     from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
@@ -522,14 +523,22 @@ def _predict(args: argparse.Namespace, console: Console) -> int:
                 else "it has no published weights")
         console.print(f"[yellow]{args.name} with random weights: its predictions mean nothing ({hint})[/]",
                       highlight=False)
-        size = card.input.shape[-1]
-        preprocessing = {"image-classification": Preprocessing(resize=size, crop=size, mean=IMAGENET_MEAN,
-                                                               std=IMAGENET_STD),
-                         "semantic-segmentation": Preprocessing(resize=size, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+        size, channels = card.input.shape[-1], card.input.shape[0]
+        # ImageNet's statistics for an RGB network; a greyscale one (CapsNet, ODE-Net, U-Net) gets the image in
+        # grey, in [0, 1] (it was "expects (N, 1, H, W) ... got 3 channels" before)
+        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((), ())
+        preprocessing = {"image-classification": Preprocessing(resize=size, crop=size, mean=mean, std=std),
+                         "semantic-segmentation": Preprocessing(resize=size, mean=mean, std=std),
                          }.get(card.task, Preprocessing())
         names = CATEGORIES["imagenet-1k"] if card.task == "image-classification" and model.num_classes == 1000 else None
     if args.checkpoint is None:
         transform = preprocessing.transforms()
+        if card.input.kind == "image" and card.input.shape[0] == 1:
+            transform = v2.Compose([v2.Grayscale(1), transform])
+        if card.task == "semantic-segmentation":
+            from paperzoo.training.tasks.segmentation import Segmenter
+
+            model = Segmenter(model)  # a U-Net of valid convolutions: the mirrored tile whose output covers the image
 
     def label(index: int) -> str:
         return names[index - offset] if names is not None and 0 <= index - offset < len(names) else f"class {index}"
@@ -539,7 +548,9 @@ def _predict(args: argparse.Namespace, console: Console) -> int:
         for path, image in zip(args.inputs, images, strict=True):
             pixels = TF.pil_to_tensor(image)  # uint8 (3, H, W), what the drawings are made on
             if card.task == "image-classification":
-                probabilities = model(transform(image).unsqueeze(0)).softmax(-1)[0]
+                scores = model(transform(image).unsqueeze(0))[0]
+                # CapsNet's scores are capsule lengths, each already the probability that its class is present
+                probabilities = scores if getattr(model, "scores_are_probabilities", False) else scores.softmax(-1)
                 top = probabilities.topk(min(args.top_k, len(probabilities)))
                 console.print(f"[bold]{path}[/]", highlight=False)
                 for rank, (p, index) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True), 1):

@@ -239,6 +239,9 @@ class CapsNet(ImageClassifier):
     min_input_size = 28
     image_size = 28
     model_name = "capsnet"
+    # The class scores are the lengths ‖v_j‖, each the probability that digit j is present (§2), not logits:
+    # `paperzoo predict` prints them as they are, not their softmax.
+    scores_are_probabilities = True
     first_conv = "conv1"
     classifier_name = "digit_caps"
     no_checkpointing_reason = ("two layers and one routing step: recomputing any of them in the backward pass holds "

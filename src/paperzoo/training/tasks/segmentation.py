@@ -49,13 +49,26 @@ class Segmenter(nn.Module):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         if not self.tiled:
             return self.model(images)
-        size = images.shape[-1]
-        tile = next(t for t in range(size + 1, 4 * size + 1024)
-                    if (self.model.output_size(t) or 0) >= size and (t - size) % 2 == 0)
-        margin = (tile - size) // 2
-        outputs = self.model(mirror_pad(images, margin, margin, margin, margin))
-        skip = (outputs["out"].shape[-1] - size) // 2  # the output is the tile's centre
-        return {key: value[..., skip:skip + size, skip:skip + size] for key, value in outputs.items()}
+        height, width = images.shape[-2:]  # each side its own tile (paperzoo predict keeps a photo's aspect)
+        (top, bottom, skip_y), (left, right, skip_x) = self._tile(height), self._tile(width)
+        outputs = self.model(mirror_pad(images, top, bottom, left, right))
+        return {key: value[..., skip_y:skip_y + height, skip_x:skip_x + width] for key, value in outputs.items()}
+
+    def _tile(self, size: int) -> tuple[int, int, int]:
+        """``(before, after, skip)`` for one side of ``size`` pixels: the mirrored margins that make the smallest
+        tile whose output covers the image, the same on both sides where a tile allows it, else one pixel more
+        after (an odd size: the valid tiles' sizes are even), and where the image starts in the output (the
+        valid convolutions take the same number of pixels off each side of the tile)."""
+        for symmetric in (True, False):
+            for tile in range(size + 1, 4 * size + 1024):
+                out = self.model.output_size(tile)
+                if out is None or (symmetric and (tile - size) % 2):
+                    continue
+                before = (tile - size) // 2
+                skip = before - (tile - out) // 2
+                if skip >= 0 and skip + size <= out:
+                    return before, tile - size - before, skip
+        raise ValueError(f"no tile of {type(self.model).__name__} covers {size} pixels")
 
 
 class _Step(nn.Module):
