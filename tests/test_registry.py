@@ -267,6 +267,34 @@ def test_a_wrong_device_or_dtype_is_one_value_error(monkeypatch):
     assert next(model.parameters()).dtype == torch.bfloat16
 
 
+def test_checkpoint_path_loads_a_local_weights_file_as_timm_does(tmp_path):
+    """timm's create_model(name, checkpoint_path=...) was a TypeError here: a file of our weights (as a training
+    script saves them: under "state_dict", with DataParallel's "module." prefix), or of the reference's, loaded
+    after the build; with features_only, the backbone is cut from the loaded network."""
+    import torchvision
+
+    from paperzoo.interop import WeightsMismatchError
+
+    torch.manual_seed(0)
+    ours = paperzoo.create_model("resnet18").eval()
+    torch.save({"state_dict": {"module." + k: v for k, v in ours.state_dict().items()}}, tmp_path / "ours.pth")
+    reference = torchvision.models.resnet18().eval()
+    torch.save(reference.state_dict(), tmp_path / "torchvision.pth")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(paperzoo.create_model("resnet18", checkpoint_path=tmp_path / "ours.pth").eval()(x), ours(x))
+        loaded = paperzoo.create_model("resnet18", checkpoint_path=str(tmp_path / "torchvision.pth")).eval()
+        torch.testing.assert_close(loaded(x), reference(x), rtol=1e-5, atol=1e-5)
+        backbone = paperzoo.create_model("resnet18", features_only=True, out_indices=(1, 3),
+                                         checkpoint_path=tmp_path / "ours.pth").eval()
+        expected = ours.forward_intermediates(x, indices=(1, 3), intermediates_only=True)
+        assert all(torch.equal(a, b) for a, b in zip(backbone(x), expected, strict=True))
+    with pytest.raises(WeightsMismatchError, match="do not fit"):
+        paperzoo.create_model("resnet34", checkpoint_path=tmp_path / "ours.pth")
+    with pytest.raises(ValueError, match="^checkpoint_path with device='meta': the meta device holds no values"):
+        paperzoo.create_model("resnet18", device="meta", checkpoint_path=tmp_path / "ours.pth")
+
+
 # The variants whose paper states no parameter count: the card must say how its count was derived, as a sum of
 # parts that a reader can check, "a (part) + b (part) + ... = total".
 _DERIVED_COUNTS = ["gan", "dcgan", "vae", "autoencoder", "unet", "unet_padded", "pspnet_resnet50", "pspnet_resnet101",

@@ -532,11 +532,28 @@ def create_model(name: str, pretrained: bool | str = False, *, device: Any = Non
     the maps of those feature levels), ``global_pool`` (``"avg"``, ``"max"``, ``"avgmax"``, ``""``: none),
     ``drop_rate`` (dropout before the classifier), ``drop_path_rate`` (stochastic depth, where the
     architecture has it) and ``pretrained_cfg_overlay`` (entries that replace the model's ``pretrained_cfg``,
-    e.g. another ``input_size``)."""
+    e.g. another ``input_size``). Every model takes timm's ``checkpoint_path``: a local weights file loaded
+    after the build (:func:`paperzoo.load_weights`, strict)."""
     import torch
 
     device, dtype = _checked_placement(device, dtype)
     _check_sizes(name, kwargs)
+    checkpoint_path = kwargs.pop("checkpoint_path", None)
+    if checkpoint_path is not None:
+        if device is not None and device.type == "meta":
+            raise ValueError("checkpoint_path with device='meta': the meta device holds no values to load into; "
+                             "build on 'cpu' or 'cuda'")
+        # timm's keyword: a local file of weights, loaded after the build (and over pretrained ones), in any
+        # layout load_weights reads (ours, the reference's, a training checkpoint's "state_dict", "module." prefixes)
+        from paperzoo.interop import load_weights
+
+        # a backbone (features_only) is made after the load, from the whole network the file holds
+        backbone = ({k: kwargs.pop(k) for k in ("features_only", "out_indices") if k in kwargs}
+                    if kwargs.get("features_only") else {})
+        model = load_weights(create_model(name, pretrained, device=device, dtype=dtype, **kwargs), checkpoint_path)
+        if backbone:
+            model.as_backbone(backbone.get("out_indices"))
+        return model
     if pretrained:
         from paperzoo.weights import create_pretrained  # downloads and converters: only when weights are asked for
 
