@@ -212,6 +212,24 @@ def test_amp_and_a_folder_dataset(tmp_path):
     assert checkpoints.load_checkpoint(tmp_path / "run" / "checkpoint.pt", "resnet18")["classes"] == ["blue", "red"]
 
 
+def test_paperzoo_train_in_python_is_the_command(tmp_path, capsys, one_thread):
+    """paperzoo.train(name, **settings) in one line: the same run as the command with those options (its
+    weights' digest), the same files; a keyword that is no setting and no task's option is Python's TypeError."""
+    widths = ("stem_width=16", "stage_widths=(16,32,64,128)")
+    assert cli.main(["train", "resnet18", "--epochs", "1", "--image-size", "32", "--threads", "1",
+                     "--model-kwargs", *widths, "--out", str(tmp_path / "cli")]) == 0
+    summary = paperzoo.train("resnet18", epochs=1, image_size=32, threads=1, model_kwargs=" ".join(widths),
+                             out=str(tmp_path / "python"))
+    command = json.loads((tmp_path / "cli" / "summary.json").read_text())
+    assert summary["parameter_digest"] == command["parameter_digest"]
+    assert sorted(p.name for p in (tmp_path / "python").iterdir()) == sorted(command["files"])
+    with pytest.raises(TypeError, match="^train\\(\\) got an unexpected keyword argument 'epoch'; its settings are "):
+        paperzoo.train("resnet18", epoch=3)
+    with pytest.raises(ValueError, match="--seq-len does not apply to image-classification models"):
+        paperzoo.train("resnet18", seq_len=64, out=str(tmp_path / "other"))
+    assert not (tmp_path / "other").exists()
+
+
 @pytest.mark.heavy
 def test_two_processes_with_gloo(tmp_path):
     """torchrun with 2 CPU processes: the run finishes, the replicas are bit-identical (BatchNorm statistics

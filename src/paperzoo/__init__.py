@@ -11,6 +11,7 @@ The whole public API::
     tokenizer(path_or_id)          the tokenizer of such a folder (the tokenizers library)
     export_weights(model, library) our weights in torchvision's, timm's or transformers' layout
     save_pretrained(model, folder) a folder that transformers / timm (and from_pretrained) load
+    train(name, **settings)        `paperzoo train` in one call: the run's files, and its summary returned
 
 ``import paperzoo`` imports no model file; each loads the first time one of its models is built. Nor does it import
 torch, which ``load_weights``, ``count_parameters`` and building a model bring in (1.5 s and more): the model
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from paperzoo.interop.export import export_weights, save_pretrained
     from paperzoo.interop.huggingface import from_pretrained, tokenizer
     from paperzoo.measure import count_parameters
+    from paperzoo.training import train
     from paperzoo.weights import transforms
 
 __version__ = "0.1.0"
@@ -37,6 +39,7 @@ __version__ = "0.1.0"
 _LAZY = {"load_weights": "paperzoo.interop", "count_parameters": "paperzoo.measure", "transforms": "paperzoo.weights",
          "export_weights": "paperzoo.interop.export", "save_pretrained": "paperzoo.interop.export",
          "from_pretrained": "paperzoo.interop.huggingface", "tokenizer": "paperzoo.interop.huggingface",
+         "train": "paperzoo.training",
          "interop": "paperzoo.interop", "measure": "paperzoo.measure"}
 
 
@@ -60,5 +63,6 @@ __all__ = [
     "model_card",
     "save_pretrained",
     "tokenizer",
+    "train",
     "transforms",
 ]
