@@ -144,6 +144,9 @@ def test_a_classifier_trained_by_paperzoo_train_predicts_with_its_classes_and_pr
     model = paperzoo.create_model("resnet18", num_classes=len(classes), in_chans=channels, stem_width=16,
                                   stage_widths=(16, 32, 64, 128))
     model.load_state_dict(load_file(str(run / "model.safetensors")))
+    loaded = paperzoo.from_pretrained(run)  # the run's folder is a model folder too
+    assert not loaded.training and all(torch.equal(a, b) for a, b in zip(
+        loaded.state_dict().values(), model.state_dict().values(), strict=True))
     steps = [transforms.Resize((32, 32)), *([transforms.Grayscale(1)] if channels == 1 else []), transforms.ToTensor()]
     rows = re.findall(r"^\s+\d\. (.+?)\s+([\d.]+)%$", printed, flags=re.M)
     assert len(rows) == 4
@@ -199,6 +202,10 @@ def test_a_checkpoint_that_does_not_fit_is_one_line(tmp_path: Path, photos: list
         assert main(["predict", arguments[0], str(photos[0]), *arguments[1:]]) == 2
         error = capsys.readouterr().err.strip()
         assert message in error and "\n" not in error, error
+    with pytest.raises(ValueError, match="is a paperzoo train run of resnet18, whose model from_pretrained does not"):
+        paperzoo.from_pretrained(tmp_path / "old")
+    with pytest.raises(TypeError, match="its config.json fixes the model; num_classes cannot change it"):
+        paperzoo.from_pretrained(run, num_classes=3)
 
 
 def test_greyscale_networks_get_grey_images_and_capsule_lengths_are_printed_as_they_are(

@@ -400,7 +400,8 @@ def from_pretrained(path_or_repo_id: str | Path, *, architecture: str | None = N
     """Build and load a model from a Hugging Face model folder or Hub id: a transformers one (``config.json``
     of a BERT, GPT, GPT-2 or wav2vec 2.0 model, and its weights) or a timm one (``config.json`` with
     ``architecture``). The configuration's every field is mapped to our constructor or checked (module
-    docstring); the weights load strictly.
+    docstring); the weights load strictly. The folder of a ``paperzoo train`` run of a classifier, segmentation
+    model or detector loads too: its model, as ``paperzoo predict --checkpoint`` builds it.
 
     ``overrides`` replace configuration fields before they are read (``hidden_dropout_prob=0.0``) or, under
     our own names, constructor arguments (``dropout=0.0``). ``architecture`` picks the transformers class whose
@@ -414,6 +415,8 @@ def from_pretrained(path_or_repo_id: str | Path, *, architecture: str | None = N
     config = read_config(folder)
     if "architecture" in config and "pretrained_cfg" in config:
         return _from_timm_folder(folder, config, overrides)
+    if "run" in config and "model" in config:  # the folder of a `paperzoo train` run
+        return _from_training_run(folder, config, overrides)
     mapping = CONFIGS.get(config.get("model_type"))
     targets = {} if mapping is None else {theirs: t if isinstance(t, str) else t[0]
                                           for fields in (mapping.fields, *mapping.head_fields.values())
@@ -438,6 +441,22 @@ def from_pretrained(path_or_repo_id: str | Path, *, architecture: str | None = N
     else:
         load_weights(model, folder, source="transformers")
     return model.eval()
+
+
+def _from_training_run(folder: Path, config: dict[str, Any], overrides: dict[str, Any]) -> nn.Module:
+    """A classifier, segmentation model or detector that ``paperzoo train`` left in ``folder``, as ``paperzoo
+    predict --checkpoint`` builds it; the runs of other tasks have their own readers, named in the error."""
+    from paperzoo.training.checkpoints import load_trained
+
+    name = config["model"]
+    if overrides:
+        raise TypeError(f"{folder} is a paperzoo train run of {name}: its config.json fixes the model; "
+                        f"{', '.join(overrides)} cannot change it")
+    if not config.get("inference"):
+        raise ValueError(f"{folder} is a paperzoo train run of {name}, whose model from_pretrained does not build "
+                         "(it reads classifiers', segmentation models' and detectors' runs); `paperzoo generate` or "
+                         "`paperzoo translate` read language models' and translation models' runs")
+    return load_trained(folder, name)[0]
 
 
 # timm's config.json fields beside the architecture: what they are.
