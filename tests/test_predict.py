@@ -148,6 +148,12 @@ def test_a_classifier_trained_by_paperzoo_train_predicts_with_its_classes_and_pr
     assert not loaded.training and all(torch.equal(a, b) for a, b in zip(
         loaded.state_dict().values(), model.state_dict().values(), strict=True))
     steps = [transforms.Resize((32, 32)), *([transforms.Grayscale(1)] if channels == 1 else []), transforms.ToTensor()]
+    # ... whose preprocessing is the run's, bit for bit, not the published weights' (ImageNet at 224 before)
+    photo = Image.open(photos[0]).convert("RGB")
+    assert torch.equal(paperzoo.transforms(loaded)(photo), transforms.Compose(steps)(photo))
+    cfg = loaded.pretrained_cfg
+    assert (cfg["input_size"], cfg["mean"], cfg["std"], cfg["label_names"]) == (
+        (channels, 32, 32), (0.0,) * channels, (1.0,) * channels, classes)
     rows = re.findall(r"^\s+\d\. (.+?)\s+([\d.]+)%$", printed, flags=re.M)
     assert len(rows) == 4
     for index, path in enumerate(photos):

@@ -492,25 +492,12 @@ def _predict(args: argparse.Namespace, console: Console) -> int:
         if args.pretrained is not None:
             raise ValueError("give --checkpoint (the weights of a paperzoo train run) or --pretrained (the published "
                              "ones), not both")
-        from paperzoo.training.checkpoints import load_trained
-        from paperzoo.training.data import image_transform
-        from paperzoo.training.segmentation_data import resized_image
-        from paperzoo.training.tasks.segmentation import Segmenter
+        from paperzoo.training.checkpoints import load_trained, run_transforms
 
         model, inference = load_trained(args.checkpoint, args.name)
         console.print(f"{args.name} trained by paperzoo train ({args.checkpoint})", highlight=False)
         names, offset = inference["classes"], inference.get("first_label", 0)
-        # each image as training gave it to the model
-        if card.task == "image-classification":
-            normalize = (inference["mean"], inference["std"]) if inference["mean"] else None
-            transform = image_transform(inference["image_size"], inference["channels"], normalize)
-        elif card.task == "semantic-segmentation":
-            model = Segmenter(model)  # a U-Net of valid convolutions sees the mirrored tile, as in training
-
-            def transform(image: Any, size: int = inference["image_size"]) -> torch.Tensor:
-                return resized_image(image, size)
-        else:
-            transform = Preprocessing().transforms()  # in [0, 1]; the detector resizes
+        transform = run_transforms(card.task, inference)  # each image as training gave it to the model
     elif args.pretrained is not None:
         model = create_model(args.name, pretrained=args.pretrained).eval()
         weights = model.pretrained_weights
@@ -535,10 +522,10 @@ def _predict(args: argparse.Namespace, console: Console) -> int:
         transform = preprocessing.transforms()
         if card.input.kind == "image" and card.input.shape[0] == 1:
             transform = v2.Compose([v2.Grayscale(1), transform])
-        if card.task == "semantic-segmentation":
-            from paperzoo.training.tasks.segmentation import Segmenter
+    if card.task == "semantic-segmentation":
+        from paperzoo.training.tasks.segmentation import Segmenter
 
-            model = Segmenter(model)  # a U-Net of valid convolutions: the mirrored tile whose output covers the image
+        model = Segmenter(model)  # a U-Net of valid convolutions: the mirrored tile whose output covers the image
 
     def label(index: int) -> str:
         return names[index - offset] if names is not None and 0 <= index - offset < len(names) else f"class {index}"

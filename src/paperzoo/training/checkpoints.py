@@ -97,7 +97,31 @@ def load_trained(run: str | Path, model_name: str) -> tuple[torch.nn.Module, dic
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in inference["model_kwargs"].items()}
     model = create_model(model_name, **kwargs)
     model.load_state_dict(weights)
+    model.run_inference = inference  # paperzoo.transforms(model): the run's preprocessing, not the published one's
+    if "channels" in inference:  # a classifier: timm's pretrained_cfg (resolve_data_config) describes the run too
+        size, channels = inference["image_size"], inference["channels"]
+        model.pretrained_cfg = {**dict(dict.items(model.pretrained_cfg)), "tag": None, "source": "paperzoo train",
+                                "url": "", "hf_hub_id": "", "input_size": (channels, size, size),
+                                "interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "squash",
+                                "mean": tuple(inference["mean"] or (0.0,) * channels),
+                                "std": tuple(inference["std"] or (1.0,) * channels),
+                                "num_classes": len(inference["classes"]), "label_names": list(inference["classes"])}
     return model.eval(), inference
+
+
+def run_transforms(task: str, inference: dict[str, Any]) -> Any:
+    """The ``torchvision.transforms.v2`` pipeline through which a ``paperzoo train`` run of ``task`` gave its
+    model each image (a PIL image in; config.json's "inference" says how): bit for bit what training did."""
+    from paperzoo.training import data, segmentation_data
+
+    if task == "image-classification":
+        normalize = (inference["mean"], inference["std"]) if inference.get("mean") else None
+        return data.image_transform(inference["image_size"], inference["channels"], normalize)
+    if task == "semantic-segmentation":
+        return segmentation_data.image_transform(inference["image_size"])
+    from torchvision.transforms import v2
+
+    return v2.Compose([*data.to_unit_range(), v2.ToPureTensor()])  # a detector resizes the images itself
 
 
 def rng_state() -> dict[str, Any]:

@@ -74,17 +74,29 @@ def read_rgb(path: str | Path) -> Any:
 def image_transform(image_size: int, channels: int = 3,
                     normalize: tuple[Sequence[float], Sequence[float]] | None = None) -> Any:
     """An RGB PIL image → the ``(channels, image_size, image_size)`` tensor a classifier trained on an
-    ImageFolder tree sees: squashed to the square, greyscale for one channel, in [0, 1] or normalised. Training
-    and ``paperzoo predict --checkpoint`` use this one pipeline, so a prediction sees what training saw."""
-    from torchvision import transforms
+    ImageFolder tree sees: squashed to the square (by Pillow), greyscale for one channel, in [0, 1] or
+    normalised. Training, ``paperzoo predict --checkpoint`` and ``paperzoo.transforms`` of the run's model use
+    this one pipeline, so a prediction sees what training saw."""
+    from torchvision.transforms import v2
 
-    steps = [transforms.Resize((image_size, image_size))]
+    steps = [v2.Resize((image_size, image_size))]  # on the PIL image, before it is a tensor: Pillow's resampling
     if channels == 1:
-        steps.append(transforms.Grayscale(num_output_channels=1))
-    steps.append(transforms.ToTensor())  # RGB images → (3, H, W) in [0, 1]
+        steps.append(v2.Grayscale(num_output_channels=1))
+    steps += to_unit_range()  # → (channels, H, W) in [0, 1]
     if normalize is not None:
-        steps.append(transforms.Normalize(*normalize))
-    return transforms.Compose(steps)
+        steps.append(v2.Normalize(list(normalize[0]), list(normalize[1])))
+    return v2.Compose([*steps, v2.ToPureTensor()])
+
+
+def to_unit_range() -> list[Any]:
+    """The ``torchvision.transforms.v2`` steps from a PIL image or uint8 tensor to float32 in [0, 1], dividing by
+    255 as ``ToTensor`` and ``decode_image(...) / 255`` do (``ToDtype(scale=True)`` multiplies by 1/255, which
+    differs in the last bit: a prediction would not see exactly what training saw)."""
+    import functools
+
+    from torchvision.transforms import v2
+
+    return [v2.ToImage(), v2.ToDtype(torch.float32), v2.Lambda(functools.partial(torch.div, other=255.0))]
 
 
 def image_folder(root: str | Path, image_size: int, channels: int = 3, test_fraction: float = 0.2,

@@ -19,6 +19,7 @@ for nothing (VOC's object borders); ``instances`` numbers the objects (0: none),
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -110,13 +111,21 @@ class VOCSegmentation(Dataset):
         return image, mask, instances
 
 
-def resized_image(image: Any, size: int) -> torch.Tensor:
-    """An RGB PIL image → the ``(3, size, size)`` tensor in [0, 1] that training (and ``paperzoo predict
-    --checkpoint``) gives a segmentation model: squashed to the square, bilinear with antialiasing."""
-    from torchvision.transforms.functional import pil_to_tensor
+def image_transform(size: int) -> Any:
+    """An RGB PIL image (or uint8 tensor) → the ``(3, size, size)`` tensor in [0, 1] that a segmentation model
+    is trained on: squashed to the square, bilinear with antialiasing (torch's), clamped. Training, ``paperzoo
+    predict --checkpoint`` and ``paperzoo.transforms`` of the run's model use this one pipeline."""
+    from torchvision.transforms import v2
 
-    pixels = pil_to_tensor(image).float().div(255)[None]  # (1, 3, H, W)
-    return F.interpolate(pixels, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0].clamp(0, 1)
+    from paperzoo.training.data import to_unit_range
+
+    return v2.Compose([*to_unit_range(), v2.Resize((size, size), antialias=True),
+                       v2.Lambda(functools.partial(torch.clamp, min=0.0, max=1.0)), v2.ToPureTensor()])
+
+
+def resized_image(image: Any, size: int) -> torch.Tensor:
+    """:func:`image_transform` of one image."""
+    return image_transform(size)(image)
 
 
 def _read_labels(path: Path) -> torch.Tensor:

@@ -240,6 +240,11 @@ def transforms(name_or_model: str | nn.Module, tag: str | None = None) -> Any:
     from torch import nn
 
     if isinstance(name_or_model, nn.Module):
+        run = getattr(name_or_model, "run_inference", None)
+        if run is not None and tag is None:  # a paperzoo train run's model: what its training did to the images
+            from paperzoo.training.checkpoints import run_transforms
+
+            return run_transforms(model_card(name_or_model.model_name).task, run)
         loaded = getattr(name_or_model, "pretrained_weights", None)
         if loaded is not None and tag is None:
             return image_preprocessing(loaded).transforms()
