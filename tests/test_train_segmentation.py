@@ -164,6 +164,21 @@ def voc_folder(root, ids=("a", "b", "c", "d", "e"), size=(40, 30), lists=True):
     return root
 
 
+def test_the_image_pipeline_is_pillows_pixels_over_255_resized_by_torch():
+    """segmentation_data.image_transform (training, predict --checkpoint, transforms(model)): the image's bytes
+    divided by 255, bilinear with antialiasing to the square, clamped; from a PIL image or a uint8 tensor alike."""
+    import torch.nn.functional as F
+
+    from paperzoo.training.segmentation_data import image_transform
+
+    pixels = np.random.default_rng(0).integers(0, 256, (30, 47, 3), dtype=np.uint8)
+    expected = F.interpolate(torch.from_numpy(pixels).permute(2, 0, 1)[None].float().div(255), size=(24, 24),
+                             mode="bilinear", align_corners=False, antialias=True)[0].clamp(0, 1)
+    for image in (Image.fromarray(pixels), torch.from_numpy(pixels).permute(2, 0, 1).contiguous()):
+        out = image_transform(24)(image)
+        assert type(out) is torch.Tensor and torch.equal(out, expected)
+
+
 def test_a_voc_folder_is_read_with_its_lists_and_trains(tmp_path):
     root = voc_folder(tmp_path / "voc")
     train_set, test_set, classes = voc(root, size=32)
