@@ -206,4 +206,5 @@ def test_ctc_fine_tuning_starts_from_a_pre_training_run(tmp_path):
     state = torch.load(tmp_path / "ctc" / "checkpoint.pt", weights_only=True)
     assert state["vocabulary"] == vocabulary
     with pytest.raises(ValueError, match="does not exist"):
-        plan(dataclasses.replace(config, options={"encoder": str(tmp_path / "nowhere.safetensors")}))
+        plan(dataclasses.replace(config, options={"encoder": str(tmp_path / "nowhere.safetensors")},
+                                 out=str(tmp_path / "other")))  # not "ctc": it holds the run above

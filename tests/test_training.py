@@ -101,6 +101,25 @@ def test_an_unreadable_image_stops_the_run_in_one_line_and_leaves_no_folder(tmp_
     assert not out.exists()
 
 
+def test_a_second_run_into_the_folder_of_a_first_is_refused(tmp_path, capsys, one_thread):
+    """Running `paperzoo train NAME` twice replaced the first run's weights and checkpoint, silently (runs/NAME is
+    the default --out). Now a folder that holds a run is refused before anything is written, unless the run is
+    resumed."""
+    out = tmp_path / "run"
+    common = ["train", "resnet18", "--epochs", "1", "--image-size", "32", "--out", str(out),
+              "--model-kwargs", "stem_width=16", "stage_widths=(16,32,64,128)"]
+    assert cli.main(common) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert cli.main([*common[:3], "2", *common[4:]]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {out} holds an earlier run (model.safetensors, checkpoint.pt), which a new run would replace: "
+        f"continue it with --resume {out / 'checkpoint.pt'}, or give another --out (or remove {out})")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert cli.main([*common[:3], "2", *common[4:], "--resume", str(out / "checkpoint.pt"), "--override"]) == 0
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 2
+
+
 def test_a_truncated_image_is_named(tmp_path):
     from paperzoo.training.data import read_rgb
 

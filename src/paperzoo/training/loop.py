@@ -133,6 +133,11 @@ def plan(config: TrainConfig, context: distributed.Context | None = None) -> Pla
     task.config = config
     out = Path(config.out or f"runs/{config.model}")
     check_writable(out)
+    earlier = [name for name in ("model.safetensors", "checkpoint.pt", "checkpoint") if (out / name).exists()]
+    if earlier and config.resume is None:  # a second `paperzoo train NAME` replaced the first run's weights, silently
+        checkpoint = out / ("checkpoint" if "checkpoint" in earlier else "checkpoint.pt")
+        raise ValueError(f"{out} holds an earlier run ({', '.join(earlier)}), which a new run would replace: "
+                         f"continue it with --resume {checkpoint}, or give another --out (or remove {out})")
     if importlib.util.find_spec("matplotlib") is None:  # the plot is drawn after the first epoch: say it now
         raise ValueError("paperzoo train draws metrics.png with matplotlib: pip install 'paperzoo[train]'")
     try:
