@@ -10,13 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
+import paperzoo
 from paperzoo import cli
 from paperzoo.training import audio_data
 from paperzoo.training.loop import TrainConfig, plan, train
 from paperzoo.training.tasks.speech import greedy_ctc
 from resume import whole_and_resumed
+from weights_helpers import caches, place_in_hub_cache
+
+__all__ = ["caches"]  # a fixture, used by name
 
 WORDS = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
 
@@ -159,7 +163,7 @@ def test_an_interrupted_pretraining_run_resumes_exactly(tmp_path):
 
 
 @pytest.mark.heavy
-def test_ctc_fine_tuning_learns_to_transcribe_spoken_digits(tmp_path):
+def test_ctc_fine_tuning_learns_to_transcribe_spoken_digits(tmp_path, capsys):
     """`paperzoo train wav2vec2_base_ctc` from random weights on 48 single-word utterances of the spoken digits
     (--max-words 1 --utterances 48 --mask-prob 0), 35 epochs of 12 steps at lr 6e-3 with the tri-state schedule,
     tested on 12 utterances of the two held-out voices. The model keeps the small layout of the tests above but
@@ -179,6 +183,14 @@ def test_ctc_fine_tuning_learns_to_transcribe_spoken_digits(tmp_path):
     plateau = history[5]["test_loss"]
     assert history[-1]["test_loss"] < 0.5 * plateau and history[-1]["train_loss"] < 0.25 * plateau, history[-1]
     assert summary["final_test_wer"] < 1.0, [h["test_wer"] for h in history]
+    # The same held-out utterances as 16-bit WAV files through `paperzoo transcribe --checkpoint`: words right
+    # there too (measured: "five", "eight" and "two" of the 12, as the run's own word error rate of 0.75)
+    test = audio_data.spoken_digits("test", 12, max_words=1)
+    files = [write_wav(tmp_path / "wav" / f"{i}.wav", 0.9 * w / np.abs(w).max()) for i, w in enumerate(test.waveforms)]
+    capsys.readouterr()
+    assert cli.main(["transcribe", "wav2vec2_base_ctc", *map(str, files), "--checkpoint", str(tmp_path)]) == 0
+    heard = [line.split(": ", 1)[1] if ": " in line else "" for line in capsys.readouterr().out.splitlines()]
+    assert sum(h == t for h, t in zip(heard, test.transcripts, strict=True)) >= 1, (heard, test.transcripts)
 
 
 def test_ctc_fine_tuning_starts_from_a_pre_training_run(tmp_path):
@@ -208,3 +220,95 @@ def test_ctc_fine_tuning_starts_from_a_pre_training_run(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         plan(dataclasses.replace(config, options={"encoder": str(tmp_path / "nowhere.safetensors")},
                                  out=str(tmp_path / "other")))  # not "ctc": it holds the run above
+
+
+# --- paperzoo transcribe ----------------------------------------------------------------------------------------
+
+def test_transcribe_gives_the_greedy_ctc_transcript_of_a_runs_model(tmp_path, capsys, one_thread):
+    """`paperzoo transcribe NAME AUDIO --checkpoint RUN`: each WAV file read and normalised as training read its
+    utterances, the run's model, best-path decoding into the run's characters. The expected transcripts are
+    computed here from model.safetensors and the vocabulary in checkpoint.pt."""
+    run = tmp_path / "run"
+    kwargs = dict(SMALL, num_layers=0, final_dropout=0.0)
+    train(TrainConfig("wav2vec2_base_ctc", epochs=1, batch_size=4, threads=1, out=str(run),
+                      options={"utterances": 24, "mask_prob": 0.0}, model_kwargs=kwargs))  # every letter
+    # One epoch leaves the model on CTC's all-blank plateau: a wider-spread CTC layer in the run's file makes
+    # it spell (nonsense), so that the comparison below is of characters, not of two empty transcripts.
+    weights = load_file(run / "model.safetensors")
+    weights["ctc_head.weight"] = weights["ctc_head.weight"] * 40
+    weights["ctc_head.bias"] = torch.zeros_like(weights["ctc_head.bias"])
+    save_file(weights, run / "model.safetensors")
+    utterances = audio_data.spoken_digits("test", 2, max_words=2)
+    files = [write_wav(tmp_path / f"{i}.wav", 0.9 * w / np.abs(w).max()) for i, w in enumerate(utterances.waveforms)]
+    assert cli.main(["transcribe", "wav2vec2_base_ctc", *map(str, files), "--checkpoint", str(run)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+
+    vocabulary = torch.load(run / "checkpoint.pt", weights_only=True)["vocabulary"]
+    model = paperzoo.create_model("wav2vec2_base_ctc", vocab_size=len(vocabulary), blank_id=0, mask_prob=0.0,
+                                  **kwargs)
+    model.load_state_dict(load_file(run / "model.safetensors"))
+    for path, line in zip(files, printed, strict=True):
+        with wave.open(str(path)) as reader:
+            audio = torch.from_numpy(np.frombuffer(reader.readframes(reader.getnframes()), np.int16) / 32768).float()
+        audio = (audio - audio.mean()) / (audio.std() + 1e-7)
+        with torch.no_grad():
+            best = model.eval()(audio[None])["logits"][0].argmax(-1)
+        frames = ((len(audio) - 400) // 320) + 1  # the feature encoder's 25 ms window, 20 ms stride
+        letters = [vocabulary[i] for i in torch.unique_consecutive(best[:frames]).tolist() if i != 0]
+        assert len(letters) > 3 and line == f"{path}: " + " ".join("".join(letters).replace("|", " ").split())
+
+
+def test_transcribe_with_the_published_model_decodes_as_transformers(caches, tmp_path, monkeypatch, capsys):
+    """--pretrained: the published CTC model (here a small one with random weights in its place) and the
+    vocabulary file of its Hub repository; the transcript is the one transformers' feature extractor, model and
+    tokenizer give (skipping the special tokens, as its speech recognition pipeline)."""
+    import transformers
+
+    from paperzoo.weights import _published
+
+    small = dict(hidden_size=32, num_layers=2, num_heads=4, ffn_dim=64, feature_channels=32, position_kernel_size=16,
+                 position_groups=4)
+    monkeypatch.setitem(_published.PUBLISHED, "wav2vec2_base_ctc",
+                        [dict(row, model_kwargs=small) for row in _published.PUBLISHED["wav2vec2_base_ctc"]])
+    config = transformers.Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                         intermediate_size=64, conv_dim=(32,) * 7, num_conv_pos_embeddings=16,
+                                         num_conv_pos_embedding_groups=4)
+    torch.manual_seed(0)
+    reference = transformers.Wav2Vec2ForCTC(config).eval()
+    with torch.no_grad():
+        reference.lm_head.weight.mul_(30.0)  # confident, varied characters rather than near-ties
+    saved = tmp_path / "saved"
+    reference.save_pretrained(saved, safe_serialization=False)
+    letters = "ETAONIHSRDLUMWCFGYPBVK'XJQZ"
+    (saved / "vocab.json").write_text(json.dumps({"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4,
+                                                  **{c: 5 + i for i, c in enumerate(letters)}}))
+    place_in_hub_cache(caches, "facebook/wav2vec2-base-960h", {p.name: p for p in saved.iterdir()})
+    waveform = audio_data.spoken_digits("test", 1, max_words=3).waveforms[0]
+    path = write_wav(tmp_path / "speech.wav", 0.9 * waveform / np.abs(waveform).max())
+    assert cli.main(["transcribe", "wav2vec2_base_ctc", str(path), "--pretrained"]) == 0
+    printed = capsys.readouterr().out.strip()
+
+    extractor = transformers.Wav2Vec2FeatureExtractor(do_normalize=True)
+    tokenizer = transformers.Wav2Vec2CTCTokenizer(str(saved / "vocab.json"))
+    with wave.open(str(path)) as reader:
+        audio = np.frombuffer(reader.readframes(reader.getnframes()), np.int16) / 32768
+    inputs = extractor(audio, sampling_rate=16_000, return_tensors="pt")
+    with torch.no_grad():
+        ids = reference(inputs.input_values.float()).logits.argmax(-1)
+    expected = tokenizer.batch_decode(ids, skip_special_tokens=True)[0]
+    assert len(expected.replace(" ", "")) > 3  # characters, not only blanks
+    assert printed == f"{path}: {expected}"
+
+
+def test_transcribe_refuses_what_it_cannot_do_in_one_line(tmp_path, capsys):
+    tone = write_wav(tmp_path / "tone.wav", np.sin(np.linspace(0, 400 * np.pi, 8000)) * 0.5)
+    for arguments, message in [
+        (["wav2vec2_base_ctc", str(tone)], "give --checkpoint RUN (a paperzoo train run of the CTC model) or "
+                                           "--pretrained"),
+        (["wav2vec2_base", str(tone), "--pretrained"], "wav2vec2_base has no CTC head to transcribe with"),
+        (["wav2vec2_base_ctc", str(tmp_path / "missing.wav"), "--pretrained"], "no audio file at"),
+        (["wav2vec2_base_ctc", str(tone), "--checkpoint", str(tmp_path)], f"no config.json in {tmp_path}"),
+    ]:
+        assert cli.main(["transcribe", *arguments]) == 2
+        error = capsys.readouterr().err.strip()
+        assert message in error and "\n" not in error, error

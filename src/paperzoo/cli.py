@@ -580,6 +580,24 @@ def _predict(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _transcribe(args: argparse.Namespace, console: Console) -> int:
+    import torch
+
+    from paperzoo.training.audio_data import read_wav
+    from paperzoo.training.tasks.speech import load_transcriber, transcribe
+
+    model_card(args.name)  # an unknown name: "did you mean"
+    for path in args.inputs:
+        if not Path(path).is_file():
+            raise ValueError(f"no audio file at {path}")
+    audio = [torch.from_numpy(read_wav(Path(path))) for path in args.inputs]  # a bad file: before the model loads
+    model, vocabulary, normalisation = load_transcriber(args.name, args.checkpoint, args.pretrained)
+    for path, waveform in zip(args.inputs, audio, strict=True):
+        console.print(f"[bold]{path}[/]: {escape(transcribe(model, vocabulary, waveform, normalisation))}",
+                      highlight=False)
+    return 0
+
+
 def _translate(args: argparse.Namespace, console: Console) -> int:
     from paperzoo.training.tasks.translation import load_translator, translate_sentences, unknown_words
 
@@ -738,6 +756,16 @@ def build_parser(with_task_options: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="detectors: the lowest score drawn")
     p.add_argument("--out", default="predictions", help="where detectors and segmentation models write their images")
     p.set_defaults(handler=_predict)
+
+    p = commands.add_parser("transcribe", help="transcribe speech with a wav2vec 2.0 CTC model trained by paperzoo "
+                            "train or published")
+    p.add_argument("name")
+    p.add_argument("inputs", nargs="+", metavar="AUDIO", help="16-bit PCM WAV files (other rates are resampled to "
+                   "16 kHz)")
+    p.add_argument("--checkpoint", metavar="RUN", help="a paperzoo train run of the CTC model (its folder)")
+    p.add_argument("--pretrained", nargs="?", const=True, metavar="TAG",
+                   help="the published weights and their vocabulary (TAG picks others)")
+    p.set_defaults(handler=_transcribe)
 
     p = commands.add_parser("translate", help="translate sentences with a model trained by paperzoo train")
     p.add_argument("name")

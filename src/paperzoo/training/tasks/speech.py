@@ -16,6 +16,8 @@ classifier recipes do.
 
 from __future__ import annotations
 
+import itertools
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -331,6 +333,10 @@ class SpeechTask(SpeechPreTrainingTask):
     def checkpoint_extra(self) -> dict[str, Any]:
         return {"vocabulary": self.vocabulary} if self.ctc else {}
 
+    def inference(self) -> dict[str, Any] | None:
+        # paperzoo transcribe --checkpoint (and from_pretrained): the model and the characters its outputs are
+        return {"model_kwargs": self.built_kwargs(), "vocabulary": self.vocabulary} if self.ctc else None
+
     def notes(self) -> list[str]:
         if self.ctc:
             return [] if self.option_values["encoder"] else [
@@ -339,3 +345,56 @@ class SpeechTask(SpeechPreTrainingTask):
 
 
 TASK = SpeechTask
+
+
+# --- transcribing: paperzoo transcribe ------------------------------------------------------------------------
+
+def load_transcriber(name: str, checkpoint: str | Path | None = None,
+                     pretrained: bool | str | None = None) -> tuple[nn.Module, list[str], str]:
+    """A CTC model, its vocabulary (the string of each class; the blank is ``model.blank_id``) and how its
+    training normalised the audio (``"run"`` or ``"published"``): from a ``paperzoo train`` run, or the published
+    weights with the vocabulary file of their Hub repository."""
+    from paperzoo.registry import create_model, model_card
+
+    card = model_card(name)
+    if card.task != "speech" or not name.endswith("_ctc"):
+        raise ValueError(f"{name} has no CTC head to transcribe with; paperzoo transcribe takes "
+                         "wav2vec2_base_ctc and wav2vec2_large_ctc")
+    if (checkpoint is None) == (pretrained is None):
+        raise ValueError("give --checkpoint RUN (a paperzoo train run of the CTC model) or --pretrained (the "
+                         "published weights)")
+    if checkpoint is not None:
+        from paperzoo.training.checkpoints import load_trained
+
+        model, inference = load_trained(checkpoint, name)
+        return model, list(inference["vocabulary"]), "run"
+    from paperzoo.weights import get_weights
+    from paperzoo.weights.download import _from_hub
+
+    weights = get_weights(name, pretrained)
+    tokens = json.loads(_from_hub(weights.hub_repo, "vocab.json").read_text(encoding="utf-8"))  # {token: id}
+    model = create_model(name, pretrained=pretrained).eval()
+    vocabulary = [""] * model.vocab_size
+    for token, index in tokens.items():
+        if 0 <= index < len(vocabulary):
+            vocabulary[index] = token
+    return model, vocabulary, "published"
+
+
+def transcribe(model: nn.Module, vocabulary: Sequence[str], waveform: torch.Tensor, normalisation: str) -> str:
+    """The greedy CTC transcript of one 16 kHz mono waveform ``(samples,)``, normalised as the model's training
+    audio was: a run's as :class:`~paperzoo.training.audio_data.Utterances` (the unbiased standard deviation);
+    the published models' as transformers' feature extractor (``do_normalize``: the population variance)."""
+    audio = waveform.float()
+    if normalisation == "run":
+        audio = (audio - audio.mean()) / (audio.std() + 1e-7)
+    else:
+        audio = (audio - audio.mean()) / torch.sqrt(audio.var(unbiased=False) + 1e-7)
+    with torch.no_grad():
+        logits = model(audio[None])["logits"][0].float()
+    best = logits[: int(model.wav2vec2.num_frames(len(audio)))].argmax(-1).tolist()
+    # As transformers' speech recognition pipeline decodes (skip_special_tokens): the sentence markers and the
+    # unknown token are dropped first, then repeats merged and blanks dropped (greedy_ctc's best path otherwise)
+    kept = [i for i in best if vocabulary[i] not in ("<s>", "</s>", "<unk>")]
+    text = "".join(vocabulary[i] for i, _ in itertools.groupby(kept) if i != model.blank_id)
+    return " ".join(text.replace(WORD_BOUNDARY, " ").split())
