@@ -247,6 +247,9 @@ def test_transcribe_gives_the_greedy_ctc_transcript_of_a_runs_model(tmp_path, ca
     model = paperzoo.create_model("wav2vec2_base_ctc", vocab_size=len(vocabulary), blank_id=0, mask_prob=0.0,
                                   **kwargs)
     model.load_state_dict(load_file(run / "model.safetensors"))
+    loaded = paperzoo.from_pretrained(run)  # the run's folder as a model folder: the same CTC model
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(),
+                                                 strict=True))
     for path, line in zip(files, printed, strict=True):
         with wave.open(str(path)) as reader:
             audio = torch.from_numpy(np.frombuffer(reader.readframes(reader.getnframes()), np.int16) / 32768).float()
