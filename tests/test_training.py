@@ -120,6 +120,28 @@ def test_a_second_run_into_the_folder_of_a_first_is_refused(tmp_path, capsys, on
     assert json.loads((out / "summary.json").read_text())["epochs"] == 2
 
 
+def test_model_kwargs_that_describe_the_data_read_it_so(tmp_path, capsys, one_thread):
+    """--model-kwargs in_chans=1 on a folder went to the model alone: the run stopped on "--image-size 32 does not
+    suit resnet18 ... 3 channels". Now the images are read in grey. num_classes other than the data's trained a
+    head with outputs no label has, silently; now it is refused, as is a channel count a folder cannot give."""
+    from safetensors.torch import load_file
+
+    root = make_folder(tmp_path / "shapes")
+    common = ["train", "resnet18", "--data", "folder", str(root), "--epochs", "1", "--image-size", "32"]
+    assert cli.main([*common, "--out", str(tmp_path / "grey"), "--model-kwargs", "in_chans=1", "stem_width=16",
+                     "stage_widths=(16,32,64,128)"]) == 0
+    assert load_file(tmp_path / "grey" / "model.safetensors")["conv1.conv.weight"].shape[1] == 1
+    assert json.loads((tmp_path / "grey" / "config.json").read_text())["inference"]["channels"] == 1
+    capsys.readouterr()
+    for kwargs, message in [("num_classes=5", "--model-kwargs num_classes=5: the data has 2 classes; leave "
+                                              "num_classes out, the head follows the data"),
+                            ("in_chans=4", "--model-kwargs in_chans=4: a folder's images are read as RGB (3, the "
+                                           "default) or greyscale (in_chans=1)")]:
+        assert cli.main([*common, "--out", str(tmp_path / "refused"), "--model-kwargs", kwargs]) == 2
+        assert capsys.readouterr().err.strip() == f"error: {message}"
+        assert not (tmp_path / "refused").exists()
+
+
 def test_a_truncated_image_is_named(tmp_path):
     from paperzoo.training.data import read_rgb
 

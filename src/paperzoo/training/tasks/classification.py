@@ -86,17 +86,27 @@ class ClassificationTask(Task):
         if self.image_size < card.input.min_size:
             raise ValueError(f"{config.model} takes images of at least {card.input.min_size}x{card.input.min_size}; "
                              f"--image-size {self.image_size} is too small")
+        # --model-kwargs in_chans=N reads the data with N channels (greyscale folders: in_chans=1); it was passed
+        # to the model alone, and the run stopped on "--image-size 32 does not suit resnet18: ... 3 channels"
+        in_chans = config.model_kwargs.get("in_chans")
         if config.data == "digits":
-            self.channels = 3 if config.pretrained else 1
+            self.channels = in_chans or (3 if config.pretrained else 1)
             self.train_set = datasets.digits("train", self.image_size, self.channels, seed=config.seed,
                                              normalize=normalize)
             self.test_set = datasets.digits("test", self.image_size, self.channels, seed=config.seed,
                                             normalize=normalize)
             self.classes = [str(d) for d in range(10)]
         else:
-            self.channels = 3
+            if in_chans not in (None, 1, 3):
+                raise ValueError(f"--model-kwargs in_chans={in_chans}: a folder's images are read as RGB (3, the "
+                                 "default) or greyscale (in_chans=1)")
+            self.channels = in_chans or 3
             self.train_set, self.test_set, self.classes = datasets.image_folder(
                 config.data_path, self.image_size, self.channels, seed=config.seed, normalize=normalize)
+        classes = config.model_kwargs.get("num_classes")
+        if classes is not None and classes != len(self.classes):  # it trained a head with outputs no label has
+            raise ValueError(f"--model-kwargs num_classes={classes}: the data has {len(self.classes)} classes; "
+                             "leave num_classes out, the head follows the data")
         with torch.device("meta"):  # the model's own input check, at no cost: some networks take only some sizes
             probe = create_model(config.model, **self.build_kwargs()).eval()
             try:
