@@ -350,4 +350,7 @@ def test_an_image_size_the_model_cannot_take_and_bad_shapes_options_are_refused(
         train(TrainConfig("tiny_detector", out=out, options={"shapes_classes": 9}))
     with pytest.raises(ValueError, match=r"--clip-grad must be positive, got -1"):
         train(TrainConfig("tiny_detector", out=out, options={"clip_grad": -1}))
+    # the data's classes and the background: 3 (it trained a head of 7, silently)
+    with pytest.raises(ValueError, match=r"^--model-kwargs num_classes=7: the data gives num_classes=3; leave"):
+        train(TrainConfig("tiny_detector", out=out, model_kwargs={"num_classes": 7}))
     assert not (tmp_path / "run").exists()

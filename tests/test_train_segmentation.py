@@ -232,6 +232,14 @@ def test_bad_voc_folders_are_refused_before_anything_is_written(damage, message,
 
 def test_options_that_do_not_fit_are_refused(tmp_path, capsys):
     out = tmp_path / "out"
+    # --model-kwargs that contradict the data: in_chans=1 was blamed on the image size ("--image-size 32 does not
+    # suit unet_padded ... 3 channels"), num_classes=5 for the 4 classes of the shapes trained silently
+    for kwargs, message in [("in_chans=1", "--model-kwargs in_chans=1: the data gives in_chans=3 (RGB images)"),
+                            ("num_classes=5", "--model-kwargs num_classes=5: the data gives num_classes=4")]:
+        assert cli.main(["train", "unet_padded", "--image-size", "32", "--out", str(out), "--model-kwargs",
+                         kwargs]) == 2
+        assert message in capsys.readouterr().err
+        assert not out.exists()
     assert cli.main(["train", "unet_padded", "--image-size", "40", "--out", str(out)]) == 2
     assert "--image-size 40 does not suit unet_padded" in capsys.readouterr().err
     assert cli.main(["train", "unet", "--model-kwargs", "widths=3", "--out", str(out)]) == 2

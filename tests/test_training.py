@@ -133,8 +133,8 @@ def test_model_kwargs_that_describe_the_data_read_it_so(tmp_path, capsys, one_th
     assert load_file(tmp_path / "grey" / "model.safetensors")["conv1.conv.weight"].shape[1] == 1
     assert json.loads((tmp_path / "grey" / "config.json").read_text())["inference"]["channels"] == 1
     capsys.readouterr()
-    for kwargs, message in [("num_classes=5", "--model-kwargs num_classes=5: the data has 2 classes; leave "
-                                              "num_classes out, the head follows the data"),
+    for kwargs, message in [("num_classes=5", "--model-kwargs num_classes=5: the data gives num_classes=2; leave "
+                                              "num_classes out, the task sets it from the data"),
                             ("in_chans=4", "--model-kwargs in_chans=4: a folder's images are read as RGB (3, the "
                                            "default) or greyscale (in_chans=1)")]:
         assert cli.main([*common, "--out", str(tmp_path / "refused"), "--model-kwargs", kwargs]) == 2

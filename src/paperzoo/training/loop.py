@@ -152,6 +152,11 @@ def plan(config: TrainConfig, context: distributed.Context | None = None) -> Pla
         except TypeError as err:
             raise ValueError(f"--model-kwargs: {config.model} does not take {err}".rstrip(".")) from None
     task.prepare()
+    derived = task.model_kwargs()  # what the data fixes: the user's --model-kwargs replaced it, silently (a head
+    for key in ("num_classes", "in_chans"):  # of 5 outputs for 2 classes trained, with outputs no label has)
+        if key in derived and key in config.model_kwargs and config.model_kwargs[key] != derived[key]:
+            raise ValueError(f"--model-kwargs {key}={config.model_kwargs[key]}: the data gives {key}={derived[key]}; "
+                             f"leave {key} out, the task sets it from the data")
     if config.shard:
         sharding.check(config, task, context)
     batch_size, lr = task.batch_size, task.lr

@@ -103,10 +103,6 @@ class ClassificationTask(Task):
             self.channels = in_chans or 3
             self.train_set, self.test_set, self.classes = datasets.image_folder(
                 config.data_path, self.image_size, self.channels, seed=config.seed, normalize=normalize)
-        classes = config.model_kwargs.get("num_classes")
-        if classes is not None and classes != len(self.classes):  # it trained a head with outputs no label has
-            raise ValueError(f"--model-kwargs num_classes={classes}: the data has {len(self.classes)} classes; "
-                             "leave num_classes out, the head follows the data")
         with torch.device("meta"):  # the model's own input check, at no cost: some networks take only some sizes
             probe = create_model(config.model, **self.build_kwargs()).eval()
             try:

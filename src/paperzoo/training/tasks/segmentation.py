@@ -117,6 +117,9 @@ class SegmentationTask(Task):
     def prepare(self) -> None:
         config = self.config
         self.per_class_iou: dict[str, float] = {}
+        if config.model_kwargs.get("in_chans", 3) != 3:  # before the probe below blames the image size for it
+            raise ValueError(f"--model-kwargs in_chans={config.model_kwargs['in_chans']}: the data gives in_chans=3 "
+                             "(RGB images); leave in_chans out, the task sets it from the data")
         if config.data == "shapes":
             self.image_size = config.image_size or 64
             self.train_set = data.shapes("train", self.image_size, seed=config.seed)
