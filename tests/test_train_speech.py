@@ -18,7 +18,7 @@ from paperzoo.training import audio_data
 from paperzoo.training.loop import TrainConfig, plan, train
 from paperzoo.training.tasks.speech import greedy_ctc
 from resume import whole_and_resumed
-from weights_helpers import caches, place_in_hub_cache
+from weights_helpers import caches, place_in_hub_cache, small_published_wav2vec2_ctc
 
 __all__ = ["caches"]  # a fixture, used by name
 
@@ -267,15 +267,7 @@ def test_transcribe_with_the_published_model_decodes_as_transformers(caches, tmp
     tokenizer give (skipping the special tokens, as its speech recognition pipeline)."""
     import transformers
 
-    from paperzoo.weights import _published
-
-    small = dict(hidden_size=32, num_layers=2, num_heads=4, ffn_dim=64, feature_channels=32, position_kernel_size=16,
-                 position_groups=4)
-    monkeypatch.setitem(_published.PUBLISHED, "wav2vec2_base_ctc",
-                        [dict(row, model_kwargs=small) for row in _published.PUBLISHED["wav2vec2_base_ctc"]])
-    config = transformers.Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                         intermediate_size=64, conv_dim=(32,) * 7, num_conv_pos_embeddings=16,
-                                         num_conv_pos_embedding_groups=4)
+    config = small_published_wav2vec2_ctc(monkeypatch)
     torch.manual_seed(0)
     reference = transformers.Wav2Vec2ForCTC(config).eval()
     with torch.no_grad():

@@ -20,7 +20,14 @@ import torchvision
 import paperzoo
 from paperzoo.weights import _published, get_weights, published_weights
 from paperzoo.weights.download import torch_hub_path
-from weights_helpers import caches, photo, place_in_hub_cache, place_in_torch_cache, randomize_batchnorm
+from weights_helpers import (
+    caches,
+    photo,
+    place_in_hub_cache,
+    place_in_torch_cache,
+    randomize_batchnorm,
+    small_published_wav2vec2_ctc,
+)
 
 __all__ = ["caches"]  # a fixture, used by name
 
@@ -525,13 +532,7 @@ def test_wav2vec2_ctc_from_the_fine_tuned_checkpoint(caches: Path, monkeypatch: 
     ``pytorch_model.bin``), loads whole into ``wav2vec2_base_ctc``: the logits transformers gives."""
     import transformers
 
-    small = dict(hidden_size=32, num_layers=2, num_heads=4, ffn_dim=64, feature_channels=32, position_kernel_size=16,
-                 position_groups=4)
-    monkeypatch.setitem(_published.PUBLISHED, "wav2vec2_base_ctc",
-                        [dict(row, model_kwargs=small) for row in _published.PUBLISHED["wav2vec2_base_ctc"]])
-    config = transformers.Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                         intermediate_size=64, conv_dim=(32,) * 7, num_conv_pos_embeddings=16,
-                                         num_conv_pos_embedding_groups=4)
+    config = small_published_wav2vec2_ctc(monkeypatch)
     torch.save(randomize_batchnorm(transformers.Wav2Vec2ForCTC(config)).state_dict(), caches / "pytorch_model.bin")
     config.save_pretrained(caches)
     place_in_hub_cache(caches, "facebook/wav2vec2-base-960h",

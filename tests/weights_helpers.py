@@ -1,10 +1,11 @@
-"""Shared by tests/test_weights.py and tests/test_predict.py: temporary weight caches, and reference weights placed
-in them as the references publish them."""
+"""Shared by tests/test_weights.py, tests/test_predict.py and tests/test_train_speech.py: temporary weight
+caches, and reference weights placed in them as the references publish them."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -63,3 +64,19 @@ def photo() -> torch.Tensor:
     from sklearn.datasets import load_sample_image
 
     return torch.from_numpy(load_sample_image("china.jpg")).permute(2, 0, 1).contiguous()  # uint8 (3, 427, 640)
+
+
+def small_published_wav2vec2_ctc(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """wav2vec2_base_ctc's published weights made small (``create_model(pretrained=True)`` builds this size), and
+    the transformers configuration of that size, whose Wav2Vec2ForCTC the test saves into the Hub cache."""
+    import transformers
+
+    from paperzoo.weights import _published
+
+    small = dict(hidden_size=32, num_layers=2, num_heads=4, ffn_dim=64, feature_channels=32, position_kernel_size=16,
+                 position_groups=4)
+    monkeypatch.setitem(_published.PUBLISHED, "wav2vec2_base_ctc",
+                        [dict(row, model_kwargs=small) for row in _published.PUBLISHED["wav2vec2_base_ctc"]])
+    return transformers.Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                       intermediate_size=64, conv_dim=(32,) * 7, num_conv_pos_embeddings=16,
+                                       num_conv_pos_embedding_groups=4)
