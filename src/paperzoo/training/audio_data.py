@@ -37,8 +37,14 @@ class Utterances(Dataset):
         return len(self.waveforms)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
-        audio = torch.from_numpy(self.waveforms[index]).float()
-        return (audio - audio.mean()) / (audio.std() + 1e-7), self.transcripts[index]
+        return normalise(torch.from_numpy(self.waveforms[index])), self.transcripts[index]
+
+
+def normalise(audio: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit variance (the unbiased standard deviation): how training gives a waveform to the model,
+    and ``paperzoo transcribe`` a run's model."""
+    audio = audio.float()
+    return (audio - audio.mean()) / (audio.std() + 1e-7)
 
 
 def mu_law_decode(codes: np.ndarray, mu: int = 255) -> np.ndarray:

@@ -387,7 +387,7 @@ def transcribe(model: nn.Module, vocabulary: Sequence[str], waveform: torch.Tens
     the published models' as transformers' feature extractor (``do_normalize``: the population variance)."""
     audio = waveform.float()
     if normalisation == "run":
-        audio = (audio - audio.mean()) / (audio.std() + 1e-7)
+        audio = audio_data.normalise(audio)
     else:
         audio = (audio - audio.mean()) / torch.sqrt(audio.var(unbiased=False) + 1e-7)
     with torch.no_grad():
