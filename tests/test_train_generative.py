@@ -208,3 +208,46 @@ def test_bad_input_is_refused_before_anything_is_written(args, message, tmp_path
     assert cli.main(["train", "vae", *[a.format(tmp=tmp_path) for a in args], "--out", str(out)]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+# --- paperzoo sample ----------------------------------------------------------------------------------------
+
+def test_sample_draws_a_grid_from_a_runs_generator(tmp_path, capsys, one_thread):
+    """`paperzoo sample gan --checkpoint RUN`: the run's generator, seeded draws, rows of 8 in one PNG. There was
+    no way to draw from a trained generator but the grids each epoch writes. The expected grid is computed here
+    from model.safetensors and torchvision's make_grid, as save_image writes a PNG."""
+    from safetensors.torch import load_file, save_file
+    from torchvision.utils import make_grid
+
+    run, out = tmp_path / "run", tmp_path / "drawn" / "gan.png"
+    kwargs = {"latent_dim": 16, "hidden_dim": 64, "maxout_units": 32}
+    assert cli.main(["train", "gan", "--epochs", "1", "--out", str(run), "--model-kwargs",
+                     *(f"{k}={v}" for k, v in kwargs.items())]) == 0
+    capsys.readouterr()
+    # One epoch of a small GAN draws near-grey images (about 0.5 ± 0.001): a wider output layer in the run's file
+    # makes the draws differ visibly, so that the grid compared below shows which noise drew it.
+    weights = load_file(run / "model.safetensors")
+    weights["generator.layers.output.weight"] = weights["generator.layers.output.weight"] * 300
+    save_file(weights, run / "model.safetensors")
+    assert cli.main(["sample", "gan", "--checkpoint", str(run), "--count", "12", "--seed", "3", "--out", str(out)]) == 0
+    assert f"12 samples of gan trained by paperzoo train ({run}) → {out}" in capsys.readouterr().out
+    model = paperzoo.create_model("gan", **kwargs)
+    model.load_state_dict(load_file(run / "model.safetensors"))
+    assert all(torch.equal(a, b) for a, b in zip(paperzoo.from_pretrained(run).state_dict().values(),
+                                                 model.state_dict().values(), strict=True))
+    with torch.no_grad():
+        images = model.eval().sample(12, torch.Generator().manual_seed(3))  # the GAN's range is [0, 1]
+    grid = make_grid(images, nrow=8, padding=2).mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
+    written = np.asarray(Image.open(out).convert("RGB"))
+    assert written.shape == (2 * 30 + 2, 8 * 30 + 2, 3) and np.array_equal(written, grid.numpy())
+    assert images.std(0).mean() > 0.1  # twelve draws, not one image twelve times
+    with torch.no_grad():  # the seed picks the draws
+        assert (model.sample(12, torch.Generator().manual_seed(4)) - images).abs().mean() > 0.1
+
+    for arguments, message in [
+        (["resnet18", "--checkpoint", str(run)], "resnet18's task is image-classification; paperzoo sample draws"),
+        (["gan", "--checkpoint", str(run), "--out", str(tmp_path / "x.jpg")], "name a .png file"),
+        (["vae", "--checkpoint", str(run)], f"--checkpoint {run} holds a run of 'gan', not 'vae'"),
+    ]:
+        assert cli.main(["sample", *arguments]) == 2
+        assert message in capsys.readouterr().err

@@ -580,6 +580,34 @@ def _predict(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _sample(args: argparse.Namespace, console: Console) -> int:
+    import torch
+    from torchvision.utils import save_image
+
+    from paperzoo.training.checkpoints import atomic_write, load_trained
+
+    card = model_card(args.name)
+    if card.task != "generative":
+        raise ValueError(f"{args.name}'s task is {card.task}; paperzoo sample draws from the generative models "
+                         "(gan, dcgan, vae)")
+    out = Path(args.out or f"{args.name}_samples.png")
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out {out}: the samples are written as one PNG grid; name a .png file")
+    model, inference = load_trained(args.checkpoint, args.name)
+    if not hasattr(model, "sample"):
+        raise ValueError(f"{args.name} draws no samples: an autoencoder codes and reconstructs the images it is "
+                         "given (its run's reconstructions/ show them)")
+    low, high = inference["value_range"]
+    with torch.no_grad():
+        images = model.sample(args.count, torch.Generator().manual_seed(args.seed))
+    grid = ((images.float() - low) / (high - low)).clamp(0, 1)  # the generator's range (DCGAN: tanh) → [0, 1]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, lambda tmp: save_image(grid, tmp, nrow=min(8, len(grid)), padding=2, format="png"))
+    console.print(f"{args.count} samples of {args.name} trained by paperzoo train ({args.checkpoint}) → {out}",
+                  highlight=False, soft_wrap=True)  # a path is not broken across lines
+    return 0
+
+
 def _transcribe(args: argparse.Namespace, console: Console) -> int:
     import torch
 
@@ -594,7 +622,7 @@ def _transcribe(args: argparse.Namespace, console: Console) -> int:
     model, vocabulary, normalisation = load_transcriber(args.name, args.checkpoint, args.pretrained)
     for path, waveform in zip(args.inputs, audio, strict=True):
         console.print(f"[bold]{path}[/]: {escape(transcribe(model, vocabulary, waveform, normalisation))}",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)  # one line per file, however long
     return 0
 
 
@@ -756,6 +784,14 @@ def build_parser(with_task_options: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="detectors: the lowest score drawn")
     p.add_argument("--out", default="predictions", help="where detectors and segmentation models write their images")
     p.set_defaults(handler=_predict)
+
+    p = commands.add_parser("sample", help="draw images from a GAN, DCGAN or VAE trained by paperzoo train")
+    p.add_argument("name")
+    p.add_argument("--checkpoint", required=True, metavar="RUN", help="the paperzoo train run (its folder)")
+    p.add_argument("--count", type=positive(int), default=64, help="images to draw (default 64, in rows of 8)")
+    p.add_argument("--seed", type=int, default=0, help="the random numbers of the draws")
+    p.add_argument("--out", help="the PNG grid to write (default NAME_samples.png)")
+    p.set_defaults(handler=_sample)
 
     p = commands.add_parser("transcribe", help="transcribe speech with a wav2vec 2.0 CTC model trained by paperzoo "
                             "train or published")

@@ -401,8 +401,8 @@ def from_pretrained(path_or_repo_id: str | Path, *, architecture: str | None = N
     of a BERT, GPT, GPT-2 or wav2vec 2.0 model, and its weights) or a timm one (``config.json`` with
     ``architecture``). The configuration's every field is mapped to our constructor or checked (module
     docstring); the weights load strictly. The folder of a ``paperzoo train`` run of a classifier, segmentation
-    model, detector or CTC model loads too: its model, as ``paperzoo predict`` (``transcribe``) ``--checkpoint``
-    builds it.
+    model, detector, CTC model or generative model loads too: its model, as ``paperzoo predict`` (``transcribe``,
+    ``sample``) ``--checkpoint`` builds it.
 
     ``overrides`` replace configuration fields before they are read (``hidden_dropout_prob=0.0``) or, under
     our own names, constructor arguments (``dropout=0.0``). ``architecture`` picks the transformers class whose
@@ -445,9 +445,9 @@ def from_pretrained(path_or_repo_id: str | Path, *, architecture: str | None = N
 
 
 def _from_training_run(folder: Path, config: dict[str, Any], overrides: dict[str, Any]) -> nn.Module:
-    """A classifier, segmentation model, detector or CTC speech model that ``paperzoo train`` left in ``folder``,
-    as ``paperzoo predict`` or ``transcribe --checkpoint`` builds it; the runs of other tasks have their own
-    readers, named in the error."""
+    """A classifier, segmentation model, detector, CTC speech model or generative model that ``paperzoo train``
+    left in ``folder``, as ``paperzoo predict``, ``transcribe`` or ``sample --checkpoint`` builds it; the runs of
+    other tasks have their own readers, named in the error."""
     from paperzoo.training.checkpoints import load_trained
 
     name = config["model"]
@@ -456,7 +456,8 @@ def _from_training_run(folder: Path, config: dict[str, Any], overrides: dict[str
                         f"{', '.join(overrides)} cannot change it")
     if not config.get("inference"):
         raise ValueError(f"{folder} is a paperzoo train run of {name}, whose model from_pretrained does not build "
-                         "(it reads the runs of classifiers, segmentation models, detectors and CTC models); "
+                         "(it reads the runs of classifiers, segmentation models, detectors, CTC models and "
+                         "generative models); "
                          "`paperzoo generate` or "
                          "`paperzoo translate` read language models' and translation models' runs")
     return load_trained(folder, name)[0]

@@ -65,9 +65,10 @@ def load_checkpoint(path: str | Path, model_name: str) -> dict[str, Any]:
 
 
 def load_trained(run: str | Path, model_name: str) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The model a ``paperzoo train`` run left (of an image task, or a CTC model), in eval mode, and its
-    config.json's "inference" entry (how training fed it, what its outputs are called): ``run`` is the run's
-    folder or a file in it. The weights are its model.safetensors (a finished run), else its last checkpoint.pt."""
+    """The model a ``paperzoo train`` run left (of an image task, a CTC model or a generative model), in eval
+    mode, and its config.json's "inference" entry (how training fed it, what its outputs are called): ``run`` is
+    the run's folder or a file in it. The weights are its model.safetensors (a finished run), else its last
+    checkpoint.pt."""
     import json
 
     from paperzoo.registry import create_model
@@ -83,7 +84,8 @@ def load_trained(run: str | Path, model_name: str) -> tuple[torch.nn.Module, dic
     inference = config.get("inference")
     if not inference:
         raise ValueError(f"--checkpoint {run}: its config.json has no \"inference\" entry (how to feed the model): "
-                         "a run of a task that paperzoo predict and transcribe do not take, or of an earlier paperzoo")
+                         "a run of a task that paperzoo predict, transcribe and sample do not take, or of an earlier "
+                         "paperzoo")
     if (folder / "model.safetensors").is_file():
         from safetensors.torch import load_file
 

@@ -210,10 +210,10 @@ class Task:
         return {}
 
     def inference(self) -> dict[str, Any] | None:
-        """What ``paperzoo predict`` (or ``transcribe``) ``--checkpoint RUN`` needs to rebuild the trained model
-        and feed it as training did (config.json keeps it as "inference"): ``model_kwargs`` (see
-        :meth:`built_kwargs`) and the task's own (the class names, the image size, a vocabulary); None for a
-        task whose runs those commands do not take."""
+        """What ``paperzoo predict`` (``transcribe``, ``sample``) ``--checkpoint RUN`` needs to rebuild the
+        trained model and feed it as training did (config.json keeps it as "inference"): ``model_kwargs`` (see
+        :meth:`built_kwargs`) and the task's own (the class names, the image size, a vocabulary, the images'
+        value range); None for a task whose runs those commands do not take."""
         return None
 
     def built_kwargs(self) -> dict[str, Any]:

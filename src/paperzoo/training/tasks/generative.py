@@ -128,6 +128,10 @@ class GenerativeTask(Task):
     def checkpoint_extra(self) -> dict[str, Any]:
         return {"model_kwargs": self.build_kwargs()}
 
+    def inference(self) -> dict[str, Any]:
+        # paperzoo sample --checkpoint (and from_pretrained): the model, and the range of its images
+        return {"model_kwargs": self.built_kwargs(), "value_range": list(self.value_range)}
+
     def collate(self, examples: list[tuple[torch.Tensor]]) -> torch.Tensor:
         return torch.stack([example[0] for example in examples])
 
