@@ -251,3 +251,8 @@ def test_sample_draws_a_grid_from_a_runs_generator(tmp_path, capsys, one_thread)
     ]:
         assert cli.main(["sample", *arguments]) == 2
         assert message in capsys.readouterr().err
+    assert cli.main(["train", "autoencoder", "--epochs", "1", "--out", str(tmp_path / "codes"), "--model-kwargs",
+                     "widths=(784,32,2)"]) == 0
+    capsys.readouterr()
+    assert cli.main(["sample", "autoencoder", "--checkpoint", str(tmp_path / "codes")]) == 2
+    assert "autoencoder draws no samples: an autoencoder codes and reconstructs" in capsys.readouterr().err
