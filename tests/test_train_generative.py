@@ -233,8 +233,11 @@ def test_sample_draws_a_grid_from_a_runs_generator(tmp_path, capsys, one_thread)
     assert f"12 samples of gan trained by paperzoo train ({run}) → {out}" in capsys.readouterr().out
     model = paperzoo.create_model("gan", **kwargs)
     model.load_state_dict(load_file(run / "model.safetensors"))
-    assert all(torch.equal(a, b) for a, b in zip(paperzoo.from_pretrained(run).state_dict().values(),
-                                                 model.state_dict().values(), strict=True))
+    loaded = paperzoo.from_pretrained(run)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(),
+                                                 strict=True))
+    with pytest.raises(ValueError, match="the model of a generative run takes no photographs to preprocess"):
+        paperzoo.transforms(loaded)  # it gave the detectors' pipeline
     with torch.no_grad():
         images = model.eval().sample(12, torch.Generator().manual_seed(3))  # the GAN's range is [0, 1]
     grid = make_grid(images, nrow=8, padding=2).mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0)

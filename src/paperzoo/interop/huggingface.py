@@ -457,9 +457,8 @@ def _from_training_run(folder: Path, config: dict[str, Any], overrides: dict[str
     if not config.get("inference"):
         raise ValueError(f"{folder} is a paperzoo train run of {name}, whose model from_pretrained does not build "
                          "(it reads the runs of classifiers, segmentation models, detectors, CTC models and "
-                         "generative models); "
-                         "`paperzoo generate` or "
-                         "`paperzoo translate` read language models' and translation models' runs")
+                         "generative models); `paperzoo generate` or `paperzoo translate` read language models' and "
+                         "translation models' runs")
     return load_trained(folder, name)[0]
 
 

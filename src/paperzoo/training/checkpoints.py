@@ -121,6 +121,8 @@ def run_transforms(task: str, inference: dict[str, Any]) -> Any:
         return data.image_transform(inference["image_size"], inference["channels"], normalize)
     if task == "semantic-segmentation":
         return segmentation_data.image_transform(inference["image_size"])
+    if task not in ("object-detection", "instance-segmentation"):
+        raise ValueError(f"the model of a {task} run takes no photographs to preprocess")
     from torchvision.transforms import v2
 
     return v2.Compose([*data.to_unit_range(), v2.ToPureTensor()])  # a detector resizes the images itself
