@@ -179,9 +179,9 @@ def test_options_no_benchmark_can_take_exit_2(option, message, capsys):
 def test_devices_bench_cannot_time_are_one_line(capsys, monkeypatch):
     """The meta device computes nothing: each model failed on "Tensor.item() cannot be called on meta tensors"."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    for device, message in [("meta", "--device meta: bench times computations on cpu, cuda or cuda:N"),
-                            ("cuda", "--device cuda: CUDA is not available here; use cpu"),
-                            ("tpu", "--device tpu: bench times computations on cpu, cuda or cuda:N")]:
+    for device, message in [("meta", "--device meta: bench times computations: expected cpu, cuda or cuda:N"),
+                            ("cuda", "--device cuda: CUDA is not available here; use cpu\n"),
+                            ("tpu", "--device tpu: bench times computations: expected cpu, cuda or cuda:N")]:
         assert cli.main(["bench", "gru", "--no-import-time", "--device", device]) == 2
         assert message in capsys.readouterr().err
 

@@ -238,7 +238,7 @@ def _tour(args: argparse.Namespace, console: Console) -> int:
     from paperzoo.measure import count_parameters, run_example
 
     names = matching_models(args.pattern, canonical_only=True)
-    device = _tour_device(args.device)
+    device = _command_device(args.device, meta=True)
     table = Table(title="the zoo: canonical models" + (" on the meta device (structure only)" if device.type == "meta"
                                                       else f" on {device}" if device.type != "cpu" else ""))
     for column in ("name", "architecture", "year", "published", "measured", "", "output", "forward"):
@@ -285,17 +285,21 @@ def _tour(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _tour_device(name: str):
+def _command_device(name: str, meta: bool, why: str = ""):
+    """``--device`` of tour (``meta``: the structure only) and bench (``why`` it takes no meta): a torch device
+    this machine has, else one line with the choices."""
     import torch
 
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"--device {name}: expected cpu, cuda, cuda:N or meta") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", *(("meta",) if meta else ())):
+        choices = "cpu, cuda, cuda:N or meta" if meta else "cpu, cuda or cuda:N"
+        raise ValueError(f"--device {name}: {why}expected {choices}")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available here; use cpu, or meta for the structure only")
-    if device.type not in ("cpu", "cuda", "meta"):
-        raise ValueError(f"--device {name}: expected cpu, cuda, cuda:N or meta")
+        raise ValueError(f"--device {name}: CUDA is not available here; use cpu"
+                         + (", or meta for the structure only" if meta else ""))
     return device
 
 
@@ -395,14 +399,8 @@ def _bench_models(args: argparse.Namespace, console: Console, names: list[str]) 
     from paperzoo import benchmark
 
     threads = torch.get_num_threads()
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):  # meta: each model failed on "Tensor.item()"
-        raise ValueError(f"--device {args.device}: bench times computations on cpu, cuda or cuda:N")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {args.device}: CUDA is not available here; use cpu")
+    # meta computes nothing: each model failed on "Tensor.item() cannot be called on meta tensors"
+    _command_device(args.device, meta=False, why="bench times computations: ")
     settings = benchmark.Settings(device=args.device, batch=args.batch, repeats=args.repeats, warmup=args.warmup,
                                   train=args.train, precisions=tuple(args.precision or ()),
                                   max_image_size=args.max_image_size, compile=args.compile)
